@@ -6,16 +6,28 @@
 //! about where sessions, identities or prekeys are stored, nor about time: storage is
 //! the [`PreKeyStore`] trait and randomness an `rng` argument.
 //!
-//! Which state encrypts. A prekey message with a new session tag from the same
-//! identity starts a new state. Normally the new state takes over (the peer reset the
-//! session). But when our current state is one we initiated and has not yet heard
-//! from the peer, both sides started a session at once; then, following the Status
-//! spec's rule for concurrent sessions, both sides keep the state whose session tag
+//! Which state encrypts. The peer encrypts with the state it considers current, so
+//! the state that last decrypted a message from the peer becomes ours too (as in
+//! Wire's Proteus): after a reset, a late message or a lost state, the peer's next
+//! message brings both sides back onto a state they share. A prekey message with a
+//! new session tag from the same identity starts a new state, which takes over the
+//! same way, with one exception, the Status spec's rule for concurrent sessions:
+//! when our current state is one we initiated and has not yet heard from the peer,
+//! both sides started a session at once, and both keep the state whose session tag
 //! is first in byte order, so they converge on one state without another round trip.
-//! (Status names "the symmetric key" as the order; the session tag is the value both
-//! sides see that identifies the state, and comparing it reveals nothing secret.)
-//! Messages of older states still decrypt while the state is kept; they do not
-//! change which state encrypts.
+//! (Status orders by "the symmetric key"; the session tag is the value both sides
+//! see that names the state, and comparing it reveals nothing secret.) In a genuine
+//! concurrent start each side meets exactly one competing state, so our unanswered
+//! state keeps its place at most once: a second new state from the peer while ours
+//! is still unanswered means the peer is starting over because it cannot use ours
+//! (it reset after taking our prekey), and we follow it.
+//!
+//! What no rule here can fix: messages carry no order, so a late prekey message of a
+//! session its sender has since deleted looks exactly like a fresh one, and both
+//! sides can end up on states the other no longer has. The client recovers as the
+//! seeds say: after a message it cannot open, it starts a fresh session
+//! ([`Session::init_from_bundle`]) and sends on it; the tie-break above keeps two
+//! simultaneous recoveries from looping.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -168,7 +180,10 @@ impl Session {
         let state = self.state_mut(tag).ok_or(ProteusError::InvalidMessage(
             "no session state with this session tag",
         ))?;
-        state.decrypt(rng, &env)
+        let plaintext = state.decrypt(rng, &env)?;
+        // The peer is using this state: so do we.
+        self.current = tag;
+        Ok(plaintext)
     }
 
     /// This device's identity key.
@@ -200,8 +215,15 @@ impl Session {
 
     /// Adds a state started by the peer and decides which state encrypts.
     fn adopt(&mut self, tag: SessionTag, state: SessionState) {
-        let concurrent = self.state_mut(self.current).is_some_and(|s| s.is_pending());
-        if !concurrent || tag < self.current {
+        let current = self.current;
+        let keep_ours = match self.state_mut(current) {
+            Some(ours) if ours.may_win_tie() && current < tag => {
+                ours.mark_won_tie();
+                true
+            }
+            _ => false,
+        };
+        if !keep_ours {
             self.current = tag;
         }
         self.states.push((tag, state));

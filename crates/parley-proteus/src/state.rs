@@ -53,6 +53,8 @@ impl RecvChain {
 struct PendingPreKey {
     id: PreKeyId,
     base_key: PublicKey,
+    /// Whether this state already kept its place against a concurrent peer state.
+    won_tie: bool,
 }
 
 /// Keys derived for one received message, not yet committed.
@@ -131,6 +133,7 @@ impl SessionState {
             pending_prekey: Some(PendingPreKey {
                 id: bob.prekey_id(),
                 base_key: alice_base.public_key().clone(),
+                won_tie: false,
             }),
         })
     }
@@ -161,9 +164,18 @@ impl SessionState {
         })
     }
 
-    /// Whether this state was initiated here and has not yet heard from the peer.
-    pub(crate) fn is_pending(&self) -> bool {
-        self.pending_prekey.is_some()
+    /// Whether this state may keep its place against a state the peer started at
+    /// the same time: it was initiated here, has not heard from the peer, and has not
+    /// already done so once.
+    pub(crate) fn may_win_tie(&self) -> bool {
+        self.pending_prekey.as_ref().is_some_and(|p| !p.won_tie)
+    }
+
+    /// Records that this state kept its place against a concurrent peer state.
+    pub(crate) fn mark_won_tie(&mut self) {
+        if let Some(p) = self.pending_prekey.as_mut() {
+            p.won_tie = true;
+        }
     }
 
     /// Encrypts one message; the send chain moves on.
@@ -286,7 +298,7 @@ impl SessionState {
 
     /// Storage encoding:
     /// `{0: root, 1: {0: chain key, 1: counter, 2: KeyPair}, 2: [RecvChain],
-    ///   3: prev_counter, 4: null | {0: prekey id, 1: base key}}`,
+    ///   3: prev_counter, 4: null | {0: prekey id, 1: base key, 2: won tie}}`,
     /// `RecvChain = {0: ratchet key, 1: chain key, 2: counter, 3: [[counter, cipher, mac]]}`.
     pub(crate) fn encode(&self, e: &mut Enc<'_>) -> EncResult {
         e.map(5)?.u8(0)?.bytes(&self.root_key.0)?;
@@ -315,8 +327,9 @@ impl SessionState {
                 e.null()?;
             }
             Some(p) => {
-                e.map(2)?.u8(0)?.u16(p.id.0)?.u8(1)?;
+                e.map(3)?.u8(0)?.u16(p.id.0)?.u8(1)?;
                 p.base_key.encode(e)?;
+                e.u8(2)?.bool(p.won_tie)?;
             }
         }
         Ok(())
@@ -410,11 +423,12 @@ fn decode_pending(d: &mut Decoder<'_>) -> Result<Option<PendingPreKey>, DecodeEr
         d.null()?;
         return Ok(None);
     }
-    let (mut id, mut base) = (None, None);
+    let (mut id, mut base, mut won_tie) = (None, None, None);
     cbor::read_map(d, S, |k, d| {
         match k {
             0 => id = Some(PreKeyId(d.u16()?)),
             1 => base = Some(PublicKey::decode(d)?),
+            2 => won_tie = Some(d.bool()?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -422,5 +436,6 @@ fn decode_pending(d: &mut Decoder<'_>) -> Result<Option<PendingPreKey>, DecodeEr
     Ok(Some(PendingPreKey {
         id: cbor::required(id, S, 0)?,
         base_key: cbor::required(base, S, 1)?,
+        won_tie: cbor::required(won_tie, S, 2)?,
     }))
 }
