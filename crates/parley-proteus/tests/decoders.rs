@@ -10,8 +10,11 @@ use parley_proteus::{
     BundleSignature, Envelope, IdentityKeyPair, PreKey, PreKeyBundle, PreKeyId, Session,
 };
 
+/// A valid encoding's name, its bytes, and whether its decoder accepts some bytes.
+type Sample = (&'static str, Vec<u8>, fn(&[u8]) -> bool);
+
 /// Each valid encoding with the decoder that reads it.
-fn samples() -> Vec<(&'static str, Vec<u8>, fn(&[u8]) -> bool)> {
+fn samples() -> Vec<Sample> {
     let mut alice = Device::new(1);
     let mut bob = Device::new(2);
     let mut a = alice.init(&bob.bundle(1));
@@ -117,11 +120,11 @@ fn authenticated_encodings_refuse_every_bit_flip() {
     for i in 0..bundle.len() * 8 {
         let mut flipped = bundle.clone();
         flipped[i / 8] ^= 1 << (i % 8);
-        if let Ok(decoded) = PreKeyBundle::deserialize(&flipped) {
-            if decoded.verify() == BundleSignature::Valid {
-                assert_eq!(decoded.public_key(), original.public_key(), "bit {i}");
-                assert_eq!(decoded.identity_key(), original.identity_key(), "bit {i}");
-            }
+        if let Ok(decoded) = PreKeyBundle::deserialize(&flipped)
+            && decoded.verify() == BundleSignature::Valid
+        {
+            assert_eq!(decoded.public_key(), original.public_key(), "bit {i}");
+            assert_eq!(decoded.identity_key(), original.identity_key(), "bit {i}");
         }
     }
 
