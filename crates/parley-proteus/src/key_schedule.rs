@@ -8,7 +8,9 @@
 
 use chacha20::ChaCha20Legacy;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
-use hkdf::Hkdf;
+use std::sync::LazyLock;
+
+use hkdf::{Hkdf, HkdfExtract};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -44,9 +46,9 @@ pub(crate) fn master_secret_initiator(
 ) -> Result<Zeroizing<[u8; 96]>, ProteusError> {
     let mut master = Zeroizing::new([0u8; 96]);
     let bob_identity = bob.identity_key().public_key();
-    master[..32].copy_from_slice(alice.key_pair().dh(bob.public_key())?.as_bytes());
-    master[32..64].copy_from_slice(alice_base.dh(bob_identity)?.as_bytes());
-    master[64..].copy_from_slice(alice_base.dh(bob.public_key())?.as_bytes());
+    master[..32].copy_from_slice(alice.key_pair().dh(bob.public_key())?.as_ref());
+    master[32..64].copy_from_slice(alice_base.dh(bob_identity)?.as_ref());
+    master[64..].copy_from_slice(alice_base.dh(bob.public_key())?.as_ref());
     Ok(master)
 }
 
@@ -59,9 +61,9 @@ pub(crate) fn master_secret_responder(
     alice_base: &PublicKey,
 ) -> Result<Zeroizing<[u8; 96]>, ProteusError> {
     let mut master = Zeroizing::new([0u8; 96]);
-    master[..32].copy_from_slice(bob_prekey.key_pair().dh(alice_identity)?.as_bytes());
-    master[32..64].copy_from_slice(bob.key_pair().dh(alice_base)?.as_bytes());
-    master[64..].copy_from_slice(bob_prekey.key_pair().dh(alice_base)?.as_bytes());
+    master[..32].copy_from_slice(bob_prekey.key_pair().dh(alice_identity)?.as_ref());
+    master[32..64].copy_from_slice(bob.key_pair().dh(alice_base)?.as_ref());
+    master[64..].copy_from_slice(bob_prekey.key_pair().dh(alice_base)?.as_ref());
     Ok(master)
 }
 
@@ -83,7 +85,7 @@ impl RootKey {
         theirs: &PublicKey,
     ) -> Result<(RootKey, ChainKey), ProteusError> {
         let shared = ours.dh(theirs)?;
-        let (root, chain) = hkdf_split(&self.0, shared.as_bytes(), b"dh_ratchet");
+        let (root, chain) = hkdf_split(&self.0, shared.as_ref(), b"dh_ratchet");
         Ok((RootKey(root), ChainKey::new(chain, 0)))
     }
 }
@@ -109,25 +111,19 @@ impl ChainKey {
         self.idx
     }
 
-    /// `HMAC(ck, "1")`: the next chain key. Counters wrap after 2^32 messages, which
-    /// no chain reaches (the DH ratchet replaces chains long before).
-    pub(crate) fn next(&self) -> ChainKey {
-        let mut mac = hmac(&self.key);
-        mac.update(b"1");
-        ChainKey::new(mac.finalize().into_bytes().into(), self.idx.wrapping_add(1))
-    }
-
-    /// `HMAC(ck, "0")` expanded into this counter's message keys.
-    pub(crate) fn message_keys(&self) -> MessageKeys {
-        let mut mac = hmac(&self.key);
-        mac.update(b"0");
-        let message_key = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
-        let (cipher, mac) = hkdf_split(&[], message_key.as_ref(), b"hash_ratchet");
-        MessageKeys {
-            cipher,
-            mac,
-            counter: self.idx,
-        }
+    /// One step of the chain: this counter's message keys (`HMAC(ck, "0")` expanded
+    /// with `HKDF(info = "hash_ratchet")`) and the next chain key (`HMAC(ck, "1")`),
+    /// from one keyed HMAC. Counters wrap after 2^32 messages, which no chain reaches
+    /// (the DH ratchet replaces chains long before).
+    pub(crate) fn step(&self) -> (MessageKeys, ChainKey) {
+        let keyed = hmac(&self.key);
+        let mut zero = keyed.clone();
+        zero.update(b"0");
+        let mut one = keyed;
+        one.update(b"1");
+        let message_key = Zeroizing::new(<[u8; 32]>::from(zero.finalize().into_bytes()));
+        let next = ChainKey::new(one.finalize().into_bytes().into(), self.idx.wrapping_add(1));
+        (MessageKeys::derive(&message_key, self.idx), next)
     }
 }
 
@@ -139,7 +135,28 @@ pub(crate) struct MessageKeys {
     counter: u32,
 }
 
+/// HKDF's extract step keyed with the empty salt, keyed once and cloned per message.
+static EMPTY_SALT: LazyLock<HkdfExtract<Sha256>> = LazyLock::new(|| HkdfExtract::new(Some(&[])));
+
 impl MessageKeys {
+    /// `cipher_key || mac_key = HKDF(message_key, salt = "", info = "hash_ratchet")`.
+    fn derive(message_key: &[u8; 32], counter: u32) -> Self {
+        let mut extract = EMPTY_SALT.clone();
+        extract.input_ikm(message_key);
+        let (_, hkdf) = extract.finalize();
+        let mut okm = Zeroizing::new([0u8; 64]);
+        hkdf.expand(b"hash_ratchet", okm.as_mut())
+            .expect("64 bytes is within HKDF-SHA256's 8160-byte limit");
+        let mut keys = MessageKeys {
+            cipher: [0; 32],
+            mac: [0; 32],
+            counter,
+        };
+        keys.cipher.copy_from_slice(&okm[..32]);
+        keys.mac.copy_from_slice(&okm[32..]);
+        keys
+    }
+
     pub(crate) fn from_parts(cipher: [u8; 32], mac: [u8; 32], counter: u32) -> Self {
         Self {
             cipher,

@@ -35,12 +35,16 @@ impl fmt::Debug for SessionTag {
 }
 
 /// `{0: session tag, 1: counter, 2: prev_counter, 3: ratchet key, 4: ciphertext}`
+///
+/// The ratchet key stays raw bytes: a known key is matched by its bytes, and only a
+/// new one is checked to be a curve point, when it drives a DH ratchet step. That
+/// keeps a point decompression off every message.
 #[derive(Clone, Debug)]
 pub(crate) struct CipherMessage<'a> {
     pub(crate) session_tag: SessionTag,
     pub(crate) counter: u32,
     pub(crate) prev_counter: u32,
-    pub(crate) ratchet_key: PublicKey,
+    pub(crate) ratchet_key: [u8; 32],
     pub(crate) ciphertext: &'a [u8],
 }
 
@@ -52,7 +56,7 @@ impl CipherMessage<'_> {
             .u8(2)?
             .u32(self.prev_counter)?
             .u8(3)?;
-        self.ratchet_key.encode(e)?;
+        cbor::write_wrapped(e, &self.ratchet_key)?;
         e.u8(4)?.bytes(self.ciphertext)?;
         Ok(())
     }
@@ -67,7 +71,7 @@ fn decode_cipher_message<'b>(d: &mut Decoder<'b>) -> Result<CipherMessage<'b>, D
             0 => tag = Some(SessionTag(cbor::array::<16>(d, S)?)),
             1 => counter = Some(d.u32()?),
             2 => prev = Some(d.u32()?),
-            3 => ratchet = Some(PublicKey::decode(d)?),
+            3 => ratchet = Some(cbor::wrapped_array::<32>(d, "PublicKey")?),
             4 => ciphertext = Some(cbor::bytes(d, S)?),
             _ => return Ok(false),
         }

@@ -71,15 +71,15 @@ fn stage(chain: &ChainKey, counter: u32) -> Result<Staged, ProteusError> {
         return Err(ProteusError::TooDistantFuture);
     }
     let mut skipped = Vec::with_capacity(gap as usize);
-    let mut ck = chain.clone();
-    while ck.idx() != counter {
-        skipped.push(ck.message_keys());
-        ck = ck.next();
+    let (mut keys, mut next) = chain.step();
+    while keys.counter() != counter {
+        skipped.push(keys);
+        (keys, next) = next.step();
     }
     Ok(Staged {
         skipped,
-        keys: ck.message_keys(),
-        next: ck.next(),
+        keys,
+        next,
     })
 }
 
@@ -185,12 +185,12 @@ impl SessionState {
         local_identity: &IdentityKey,
         plaintext: &[u8],
     ) -> Vec<u8> {
-        let keys = self.send_chain.chain_key.message_keys();
+        let (keys, next) = self.send_chain.chain_key.step();
         let message = CipherMessage {
             session_tag: tag,
             counter: keys.counter(),
             prev_counter: self.prev_counter,
-            ratchet_key: self.send_chain.ratchet_key.public_key().clone(),
+            ratchet_key: *self.send_chain.ratchet_key.public_key().as_bytes(),
             ciphertext: plaintext,
         };
         let message = match &self.pending_prekey {
@@ -208,7 +208,7 @@ impl SessionState {
         let start = bytes.len() - plaintext.len();
         keys.apply_keystream(&mut bytes[start..]);
         let mac = keys.mac(&bytes);
-        self.send_chain.chain_key = self.send_chain.chain_key.next();
+        self.send_chain.chain_key = next;
         Envelope::encode(&mac, &bytes)
     }
 
@@ -222,7 +222,7 @@ impl SessionState {
         let known = self
             .recv_chains
             .iter()
-            .position(|c| c.ratchet_key == msg.ratchet_key);
+            .position(|c| c.ratchet_key.as_bytes() == &msg.ratchet_key);
         let plaintext = match known {
             Some(i) => self.decrypt_in_chain(i, env, msg)?,
             None => self.decrypt_new_chain(rng, env, msg)?,
@@ -271,16 +271,17 @@ impl SessionState {
         env: &Envelope<'_>,
         msg: &CipherMessage<'_>,
     ) -> Result<Vec<u8>, ProteusError> {
+        let theirs = PublicKey::from_bytes(&msg.ratchet_key)?;
         let (root, recv) = self
             .root_key
-            .dh_ratchet(&self.send_chain.ratchet_key, &msg.ratchet_key)?;
+            .dh_ratchet(&self.send_chain.ratchet_key, &theirs)?;
         let staged = stage(&recv, msg.counter)?;
         let plaintext = open(&staged.keys, env, msg.ciphertext)?;
         // Authentic: commit the DH ratchet step with a fresh sending ratchet key.
         let ratchet_key = KeyPair::generate(rng);
-        let (root, send) = root.dh_ratchet(&ratchet_key, &msg.ratchet_key)?;
+        let (root, send) = root.dh_ratchet(&ratchet_key, &theirs)?;
         let mut chain = RecvChain {
-            ratchet_key: msg.ratchet_key.clone(),
+            ratchet_key: theirs,
             chain_key: staged.next,
             skipped: VecDeque::new(),
         };
