@@ -1,0 +1,423 @@
+//! Parley's HTTP API types: ids, request and response bodies and error labels.
+//!
+//! One definition shared by the server, the client SDK and bots, so the two ends of
+//! a request cannot drift apart. Knows nothing about storage, HTTP frameworks or
+//! cryptography: only shapes and their JSON form.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use time::OffsetDateTime;
+pub use uuid::Uuid;
+
+/// A user id: a random UUID v4.
+pub type UserId = Uuid;
+
+/// A device (client) id: random 64 bits, written as lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientId(pub u64);
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClientId({self})")
+    }
+}
+
+impl FromStr for ClientId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(ClientId)
+    }
+}
+
+impl Serialize for ClientId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom("a client id is lowercase hex"))
+    }
+}
+
+/// An id qualified by the backend domain it lives on (`id@domain`).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Qualified<T> {
+    /// The id on its backend.
+    pub id: T,
+    /// The backend's domain.
+    pub domain: String,
+}
+
+/// Every error the API returns: `{"code": 403, "label": "access-denied", "message": "…"}`.
+/// `label` is stable per cause; `message` is for people.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The HTTP status code.
+    pub code: u16,
+    /// A stable label naming the cause.
+    pub label: String,
+    /// What went wrong, for a person to act on.
+    pub message: String,
+}
+
+/// `POST /v1/activate/send`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SendActivationCode {
+    /// Where the code goes.
+    pub email: String,
+}
+
+/// `POST /v1/register`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Register {
+    /// Display name.
+    pub name: String,
+    /// The e-mail address the code was sent to.
+    pub email: String,
+    /// The 6-digit code from the e-mail.
+    pub email_code: String,
+    /// The new password.
+    pub password: String,
+}
+
+/// `POST /v1/login`: by e-mail or handle.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Login {
+    /// E-mail address (or give `handle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Handle (or give `email`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// The password.
+    pub password: String,
+    /// A label for the cookie, so it can be removed later by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// A persistent (1 year) rather than session (1 week) cookie.
+    #[serde(default)]
+    pub persist: bool,
+}
+
+/// The answer to login, registration and token refresh.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccessToken {
+    /// The bearer token for every other request.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// Whose token it is.
+    pub user: UserId,
+}
+
+/// `GET /v1/self`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SelfProfile {
+    /// The user's qualified id.
+    pub qualified_id: Qualified<UserId>,
+    /// Display name.
+    pub name: String,
+    /// E-mail address.
+    pub email: String,
+    /// Unique handle, once set.
+    pub handle: Option<String>,
+    /// Accent colour.
+    pub accent_id: i32,
+    /// Locale, e.g. `en`.
+    pub locale: String,
+    /// Picture asset reference.
+    pub picture: Option<String>,
+}
+
+/// `GET /v1/users/{domain}/{id}` and `GET /v1/handles/{handle}`: what others see.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserProfile {
+    /// The user's qualified id.
+    pub qualified_id: Qualified<UserId>,
+    /// Display name.
+    pub name: String,
+    /// Unique handle, once set.
+    pub handle: Option<String>,
+    /// Accent colour.
+    pub accent_id: i32,
+    /// Picture asset reference.
+    pub picture: Option<String>,
+}
+
+/// `PUT /v1/self`: only the fields given change.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UpdateProfile {
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Accent colour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accent_id: Option<i32>,
+    /// Locale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    /// Picture asset reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+}
+
+/// `PUT /v1/self/handle`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SetHandle {
+    /// 2–256 characters of `a-z0-9_.-`.
+    pub handle: String,
+}
+
+/// `PUT /v1/self/password`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChangePassword {
+    /// The current password.
+    pub old_password: String,
+    /// The new password.
+    pub new_password: String,
+}
+
+/// A request that re-authenticates with the password (`DELETE /v1/self`,
+/// `DELETE /v1/clients/{id}`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PasswordConfirmation {
+    /// The account's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Whether a cookie outlives the session.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieKind {
+    /// One year.
+    Persistent,
+    /// One week.
+    Session,
+}
+
+/// One login of a user (`GET /v1/cookies`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CookieInfo {
+    /// The cookie's id.
+    pub id: String,
+    /// Its label, if the login gave one.
+    pub label: Option<String>,
+    /// Persistent or session.
+    pub kind: CookieKind,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    /// When it expires.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires: OffsetDateTime,
+}
+
+/// `GET /v1/cookies`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CookieList {
+    /// Newest first.
+    pub cookies: Vec<CookieInfo>,
+}
+
+/// `POST /v1/cookies/remove`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoveCookies {
+    /// Remove the cookies with these labels.
+    pub labels: Vec<String>,
+    /// The account's password.
+    pub password: String,
+}
+
+/// `POST /v1/password-reset`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PasswordResetRequest {
+    /// The account's e-mail address.
+    pub email: String,
+}
+
+/// `POST /v1/password-reset/complete`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PasswordResetComplete {
+    /// The reset key from the e-mail.
+    pub key: String,
+    /// The reset code from the e-mail.
+    pub code: String,
+    /// The new password.
+    pub password: String,
+}
+
+/// Permanent devices count against the limit of 7; one temporary device may exist.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientType {
+    /// A device the user keeps.
+    Permanent,
+    /// A one-off session, replaced by the next temporary one.
+    Temporary,
+}
+
+/// What kind of device.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientClass {
+    /// A phone.
+    Phone,
+    /// A tablet.
+    Tablet,
+    /// A desktop or laptop.
+    Desktop,
+    /// A legal-hold device.
+    Legalhold,
+}
+
+/// A prekey as the server keeps it: an id and the base64 of the device's serialized
+/// Proteus prekey bundle, stored as given.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Prekey {
+    /// `0..=65534`, or 65535 for the last-resort prekey.
+    pub id: u16,
+    /// Base64 of the serialized prekey bundle.
+    pub key: String,
+}
+
+/// `POST /v1/clients`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewClient {
+    /// Permanent or temporary.
+    #[serde(rename = "type")]
+    pub kind: ClientType,
+    /// What kind of device.
+    pub class: ClientClass,
+    /// Device model, shown to the user.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// A label the user chose.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The label of the cookie this device logged in with; removing the device
+    /// removes those cookies too.
+    #[serde(default)]
+    pub cookie_label: Option<String>,
+    /// The account's password (required when the account has one).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// One-time prekeys.
+    pub prekeys: Vec<Prekey>,
+    /// The last-resort prekey (id 65535).
+    pub last_prekey: Prekey,
+}
+
+/// A device as its owner sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Client {
+    /// The device id.
+    pub id: ClientId,
+    /// Permanent or temporary.
+    #[serde(rename = "type")]
+    pub kind: ClientType,
+    /// What kind of device.
+    pub class: ClientClass,
+    /// Device model.
+    pub model: Option<String>,
+    /// The user's label.
+    pub label: Option<String>,
+    /// The cookie label it logged in with.
+    pub cookie_label: Option<String>,
+    /// When it was registered.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+}
+
+/// A device as anyone sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PublicClient {
+    /// The device id.
+    pub id: ClientId,
+    /// What kind of device.
+    pub class: ClientClass,
+}
+
+/// `POST /v1/clients/{id}/prekeys`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadPrekeys {
+    /// Prekeys to add (an existing id is replaced).
+    pub prekeys: Vec<Prekey>,
+}
+
+/// `GET /v1/clients/{id}/prekeys`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PrekeyCount {
+    /// Unused one-time prekeys (the last-resort prekey not counted).
+    pub count: u64,
+}
+
+/// `GET /v1/users/{domain}/{uid}/prekeys/{client}`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientPrekey {
+    /// The device.
+    pub client: ClientId,
+    /// A claimed prekey (or the last-resort one when the pool is empty).
+    pub prekey: Prekey,
+}
+
+/// `POST /v1/users/list-prekeys`: domain → user → devices; the answer has the same
+/// shape with a prekey (or `null` for an unknown device) per device.
+pub type PrekeyRequest = BTreeMap<String, BTreeMap<UserId, Vec<ClientId>>>;
+
+/// The answer to [`PrekeyRequest`].
+pub type PrekeyMap = BTreeMap<String, BTreeMap<UserId, BTreeMap<ClientId, Option<Prekey>>>>;
+
+/// Limits from the seeds, shared by server and clients.
+pub mod limits {
+    /// Permanent devices per user.
+    pub const MAX_PERMANENT_CLIENTS: usize = 7;
+    /// Persistent cookies per user (and as many session cookies).
+    pub const MAX_COOKIES_PER_KIND: usize = 32;
+    /// The last-resort prekey's id.
+    pub const LAST_RESORT_PREKEY: u16 = u16::MAX;
+    /// Most prekeys in one upload.
+    pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
+    /// Most devices in one `list-prekeys` request.
+    pub const MAX_CLIENTS_PER_PREKEY_CLAIM: usize = 500;
+    /// Access tokens live 15 minutes.
+    pub const ACCESS_TOKEN_SECONDS: u64 = 15 * 60;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_lowercase_hex_in_json() {
+        let id = ClientId(0xdead_beef_0042);
+        let json = serde_json::to_string(&id).expect("serializes");
+        assert_eq!(json, "\"deadbeef0042\"");
+        assert_eq!(serde_json::from_str::<ClientId>(&json).expect("parses"), id);
+        assert!(serde_json::from_str::<ClientId>("\"not-hex\"").is_err());
+    }
+
+    #[test]
+    fn new_client_uses_type_on_the_wire() {
+        let json = r#"{"type":"permanent","class":"desktop","prekeys":[],"last_prekey":{"id":65535,"key":"AA=="}}"#;
+        let c: NewClient = serde_json::from_str(json).expect("parses");
+        assert_eq!(c.kind, ClientType::Permanent);
+        assert!(c.password.is_none());
+    }
+}

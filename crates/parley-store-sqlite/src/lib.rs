@@ -1,0 +1,675 @@
+//! Parley's embedded default store: one SQLite file in WAL mode.
+//!
+//! Owns: its SQL and its `migrations/` (never edit a shipped migration; add one).
+//! Writes that read first (`add_client`, `add_cookie`) take the write lock up front
+//! (`BEGIN IMMEDIATE`), so concurrent requests queue instead of failing; single
+//! statements such as a prekey claim are atomic on their own.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_api::{ClientId, ClientType, CookieKind, UserId};
+use parley_store::columns::{
+    client_class, client_id, client_type, parse_client_class, parse_client_id, parse_client_type,
+    parse_user_id,
+};
+use parley_store::{
+    ActivationCode, AddedClient, ClientRecord, Cookie, PasswordReset, PrekeyRecord, ProfileUpdate,
+    Store, StoreError, StoreResult, User,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+/// The SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let m = db.message();
+            if m.contains("users.email") {
+                StoreError::Conflict("email")
+            } else if m.contains("users.handle") {
+                StoreError::Conflict("handle")
+            } else {
+                StoreError::Conflict("record")
+            }
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options).await
+    }
+
+    /// Opens a `sqlite:` URL (for example `sqlite://parley.db`).
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(backend)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> StoreResult<Self> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the SQLite database: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
+    }
+}
+
+fn user_row(r: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        id: parse_user_id(&r.try_get::<String, _>("id").map_err(backend)?)?,
+        name: r.try_get("name").map_err(backend)?,
+        email: r.try_get("email").map_err(backend)?,
+        handle: r.try_get("handle").map_err(backend)?,
+        password_hash: r.try_get("password_hash").map_err(backend)?,
+        accent_id: r.try_get("accent_id").map_err(backend)?,
+        locale: r.try_get("locale").map_err(backend)?,
+        picture: r.try_get("picture").map_err(backend)?,
+        created_at: r.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn cookie_row(r: &SqliteRow) -> StoreResult<Cookie> {
+    let persistent: bool = r.try_get("persistent").map_err(backend)?;
+    Ok(Cookie {
+        id: r.try_get("id").map_err(backend)?,
+        user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
+        label: r.try_get("label").map_err(backend)?,
+        kind: if persistent {
+            CookieKind::Persistent
+        } else {
+            CookieKind::Session
+        },
+        created_at: r.try_get("created_at").map_err(backend)?,
+        expires_at: r.try_get("expires_at").map_err(backend)?,
+    })
+}
+
+fn client_row(r: &SqliteRow) -> StoreResult<ClientRecord> {
+    Ok(ClientRecord {
+        user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
+        id: parse_client_id(r.try_get("id").map_err(backend)?),
+        kind: parse_client_type(&r.try_get::<String, _>("kind").map_err(backend)?)?,
+        class: parse_client_class(&r.try_get::<String, _>("class").map_err(backend)?)?,
+        model: r.try_get("model").map_err(backend)?,
+        label: r.try_get("label").map_err(backend)?,
+        cookie_label: r.try_get("cookie_label").map_err(backend)?,
+        created_at: r.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn prekey_row(r: &SqliteRow) -> StoreResult<PrekeyRecord> {
+    let id: i64 = r.try_get("id").map_err(backend)?;
+    Ok(PrekeyRecord {
+        id: u16::try_from(id).map_err(|_| StoreError::Backend(format!("prekey id {id}")))?,
+        key: r.try_get("key").map_err(backend)?,
+    })
+}
+
+fn tries(r: &SqliteRow) -> StoreResult<u32> {
+    let t: i64 = r.try_get("tries").map_err(backend)?;
+    u32::try_from(t).map_err(|_| StoreError::Backend(format!("tries {t}")))
+}
+
+async fn insert_prekeys(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: UserId,
+    client: ClientId,
+    prekeys: &[PrekeyRecord],
+) -> StoreResult<()> {
+    for p in prekeys {
+        sqlx::query(
+            "INSERT INTO prekeys (user_id, client_id, id, key) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id, client_id, id) DO UPDATE SET key = excluded.key",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .bind(i64::from(p.id))
+        .bind(&p.key)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Deletes a device with its prekeys and the cookies with its cookie label.
+async fn remove_client(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: UserId,
+    id: ClientId,
+) -> StoreResult<bool> {
+    let label: Option<Option<String>> = sqlx::query_scalar(
+        "DELETE FROM clients WHERE user_id = ? AND id = ? RETURNING cookie_label",
+    )
+    .bind(user.to_string())
+    .bind(client_id(id))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(label) = label else { return Ok(false) };
+    if let Some(label) = label {
+        sqlx::query("DELETE FROM cookies WHERE user_id = ? AND label = ?")
+            .bind(user.to_string())
+            .bind(label)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(true)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (email) DO UPDATE SET code_hash = excluded.code_hash, \
+             expires_at = excluded.expires_at, tries = excluded.tries",
+        )
+        .bind(&c.email)
+        .bind(&c.code_hash)
+        .bind(c.expires_at)
+        .bind(i64::from(c.tries))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>> {
+        let row = sqlx::query("SELECT * FROM activation_codes WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(ActivationCode {
+                email: r.try_get("email").map_err(backend)?,
+                code_hash: r.try_get("code_hash").map_err(backend)?,
+                expires_at: r.try_get("expires_at").map_err(backend)?,
+                tries: tries(&r)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_activation_failure(&self, email: &str) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE activation_codes SET tries = tries + 1 WHERE email = ? RETURNING tries",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        tries(&row)
+    }
+
+    async fn delete_activation_code(&self, email: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM activation_codes WHERE email = ?")
+            .bind(email)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO users (id, name, email, handle, password_hash, accent_id, locale, \
+             picture, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.id.to_string())
+        .bind(&u.name)
+        .bind(&u.email)
+        .bind(&u.handle)
+        .bind(&u.password_hash)
+        .bind(u.accent_id)
+        .bind(&u.locale)
+        .bind(&u.picture)
+        .bind(u.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM activation_codes WHERE email = ?")
+            .bind(&u.email)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn user_by_handle(&self, handle: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE handle = ?")
+            .bind(handle)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn update_profile(&self, id: UserId, p: &ProfileUpdate) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET name = COALESCE(?, name), accent_id = COALESCE(?, accent_id), \
+             locale = COALESCE(?, locale), picture = CASE WHEN ? THEN ? ELSE picture END \
+             WHERE id = ?",
+        )
+        .bind(&p.name)
+        .bind(p.accent_id)
+        .bind(&p.locale)
+        .bind(p.picture.is_some())
+        .bind(p.picture.clone().flatten())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET handle = ? WHERE id = ?")
+            .bind(handle)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
+        // Cookies, devices (with their prekeys) and resets go by ON DELETE CASCADE.
+        sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn add_cookie(&self, c: &Cookie, max_per_kind: usize) -> StoreResult<()> {
+        let persistent = c.kind == CookieKind::Persistent;
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO cookies (user_id, id, label, persistent, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.user.to_string())
+        .bind(&c.id)
+        .bind(&c.label)
+        .bind(persistent)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "DELETE FROM cookies WHERE user_id = ?1 AND persistent = ?2 AND id NOT IN \
+             (SELECT id FROM cookies WHERE user_id = ?1 AND persistent = ?2 \
+              ORDER BY created_at DESC, rowid DESC LIMIT ?3)",
+        )
+        .bind(c.user.to_string())
+        .bind(persistent)
+        .bind(i64::try_from(max_per_kind).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn cookie(&self, user: UserId, id: &str) -> StoreResult<Option<Cookie>> {
+        let row = sqlx::query("SELECT * FROM cookies WHERE user_id = ? AND id = ?")
+            .bind(user.to_string())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(cookie_row).transpose()
+    }
+
+    async fn cookies(&self, user: UserId) -> StoreResult<Vec<Cookie>> {
+        let rows = sqlx::query(
+            "SELECT * FROM cookies WHERE user_id = ? ORDER BY created_at DESC, rowid DESC",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(cookie_row).collect()
+    }
+
+    async fn remove_cookie(&self, user: UserId, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM cookies WHERE user_id = ? AND id = ?")
+            .bind(user.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64> {
+        let mut tx = self.write_tx().await?;
+        let mut removed = 0;
+        for label in labels {
+            removed += sqlx::query("DELETE FROM cookies WHERE user_id = ? AND label = ?")
+                .bind(user.to_string())
+                .bind(label)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(removed)
+    }
+
+    async fn put_password_reset(&self, r: &PasswordReset) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO password_resets (key, user_id, code_hash, expires_at, tries) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, \
+             code_hash = excluded.code_hash, expires_at = excluded.expires_at, tries = excluded.tries",
+        )
+        .bind(&r.key)
+        .bind(r.user.to_string())
+        .bind(&r.code_hash)
+        .bind(r.expires_at)
+        .bind(i64::from(r.tries))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
+        let row = sqlx::query("SELECT * FROM password_resets WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(PasswordReset {
+                key: r.try_get("key").map_err(backend)?,
+                user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
+                code_hash: r.try_get("code_hash").map_err(backend)?,
+                expires_at: r.try_get("expires_at").map_err(backend)?,
+                tries: tries(&r)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_password_reset_failure(&self, key: &str) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE password_resets SET tries = tries + 1 WHERE key = ? RETURNING tries",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        tries(&row)
+    }
+
+    async fn delete_password_reset(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM password_resets WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn complete_password_reset(
+        &self,
+        key: &str,
+        user: UserId,
+        hash: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let gone = sqlx::query("DELETE FROM password_resets WHERE key = ? AND user_id = ?")
+            .bind(key)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if gone.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        for sql in [
+            "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+            "DELETE FROM cookies WHERE user_id = ?2 AND ?1 IS NOT NULL",
+        ] {
+            sqlx::query(sql)
+                .bind(hash)
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_client(
+        &self,
+        c: &ClientRecord,
+        prekeys: &[PrekeyRecord],
+        max_permanent: usize,
+    ) -> StoreResult<AddedClient> {
+        let mut tx = self.write_tx().await?;
+        let mut added = AddedClient::default();
+        match c.kind {
+            ClientType::Permanent => {
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM clients WHERE user_id = ? AND kind = 'permanent'",
+                )
+                .bind(c.user.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= max_permanent {
+                    return Err(StoreError::TooManyClients);
+                }
+            }
+            ClientType::Temporary => {
+                let old: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM clients WHERE user_id = ? AND kind = 'temporary'",
+                )
+                .bind(c.user.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if let Some(old) = old {
+                    remove_client(&mut tx, c.user, parse_client_id(old)).await?;
+                    added.replaced = Some(parse_client_id(old));
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO clients (user_id, id, kind, class, model, label, cookie_label, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(c.user.to_string())
+        .bind(client_id(c.id))
+        .bind(client_type(c.kind))
+        .bind(client_class(c.class))
+        .bind(&c.model)
+        .bind(&c.label)
+        .bind(&c.cookie_label)
+        .bind(c.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_prekeys(&mut tx, c.user, c.id, prekeys).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(added)
+    }
+
+    async fn clients(&self, user: UserId) -> StoreResult<Vec<ClientRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM clients WHERE user_id = ? ORDER BY created_at, rowid")
+                .bind(user.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.iter().map(client_row).collect()
+    }
+
+    async fn client(&self, user: UserId, id: ClientId) -> StoreResult<Option<ClientRecord>> {
+        let row = sqlx::query("SELECT * FROM clients WHERE user_id = ? AND id = ?")
+            .bind(user.to_string())
+            .bind(client_id(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(client_row).transpose()
+    }
+
+    async fn delete_client(&self, user: UserId, id: ClientId) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        if !remove_client(&mut tx, user, id).await? {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_prekeys(
+        &self,
+        user: UserId,
+        client: ClientId,
+        prekeys: &[PrekeyRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM clients WHERE user_id = ? AND id = ?")
+                .bind(user.to_string())
+                .bind(client_id(client))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        insert_prekeys(&mut tx, user, client, prekeys).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn count_prekeys(&self, user: UserId, client: ClientId) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM prekeys WHERE user_id = ? AND client_id = ? AND id <> 65535",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn claim_prekey(
+        &self,
+        user: UserId,
+        client: ClientId,
+    ) -> StoreResult<Option<PrekeyRecord>> {
+        // One statement: SQLite runs it under the write lock, so it is atomic.
+        let claimed = sqlx::query(
+            "DELETE FROM prekeys WHERE rowid = (SELECT rowid FROM prekeys \
+             WHERE user_id = ?1 AND client_id = ?2 AND id <> 65535 ORDER BY id LIMIT 1) \
+             RETURNING id, key",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        if let Some(row) = claimed {
+            return prekey_row(&row).map(Some);
+        }
+        let last = sqlx::query(
+            "SELECT id, key FROM prekeys WHERE user_id = ? AND client_id = ? AND id = 65535",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        last.as_ref().map(prekey_row).transpose()
+    }
+}

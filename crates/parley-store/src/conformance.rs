@@ -1,0 +1,543 @@
+//! The one test story every storage backend must pass.
+//!
+//! Each backend's tests call [`run`] with a fresh, empty store. The story uses only
+//! the [`Store`] trait, so the same expectations hold for every backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parley_api::{ClientClass, ClientId, ClientType, CookieKind};
+use uuid::Uuid;
+
+use crate::{
+    ActivationCode, ClientRecord, Cookie, PasswordReset, PrekeyRecord, ProfileUpdate, Store,
+    StoreError, User,
+};
+
+/// Runs every scenario against `store`. Panics with the scenario's name on failure.
+pub async fn run(store: Arc<dyn Store>) {
+    activation_codes(&*store).await;
+    users(&*store).await;
+    cookies(&*store).await;
+    password_resets(&*store).await;
+    clients(&*store).await;
+    prekey_pool(&*store).await;
+    concurrent_prekey_claims(store.clone()).await;
+    concurrent_permanent_clients(store).await;
+}
+
+fn user(email: &str) -> User {
+    User {
+        id: Uuid::new_v4(),
+        name: "Test User".into(),
+        email: email.into(),
+        handle: None,
+        password_hash: "14|8|1|salt|hash".into(),
+        accent_id: 0,
+        locale: "en".into(),
+        picture: None,
+        created_at: 1_700_000_000,
+    }
+}
+
+fn client(user: &User, id: u64, kind: ClientType) -> ClientRecord {
+    ClientRecord {
+        user: user.id,
+        id: ClientId(id),
+        kind,
+        class: ClientClass::Desktop,
+        model: Some("model".into()),
+        label: None,
+        cookie_label: None,
+        created_at: 1_700_000_000,
+    }
+}
+
+fn prekeys(ids: impl IntoIterator<Item = u16>) -> Vec<PrekeyRecord> {
+    ids.into_iter()
+        .map(|id| PrekeyRecord {
+            id,
+            key: format!("key-{id}"),
+        })
+        .collect()
+}
+
+async fn activation_codes(s: &dyn Store) {
+    let code = ActivationCode {
+        email: "a@example.com".into(),
+        code_hash: vec![1; 32],
+        expires_at: 100,
+        tries: 0,
+    };
+    s.put_activation_code(&code).await.expect("put");
+    assert_eq!(
+        s.activation_code("a@example.com").await.expect("get"),
+        Some(code.clone())
+    );
+    assert_eq!(
+        s.record_activation_failure("a@example.com")
+            .await
+            .expect("fail"),
+        1
+    );
+    assert_eq!(
+        s.record_activation_failure("a@example.com")
+            .await
+            .expect("fail"),
+        2
+    );
+    let newer = ActivationCode {
+        code_hash: vec![2; 32],
+        ..code.clone()
+    };
+    s.put_activation_code(&newer).await.expect("replace");
+    let got = s
+        .activation_code("a@example.com")
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(
+        (got.code_hash, got.tries),
+        (vec![2; 32], 0),
+        "a new code replaces the old"
+    );
+    s.delete_activation_code("a@example.com")
+        .await
+        .expect("delete");
+    assert_eq!(s.activation_code("a@example.com").await.expect("get"), None);
+    assert_eq!(
+        s.activation_code("nobody@example.com").await.expect("get"),
+        None
+    );
+}
+
+async fn users(s: &dyn Store) {
+    let code = ActivationCode {
+        email: "u@example.com".into(),
+        code_hash: vec![1; 32],
+        expires_at: 100,
+        tries: 0,
+    };
+    s.put_activation_code(&code).await.expect("put code");
+    let u = user("u@example.com");
+    s.create_user(&u).await.expect("create");
+    assert_eq!(
+        s.activation_code("u@example.com").await.expect("get"),
+        None,
+        "code consumed"
+    );
+    assert_eq!(s.user(u.id).await.expect("get"), Some(u.clone()));
+    assert_eq!(
+        s.user_by_email("u@example.com").await.expect("get"),
+        Some(u.clone())
+    );
+    let dup = user("u@example.com");
+    assert!(matches!(
+        s.create_user(&dup).await,
+        Err(StoreError::Conflict("email"))
+    ));
+    assert_eq!(
+        s.user(dup.id).await.expect("get"),
+        None,
+        "the refused user was not stored"
+    );
+
+    s.update_profile(
+        u.id,
+        &ProfileUpdate {
+            name: Some("New Name".into()),
+            picture: Some(Some("asset-1".into())),
+            ..ProfileUpdate::default()
+        },
+    )
+    .await
+    .expect("update");
+    let got = s.user(u.id).await.expect("get").expect("present");
+    assert_eq!(
+        (got.name.as_str(), got.picture.as_deref()),
+        ("New Name", Some("asset-1"))
+    );
+    assert_eq!(got.locale, "en", "untouched fields stay");
+    assert!(matches!(
+        s.update_profile(Uuid::new_v4(), &ProfileUpdate::default())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    s.set_handle(u.id, "alice").await.expect("handle");
+    assert_eq!(
+        s.user_by_handle("alice").await.expect("get").map(|u| u.id),
+        Some(u.id)
+    );
+    s.set_handle(u.id, "alice")
+        .await
+        .expect("setting your own handle again is fine");
+    let other = user("other@example.com");
+    s.create_user(&other).await.expect("create");
+    assert!(matches!(
+        s.set_handle(other.id, "alice").await,
+        Err(StoreError::Conflict("handle"))
+    ));
+    s.set_password(other.id, "new-hash")
+        .await
+        .expect("password");
+    assert_eq!(
+        s.user(other.id)
+            .await
+            .expect("get")
+            .expect("present")
+            .password_hash,
+        "new-hash"
+    );
+
+    // Deleting a user removes everything of theirs.
+    s.add_client(
+        &client(&other, 1, ClientType::Permanent),
+        &prekeys([1, 65535]),
+        7,
+    )
+    .await
+    .expect("client");
+    s.add_cookie(&cookie(&other, "c1", CookieKind::Session, 1, None), 32)
+        .await
+        .expect("cookie");
+    s.delete_user(other.id).await.expect("delete");
+    assert_eq!(s.user(other.id).await.expect("get"), None);
+    assert!(s.clients(other.id).await.expect("clients").is_empty());
+    assert!(s.cookies(other.id).await.expect("cookies").is_empty());
+    assert_eq!(
+        s.claim_prekey(other.id, ClientId(1)).await.expect("claim"),
+        None
+    );
+    assert_eq!(
+        s.user_by_email("other@example.com").await.expect("get"),
+        None
+    );
+}
+
+fn cookie(u: &User, id: &str, kind: CookieKind, at: i64, label: Option<&str>) -> Cookie {
+    Cookie {
+        id: id.into(),
+        user: u.id,
+        label: label.map(Into::into),
+        kind,
+        created_at: at,
+        expires_at: at + 1000,
+    }
+}
+
+async fn cookies(s: &dyn Store) {
+    let u = user("cookies@example.com");
+    s.create_user(&u).await.expect("create");
+    for i in 0..5 {
+        let c = cookie(
+            &u,
+            &format!("p{i}"),
+            CookieKind::Persistent,
+            i,
+            Some("laptop"),
+        );
+        s.add_cookie(&c, 3).await.expect("add");
+    }
+    s.add_cookie(&cookie(&u, "s0", CookieKind::Session, 10, Some("phone")), 3)
+        .await
+        .expect("add");
+    let ids: Vec<String> = s
+        .cookies(u.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["s0", "p4", "p3", "p2"],
+        "newest first; oldest persistent ones dropped"
+    );
+    assert!(s.cookie(u.id, "p0").await.expect("get").is_none());
+    assert_eq!(
+        s.cookie(u.id, "p4").await.expect("get").map(|c| c.kind),
+        Some(CookieKind::Persistent)
+    );
+    s.remove_cookie(u.id, "p4").await.expect("remove");
+    assert!(s.cookie(u.id, "p4").await.expect("get").is_none());
+    let removed = s
+        .remove_cookies_by_label(u.id, &["laptop".into()])
+        .await
+        .expect("by label");
+    assert_eq!(removed, 2);
+    let ids: Vec<String> = s
+        .cookies(u.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["s0"]);
+}
+
+async fn password_resets(s: &dyn Store) {
+    let u = user("reset@example.com");
+    s.create_user(&u).await.expect("create");
+    s.add_cookie(&cookie(&u, "c", CookieKind::Persistent, 1, None), 32)
+        .await
+        .expect("cookie");
+    let reset = PasswordReset {
+        key: "key-1".into(),
+        user: u.id,
+        code_hash: vec![3; 32],
+        expires_at: 500,
+        tries: 0,
+    };
+    s.put_password_reset(&reset).await.expect("put");
+    assert_eq!(
+        s.password_reset("key-1").await.expect("get"),
+        Some(reset.clone())
+    );
+    assert_eq!(
+        s.record_password_reset_failure("key-1")
+            .await
+            .expect("fail"),
+        1
+    );
+    s.put_password_reset(&reset).await.expect("replace");
+    assert_eq!(
+        s.password_reset("key-1")
+            .await
+            .expect("get")
+            .map(|r| r.tries),
+        Some(0)
+    );
+    s.complete_password_reset("key-1", u.id, "reset-hash")
+        .await
+        .expect("complete");
+    assert_eq!(s.password_reset("key-1").await.expect("get"), None);
+    assert_eq!(
+        s.user(u.id)
+            .await
+            .expect("get")
+            .expect("present")
+            .password_hash,
+        "reset-hash"
+    );
+    assert!(
+        s.cookies(u.id).await.expect("cookies").is_empty(),
+        "every cookie dropped"
+    );
+    s.put_password_reset(&reset).await.expect("put");
+    s.delete_password_reset("key-1").await.expect("delete");
+    assert_eq!(s.password_reset("key-1").await.expect("get"), None);
+}
+
+async fn clients(s: &dyn Store) {
+    let u = user("clients@example.com");
+    s.create_user(&u).await.expect("create");
+    let c1 = client(&u, 1, ClientType::Permanent);
+    assert_eq!(
+        s.add_client(&c1, &prekeys([0, 1, 65535]), 2)
+            .await
+            .expect("add"),
+        Default::default()
+    );
+    s.add_client(&client(&u, 2, ClientType::Permanent), &prekeys([65535]), 2)
+        .await
+        .expect("add");
+    let third = client(&u, 3, ClientType::Permanent);
+    assert!(matches!(
+        s.add_client(&third, &prekeys([65535]), 2).await,
+        Err(StoreError::TooManyClients)
+    ));
+    assert_eq!(
+        s.client(u.id, ClientId(3)).await.expect("get"),
+        None,
+        "nothing written"
+    );
+    assert_eq!(
+        s.claim_prekey(u.id, ClientId(3)).await.expect("claim"),
+        None
+    );
+
+    let t1 = client(&u, 10, ClientType::Temporary);
+    assert_eq!(
+        s.add_client(&t1, &prekeys([65535]), 2)
+            .await
+            .expect("temp")
+            .replaced,
+        None
+    );
+    let t2 = client(&u, 11, ClientType::Temporary);
+    let added = s
+        .add_client(&t2, &prekeys([5, 65535]), 2)
+        .await
+        .expect("temp");
+    assert_eq!(
+        added.replaced,
+        Some(ClientId(10)),
+        "a new temporary device replaces the old"
+    );
+    let ids: Vec<ClientId> = s
+        .clients(u.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, [ClientId(1), ClientId(2), ClientId(11)]);
+    assert_eq!(s.client(u.id, ClientId(1)).await.expect("get"), Some(c1));
+
+    // Deleting a device drops its prekeys and the cookies with its cookie label.
+    let mut labelled = client(&u, 20, ClientType::Temporary);
+    labelled.cookie_label = Some("tablet".into());
+    s.add_client(&labelled, &prekeys([1, 65535]), 2)
+        .await
+        .expect("add");
+    s.add_cookie(&cookie(&u, "t", CookieKind::Session, 1, Some("tablet")), 32)
+        .await
+        .expect("c");
+    s.add_cookie(&cookie(&u, "o", CookieKind::Session, 2, Some("other")), 32)
+        .await
+        .expect("c");
+    s.delete_client(u.id, ClientId(20)).await.expect("delete");
+    assert_eq!(s.client(u.id, ClientId(20)).await.expect("get"), None);
+    assert_eq!(
+        s.claim_prekey(u.id, ClientId(20)).await.expect("claim"),
+        None
+    );
+    let left: Vec<String> = s
+        .cookies(u.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, ["o"]);
+    assert!(matches!(
+        s.delete_client(u.id, ClientId(20)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn prekey_pool(s: &dyn Store) {
+    let u = user("prekeys@example.com");
+    s.create_user(&u).await.expect("create");
+    s.add_client(
+        &client(&u, 7, ClientType::Permanent),
+        &prekeys([3, 1, 2, 65535]),
+        7,
+    )
+    .await
+    .expect("add");
+    assert_eq!(s.count_prekeys(u.id, ClientId(7)).await.expect("count"), 3);
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        claimed.push(
+            s.claim_prekey(u.id, ClientId(7))
+                .await
+                .expect("claim")
+                .expect("known")
+                .id,
+        );
+    }
+    claimed.sort_unstable();
+    assert_eq!(claimed, [1, 2, 3], "each one-time prekey once");
+    assert_eq!(s.count_prekeys(u.id, ClientId(7)).await.expect("count"), 0);
+    for _ in 0..2 {
+        let last = s
+            .claim_prekey(u.id, ClientId(7))
+            .await
+            .expect("claim")
+            .expect("known");
+        assert_eq!(
+            last,
+            PrekeyRecord {
+                id: 65535,
+                key: "key-65535".into()
+            }
+        );
+    }
+    s.add_prekeys(u.id, ClientId(7), &prekeys([8, 9]))
+        .await
+        .expect("upload");
+    s.add_prekeys(
+        u.id,
+        ClientId(7),
+        &[PrekeyRecord {
+            id: 9,
+            key: "replaced".into(),
+        }],
+    )
+    .await
+    .expect("replace");
+    assert_eq!(s.count_prekeys(u.id, ClientId(7)).await.expect("count"), 2);
+    assert!(matches!(
+        s.add_prekeys(u.id, ClientId(99), &prekeys([1])).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        s.claim_prekey(u.id, ClientId(99)).await.expect("claim"),
+        None
+    );
+}
+
+async fn concurrent_prekey_claims(s: Arc<dyn Store>) {
+    const PREKEYS: u16 = 60;
+    const CLAIMS: usize = 96;
+    let u = user("race@example.com");
+    s.create_user(&u).await.expect("create");
+    let keys = prekeys((0..PREKEYS).chain([65535]));
+    s.add_client(&client(&u, 1, ClientType::Permanent), &keys, 7)
+        .await
+        .expect("add");
+    let tasks: Vec<_> = (0..CLAIMS)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_prekey(u.id, ClientId(1)).await })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut last_resort = 0;
+    for t in tasks {
+        let prekey = t
+            .await
+            .expect("task")
+            .expect("claim")
+            .expect("known device");
+        if prekey.id == 65535 {
+            last_resort += 1;
+        } else {
+            assert!(
+                seen.insert(prekey.id),
+                "prekey {} handed out twice",
+                prekey.id
+            );
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        PREKEYS as usize,
+        "every one-time prekey claimed once"
+    );
+    assert_eq!(last_resort, CLAIMS - PREKEYS as usize);
+}
+
+async fn concurrent_permanent_clients(s: Arc<dyn Store>) {
+    let u = user("many-devices@example.com");
+    s.create_user(&u).await.expect("create");
+    let tasks: Vec<_> = (0..12u64)
+        .map(|i| {
+            let s = s.clone();
+            let c = client(&u, 100 + i, ClientType::Permanent);
+            tokio::spawn(async move { s.add_client(&c, &prekeys([65535]), 7).await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(StoreError::TooManyClients) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(ok, 7, "exactly the limit, however the adds interleave");
+    assert_eq!(s.clients(u.id).await.expect("list").len(), 7);
+}
