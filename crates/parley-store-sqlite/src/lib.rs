@@ -513,17 +513,17 @@ impl Store for SqliteStore {
         if gone.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        for sql in [
-            "UPDATE users SET password_hash = ?1 WHERE id = ?2",
-            "DELETE FROM cookies WHERE user_id = ?2 AND ?1 IS NOT NULL",
-        ] {
-            sqlx::query(sql)
-                .bind(hash)
-                .bind(user.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM cookies WHERE user_id = ?")
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 

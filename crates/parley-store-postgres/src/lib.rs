@@ -1,0 +1,679 @@
+//! Parley's store for scale: PostgreSQL, shared by any number of server nodes.
+//!
+//! Owns: its SQL and its `migrations/` (never edit a shipped migration; add one).
+//! Writes that read first (`add_client`, `add_cookie`) lock the user's row, so
+//! concurrent requests for one user queue; a prekey claim deletes one row chosen with
+//! `FOR UPDATE SKIP LOCKED`, so concurrent claims never get the same prekey.
+#![forbid(unsafe_code)]
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_api::{ClientId, ClientType, CookieKind, UserId};
+use parley_store::columns::{
+    client_class, client_id, client_type, parse_client_class, parse_client_id, parse_client_type,
+    parse_user_id,
+};
+use parley_store::{
+    ActivationCode, AddedClient, ClientRecord, Cookie, PasswordReset, PrekeyRecord, ProfileUpdate,
+    Store, StoreError, StoreResult, User,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
+
+/// The PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let m = db.message();
+            if m.contains("users_email_key") {
+                StoreError::Conflict("email")
+            } else if m.contains("users_handle_key") {
+                StoreError::Conflict("handle")
+            } else {
+                StoreError::Conflict("record")
+            }
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL and applies migrations.
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
+        Self::connect(PgConnectOptions::from_str(url).map_err(backend)?).await
+    }
+
+    /// Creates a new, empty database next to the one `url` names and opens it: each
+    /// test gets its own. Needs the right to create databases.
+    pub async fn open_fresh_database(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(backend)?;
+        let name = format!("parley_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect_with(&options)
+            .await
+            .map_err(backend)?;
+        let create = format!("CREATE DATABASE {name}");
+        admin
+            .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(create)))
+            .await
+            .map_err(backend)?;
+        admin.close().await.map_err(backend)?;
+        Self::connect(options.database(&name)).await
+    }
+
+    async fn connect(options: PgConnectOptions) -> StoreResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the PostgreSQL database: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// A transaction holding the lock on one user's row, so that writes which read
+    /// first (counting devices or cookies) see no concurrent change for that user.
+    async fn user_tx(&self, user: UserId) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        Ok(tx)
+    }
+
+    async fn tx(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(backend)
+    }
+}
+
+fn user_row(r: &PgRow) -> StoreResult<User> {
+    Ok(User {
+        id: parse_user_id(&r.try_get::<String, _>("id").map_err(backend)?)?,
+        name: r.try_get("name").map_err(backend)?,
+        email: r.try_get("email").map_err(backend)?,
+        handle: r.try_get("handle").map_err(backend)?,
+        password_hash: r.try_get("password_hash").map_err(backend)?,
+        accent_id: r.try_get("accent_id").map_err(backend)?,
+        locale: r.try_get("locale").map_err(backend)?,
+        picture: r.try_get("picture").map_err(backend)?,
+        created_at: r.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn cookie_row(r: &PgRow) -> StoreResult<Cookie> {
+    let persistent: bool = r.try_get("persistent").map_err(backend)?;
+    Ok(Cookie {
+        id: r.try_get("id").map_err(backend)?,
+        user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
+        label: r.try_get("label").map_err(backend)?,
+        kind: if persistent {
+            CookieKind::Persistent
+        } else {
+            CookieKind::Session
+        },
+        created_at: r.try_get("created_at").map_err(backend)?,
+        expires_at: r.try_get("expires_at").map_err(backend)?,
+    })
+}
+
+fn client_row(r: &PgRow) -> StoreResult<ClientRecord> {
+    Ok(ClientRecord {
+        user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
+        id: parse_client_id(r.try_get("id").map_err(backend)?),
+        kind: parse_client_type(&r.try_get::<String, _>("kind").map_err(backend)?)?,
+        class: parse_client_class(&r.try_get::<String, _>("class").map_err(backend)?)?,
+        model: r.try_get("model").map_err(backend)?,
+        label: r.try_get("label").map_err(backend)?,
+        cookie_label: r.try_get("cookie_label").map_err(backend)?,
+        created_at: r.try_get("created_at").map_err(backend)?,
+    })
+}
+
+fn prekey_row(r: &PgRow) -> StoreResult<PrekeyRecord> {
+    let id: i64 = r.try_get("id").map_err(backend)?;
+    Ok(PrekeyRecord {
+        id: u16::try_from(id).map_err(|_| StoreError::Backend(format!("prekey id {id}")))?,
+        key: r.try_get("key").map_err(backend)?,
+    })
+}
+
+fn tries(r: &PgRow) -> StoreResult<u32> {
+    let t: i64 = r.try_get("tries").map_err(backend)?;
+    u32::try_from(t).map_err(|_| StoreError::Backend(format!("tries {t}")))
+}
+
+async fn insert_prekeys(
+    tx: &mut Transaction<'static, Postgres>,
+    user: UserId,
+    client: ClientId,
+    prekeys: &[PrekeyRecord],
+) -> StoreResult<()> {
+    for p in prekeys {
+        sqlx::query(
+            "INSERT INTO prekeys (user_id, client_id, id, key) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, client_id, id) DO UPDATE SET key = excluded.key",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .bind(i64::from(p.id))
+        .bind(&p.key)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Deletes a device with its prekeys and the cookies with its cookie label.
+async fn remove_client(
+    tx: &mut Transaction<'static, Postgres>,
+    user: UserId,
+    id: ClientId,
+) -> StoreResult<bool> {
+    let label: Option<Option<String>> = sqlx::query_scalar(
+        "DELETE FROM clients WHERE user_id = $1 AND id = $2 RETURNING cookie_label",
+    )
+    .bind(user.to_string())
+    .bind(client_id(id))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(label) = label else { return Ok(false) };
+    if let Some(label) = label {
+        sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND label = $2")
+            .bind(user.to_string())
+            .bind(label)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(true)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (email) DO UPDATE SET code_hash = excluded.code_hash, \
+             expires_at = excluded.expires_at, tries = excluded.tries",
+        )
+        .bind(&c.email)
+        .bind(&c.code_hash)
+        .bind(c.expires_at)
+        .bind(i64::from(c.tries))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>> {
+        let row = sqlx::query("SELECT * FROM activation_codes WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(ActivationCode {
+                email: r.try_get("email").map_err(backend)?,
+                code_hash: r.try_get("code_hash").map_err(backend)?,
+                expires_at: r.try_get("expires_at").map_err(backend)?,
+                tries: tries(&r)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_activation_failure(&self, email: &str) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE activation_codes SET tries = tries + 1 WHERE email = $1 RETURNING tries",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        tries(&row)
+    }
+
+    async fn delete_activation_code(&self, email: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM activation_codes WHERE email = $1")
+            .bind(email)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: &User) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "INSERT INTO users (id, name, email, handle, password_hash, accent_id, locale, \
+             picture, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(u.id.to_string())
+        .bind(&u.name)
+        .bind(&u.email)
+        .bind(&u.handle)
+        .bind(&u.password_hash)
+        .bind(u.accent_id)
+        .bind(&u.locale)
+        .bind(&u.picture)
+        .bind(u.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("DELETE FROM activation_codes WHERE email = $1")
+            .bind(&u.email)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn user_by_handle(&self, handle: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE handle = $1")
+            .bind(handle)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn update_profile(&self, id: UserId, p: &ProfileUpdate) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET name = COALESCE($1, name), accent_id = COALESCE($2, accent_id), \
+             locale = COALESCE($3, locale), picture = CASE WHEN $4 THEN $5 ELSE picture END \
+             WHERE id = $6",
+        )
+        .bind(&p.name)
+        .bind(p.accent_id)
+        .bind(&p.locale)
+        .bind(p.picture.is_some())
+        .bind(p.picture.clone().flatten())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET handle = $1 WHERE id = $2")
+            .bind(handle)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, id: UserId) -> StoreResult<()> {
+        // Cookies, devices (with their prekeys) and resets go by ON DELETE CASCADE.
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn add_cookie(&self, c: &Cookie, max_per_kind: usize) -> StoreResult<()> {
+        let persistent = c.kind == CookieKind::Persistent;
+        let mut tx = self.user_tx(c.user).await?;
+        sqlx::query(
+            "INSERT INTO cookies (user_id, id, label, persistent, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.user.to_string())
+        .bind(&c.id)
+        .bind(&c.label)
+        .bind(persistent)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "DELETE FROM cookies WHERE user_id = $1 AND persistent = $2 AND id NOT IN \
+             (SELECT id FROM cookies WHERE user_id = $1 AND persistent = $2 \
+              ORDER BY created_at DESC, seq DESC LIMIT $3)",
+        )
+        .bind(c.user.to_string())
+        .bind(persistent)
+        .bind(i64::try_from(max_per_kind).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn cookie(&self, user: UserId, id: &str) -> StoreResult<Option<Cookie>> {
+        let row = sqlx::query("SELECT * FROM cookies WHERE user_id = $1 AND id = $2")
+            .bind(user.to_string())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(cookie_row).transpose()
+    }
+
+    async fn cookies(&self, user: UserId) -> StoreResult<Vec<Cookie>> {
+        let rows = sqlx::query(
+            "SELECT * FROM cookies WHERE user_id = $1 ORDER BY created_at DESC, seq DESC",
+        )
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(cookie_row).collect()
+    }
+
+    async fn remove_cookie(&self, user: UserId, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND id = $2")
+            .bind(user.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64> {
+        let mut tx = self.tx().await?;
+        let mut removed = 0;
+        for label in labels {
+            removed += sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND label = $2")
+                .bind(user.to_string())
+                .bind(label)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(removed)
+    }
+
+    async fn put_password_reset(&self, r: &PasswordReset) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO password_resets (key, user_id, code_hash, expires_at, tries) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, \
+             code_hash = excluded.code_hash, expires_at = excluded.expires_at, tries = excluded.tries",
+        )
+        .bind(&r.key)
+        .bind(r.user.to_string())
+        .bind(&r.code_hash)
+        .bind(r.expires_at)
+        .bind(i64::from(r.tries))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
+        let row = sqlx::query("SELECT * FROM password_resets WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| {
+            Ok(PasswordReset {
+                key: r.try_get("key").map_err(backend)?,
+                user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
+                code_hash: r.try_get("code_hash").map_err(backend)?,
+                expires_at: r.try_get("expires_at").map_err(backend)?,
+                tries: tries(&r)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_password_reset_failure(&self, key: &str) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE password_resets SET tries = tries + 1 WHERE key = $1 RETURNING tries",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NotFound)?;
+        tries(&row)
+    }
+
+    async fn delete_password_reset(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM password_resets WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn complete_password_reset(
+        &self,
+        key: &str,
+        user: UserId,
+        hash: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.user_tx(user).await?;
+        let gone = sqlx::query("DELETE FROM password_resets WHERE key = $1 AND user_id = $2")
+            .bind(key)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if gone.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM cookies WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_client(
+        &self,
+        c: &ClientRecord,
+        prekeys: &[PrekeyRecord],
+        max_permanent: usize,
+    ) -> StoreResult<AddedClient> {
+        let mut tx = self.user_tx(c.user).await?;
+        let mut added = AddedClient::default();
+        match c.kind {
+            ClientType::Permanent => {
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM clients WHERE user_id = $1 AND kind = 'permanent'",
+                )
+                .bind(c.user.to_string())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= max_permanent {
+                    return Err(StoreError::TooManyClients);
+                }
+            }
+            ClientType::Temporary => {
+                let old: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM clients WHERE user_id = $1 AND kind = 'temporary'",
+                )
+                .bind(c.user.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if let Some(old) = old {
+                    remove_client(&mut tx, c.user, parse_client_id(old)).await?;
+                    added.replaced = Some(parse_client_id(old));
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO clients (user_id, id, kind, class, model, label, cookie_label, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(c.user.to_string())
+        .bind(client_id(c.id))
+        .bind(client_type(c.kind))
+        .bind(client_class(c.class))
+        .bind(&c.model)
+        .bind(&c.label)
+        .bind(&c.cookie_label)
+        .bind(c.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        insert_prekeys(&mut tx, c.user, c.id, prekeys).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(added)
+    }
+
+    async fn clients(&self, user: UserId) -> StoreResult<Vec<ClientRecord>> {
+        let rows = sqlx::query("SELECT * FROM clients WHERE user_id = $1 ORDER BY created_at, seq")
+            .bind(user.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(client_row).collect()
+    }
+
+    async fn client(&self, user: UserId, id: ClientId) -> StoreResult<Option<ClientRecord>> {
+        let row = sqlx::query("SELECT * FROM clients WHERE user_id = $1 AND id = $2")
+            .bind(user.to_string())
+            .bind(client_id(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(client_row).transpose()
+    }
+
+    async fn delete_client(&self, user: UserId, id: ClientId) -> StoreResult<()> {
+        let mut tx = self.user_tx(user).await?;
+        if !remove_client(&mut tx, user, id).await? {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_prekeys(
+        &self,
+        user: UserId,
+        client: ClientId,
+        prekeys: &[PrekeyRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM clients WHERE user_id = $1 AND id = $2")
+                .bind(user.to_string())
+                .bind(client_id(client))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        insert_prekeys(&mut tx, user, client, prekeys).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn count_prekeys(&self, user: UserId, client: ClientId) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM prekeys WHERE user_id = $1 AND client_id = $2 AND id <> 65535",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn claim_prekey(
+        &self,
+        user: UserId,
+        client: ClientId,
+    ) -> StoreResult<Option<PrekeyRecord>> {
+        // One statement: the row is locked as it is chosen, and a concurrent claim
+        // skips it rather than waiting for it, so no prekey is handed out twice.
+        let claimed = sqlx::query(
+            "DELETE FROM prekeys WHERE seq = (SELECT seq FROM prekeys \
+             WHERE user_id = $1 AND client_id = $2 AND id <> 65535 ORDER BY id LIMIT 1 \
+             FOR UPDATE SKIP LOCKED) RETURNING id, key",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        if let Some(row) = claimed {
+            return prekey_row(&row).map(Some);
+        }
+        let last = sqlx::query(
+            "SELECT id, key FROM prekeys WHERE user_id = $1 AND client_id = $2 AND id = 65535",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        last.as_ref().map(prekey_row).transpose()
+    }
+}
