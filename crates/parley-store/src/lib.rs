@@ -153,7 +153,7 @@ pub struct AddedClient {
 /// The server's storage. Every operation is atomic: it happens entirely or not at
 /// all, whatever runs concurrently.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a code for an address, replacing any earlier one.
     async fn put_activation_code(&self, code: &ActivationCode) -> StoreResult<()>;
     /// The pending code for an address.

@@ -1,0 +1,198 @@
+//! Configuration: defaults for a development backend, a TOML file for production,
+//! and `PARLEY_*` variables and flags on top (flags win).
+//!
+//! With nothing given: `127.0.0.1:8080`, domain `localhost`, everything under
+//! `./parley-data` (SQLite file, signing keys, e-mail outbox).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::passwords::PasswordHashing;
+
+/// The TOML file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// This backend's domain: the `@domain` of every id it owns.
+    pub domain: Option<String>,
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Where data lives.
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL; `sqlite://…` for another SQLite file.
+    pub database_url: Option<String>,
+    /// Serve HTTPS.
+    pub tls: Option<TlsConfig>,
+    /// Send e-mail by SMTP instead of writing it to the outbox.
+    pub smtp: Option<SmtpConfig>,
+    /// Sender address of e-mail.
+    pub mail_from: Option<String>,
+    /// `scrypt` (default) or `argon2id` for new password hashes.
+    pub password_hashing: Option<PasswordHashing>,
+}
+
+/// TLS certificate chain and key, PEM files.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// An SMTP relay.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name.
+    pub host: String,
+    /// Port (default 25).
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// User name, if the relay wants one.
+    pub username: Option<String>,
+    /// Password, if the relay wants one.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A SQLite URL.
+    SqliteUrl(String),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+/// Everything the server runs with, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// This backend's domain.
+    pub domain: String,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Database.
+    pub database: Database,
+    /// TLS, if any.
+    pub tls: Option<TlsConfig>,
+    /// SMTP, if any (else the outbox).
+    pub smtp: Option<SmtpConfig>,
+    /// Sender address.
+    pub mail_from: String,
+    /// Hash for new passwords.
+    pub password_hashing: PasswordHashing,
+}
+
+/// A configuration a person must fix, with what to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Development defaults under `data_dir`.
+    pub fn development(data_dir: &Path) -> Self {
+        Self {
+            domain: "localhost".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.to_owned(),
+            database: Database::Sqlite(data_dir.join("parley.db")),
+            tls: None,
+            smtp: None,
+            mail_from: "Parley <parley@localhost>".into(),
+            password_hashing: PasswordHashing::Scrypt,
+        }
+    }
+
+    /// Resolves defaults, then the file, then explicit overrides.
+    pub fn resolve(
+        config_file: Option<&Path>,
+        listen: Option<SocketAddr>,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        let file = match config_file {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!(
+                        "cannot read the config file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    ConfigError(format!(
+                        "the config file {} is not valid: {e}",
+                        path.display()
+                    ))
+                })?
+            }
+        };
+        let data_dir = data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("parley-data"));
+        let mut s = Self::development(&data_dir);
+        if let Some(domain) = file.domain {
+            if domain.is_empty() || domain.contains(['/', '@', ' ']) {
+                return Err(ConfigError(format!(
+                    "domain {domain:?} is not a domain name"
+                )));
+            }
+            s.domain = domain;
+        }
+        s.listen = listen.or(file.listen).unwrap_or(s.listen);
+        if let Some(url) = file.database_url {
+            s.database = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Database::Postgres(url)
+            } else if url.starts_with("sqlite:") {
+                Database::SqliteUrl(url)
+            } else {
+                return Err(ConfigError(
+                    "database_url must start with postgres:// or sqlite:".into(),
+                ));
+            };
+        }
+        if let Some(tls) = &file.tls {
+            for (what, path) in [("certificate", &tls.cert), ("key", &tls.key)] {
+                if !path.exists() {
+                    return Err(ConfigError(format!(
+                        "the TLS {what} file {} does not exist",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        s.tls = file.tls;
+        s.smtp = file.smtp;
+        if let Some(from) = file.mail_from {
+            s.mail_from = from;
+        }
+        if s.mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError(format!(
+                "mail_from {:?} is not an e-mail address",
+                s.mail_from
+            )));
+        }
+        s.password_hashing = file.password_hashing.unwrap_or_default();
+        Ok(s)
+    }
+}

@@ -1,0 +1,187 @@
+//! HTTP in, service call, HTTP out. Handlers never touch the store; errors are
+//! `ApiError`s whose status mapping lives in `error.rs`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ApiResult};
+use crate::services::accounts::{Accounts, LoggedIn};
+use crate::services::clients::Clients;
+use crate::tokens::Claims;
+
+mod accounts;
+mod clients;
+
+/// What handlers can reach: services only.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Accounts.
+    pub accounts: Accounts,
+    /// Devices and prekeys.
+    pub clients: Clients,
+    /// Whether the server speaks TLS (cookies get `Secure`).
+    pub tls: bool,
+}
+
+/// The name of the cookie carrying the user token.
+pub const COOKIE_NAME: &str = "parley";
+
+/// The whole API under `/v1`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/activate/send", post(accounts::send_activation))
+        .route("/v1/register", post(accounts::register))
+        .route("/v1/login", post(accounts::login))
+        .route("/v1/access", post(accounts::refresh))
+        .route("/v1/access/logout", post(accounts::logout))
+        .route("/v1/cookies", get(accounts::list_cookies))
+        .route("/v1/cookies/remove", post(accounts::remove_cookies))
+        .route("/v1/password-reset", post(accounts::request_reset))
+        .route(
+            "/v1/password-reset/complete",
+            post(accounts::complete_reset),
+        )
+        .route(
+            "/v1/self",
+            get(accounts::get_self)
+                .put(accounts::put_self)
+                .delete(accounts::delete_self),
+        )
+        .route("/v1/self/handle", put(accounts::put_handle))
+        .route("/v1/self/password", put(accounts::put_password))
+        .route("/v1/users/{domain}/{id}", get(accounts::get_user))
+        .route("/v1/handles/{handle}", get(accounts::get_handle))
+        .route("/v1/clients", post(clients::add).get(clients::list))
+        .route(
+            "/v1/clients/{id}",
+            get(clients::get).delete(clients::remove),
+        )
+        .route(
+            "/v1/clients/{id}/prekeys",
+            post(clients::upload).get(clients::count),
+        )
+        .route("/v1/users/{domain}/{id}/clients", get(clients::public_list))
+        .route(
+            "/v1/users/{domain}/{id}/prekeys/{client}",
+            get(clients::claim),
+        )
+        .route("/v1/users/list-prekeys", post(clients::claim_many))
+        .fallback(|| async { ApiError::not_found("no-endpoint", "no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::new_method_not_allowed() })
+        .with_state(state)
+}
+
+/// A JSON body whose rejections are API errors.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Path parameters whose rejections are API errors.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// Query parameters whose rejections are API errors.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// The caller, from a valid access token (`Authorization: Bearer …`).
+#[derive(Debug)]
+pub struct Auth(pub Claims);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing-token",
+                    "send an access token: Authorization: Bearer …",
+                )
+            })?;
+        state.accounts.authenticate(bearer.trim()).map(Auth)
+    }
+}
+
+/// The caller's IP address, for attempt limits.
+#[derive(Debug)]
+pub struct Peer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        Ok(Self(ip))
+    }
+}
+
+/// The user token from the `parley` cookie.
+pub fn user_token(headers: &HeaderMap) -> ApiResult<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE_NAME)
+        .map(|(_, v)| v.to_owned())
+        .ok_or_else(|| ApiError::forbidden("missing-cookie", "no login cookie: log in first"))
+}
+
+/// A login answer: the access token as JSON and the user token as a cookie.
+pub fn logged_in(state: &AppState, status: axum::http::StatusCode, l: LoggedIn) -> Response {
+    let secure = if state.tls { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE_NAME}={}; Path=/v1/access; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        l.user_token, l.cookie_seconds
+    );
+    let mut response = (status, Json(l.access)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+/// An empty JSON object, for changes that answer nothing.
+pub fn done() -> Json<serde_json::Value> {
+    Json(serde_json::json!({}))
+}

@@ -1,0 +1,570 @@
+//! Accounts: registration by e-mail code, login, tokens and cookies, profiles,
+//! handles, password change and reset, account deletion.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use parley_api::{
+    AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, Qualified, Register,
+    SelfProfile, UpdateProfile, UserId, UserProfile, limits,
+};
+use parley_store::{ActivationCode, Cookie, PasswordReset, ProfileUpdate, User};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Core, random};
+use crate::error::{ApiError, ApiResult};
+use crate::passwords;
+use crate::tokens::{Claims, Kind};
+
+/// Codes by e-mail are valid for 14 days.
+pub const ACTIVATION_CODE_SECONDS: i64 = 14 * 24 * 3600;
+/// Wrong tries that invalidate a code.
+pub const MAX_CODE_TRIES: u32 = 3;
+/// A password reset is valid for one hour.
+pub const PASSWORD_RESET_SECONDS: i64 = 3600;
+/// Persistent cookies last a year, session cookies a week.
+pub const PERSISTENT_COOKIE_SECONDS: i64 = 365 * 24 * 3600;
+/// See [`PERSISTENT_COOKIE_SECONDS`].
+pub const SESSION_COOKIE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// A login's result: the access token and the user token for the cookie.
+#[derive(Debug)]
+pub struct LoggedIn {
+    /// The answer body.
+    pub access: AccessToken,
+    /// The user token (cookie value).
+    pub user_token: String,
+    /// Cookie lifetime in seconds.
+    pub cookie_seconds: i64,
+}
+
+/// Accounts.
+#[derive(Clone, Debug)]
+pub struct Accounts {
+    core: Core,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::forbidden("invalid-credentials", "wrong e-mail, handle or password")
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::forbidden(
+        "invalid-code",
+        "the code is wrong, expired or used up; request a new one",
+    )
+}
+
+/// Lower-case, trimmed, and plausibly an address.
+pub fn normalise_email(email: &str) -> ApiResult<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        })
+        && email.parse::<lettre::Address>().is_ok();
+    if !valid {
+        return Err(ApiError::bad_request(
+            "invalid-email",
+            "not a valid e-mail address",
+        ));
+    }
+    Ok(email)
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 128 {
+        return Err(ApiError::bad_request(
+            "invalid-name",
+            "a name has 1 to 128 characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// 2–256 characters of `a-z0-9_.-`.
+pub fn check_handle(handle: &str) -> ApiResult<()> {
+    let ok = (2..=256).contains(&handle.len())
+        && handle
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid-handle",
+            "a handle has 2 to 256 characters of a-z, 0-9, '_', '.' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+fn to_time(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl Accounts {
+    /// The service.
+    pub fn new(core: Core) -> Self {
+        Self { core }
+    }
+
+    fn qualified(&self, id: UserId) -> Qualified<UserId> {
+        Qualified {
+            id,
+            domain: self.core.settings.domain.clone(),
+        }
+    }
+
+    async fn hash_password(&self, password: &str) -> ApiResult<String> {
+        let password = zeroize::Zeroizing::new(password.to_owned());
+        let algorithm = self.core.settings.password_hashing;
+        tokio::task::spawn_blocking(move || passwords::hash(&password, algorithm))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// Checks a user's password; on success with an outdated hash, re-hashes it.
+    pub async fn check_password(&self, user: &User, password: &str) -> ApiResult<()> {
+        let (p, stored) = (
+            zeroize::Zeroizing::new(password.to_owned()),
+            user.password_hash.clone(),
+        );
+        let algorithm = self.core.settings.password_hashing;
+        let (ok, outdated) =
+            tokio::task::spawn_blocking(move || passwords::verify(&p, &stored, algorithm))
+                .await
+                .map_err(ApiError::internal)??;
+        if !ok {
+            return Err(invalid_credentials());
+        }
+        if outdated {
+            let hash = self.hash_password(password).await?;
+            self.core.store.set_password(user.id, &hash).await?;
+        }
+        Ok(())
+    }
+
+    async fn user(&self, id: UserId) -> ApiResult<User> {
+        self.core
+            .store
+            .user(id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid-token", "the account no longer exists"))
+    }
+
+    /// Sends a fresh 6-digit code to an address not yet registered.
+    pub async fn send_activation_code(&self, email: &str, address: &str) -> ApiResult<()> {
+        let email = normalise_email(email)?;
+        self.core.limit(&format!("activate:{email}"), address)?;
+        if self.core.store.user_by_email(&email).await?.is_some() {
+            return Err(ApiError::conflict(
+                "key-exists",
+                "an account with this address exists",
+            ));
+        }
+        let n = u32::from_le_bytes(random::<4>()) % 1_000_000;
+        let code = format!("{n:06}");
+        self.core
+            .store
+            .put_activation_code(&ActivationCode {
+                email: email.clone(),
+                code_hash: sha256(code.as_bytes()),
+                expires_at: self.core.clock.now() + ACTIVATION_CODE_SECONDS,
+                tries: 0,
+            })
+            .await?;
+        let body = format!(
+            "Your Parley verification code is {code}.\n\nIt is valid for 14 days. If you did \
+             not ask for it, ignore this message.\n"
+        );
+        self.core
+            .mailer
+            .send(&email, "Your Parley verification code", body)
+            .await
+    }
+
+    /// Creates an account from a verified address and logs it in.
+    pub async fn register(&self, req: &Register, address: &str) -> ApiResult<LoggedIn> {
+        let email = normalise_email(&req.email)?;
+        let name = check_name(&req.name)?;
+        self.core.limit(&format!("code:{email}"), address)?;
+        let code = self
+            .core
+            .store
+            .activation_code(&email)
+            .await?
+            .ok_or_else(invalid_code)?;
+        if code.expires_at <= self.core.clock.now() || code.tries >= MAX_CODE_TRIES {
+            self.core.store.delete_activation_code(&email).await?;
+            return Err(invalid_code());
+        }
+        if !bool::from(sha256(req.email_code.trim().as_bytes()).ct_eq(&code.code_hash)) {
+            let tries = self.core.store.record_activation_failure(&email).await?;
+            if tries >= MAX_CODE_TRIES {
+                self.core.store.delete_activation_code(&email).await?;
+            }
+            return Err(invalid_code());
+        }
+        passwords::check_policy(&req.password)?;
+        let user = User {
+            id: UserId::new_v4(),
+            name,
+            email,
+            handle: None,
+            password_hash: self.hash_password(&req.password).await?,
+            accent_id: 0,
+            locale: "en".into(),
+            picture: None,
+            created_at: self.core.clock.now(),
+        };
+        self.core.store.create_user(&user).await?;
+        tracing::info!(user = %user.id, "account created");
+        self.new_cookie(user.id, None, true).await
+    }
+
+    /// Logs in by e-mail or handle.
+    pub async fn login(&self, req: &Login, address: &str) -> ApiResult<LoggedIn> {
+        let (account, user) = match (&req.email, &req.handle) {
+            (Some(email), None) => {
+                let email = normalise_email(email)?;
+                let user = self.core.store.user_by_email(&email).await?;
+                (email, user)
+            }
+            (None, Some(handle)) => {
+                let handle = handle.trim().to_lowercase();
+                (
+                    handle.clone(),
+                    self.core.store.user_by_handle(&handle).await?,
+                )
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "bad-request",
+                    "give either an e-mail address or a handle",
+                ));
+            }
+        };
+        self.core.limit(&format!("login:{account}"), address)?;
+        let user = user.ok_or_else(invalid_credentials)?;
+        self.check_password(&user, &req.password).await?;
+        self.new_cookie(user.id, req.label.clone(), req.persist)
+            .await
+    }
+
+    async fn new_cookie(
+        &self,
+        user: UserId,
+        label: Option<String>,
+        persist: bool,
+    ) -> ApiResult<LoggedIn> {
+        let now = self.core.clock.now();
+        let (kind, seconds) = if persist {
+            (CookieKind::Persistent, PERSISTENT_COOKIE_SECONDS)
+        } else {
+            (CookieKind::Session, SESSION_COOKIE_SECONDS)
+        };
+        let cookie = Cookie {
+            id: hex::encode(random::<16>()),
+            user,
+            label,
+            kind,
+            created_at: now,
+            expires_at: now + seconds,
+        };
+        self.core
+            .store
+            .add_cookie(&cookie, limits::MAX_COOKIES_PER_KIND)
+            .await?;
+        let user_token = self.core.tokens.issue(&Claims {
+            kind: Kind::User,
+            user,
+            expires: cookie.expires_at,
+            connection: u64::from_le_bytes(random::<8>()),
+            client: None,
+            cookie: Some(cookie.id),
+        });
+        Ok(LoggedIn {
+            access: self.access_token(user, None),
+            user_token,
+            cookie_seconds: seconds,
+        })
+    }
+
+    fn access_token(&self, user: UserId, client: Option<ClientId>) -> AccessToken {
+        let seconds = limits::ACCESS_TOKEN_SECONDS;
+        let token = self.core.tokens.issue(&Claims {
+            kind: Kind::Access,
+            user,
+            expires: self.core.clock.now() + i64::try_from(seconds).unwrap_or(900),
+            connection: u64::from_le_bytes(random::<8>()),
+            client,
+            cookie: None,
+        });
+        AccessToken {
+            access_token: token,
+            token_type: "Bearer".into(),
+            expires_in: seconds,
+            user,
+        }
+    }
+
+    async fn valid_cookie(&self, user_token: &str) -> ApiResult<Claims> {
+        let claims = self
+            .core
+            .tokens
+            .verify(user_token, Kind::User, self.core.clock.now())
+            .map_err(|e| {
+                ApiError::forbidden("invalid-credentials", format!("{e}: log in again"))
+            })?;
+        let id = claims.cookie.as_deref().unwrap_or_default();
+        if self.core.store.cookie(claims.user, id).await?.is_none() {
+            return Err(ApiError::forbidden(
+                "invalid-credentials",
+                "logged out: log in again",
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// A new access token for a valid, unrevoked user token.
+    pub async fn refresh(
+        &self,
+        user_token: &str,
+        client: Option<ClientId>,
+    ) -> ApiResult<AccessToken> {
+        let claims = self.valid_cookie(user_token).await?;
+        if let Some(client) = client {
+            if self.core.store.client(claims.user, client).await?.is_none() {
+                return Err(ApiError::not_found("client-not-found", "no such device"));
+            }
+        }
+        Ok(self.access_token(claims.user, client))
+    }
+
+    /// Revokes the cookie behind a user token.
+    pub async fn logout(&self, user_token: &str) -> ApiResult<()> {
+        let claims = self.valid_cookie(user_token).await?;
+        let id = claims.cookie.unwrap_or_default();
+        self.core.store.remove_cookie(claims.user, &id).await?;
+        Ok(())
+    }
+
+    /// Checks an access token (signature and expiry; no database).
+    pub fn authenticate(&self, bearer: &str) -> ApiResult<Claims> {
+        self.core
+            .tokens
+            .verify(bearer, Kind::Access, self.core.clock.now())
+            .map_err(|e| {
+                ApiError::unauthorized("invalid-token", format!("{e}: refresh it at /v1/access"))
+            })
+    }
+
+    /// The user's own profile.
+    pub async fn self_profile(&self, id: UserId) -> ApiResult<SelfProfile> {
+        let u = self.user(id).await?;
+        Ok(SelfProfile {
+            qualified_id: self.qualified(u.id),
+            name: u.name,
+            email: u.email,
+            handle: u.handle,
+            accent_id: u.accent_id,
+            locale: u.locale,
+            picture: u.picture,
+        })
+    }
+
+    /// Changes profile fields.
+    pub async fn update_profile(&self, id: UserId, req: &UpdateProfile) -> ApiResult<()> {
+        let name = req.name.as_deref().map(check_name).transpose()?;
+        if let Some(locale) = &req.locale {
+            if locale.is_empty() || locale.len() > 32 {
+                return Err(ApiError::bad_request(
+                    "bad-request",
+                    "a locale has 1 to 32 characters",
+                ));
+            }
+        }
+        if req.picture.as_ref().is_some_and(|p| p.len() > 512) {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                "a picture reference is too long",
+            ));
+        }
+        let update = ProfileUpdate {
+            name,
+            accent_id: req.accent_id,
+            locale: req.locale.clone(),
+            picture: req.picture.clone().map(Some),
+        };
+        self.core.store.update_profile(id, &update).await?;
+        Ok(())
+    }
+
+    /// Sets the user's unique handle.
+    pub async fn set_handle(&self, id: UserId, handle: &str) -> ApiResult<()> {
+        check_handle(handle)?;
+        self.core.store.set_handle(id, handle).await?;
+        Ok(())
+    }
+
+    fn public(&self, u: User) -> UserProfile {
+        UserProfile {
+            qualified_id: self.qualified(u.id),
+            name: u.name,
+            handle: u.handle,
+            accent_id: u.accent_id,
+            picture: u.picture,
+        }
+    }
+
+    /// Checks that a qualified id lives here (federation comes later).
+    pub fn local(&self, domain: &str) -> ApiResult<()> {
+        if domain != self.core.settings.domain {
+            return Err(ApiError::not_found(
+                "not-found",
+                format!("{domain} is not this backend, and federation is not enabled"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Another user's public profile.
+    pub async fn user_profile(&self, domain: &str, id: UserId) -> ApiResult<UserProfile> {
+        self.local(domain)?;
+        let u = self.core.store.user(id).await?;
+        u.map(|u| self.public(u))
+            .ok_or_else(|| ApiError::not_found("not-found", "no such user"))
+    }
+
+    /// A user by handle.
+    pub async fn by_handle(&self, handle: &str) -> ApiResult<UserProfile> {
+        let u = self
+            .core
+            .store
+            .user_by_handle(&handle.to_lowercase())
+            .await?;
+        u.map(|u| self.public(u))
+            .ok_or_else(|| ApiError::not_found("not-found", "no such handle"))
+    }
+
+    /// Re-authenticates with the password (for device and account changes).
+    pub async fn confirm_password(&self, id: UserId, password: Option<&str>) -> ApiResult<()> {
+        let password = password.ok_or_else(|| {
+            ApiError::forbidden("missing-auth", "this change needs your password")
+        })?;
+        let user = self.user(id).await?;
+        self.check_password(&user, password).await
+    }
+
+    /// Changes the password.
+    pub async fn change_password(&self, id: UserId, old: &str, new: &str) -> ApiResult<()> {
+        self.confirm_password(id, Some(old)).await?;
+        passwords::check_policy(new)?;
+        let hash = self.hash_password(new).await?;
+        self.core.store.set_password(id, &hash).await?;
+        Ok(())
+    }
+
+    /// Deletes the account with its devices, prekeys and cookies.
+    pub async fn delete(&self, id: UserId, password: Option<&str>) -> ApiResult<()> {
+        self.confirm_password(id, password).await?;
+        self.core.store.delete_user(id).await?;
+        tracing::info!(user = %id, "account deleted");
+        Ok(())
+    }
+
+    /// The user's logins.
+    pub async fn cookies(&self, id: UserId) -> ApiResult<Vec<CookieInfo>> {
+        let cookies = self.core.store.cookies(id).await?;
+        Ok(cookies
+            .into_iter()
+            .map(|c| CookieInfo {
+                id: c.id,
+                label: c.label,
+                kind: c.kind,
+                created: to_time(c.created_at),
+                expires: to_time(c.expires_at),
+            })
+            .collect())
+    }
+
+    /// Removes logins by label.
+    pub async fn remove_cookies(
+        &self,
+        id: UserId,
+        labels: &[String],
+        password: &str,
+    ) -> ApiResult<()> {
+        self.confirm_password(id, Some(password)).await?;
+        self.core.store.remove_cookies_by_label(id, labels).await?;
+        Ok(())
+    }
+
+    /// Starts a password reset: mails a key and code when the address has an
+    /// account. Answers the same either way, so addresses cannot be probed.
+    pub async fn request_password_reset(&self, email: &str, address: &str) -> ApiResult<()> {
+        let email = normalise_email(email)?;
+        self.core.limit(&format!("reset:{email}"), address)?;
+        let Some(user) = self.core.store.user_by_email(&email).await? else {
+            return Ok(());
+        };
+        let key = B64.encode(Sha256::digest(user.id.as_bytes()));
+        let code = B64.encode(random::<24>());
+        self.core
+            .store
+            .put_password_reset(&PasswordReset {
+                key: key.clone(),
+                user: user.id,
+                code_hash: sha256(code.as_bytes()),
+                expires_at: self.core.clock.now() + PASSWORD_RESET_SECONDS,
+                tries: 0,
+            })
+            .await?;
+        let body = format!(
+            "To choose a new Parley password, use\n\nkey: {key}\ncode: {code}\n\nwithin one \
+             hour. If you did not ask for this, ignore this message: your password is unchanged.\n"
+        );
+        self.core
+            .mailer
+            .send(&email, "Reset your Parley password", body)
+            .await
+    }
+
+    /// Completes a reset: new password, every login dropped.
+    pub async fn complete_password_reset(
+        &self,
+        key: &str,
+        code: &str,
+        password: &str,
+        address: &str,
+    ) -> ApiResult<()> {
+        self.core.limit(&format!("reset-code:{key}"), address)?;
+        let reset = self
+            .core
+            .store
+            .password_reset(key)
+            .await?
+            .ok_or_else(invalid_code)?;
+        if reset.expires_at <= self.core.clock.now() || reset.tries >= MAX_CODE_TRIES {
+            self.core.store.delete_password_reset(key).await?;
+            return Err(invalid_code());
+        }
+        if !bool::from(sha256(code.trim().as_bytes()).ct_eq(&reset.code_hash)) {
+            if self.core.store.record_password_reset_failure(key).await? >= MAX_CODE_TRIES {
+                self.core.store.delete_password_reset(key).await?;
+            }
+            return Err(invalid_code());
+        }
+        passwords::check_policy(password)?;
+        let hash = self.hash_password(password).await?;
+        self.core
+            .store
+            .complete_password_reset(key, reset.user, &hash)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! Devices and their prekeys: registration within the limits, listing, removal,
+//! uploads, counts and claims. A claimed prekey is gone; the last-resort one is
+//! handed out when the pool is empty and never removed.
+
+use std::collections::{BTreeMap, HashSet};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use parley_api::{
+    Client, ClientId, ClientPrekey, NewClient, OffsetDateTime, Prekey, PrekeyMap, PrekeyRequest,
+    PublicClient, UserId, limits,
+};
+use parley_store::{ClientRecord, PrekeyRecord};
+
+use super::accounts::Accounts;
+use super::{Core, random};
+use crate::error::{ApiError, ApiResult};
+
+/// Devices and prekeys.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    core: Core,
+    accounts: Accounts,
+}
+
+fn client_not_found() -> ApiError {
+    ApiError::not_found("client-not-found", "no such device")
+}
+
+/// Checks prekeys: base64 keys of sane size, ids unique, one-time ids only.
+fn check_prekeys(prekeys: &[Prekey]) -> ApiResult<Vec<PrekeyRecord>> {
+    if prekeys.len() > limits::MAX_PREKEYS_PER_UPLOAD {
+        return Err(ApiError::bad_request(
+            "too-many-prekeys",
+            format!("at most {} prekeys at once", limits::MAX_PREKEYS_PER_UPLOAD),
+        ));
+    }
+    let mut seen = HashSet::new();
+    prekeys
+        .iter()
+        .map(|p| {
+            if p.id == limits::LAST_RESORT_PREKEY {
+                return Err(ApiError::bad_request(
+                    "bad-prekey",
+                    "id 65535 is the last-resort prekey: send it as last_prekey",
+                ));
+            }
+            if !seen.insert(p.id) {
+                return Err(ApiError::bad_request(
+                    "bad-prekey",
+                    format!("prekey {} twice", p.id),
+                ));
+            }
+            check_key(p)
+        })
+        .collect()
+}
+
+fn check_key(p: &Prekey) -> ApiResult<PrekeyRecord> {
+    if p.key.is_empty() || p.key.len() > 2048 || B64.decode(&p.key).is_err() {
+        return Err(ApiError::bad_request(
+            "bad-prekey",
+            format!("prekey {}: the key must be base64 of at most 1.5 KiB", p.id),
+        ));
+    }
+    Ok(PrekeyRecord {
+        id: p.id,
+        key: p.key.clone(),
+    })
+}
+
+fn to_api(c: ClientRecord) -> Client {
+    Client {
+        id: c.id,
+        kind: c.kind,
+        class: c.class,
+        model: c.model,
+        label: c.label,
+        cookie_label: c.cookie_label,
+        time: OffsetDateTime::from_unix_timestamp(c.created_at)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    }
+}
+
+fn to_prekey(p: PrekeyRecord) -> Prekey {
+    Prekey {
+        id: p.id,
+        key: p.key,
+    }
+}
+
+impl Clients {
+    /// The service.
+    pub fn new(core: Core, accounts: Accounts) -> Self {
+        Self { core, accounts }
+    }
+
+    /// Registers a device (password re-authentication) and tells the user by e-mail.
+    pub async fn add(&self, user: UserId, req: &NewClient) -> ApiResult<Client> {
+        let mut prekeys = check_prekeys(&req.prekeys)?;
+        if req.last_prekey.id != limits::LAST_RESORT_PREKEY {
+            return Err(ApiError::bad_request(
+                "bad-prekey",
+                "last_prekey must have id 65535",
+            ));
+        }
+        prekeys.push(check_key(&req.last_prekey)?);
+        for (what, value) in [
+            ("model", &req.model),
+            ("label", &req.label),
+            ("cookie_label", &req.cookie_label),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > 256) {
+                return Err(ApiError::bad_request(
+                    "bad-request",
+                    format!("{what} is too long"),
+                ));
+            }
+        }
+        self.accounts
+            .confirm_password(user, req.password.as_deref())
+            .await?;
+        let record = ClientRecord {
+            user,
+            id: ClientId(u64::from_le_bytes(random::<8>())),
+            kind: req.kind,
+            class: req.class,
+            model: req.model.clone(),
+            label: req.label.clone(),
+            cookie_label: req.cookie_label.clone(),
+            created_at: self.core.clock.now(),
+        };
+        let added = self
+            .core
+            .store
+            .add_client(&record, &prekeys, limits::MAX_PERMANENT_CLIENTS)
+            .await?;
+        tracing::info!(%user, client = %record.id, replaced = ?added.replaced, "device added");
+        if let Some(owner) = self.core.store.user(user).await? {
+            let body = format!(
+                "A new device was added to your Parley account:\n\n  {} ({})\n\nIf this was \
+                 not you, remove the device and change your password now.\n",
+                record.model.as_deref().unwrap_or("unnamed device"),
+                record.id,
+            );
+            if let Err(e) = self
+                .core
+                .mailer
+                .send(&owner.email, "New device on your account", body)
+                .await
+            {
+                tracing::warn!(label = e.label(), "could not send the new-device e-mail");
+            }
+        }
+        Ok(to_api(record))
+    }
+
+    /// The user's devices.
+    pub async fn list(&self, user: UserId) -> ApiResult<Vec<Client>> {
+        Ok(self
+            .core
+            .store
+            .clients(user)
+            .await?
+            .into_iter()
+            .map(to_api)
+            .collect())
+    }
+
+    /// One of the user's devices.
+    pub async fn get(&self, user: UserId, id: ClientId) -> ApiResult<Client> {
+        self.core
+            .store
+            .client(user, id)
+            .await?
+            .map(to_api)
+            .ok_or_else(client_not_found)
+    }
+
+    /// Removes one of the user's devices (password re-authentication).
+    pub async fn remove(
+        &self,
+        user: UserId,
+        id: ClientId,
+        password: Option<&str>,
+    ) -> ApiResult<()> {
+        self.core
+            .store
+            .client(user, id)
+            .await?
+            .ok_or_else(client_not_found)?;
+        self.accounts.confirm_password(user, password).await?;
+        self.core
+            .store
+            .delete_client(user, id)
+            .await
+            .map_err(|e| match e {
+                parley_store::StoreError::NotFound => client_not_found(),
+                e => e.into(),
+            })
+    }
+
+    /// Anyone's devices (ids and classes only).
+    pub async fn public_list(&self, domain: &str, user: UserId) -> ApiResult<Vec<PublicClient>> {
+        self.accounts.local(domain)?;
+        let clients = self.core.store.clients(user).await?;
+        Ok(clients
+            .into_iter()
+            .map(|c| PublicClient {
+                id: c.id,
+                class: c.class,
+            })
+            .collect())
+    }
+
+    /// Adds prekeys to one of the user's devices.
+    pub async fn upload_prekeys(
+        &self,
+        user: UserId,
+        id: ClientId,
+        prekeys: &[Prekey],
+    ) -> ApiResult<()> {
+        let records = check_prekeys(prekeys)?;
+        self.core
+            .store
+            .add_prekeys(user, id, &records)
+            .await
+            .map_err(|e| match e {
+                parley_store::StoreError::NotFound => client_not_found(),
+                e => e.into(),
+            })
+    }
+
+    /// Unused one-time prekeys of one of the user's devices.
+    pub async fn count_prekeys(&self, user: UserId, id: ClientId) -> ApiResult<u64> {
+        self.core
+            .store
+            .client(user, id)
+            .await?
+            .ok_or_else(client_not_found)?;
+        Ok(self.core.store.count_prekeys(user, id).await?)
+    }
+
+    /// Claims a prekey of someone's device.
+    pub async fn claim(&self, domain: &str, user: UserId, id: ClientId) -> ApiResult<ClientPrekey> {
+        self.accounts.local(domain)?;
+        let prekey = self
+            .core
+            .store
+            .claim_prekey(user, id)
+            .await?
+            .ok_or_else(client_not_found)?;
+        Ok(ClientPrekey {
+            client: id,
+            prekey: to_prekey(prekey),
+        })
+    }
+
+    /// Claims prekeys for many users' devices at once (`null` for unknown devices).
+    pub async fn claim_many(&self, request: &PrekeyRequest) -> ApiResult<PrekeyMap> {
+        let total: usize = request
+            .values()
+            .flat_map(|users| users.values())
+            .map(Vec::len)
+            .sum();
+        if total > limits::MAX_CLIENTS_PER_PREKEY_CLAIM {
+            return Err(ApiError::bad_request(
+                "too-many-clients",
+                format!(
+                    "at most {} devices per request",
+                    limits::MAX_CLIENTS_PER_PREKEY_CLAIM
+                ),
+            ));
+        }
+        let mut answer = PrekeyMap::new();
+        for (domain, users) in request {
+            self.accounts.local(domain)?;
+            let mut by_user = BTreeMap::new();
+            for (user, clients) in users {
+                let mut by_client = BTreeMap::new();
+                for client in clients {
+                    let prekey = self.core.store.claim_prekey(*user, *client).await?;
+                    by_client.insert(*client, prekey.map(to_prekey));
+                }
+                by_user.insert(*user, by_client);
+            }
+            answer.insert(domain.clone(), by_user);
+        }
+        Ok(answer)
+    }
+}
