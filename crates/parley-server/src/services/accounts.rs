@@ -337,10 +337,10 @@ impl Accounts {
         client: Option<ClientId>,
     ) -> ApiResult<AccessToken> {
         let claims = self.valid_cookie(user_token).await?;
-        if let Some(client) = client {
-            if self.core.store.client(claims.user, client).await?.is_none() {
-                return Err(ApiError::not_found("client-not-found", "no such device"));
-            }
+        if let Some(client) = client
+            && self.core.store.client(claims.user, client).await?.is_none()
+        {
+            return Err(ApiError::not_found("client-not-found", "no such device"));
         }
         Ok(self.access_token(claims.user, client))
     }
@@ -380,13 +380,15 @@ impl Accounts {
     /// Changes profile fields.
     pub async fn update_profile(&self, id: UserId, req: &UpdateProfile) -> ApiResult<()> {
         let name = req.name.as_deref().map(check_name).transpose()?;
-        if let Some(locale) = &req.locale {
-            if locale.is_empty() || locale.len() > 32 {
-                return Err(ApiError::bad_request(
-                    "bad-request",
-                    "a locale has 1 to 32 characters",
-                ));
-            }
+        if req
+            .locale
+            .as_ref()
+            .is_some_and(|l| l.is_empty() || l.len() > 32)
+        {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                "a locale has 1 to 32 characters",
+            ));
         }
         if req.picture.as_ref().is_some_and(|p| p.len() > 512) {
             return Err(ApiError::bad_request(

@@ -1,0 +1,848 @@
+//! Black-box tests over HTTP on loopback: every account, token, device and prekey
+//! operation, with the bad inputs, on SQLite and (when `PARLEY_TEST_POSTGRES` is set)
+//! PostgreSQL.
+
+mod support;
+
+use std::collections::HashSet;
+
+use parley_server::server::Limits;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{PASSWORD, TestServer, client_id, key_for, new_client};
+
+const GENEROUS: Limits = Limits {
+    per_account: 1000,
+    per_address: 100_000,
+};
+
+on_both_stores!(super::GENEROUS =>
+    registration_by_email_code,
+    wrong_code_four_times_invalidates_it,
+    login_tokens_refresh_and_logout,
+    expired_and_tampered_tokens_are_refused,
+    cookies_are_listed_limited_and_removed_by_label,
+    password_reset_as_the_whitepaper_says,
+    profiles_handles_and_lookups,
+    password_change_and_account_deletion,
+    devices_within_the_limits,
+    prekeys_upload_count_and_claim,
+    concurrent_prekey_claims_never_share_a_prekey,
+    bad_input_gets_a_labelled_4xx_and_changes_nothing,
+);
+
+fn label(v: &Value) -> &str {
+    v["label"].as_str().unwrap_or_default()
+}
+
+async fn registration_by_email_code(s: &TestServer) {
+    let (st, v) = s
+        .post(
+            "/v1/activate/send",
+            None,
+            json!({"email": "not-an-address"}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "invalid-email"));
+
+    let (st, _) = s
+        .post(
+            "/v1/activate/send",
+            None,
+            json!({"email": "Ann@Example.com"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let code = s.activation_code("ann@example.com");
+    assert!(code.chars().all(|c| c.is_ascii_digit()) && code.len() == 6);
+    // A weak password is refused and uses up nothing.
+    let weak = json!({"name": "Ann", "email": "ann@example.com", "email_code": code, "password": "password"});
+    let (st, v) = s.post("/v1/register", None, weak).await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "weak-password"));
+    // A new request replaces the code.
+    s.post(
+        "/v1/activate/send",
+        None,
+        json!({"email": "ann@example.com"}),
+    )
+    .await;
+    let newer = s.activation_code("ann@example.com");
+    if newer != code {
+        let old = json!({"name": "Ann", "email": "ann@example.com", "email_code": code, "password": PASSWORD});
+        assert_eq!(
+            s.post("/v1/register", None, old).await.0,
+            403,
+            "the replaced code is dead"
+        );
+    }
+    let ok = json!({"name": "Ann", "email": "ANN@example.com", "email_code": newer, "password": PASSWORD});
+    let (st, v) = s.post("/v1/register", None, ok.clone()).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    assert_eq!(v["expires_in"], 900);
+    let token = v["access_token"].as_str().expect("token");
+    let (st, me) = s.get("/v1/self", token).await;
+    assert_eq!(st, 200);
+    assert_eq!(me["email"], "ann@example.com");
+    assert_eq!(me["qualified_id"]["domain"], "localhost");
+    // The code is used up, and the address is taken.
+    assert_eq!(s.post("/v1/register", None, ok).await.0, 403);
+    let (st, v) = s
+        .post(
+            "/v1/activate/send",
+            None,
+            json!({"email": "ann@example.com"}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (409, "key-exists"));
+}
+
+async fn wrong_code_four_times_invalidates_it(s: &TestServer) {
+    s.post(
+        "/v1/activate/send",
+        None,
+        json!({"email": "bob@example.com"}),
+    )
+    .await;
+    let code = s.activation_code("bob@example.com");
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..3 {
+        let body = json!({"name": "Bob", "email": "bob@example.com", "email_code": wrong, "password": PASSWORD});
+        let (st, v) = s.post("/v1/register", None, body).await;
+        assert_eq!((st.as_u16(), label(&v)), (403, "invalid-code"));
+    }
+    let body = json!({"name": "Bob", "email": "bob@example.com", "email_code": code, "password": PASSWORD});
+    let (st, v) = s.post("/v1/register", None, body).await;
+    assert_eq!(
+        (st.as_u16(), label(&v)),
+        (403, "invalid-code"),
+        "the fourth try fails even when right"
+    );
+    // An expired code fails too.
+    s.post(
+        "/v1/activate/send",
+        None,
+        json!({"email": "bob@example.com"}),
+    )
+    .await;
+    let code = s.activation_code("bob@example.com");
+    s.server.clock.advance(14 * 24 * 3600 + 1);
+    let body = json!({"name": "Bob", "email": "bob@example.com", "email_code": code, "password": PASSWORD});
+    assert_eq!(s.post("/v1/register", None, body).await.0, 403);
+}
+
+async fn login_tokens_refresh_and_logout(s: &TestServer) {
+    let u = s.register("carol@example.com").await;
+    s.call(
+        Method::PUT,
+        "/v1/self/handle",
+        Some(&u.token),
+        Some(json!({"handle": "carol"})),
+    )
+    .await;
+    let (st, v, cookie) = s
+        .login("carol@example.com", "wrong-Password-1", false, None)
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "invalid-credentials"));
+    assert!(cookie.is_none());
+    let (st, v, _) = s.login("nobody@example.com", PASSWORD, false, None).await;
+    assert_eq!(
+        (st.as_u16(), label(&v)),
+        (403, "invalid-credentials"),
+        "no hint the account is missing"
+    );
+
+    let (st, v, _) = s
+        .call(
+            Method::POST,
+            "/v1/login",
+            None,
+            Some(json!({"handle": "carol", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v, cookie) = s
+        .login("carol@example.com", PASSWORD, true, Some("laptop"))
+        .await;
+    assert_eq!(st, 200);
+    let cookie = cookie.expect("cookie");
+    assert_eq!(
+        s.get("/v1/self", v["access_token"].as_str().expect("t"))
+            .await
+            .0,
+        200
+    );
+
+    // A new access token from the cookie.
+    let (st, fresh) = s.with_cookie("/v1/access", &cookie).await;
+    assert_eq!(st, 200, "{fresh}");
+    assert_eq!(
+        s.get("/v1/self", fresh["access_token"].as_str().expect("t"))
+            .await
+            .0,
+        200
+    );
+    let (st, v) = s.post("/v1/access", None, json!({})).await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "missing-cookie"));
+    // Logout revokes the cookie.
+    assert_eq!(s.with_cookie("/v1/access/logout", &cookie).await.0, 200);
+    let (st, v) = s.with_cookie("/v1/access", &cookie).await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "invalid-credentials"));
+}
+
+async fn expired_and_tampered_tokens_are_refused(s: &TestServer) {
+    let u = s.register("dave@example.com").await;
+    let mut tampered = u.token.clone().into_bytes();
+    let i = tampered.len() - 10;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let (st, v) = s
+        .get("/v1/self", std::str::from_utf8(&tampered).expect("ascii"))
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (401, "invalid-token"));
+    let (st, v, _) = s.call(Method::GET, "/v1/self", None, None).await;
+    assert_eq!((st.as_u16(), label(&v)), (401, "missing-token"));
+    // The cookie token is not an access token.
+    assert_eq!(s.get("/v1/self", &u.cookie).await.0, 401);
+    s.server.clock.advance(15 * 60 + 1);
+    let (st, v) = s.get("/v1/self", &u.token).await;
+    assert_eq!(
+        (st.as_u16(), label(&v)),
+        (401, "invalid-token"),
+        "expired after 15 minutes"
+    );
+    let (st, fresh) = s.with_cookie("/v1/access", &u.cookie).await;
+    assert_eq!(st, 200, "the cookie still works: {fresh}");
+    // Past a persistent cookie's year, the cookie is dead too.
+    s.server.clock.advance(366 * 24 * 3600);
+    assert_eq!(s.with_cookie("/v1/access", &u.cookie).await.0, 403);
+}
+
+async fn cookies_are_listed_limited_and_removed_by_label(s: &TestServer) {
+    let u = s.register("erin@example.com").await;
+    for i in 0..33 {
+        let label = if i % 2 == 0 { "even" } else { "odd" };
+        let (st, _, _) = s
+            .login("erin@example.com", PASSWORD, false, Some(label))
+            .await;
+        assert_eq!(st, 200);
+        s.server.clock.advance(1);
+    }
+    let (st, v) = s.get("/v1/cookies", &u.token).await;
+    assert_eq!(st, 200);
+    let cookies = v["cookies"].as_array().expect("list");
+    let sessions = cookies.iter().filter(|c| c["kind"] == "session").count();
+    let persistent = cookies.iter().filter(|c| c["kind"] == "persistent").count();
+    assert_eq!(
+        (sessions, persistent),
+        (32, 1),
+        "at most 32 session cookies; the oldest replaced"
+    );
+    let body = json!({"labels": ["odd"], "password": "Wrong-pass-1"});
+    assert_eq!(
+        s.post("/v1/cookies/remove", Some(&u.token), body).await.0,
+        403
+    );
+    let body = json!({"labels": ["odd"], "password": PASSWORD});
+    assert_eq!(
+        s.post("/v1/cookies/remove", Some(&u.token), body).await.0,
+        200
+    );
+    let (_, v) = s.get("/v1/cookies", &u.token).await;
+    let left = v["cookies"].as_array().expect("list");
+    assert!(left.iter().all(|c| c["label"] != "odd"));
+    assert_eq!(
+        left.len(),
+        16 + 1,
+        "16 \"even\" session cookies and the registration's persistent one"
+    );
+}
+
+fn reset_key_and_code(mail: &str) -> (String, String) {
+    let field = |name: &str| {
+        mail.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{name} in mail"))
+    };
+    (field("key:"), field("code:"))
+}
+
+async fn password_reset_as_the_whitepaper_says(s: &TestServer) {
+    let u = s.register("frank@example.com").await;
+    let (st, _) = s
+        .post(
+            "/v1/password-reset",
+            None,
+            json!({"email": "nobody@example.com"}),
+        )
+        .await;
+    assert_eq!(st, 201, "the same answer for unknown addresses");
+    assert_eq!(
+        s.post(
+            "/v1/password-reset",
+            None,
+            json!({"email": "frank@example.com"})
+        )
+        .await
+        .0,
+        201
+    );
+    let (key, code) = reset_key_and_code(&s.last_mail_to("frank@example.com"));
+    // Three wrong codes delete the reset; the right one then fails.
+    for _ in 0..3 {
+        let body = json!({"key": key, "code": "wrong", "password": "New-secret-1"});
+        let (st, v) = s.post("/v1/password-reset/complete", None, body).await;
+        assert_eq!((st.as_u16(), label(&v)), (403, "invalid-code"));
+    }
+    let body = json!({"key": key, "code": code, "password": "New-secret-1"});
+    assert_eq!(
+        s.post("/v1/password-reset/complete", None, body).await.0,
+        403
+    );
+    // One pending per account: a new request replaces it, and it works once.
+    s.post(
+        "/v1/password-reset",
+        None,
+        json!({"email": "frank@example.com"}),
+    )
+    .await;
+    let (key2, code2) = reset_key_and_code(&s.last_mail_to("frank@example.com"));
+    assert_eq!(key2, key, "the key is derived from the account");
+    let weak = json!({"key": key2, "code": code2, "password": "weak"});
+    assert_eq!(
+        s.post("/v1/password-reset/complete", None, weak).await.0,
+        400
+    );
+    let body = json!({"key": key2, "code": code2, "password": "New-secret-1"});
+    assert_eq!(
+        s.post("/v1/password-reset/complete", None, body.clone())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.post("/v1/password-reset/complete", None, body).await.0,
+        403,
+        "used up"
+    );
+    assert_eq!(
+        s.with_cookie("/v1/access", &u.cookie).await.0,
+        403,
+        "every cookie dropped"
+    );
+    assert_eq!(
+        s.login("frank@example.com", PASSWORD, false, None).await.0,
+        403
+    );
+    assert_eq!(
+        s.login("frank@example.com", "New-secret-1", false, None)
+            .await
+            .0,
+        200
+    );
+    // A reset expires after an hour.
+    s.post(
+        "/v1/password-reset",
+        None,
+        json!({"email": "frank@example.com"}),
+    )
+    .await;
+    let (key, code) = reset_key_and_code(&s.last_mail_to("frank@example.com"));
+    s.server.clock.advance(3601);
+    let body = json!({"key": key, "code": code, "password": "Other-secret-2"});
+    assert_eq!(
+        s.post("/v1/password-reset/complete", None, body).await.0,
+        403
+    );
+}
+
+async fn profiles_handles_and_lookups(s: &TestServer) {
+    let a = s.register("gina@example.com").await;
+    let b = s.register("hank@example.com").await;
+    let update = json!({"name": "Gina G", "accent_id": 3, "locale": "de", "picture": "asset-1"});
+    let (st, _, _) = s
+        .call(Method::PUT, "/v1/self", Some(&a.token), Some(update))
+        .await;
+    assert_eq!(st, 200);
+    let (_, me) = s.get("/v1/self", &a.token).await;
+    assert_eq!(
+        (
+            me["name"].as_str(),
+            me["accent_id"].as_i64(),
+            me["locale"].as_str()
+        ),
+        (Some("Gina G"), Some(3), Some("de"))
+    );
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            "/v1/self",
+            Some(&a.token),
+            Some(json!({"name": ""})),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "invalid-name"));
+
+    for bad in ["G", "Gina", "gina!", &"x".repeat(257)] {
+        let (st, v, _) = s
+            .call(
+                Method::PUT,
+                "/v1/self/handle",
+                Some(&a.token),
+                Some(json!({"handle": bad})),
+            )
+            .await;
+        assert_eq!((st.as_u16(), label(&v)), (400, "invalid-handle"), "{bad}");
+    }
+    let (st, _, _) = s
+        .call(
+            Method::PUT,
+            "/v1/self/handle",
+            Some(&a.token),
+            Some(json!({"handle": "gina.g"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            "/v1/self/handle",
+            Some(&b.token),
+            Some(json!({"handle": "gina.g"})),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (409, "handle-exists"));
+
+    let (st, v) = s
+        .get(&format!("/v1/users/localhost/{}", a.id), &b.token)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["handle"], "gina.g");
+    assert!(
+        v.get("email").is_none(),
+        "others do not see the e-mail address"
+    );
+    let (st, v) = s.get("/v1/handles/gina.g", &b.token).await;
+    assert_eq!(
+        (st.as_u16(), v["qualified_id"]["id"].as_str()),
+        (200, Some(a.id.to_string().as_str()))
+    );
+    assert_eq!(s.get("/v1/handles/nobody", &b.token).await.0, 404);
+    assert_eq!(
+        s.get(&format!("/v1/users/elsewhere.example/{}", a.id), &b.token)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        s.get(
+            &format!("/v1/users/localhost/{}", uuid::Uuid::new_v4()),
+            &b.token
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+async fn password_change_and_account_deletion(s: &TestServer) {
+    let u = s.register("ivy@example.com").await;
+    let change = |old: &str, new: &str| json!({"old_password": old, "new_password": new});
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            "/v1/self/password",
+            Some(&u.token),
+            Some(change("Wrong-1!", "Newer-pass-1")),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "invalid-credentials"));
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            "/v1/self/password",
+            Some(&u.token),
+            Some(change(PASSWORD, "short")),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "weak-password"));
+    let (st, _, _) = s
+        .call(
+            Method::PUT,
+            "/v1/self/password",
+            Some(&u.token),
+            Some(change(PASSWORD, "Newer-pass-1")),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        s.login("ivy@example.com", "Newer-pass-1", false, None)
+            .await
+            .0,
+        200
+    );
+
+    let (st, c) = s
+        .post(
+            "/v1/clients",
+            Some(&u.token),
+            new_client("permanent", [1, 2], Some("Newer-pass-1")),
+        )
+        .await;
+    assert_eq!(st, 201, "{c}");
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            "/v1/self",
+            Some(&u.token),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "invalid-credentials"));
+    let (st, _, _) = s
+        .call(
+            Method::DELETE,
+            "/v1/self",
+            Some(&u.token),
+            Some(json!({"password": "Newer-pass-1"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        s.login("ivy@example.com", "Newer-pass-1", false, None)
+            .await
+            .0,
+        403
+    );
+    let other = s.register("jack@example.com").await;
+    let (st, v) = s
+        .get(
+            &format!("/v1/users/localhost/{}/prekeys/{}", u.id, client_id(&c)),
+            &other.token,
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), label(&v)),
+        (404, "client-not-found"),
+        "devices and prekeys are gone"
+    );
+    assert_eq!(
+        s.with_cookie("/v1/access", &u.cookie).await.0,
+        403,
+        "cookies are gone"
+    );
+}
+
+async fn devices_within_the_limits(s: &TestServer) {
+    let u = s.register("kim@example.com").await;
+    let (st, v) = s
+        .post(
+            "/v1/clients",
+            Some(&u.token),
+            new_client("permanent", [1], None),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "missing-auth"));
+    let (st, v) = s
+        .post(
+            "/v1/clients",
+            Some(&u.token),
+            new_client("permanent", [1], Some("Bad-pass-1")),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "invalid-credentials"));
+
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        let (st, v) = s.add_client(&u, "permanent", [1, 2, 3]).await;
+        assert_eq!(st, 201, "{v}");
+        assert!(
+            v["time"].as_str().is_some_and(|t| t.contains('T')),
+            "registration time shown"
+        );
+        ids.push(client_id(&v));
+    }
+    let (st, v) = s.add_client(&u, "permanent", [1]).await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "too-many-clients"));
+    let (st, t1) = s.add_client(&u, "temporary", [1]).await;
+    assert_eq!(st, 201);
+    let (_, t2) = s.add_client(&u, "temporary", [1]).await;
+    let (_, list) = s.get("/v1/clients", &u.token).await;
+    let listed: HashSet<String> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(listed.len(), 8, "7 permanent + 1 temporary");
+    assert!(
+        !listed.contains(t1["id"].as_str().expect("id")),
+        "the new temporary replaced the old"
+    );
+    assert!(listed.contains(t2["id"].as_str().expect("id")));
+    assert!(
+        s.last_mail_to("kim@example.com")
+            .contains("A new device was added")
+    );
+
+    let (st, one) = s.get(&format!("/v1/clients/{}", ids[0]), &u.token).await;
+    assert_eq!(
+        (st.as_u16(), one["model"].as_str()),
+        (200, Some("Test Laptop"))
+    );
+    let other = s.register("lee@example.com").await;
+    assert_eq!(
+        s.get(&format!("/v1/clients/{}", ids[0]), &other.token)
+            .await
+            .0,
+        404,
+        "only your own"
+    );
+    let (st, public) = s
+        .get(
+            &format!("/v1/users/localhost/{}/clients", u.id),
+            &other.token,
+        )
+        .await;
+    assert_eq!(st, 200);
+    let first = &public.as_array().expect("list")[0];
+    assert_eq!(first["class"], "desktop");
+    assert!(
+        first.get("model").is_none(),
+        "public view: ids and class only"
+    );
+
+    let path = format!("/v1/clients/{}", ids[0]);
+    let (st, _, _) = s
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&u.token),
+            Some(json!({"password": "Wrong-pw-1"})),
+        )
+        .await;
+    assert_eq!(st, 403);
+    let (st, _, _) = s
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&u.token),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(s.get(&path, &u.token).await.0, 404);
+    let (st, v) = s.add_client(&u, "permanent", [1]).await;
+    assert_eq!(st, 201, "room for one again: {v}");
+}
+
+async fn prekeys_upload_count_and_claim(s: &TestServer) {
+    let u = s.register("mia@example.com").await;
+    let peer = s.register("ned@example.com").await;
+    let (_, c) = s.add_client(&u, "permanent", [1, 2]).await;
+    let id = client_id(&c);
+    let count = |v: Value| v["count"].as_u64().expect("count");
+    assert_eq!(
+        count(
+            s.get(&format!("/v1/clients/{id}/prekeys"), &u.token)
+                .await
+                .1
+        ),
+        2
+    );
+    let claim_path = format!("/v1/users/localhost/{}/prekeys/{id}", u.id);
+    let mut got = HashSet::new();
+    for _ in 0..2 {
+        let (st, v) = s.get(&claim_path, &peer.token).await;
+        assert_eq!(st, 200);
+        assert_eq!(v["client"], id.to_string());
+        let pid = v["prekey"]["id"].as_u64().expect("id");
+        assert_eq!(
+            v["prekey"]["key"],
+            key_for(u16::try_from(pid).expect("u16")),
+            "stored as given"
+        );
+        got.insert(pid);
+    }
+    assert_eq!(got, HashSet::from([1, 2]));
+    for _ in 0..2 {
+        let (_, v) = s.get(&claim_path, &peer.token).await;
+        assert_eq!(
+            v["prekey"]["id"], 65535,
+            "the last resort when the pool is empty"
+        );
+    }
+    let upload =
+        json!({"prekeys": [{"id": 10, "key": key_for(10)}, {"id": 11, "key": key_for(11)}]});
+    assert_eq!(
+        s.post(
+            &format!("/v1/clients/{id}/prekeys"),
+            Some(&u.token),
+            upload.clone()
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        count(
+            s.get(&format!("/v1/clients/{id}/prekeys"), &u.token)
+                .await
+                .1
+        ),
+        2
+    );
+    assert_eq!(
+        s.post(
+            &format!("/v1/clients/{id}/prekeys"),
+            Some(&peer.token),
+            upload
+        )
+        .await
+        .0,
+        404,
+        "not your device"
+    );
+
+    // Many users and devices at once; unknown devices get null.
+    let (_, c2) = s.add_client(&peer, "permanent", [7]).await;
+    let unknown = parley_api::ClientId(12345);
+    let body = json!({"localhost": {
+        u.id.to_string(): [id.to_string(), unknown.to_string()],
+        peer.id.to_string(): [client_id(&c2).to_string()],
+    }});
+    let (st, v) = s
+        .post("/v1/users/list-prekeys", Some(&peer.token), body)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let mine = &v["localhost"][u.id.to_string()];
+    assert!(
+        mine[id.to_string()]["id"]
+            .as_u64()
+            .is_some_and(|p| p == 10 || p == 11)
+    );
+    assert_eq!(mine[unknown.to_string()], Value::Null);
+    assert_eq!(
+        v["localhost"][peer.id.to_string()][client_id(&c2).to_string()]["id"],
+        7
+    );
+}
+
+async fn concurrent_prekey_claims_never_share_a_prekey(s: &TestServer) {
+    let u = s.register("olga@example.com").await;
+    let peer = s.register("pete@example.com").await;
+    let (_, c) = s.add_client(&u, "permanent", 0..40).await;
+    let path = format!("/v1/users/localhost/{}/prekeys/{}", u.id, client_id(&c));
+    // 64 claims in flight at once, each on its own task and connection.
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, url, token) = (
+                s.http.clone(),
+                format!("{}{path}", s.base),
+                peer.token.clone(),
+            );
+            tokio::spawn(async move {
+                let r = http.get(url).bearer_auth(token).send().await.expect("send");
+                (r.status(), r.json::<Value>().await.expect("json"))
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task"));
+    }
+    let mut seen = HashSet::new();
+    let mut last_resort = 0;
+    for (st, v) in results {
+        assert_eq!(st, 200);
+        let id = v["prekey"]["id"].as_u64().expect("id");
+        if id == 65535 {
+            last_resort += 1;
+        } else {
+            assert!(seen.insert(id), "prekey {id} handed out twice");
+        }
+    }
+    assert_eq!((seen.len(), last_resort), (40, 24));
+}
+
+async fn bad_input_gets_a_labelled_4xx_and_changes_nothing(s: &TestServer) {
+    let u = s.register("quinn@example.com").await;
+    // Malformed and wrongly-typed JSON.
+    let resp = s
+        .http
+        .post(format!("{}/v1/login", s.base))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.expect("json error");
+    assert_eq!((v["code"].as_u64(), label(&v)), (Some(400), "bad-request"));
+    let (st, v) = s
+        .post("/v1/login", None, json!({"email": 5, "password": "x"}))
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "bad-request"));
+    let (st, v) = s
+        .post(
+            "/v1/login",
+            None,
+            json!({"email": "a@b.c", "handle": "x", "password": "x"}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "bad-request"));
+    // Too large a body.
+    let big = json!({"prekeys": [{"id": 1, "key": "A".repeat(300 * 1024)}]});
+    let (st, v) = s.post("/v1/clients/abc/prekeys", Some(&u.token), big).await;
+    assert_eq!((st.as_u16(), label(&v)), (413, "too-large"));
+    // Bad path parameters, unknown endpoints and methods.
+    let (st, v) = s.get("/v1/users/localhost/not-a-uuid", &u.token).await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "bad-request"));
+    let (st, v) = s.get("/v1/clients/zz-not-hex", &u.token).await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "bad-request"));
+    let (st, v) = s.get("/v1/no/such/thing", &u.token).await;
+    assert_eq!((st.as_u16(), label(&v)), (404, "no-endpoint"));
+    let (st, v, _) = s
+        .call(Method::PATCH, "/v1/self", Some(&u.token), None)
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (405, "method-not-allowed"));
+    // Bad prekeys change nothing.
+    let (_, c) = s.add_client(&u, "permanent", [1]).await;
+    let id = client_id(&c);
+    for bad in [
+        json!({"prekeys": [{"id": 65535, "key": key_for(1)}]}),
+        json!({"prekeys": [{"id": 5, "key": "not base64!"}]}),
+        json!({"prekeys": [{"id": 5, "key": key_for(5)}, {"id": 5, "key": key_for(5)}]}),
+        json!({"prekeys": [{"id": 70000, "key": key_for(5)}]}),
+    ] {
+        let (st, v) = s
+            .post(
+                &format!("/v1/clients/{id}/prekeys"),
+                Some(&u.token),
+                bad.clone(),
+            )
+            .await;
+        assert!(
+            st.is_client_error() && !label(&v).is_empty(),
+            "{bad}: {st} {v}"
+        );
+    }
+    assert_eq!(
+        s.get(&format!("/v1/clients/{id}/prekeys"), &u.token)
+            .await
+            .1["count"],
+        1
+    );
+    let mut no_last = new_client("permanent", [1], Some(PASSWORD));
+    no_last["last_prekey"]["id"] = json!(3);
+    let (st, v) = s.post("/v1/clients", Some(&u.token), no_last).await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "bad-prekey"));
+    assert_eq!(
+        s.get("/v1/clients", &u.token)
+            .await
+            .1
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}

@@ -1,0 +1,288 @@
+//! A real server on a loopback port, on a temporary SQLite file or a fresh
+//! PostgreSQL database, and a small HTTP client for black-box tests.
+
+#![allow(dead_code, unreachable_pub, clippy::print_stderr)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parley_api::{AccessToken, ClientId, Prekey};
+use parley_server::config::{Database, Settings};
+use parley_server::server::{Limits, RunningServer, start_with_store};
+use parley_store_postgres::PostgresStore;
+use parley_store_sqlite::SqliteStore;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "Secret-123!";
+
+pub struct TestServer {
+    pub server: RunningServer,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend, limits: Limits) -> Option<Self> {
+        init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::development(dir.path());
+        settings.listen = "127.0.0.1:0".parse().expect("addr");
+        let store: Arc<dyn parley_store::Store> = match backend {
+            Backend::Sqlite => {
+                let path = dir.path().join("parley.db");
+                settings.database = Database::Sqlite(path.clone());
+                Arc::new(SqliteStore::open(&path).await.expect("sqlite"))
+            }
+            Backend::Postgres => {
+                let Ok(url) = std::env::var("PARLEY_TEST_POSTGRES") else {
+                    eprintln!("NOTICE: PARLEY_TEST_POSTGRES is not set; skipped on PostgreSQL");
+                    return None;
+                };
+                Arc::new(
+                    PostgresStore::open_fresh_database(&url)
+                        .await
+                        .expect("postgres"),
+                )
+            }
+        };
+        let server = start_with_store(settings, limits, store, Default::default())
+            .await
+            .expect("server starts");
+        let base = format!("http://{}", server.addr);
+        let http = reqwest::Client::builder().build().expect("client");
+        Some(Self {
+            server,
+            base,
+            dir,
+            http,
+        })
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.path().join("outbox")
+    }
+
+    /// The newest e-mail to `to`, as text.
+    pub fn last_mail_to(&self, to: &str) -> String {
+        let mut mails: Vec<_> = std::fs::read_dir(self.outbox())
+            .expect("outbox exists")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        mails.sort();
+        mails
+            .iter()
+            .rev()
+            .map(|p| std::fs::read_to_string(p).expect("mail"))
+            .find(|m| m.contains(&format!("To: {to}")))
+            .unwrap_or_else(|| panic!("no mail to {to}"))
+    }
+
+    pub fn activation_code(&self, to: &str) -> String {
+        let mail = self.last_mail_to(to);
+        let at = mail.find("code is ").expect("code in mail") + 8;
+        mail[at..at + 6].to_owned()
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value, headers)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let (s, v, _) = self.call(Method::POST, path, token, Some(body)).await;
+        (s, v)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.call(Method::GET, path, Some(token), None).await;
+        (s, v)
+    }
+
+    /// Posts with the login cookie.
+    pub async fn with_cookie(&self, path: &str, cookie: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", format!("parley={cookie}"))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Registers `email` and returns the access token and user token.
+    pub async fn register(&self, email: &str) -> User {
+        let (s, v) = self
+            .post("/v1/activate/send", None, json!({"email": email}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let code = self.activation_code(email);
+        let (s, v, h) = self
+            .call(
+                Method::POST,
+                "/v1/register",
+                None,
+                Some(json!({"name": "Test", "email": email, "email_code": code, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let access: AccessToken = serde_json::from_value(v).expect("token");
+        User {
+            token: access.access_token,
+            id: access.user,
+            cookie: cookie_of(&h),
+            email: email.into(),
+        }
+    }
+
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        persist: bool,
+        label: Option<&str>,
+    ) -> (StatusCode, Value, Option<String>) {
+        let (s, v, h) = self
+            .call(
+                Method::POST,
+                "/v1/login",
+                None,
+                Some(json!({"email": email, "password": password, "persist": persist, "label": label})),
+            )
+            .await;
+        let cookie = h.get("set-cookie").map(|_| cookie_of(&h));
+        (s, v, cookie)
+    }
+
+    pub async fn add_client(
+        &self,
+        user: &User,
+        kind: &str,
+        prekey_ids: impl IntoIterator<Item = u16>,
+    ) -> (StatusCode, Value) {
+        self.post(
+            "/v1/clients",
+            Some(&user.token),
+            new_client(kind, prekey_ids, Some(PASSWORD)),
+        )
+        .await
+    }
+}
+
+pub fn new_client(
+    kind: &str,
+    prekey_ids: impl IntoIterator<Item = u16>,
+    password: Option<&str>,
+) -> Value {
+    let prekeys: Vec<Prekey> = prekey_ids
+        .into_iter()
+        .map(|id| Prekey {
+            id,
+            key: key_for(id),
+        })
+        .collect();
+    let mut v = json!({
+        "type": kind, "class": "desktop", "model": "Test Laptop", "label": "work",
+        "prekeys": prekeys, "last_prekey": {"id": 65535, "key": key_for(65535)},
+    });
+    if let Some(p) = password {
+        v["password"] = json!(p);
+    }
+    v
+}
+
+pub fn key_for(id: u16) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("bundle-{id}"))
+}
+
+pub fn client_id(v: &Value) -> ClientId {
+    v["id"].as_str().expect("id").parse().expect("hex")
+}
+
+pub fn cookie_of(h: &reqwest::header::HeaderMap) -> String {
+    let c = h
+        .get("set-cookie")
+        .expect("set-cookie")
+        .to_str()
+        .expect("ascii");
+    assert!(
+        c.contains("HttpOnly") && c.contains("Path=/v1/access"),
+        "{c}"
+    );
+    c.split(';')
+        .next()
+        .expect("pair")
+        .trim_start_matches("parley=")
+        .to_owned()
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub token: String,
+    pub id: uuid::Uuid,
+    pub cookie: String,
+    pub email: String,
+}
+
+/// Runs each scenario on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($limits:expr => $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let s = super::support::TestServer::start(super::support::Backend::Sqlite, $limits)
+                        .await
+                        .expect("sqlite always runs");
+                    super::$name(&s).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(s) = super::support::TestServer::start(super::support::Backend::Postgres, $limits).await {
+                        super::$name(&s).await;
+                    }
+                }
+            )*
+        }
+    };
+}
