@@ -1,6 +1,9 @@
 //! `parley-server`: with no arguments, a development backend on 127.0.0.1:8080 with
 //! everything under ./parley-data.
-#![allow(clippy::print_stderr, reason = "a person reads start-up errors on stderr")]
+#![allow(
+    clippy::print_stderr,
+    reason = "a person reads start-up errors on stderr"
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,328 @@
+//! What surrounds the API: attempt limits, e-mail over a real SMTP connection, real
+//! TLS with the whitepaper's versions and suites, and configuration errors a person
+//! can act on.
+
+mod support;
+
+use std::sync::Arc;
+
+use parley_server::config::{Settings, SmtpConfig, TlsConfig};
+use parley_server::server::{Limits, start_with_store};
+use parley_store_sqlite::SqliteStore;
+use rustls::crypto::ring::{cipher_suite, default_provider};
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use support::{Backend, PASSWORD, TestServer};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_limited_per_account() {
+    let s = TestServer::start(Backend::Sqlite, Limits::default())
+        .await
+        .expect("sqlite");
+    s.register("rita@example.com").await;
+    for _ in 0..10 {
+        let (st, _, _) = s
+            .login("rita@example.com", "Wrong-pass-1", false, None)
+            .await;
+        assert_eq!(st, 403);
+    }
+    let (st, v, h) = s
+        .call(
+            reqwest::Method::POST,
+            "/v1/login",
+            None,
+            Some(json!({"email": "rita@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), v["label"].as_str()),
+        (429, Some("too-many-requests"))
+    );
+    assert!(h.get("retry-after").is_some());
+    // Another account is not affected; the window passes.
+    let (st, _, _) = s.login("someone@example.com", PASSWORD, false, None).await;
+    assert_eq!(st, 403);
+    s.server.clock.advance(301);
+    assert_eq!(
+        s.login("rita@example.com", PASSWORD, false, None).await.0,
+        200
+    );
+}
+
+/// A minimal SMTP server: accepts every message and hands it to the test.
+async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ESMTP\r\n").await.ok();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" => b"250-sink\r\n250 8BITMIME\r\n",
+                        "DATA" => {
+                            write.write_all(b"354 go ahead\r\n").await.ok();
+                            let mut message = String::new();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                message.push_str(&l);
+                                message.push('\n');
+                            }
+                            tx.send(message).ok();
+                            b"250 queued\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.ok();
+                            break;
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(reply).await.ok();
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_go_out_by_smtp_when_configured() {
+    support::init();
+    let (port, mut inbox) = smtp_sink().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut settings = Settings::development(dir.path());
+    settings.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.smtp = Some(SmtpConfig {
+        host: "127.0.0.1".into(),
+        port,
+        username: None,
+        password: None,
+    });
+    let store = SqliteStore::open(&dir.path().join("p.db"))
+        .await
+        .expect("store");
+    let server = start_with_store(
+        settings,
+        Limits::default(),
+        Arc::new(store),
+        Default::default(),
+    )
+    .await
+    .expect("starts");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v1/activate/send", server.addr))
+        .json(&json!({"email": "sam@example.com"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv())
+        .await
+        .expect("mail arrives")
+        .expect("message");
+    assert!(message.contains("To: sam@example.com"), "{message}");
+    assert!(message.contains("verification code is"), "{message}");
+    assert!(
+        !dir.path().join("outbox").exists(),
+        "nothing written to the outbox"
+    );
+    server.shutdown().await.expect("stops");
+}
+
+struct TlsServer {
+    server: parley_server::server::RunningServer,
+    cert: CertificateDer<'static>,
+    cert_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn tls_server() -> TlsServer {
+    support::init();
+    let dir = tempfile::tempdir().expect("dir");
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let cert_pem = key.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).expect("write");
+    std::fs::write(dir.path().join("key.pem"), key.signing_key.serialize_pem()).expect("write");
+    let mut settings = Settings::development(dir.path());
+    settings.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.tls = Some(TlsConfig {
+        cert: dir.path().join("cert.pem"),
+        key: dir.path().join("key.pem"),
+    });
+    let store = SqliteStore::open(&dir.path().join("p.db"))
+        .await
+        .expect("store");
+    let server = start_with_store(
+        settings,
+        Limits::default(),
+        Arc::new(store),
+        Default::default(),
+    )
+    .await
+    .expect("starts");
+    TlsServer {
+        server,
+        cert: key.cert.der().clone(),
+        cert_pem,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_hsts_and_secure_cookies() {
+    let t = tls_server().await;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(t.cert_pem.as_bytes()).expect("pem"))
+        .build()
+        .expect("client");
+    let base = format!("https://localhost:{}", t.server.addr.port());
+    let resp = client
+        .post(format!("{base}/v1/activate/send"))
+        .json(&json!({"email": "tia@example.com"}))
+        .send()
+        .await
+        .expect("https request");
+    assert_eq!(resp.status(), 200);
+    let hsts = resp
+        .headers()
+        .get("strict-transport-security")
+        .expect("HSTS")
+        .to_str()
+        .expect("ascii");
+    assert!(hsts.contains("max-age=31536000"));
+    let mail = std::fs::read_dir(t._dir.path().join("outbox"))
+        .expect("outbox")
+        .next()
+        .expect("mail");
+    let text = std::fs::read_to_string(mail.expect("entry").path()).expect("read");
+    let at = text.find("code is ").expect("code") + 8;
+    let body = json!({"name": "Tia", "email": "tia@example.com", "email_code": &text[at..at + 6], "password": PASSWORD});
+    let resp = client
+        .post(format!("{base}/v1/register"))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(resp.status(), 201);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .expect("cookie")
+        .to_str()
+        .expect("ascii");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+/// A TLS handshake with only the given versions and suites offered.
+async fn handshake(
+    t: &TlsServer,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    suites: Vec<rustls::SupportedCipherSuite>,
+) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(t.cert.clone()).expect("root");
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        ..default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(t.server.addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_whitepapers_tls_versions_and_suites_are_accepted() {
+    use rustls::version::{TLS12, TLS13};
+    let t = tls_server().await;
+    assert!(handshake(&t, &[&TLS13], vec![cipher_suite::TLS13_AES_128_GCM_SHA256]).await);
+    assert!(handshake(&t, &[&TLS13], vec![cipher_suite::TLS13_AES_256_GCM_SHA384]).await);
+    assert!(
+        handshake(
+            &t,
+            &[&TLS12],
+            vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]
+        )
+        .await
+    );
+    assert!(
+        !handshake(
+            &t,
+            &[&TLS13],
+            vec![cipher_suite::TLS13_CHACHA20_POLY1305_SHA256]
+        )
+        .await
+    );
+    assert!(
+        !handshake(
+            &t,
+            &[&TLS12],
+            vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
+        )
+        .await
+    );
+    assert!(
+        !handshake(
+            &t,
+            &[&TLS12],
+            vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256]
+        )
+        .await
+    );
+}
+
+fn run_server(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parley-server"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_configuration_is_a_clear_message_and_exit_code_2() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, err) = run_server(&["--config", "/nonexistent/parley.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read the config file"), "{err}");
+
+    let cases = [
+        ("unknown = 1\n", "not valid"),
+        (
+            "database_url = \"mysql://x\"\n",
+            "must start with postgres:// or sqlite:",
+        ),
+        ("domain = \"bad domain\"\n", "is not a domain name"),
+        (
+            "[tls]\ncert = \"/no/cert.pem\"\nkey = \"/no/key.pem\"\n",
+            "does not exist",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let path = dir.path().join("parley.toml");
+        std::fs::write(&path, toml).expect("write");
+        let (code, err) = run_server(&["--config", path.to_str().expect("utf-8")]);
+        assert_eq!(code, 2, "{toml}");
+        assert!(err.contains(expected), "{toml}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
