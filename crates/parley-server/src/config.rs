@@ -31,6 +31,28 @@ pub struct FileConfig {
     pub mail_from: Option<String>,
     /// `scrypt` (default) or `argon2id` for new password hashes.
     pub password_hashing: Option<PasswordHashing>,
+    /// Attempt limits.
+    pub limits: Option<Limits>,
+}
+
+/// Attempt limits, per 5 minutes: logins and code tries per account, and requests
+/// that count attempts per client address.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Logins or code attempts per account.
+    pub per_account: u32,
+    /// Attempts per client address.
+    pub per_address: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            per_account: 10,
+            per_address: 300,
+        }
+    }
 }
 
 /// TLS certificate chain and key, PEM files.
@@ -102,6 +124,8 @@ pub struct Settings {
     pub mail_from: String,
     /// Hash for new passwords.
     pub password_hashing: PasswordHashing,
+    /// Attempt limits.
+    pub limits: Limits,
 }
 
 /// A configuration a person must fix, with what to fix.
@@ -121,6 +145,7 @@ impl Settings {
             smtp: None,
             mail_from: "Parley <parley@localhost>".into(),
             password_hashing: PasswordHashing::Scrypt,
+            limits: Limits::default(),
         }
     }
 
@@ -193,6 +218,7 @@ impl Settings {
             )));
         }
         s.password_hashing = file.password_hashing.unwrap_or_default();
+        s.limits = file.limits.unwrap_or_default();
         Ok(s)
     }
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use parley_server::config::Settings;
-use parley_server::server::{Limits, start};
+use parley_server::server::start;
 
 /// Parley's end-to-end encrypted messaging backend.
 #[derive(Parser, Debug)]
@@ -65,7 +65,7 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             "http"
         };
         let data_dir = settings.data_dir.clone();
-        let server = start(settings, Limits::default()).await?;
+        let server = start(settings).await?;
         tracing::info!(
             "parley-server listening on {scheme}://{} (data in {})",
             server.addr,

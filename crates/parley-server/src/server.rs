@@ -69,24 +69,6 @@ impl RunningServer {
     }
 }
 
-/// Attempt limits (per account per 5 minutes, per address per 5 minutes).
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Logins or code attempts per account.
-    pub per_account: u32,
-    /// Requests that count attempts, per client address.
-    pub per_address: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            per_account: 10,
-            per_address: 300,
-        }
-    }
-}
-
 /// Opens the configured store.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &settings.database {
@@ -97,7 +79,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartErro
 }
 
 /// Starts serving with the configured store.
-pub async fn start(settings: Settings, limits: Limits) -> Result<RunningServer, StartError> {
+pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
     std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
         StartError::Io(format!(
             "cannot create the data directory {}: {e}",
@@ -105,13 +87,12 @@ pub async fn start(settings: Settings, limits: Limits) -> Result<RunningServer, 
         ))
     })?;
     let store = open_store(&settings).await?;
-    start_with_store(settings, limits, store, Clock::default()).await
+    start_with_store(settings, store, Clock::default()).await
 }
 
 /// Starts serving with a given store and clock.
 pub async fn start_with_store(
     settings: Settings,
-    limits: Limits,
     store: Arc<dyn Store>,
     clock: Clock,
 ) -> Result<RunningServer, StartError> {
@@ -144,8 +125,8 @@ pub async fn start_with_store(
         mailer,
         tokens: Arc::new(tokens),
         settings: Arc::new(settings.clone()),
-        per_account: Arc::new(RateLimiter::new(limits.per_account, 300)),
-        per_address: Arc::new(RateLimiter::new(limits.per_address, 300)),
+        per_account: Arc::new(RateLimiter::new(settings.limits.per_account, 300)),
+        per_address: Arc::new(RateLimiter::new(settings.limits.per_address, 300)),
     };
     let accounts = Accounts::new(core.clone());
     let state = AppState {

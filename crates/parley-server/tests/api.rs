@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::HashSet;
 
-use parley_server::server::Limits;
+use parley_server::config::Limits;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{PASSWORD, TestServer, client_id, key_for, new_client};

@@ -6,8 +6,9 @@ mod support;
 
 use std::sync::Arc;
 
+use parley_server::config::Limits;
 use parley_server::config::{Settings, SmtpConfig, TlsConfig};
-use parley_server::server::{Limits, start_with_store};
+use parley_server::server::start_with_store;
 use parley_store_sqlite::SqliteStore;
 use rustls::crypto::ring::{cipher_suite, default_provider};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -110,14 +111,9 @@ async fn codes_go_out_by_smtp_when_configured() {
     let store = SqliteStore::open(&dir.path().join("p.db"))
         .await
         .expect("store");
-    let server = start_with_store(
-        settings,
-        Limits::default(),
-        Arc::new(store),
-        Default::default(),
-    )
-    .await
-    .expect("starts");
+    let server = start_with_store(settings, Arc::new(store), Default::default())
+        .await
+        .expect("starts");
     let resp = reqwest::Client::new()
         .post(format!("http://{}/v1/activate/send", server.addr))
         .json(&json!({"email": "sam@example.com"}))
@@ -161,14 +157,9 @@ async fn tls_server() -> TlsServer {
     let store = SqliteStore::open(&dir.path().join("p.db"))
         .await
         .expect("store");
-    let server = start_with_store(
-        settings,
-        Limits::default(),
-        Arc::new(store),
-        Default::default(),
-    )
-    .await
-    .expect("starts");
+    let server = start_with_store(settings, Arc::new(store), Default::default())
+        .await
+        .expect("starts");
     TlsServer {
         server,
         cert: key.cert.der().clone(),

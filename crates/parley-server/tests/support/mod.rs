@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use parley_api::{AccessToken, ClientId, Prekey};
+use parley_server::config::Limits;
 use parley_server::config::{Database, Settings};
-use parley_server::server::{Limits, RunningServer, start_with_store};
+use parley_server::server::{RunningServer, start_with_store};
 use parley_store_postgres::PostgresStore;
 use parley_store_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
@@ -39,6 +40,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::development(dir.path());
         settings.listen = "127.0.0.1:0".parse().expect("addr");
+        settings.limits = limits;
         let store: Arc<dyn parley_store::Store> = match backend {
             Backend::Sqlite => {
                 let path = dir.path().join("parley.db");
@@ -57,7 +59,7 @@ impl TestServer {
                 )
             }
         };
-        let server = start_with_store(settings, limits, store, Default::default())
+        let server = start_with_store(settings, store, Default::default())
             .await
             .expect("server starts");
         let base = format!("http://{}", server.addr);
