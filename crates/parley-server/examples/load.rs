@@ -44,10 +44,10 @@ const PASSWORD: &str = "Load-test-1!";
 fn code_from_outbox(dir: &std::path::Path, email: &str) -> anyhow::Result<String> {
     for entry in std::fs::read_dir(dir.join("outbox")).context("reading the outbox")? {
         let text = std::fs::read_to_string(entry?.path())?;
-        if text.contains(&format!("To: {email}")) {
-            if let Some(at) = text.find("code is ") {
-                return Ok(text[at + 8..at + 14].to_owned());
-            }
+        if text.contains(&format!("To: {email}"))
+            && let Some(at) = text.find("code is ")
+        {
+            return Ok(text[at + 8..at + 14].to_owned());
         }
     }
     bail!("no code for {email} in the outbox")
