@@ -18,6 +18,7 @@ pub type UserId = Uuid;
 
 /// A device (client) id: random 64 bits, written as lowercase hex.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, example = "deadbeef0042"))]
 pub struct ClientId(pub u64);
 
 impl fmt::Display for ClientId {
@@ -55,6 +56,7 @@ impl<'de> Deserialize<'de> for ClientId {
 
 /// An id qualified by the backend domain it lives on (`id@domain`).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Qualified<T> {
     /// The id on its backend.
     pub id: T,
@@ -65,6 +67,7 @@ pub struct Qualified<T> {
 /// Every error the API returns: `{"code": 403, "label": "access-denied", "message": "…"}`.
 /// `label` is stable per cause; `message` is for people.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The HTTP status code.
     pub code: u16,
@@ -76,6 +79,7 @@ pub struct ErrorBody {
 
 /// `POST /v1/activate/send`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendActivationCode {
     /// Where the code goes.
     pub email: String,
@@ -83,6 +87,7 @@ pub struct SendActivationCode {
 
 /// `POST /v1/register`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Register {
     /// Display name.
     pub name: String,
@@ -96,6 +101,7 @@ pub struct Register {
 
 /// `POST /v1/login`: by e-mail or handle.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Login {
     /// E-mail address (or give `handle`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +121,7 @@ pub struct Login {
 
 /// The answer to login, registration and token refresh.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessToken {
     /// The bearer token for every other request.
     pub access_token: String,
@@ -123,14 +130,15 @@ pub struct AccessToken {
     /// Seconds until the token expires.
     pub expires_in: u64,
     /// Whose token it is.
-    pub user: UserId,
+    pub user: Uuid,
 }
 
 /// `GET /v1/self`
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SelfProfile {
     /// The user's qualified id.
-    pub qualified_id: Qualified<UserId>,
+    pub qualified_id: Qualified<Uuid>,
     /// Display name.
     pub name: String,
     /// E-mail address.
@@ -147,9 +155,10 @@ pub struct SelfProfile {
 
 /// `GET /v1/users/{domain}/{id}` and `GET /v1/handles/{handle}`: what others see.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserProfile {
     /// The user's qualified id.
-    pub qualified_id: Qualified<UserId>,
+    pub qualified_id: Qualified<Uuid>,
     /// Display name.
     pub name: String,
     /// Unique handle, once set.
@@ -162,6 +171,7 @@ pub struct UserProfile {
 
 /// `PUT /v1/self`: only the fields given change.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateProfile {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +189,7 @@ pub struct UpdateProfile {
 
 /// `PUT /v1/self/handle`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetHandle {
     /// 2–256 characters of `a-z0-9_.-`.
     pub handle: String,
@@ -186,6 +197,7 @@ pub struct SetHandle {
 
 /// `PUT /v1/self/password`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChangePassword {
     /// The current password.
     pub old_password: String,
@@ -196,6 +208,7 @@ pub struct ChangePassword {
 /// A request that re-authenticates with the password (`DELETE /v1/self`,
 /// `DELETE /v1/clients/{id}`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordConfirmation {
     /// The account's password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +217,7 @@ pub struct PasswordConfirmation {
 
 /// Whether a cookie outlives the session.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CookieKind {
     /// One year.
@@ -214,6 +228,7 @@ pub enum CookieKind {
 
 /// One login of a user (`GET /v1/cookies`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CookieInfo {
     /// The cookie's id.
     pub id: String,
@@ -231,6 +246,7 @@ pub struct CookieInfo {
 
 /// `GET /v1/cookies`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CookieList {
     /// Newest first.
     pub cookies: Vec<CookieInfo>,
@@ -238,6 +254,7 @@ pub struct CookieList {
 
 /// `POST /v1/cookies/remove`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RemoveCookies {
     /// Remove the cookies with these labels.
     pub labels: Vec<String>,
@@ -247,6 +264,7 @@ pub struct RemoveCookies {
 
 /// `POST /v1/password-reset`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordResetRequest {
     /// The account's e-mail address.
     pub email: String,
@@ -254,6 +272,7 @@ pub struct PasswordResetRequest {
 
 /// `POST /v1/password-reset/complete`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordResetComplete {
     /// The reset key from the e-mail.
     pub key: String,
@@ -265,6 +284,7 @@ pub struct PasswordResetComplete {
 
 /// Permanent devices count against the limit of 7; one temporary device may exist.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ClientType {
     /// A device the user keeps.
@@ -275,6 +295,7 @@ pub enum ClientType {
 
 /// What kind of device.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ClientClass {
     /// A phone.
@@ -290,6 +311,7 @@ pub enum ClientClass {
 /// A prekey as the server keeps it: an id and the base64 of the device's serialized
 /// Proteus prekey bundle, stored as given.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Prekey {
     /// `0..=65534`, or 65535 for the last-resort prekey.
     pub id: u16,
@@ -299,6 +321,7 @@ pub struct Prekey {
 
 /// `POST /v1/clients`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewClient {
     /// Permanent or temporary.
     #[serde(rename = "type")]
@@ -326,6 +349,7 @@ pub struct NewClient {
 
 /// A device as its owner sees it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Client {
     /// The device id.
     pub id: ClientId,
@@ -347,6 +371,7 @@ pub struct Client {
 
 /// A device as anyone sees it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PublicClient {
     /// The device id.
     pub id: ClientId,
@@ -356,6 +381,7 @@ pub struct PublicClient {
 
 /// `POST /v1/clients/{id}/prekeys`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadPrekeys {
     /// Prekeys to add (an existing id is replaced).
     pub prekeys: Vec<Prekey>,
@@ -363,6 +389,7 @@ pub struct UploadPrekeys {
 
 /// `GET /v1/clients/{id}/prekeys`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrekeyCount {
     /// Unused one-time prekeys (the last-resort prekey not counted).
     pub count: u64,
@@ -370,6 +397,7 @@ pub struct PrekeyCount {
 
 /// `GET /v1/users/{domain}/{uid}/prekeys/{client}`
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClientPrekey {
     /// The device.
     pub client: ClientId,

@@ -317,3 +317,56 @@ fn bad_configuration_is_a_clear_message_and_exit_code_2() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let s = TestServer::start(Backend::Sqlite, Limits::default())
+        .await
+        .expect("sqlite");
+    let resp = reqwest::get(format!("{}/v1/openapi.json", s.base))
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    let doc: serde_json::Value = resp.json().await.expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    assert!(doc["components"]["schemas"]["NewClient"].is_object());
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            operations += 1;
+            assert!(
+                op["responses"].is_object(),
+                "{method} {path} documents its responses"
+            );
+            // Every documented operation exists on the server: filling the parameters in
+            // gets an answer from the route (auth or validation), never "no such endpoint".
+            let concrete = path
+                .replace("{domain}", "localhost")
+                .replace("{id}", "00000000-0000-4000-8000-000000000000")
+                .replace("{client}", "1")
+                .replace("{handle}", "nobody");
+            let concrete = if path.starts_with("/v1/clients/{id}") {
+                path.replace("{id}", "1")
+            } else {
+                concrete
+            };
+            let method =
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let resp = s
+                .http
+                .request(method.clone(), format!("{}{concrete}", s.base))
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            assert!(
+                status != 405 && body["label"] != "no-endpoint",
+                "{method} {path} is documented but not served ({status} {body})"
+            );
+        }
+    }
+    assert_eq!(operations, 25, "every route is documented (and only those)");
+}

@@ -15,7 +15,10 @@ use super::{
     ApiJson, ApiPath, ApiQuery, AppState, Auth, COOKIE_NAME, Peer, done, logged_in, user_token,
 };
 use crate::error::ApiResult;
+#[allow(unused_imports, reason = "named by the OpenAPI annotations")]
+use parley_api::{ErrorBody, Uuid};
 
+#[utoipa::path(post, path = "/v1/activate/send", tag = "accounts", request_body = SendActivationCode, responses((status = 200, description = "code sent"), (status = 409, description = "address taken", body = ErrorBody), (status = 429, description = "too many attempts", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn send_activation(
     State(s): State<AppState>,
     Peer(peer): Peer,
@@ -25,6 +28,7 @@ pub(super) async fn send_activation(
     Ok(done())
 }
 
+#[utoipa::path(post, path = "/v1/register", tag = "accounts", request_body = Register, responses((status = 201, description = "registered and logged in; sets the login cookie", body = AccessToken), (status = 403, description = "wrong or expired code", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn register(
     State(s): State<AppState>,
     Peer(peer): Peer,
@@ -34,6 +38,7 @@ pub(super) async fn register(
     Ok(logged_in(&s, StatusCode::CREATED, l))
 }
 
+#[utoipa::path(post, path = "/v1/login", tag = "accounts", request_body = Login, responses((status = 200, description = "logged in; sets the login cookie", body = AccessToken), (status = 403, description = "wrong credentials", body = ErrorBody), (status = 429, description = "too many attempts", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn login(
     State(s): State<AppState>,
     Peer(peer): Peer,
@@ -48,6 +53,7 @@ pub(super) struct RefreshQuery {
     client: Option<ClientId>,
 }
 
+#[utoipa::path(post, path = "/v1/access", tag = "accounts", responses((status = 200, description = "a new access token", body = AccessToken), (status = 403, description = "no valid login cookie", body = ErrorBody)))]
 pub(super) async fn refresh(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -57,6 +63,7 @@ pub(super) async fn refresh(
     Ok(Json(s.accounts.refresh(&token, q.client).await?))
 }
 
+#[utoipa::path(post, path = "/v1/access/logout", tag = "accounts", responses((status = 200, description = "the login cookie is revoked"), (status = 403, description = "no valid login cookie", body = ErrorBody)))]
 pub(super) async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     s.accounts.logout(&user_token(&headers)?).await?;
     let mut response = done().into_response();
@@ -67,6 +74,7 @@ pub(super) async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Api
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/v1/cookies", tag = "accounts", responses((status = 200, body = CookieList), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list_cookies(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -76,6 +84,7 @@ pub(super) async fn list_cookies(
     }))
 }
 
+#[utoipa::path(post, path = "/v1/cookies/remove", tag = "accounts", request_body = RemoveCookies, responses((status = 200, description = "removed"), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn remove_cookies(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -87,6 +96,7 @@ pub(super) async fn remove_cookies(
     Ok(done())
 }
 
+#[utoipa::path(post, path = "/v1/password-reset", tag = "accounts", request_body = PasswordResetRequest, responses((status = 201, description = "a key and code were mailed if the address has an account"), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn request_reset(
     State(s): State<AppState>,
     Peer(peer): Peer,
@@ -96,6 +106,7 @@ pub(super) async fn request_reset(
     Ok((StatusCode::CREATED, done()))
 }
 
+#[utoipa::path(post, path = "/v1/password-reset/complete", tag = "accounts", request_body = PasswordResetComplete, responses((status = 200, description = "password changed; every login cookie dropped"), (status = 403, description = "wrong, expired or used-up code", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn complete_reset(
     State(s): State<AppState>,
     Peer(peer): Peer,
@@ -107,6 +118,7 @@ pub(super) async fn complete_reset(
     Ok(done())
 }
 
+#[utoipa::path(get, path = "/v1/self", tag = "users", responses((status = 200, body = SelfProfile), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_self(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -114,6 +126,7 @@ pub(super) async fn get_self(
     Ok(Json(s.accounts.self_profile(me.user).await?))
 }
 
+#[utoipa::path(put, path = "/v1/self", tag = "users", request_body = UpdateProfile, responses((status = 200, description = "updated"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_self(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -123,6 +136,7 @@ pub(super) async fn put_self(
     Ok(done())
 }
 
+#[utoipa::path(delete, path = "/v1/self", tag = "users", request_body = PasswordConfirmation, responses((status = 200, description = "the account and its devices, prekeys and cookies are deleted"), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn delete_self(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -132,6 +146,7 @@ pub(super) async fn delete_self(
     Ok(done())
 }
 
+#[utoipa::path(put, path = "/v1/self/handle", tag = "users", request_body = SetHandle, responses((status = 200, description = "set"), (status = 409, description = "taken", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_handle(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -141,6 +156,7 @@ pub(super) async fn put_handle(
     Ok(done())
 }
 
+#[utoipa::path(put, path = "/v1/self/password", tag = "users", request_body = ChangePassword, responses((status = 200, description = "changed"), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_password(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -152,6 +168,7 @@ pub(super) async fn put_password(
     Ok(done())
 }
 
+#[utoipa::path(get, path = "/v1/users/{domain}/{id}", tag = "users", params(("domain" = String, Path), ("id" = Uuid, Path)), responses((status = 200, body = UserProfile), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_user(
     State(s): State<AppState>,
     Auth(_): Auth,
@@ -160,6 +177,7 @@ pub(super) async fn get_user(
     Ok(Json(s.accounts.user_profile(&domain, id).await?))
 }
 
+#[utoipa::path(get, path = "/v1/handles/{handle}", tag = "users", params(("handle" = String, Path)), responses((status = 200, body = UserProfile), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_handle(
     State(s): State<AppState>,
     Auth(_): Auth,

@@ -10,7 +10,10 @@ use parley_api::{
 
 use super::{ApiJson, ApiPath, AppState, Auth, done};
 use crate::error::ApiResult;
+#[allow(unused_imports, reason = "named by the OpenAPI annotations")]
+use parley_api::{ErrorBody, Uuid};
 
+#[utoipa::path(post, path = "/v1/clients", tag = "clients", request_body = NewClient, responses((status = 201, body = Client), (status = 403, description = "wrong password or too many devices", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn add(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -22,6 +25,7 @@ pub(super) async fn add(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/clients", tag = "clients", responses((status = 200, body = Vec<Client>), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -29,6 +33,7 @@ pub(super) async fn list(
     Ok(Json(s.clients.list(me.user).await?))
 }
 
+#[utoipa::path(get, path = "/v1/clients/{id}", tag = "clients", params(("id" = ClientId, Path)), responses((status = 200, body = Client), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -37,6 +42,7 @@ pub(super) async fn get(
     Ok(Json(s.clients.get(me.user, id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/clients/{id}", tag = "clients", request_body = PasswordConfirmation, params(("id" = ClientId, Path)), responses((status = 200, description = "removed with its prekeys and cookies"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn remove(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -49,6 +55,7 @@ pub(super) async fn remove(
     Ok(done())
 }
 
+#[utoipa::path(post, path = "/v1/clients/{id}/prekeys", tag = "clients", request_body = UploadPrekeys, params(("id" = ClientId, Path)), responses((status = 200, description = "added"), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn upload(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -59,6 +66,7 @@ pub(super) async fn upload(
     Ok(done())
 }
 
+#[utoipa::path(get, path = "/v1/clients/{id}/prekeys", tag = "clients", params(("id" = ClientId, Path)), responses((status = 200, body = PrekeyCount), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn count(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -69,6 +77,7 @@ pub(super) async fn count(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/users/{domain}/{id}/clients", tag = "clients", params(("domain" = String, Path), ("id" = Uuid, Path)), responses((status = 200, body = Vec<PublicClient>), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn public_list(
     State(s): State<AppState>,
     Auth(_): Auth,
@@ -77,6 +86,7 @@ pub(super) async fn public_list(
     Ok(Json(s.clients.public_list(&domain, id).await?))
 }
 
+#[utoipa::path(get, path = "/v1/users/{domain}/{id}/prekeys/{client}", tag = "clients", params(("domain" = String, Path), ("id" = Uuid, Path), ("client" = ClientId, Path)), responses((status = 200, body = ClientPrekey), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim(
     State(s): State<AppState>,
     Auth(_): Auth,
@@ -85,6 +95,7 @@ pub(super) async fn claim(
     Ok(Json(s.clients.claim(&domain, id, client).await?))
 }
 
+#[utoipa::path(post, path = "/v1/users/list-prekeys", tag = "clients", request_body(content = Object, description = "domain → user id → [device id]"), responses((status = 200, description = "domain → user → device → prekey or null", body = Object), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim_many(
     State(s): State<AppState>,
     Auth(_): Auth,

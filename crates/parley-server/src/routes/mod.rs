@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
@@ -33,49 +33,73 @@ pub struct AppState {
 /// The name of the cookie carrying the user token.
 pub const COOKIE_NAME: &str = "parley";
 
-/// The whole API under `/v1`.
+/// The OpenAPI document's frame; the paths come from the routes themselves.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Parley API", description = "Parley's end-to-end encrypted messaging backend."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts", description = "registration, login, tokens, password reset"),
+        (name = "users", description = "profiles and handles"),
+        (name = "clients", description = "devices and prekeys"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole API under `/v1`, and its OpenAPI document at `/v1/openapi.json`, both
+/// from one list: each route is registered from its `#[utoipa::path]` annotation.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/activate/send", post(accounts::send_activation))
-        .route("/v1/register", post(accounts::register))
-        .route("/v1/login", post(accounts::login))
-        .route("/v1/access", post(accounts::refresh))
-        .route("/v1/access/logout", post(accounts::logout))
-        .route("/v1/cookies", get(accounts::list_cookies))
-        .route("/v1/cookies/remove", post(accounts::remove_cookies))
-        .route("/v1/password-reset", post(accounts::request_reset))
-        .route(
-            "/v1/password-reset/complete",
-            post(accounts::complete_reset),
-        )
-        .route(
-            "/v1/self",
-            get(accounts::get_self)
-                .put(accounts::put_self)
-                .delete(accounts::delete_self),
-        )
-        .route("/v1/self/handle", put(accounts::put_handle))
-        .route("/v1/self/password", put(accounts::put_password))
-        .route("/v1/users/{domain}/{id}", get(accounts::get_user))
-        .route("/v1/handles/{handle}", get(accounts::get_handle))
-        .route("/v1/clients", post(clients::add).get(clients::list))
-        .route(
-            "/v1/clients/{id}",
-            get(clients::get).delete(clients::remove),
-        )
-        .route(
-            "/v1/clients/{id}/prekeys",
-            post(clients::upload).get(clients::count),
-        )
-        .route("/v1/users/{domain}/{id}/clients", get(clients::public_list))
-        .route(
-            "/v1/users/{domain}/{id}/prekeys/{client}",
-            get(clients::claim),
-        )
-        .route("/v1/users/list-prekeys", post(clients::claim_many))
-        .fallback(|| async { ApiError::not_found("no-endpoint", "no such endpoint") })
-        .method_not_allowed_fallback(|| async { ApiError::new_method_not_allowed() })
-        .with_state(state)
+    use utoipa::OpenApi as _;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(accounts::send_activation))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::refresh))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::list_cookies))
+        .routes(routes!(accounts::remove_cookies))
+        .routes(routes!(accounts::request_reset))
+        .routes(routes!(accounts::complete_reset))
+        .routes(routes!(
+            accounts::get_self,
+            accounts::put_self,
+            accounts::delete_self
+        ))
+        .routes(routes!(accounts::put_handle))
+        .routes(routes!(accounts::put_password))
+        .routes(routes!(accounts::get_user))
+        .routes(routes!(accounts::get_handle))
+        .routes(routes!(clients::add, clients::list))
+        .routes(routes!(clients::get, clients::remove))
+        .routes(routes!(clients::upload, clients::count))
+        .routes(routes!(clients::public_list))
+        .routes(routes!(clients::claim))
+        .routes(routes!(clients::claim_many))
+        .split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    api.route(
+        "/v1/openapi.json",
+        get(move || async move { Json(doc.as_ref().clone()) }),
+    )
+    .fallback(|| async { ApiError::not_found("no-endpoint", "no such endpoint") })
+    .method_not_allowed_fallback(|| async { ApiError::new_method_not_allowed() })
+    .with_state(state)
 }
 
 /// A JSON body whose rejections are API errors.
