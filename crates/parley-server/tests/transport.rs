@@ -374,3 +374,94 @@ fn fill_parameters(path: &str) -> String {
         .replace("{client}", "1")
         .replace("{handle}", "nobody")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_are_limited_per_address_too() {
+    let limits = Limits {
+        per_account: 1000,
+        per_address: 5,
+    };
+    let s = TestServer::start(Backend::Sqlite, limits)
+        .await
+        .expect("sqlite");
+    for i in 0..5 {
+        let (st, _, _) = s
+            .login(&format!("user{i}@example.com"), PASSWORD, false, None)
+            .await;
+        assert_eq!(st, 403, "different accounts, same address");
+    }
+    let (st, v, _) = s.login("user9@example.com", PASSWORD, false, None).await;
+    assert_eq!(
+        (st.as_u16(), v["label"].as_str()),
+        (429, Some("too-many-requests"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_hash_setting_rehashes_passwords_at_login() {
+    use parley_server::passwords::PasswordHashing;
+    support::init();
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("p.db");
+    let start = |hashing: PasswordHashing| {
+        let mut settings = Settings::development(dir.path());
+        settings.listen = "127.0.0.1:0".parse().expect("addr");
+        settings.password_hashing = hashing;
+        let db = db.clone();
+        async move {
+            let store = SqliteStore::open(&db).await.expect("store");
+            start_with_store(settings, Arc::new(store), Default::default())
+                .await
+                .expect("starts")
+        }
+    };
+    let stored_hash = || async {
+        let store = SqliteStore::open(&db).await.expect("store");
+        let user = parley_store::Store::user_by_email(&store, "uma@example.com")
+            .await
+            .expect("get");
+        user.expect("user").password_hash
+    };
+    let http = reqwest::Client::new();
+    // Registered while argon2id is configured.
+    let server = start(PasswordHashing::Argon2id).await;
+    let base = format!("http://{}", server.addr);
+    http.post(format!("{base}/v1/activate/send"))
+        .json(&json!({"email": "uma@example.com"}))
+        .send()
+        .await
+        .expect("send");
+    let mail = std::fs::read_dir(dir.path().join("outbox"))
+        .expect("outbox")
+        .next()
+        .expect("mail");
+    let text = std::fs::read_to_string(mail.expect("entry").path()).expect("read");
+    let at = text.find("code is ").expect("code") + 8;
+    let body = json!({"name": "Uma", "email": "uma@example.com", "email_code": &text[at..at + 6], "password": PASSWORD});
+    assert_eq!(
+        http.post(format!("{base}/v1/register"))
+            .json(&body)
+            .send()
+            .await
+            .expect("r")
+            .status(),
+        201
+    );
+    server.shutdown().await.expect("stops");
+    assert!(stored_hash().await.starts_with("$argon2id$"));
+    // Restarted with scrypt: the old hash still verifies, and is replaced.
+    let server = start(PasswordHashing::Scrypt).await;
+    let login = json!({"email": "uma@example.com", "password": PASSWORD});
+    let resp = http
+        .post(format!("http://{}/v1/login", server.addr))
+        .json(&login)
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), 200);
+    server.shutdown().await.expect("stops");
+    assert!(
+        stored_hash().await.starts_with("14|8|1|"),
+        "re-hashed with scrypt at login"
+    );
+}
