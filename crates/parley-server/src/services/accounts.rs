@@ -44,6 +44,36 @@ pub struct Accounts {
     core: Core,
 }
 
+/// How a login names the account.
+enum Account {
+    Email(String),
+    Handle(String),
+}
+
+/// A hash no password matches, checked for unknown accounts so they take as long as
+/// known ones.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    passwords::hash(
+        &hex::encode(random::<16>()),
+        passwords::PasswordHashing::Scrypt,
+    )
+    .unwrap_or_default()
+});
+
+fn unknown_user() -> User {
+    User {
+        id: UserId::nil(),
+        name: String::new(),
+        email: String::new(),
+        handle: None,
+        password_hash: String::new(),
+        accent_id: 0,
+        locale: String::new(),
+        picture: None,
+        created_at: 0,
+    }
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::forbidden("invalid-credentials", "wrong e-mail, handle or password")
 }
@@ -226,21 +256,13 @@ impl Accounts {
         self.new_cookie(user.id, None, true).await
     }
 
-    /// Logs in by e-mail or handle.
+    /// Logs in by e-mail or handle. The attempt is counted before anything is looked
+    /// up, and an unknown account costs the same password check as a known one, so
+    /// neither the answer nor its timing tells whether an account exists.
     pub async fn login(&self, req: &Login, address: &str) -> ApiResult<LoggedIn> {
-        let (account, user) = match (&req.email, &req.handle) {
-            (Some(email), None) => {
-                let email = normalise_email(email)?;
-                let user = self.core.store.user_by_email(&email).await?;
-                (email, user)
-            }
-            (None, Some(handle)) => {
-                let handle = handle.trim().to_lowercase();
-                (
-                    handle.clone(),
-                    self.core.store.user_by_handle(&handle).await?,
-                )
-            }
+        let account = match (&req.email, &req.handle) {
+            (Some(email), None) => Account::Email(normalise_email(email)?),
+            (None, Some(handle)) => Account::Handle(handle.trim().to_lowercase()),
             _ => {
                 return Err(ApiError::bad_request(
                     "bad-request",
@@ -248,8 +270,22 @@ impl Accounts {
                 ));
             }
         };
-        self.core.limit(&format!("login:{account}"), address)?;
-        let user = user.ok_or_else(invalid_credentials)?;
+        let key = match &account {
+            Account::Email(e) | Account::Handle(e) => format!("login:{e}"),
+        };
+        self.core.limit(&key, address)?;
+        let user = match &account {
+            Account::Email(e) => self.core.store.user_by_email(e).await?,
+            Account::Handle(h) => self.core.store.user_by_handle(h).await?,
+        };
+        let Some(user) = user else {
+            let dummy = User {
+                password_hash: DUMMY_HASH.clone(),
+                ..unknown_user()
+            };
+            let _ = self.check_password(&dummy, &req.password).await;
+            return Err(invalid_credentials());
+        };
         self.check_password(&user, &req.password).await?;
         self.new_cookie(user.id, req.label.clone(), req.persist)
             .await
