@@ -170,7 +170,7 @@ pub struct UserProfile {
 }
 
 /// `PUT /v1/self`: only the fields given change.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UpdateProfile {
     /// Display name.
@@ -412,6 +412,76 @@ pub type PrekeyRequest = BTreeMap<String, BTreeMap<UserId, Vec<ClientId>>>;
 /// The answer to [`PrekeyRequest`].
 pub type PrekeyMap = BTreeMap<String, BTreeMap<UserId, BTreeMap<ClientId, Option<Prekey>>>>;
 
+/// What happened, as a device's queue tells it (`type` names the event).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type")]
+pub enum EventPayload {
+    /// A new device was added to the user's account.
+    #[serde(rename = "user.client-add")]
+    ClientAdd {
+        /// The new device.
+        client: Client,
+    },
+    /// One of the user's devices was removed.
+    #[serde(rename = "user.client-remove")]
+    ClientRemove {
+        /// The removed device.
+        client: ClientId,
+    },
+    /// The user's profile changed (only the changed fields are given).
+    #[serde(rename = "user.update")]
+    UserUpdate {
+        /// Whose profile.
+        user: Uuid,
+        /// The changed fields.
+        update: UpdateProfile,
+    },
+    /// An event this version does not know: skip it.
+    #[serde(other)]
+    Unknown,
+}
+
+/// One event in a device's queue.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    /// Orders the event within the device's queue; pass it as `since` to continue.
+    pub id: u64,
+    /// When it was stored.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// What happened.
+    pub payload: EventPayload,
+}
+
+/// `GET /v1/notifications`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationPage {
+    /// Events after `since`, oldest first.
+    pub notifications: Vec<Event>,
+    /// More events follow: ask again with the last id as `since`.
+    pub has_more: bool,
+}
+
+/// The 404 answer when events after `since` were purged: the error, and the events
+/// that are still there. The device must resynchronise its conversations.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationsLost {
+    /// 404.
+    pub code: u16,
+    /// `notifications-lost`.
+    pub label: String,
+    /// For people.
+    pub message: String,
+    /// What is still there, oldest first.
+    pub notifications: Vec<Event>,
+    /// More events follow.
+    pub has_more: bool,
+}
+
 /// Limits from the seeds, shared by server and clients.
 pub mod limits {
     /// Permanent devices per user.
@@ -424,6 +494,10 @@ pub mod limits {
     pub const MAX_PREKEYS_PER_UPLOAD: usize = 200;
     /// Most devices in one `list-prekeys` request.
     pub const MAX_CLIENTS_PER_PREKEY_CLAIM: usize = 500;
+    /// Events per page of `GET /v1/notifications` (at most).
+    pub const MAX_NOTIFICATION_PAGE: usize = 1000;
+    /// Events are kept this many days.
+    pub const NOTIFICATION_RETENTION_DAYS: i64 = 28;
     /// Access tokens live 15 minutes.
     pub const ACCESS_TOKEN_SECONDS: u64 = 15 * 60;
 }

@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub password_hashing: Option<PasswordHashing>,
     /// Attempt limits.
     pub limits: Option<Limits>,
+    /// Days events stay in a device's queue (default 28).
+    pub notification_retention_days: Option<i64>,
 }
 
 /// Attempt limits, per 5 minutes: logins and code tries per account, and requests
@@ -126,6 +128,8 @@ pub struct Settings {
     pub password_hashing: PasswordHashing,
     /// Attempt limits.
     pub limits: Limits,
+    /// Days events stay in a device's queue.
+    pub notification_retention_days: i64,
 }
 
 /// A configuration a person must fix, with what to fix.
@@ -146,6 +150,7 @@ impl Settings {
             mail_from: "Parley <parley@localhost>".into(),
             password_hashing: PasswordHashing::Scrypt,
             limits: Limits::default(),
+            notification_retention_days: parley_api::limits::NOTIFICATION_RETENTION_DAYS,
         }
     }
 
@@ -219,6 +224,14 @@ impl Settings {
         }
         s.password_hashing = file.password_hashing.unwrap_or_default();
         s.limits = file.limits.unwrap_or_default();
+        if let Some(days) = file.notification_retention_days {
+            if !(1..=3650).contains(&days) {
+                return Err(ConfigError(
+                    "notification_retention_days is 1 to 3650".into(),
+                ));
+            }
+            s.notification_retention_days = days;
+        }
         Ok(s)
     }
 }

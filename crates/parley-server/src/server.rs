@@ -21,6 +21,7 @@ use crate::routes::{AppState, router};
 use crate::services::Core;
 use crate::services::accounts::Accounts;
 use crate::services::clients::Clients;
+use crate::services::notifications::Notifications;
 use crate::tokens::TokenKeys;
 
 /// Largest request body.
@@ -128,9 +129,11 @@ pub async fn start_with_store(
         per_account: Arc::new(RateLimiter::new(settings.limits.per_account, 300)),
         per_address: Arc::new(RateLimiter::new(settings.limits.per_address, 300)),
     };
-    let accounts = Accounts::new(core.clone());
+    let notifications = Notifications::new(core.clone());
+    let accounts = Accounts::new(core.clone(), notifications.clone());
     let state = AppState {
-        clients: Clients::new(core, accounts.clone()),
+        clients: Clients::new(core, accounts.clone(), notifications.clone()),
+        notifications,
         accounts,
         tls: tls.is_some(),
     };

@@ -29,6 +29,8 @@ on_both_stores!(super::GENEROUS =>
     prekeys_upload_count_and_claim,
     concurrent_prekey_claims_never_share_a_prekey,
     bad_input_gets_a_labelled_4xx_and_changes_nothing,
+    device_queues_tell_the_other_devices,
+    purged_events_answer_notifications_lost,
 );
 
 fn label(v: &Value) -> &str {
@@ -845,4 +847,152 @@ async fn bad_input_gets_a_labelled_4xx_and_changes_nothing(s: &TestServer) {
             .map(Vec::len),
         Some(1)
     );
+}
+
+async fn notifications(
+    s: &TestServer,
+    token: &str,
+    client: &str,
+    since: Option<u64>,
+    size: Option<u64>,
+) -> (u16, Value) {
+    let mut path = format!("/v1/notifications?client={client}");
+    if let Some(since) = since {
+        path.push_str(&format!("&since={since}"));
+    }
+    if let Some(size) = size {
+        path.push_str(&format!("&size={size}"));
+    }
+    let (st, v) = s.get(&path, token).await;
+    (st.as_u16(), v)
+}
+
+fn types(page: &Value) -> Vec<&str> {
+    page["notifications"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["payload"]["type"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+async fn device_queues_tell_the_other_devices(s: &TestServer) {
+    let u = s.register("rosa@example.com").await;
+    let (_, a) = s.add_client(&u, "permanent", [1]).await;
+    let (_, b) = s.add_client(&u, "permanent", [1]).await;
+    let (a, b) = (
+        a["id"].as_str().expect("id").to_owned(),
+        b["id"].as_str().expect("id").to_owned(),
+    );
+    let (st, page) = notifications(s, &u.token, &a, None, None).await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!(
+        types(&page),
+        ["user.client-add"],
+        "device A is told of device B"
+    );
+    assert_eq!(
+        page["notifications"][0]["payload"]["client"]["id"],
+        b.as_str()
+    );
+    assert_eq!(page["notifications"][0]["id"], 1);
+    assert!(
+        types(&notifications(s, &u.token, &b, None, None).await.1).is_empty(),
+        "B is not told of itself"
+    );
+
+    let (st, _, _) = s
+        .call(
+            Method::PUT,
+            "/v1/self",
+            Some(&u.token),
+            Some(json!({"name": "Rosa R"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, page) = notifications(s, &u.token, &a, Some(1), None).await;
+    assert_eq!(types(&page), ["user.update"]);
+    assert_eq!(
+        page["notifications"][0]["payload"]["update"]["name"],
+        "Rosa R"
+    );
+    assert_eq!(
+        types(&notifications(s, &u.token, &b, None, None).await.1),
+        ["user.update"]
+    );
+
+    // Paging, and the newest event.
+    let (_, page) = notifications(s, &u.token, &a, None, Some(1)).await;
+    assert_eq!(
+        (types(&page).len(), page["has_more"].as_bool()),
+        (1, Some(true))
+    );
+    let (st, last) = s
+        .get(&format!("/v1/notifications/last?client={a}"), &u.token)
+        .await;
+    assert_eq!((st.as_u16(), last["id"].as_u64()), (200, Some(2)));
+
+    // Removing B tells A.
+    let (st, _, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/clients/{b}"),
+            Some(&u.token),
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, page) = notifications(s, &u.token, &a, Some(2), None).await;
+    assert_eq!(types(&page), ["user.client-remove"]);
+    assert_eq!(page["notifications"][0]["payload"]["client"], b.as_str());
+
+    // Only your own devices, and sane sizes.
+    let other = s.register("saul@example.com").await;
+    let (st, v) = notifications(s, &other.token, &a, None, None).await;
+    assert_eq!((st, label(&v)), (404, "client-not-found"));
+    assert_eq!(notifications(s, &u.token, &a, None, Some(0)).await.0, 400);
+    assert_eq!(
+        notifications(s, &u.token, &a, None, Some(5000)).await.0,
+        400
+    );
+}
+
+async fn purged_events_answer_notifications_lost(s: &TestServer) {
+    let u = s.register("tess@example.com").await;
+    let (_, a) = s.add_client(&u, "permanent", [1]).await;
+    let a = a["id"].as_str().expect("id").to_owned();
+    for name in ["One", "Two", "Three"] {
+        s.call(
+            Method::PUT,
+            "/v1/self",
+            Some(&u.token),
+            Some(json!({"name": name})),
+        )
+        .await;
+    }
+    // Device A read up to event 1, then went quiet for longer than the retention.
+    assert_eq!(
+        types(&notifications(s, &u.token, &a, None, None).await.1).len(),
+        3
+    );
+    s.server.clock.advance(29 * 24 * 3600);
+    let token = s.with_cookie("/v1/access", &u.cookie).await.1["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    s.call(
+        Method::PUT,
+        "/v1/self",
+        Some(&token),
+        Some(json!({"name": "Four"})),
+    )
+    .await;
+    let (st, v) = notifications(s, &token, &a, Some(1), None).await;
+    assert_eq!((st, label(&v)), (404, "notifications-lost"), "{v}");
+    assert_eq!(types(&v), ["user.update"], "with what is still there");
+    assert_eq!(v["notifications"][0]["id"], 4);
+    assert_eq!(v["notifications"][0]["payload"]["update"]["name"], "Four");
+    // A device that had read everything lost nothing.
+    let (st, v) = notifications(s, &token, &a, Some(3), None).await;
+    assert_eq!((st, types(&v)), (200, vec!["user.update"]));
 }

@@ -16,8 +16,8 @@ use parley_store::columns::{
     parse_user_id,
 };
 use parley_store::{
-    ActivationCode, AddedClient, ClientRecord, Cookie, PasswordReset, PrekeyRecord, ProfileUpdate,
-    Store, StoreError, StoreResult, User,
+    ActivationCode, AddedClient, ClientRecord, Cookie, EventPage, Notify, PasswordReset,
+    PrekeyRecord, ProfileUpdate, QueuedEvent, Store, StoreError, StoreResult, User,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
@@ -202,6 +202,69 @@ async fn remove_client(
     Ok(true)
 }
 
+/// Appends an event to one device's queue (nothing if the device is gone).
+async fn enqueue(
+    tx: &mut Transaction<'static, Postgres>,
+    user: UserId,
+    client: ClientId,
+    notify: Notify<'_>,
+) -> StoreResult<()> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "UPDATE queue_heads SET next_id = next_id + 1 WHERE user_id = $1 AND client_id = $2 \
+         RETURNING next_id - 1",
+    )
+    .bind(user.to_string())
+    .bind(client_id(client))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some(id) = id else { return Ok(()) };
+    sqlx::query(
+        "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user.to_string())
+    .bind(client_id(client))
+    .bind(id)
+    .bind(notify.payload)
+    .bind(notify.at)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Appends an event to every device of a user but one.
+async fn enqueue_for_user(
+    tx: &mut Transaction<'static, Postgres>,
+    user: UserId,
+    except: Option<ClientId>,
+    notify: Notify<'_>,
+) -> StoreResult<()> {
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE user_id = $1")
+        .bind(user.to_string())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+    for id in ids
+        .into_iter()
+        .map(parse_client_id)
+        .filter(|id| Some(*id) != except)
+    {
+        enqueue(tx, user, id, notify).await?;
+    }
+    Ok(())
+}
+
+fn event_row(r: &PgRow) -> StoreResult<QueuedEvent> {
+    let id: i64 = r.try_get("id").map_err(backend)?;
+    Ok(QueuedEvent {
+        id: u64::try_from(id).map_err(|_| StoreError::Backend(format!("event id {id}")))?,
+        payload: r.try_get("payload").map_err(backend)?,
+        created_at: r.try_get("created_at").map_err(backend)?,
+    })
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
@@ -311,7 +374,13 @@ impl Store for PostgresStore {
         row.as_ref().map(user_row).transpose()
     }
 
-    async fn update_profile(&self, id: UserId, p: &ProfileUpdate) -> StoreResult<()> {
+    async fn update_profile(
+        &self,
+        id: UserId,
+        p: &ProfileUpdate,
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        let mut tx = self.user_tx(id).await?;
         let done = sqlx::query(
             "UPDATE users SET name = COALESCE($1, name), accent_id = COALESCE($2, accent_id), \
              locale = COALESCE($3, locale), picture = CASE WHEN $4 THEN $5 ELSE picture END \
@@ -323,13 +392,14 @@ impl Store for PostgresStore {
         .bind(p.picture.is_some())
         .bind(p.picture.clone().flatten())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        enqueue_for_user(&mut tx, id, None, notify).await?;
+        tx.commit().await.map_err(backend)
     }
 
     async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()> {
@@ -536,6 +606,7 @@ impl Store for PostgresStore {
         c: &ClientRecord,
         prekeys: &[PrekeyRecord],
         max_permanent: usize,
+        notify: Notify<'_>,
     ) -> StoreResult<AddedClient> {
         let mut tx = self.user_tx(c.user).await?;
         let mut added = AddedClient::default();
@@ -582,6 +653,13 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         insert_prekeys(&mut tx, c.user, c.id, prekeys).await?;
+        sqlx::query("INSERT INTO queue_heads (user_id, client_id) VALUES ($1, $2)")
+            .bind(c.user.to_string())
+            .bind(client_id(c.id))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        enqueue_for_user(&mut tx, c.user, Some(c.id), notify).await?;
         tx.commit().await.map_err(backend)?;
         Ok(added)
     }
@@ -605,11 +683,17 @@ impl Store for PostgresStore {
         row.as_ref().map(client_row).transpose()
     }
 
-    async fn delete_client(&self, user: UserId, id: ClientId) -> StoreResult<()> {
+    async fn delete_client(
+        &self,
+        user: UserId,
+        id: ClientId,
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
         let mut tx = self.user_tx(user).await?;
         if !remove_client(&mut tx, user, id).await? {
             return Err(StoreError::NotFound);
         }
+        enqueue_for_user(&mut tx, user, None, notify).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -675,5 +759,86 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         last.as_ref().map(prekey_row).transpose()
+    }
+
+    async fn events(
+        &self,
+        user: UserId,
+        client: ClientId,
+        since: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Option<EventPage>> {
+        // One read transaction: the head and the page agree.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let head = sqlx::query(
+            "SELECT next_id, purged_before FROM queue_heads WHERE user_id = $1 AND client_id = $2",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(head) = head else { return Ok(None) };
+        let next: i64 = head.try_get("next_id").map_err(backend)?;
+        let purged_before: i64 = head.try_get("purged_before").map_err(backend)?;
+        let after = since.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        let lost = since.is_some() && (after + 1 < purged_before || after >= next);
+        let rows = sqlx::query(
+            "SELECT id, payload, created_at FROM notifications \
+             WHERE user_id = $1 AND client_id = $2 AND id > $3 ORDER BY id LIMIT $4",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .bind(if lost { 0 } else { after })
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut events = rows
+            .iter()
+            .map(event_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = events.len() > limit;
+        events.truncate(limit);
+        Ok(Some(EventPage {
+            events,
+            has_more,
+            lost,
+        }))
+    }
+
+    async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>> {
+        let row = sqlx::query(
+            "SELECT id, payload, created_at FROM notifications \
+             WHERE user_id = $1 AND client_id = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(event_row).transpose()
+    }
+
+    async fn purge_events(&self, before: i64) -> StoreResult<u64> {
+        let mut tx = self.tx().await?;
+        let purged = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if purged > 0 {
+            sqlx::query(
+                "UPDATE queue_heads SET purged_before = COALESCE((SELECT MIN(n.id) \
+                 FROM notifications n WHERE n.user_id = queue_heads.user_id \
+                 AND n.client_id = queue_heads.client_id), next_id)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(purged)
     }
 }

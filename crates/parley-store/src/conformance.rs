@@ -10,8 +10,14 @@ use parley_api::{ClientClass, ClientId, ClientType, CookieKind};
 use uuid::Uuid;
 
 use crate::{
-    ActivationCode, ClientRecord, Cookie, PasswordReset, PrekeyRecord, ProfileUpdate, Store,
-    StoreError, User,
+    ActivationCode, ClientRecord, Cookie, Notify, PasswordReset, PrekeyRecord, ProfileUpdate,
+    Store, StoreError, User,
+};
+
+/// A notification payload for changes whose events the scenario does not look at.
+const QUIET: Notify<'static> = Notify {
+    payload: "{}",
+    at: 1_700_000_000,
 };
 
 /// Runs every scenario against `store`. Panics with the scenario's name on failure.
@@ -23,7 +29,8 @@ pub async fn run(store: Arc<dyn Store>) {
     clients(&*store).await;
     prekey_pool(&*store).await;
     concurrent_prekey_claims(store.clone()).await;
-    concurrent_permanent_clients(store).await;
+    concurrent_permanent_clients(store.clone()).await;
+    event_queues(&*store).await;
 }
 
 fn user(email: &str) -> User {
@@ -149,6 +156,7 @@ async fn users(s: &dyn Store) {
             picture: Some(Some("asset-1".into())),
             ..ProfileUpdate::default()
         },
+        QUIET,
     )
     .await
     .expect("update");
@@ -159,7 +167,7 @@ async fn users(s: &dyn Store) {
     );
     assert_eq!(got.locale, "en", "untouched fields stay");
     assert!(matches!(
-        s.update_profile(Uuid::new_v4(), &ProfileUpdate::default())
+        s.update_profile(Uuid::new_v4(), &ProfileUpdate::default(), QUIET)
             .await,
         Err(StoreError::NotFound)
     ));
@@ -195,6 +203,7 @@ async fn users(s: &dyn Store) {
         &client(&other, 1, ClientType::Permanent),
         &prekeys([1, 65535]),
         7,
+        QUIET,
     )
     .await
     .expect("client");
@@ -334,17 +343,22 @@ async fn clients(s: &dyn Store) {
     s.create_user(&u).await.expect("create");
     let c1 = client(&u, 1, ClientType::Permanent);
     assert_eq!(
-        s.add_client(&c1, &prekeys([0, 1, 65535]), 2)
+        s.add_client(&c1, &prekeys([0, 1, 65535]), 2, QUIET)
             .await
             .expect("add"),
         Default::default()
     );
-    s.add_client(&client(&u, 2, ClientType::Permanent), &prekeys([65535]), 2)
-        .await
-        .expect("add");
+    s.add_client(
+        &client(&u, 2, ClientType::Permanent),
+        &prekeys([65535]),
+        2,
+        QUIET,
+    )
+    .await
+    .expect("add");
     let third = client(&u, 3, ClientType::Permanent);
     assert!(matches!(
-        s.add_client(&third, &prekeys([65535]), 2).await,
+        s.add_client(&third, &prekeys([65535]), 2, QUIET).await,
         Err(StoreError::TooManyClients)
     ));
     assert_eq!(
@@ -359,7 +373,7 @@ async fn clients(s: &dyn Store) {
 
     let t1 = client(&u, 10, ClientType::Temporary);
     assert_eq!(
-        s.add_client(&t1, &prekeys([65535]), 2)
+        s.add_client(&t1, &prekeys([65535]), 2, QUIET)
             .await
             .expect("temp")
             .replaced,
@@ -367,7 +381,7 @@ async fn clients(s: &dyn Store) {
     );
     let t2 = client(&u, 11, ClientType::Temporary);
     let added = s
-        .add_client(&t2, &prekeys([5, 65535]), 2)
+        .add_client(&t2, &prekeys([5, 65535]), 2, QUIET)
         .await
         .expect("temp");
     assert_eq!(
@@ -388,7 +402,7 @@ async fn clients(s: &dyn Store) {
     // Deleting a device drops its prekeys and the cookies with its cookie label.
     let mut labelled = client(&u, 20, ClientType::Temporary);
     labelled.cookie_label = Some("tablet".into());
-    s.add_client(&labelled, &prekeys([1, 65535]), 2)
+    s.add_client(&labelled, &prekeys([1, 65535]), 2, QUIET)
         .await
         .expect("add");
     s.add_cookie(&cookie(&u, "t", CookieKind::Session, 1, Some("tablet")), 32)
@@ -397,7 +411,9 @@ async fn clients(s: &dyn Store) {
     s.add_cookie(&cookie(&u, "o", CookieKind::Session, 2, Some("other")), 32)
         .await
         .expect("c");
-    s.delete_client(u.id, ClientId(20)).await.expect("delete");
+    s.delete_client(u.id, ClientId(20), QUIET)
+        .await
+        .expect("delete");
     assert_eq!(s.client(u.id, ClientId(20)).await.expect("get"), None);
     assert_eq!(
         s.claim_prekey(u.id, ClientId(20)).await.expect("claim"),
@@ -412,7 +428,7 @@ async fn clients(s: &dyn Store) {
         .collect();
     assert_eq!(left, ["o"]);
     assert!(matches!(
-        s.delete_client(u.id, ClientId(20)).await,
+        s.delete_client(u.id, ClientId(20), QUIET).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -424,6 +440,7 @@ async fn prekey_pool(s: &dyn Store) {
         &client(&u, 7, ClientType::Permanent),
         &prekeys([3, 1, 2, 65535]),
         7,
+        QUIET,
     )
     .await
     .expect("add");
@@ -485,7 +502,7 @@ async fn concurrent_prekey_claims(s: Arc<dyn Store>) {
     let u = user("race@example.com");
     s.create_user(&u).await.expect("create");
     let keys = prekeys((0..PREKEYS).chain([65535]));
-    s.add_client(&client(&u, 1, ClientType::Permanent), &keys, 7)
+    s.add_client(&client(&u, 1, ClientType::Permanent), &keys, 7, QUIET)
         .await
         .expect("add");
     let tasks: Vec<_> = (0..CLAIMS)
@@ -527,7 +544,7 @@ async fn concurrent_permanent_clients(s: Arc<dyn Store>) {
         .map(|i| {
             let s = s.clone();
             let c = client(&u, 100 + i, ClientType::Permanent);
-            tokio::spawn(async move { s.add_client(&c, &prekeys([65535]), 7).await })
+            tokio::spawn(async move { s.add_client(&c, &prekeys([65535]), 7, QUIET).await })
         })
         .collect();
     let mut ok = 0;
@@ -540,4 +557,136 @@ async fn concurrent_permanent_clients(s: Arc<dyn Store>) {
     }
     assert_eq!(ok, 7, "exactly the limit, however the adds interleave");
     assert_eq!(s.clients(u.id).await.expect("list").len(), 7);
+}
+
+async fn event_queues(s: &dyn Store) {
+    let u = user("events@example.com");
+    s.create_user(&u).await.expect("create");
+    let at = |t: i64| Notify { payload: "", at: t };
+    s.add_client(
+        &client(&u, 1, ClientType::Permanent),
+        &prekeys([65535]),
+        7,
+        at(10),
+    )
+    .await
+    .expect("first device");
+    assert!(
+        s.events(u.id, ClientId(1), None, 10)
+            .await
+            .expect("page")
+            .expect("known")
+            .events
+            .is_empty()
+    );
+    // A second device: the first is told, in the same transaction.
+    let added = Notify {
+        payload: r#"{"type":"user.client-add"}"#,
+        at: 20,
+    };
+    s.add_client(
+        &client(&u, 2, ClientType::Permanent),
+        &prekeys([65535]),
+        7,
+        added,
+    )
+    .await
+    .expect("second device");
+    let page = s
+        .events(u.id, ClientId(1), None, 10)
+        .await
+        .expect("page")
+        .expect("known");
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(
+        (page.events[0].id, page.events[0].payload.as_str()),
+        (1, added.payload)
+    );
+    assert!(
+        s.events(u.id, ClientId(2), None, 10)
+            .await
+            .expect("page")
+            .expect("known")
+            .events
+            .is_empty()
+    );
+    // Profile updates reach every device; ids count up per device.
+    for t in 0..5 {
+        let update = Notify {
+            payload: r#"{"type":"user.update"}"#,
+            at: 30 + t,
+        };
+        s.update_profile(u.id, &ProfileUpdate::default(), update)
+            .await
+            .expect("update");
+    }
+    let page = s
+        .events(u.id, ClientId(1), Some(1), 3)
+        .await
+        .expect("page")
+        .expect("known");
+    assert_eq!(
+        page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    assert!(page.has_more && !page.lost);
+    let page = s
+        .events(u.id, ClientId(1), Some(4), 3)
+        .await
+        .expect("page")
+        .expect("known");
+    assert_eq!((page.events.len(), page.has_more), (2, false));
+    assert_eq!(
+        s.last_event(u.id, ClientId(2))
+            .await
+            .expect("last")
+            .map(|e| e.id),
+        Some(5)
+    );
+    assert_eq!(
+        s.events(u.id, ClientId(9), None, 10).await.expect("page"),
+        None,
+        "unknown device"
+    );
+    // Purging old events: a cursor before them is "lost", with what is still there.
+    // Device 1: the add (at 20) and the updates at 30-32; device 2: the updates at 30-32.
+    assert_eq!(s.purge_events(33).await.expect("purge"), 4 + 3);
+    let page = s
+        .events(u.id, ClientId(1), Some(1), 10)
+        .await
+        .expect("page")
+        .expect("known");
+    assert!(page.lost);
+    assert_eq!(page.events.iter().map(|e| e.id).collect::<Vec<_>>(), [5, 6]);
+    let page = s
+        .events(u.id, ClientId(1), Some(4), 10)
+        .await
+        .expect("page")
+        .expect("known");
+    assert!(!page.lost, "a cursor just before what remains lost nothing");
+    let page = s
+        .events(u.id, ClientId(1), Some(99), 10)
+        .await
+        .expect("page")
+        .expect("known");
+    assert!(page.lost, "a cursor from the future is not this queue's");
+    // Removing a device tells the others and drops its queue.
+    let removed = Notify {
+        payload: r#"{"type":"user.client-remove"}"#,
+        at: 40,
+    };
+    s.delete_client(u.id, ClientId(2), removed)
+        .await
+        .expect("delete");
+    assert_eq!(
+        s.last_event(u.id, ClientId(1))
+            .await
+            .expect("last")
+            .map(|e| e.payload),
+        Some(removed.payload.to_owned())
+    );
+    assert_eq!(
+        s.events(u.id, ClientId(2), None, 10).await.expect("page"),
+        None
+    );
 }

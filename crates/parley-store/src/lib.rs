@@ -143,6 +143,39 @@ pub struct PrekeyRecord {
     pub key: String,
 }
 
+/// An event for one device, as stored in its queue: an opaque JSON payload the
+/// services write and the device reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedEvent {
+    /// Orders the event within its device's queue (1, 2, 3, …).
+    pub id: u64,
+    /// The event, as JSON.
+    pub payload: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A page of a device's queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventPage {
+    /// Events after the cursor, oldest first.
+    pub events: Vec<QueuedEvent>,
+    /// More events follow this page.
+    pub has_more: bool,
+    /// Events after the cursor were purged (or the cursor is not this queue's): the
+    /// device must resynchronise.
+    pub lost: bool,
+}
+
+/// An event to store with a change, in the same transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct Notify<'a> {
+    /// The event, as JSON.
+    pub payload: &'a str,
+    /// Unix seconds.
+    pub at: i64,
+}
+
 /// What adding a device changed besides adding it.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct AddedClient {
@@ -172,8 +205,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     /// A user by handle.
     async fn user_by_handle(&self, handle: &str) -> StoreResult<Option<User>>;
-    /// Changes profile fields. `NotFound` for an unknown user.
-    async fn update_profile(&self, id: UserId, update: &ProfileUpdate) -> StoreResult<()>;
+    /// Changes profile fields and queues `notify` for every device of the user.
+    /// `NotFound` for an unknown user.
+    async fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        notify: Notify<'_>,
+    ) -> StoreResult<()>;
     /// Sets the handle. `Conflict("handle")` if another user has it.
     async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()>;
     /// Replaces the password hash.
@@ -208,7 +247,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         password_hash: &str,
     ) -> StoreResult<()>;
 
-    /// Registers a device with its prekeys. A temporary device replaces the user's
+    /// Registers a device with its prekeys and an empty event queue, and queues
+    /// `notify` for the user's other devices. A temporary device replaces the user's
     /// previous temporary one; a permanent one beyond `max_permanent` is refused with
     /// `TooManyClients`.
     async fn add_client(
@@ -216,14 +256,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         client: &ClientRecord,
         prekeys: &[PrekeyRecord],
         max_permanent: usize,
+        notify: Notify<'_>,
     ) -> StoreResult<AddedClient>;
     /// A user's devices, oldest first.
     async fn clients(&self, user: UserId) -> StoreResult<Vec<ClientRecord>>;
     /// One device.
     async fn client(&self, user: UserId, id: ClientId) -> StoreResult<Option<ClientRecord>>;
-    /// Deletes a device, its prekeys and the cookies with its cookie label.
-    /// `NotFound` if it does not exist.
-    async fn delete_client(&self, user: UserId, id: ClientId) -> StoreResult<()>;
+    /// Deletes a device, its prekeys, its queue and the cookies with its cookie
+    /// label, and queues `notify` for the user's remaining devices. `NotFound` if it
+    /// does not exist.
+    async fn delete_client(
+        &self,
+        user: UserId,
+        id: ClientId,
+        notify: Notify<'_>,
+    ) -> StoreResult<()>;
 
     /// Adds prekeys to a device (an existing id is replaced). `NotFound` for an
     /// unknown device.
@@ -243,6 +290,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         user: UserId,
         client: ClientId,
     ) -> StoreResult<Option<PrekeyRecord>>;
+
+    /// Up to `limit` events of a device's queue after `since` (from the start when
+    /// `None`). `None` for an unknown device.
+    async fn events(
+        &self,
+        user: UserId,
+        client: ClientId,
+        since: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Option<EventPage>>;
+    /// The newest event of a device's queue.
+    async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>>;
+    /// Deletes every event created before `before`; returns how many.
+    async fn purge_events(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// How records' enums are written in SQL columns, shared by every backend so they

@@ -18,6 +18,7 @@ use crate::tokens::Claims;
 
 mod accounts;
 mod clients;
+mod notifications;
 
 /// What handlers can reach: services only.
 #[derive(Clone, Debug)]
@@ -26,6 +27,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Devices and prekeys.
     pub clients: Clients,
+    /// Device event queues.
+    pub notifications: crate::services::notifications::Notifications,
     /// Whether the server speaks TLS (cookies get `Secure`).
     pub tls: bool,
 }
@@ -42,6 +45,7 @@ pub const COOKIE_NAME: &str = "parley";
         (name = "accounts", description = "registration, login, tokens, password reset"),
         (name = "users", description = "profiles and handles"),
         (name = "clients", description = "devices and prekeys"),
+        (name = "notifications", description = "each device's event queue"),
     )
 )]
 struct ApiDoc;
@@ -91,6 +95,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(clients::public_list))
         .routes(routes!(clients::claim))
         .routes(routes!(clients::claim_many))
+        .routes(routes!(notifications::page))
+        .routes(routes!(notifications::last))
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);
     api.route(

@@ -11,6 +11,7 @@ use parley_store::{ActivationCode, Cookie, PasswordReset, ProfileUpdate, User};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::notifications::{Notifications, payload};
 use super::{Core, random};
 use crate::error::{ApiError, ApiResult};
 use crate::passwords;
@@ -42,6 +43,7 @@ pub struct LoggedIn {
 #[derive(Clone, Debug)]
 pub struct Accounts {
     core: Core,
+    notifications: Notifications,
 }
 
 /// How a login names the account.
@@ -138,8 +140,11 @@ fn to_time(unix: i64) -> OffsetDateTime {
 
 impl Accounts {
     /// The service.
-    pub fn new(core: Core) -> Self {
-        Self { core }
+    pub fn new(core: Core, notifications: Notifications) -> Self {
+        Self {
+            core,
+            notifications,
+        }
     }
 
     fn qualified(&self, id: UserId) -> Qualified<UserId> {
@@ -438,7 +443,14 @@ impl Accounts {
             locale: req.locale.clone(),
             picture: req.picture.clone().map(Some),
         };
-        self.core.store.update_profile(id, &update).await?;
+        let event = payload(&parley_api::EventPayload::UserUpdate {
+            user: id,
+            update: req.clone(),
+        });
+        self.core
+            .store
+            .update_profile(id, &update, self.notifications.notify(&event))
+            .await?;
         Ok(())
     }
 

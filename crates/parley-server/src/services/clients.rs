@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, HashSet};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use parley_api::{
-    Client, ClientId, ClientPrekey, NewClient, OffsetDateTime, Prekey, PrekeyMap, PrekeyRequest,
-    PublicClient, UserId, limits,
+    Client, ClientId, ClientPrekey, EventPayload, NewClient, OffsetDateTime, Prekey, PrekeyMap,
+    PrekeyRequest, PublicClient, UserId, limits,
 };
 use parley_store::{ClientRecord, PrekeyRecord};
 
 use super::accounts::Accounts;
+use super::notifications::{Notifications, payload};
 use super::{Core, random};
 use crate::error::{ApiError, ApiResult};
 
@@ -21,6 +22,7 @@ use crate::error::{ApiError, ApiResult};
 pub struct Clients {
     core: Core,
     accounts: Accounts,
+    notifications: Notifications,
 }
 
 fn client_not_found() -> ApiError {
@@ -91,8 +93,12 @@ fn to_prekey(p: PrekeyRecord) -> Prekey {
 
 impl Clients {
     /// The service.
-    pub fn new(core: Core, accounts: Accounts) -> Self {
-        Self { core, accounts }
+    pub fn new(core: Core, accounts: Accounts, notifications: Notifications) -> Self {
+        Self {
+            core,
+            accounts,
+            notifications,
+        }
     }
 
     /// Registers a device (password re-authentication) and tells the user by e-mail.
@@ -130,10 +136,14 @@ impl Clients {
             cookie_label: req.cookie_label.clone(),
             created_at: self.core.clock.now(),
         };
+        let event = payload(&EventPayload::ClientAdd {
+            client: to_api(record.clone()),
+        });
+        let notify = self.notifications.notify(&event);
         let added = self
             .core
             .store
-            .add_client(&record, &prekeys, limits::MAX_PERMANENT_CLIENTS)
+            .add_client(&record, &prekeys, limits::MAX_PERMANENT_CLIENTS, notify)
             .await?;
         tracing::info!(%user, client = %record.id, replaced = ?added.replaced, "device added");
         if let Some(owner) = self.core.store.user(user).await? {
@@ -190,9 +200,10 @@ impl Clients {
             .await?
             .ok_or_else(client_not_found)?;
         self.accounts.confirm_password(user, password).await?;
+        let event = payload(&EventPayload::ClientRemove { client: id });
         self.core
             .store
-            .delete_client(user, id)
+            .delete_client(user, id, self.notifications.notify(&event))
             .await
             .map_err(|e| match e {
                 parley_store::StoreError::NotFound => client_not_found(),

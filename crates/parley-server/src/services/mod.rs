@@ -13,6 +13,7 @@ use crate::tokens::TokenKeys;
 
 pub mod accounts;
 pub mod clients;
+pub mod notifications;
 
 /// What every service shares.
 #[derive(Clone, Debug)]

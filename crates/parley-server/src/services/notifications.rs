@@ -1,0 +1,128 @@
+//! Each device's event queue: paging with a cursor, the newest event, retention.
+//!
+//! Events are written by the other services, in the same transaction as the change
+//! they report (`Notify` in the store). Here they are read. Events older than the
+//! retention (28 days by default) are purged at most once a minute, when someone
+//! reads; a cursor that points before what is left answers `notifications-lost`
+//! together with what remains, so the device resynchronises instead of guessing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use parley_api::{ClientId, Event, EventPayload, OffsetDateTime, UserId, limits};
+use parley_store::{Notify, QueuedEvent};
+
+use super::Core;
+use crate::error::{ApiError, ApiResult};
+
+/// A page, or the sign that events were lost (with what is left).
+#[derive(Debug)]
+pub struct Page {
+    /// Events, oldest first.
+    pub events: Vec<Event>,
+    /// More follow.
+    pub has_more: bool,
+    /// Events after the cursor are gone.
+    pub lost: bool,
+}
+
+/// Device event queues.
+#[derive(Clone, Debug)]
+pub struct Notifications {
+    core: Core,
+    last_purge: Arc<AtomicI64>,
+}
+
+/// Serialises an event for the store.
+pub fn payload(event: &EventPayload) -> String {
+    serde_json::to_string(event).expect("events serialize")
+}
+
+impl Notifications {
+    /// The service.
+    pub fn new(core: Core) -> Self {
+        Self {
+            core,
+            last_purge: Arc::new(AtomicI64::new(i64::MIN)),
+        }
+    }
+
+    /// An event to store with a change, stamped now.
+    pub fn notify<'a>(&self, payload: &'a str) -> Notify<'a> {
+        Notify {
+            payload,
+            at: self.core.clock.now(),
+        }
+    }
+
+    fn to_api(e: QueuedEvent) -> ApiResult<Event> {
+        Ok(Event {
+            id: e.id,
+            time: OffsetDateTime::from_unix_timestamp(e.created_at)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            payload: serde_json::from_str(&e.payload).map_err(ApiError::internal)?,
+        })
+    }
+
+    /// Purges expired events if the last purge is a minute old.
+    async fn purge_if_due(&self) -> ApiResult<()> {
+        let now = self.core.clock.now();
+        let last = self.last_purge.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 60
+            || self
+                .last_purge
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return Ok(());
+        }
+        let retention = self.core.settings.notification_retention_days * 24 * 3600;
+        let purged = self.core.store.purge_events(now - retention).await?;
+        if purged > 0 {
+            tracing::info!(purged, "expired events purged");
+        }
+        Ok(())
+    }
+
+    /// Events of one of the user's devices after `since`.
+    pub async fn page(
+        &self,
+        user: UserId,
+        client: ClientId,
+        since: Option<u64>,
+        size: Option<usize>,
+    ) -> ApiResult<Page> {
+        let size = size.unwrap_or(100);
+        if size == 0 || size > limits::MAX_NOTIFICATION_PAGE {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                format!("size is 1 to {}", limits::MAX_NOTIFICATION_PAGE),
+            ));
+        }
+        self.purge_if_due().await?;
+        let page = self
+            .core
+            .store
+            .events(user, client, since, size)
+            .await?
+            .ok_or_else(|| ApiError::not_found("client-not-found", "no such device"))?;
+        Ok(Page {
+            events: page
+                .events
+                .into_iter()
+                .map(Self::to_api)
+                .collect::<ApiResult<_>>()?,
+            has_more: page.has_more,
+            lost: page.lost,
+        })
+    }
+
+    /// The newest event of one of the user's devices.
+    pub async fn last(&self, user: UserId, client: ClientId) -> ApiResult<Event> {
+        let event = self.core.store.last_event(user, client).await?;
+        event
+            .map(Self::to_api)
+            .transpose()?
+            .ok_or_else(|| ApiError::not_found("not-found", "no events for this device"))
+    }
+}
