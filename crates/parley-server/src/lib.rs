@@ -17,3 +17,4 @@ pub mod server;
 pub mod services;
 pub mod tls;
 pub mod tokens;
+pub mod wakeups;

@@ -128,6 +128,7 @@ pub async fn start_with_store(
         settings: Arc::new(settings.clone()),
         per_account: Arc::new(RateLimiter::new(settings.limits.per_account, 300)),
         per_address: Arc::new(RateLimiter::new(settings.limits.per_address, 300)),
+        wakeups: Arc::new(crate::wakeups::LocalWakeups::default()),
     };
     let notifications = Notifications::new(core.clone());
     let accounts = Accounts::new(core.clone(), notifications.clone());

@@ -31,6 +31,7 @@ on_both_stores!(super::GENEROUS =>
     bad_input_gets_a_labelled_4xx_and_changes_nothing,
     device_queues_tell_the_other_devices,
     purged_events_answer_notifications_lost,
+    the_websocket_pushes_events_live_and_catches_up,
 );
 
 fn label(v: &Value) -> &str {
@@ -995,4 +996,95 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
     // A device that had read everything lost nothing.
     let (st, v) = notifications(s, &token, &a, Some(3), None).await;
     assert_eq!((st, types(&v)), (200, vec!["user.update"]));
+}
+
+async fn next_event(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event arrives in time")
+            .expect("socket open")
+            .expect("frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(&text).expect("event JSON");
+        }
+    }
+}
+
+async fn the_websocket_pushes_events_live_and_catches_up(s: &TestServer) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let u = s.register("uri@example.com").await;
+    let (_, a) = s.add_client(&u, "permanent", [1]).await;
+    let a = a["id"].as_str().expect("id").to_owned();
+    let ws_base = s.base.replace("http://", "ws://");
+
+    let mut request = format!("{ws_base}/v1/await?client={a}")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", u.token).parse().expect("header"),
+    );
+    let (mut live, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    for (i, name) in ["Uri One", "Uri Two"].iter().enumerate() {
+        s.call(
+            Method::PUT,
+            "/v1/self",
+            Some(&u.token),
+            Some(json!({"name": name})),
+        )
+        .await;
+        let event = next_event(&mut live).await;
+        assert_eq!(event["id"], i as u64 + 1);
+        assert_eq!(event["payload"]["type"], "user.update");
+        assert_eq!(event["payload"]["update"]["name"], *name);
+    }
+    // A device reconnecting from its cursor gets what it missed, in order, then live.
+    let url = format!(
+        "{ws_base}/v1/await?client={a}&since=0&access_token={}",
+        u.token
+    );
+    let (mut again, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    assert_eq!(next_event(&mut again).await["id"], 1);
+    assert_eq!(next_event(&mut again).await["id"], 2);
+    s.call(
+        Method::PUT,
+        "/v1/self",
+        Some(&u.token),
+        Some(json!({"name": "Uri Three"})),
+    )
+    .await;
+    assert_eq!(next_event(&mut again).await["id"], 3);
+    assert_eq!(
+        next_event(&mut live).await["id"],
+        3,
+        "every socket of the device"
+    );
+
+    // No token, or someone else's device: refused before the upgrade.
+    let err = tokio_tungstenite::connect_async(format!("{ws_base}/v1/await?client={a}"))
+        .await
+        .expect_err("no token");
+    assert!(
+        matches!(err, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 401),
+        "{err}"
+    );
+    let other = s.register("vera@example.com").await;
+    let url = format!("{ws_base}/v1/await?client={a}&access_token={}", other.token);
+    let err = tokio_tungstenite::connect_async(url)
+        .await
+        .expect_err("not yours");
+    assert!(
+        matches!(err, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 404),
+        "{err}"
+    );
 }

@@ -18,6 +18,7 @@ use crate::tokens::Claims;
 
 mod accounts;
 mod clients;
+mod live;
 mod notifications;
 
 /// What handlers can reach: services only.
@@ -99,13 +100,15 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(notifications::last))
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);
-    api.route(
-        "/v1/openapi.json",
-        get(move || async move { Json(doc.as_ref().clone()) }),
-    )
-    .fallback(|| async { ApiError::not_found("no-endpoint", "no such endpoint") })
-    .method_not_allowed_fallback(|| async { ApiError::new_method_not_allowed() })
-    .with_state(state)
+    // The WebSocket is outside the OpenAPI document: it is not a request/response.
+    api.route("/v1/await", get(live::open))
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { Json(doc.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::not_found("no-endpoint", "no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::new_method_not_allowed() })
+        .with_state(state)
 }
 
 /// A JSON body whose rejections are API errors.

@@ -451,6 +451,7 @@ impl Accounts {
             .store
             .update_profile(id, &update, self.notifications.notify(&event))
             .await?;
+        self.core.wakeups.wake(id);
         Ok(())
     }
 

@@ -145,6 +145,7 @@ impl Clients {
             .store
             .add_client(&record, &prekeys, limits::MAX_PERMANENT_CLIENTS, notify)
             .await?;
+        self.core.wakeups.wake(user);
         tracing::info!(%user, client = %record.id, replaced = ?added.replaced, "device added");
         if let Some(owner) = self.core.store.user(user).await? {
             let body = format!(
@@ -205,6 +206,7 @@ impl Clients {
             .store
             .delete_client(user, id, self.notifications.notify(&event))
             .await
+            .inspect(|()| self.core.wakeups.wake(user))
             .map_err(|e| match e {
                 parley_store::StoreError::NotFound => client_not_found(),
                 e => e.into(),

@@ -32,6 +32,8 @@ pub struct Core {
     pub per_account: Arc<RateLimiter>,
     /// Attempts per client address.
     pub per_address: Arc<RateLimiter>,
+    /// Wakes a user's sockets after their events are stored.
+    pub wakeups: crate::wakeups::SharedWakeups,
 }
 
 impl Core {

@@ -117,6 +117,27 @@ impl Notifications {
         })
     }
 
+    /// Where a new socket starts: after the newest event (checking the device is the
+    /// user's).
+    pub async fn cursor(&self, user: UserId, client: ClientId) -> ApiResult<u64> {
+        self.core
+            .store
+            .events(user, client, None, 0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("client-not-found", "no such device"))?;
+        Ok(self
+            .core
+            .store
+            .last_event(user, client)
+            .await?
+            .map_or(0, |e| e.id))
+    }
+
+    /// Changes whenever the user may have new events.
+    pub fn subscribe(&self, user: UserId) -> tokio::sync::watch::Receiver<u64> {
+        self.core.wakeups.subscribe(user)
+    }
+
     /// The newest event of one of the user's devices.
     pub async fn last(&self, user: UserId, client: ClientId) -> ApiResult<Event> {
         let event = self.core.store.last_event(user, client).await?;
