@@ -190,7 +190,7 @@ pub fn replay(case: &Case) -> Result<Transcript, ReplayError> {
                 alice_session: &mut Session,
                 bob_session: &mut Option<Session>|
      -> Result<(), ReplayError> {
-        while envelopes.len() <= upto.min(n.saturating_sub(1)) && envelopes.len() < n {
+        while envelopes.len() < (upto + 1).min(n) {
             let (from, plaintext) = &case.messages[envelopes.len()];
             let envelope = match from {
                 Party::Alice => alice_session.encrypt(plaintext),

@@ -6,8 +6,8 @@ mod device;
 
 use device::Device;
 use parley_proteus::{
-    BundleSignature, IdentityKeyPair, MAX_COUNTER_GAP, MAX_RECV_CHAINS, MAX_SESSION_STATES, PreKey,
-    PreKeyBundle, PreKeyId, ProteusError, Session,
+    BundleSignature, IdentityKeyPair, KeyPair, MAX_COUNTER_GAP, MAX_RECV_CHAINS,
+    MAX_SESSION_STATES, PreKey, PreKeyBundle, PreKeyId, ProteusError, Session,
 };
 
 /// Alice opens a session to Bob and Bob answers, so both are established.
@@ -394,11 +394,22 @@ fn identities_and_prekeys_round_trip_and_mismatched_halves_are_refused() {
     let back = PreKey::deserialize(&pk.serialize()).expect("round trip");
     assert_eq!(back.id(), PreKeyId(77));
     assert_eq!(back.public_key(), pk.public_key());
-    assert!(format!("{id:?}{pk:?}").len() > 10);
-    assert!(
-        !format!("{id:?}").contains(&hex::encode(&bytes[5..37])),
-        "Debug hides secrets"
-    );
+    // Debug shows the public key and never the seed, in any of the usual renderings.
+    for shown in [
+        format!("{id:?}"),
+        format!("{pk:?}"),
+        format!("{:?}", KeyPair::from_seed(&[5; 32])),
+    ] {
+        assert!(shown.contains("PublicKey("), "{shown}");
+        assert!(
+            !shown.contains(&hex::encode([5u8; 8])),
+            "seed as hex in {shown}"
+        );
+        assert!(
+            !shown.contains("5, 5, 5, 5"),
+            "seed as a byte list in {shown}"
+        );
+    }
 }
 
 #[test]

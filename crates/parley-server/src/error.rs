@@ -56,7 +56,7 @@ impl ApiError {
     }
 
     /// 405.
-    pub fn new_method_not_allowed() -> Self {
+    pub fn method_not_allowed() -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",

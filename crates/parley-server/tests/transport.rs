@@ -242,40 +242,34 @@ async fn handshake(
 async fn only_the_whitepapers_tls_versions_and_suites_are_accepted() {
     use rustls::version::{TLS12, TLS13};
     let t = tls_server().await;
-    assert!(handshake(&t, &[&TLS13], vec![cipher_suite::TLS13_AES_128_GCM_SHA256]).await);
-    assert!(handshake(&t, &[&TLS13], vec![cipher_suite::TLS13_AES_256_GCM_SHA384]).await);
-    assert!(
-        handshake(
-            &t,
-            &[&TLS12],
-            vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]
-        )
-        .await
-    );
-    assert!(
-        !handshake(
-            &t,
-            &[&TLS13],
-            vec![cipher_suite::TLS13_CHACHA20_POLY1305_SHA256]
-        )
-        .await
-    );
-    assert!(
-        !handshake(
-            &t,
-            &[&TLS12],
-            vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
-        )
-        .await
-    );
-    assert!(
-        !handshake(
-            &t,
-            &[&TLS12],
-            vec![cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256]
-        )
-        .await
-    );
+    let cases = [
+        (&TLS13, cipher_suite::TLS13_AES_128_GCM_SHA256, true),
+        (&TLS13, cipher_suite::TLS13_AES_256_GCM_SHA384, true),
+        (
+            &TLS12,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            true,
+        ),
+        (&TLS13, cipher_suite::TLS13_CHACHA20_POLY1305_SHA256, false),
+        (
+            &TLS12,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            false,
+        ),
+        (
+            &TLS12,
+            cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            false,
+        ),
+    ];
+    for (version, suite, accepted) in cases {
+        let name = suite.suite();
+        assert_eq!(
+            handshake(&t, &[version], vec![suite]).await,
+            accepted,
+            "{name:?}"
+        );
+    }
 }
 
 fn run_server(args: &[&str]) -> (i32, String) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use parley_api::{ClientId, UserId};
 use serde::Deserialize;
@@ -37,10 +37,7 @@ pub(super) async fn open(
     ApiQuery(q): ApiQuery<AwaitQuery>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    let bearer = super::bearer(&headers)
         .map(str::to_owned)
         .or(q.access_token)
         .ok_or_else(|| ApiError::unauthorized("missing-token", "send an access token"))?;

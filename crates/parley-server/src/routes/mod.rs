@@ -107,7 +107,7 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { Json(doc.as_ref().clone()) }),
         )
         .fallback(|| async { ApiError::not_found("no-endpoint", "no such endpoint") })
-        .method_not_allowed_fallback(|| async { ApiError::new_method_not_allowed() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
 }
 
@@ -156,19 +156,22 @@ pub struct Auth(pub Claims);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing-token",
-                    "send an access token: Authorization: Bearer …",
-                )
-            })?;
+        let bearer = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing-token",
+                "send an access token: Authorization: Bearer …",
+            )
+        })?;
         state.accounts.authenticate(bearer.trim()).map(Auth)
     }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// The caller's IP address, for attempt limits.

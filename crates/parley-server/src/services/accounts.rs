@@ -62,20 +62,6 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     .unwrap_or_default()
 });
 
-fn unknown_user() -> User {
-    User {
-        id: UserId::nil(),
-        name: String::new(),
-        email: String::new(),
-        handle: None,
-        password_hash: String::new(),
-        accent_id: 0,
-        locale: String::new(),
-        picture: None,
-        created_at: 0,
-    }
-}
-
 fn invalid_credentials() -> ApiError {
     ApiError::forbidden("invalid-credentials", "wrong e-mail, handle or password")
 }
@@ -130,6 +116,29 @@ pub fn check_handle(handle: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// What a presented one-time code (e-mail code, password-reset code) is worth.
+#[derive(Debug, PartialEq, Eq)]
+enum CodeCheck {
+    /// Right, in time, tries left.
+    Valid,
+    /// Expired or out of tries: delete it.
+    Dead,
+    /// Wrong: count the try.
+    Wrong,
+}
+
+/// The one rule for stored codes: hashed, compared in constant time, dead after
+/// [`MAX_CODE_TRIES`] wrong tries or once expired.
+fn check_code(given: &str, hash: &[u8], expires_at: i64, tries: u32, now: i64) -> CodeCheck {
+    if expires_at <= now || tries >= MAX_CODE_TRIES {
+        CodeCheck::Dead
+    } else if bool::from(sha256(given.trim().as_bytes()).ct_eq(hash)) {
+        CodeCheck::Valid
+    } else {
+        CodeCheck::Wrong
+    }
+}
+
 fn sha256(data: &[u8]) -> Vec<u8> {
     Sha256::digest(data).to_vec()
 }
@@ -162,17 +171,22 @@ impl Accounts {
             .map_err(ApiError::internal)?
     }
 
-    /// Checks a user's password; on success with an outdated hash, re-hashes it.
-    pub async fn check_password(&self, user: &User, password: &str) -> ApiResult<()> {
+    /// Whether `password` matches a stored hash, and whether the hash is outdated
+    /// (slow by design: runs off the async runtime).
+    async fn verify_hash(&self, stored: &str, password: &str) -> ApiResult<(bool, bool)> {
         let (p, stored) = (
             zeroize::Zeroizing::new(password.to_owned()),
-            user.password_hash.clone(),
+            stored.to_owned(),
         );
         let algorithm = self.core.settings.password_hashing;
-        let (ok, outdated) =
-            tokio::task::spawn_blocking(move || passwords::verify(&p, &stored, algorithm))
-                .await
-                .map_err(ApiError::internal)??;
+        tokio::task::spawn_blocking(move || passwords::verify(&p, &stored, algorithm))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// Checks a user's password; on success with an outdated hash, re-hashes it.
+    pub async fn check_password(&self, user: &User, password: &str) -> ApiResult<()> {
+        let (ok, outdated) = self.verify_hash(&user.password_hash, password).await?;
         if !ok {
             return Err(invalid_credentials());
         }
@@ -233,16 +247,25 @@ impl Accounts {
             .activation_code(&email)
             .await?
             .ok_or_else(invalid_code)?;
-        if code.expires_at <= self.core.clock.now() || code.tries >= MAX_CODE_TRIES {
-            self.core.store.delete_activation_code(&email).await?;
-            return Err(invalid_code());
-        }
-        if !bool::from(sha256(req.email_code.trim().as_bytes()).ct_eq(&code.code_hash)) {
-            let tries = self.core.store.record_activation_failure(&email).await?;
-            if tries >= MAX_CODE_TRIES {
+        let now = self.core.clock.now();
+        match check_code(
+            &req.email_code,
+            &code.code_hash,
+            code.expires_at,
+            code.tries,
+            now,
+        ) {
+            CodeCheck::Valid => {}
+            CodeCheck::Dead => {
                 self.core.store.delete_activation_code(&email).await?;
+                return Err(invalid_code());
             }
-            return Err(invalid_code());
+            CodeCheck::Wrong => {
+                if self.core.store.record_activation_failure(&email).await? >= MAX_CODE_TRIES {
+                    self.core.store.delete_activation_code(&email).await?;
+                }
+                return Err(invalid_code());
+            }
         }
         passwords::check_policy(&req.password)?;
         let user = User {
@@ -284,11 +307,7 @@ impl Accounts {
             Account::Handle(h) => self.core.store.user_by_handle(h).await?,
         };
         let Some(user) = user else {
-            let dummy = User {
-                password_hash: DUMMY_HASH.clone(),
-                ..unknown_user()
-            };
-            let _ = self.check_password(&dummy, &req.password).await;
+            let _ = self.verify_hash(&DUMMY_HASH, &req.password).await;
             return Err(invalid_credentials());
         };
         self.check_password(&user, &req.password).await?;
@@ -502,13 +521,15 @@ impl Accounts {
             .ok_or_else(|| ApiError::not_found("not-found", "no such handle"))
     }
 
-    /// Re-authenticates with the password (for device and account changes).
-    pub async fn confirm_password(&self, id: UserId, password: Option<&str>) -> ApiResult<()> {
+    /// Re-authenticates with the password (for device and account changes); returns
+    /// the user, so callers need not load them again.
+    pub async fn confirm_password(&self, id: UserId, password: Option<&str>) -> ApiResult<User> {
         let password = password.ok_or_else(|| {
             ApiError::forbidden("missing-auth", "this change needs your password")
         })?;
         let user = self.user(id).await?;
-        self.check_password(&user, password).await
+        self.check_password(&user, password).await?;
+        Ok(user)
     }
 
     /// Changes the password.
@@ -600,15 +621,19 @@ impl Accounts {
             .password_reset(key)
             .await?
             .ok_or_else(invalid_code)?;
-        if reset.expires_at <= self.core.clock.now() || reset.tries >= MAX_CODE_TRIES {
-            self.core.store.delete_password_reset(key).await?;
-            return Err(invalid_code());
-        }
-        if !bool::from(sha256(code.trim().as_bytes()).ct_eq(&reset.code_hash)) {
-            if self.core.store.record_password_reset_failure(key).await? >= MAX_CODE_TRIES {
+        let now = self.core.clock.now();
+        match check_code(code, &reset.code_hash, reset.expires_at, reset.tries, now) {
+            CodeCheck::Valid => {}
+            CodeCheck::Dead => {
                 self.core.store.delete_password_reset(key).await?;
+                return Err(invalid_code());
             }
-            return Err(invalid_code());
+            CodeCheck::Wrong => {
+                if self.core.store.record_password_reset_failure(key).await? >= MAX_CODE_TRIES {
+                    self.core.store.delete_password_reset(key).await?;
+                }
+                return Err(invalid_code());
+            }
         }
         passwords::check_policy(password)?;
         let hash = self.hash_password(password).await?;
@@ -617,5 +642,26 @@ impl Accounts {
             .complete_password_reset(key, reset.user, &hash)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_one_time_codes() {
+        let hash = sha256(b"123456");
+        assert_eq!(check_code(" 123456 ", &hash, 100, 0, 99), CodeCheck::Valid);
+        assert_eq!(check_code("123457", &hash, 100, 2, 99), CodeCheck::Wrong);
+        assert_eq!(
+            check_code("123456", &hash, 100, 0, 100),
+            CodeCheck::Dead,
+            "expired"
+        );
+        assert_eq!(
+            check_code("123456", &hash, 100, MAX_CODE_TRIES, 99),
+            CodeCheck::Dead
+        );
     }
 }

@@ -29,6 +29,14 @@ fn client_not_found() -> ApiError {
     ApiError::not_found("client-not-found", "no such device")
 }
 
+/// A store error about one device: "not found" means the device.
+fn device_error(e: parley_store::StoreError) -> ApiError {
+    match e {
+        parley_store::StoreError::NotFound => client_not_found(),
+        e => e.into(),
+    }
+}
+
 /// Checks prekeys: base64 keys of sane size, ids unique, one-time ids only.
 fn check_prekeys(prekeys: &[Prekey]) -> ApiResult<Vec<PrekeyRecord>> {
     if prekeys.len() > limits::MAX_PREKEYS_PER_UPLOAD {
@@ -123,7 +131,8 @@ impl Clients {
                 ));
             }
         }
-        self.accounts
+        let owner = self
+            .accounts
             .confirm_password(user, req.password.as_deref())
             .await?;
         let record = ClientRecord {
@@ -147,21 +156,15 @@ impl Clients {
             .await?;
         self.core.wakeups.wake(user);
         tracing::info!(%user, client = %record.id, replaced = ?added.replaced, "device added");
-        if let Some(owner) = self.core.store.user(user).await? {
-            let body = format!(
-                "A new device was added to your Parley account:\n\n  {} ({})\n\nIf this was \
-                 not you, remove the device and change your password now.\n",
-                record.model.as_deref().unwrap_or("unnamed device"),
-                record.id,
-            );
-            if let Err(e) = self
-                .core
-                .mailer
-                .send(&owner.email, "New device on your account", body)
-                .await
-            {
-                tracing::warn!(label = e.label(), "could not send the new-device e-mail");
-            }
+        let body = format!(
+            "A new device was added to your Parley account:\n\n  {} ({})\n\nIf this was \
+             not you, remove the device and change your password now.\n",
+            record.model.as_deref().unwrap_or("unnamed device"),
+            record.id,
+        );
+        let subject = "New device on your account";
+        if let Err(e) = self.core.mailer.send(&owner.email, subject, body).await {
+            tracing::warn!(label = e.label(), "could not send the new-device e-mail");
         }
         Ok(to_api(record))
     }
@@ -207,10 +210,7 @@ impl Clients {
             .delete_client(user, id, self.notifications.notify(&event))
             .await
             .inspect(|()| self.core.wakeups.wake(user))
-            .map_err(|e| match e {
-                parley_store::StoreError::NotFound => client_not_found(),
-                e => e.into(),
-            })
+            .map_err(device_error)
     }
 
     /// Anyone's devices (ids and classes only).
@@ -238,10 +238,7 @@ impl Clients {
             .store
             .add_prekeys(user, id, &records)
             .await
-            .map_err(|e| match e {
-                parley_store::StoreError::NotFound => client_not_found(),
-                e => e.into(),
-            })
+            .map_err(device_error)
     }
 
     /// Unused one-time prekeys of one of the user's devices.
