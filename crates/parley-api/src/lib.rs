@@ -13,6 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use time::OffsetDateTime;
 pub use uuid::Uuid;
 
+mod conversations;
+pub use conversations::*;
+
 /// A user id: a random UUID v4.
 pub type UserId = Uuid;
 
@@ -387,6 +390,15 @@ pub struct UploadPrekeys {
     pub prekeys: Vec<Prekey>,
 }
 
+/// `PUT /v1/clients/{id}/push`: where to POST a content-free wake-up when an event
+/// is stored for the device and it has no open socket (a UnifiedPush endpoint).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PushEndpoint {
+    /// An `https://` URL.
+    pub url: String,
+}
+
 /// `GET /v1/clients/{id}/prekeys`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -437,6 +449,101 @@ pub enum EventPayload {
         /// The changed fields.
         update: UpdateProfile,
     },
+    /// A connection changed: a request arrived, was accepted, blocked, …
+    #[serde(rename = "user.connection")]
+    Connection {
+        /// The receiving user's side of it.
+        connection: Connection,
+    },
+    /// The user was made a member of a new conversation.
+    #[serde(rename = "conversation.create")]
+    ConversationCreate {
+        /// The conversation.
+        conversation: Conversation,
+    },
+    /// Users joined.
+    #[serde(rename = "conversation.member-join")]
+    MemberJoin {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who added them.
+        from: Uuid,
+        /// The new members.
+        members: Vec<Member>,
+    },
+    /// Users left or were removed.
+    #[serde(rename = "conversation.member-leave")]
+    MemberLeave {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who removed them (themselves when they left).
+        from: Uuid,
+        /// Who is gone.
+        users: Vec<Qualified<Uuid>>,
+    },
+    /// A member's role changed.
+    #[serde(rename = "conversation.member-update")]
+    MemberUpdate {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who changed it.
+        from: Uuid,
+        /// The member with the new role.
+        member: Member,
+    },
+    /// The group was renamed.
+    #[serde(rename = "conversation.rename")]
+    Rename {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who renamed it.
+        from: Uuid,
+        /// The new name.
+        name: String,
+    },
+    /// The self-deleting timer changed.
+    #[serde(rename = "conversation.message-timer-update")]
+    MessageTimerUpdate {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who changed it.
+        from: Uuid,
+        /// Milliseconds, or none.
+        message_timer: Option<u64>,
+    },
+    /// The receipt mode changed.
+    #[serde(rename = "conversation.receipt-mode-update")]
+    ReceiptModeUpdate {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who changed it.
+        from: Uuid,
+        /// 0 off, 1 on.
+        receipt_mode: u8,
+    },
+    /// An encrypted message for this device.
+    #[serde(rename = "conversation.otr-message-add")]
+    OtrMessageAdd {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// The sending user.
+        from: Uuid,
+        /// The server's time for the message.
+        #[serde(with = "time::serde::rfc3339")]
+        time: OffsetDateTime,
+        /// The ciphertext for this device.
+        data: ProteusMessage,
+    },
+    /// Someone started or stopped typing (sent live only, never stored).
+    #[serde(rename = "conversation.typing")]
+    Typing {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who.
+        from: Uuid,
+        /// Started or stopped.
+        status: TypingStatus,
+    },
     /// An event this version does not know: skip it.
     #[serde(other)]
     Unknown,
@@ -453,6 +560,31 @@ pub struct Event {
     pub time: OffsetDateTime,
     /// What happened.
     pub payload: EventPayload,
+}
+
+/// An event sent only to open sockets, never stored (typing, transient messages):
+/// it has no queue id. On a socket, frames with `"transient": true` are these;
+/// the others are [`Event`]s.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TransientEvent {
+    /// Always `true`.
+    pub transient: bool,
+    /// When it was sent.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// What happened.
+    pub payload: EventPayload,
+}
+
+/// One frame of `GET /v1/await`: a stored event or a transient one.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum LiveFrame {
+    /// Not stored: no id.
+    Transient(TransientEvent),
+    /// From the device's queue.
+    Stored(Event),
 }
 
 /// `GET /v1/notifications`
@@ -498,6 +630,12 @@ pub mod limits {
     pub const MAX_NOTIFICATION_PAGE: usize = 1000;
     /// Events are kept this many days.
     pub const NOTIFICATION_RETENTION_DAYS: i64 = 28;
+    /// Members of a group, unless the server is configured otherwise.
+    pub const MAX_CONVERSATION_MEMBERS: usize = 500;
+    /// Conversations per page of `GET /v1/conversations` (at most).
+    pub const MAX_CONVERSATION_PAGE: usize = 500;
+    /// A group name's length in characters.
+    pub const MAX_CONVERSATION_NAME: usize = 256;
     /// Access tokens live 15 minutes.
     pub const ACCESS_TOKEN_SECONDS: u64 = 15 * 60;
 }
@@ -513,6 +651,20 @@ mod tests {
         assert_eq!(json, "\"deadbeef0042\"");
         assert_eq!(serde_json::from_str::<ClientId>(&json).expect("parses"), id);
         assert!(serde_json::from_str::<ClientId>("\"not-hex\"").is_err());
+    }
+
+    #[test]
+    fn live_frames_tell_stored_from_transient_events() {
+        let stored = r#"{"id":7,"time":"2026-11-23T10:00:00Z","payload":{"type":"user.client-remove","client":"ab"}}"#;
+        let transient = r#"{"transient":true,"time":"2026-11-23T10:00:00Z","payload":{"type":"conversation.typing","conversation":{"id":"00000000-0000-4000-8000-000000000000","domain":"d"},"from":"00000000-0000-4000-8000-000000000001","status":"started"}}"#;
+        match serde_json::from_str::<LiveFrame>(stored).expect("parses") {
+            LiveFrame::Stored(e) => assert_eq!(e.id, 7),
+            other => panic!("stored event read as {other:?}"),
+        }
+        match serde_json::from_str::<LiveFrame>(transient).expect("parses") {
+            LiveFrame::Transient(t) => assert!(matches!(t.payload, EventPayload::Typing { .. })),
+            other => panic!("transient event read as {other:?}"),
+        }
     }
 
     #[test]

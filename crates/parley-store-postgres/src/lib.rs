@@ -10,14 +10,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parley_api::ConversationId;
 use parley_api::{ClientId, ClientType, CookieKind, UserId};
 use parley_store::columns::{
-    client_class, client_id, client_type, parse_client_class, parse_client_id, parse_client_type,
-    parse_user_id,
+    self, ConnectionRow, ConversationRow, client_class, client_id, client_type, connection_status,
+    conversation_kind, parse_client_class, parse_client_id, parse_client_type, parse_user_id, role,
+    timer,
 };
 use parley_store::{
-    ActivationCode, AddedClient, ClientRecord, Cookie, EventPage, Notify, PasswordReset,
-    PrekeyRecord, ProfileUpdate, QueuedEvent, Store, StoreError, StoreResult, User,
+    ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
+    ConversationChange, ConversationRecord, Cookie, Delivered, DeliveryPlan, EventPage,
+    MemberRecord, Notify, Outgoing, PasswordReset, Posted, PrekeyRecord, ProfileUpdate,
+    QueuedEvent, Roster, Store, StoreError, StoreResult, User, connection_columns,
+    conversation_columns,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
@@ -208,7 +213,7 @@ async fn enqueue(
     user: UserId,
     client: ClientId,
     notify: Notify<'_>,
-) -> StoreResult<()> {
+) -> StoreResult<Option<u64>> {
     let id: Option<i64> = sqlx::query_scalar(
         "UPDATE queue_heads SET next_id = next_id + 1 WHERE user_id = $1 AND client_id = $2 \
          RETURNING next_id - 1",
@@ -218,7 +223,7 @@ async fn enqueue(
     .fetch_optional(&mut **tx)
     .await
     .map_err(backend)?;
-    let Some(id) = id else { return Ok(()) };
+    let Some(id) = id else { return Ok(None) };
     sqlx::query(
         "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -231,7 +236,9 @@ async fn enqueue(
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
-    Ok(())
+    Ok(Some(u64::try_from(id).map_err(|_| {
+        StoreError::Backend(format!("event id {id}"))
+    })?))
 }
 
 /// Appends an event to every device of a user but one.
@@ -241,7 +248,7 @@ async fn enqueue_for_user(
     except: Option<ClientId>,
     notify: Notify<'_>,
 ) -> StoreResult<()> {
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE user_id = $1")
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE user_id = $1 ORDER BY id")
         .bind(user.to_string())
         .fetch_all(&mut **tx)
         .await
@@ -252,6 +259,150 @@ async fn enqueue_for_user(
         .filter(|id| Some(*id) != except)
     {
         enqueue(tx, user, id, notify).await?;
+    }
+    Ok(())
+}
+
+/// Locks every queue head of a user, in device order, before removing any: queue
+/// heads are always locked in (user, device) order, so deliveries and removals
+/// cannot deadlock.
+async fn lock_heads(tx: &mut Transaction<'static, Postgres>, user: UserId) -> StoreResult<()> {
+    sqlx::query(
+        "SELECT 1::BIGINT FROM queue_heads WHERE user_id = $1 ORDER BY client_id FOR UPDATE",
+    )
+    .bind(user.to_string())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Appends one event to each of many devices' queues in one statement (devices
+/// that are gone get none): the heads are locked in (user, device) order first, as
+/// everywhere, then advanced and the events inserted from arrays.
+async fn enqueue_many(
+    tx: &mut Transaction<'static, Postgres>,
+    outgoing: Vec<Outgoing>,
+    at: i64,
+) -> StoreResult<Vec<Delivered>> {
+    if outgoing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let users: Vec<String> = outgoing.iter().map(|o| o.user.to_string()).collect();
+    let clients: Vec<i64> = outgoing.iter().map(|o| client_id(o.client)).collect();
+    let payloads: Vec<&str> = outgoing.iter().map(|o| o.payload.as_str()).collect();
+    // One round trip: lock the heads in order, advance them, insert the events.
+    let stored: Vec<(String, i64, i64)> = sqlx::query_as(
+        "WITH wanted AS (SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS t(u, c, p)), \
+         locked AS (SELECT q.user_id, q.client_id FROM queue_heads q \
+             WHERE (q.user_id, q.client_id) IN (SELECT u, c FROM wanted) \
+             ORDER BY q.user_id COLLATE \"C\", q.client_id FOR UPDATE), \
+         bumped AS (UPDATE queue_heads q SET next_id = q.next_id + 1 FROM locked l \
+             WHERE q.user_id = l.user_id AND q.client_id = l.client_id \
+             RETURNING q.user_id, q.client_id, q.next_id - 1 AS id) \
+         INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
+         SELECT b.user_id, b.client_id, b.id, w.p, $4 FROM bumped b \
+         JOIN wanted w ON w.u = b.user_id AND w.c = b.client_id \
+         RETURNING user_id, client_id, id",
+    )
+    .bind(&users)
+    .bind(&clients)
+    .bind(&payloads)
+    .bind(at)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let ids: std::collections::HashMap<(String, i64), i64> =
+        stored.into_iter().map(|(u, c, id)| ((u, c), id)).collect();
+    let mut delivered = Vec::with_capacity(outgoing.len());
+    for ((o, user), client) in outgoing.into_iter().zip(users).zip(clients) {
+        let Some(id) = ids.get(&(user, client)).copied() else {
+            continue;
+        };
+        delivered.push(Delivered {
+            user: o.user,
+            client: o.client,
+            id: u64::try_from(id).map_err(|_| StoreError::Backend(format!("event id {id}")))?,
+            payload: o.payload,
+        });
+    }
+    Ok(delivered)
+}
+
+/// The devices of a conversation's members, read inside `tx`.
+async fn roster_in(
+    tx: &mut Transaction<'static, Postgres>,
+    conversation: ConversationId,
+) -> StoreResult<Roster> {
+    let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT m.user_id, c.id FROM conversation_members m \
+         LEFT JOIN clients c ON c.user_id = m.user_id \
+         WHERE m.conversation_id = $1 ORDER BY m.user_id COLLATE \"C\", c.id",
+    )
+    .bind(conversation.to_string())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    parley_store::columns::roster(rows)
+}
+
+/// The members of a conversation, read inside `tx`.
+async fn member_ids(
+    tx: &mut Transaction<'static, Postgres>,
+    conversation: ConversationId,
+) -> StoreResult<Vec<UserId>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT user_id FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id COLLATE \"C\"",
+    )
+    .bind(conversation.to_string())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    ids.iter().map(|u| parse_user_id(u)).collect()
+}
+
+async fn insert_conversation(
+    tx: &mut Transaction<'static, Postgres>,
+    c: &ConversationRecord,
+    members: &[MemberRecord],
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO conversations (id, kind, name, creator, message_timer, receipt_mode, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(c.id.to_string())
+    .bind(conversation_kind(c.kind))
+    .bind(&c.name)
+    .bind(c.creator.to_string())
+    .bind(timer(c.message_timer))
+    .bind(i64::from(c.receipt_mode))
+    .bind(c.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    insert_members(tx, c.id, members).await
+}
+
+async fn insert_members(
+    tx: &mut Transaction<'static, Postgres>,
+    conversation: ConversationId,
+    members: &[MemberRecord],
+) -> StoreResult<()> {
+    for m in members {
+        sqlx::query(
+            "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (conversation_id, user_id) DO NOTHING",
+        )
+        .bind(conversation.to_string())
+        .bind(m.user.to_string())
+        .bind(role(m.role))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| match backend(e) {
+            // The user does not exist (any more).
+            StoreError::Backend(_) => StoreError::NotFound,
+            other => other,
+        })?;
     }
     Ok(())
 }
@@ -429,13 +580,16 @@ impl Store for PostgresStore {
     }
 
     async fn delete_user(&self, id: UserId) -> StoreResult<()> {
-        // Cookies, devices (with their prekeys) and resets go by ON DELETE CASCADE.
+        // Cookies, devices (with their prekeys and queues), resets, connections and
+        // memberships go by ON DELETE CASCADE.
+        let mut tx = self.user_tx(id).await?;
+        lock_heads(&mut tx, id).await?;
         sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        Ok(())
+        tx.commit().await.map_err(backend)
     }
 
     async fn add_cookie(&self, c: &Cookie, max_per_kind: usize) -> StoreResult<()> {
@@ -690,6 +844,7 @@ impl Store for PostgresStore {
         notify: Notify<'_>,
     ) -> StoreResult<()> {
         let mut tx = self.user_tx(user).await?;
+        lock_heads(&mut tx, user).await?;
         if !remove_client(&mut tx, user, id).await? {
             return Err(StoreError::NotFound);
         }
@@ -840,5 +995,336 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(purged)
+    }
+
+    async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>> {
+        let row: Option<ConnectionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE from_id = $1 AND to_id = $2"
+        ))
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(columns::connection).transpose()
+    }
+
+    async fn connections(&self, from: UserId) -> StoreResult<Vec<ConnectionRecord>> {
+        let rows: Vec<ConnectionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE from_id = $1 ORDER BY updated_at DESC, to_id"
+        ))
+        .bind(from.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(columns::connection).collect()
+    }
+
+    async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        // Both users' rows, in id order, so two changes to one pair queue.
+        let mut users: Vec<String> = change
+            .sides
+            .iter()
+            .flat_map(|(s, _)| [s.from.to_string(), s.to.to_string()])
+            .collect();
+        users.sort();
+        users.dedup();
+        for user in &users {
+            sqlx::query("SELECT 1::BIGINT FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        for (side, expected) in &change.sides {
+            let now: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM connections WHERE from_id = $1 AND to_id = $2",
+            )
+            .bind(side.from.to_string())
+            .bind(side.to.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if now.as_deref() != expected.map(connection_status) {
+                return Err(StoreError::Conflict("connection"));
+            }
+        }
+        if let Some((conversation, members)) = &change.conversation {
+            insert_conversation(&mut tx, conversation, members).await?;
+        }
+        for (side, _) in &change.sides {
+            sqlx::query(
+                "INSERT INTO connections (from_id, to_id, status, conversation_id, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (from_id, to_id) DO UPDATE SET \
+                 status = excluded.status, conversation_id = excluded.conversation_id, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(side.from.to_string())
+            .bind(side.to.to_string())
+            .bind(connection_status(side.status))
+            .bind(side.conversation.map(|c| c.to_string()))
+            .bind(side.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Backend(_) => StoreError::NotFound,
+                other => other,
+            })?;
+        }
+        for (user, payload) in &change.notify {
+            let notify = Notify {
+                payload,
+                at: change.at,
+            };
+            enqueue_for_user(&mut tx, *user, None, notify).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn create_conversation(
+        &self,
+        conversation: &ConversationRecord,
+        members: &[MemberRecord],
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        insert_conversation(&mut tx, conversation, members).await?;
+        for user in member_ids(&mut tx, conversation.id).await? {
+            enqueue_for_user(&mut tx, user, None, notify).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
+        let row: Option<ConversationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            conversation_columns!("c"),
+            " FROM conversations c WHERE c.id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(columns::conversation).transpose()
+    }
+
+    async fn members(&self, id: ConversationId) -> StoreResult<Vec<MemberRecord>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT user_id, role FROM conversation_members WHERE conversation_id = $1 \
+             ORDER BY user_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(columns::member).collect()
+    }
+
+    async fn conversations_of(
+        &self,
+        user: UserId,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<ConversationRecord>> {
+        let rows: Vec<ConversationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            conversation_columns!("c"),
+            " FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.user_id = $1 AND m.conversation_id > $2 ORDER BY m.conversation_id LIMIT $3"
+        ))
+        .bind(user.to_string())
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(columns::conversation).collect()
+    }
+
+    async fn change_conversation(
+        &self,
+        id: ConversationId,
+        change: &ConversationChange,
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM conversations WHERE id = $1 FOR UPDATE")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let mut told = member_ids(&mut tx, id).await?;
+        match change {
+            ConversationChange::AddMembers { members, max } => {
+                insert_members(&mut tx, id, members).await?;
+                let after = member_ids(&mut tx, id).await?;
+                if after.len() > *max {
+                    return Err(StoreError::Limit("members"));
+                }
+                told = after;
+            }
+            ConversationChange::RemoveMember(user) => {
+                let gone = sqlx::query(
+                    "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+                )
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if gone.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            ConversationChange::SetRole(member) => {
+                let changed = sqlx::query(
+                    "UPDATE conversation_members SET role = $1 WHERE conversation_id = $2 AND user_id = $3",
+                )
+                .bind(role(member.role))
+                .bind(id.to_string())
+                .bind(member.user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if changed.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            ConversationChange::Rename(name) => {
+                sqlx::query("UPDATE conversations SET name = $1 WHERE id = $2")
+                    .bind(name)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            ConversationChange::MessageTimer(ms) => {
+                sqlx::query("UPDATE conversations SET message_timer = $1 WHERE id = $2")
+                    .bind(timer(*ms))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            ConversationChange::ReceiptMode(mode) => {
+                sqlx::query("UPDATE conversations SET receipt_mode = $1 WHERE id = $2")
+                    .bind(i64::from(*mode))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        for user in told {
+            enqueue_for_user(&mut tx, user, None, notify).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn roster(&self, id: ConversationId) -> StoreResult<Option<Roster>> {
+        let mut tx = self.tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM conversations WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let roster = roster_in(&mut tx, id).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(roster))
+    }
+
+    async fn post(
+        &self,
+        id: ConversationId,
+        at: i64,
+        plan: DeliveryPlan,
+    ) -> StoreResult<Option<Posted>> {
+        // The conversation's row lock serialises its deliveries; it is taken and
+        // the roster read in one statement.
+        let mut tx = self.tx().await?;
+        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
+            "WITH conv AS (SELECT id FROM conversations WHERE id = $1 FOR UPDATE) \
+             SELECT m.user_id, c.id FROM conv \
+             LEFT JOIN conversation_members m ON m.conversation_id = conv.id \
+             LEFT JOIN clients c ON c.user_id = m.user_id \
+             ORDER BY m.user_id COLLATE \"C\", c.id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let roster = columns::roster(rows)?;
+        let Some(outgoing) = plan(&roster) else {
+            return Ok(Some(Posted {
+                roster,
+                delivered: None,
+            }));
+        };
+        let delivered = enqueue_many(&mut tx, outgoing, at).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(Posted {
+            roster,
+            delivered: Some(delivered),
+        }))
+    }
+
+    async fn set_push_endpoint(
+        &self,
+        user: UserId,
+        client: ClientId,
+        url: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM clients WHERE user_id = $1 AND id = $2")
+                .bind(user.to_string())
+                .bind(client_id(client))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        match url {
+            Some(url) => sqlx::query(
+                "INSERT INTO push_endpoints (user_id, client_id, url) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET url = excluded.url",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(url),
+            None => sqlx::query("DELETE FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
+                .bind(user.to_string())
+                .bind(client_id(client)),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
     }
 }

@@ -3,7 +3,10 @@
 //! Owns: its SQL and its `migrations/` (never edit a shipped migration; add one).
 //! Writes that read first (`add_client`, `add_cookie`) take the write lock up front
 //! (`BEGIN IMMEDIATE`), so concurrent requests queue instead of failing; single
-//! statements such as a prekey claim are atomic on their own.
+//! statements such as a prekey claim are atomic on their own. Writers queue on an
+//! in-process lock first. Message deliveries go through one writer task that
+//! commits all waiting deliveries together (group commit), each in its own
+//! savepoint.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -11,14 +14,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parley_api::ConversationId;
 use parley_api::{ClientId, ClientType, CookieKind, UserId};
 use parley_store::columns::{
-    client_class, client_id, client_type, parse_client_class, parse_client_id, parse_client_type,
-    parse_user_id,
+    self, ConnectionRow, ConversationRow, client_class, client_id, client_type, connection_status,
+    conversation_kind, parse_client_class, parse_client_id, parse_client_type, parse_user_id, role,
+    timer,
 };
 use parley_store::{
-    ActivationCode, AddedClient, ClientRecord, Cookie, EventPage, Notify, PasswordReset,
-    PrekeyRecord, ProfileUpdate, QueuedEvent, Store, StoreError, StoreResult, User,
+    ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
+    ConversationChange, ConversationRecord, Cookie, Delivered, DeliveryPlan, EventPage,
+    MemberRecord, Notify, Outgoing, PasswordReset, Posted, PrekeyRecord, ProfileUpdate,
+    QueuedEvent, Roster, Store, StoreError, StoreResult, User, connection_columns,
+    conversation_columns,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -30,6 +38,122 @@ use sqlx::{Row, Sqlite, Transaction};
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    deliveries: tokio::sync::mpsc::UnboundedSender<PostJob>,
+}
+
+/// A delivery waiting for the delivery writer.
+struct PostJob {
+    id: ConversationId,
+    at: i64,
+    plan: DeliveryPlan,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Option<Posted>>>,
+}
+
+impl std::fmt::Debug for PostJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostJob")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most deliveries committed together.
+const MAX_BATCH: usize = 64;
+
+/// The delivery writer: takes every delivery waiting, runs each in its own
+/// savepoint of one transaction and commits once, so concurrent deliveries share
+/// one fsync instead of queueing for one each. A delivery that fails rolls back to
+/// its savepoint and fails alone.
+async fn deliveries_writer(
+    pool: SqlitePool,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<PostJob>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = post_batch(&pool, &writer, &batch).await;
+        for (job, result) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+async fn post_batch(
+    pool: &SqlitePool,
+    writer: &tokio::sync::Mutex<()>,
+    batch: &[PostJob],
+) -> Vec<StoreResult<Option<Posted>>> {
+    let failed = |e: &StoreError| {
+        batch
+            .iter()
+            .map(|_| Err(StoreError::Backend(e.to_string())))
+            .collect()
+    };
+    let _writer = writer.lock().await;
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend) {
+        Ok(tx) => tx,
+        Err(e) => return failed(&e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        if let Err(e) = sqlx::query("SAVEPOINT delivery")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)
+        {
+            return failed(&e);
+        }
+        let result = post_one(&mut tx, job).await;
+        let end = if result.is_ok() {
+            "RELEASE delivery"
+        } else {
+            "ROLLBACK TO delivery; RELEASE delivery"
+        };
+        if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await.map_err(backend) {
+            return failed(&e);
+        }
+        results.push(result);
+    }
+    if let Err(e) = tx.commit().await.map_err(backend) {
+        return failed(&e);
+    }
+    results
+}
+
+async fn post_one(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: &PostJob,
+) -> StoreResult<Option<Posted>> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = ?")
+        .bind(job.id.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let roster = roster_in(tx, job.id).await?;
+    // A plan that panics fails its own delivery, not the writer every delivery needs.
+    let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.plan)(&roster)))
+        .map_err(|_| StoreError::Backend("the delivery plan panicked".into()))?;
+    let Some(outgoing) = planned else {
+        return Ok(Some(Posted {
+            roster,
+            delivered: None,
+        }));
+    };
+    let delivered = enqueue_many(tx, outgoing, job.at).await?;
+    Ok(Some(Posted {
+        roster,
+        delivered: Some(delivered),
+    }))
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -83,14 +207,32 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the SQLite database: {e}")))?;
-        Ok(Self { pool })
+        let writer = std::sync::Arc::<tokio::sync::Mutex<()>>::default();
+        let (deliveries, jobs) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(deliveries_writer(pool.clone(), writer.clone(), jobs));
+        Ok(Self {
+            pool,
+            writer,
+            deliveries,
+        })
     }
 
-    async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool
+    /// A write transaction. Writers queue on an in-process lock first, so they wait
+    /// their turn without SQLite's sleeping busy handler; `BEGIN IMMEDIATE` still
+    /// guards against other processes.
+    async fn write_tx(
+        &self,
+    ) -> StoreResult<(
+        tokio::sync::OwnedMutexGuard<()>,
+        Transaction<'static, Sqlite>,
+    )> {
+        let writer = self.writer.clone().lock_owned().await;
+        let tx = self
+            .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        Ok((writer, tx))
     }
 }
 
@@ -204,7 +346,7 @@ async fn enqueue(
     user: UserId,
     client: ClientId,
     notify: Notify<'_>,
-) -> StoreResult<()> {
+) -> StoreResult<Option<u64>> {
     let id: Option<i64> = sqlx::query_scalar(
         "UPDATE queue_heads SET next_id = next_id + 1 WHERE user_id = ? AND client_id = ? \
          RETURNING next_id - 1",
@@ -214,7 +356,7 @@ async fn enqueue(
     .fetch_optional(&mut **tx)
     .await
     .map_err(backend)?;
-    let Some(id) = id else { return Ok(()) };
+    let Some(id) = id else { return Ok(None) };
     sqlx::query(
         "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
          VALUES (?, ?, ?, ?, ?)",
@@ -227,7 +369,9 @@ async fn enqueue(
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
-    Ok(())
+    Ok(Some(u64::try_from(id).map_err(|_| {
+        StoreError::Backend(format!("event id {id}"))
+    })?))
 }
 
 /// Appends an event to every device of a user but one.
@@ -248,6 +392,138 @@ async fn enqueue_for_user(
         .filter(|id| Some(*id) != except)
     {
         enqueue(tx, user, id, notify).await?;
+    }
+    Ok(())
+}
+
+/// Appends one event to each of many devices' queues in two statements (devices
+/// that are gone get none): the rows travel as one JSON parameter, which keeps a
+/// 50-member fan-out from paying for 100 statements.
+async fn enqueue_many(
+    tx: &mut Transaction<'static, Sqlite>,
+    outgoing: Vec<Outgoing>,
+    at: i64,
+) -> StoreResult<Vec<Delivered>> {
+    if outgoing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<(String, i64)> = outgoing
+        .iter()
+        .map(|o| (o.user.to_string(), client_id(o.client)))
+        .collect();
+    let keys_json = serde_json::to_string(&keys).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let heads: Vec<(String, i64, i64)> = sqlx::query_as(
+        "UPDATE queue_heads SET next_id = next_id + 1 \
+         WHERE (user_id, client_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?)) \
+         RETURNING user_id, client_id, next_id - 1",
+    )
+    .bind(&keys_json)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let ids: std::collections::HashMap<(String, i64), i64> =
+        heads.into_iter().map(|(u, c, id)| ((u, c), id)).collect();
+    let mut rows = Vec::with_capacity(outgoing.len());
+    let mut delivered = Vec::with_capacity(outgoing.len());
+    for (o, key) in outgoing.into_iter().zip(keys) {
+        let Some(id) = ids.get(&key).copied() else {
+            continue;
+        };
+        rows.push(serde_json::json!([key.0, key.1, id, o.payload]));
+        delivered.push(Delivered {
+            user: o.user,
+            client: o.client,
+            id: u64::try_from(id).map_err(|_| StoreError::Backend(format!("event id {id}")))?,
+            payload: o.payload,
+        });
+    }
+    let rows_json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ? FROM json_each(?)",
+    )
+    .bind(at)
+    .bind(&rows_json)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(delivered)
+}
+
+/// The devices of a conversation's members, read inside `tx`.
+async fn roster_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: ConversationId,
+) -> StoreResult<Roster> {
+    let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT m.user_id, c.id FROM conversation_members m \
+         LEFT JOIN clients c ON c.user_id = m.user_id \
+         WHERE m.conversation_id = ? ORDER BY m.user_id, c.id",
+    )
+    .bind(conversation.to_string())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    parley_store::columns::roster(rows)
+}
+
+/// The members of a conversation, read inside `tx`.
+async fn member_ids(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: ConversationId,
+) -> StoreResult<Vec<UserId>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT user_id FROM conversation_members WHERE conversation_id = ? ORDER BY user_id",
+    )
+    .bind(conversation.to_string())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    ids.iter().map(|u| parse_user_id(u)).collect()
+}
+
+async fn insert_conversation(
+    tx: &mut Transaction<'static, Sqlite>,
+    c: &ConversationRecord,
+    members: &[MemberRecord],
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO conversations (id, kind, name, creator, message_timer, receipt_mode, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(c.id.to_string())
+    .bind(conversation_kind(c.kind))
+    .bind(&c.name)
+    .bind(c.creator.to_string())
+    .bind(timer(c.message_timer))
+    .bind(i64::from(c.receipt_mode))
+    .bind(c.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    insert_members(tx, c.id, members).await
+}
+
+async fn insert_members(
+    tx: &mut Transaction<'static, Sqlite>,
+    conversation: ConversationId,
+    members: &[MemberRecord],
+) -> StoreResult<()> {
+    for m in members {
+        sqlx::query(
+            "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES (?, ?, ?) \
+             ON CONFLICT (conversation_id, user_id) DO NOTHING",
+        )
+        .bind(conversation.to_string())
+        .bind(m.user.to_string())
+        .bind(role(m.role))
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| match backend(e) {
+            // The user does not exist (any more).
+            StoreError::Backend(_) => StoreError::NotFound,
+            other => other,
+        })?;
     }
     Ok(())
 }
@@ -318,7 +594,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, u: &User) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO users (id, name, email, handle, password_hash, accent_id, locale, \
              picture, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -376,7 +652,7 @@ impl Store for SqliteStore {
         p: &ProfileUpdate,
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE users SET name = COALESCE(?, name), accent_id = COALESCE(?, accent_id), \
              locale = COALESCE(?, locale), picture = CASE WHEN ? THEN ? ELSE picture END \
@@ -436,7 +712,7 @@ impl Store for SqliteStore {
 
     async fn add_cookie(&self, c: &Cookie, max_per_kind: usize) -> StoreResult<()> {
         let persistent = c.kind == CookieKind::Persistent;
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO cookies (user_id, id, label, persistent, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -496,7 +772,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let mut removed = 0;
         for label in labels {
             removed += sqlx::query("DELETE FROM cookies WHERE user_id = ? AND label = ?")
@@ -573,7 +849,7 @@ impl Store for SqliteStore {
         user: UserId,
         hash: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let gone = sqlx::query("DELETE FROM password_resets WHERE key = ? AND user_id = ?")
             .bind(key)
             .bind(user.to_string())
@@ -604,7 +880,7 @@ impl Store for SqliteStore {
         max_permanent: usize,
         notify: Notify<'_>,
     ) -> StoreResult<AddedClient> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let mut added = AddedClient::default();
         match c.kind {
             ClientType::Permanent => {
@@ -686,7 +962,7 @@ impl Store for SqliteStore {
         id: ClientId,
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         if !remove_client(&mut tx, user, id).await? {
             return Err(StoreError::NotFound);
         }
@@ -700,7 +976,7 @@ impl Store for SqliteStore {
         client: ClientId,
         prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM clients WHERE user_id = ? AND id = ?")
                 .bind(user.to_string())
@@ -817,7 +1093,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
-        let mut tx = self.write_tx().await?;
+        let (_writer, mut tx) = self.write_tx().await?;
         let purged = sqlx::query("DELETE FROM notifications WHERE created_at < ?")
             .bind(before)
             .execute(&mut *tx)
@@ -836,5 +1112,301 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(purged)
+    }
+
+    async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>> {
+        let row: Option<ConnectionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE from_id = ? AND to_id = ?"
+        ))
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(columns::connection).transpose()
+    }
+
+    async fn connections(&self, from: UserId) -> StoreResult<Vec<ConnectionRecord>> {
+        let rows: Vec<ConnectionRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE from_id = ? ORDER BY updated_at DESC, to_id"
+        ))
+        .bind(from.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(columns::connection).collect()
+    }
+
+    async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        for (side, expected) in &change.sides {
+            let now: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM connections WHERE from_id = ? AND to_id = ?",
+            )
+            .bind(side.from.to_string())
+            .bind(side.to.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if now.as_deref() != expected.map(connection_status) {
+                return Err(StoreError::Conflict("connection"));
+            }
+        }
+        if let Some((conversation, members)) = &change.conversation {
+            insert_conversation(&mut tx, conversation, members).await?;
+        }
+        for (side, _) in &change.sides {
+            sqlx::query(
+                "INSERT INTO connections (from_id, to_id, status, conversation_id, updated_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (from_id, to_id) DO UPDATE SET \
+                 status = excluded.status, conversation_id = excluded.conversation_id, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(side.from.to_string())
+            .bind(side.to.to_string())
+            .bind(connection_status(side.status))
+            .bind(side.conversation.map(|c| c.to_string()))
+            .bind(side.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Backend(_) => StoreError::NotFound,
+                other => other,
+            })?;
+        }
+        for (user, payload) in &change.notify {
+            let notify = Notify {
+                payload,
+                at: change.at,
+            };
+            enqueue_for_user(&mut tx, *user, None, notify).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn create_conversation(
+        &self,
+        conversation: &ConversationRecord,
+        members: &[MemberRecord],
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        insert_conversation(&mut tx, conversation, members).await?;
+        for user in member_ids(&mut tx, conversation.id).await? {
+            enqueue_for_user(&mut tx, user, None, notify).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
+        let row: Option<ConversationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            conversation_columns!("c"),
+            " FROM conversations c WHERE c.id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(columns::conversation).transpose()
+    }
+
+    async fn members(&self, id: ConversationId) -> StoreResult<Vec<MemberRecord>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT user_id, role FROM conversation_members WHERE conversation_id = ? \
+             ORDER BY user_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(columns::member).collect()
+    }
+
+    async fn conversations_of(
+        &self,
+        user: UserId,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<ConversationRecord>> {
+        let rows: Vec<ConversationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            conversation_columns!("c"),
+            " FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.user_id = ? AND m.conversation_id > ? ORDER BY m.conversation_id LIMIT ?"
+        ))
+        .bind(user.to_string())
+        .bind(after.map(|a| a.to_string()).unwrap_or_default())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter().map(columns::conversation).collect()
+    }
+
+    async fn change_conversation(
+        &self,
+        id: ConversationId,
+        change: &ConversationChange,
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let mut told = member_ids(&mut tx, id).await?;
+        match change {
+            ConversationChange::AddMembers { members, max } => {
+                insert_members(&mut tx, id, members).await?;
+                let after = member_ids(&mut tx, id).await?;
+                if after.len() > *max {
+                    return Err(StoreError::Limit("members"));
+                }
+                told = after;
+            }
+            ConversationChange::RemoveMember(user) => {
+                let gone = sqlx::query(
+                    "DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
+                )
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if gone.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            ConversationChange::SetRole(member) => {
+                let changed = sqlx::query(
+                    "UPDATE conversation_members SET role = ? WHERE conversation_id = ? AND user_id = ?",
+                )
+                .bind(role(member.role))
+                .bind(id.to_string())
+                .bind(member.user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+                if changed.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            ConversationChange::Rename(name) => {
+                sqlx::query("UPDATE conversations SET name = ? WHERE id = ?")
+                    .bind(name)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            ConversationChange::MessageTimer(ms) => {
+                sqlx::query("UPDATE conversations SET message_timer = ? WHERE id = ?")
+                    .bind(timer(*ms))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            ConversationChange::ReceiptMode(mode) => {
+                sqlx::query("UPDATE conversations SET receipt_mode = ? WHERE id = ?")
+                    .bind(i64::from(*mode))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        for user in told {
+            enqueue_for_user(&mut tx, user, None, notify).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn roster(&self, id: ConversationId) -> StoreResult<Option<Roster>> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let roster = roster_in(&mut tx, id).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(roster))
+    }
+
+    async fn post(
+        &self,
+        id: ConversationId,
+        at: i64,
+        plan: DeliveryPlan,
+    ) -> StoreResult<Option<Posted>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.deliveries
+            .send(PostJob {
+                id,
+                at,
+                plan,
+                reply,
+            })
+            .map_err(|_| StoreError::Backend("the delivery writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the delivery writer has stopped".into()))?
+    }
+
+    async fn set_push_endpoint(
+        &self,
+        user: UserId,
+        client: ClientId,
+        url: Option<&str>,
+    ) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM clients WHERE user_id = ? AND id = ?")
+                .bind(user.to_string())
+                .bind(client_id(client))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        match url {
+            Some(url) => sqlx::query(
+                "INSERT INTO push_endpoints (user_id, client_id, url) VALUES (?, ?, ?) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET url = excluded.url",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(url),
+            None => sqlx::query("DELETE FROM push_endpoints WHERE user_id = ? AND client_id = ?")
+                .bind(user.to_string())
+                .bind(client_id(client)),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = ? AND client_id = ?")
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
     }
 }

@@ -37,3 +37,115 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
         .expect("get");
     assert!(code.is_some());
 }
+
+/// Deliveries committed together stay independent: one that fails (here, a plan
+/// that panics) fails alone, the others in its batch are stored, and the writer
+/// goes on serving later deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_delivery_fails_alone_in_its_batch() {
+    use parley_api::{ClientClass, ClientId, ClientType, ConversationKind, Role};
+    use parley_store::{
+        ClientRecord, ConversationRecord, DeliveryPlan, MemberRecord, Notify, Outgoing,
+        PrekeyRecord, Roster, Store, User,
+    };
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        SqliteStore::open(&dir.path().join("parley.db"))
+            .await
+            .expect("opens"),
+    );
+    let quiet = Notify {
+        payload: "{}",
+        at: 1,
+    };
+    let user = User {
+        id: uuid::Uuid::new_v4(),
+        name: "Batch".into(),
+        email: "batch@example.com".into(),
+        handle: None,
+        password_hash: "x".into(),
+        accent_id: 0,
+        locale: "en".into(),
+        picture: None,
+        created_at: 1,
+    };
+    store.create_user(&user).await.expect("user");
+    let device = ClientRecord {
+        user: user.id,
+        id: ClientId(1),
+        kind: ClientType::Permanent,
+        class: ClientClass::Desktop,
+        model: None,
+        label: None,
+        cookie_label: None,
+        created_at: 1,
+    };
+    let last_resort = PrekeyRecord {
+        id: 65535,
+        key: "k".into(),
+    };
+    store
+        .add_client(&device, &[last_resort], 7, quiet)
+        .await
+        .expect("device");
+    let conv = ConversationRecord {
+        id: uuid::Uuid::new_v4(),
+        kind: ConversationKind::Group,
+        name: Some("batch".into()),
+        creator: user.id,
+        message_timer: None,
+        receipt_mode: 0,
+        created_at: 1,
+    };
+    let member = MemberRecord {
+        user: user.id,
+        role: Role::Admin,
+    };
+    store
+        .create_conversation(&conv, &[member], quiet)
+        .await
+        .expect("conversation");
+
+    let good = |n: usize| -> DeliveryPlan {
+        let user = user.id;
+        Arc::new(move |_: &Roster| {
+            Some(vec![Outgoing {
+                user,
+                client: ClientId(1),
+                payload: format!("\"m{n}\""),
+            }])
+        })
+    };
+    let bad: DeliveryPlan = Arc::new(|_: &Roster| panic!("a broken plan"));
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let (store, plan) = (store.clone(), if n == 10 { bad.clone() } else { good(n) });
+        tasks.push(tokio::spawn(
+            async move { store.post(conv.id, 2, plan).await },
+        ));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(posted) => assert!(posted.expect("known").delivered.is_some()),
+            Err(_) => failed += 1,
+        }
+    }
+    assert_eq!(failed, 1, "only the broken delivery failed");
+    let after = store
+        .post(conv.id, 3, good(99))
+        .await
+        .expect("still serving");
+    assert!(after.is_some());
+    let page = store
+        .events(user.id, ClientId(1), None, 100)
+        .await
+        .expect("page")
+        .expect("known");
+    assert_eq!(
+        page.events.len(),
+        21,
+        "the creation event, 19 from the batch and one after"
+    );
+}

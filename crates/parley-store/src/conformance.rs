@@ -6,12 +6,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use parley_api::{ClientClass, ClientId, ClientType, CookieKind};
+use parley_api::{
+    ClientClass, ClientId, ClientType, ConnectionStatus, ConversationKind, CookieKind, Role,
+};
 use uuid::Uuid;
 
 use crate::{
-    ActivationCode, ClientRecord, Cookie, Notify, PasswordReset, PrekeyRecord, ProfileUpdate,
-    Store, StoreError, User,
+    ActivationCode, ClientRecord, ConnectionChange, ConnectionRecord, ConversationChange,
+    ConversationRecord, Cookie, MemberRecord, Notify, Outgoing, PasswordReset, PrekeyRecord,
+    ProfileUpdate, Roster, Store, StoreError, User,
 };
 
 /// A notification payload for changes whose events the scenario does not look at.
@@ -31,6 +34,11 @@ pub async fn run(store: Arc<dyn Store>) {
     concurrent_prekey_claims(store.clone()).await;
     concurrent_permanent_clients(store.clone()).await;
     event_queues(&*store).await;
+    connections(&*store).await;
+    conversations(&*store).await;
+    deliveries(&*store).await;
+    concurrent_deliveries(store.clone()).await;
+    push_endpoints(&*store).await;
 }
 
 fn user(email: &str) -> User {
@@ -687,6 +695,488 @@ async fn event_queues(s: &dyn Store) {
     );
     assert_eq!(
         s.events(u.id, ClientId(2), None, 10).await.expect("page"),
+        None
+    );
+}
+
+/// A user with permanent devices `ids`, each with an empty queue.
+async fn user_with_devices(s: &dyn Store, email: &str, ids: &[u64]) -> User {
+    let u = user(email);
+    s.create_user(&u).await.expect("create");
+    for id in ids {
+        s.add_client(
+            &client(&u, *id, ClientType::Permanent),
+            &prekeys([65535]),
+            7,
+            QUIET,
+        )
+        .await
+        .expect("device");
+    }
+    u
+}
+
+/// The payloads in a device's queue, oldest first, without the [`QUIET`] ones.
+async fn payloads(s: &dyn Store, u: &User, client: u64) -> Vec<String> {
+    s.events(u.id, ClientId(client), None, 1000)
+        .await
+        .expect("page")
+        .expect("known device")
+        .events
+        .into_iter()
+        .map(|e| e.payload)
+        .filter(|p| p != QUIET.payload)
+        .collect()
+}
+
+fn group(creator: &User) -> ConversationRecord {
+    ConversationRecord {
+        id: Uuid::new_v4(),
+        kind: ConversationKind::Group,
+        name: Some("group".into()),
+        creator: creator.id,
+        message_timer: None,
+        receipt_mode: 0,
+        created_at: 1_700_000_000,
+    }
+}
+
+async fn connections(s: &dyn Store) {
+    let a = user_with_devices(s, "conn-a@example.com", &[1]).await;
+    let b = user_with_devices(s, "conn-b@example.com", &[1, 2]).await;
+    let side = |from: &User, to: &User, status| ConnectionRecord {
+        from: from.id,
+        to: to.id,
+        status,
+        conversation: None,
+        updated_at: 5,
+    };
+    let request = ConnectionChange {
+        sides: vec![
+            (side(&a, &b, ConnectionStatus::Sent), None),
+            (side(&b, &a, ConnectionStatus::Pending), None),
+        ],
+        conversation: None,
+        notify: vec![(b.id, "request".into())],
+        at: 5,
+    };
+    s.change_connection(&request).await.expect("request");
+    assert_eq!(
+        s.connection(a.id, b.id).await.expect("read"),
+        Some(side(&a, &b, ConnectionStatus::Sent))
+    );
+    assert_eq!(payloads(s, &b, 1).await, ["request"]);
+    assert_eq!(payloads(s, &b, 2).await, ["request"]);
+    assert!(payloads(s, &a, 1).await.is_empty());
+    // The same change again: the sides are no longer as expected; nothing changes.
+    assert!(matches!(
+        s.change_connection(&request).await,
+        Err(StoreError::Conflict("connection"))
+    ));
+    assert_eq!(payloads(s, &b, 1).await.len(), 1);
+    // Acceptance creates the 1:1 conversation with the change.
+    let one2one = ConversationRecord {
+        kind: ConversationKind::One2one,
+        name: None,
+        ..group(&a)
+    };
+    let members = vec![
+        MemberRecord {
+            user: a.id,
+            role: Role::Admin,
+        },
+        MemberRecord {
+            user: b.id,
+            role: Role::Admin,
+        },
+    ];
+    let accepted = |from: &User, to: &User, before| {
+        (
+            ConnectionRecord {
+                conversation: Some(one2one.id),
+                ..side(from, to, ConnectionStatus::Accepted)
+            },
+            Some(before),
+        )
+    };
+    s.change_connection(&ConnectionChange {
+        sides: vec![
+            accepted(&b, &a, ConnectionStatus::Pending),
+            accepted(&a, &b, ConnectionStatus::Sent),
+        ],
+        conversation: Some((one2one.clone(), members.clone())),
+        notify: vec![(a.id, "accepted".into()), (b.id, "accepted".into())],
+        at: 6,
+    })
+    .await
+    .expect("accept");
+    assert_eq!(
+        s.conversation(one2one.id).await.expect("read"),
+        Some(one2one.clone())
+    );
+    assert_eq!(s.members(one2one.id).await.expect("members").len(), 2);
+    assert_eq!(payloads(s, &a, 1).await, ["accepted"]);
+    let mine = s.connections(b.id).await.expect("list");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(
+        (mine[0].status, mine[0].conversation),
+        (ConnectionStatus::Accepted, Some(one2one.id))
+    );
+    // Deleting a user takes their connections and memberships with them.
+    s.delete_user(a.id).await.expect("delete");
+    assert!(s.connections(b.id).await.expect("list").is_empty());
+    assert_eq!(
+        s.roster(one2one.id).await.expect("roster"),
+        Some(Roster {
+            members: vec![(b.id, vec![ClientId(1), ClientId(2)])]
+        })
+    );
+}
+
+async fn conversations(s: &dyn Store) {
+    let a = user_with_devices(s, "conv-a@example.com", &[1]).await;
+    let b = user_with_devices(s, "conv-b@example.com", &[1]).await;
+    let c = user_with_devices(s, "conv-c@example.com", &[1]).await;
+    let conv = group(&a);
+    let event = |payload| Notify { payload, at: 7 };
+    s.create_conversation(
+        &conv,
+        &[
+            MemberRecord {
+                user: a.id,
+                role: Role::Admin,
+            },
+            MemberRecord {
+                user: b.id,
+                role: Role::Member,
+            },
+        ],
+        event("created"),
+    )
+    .await
+    .expect("create");
+    assert_eq!(payloads(s, &a, 1).await, ["created"]);
+    assert_eq!(payloads(s, &b, 1).await, ["created"]);
+    assert!(payloads(s, &c, 1).await.is_empty());
+    // A member that does not exist: nothing is created.
+    let ghost = group(&a);
+    assert!(
+        s.create_conversation(
+            &ghost,
+            &[MemberRecord {
+                user: Uuid::new_v4(),
+                role: Role::Member
+            }],
+            QUIET
+        )
+        .await
+        .is_err()
+    );
+    assert_eq!(s.conversation(ghost.id).await.expect("read"), None);
+    // Adding beyond the limit changes nothing.
+    let add_c = ConversationChange::AddMembers {
+        members: vec![MemberRecord {
+            user: c.id,
+            role: Role::Member,
+        }],
+        max: 2,
+    };
+    assert!(matches!(
+        s.change_conversation(conv.id, &add_c, event("joined"))
+            .await,
+        Err(StoreError::Limit("members"))
+    ));
+    assert_eq!(s.members(conv.id).await.expect("members").len(), 2);
+    assert_eq!(payloads(s, &a, 1).await.len(), 1);
+    let add_c = ConversationChange::AddMembers {
+        members: vec![MemberRecord {
+            user: c.id,
+            role: Role::Member,
+        }],
+        max: 3,
+    };
+    s.change_conversation(conv.id, &add_c, event("joined"))
+        .await
+        .expect("add");
+    assert_eq!(payloads(s, &c, 1).await, ["joined"]);
+    s.change_conversation(
+        conv.id,
+        &ConversationChange::Rename("renamed".into()),
+        event("renamed"),
+    )
+    .await
+    .expect("rename");
+    s.change_conversation(
+        conv.id,
+        &ConversationChange::MessageTimer(Some(60_000)),
+        QUIET,
+    )
+    .await
+    .expect("timer");
+    s.change_conversation(conv.id, &ConversationChange::ReceiptMode(1), QUIET)
+        .await
+        .expect("receipts");
+    s.change_conversation(
+        conv.id,
+        &ConversationChange::SetRole(MemberRecord {
+            user: b.id,
+            role: Role::Admin,
+        }),
+        QUIET,
+    )
+    .await
+    .expect("role");
+    let now = s
+        .conversation(conv.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (now.name.as_deref(), now.message_timer, now.receipt_mode),
+        (Some("renamed"), Some(60_000), 1)
+    );
+    assert!(
+        s.members(conv.id)
+            .await
+            .expect("members")
+            .contains(&MemberRecord {
+                user: b.id,
+                role: Role::Admin
+            })
+    );
+    // The removed member is told too; then they are gone.
+    s.change_conversation(
+        conv.id,
+        &ConversationChange::RemoveMember(c.id),
+        event("left"),
+    )
+    .await
+    .expect("remove");
+    assert_eq!(
+        payloads(s, &c, 1).await.last().map(String::as_str),
+        Some("left")
+    );
+    assert!(matches!(
+        s.change_conversation(conv.id, &ConversationChange::RemoveMember(c.id), QUIET)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.change_conversation(
+            Uuid::new_v4(),
+            &ConversationChange::Rename("x".into()),
+            QUIET
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    // Paging a user's conversations in id order.
+    let mut ids = vec![conv.id];
+    for _ in 0..4 {
+        let more = group(&b);
+        s.create_conversation(
+            &more,
+            &[MemberRecord {
+                user: b.id,
+                role: Role::Admin,
+            }],
+            QUIET,
+        )
+        .await
+        .expect("create");
+        ids.push(more.id);
+    }
+    ids.sort();
+    let first = s.conversations_of(b.id, None, 3).await.expect("page");
+    let rest = s
+        .conversations_of(b.id, first.last().map(|c| c.id), 3)
+        .await
+        .expect("page");
+    let seen: Vec<_> = first.iter().chain(&rest).map(|c| c.id).collect();
+    assert_eq!(seen, ids);
+    assert_eq!(s.conversations_of(c.id, None, 10).await.expect("page"), []);
+}
+
+async fn deliveries(s: &dyn Store) {
+    let a = user_with_devices(s, "post-a@example.com", &[1, 2]).await;
+    let b = user_with_devices(s, "post-b@example.com", &[1]).await;
+    let conv = group(&a);
+    s.create_conversation(
+        &conv,
+        &[
+            MemberRecord {
+                user: a.id,
+                role: Role::Admin,
+            },
+            MemberRecord {
+                user: b.id,
+                role: Role::Member,
+            },
+        ],
+        QUIET,
+    )
+    .await
+    .expect("create");
+    let mut expected = vec![
+        (a.id, vec![ClientId(1), ClientId(2)]),
+        (b.id, vec![ClientId(1)]),
+    ];
+    expected.sort();
+    assert_eq!(
+        s.roster(conv.id).await.expect("roster"),
+        Some(Roster {
+            members: expected.clone()
+        })
+    );
+    assert_eq!(s.roster(Uuid::new_v4()).await.expect("roster"), None);
+    // A refused plan writes nothing and returns the roster it saw.
+    let posted = s
+        .post(conv.id, 9, Arc::new(|_| None))
+        .await
+        .expect("post")
+        .expect("known");
+    assert_eq!((posted.roster.members, posted.delivered), (expected, None));
+    assert!(payloads(s, &b, 1).await.is_empty(), "nothing delivered");
+    // A plan addressing every device but the sender's; one device that is gone.
+    let (a_id, b_id) = (a.id, b.id);
+    let plan: crate::DeliveryPlan = Arc::new(move |r: &Roster| {
+        let mut out: Vec<Outgoing> = r
+            .members
+            .iter()
+            .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
+            .filter(|(u, c)| !(*u == a_id && *c == ClientId(1)))
+            .map(|(user, client)| Outgoing {
+                user,
+                client,
+                payload: format!("to {client}"),
+            })
+            .collect();
+        out.push(Outgoing {
+            user: b_id,
+            client: ClientId(77),
+            payload: "lost".into(),
+        });
+        Some(out)
+    });
+    let posted = s
+        .post(conv.id, 9, plan.clone())
+        .await
+        .expect("post")
+        .expect("known");
+    let mut delivered: Vec<_> = posted
+        .delivered
+        .expect("delivered")
+        .into_iter()
+        .map(|d| (d.user, d.client))
+        .collect();
+    delivered.sort();
+    let mut want = vec![(a.id, ClientId(2)), (b.id, ClientId(1))];
+    want.sort();
+    assert_eq!(delivered, want);
+    assert_eq!(
+        payloads(s, &a, 2).await.last().map(String::as_str),
+        Some("to 2")
+    );
+    assert_eq!(
+        payloads(s, &b, 1).await.last().map(String::as_str),
+        Some("to 1")
+    );
+    assert!(
+        s.post(Uuid::new_v4(), 9, plan)
+            .await
+            .expect("post")
+            .is_none()
+    );
+    // A removed device leaves the roster at once.
+    s.delete_client(a.id, ClientId(2), QUIET)
+        .await
+        .expect("delete");
+    let roster = s.roster(conv.id).await.expect("roster").expect("known");
+    assert!(roster.members.contains(&(a.id, vec![ClientId(1)])));
+}
+
+/// Many senders at once in one conversation: nothing is lost and every device's
+/// queue holds the messages in the same order.
+async fn concurrent_deliveries(s: Arc<dyn Store>) {
+    let a = user_with_devices(&*s, "race-a@example.com", &[1, 2]).await;
+    let b = user_with_devices(&*s, "race-b@example.com", &[1, 2]).await;
+    let c = user_with_devices(&*s, "race-c@example.com", &[1]).await;
+    let conv = group(&a);
+    let members: Vec<_> = [&a, &b, &c]
+        .iter()
+        .map(|u| MemberRecord {
+            user: u.id,
+            role: Role::Member,
+        })
+        .collect();
+    s.create_conversation(&conv, &members, QUIET)
+        .await
+        .expect("create");
+    let tasks: Vec<_> = (0..48)
+        .map(|n| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let plan: crate::DeliveryPlan = Arc::new(move |r: &Roster| {
+                    Some(
+                        r.members
+                            .iter()
+                            .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
+                            .map(|(user, client)| Outgoing {
+                                user,
+                                client,
+                                payload: format!("m{n}"),
+                            })
+                            .collect(),
+                    )
+                });
+                s.post(conv.id, 10, plan).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("post").expect("known");
+    }
+    let order = payloads(&*s, &a, 1).await;
+    assert_eq!(order.len(), 48, "48 messages");
+    assert_eq!(order.iter().collect::<HashSet<_>>().len(), 48, "each once");
+    for (u, d) in [(&a, 2), (&b, 1), (&b, 2), (&c, 1)] {
+        assert_eq!(
+            payloads(&*s, u, d).await,
+            order,
+            "one order for every device"
+        );
+    }
+}
+
+async fn push_endpoints(s: &dyn Store) {
+    let a = user_with_devices(s, "push@example.com", &[1]).await;
+    assert_eq!(
+        s.push_endpoint(a.id, ClientId(1)).await.expect("read"),
+        None
+    );
+    s.set_push_endpoint(a.id, ClientId(1), Some("https://push.example/1"))
+        .await
+        .expect("set");
+    s.set_push_endpoint(a.id, ClientId(1), Some("https://push.example/2"))
+        .await
+        .expect("replace");
+    assert_eq!(
+        s.push_endpoint(a.id, ClientId(1))
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("https://push.example/2")
+    );
+    assert!(matches!(
+        s.set_push_endpoint(a.id, ClientId(9), Some("https://x"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    s.set_push_endpoint(a.id, ClientId(1), None)
+        .await
+        .expect("remove");
+    assert_eq!(
+        s.push_endpoint(a.id, ClientId(1)).await.expect("read"),
         None
     );
 }

@@ -7,7 +7,10 @@
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
-use parley_api::{ClientClass, ClientId, ClientType, CookieKind, UserId};
+use parley_api::{
+    ClientClass, ClientId, ClientType, ConnectionStatus, ConversationId, ConversationKind,
+    CookieKind, Role, UserId,
+};
 
 pub mod conformance;
 
@@ -24,6 +27,9 @@ pub enum StoreError {
     /// The user already has the most permanent devices allowed.
     #[error("too many clients")]
     TooManyClients,
+    /// The change would pass a limit (what is named).
+    #[error("limit reached: {0}")]
+    Limit(&'static str),
     /// The database failed.
     #[error("storage backend: {0}")]
     Backend(String),
@@ -183,6 +189,134 @@ pub struct AddedClient {
     pub replaced: Option<ClientId>,
 }
 
+/// One side of a connection between two users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    /// The owner of this side.
+    pub from: UserId,
+    /// The other user.
+    pub to: UserId,
+    /// Where `from` stands with `to`.
+    pub status: ConnectionStatus,
+    /// The 1:1 conversation, once there is one.
+    pub conversation: Option<ConversationId>,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A change to a connection, applied only if nothing changed since it was read.
+#[derive(Clone, Debug)]
+pub struct ConnectionChange {
+    /// Sides to write, each with the status it must still have (`None`: must not
+    /// exist yet). Otherwise nothing is written and the answer is
+    /// `Conflict("connection")`.
+    pub sides: Vec<(ConnectionRecord, Option<ConnectionStatus>)>,
+    /// A conversation to create with the change (the 1:1 of an accepted request).
+    pub conversation: Option<(ConversationRecord, Vec<MemberRecord>)>,
+    /// Events for every device of a user, stored in the same transaction.
+    pub notify: Vec<(UserId, String)>,
+    /// Unix seconds, for the events.
+    pub at: i64,
+}
+
+/// A conversation's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationRecord {
+    /// Random UUID v4.
+    pub id: ConversationId,
+    /// Group or 1:1.
+    pub kind: ConversationKind,
+    /// The group's name.
+    pub name: Option<String>,
+    /// Who created it.
+    pub creator: UserId,
+    /// Self-deleting timer, milliseconds.
+    pub message_timer: Option<u64>,
+    /// 0 off, 1 on.
+    pub receipt_mode: u8,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A member and their role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    /// Who.
+    pub user: UserId,
+    /// Their rights.
+    pub role: Role,
+}
+
+/// A change to a conversation. Its event goes to every device of every member
+/// before or after the change (so removed members learn they were removed).
+#[derive(Clone, Debug)]
+pub enum ConversationChange {
+    /// Adds members (those already in keep their role). `Limit("members")` if the
+    /// conversation would have more than `max`.
+    AddMembers {
+        /// Who, with which role.
+        members: Vec<MemberRecord>,
+        /// The member limit.
+        max: usize,
+    },
+    /// Removes a member. `NotFound` if they are not one.
+    RemoveMember(UserId),
+    /// Changes a member's role. `NotFound` if they are not one.
+    SetRole(MemberRecord),
+    /// Renames.
+    Rename(String),
+    /// Sets the self-deleting timer.
+    MessageTimer(Option<u64>),
+    /// Sets the receipt mode.
+    ReceiptMode(u8),
+}
+
+/// The devices of a conversation's members at one moment.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Roster {
+    /// Each member with their devices, in user order.
+    pub members: Vec<(UserId, Vec<ClientId>)>,
+}
+
+/// One event for one device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The device's owner.
+    pub user: UserId,
+    /// The device.
+    pub client: ClientId,
+    /// The event, as JSON.
+    pub payload: String,
+}
+
+/// Decides, given the roster inside the delivery's transaction, what to deliver
+/// (`None`: deliver nothing). Shared and `'static` so a backend may hand it to the
+/// task that commits several deliveries together.
+pub type DeliveryPlan = std::sync::Arc<dyn Fn(&Roster) -> Option<Vec<Outgoing>> + Send + Sync>;
+
+/// An event stored in a device's queue by a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// The device's owner.
+    pub user: UserId,
+    /// The device.
+    pub client: ClientId,
+    /// The event's id in the device's queue.
+    pub id: u64,
+    /// The event, as JSON.
+    pub payload: String,
+}
+
+/// What a delivery did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Posted {
+    /// The roster the plan was given.
+    pub roster: Roster,
+    /// The events stored (`None`: the plan refused). A device that disappeared
+    /// meanwhile gets none.
+    pub delivered: Option<Vec<Delivered>>,
+}
+
 /// The server's storage. Every operation is atomic: it happens entirely or not at
 /// all, whatever runs concurrently.
 #[async_trait]
@@ -304,14 +438,109 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>>;
     /// Deletes every event created before `before`; returns how many.
     async fn purge_events(&self, before: i64) -> StoreResult<u64>;
+
+    /// `from`'s side of the connection with `to`.
+    async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>>;
+    /// Every side a user owns, most recently changed first.
+    async fn connections(&self, from: UserId) -> StoreResult<Vec<ConnectionRecord>>;
+    /// Applies a connection change atomically (see [`ConnectionChange`]).
+    async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()>;
+
+    /// Creates a conversation with its members and queues `notify` for every
+    /// member's devices.
+    async fn create_conversation(
+        &self,
+        conversation: &ConversationRecord,
+        members: &[MemberRecord],
+        notify: Notify<'_>,
+    ) -> StoreResult<()>;
+    /// A conversation.
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>>;
+    /// A conversation's members, in user order.
+    async fn members(&self, id: ConversationId) -> StoreResult<Vec<MemberRecord>>;
+    /// Up to `limit` of a user's conversations with ids after `after`, in id order.
+    async fn conversations_of(
+        &self,
+        user: UserId,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> StoreResult<Vec<ConversationRecord>>;
+    /// Changes a conversation and queues `notify` (see [`ConversationChange`]).
+    /// `NotFound` for an unknown conversation.
+    async fn change_conversation(
+        &self,
+        id: ConversationId,
+        change: &ConversationChange,
+        notify: Notify<'_>,
+    ) -> StoreResult<()>;
+    /// The devices of a conversation's members now. `None` for an unknown
+    /// conversation.
+    async fn roster(&self, id: ConversationId) -> StoreResult<Option<Roster>>;
+    /// Delivers a message atomically: reads the roster, asks `plan` what to deliver
+    /// and stores each event in its device's queue (at `at`), all or nothing.
+    /// Deliveries to one conversation are serialised, so every device sees them in
+    /// one order. A backend may commit concurrent deliveries together.
+    /// `None` for an unknown conversation.
+    async fn post(
+        &self,
+        id: ConversationId,
+        at: i64,
+        plan: DeliveryPlan,
+    ) -> StoreResult<Option<Posted>>;
+
+    /// Sets (or with `None` removes) a device's push endpoint. `NotFound` for an
+    /// unknown device.
+    async fn set_push_endpoint(
+        &self,
+        user: UserId,
+        client: ClientId,
+        url: Option<&str>,
+    ) -> StoreResult<()>;
+    /// A device's push endpoint.
+    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>>;
+}
+
+/// The columns of a [`columns::ConnectionRow`], in order, as a literal for
+/// `concat!` (SQL text must be literal).
+#[macro_export]
+macro_rules! connection_columns {
+    () => {
+        "from_id, to_id, status, conversation_id, updated_at"
+    };
+}
+
+/// The columns of a [`columns::ConversationRow`], in order, each prefixed with
+/// the table alias given (for joins), as a literal for `concat!`.
+#[macro_export]
+macro_rules! conversation_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".id, ",
+            $t,
+            ".kind, ",
+            $t,
+            ".name, ",
+            $t,
+            ".creator, ",
+            $t,
+            ".message_timer, ",
+            $t,
+            ".receipt_mode, ",
+            $t,
+            ".created_at"
+        )
+    };
 }
 
 /// How records' enums are written in SQL columns, shared by every backend so they
 /// cannot disagree.
 pub mod columns {
-    use parley_api::{ClientClass, ClientType};
+    use parley_api::{ClientClass, ClientType, ConnectionStatus, ConversationKind, Role};
 
-    use crate::{StoreError, StoreResult};
+    use crate::{
+        ConnectionRecord, ConversationRecord, MemberRecord, Roster, StoreError, StoreResult,
+    };
 
     /// `permanent` / `temporary`.
     pub fn client_type(kind: ClientType) -> &'static str {
@@ -353,6 +582,148 @@ pub mod columns {
                 "unknown client class {s:?} in storage"
             ))),
         }
+    }
+
+    /// The [`ConnectionStatus`]'s JSON name.
+    pub fn connection_status(s: ConnectionStatus) -> &'static str {
+        match s {
+            ConnectionStatus::Sent => "sent",
+            ConnectionStatus::Pending => "pending",
+            ConnectionStatus::Accepted => "accepted",
+            ConnectionStatus::Ignored => "ignored",
+            ConnectionStatus::Blocked => "blocked",
+            ConnectionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Reads [`connection_status`]'s form.
+    fn parse_connection_status(s: &str) -> StoreResult<ConnectionStatus> {
+        [
+            ConnectionStatus::Sent,
+            ConnectionStatus::Pending,
+            ConnectionStatus::Accepted,
+            ConnectionStatus::Ignored,
+            ConnectionStatus::Blocked,
+            ConnectionStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|c| connection_status(*c) == s)
+        .ok_or_else(|| StoreError::Backend(format!("unknown connection status {s:?} in storage")))
+    }
+
+    /// `group` / `one2one`.
+    pub fn conversation_kind(k: ConversationKind) -> &'static str {
+        match k {
+            ConversationKind::Group => "group",
+            ConversationKind::One2one => "one2one",
+        }
+    }
+
+    /// Reads [`conversation_kind`]'s form.
+    fn parse_conversation_kind(s: &str) -> StoreResult<ConversationKind> {
+        match s {
+            "group" => Ok(ConversationKind::Group),
+            "one2one" => Ok(ConversationKind::One2one),
+            _ => Err(StoreError::Backend(format!(
+                "unknown conversation kind {s:?} in storage"
+            ))),
+        }
+    }
+
+    /// `admin` / `member`.
+    pub fn role(r: Role) -> &'static str {
+        match r {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// Reads [`role`]'s form.
+    fn parse_role(s: &str) -> StoreResult<Role> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "member" => Ok(Role::Member),
+            _ => Err(StoreError::Backend(format!(
+                "unknown role {s:?} in storage"
+            ))),
+        }
+    }
+
+    /// Timers are kept as signed 64-bit milliseconds.
+    pub fn timer(ms: Option<u64>) -> Option<i64> {
+        ms.map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    /// Reads [`timer`]'s form.
+    fn parse_timer(v: Option<i64>) -> Option<u64> {
+        v.map(|v| u64::try_from(v).unwrap_or(0))
+    }
+
+    /// A `connections` row, selected as [`connection_columns!`](crate::connection_columns).
+    pub type ConnectionRow = (String, String, String, Option<String>, i64);
+
+    /// Reads a [`ConnectionRow`].
+    pub fn connection(row: ConnectionRow) -> StoreResult<ConnectionRecord> {
+        let (from, to, status, conversation, updated_at) = row;
+        Ok(ConnectionRecord {
+            from: parse_user_id(&from)?,
+            to: parse_user_id(&to)?,
+            status: parse_connection_status(&status)?,
+            conversation: conversation.as_deref().map(parse_user_id).transpose()?,
+            updated_at,
+        })
+    }
+
+    /// A `conversations` row, selected as
+    /// [`conversation_columns!`](crate::conversation_columns).
+    pub type ConversationRow = (
+        String,
+        String,
+        Option<String>,
+        String,
+        Option<i64>,
+        i64,
+        i64,
+    );
+
+    /// Reads a [`ConversationRow`].
+    pub fn conversation(row: ConversationRow) -> StoreResult<ConversationRecord> {
+        let (id, kind, name, creator, message_timer, receipt_mode, created_at) = row;
+        Ok(ConversationRecord {
+            id: parse_user_id(&id)?,
+            kind: parse_conversation_kind(&kind)?,
+            name,
+            creator: parse_user_id(&creator)?,
+            message_timer: parse_timer(message_timer),
+            receipt_mode: u8::try_from(receipt_mode).unwrap_or(1),
+            created_at,
+        })
+    }
+
+    /// Reads a `(user_id, role)` row of `conversation_members`.
+    pub fn member((user, role_name): (String, String)) -> StoreResult<MemberRecord> {
+        Ok(MemberRecord {
+            user: parse_user_id(&user)?,
+            role: parse_role(&role_name)?,
+        })
+    }
+
+    /// Builds a roster from `(member, device)` rows ordered by member: a member
+    /// without devices has one row with no device; a row with no member (an outer
+    /// join that found none) is skipped.
+    pub fn roster(rows: Vec<(Option<String>, Option<i64>)>) -> StoreResult<Roster> {
+        let mut roster = Roster::default();
+        for (user, client) in rows {
+            let Some(user) = user else { continue };
+            let user = parse_user_id(&user)?;
+            if roster.members.last().is_none_or(|(u, _)| *u != user) {
+                roster.members.push((user, Vec::new()));
+            }
+            if let (Some(client), Some((_, clients))) = (client, roster.members.last_mut()) {
+                clients.push(parse_client_id(client));
+            }
+        }
+        Ok(roster)
     }
 
     /// Client ids are 64 random bits, kept in a signed 64-bit column bit for bit.

@@ -1,0 +1,275 @@
+//! Connections, conversations and messages: the shapes of `/v1/connections` and
+//! `/v1/conversations`, and of the events they put in device queues.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{ClientId, Qualified};
+
+/// A conversation id: a random UUID v4.
+pub type ConversationId = Uuid;
+
+/// Where one user stands with another. Each side of a pair has its own status.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionStatus {
+    /// I asked; they have not answered.
+    Sent,
+    /// They asked; I have not answered.
+    Pending,
+    /// Connected: we share a 1:1 conversation.
+    Accepted,
+    /// They asked and I ignored it (they are not told).
+    Ignored,
+    /// I blocked them: neither can send to the other.
+    Blocked,
+    /// I withdrew my request.
+    Cancelled,
+}
+
+/// `PUT /v1/connections/{domain}/{uid}`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectionUpdate {
+    /// `accepted`, `ignored`, `blocked` or `cancelled`.
+    pub status: ConnectionStatus,
+}
+
+/// One side of a connection, as its owner sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Connection {
+    /// The owner of this side.
+    pub from: Uuid,
+    /// The other user.
+    pub to: Qualified<Uuid>,
+    /// Where `from` stands with `to`.
+    pub status: ConnectionStatus,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_update: OffsetDateTime,
+    /// The 1:1 conversation, once accepted.
+    pub conversation: Option<Qualified<Uuid>>,
+}
+
+/// Group or 1:1.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ConversationKind {
+    /// A named conversation of up to the member limit.
+    Group,
+    /// Two connected users.
+    One2one,
+}
+
+/// A member's rights in a group.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May add and remove members, rename, set the timer and receipt mode.
+    Admin,
+    /// May send and leave.
+    Member,
+}
+
+/// A member of a conversation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Member {
+    /// Who.
+    pub id: Qualified<Uuid>,
+    /// Their role.
+    pub role: Role,
+}
+
+/// A conversation as a member sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Conversation {
+    /// Its id.
+    pub id: Qualified<Uuid>,
+    /// Group or 1:1.
+    #[serde(rename = "type")]
+    pub kind: ConversationKind,
+    /// The group's name (none for 1:1).
+    pub name: Option<String>,
+    /// Who created it.
+    pub creator: Uuid,
+    /// Every member, the caller included.
+    pub members: Vec<Member>,
+    /// Self-deleting timer for every message, in milliseconds.
+    pub message_timer: Option<u64>,
+    /// Read receipts: 0 off, 1 on.
+    pub receipt_mode: u8,
+}
+
+/// `POST /v1/conversations`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewConversation {
+    /// The group's name (1 to 256 characters).
+    pub name: String,
+    /// The other members (the creator joins as admin).
+    #[serde(default)]
+    pub users: Vec<Qualified<Uuid>>,
+    /// Self-deleting timer in milliseconds.
+    #[serde(default)]
+    pub message_timer: Option<u64>,
+    /// Read receipts: 0 off, 1 on.
+    #[serde(default)]
+    pub receipt_mode: u8,
+}
+
+/// `GET /v1/conversations`: one page, in id order.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConversationPage {
+    /// The conversations.
+    pub conversations: Vec<Conversation>,
+    /// More follow: ask again with `start` = the last id.
+    pub has_more: bool,
+}
+
+/// `POST /v1/conversations/{domain}/{id}/members`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddMembers {
+    /// Who to add.
+    pub users: Vec<Qualified<Uuid>>,
+    /// Their role (member by default).
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+/// `PUT /v1/conversations/{domain}/{id}/members/{domain}/{uid}`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberUpdate {
+    /// The new role.
+    pub role: Role,
+}
+
+/// `PUT /v1/conversations/{domain}/{id}/name`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Rename {
+    /// 1 to 256 characters.
+    pub name: String,
+}
+
+/// `PUT /v1/conversations/{domain}/{id}/message-timer`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageTimerUpdate {
+    /// Milliseconds, or `null` to turn it off.
+    pub message_timer: Option<u64>,
+}
+
+/// `PUT /v1/conversations/{domain}/{id}/receipt-mode`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceiptModeUpdate {
+    /// 0 off, 1 on.
+    pub receipt_mode: u8,
+}
+
+/// `POST /v1/conversations/{domain}/{id}/typing`
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TypingStatus {
+    /// Started typing.
+    Started,
+    /// Stopped.
+    Stopped,
+}
+
+/// `POST /v1/conversations/{domain}/{id}/typing`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Typing {
+    /// Started or stopped.
+    pub status: TypingStatus,
+}
+
+/// Devices, by domain and user: `domain → user → [device]`.
+pub type ClientMap = BTreeMap<String, BTreeMap<Uuid, Vec<ClientId>>>;
+
+/// Ciphertexts, by domain, user and device: `domain → user → device → base64`.
+pub type Recipients = BTreeMap<String, BTreeMap<Uuid, BTreeMap<ClientId, String>>>;
+
+/// Which missing devices refuse a message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum ReportMissing {
+    /// Any missing device refuses the message (the default).
+    #[default]
+    All,
+    /// Deliver to whoever is listed; report nothing missing.
+    None,
+    /// Only missing devices of these users refuse the message.
+    Only {
+        /// Whose devices must all be there.
+        users: Vec<Uuid>,
+    },
+}
+
+/// `POST /v1/conversations/{domain}/{id}/proteus/messages`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewProteusMessage {
+    /// The sending device (the caller's).
+    pub sender: ClientId,
+    /// One ciphertext per device, base64.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub recipients: Recipients,
+    /// One payload for everyone, encrypted once, base64; each device's ciphertext
+    /// carries its key.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Deliver only to devices connected now; store nothing.
+    #[serde(default)]
+    pub transient: bool,
+    /// Which missing devices refuse the message.
+    #[serde(default)]
+    pub report_missing: ReportMissing,
+}
+
+/// The answer to a message: 201 when sent, 412 when devices were missing.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageSent {
+    /// The server's time for the message.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// Devices of members that the message lacked (412: nothing was delivered).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub missing: ClientMap,
+    /// Devices of users who are not members: dropped.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub redundant: ClientMap,
+    /// Devices that no longer exist: dropped.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub deleted: ClientMap,
+}
+
+/// A message as one device receives it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProteusMessage {
+    /// The sending device.
+    pub sender: ClientId,
+    /// The receiving device.
+    pub recipient: ClientId,
+    /// This device's ciphertext, base64.
+    pub text: String,
+    /// The shared payload, base64.
+    pub data: Option<String>,
+}
