@@ -35,6 +35,10 @@ pub struct FileConfig {
     pub limits: Option<Limits>,
     /// Days events stay in a device's queue (default 28).
     pub notification_retention_days: Option<i64>,
+    /// Most members of a group (default 500).
+    pub max_conversation_members: Option<usize>,
+    /// Allow `http://` push endpoints (default: only `https://`).
+    pub push_allow_http: Option<bool>,
 }
 
 /// Attempt limits, per 5 minutes: logins and code tries per account, and requests
@@ -130,6 +134,12 @@ pub struct Settings {
     pub limits: Limits,
     /// Days events stay in a device's queue.
     pub notification_retention_days: i64,
+    /// Most members of a group.
+    pub max_conversation_members: usize,
+    /// Whether push endpoints may be `http://`.
+    pub push_allow_http: bool,
+    /// How long one WebSocket frame may take to go out before the socket is cut.
+    pub websocket_send_timeout: std::time::Duration,
 }
 
 /// A configuration a person must fix, with what to fix.
@@ -151,6 +161,9 @@ impl Settings {
             password_hashing: PasswordHashing::Scrypt,
             limits: Limits::default(),
             notification_retention_days: parley_api::limits::NOTIFICATION_RETENTION_DAYS,
+            max_conversation_members: parley_api::limits::MAX_CONVERSATION_MEMBERS,
+            push_allow_http: false,
+            websocket_send_timeout: std::time::Duration::from_secs(10),
         }
     }
 
@@ -232,6 +245,13 @@ impl Settings {
             }
             s.notification_retention_days = days;
         }
+        if let Some(max) = file.max_conversation_members {
+            if !(2..=10_000).contains(&max) {
+                return Err(ConfigError("max_conversation_members is 2 to 10000".into()));
+            }
+            s.max_conversation_members = max;
+        }
+        s.push_allow_http = file.push_allow_http.unwrap_or(false);
         Ok(s)
     }
 }

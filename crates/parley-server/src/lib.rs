@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod mail;
 pub mod passwords;
+pub mod push;
 pub mod ratelimit;
 pub mod routes;
 pub mod server;

@@ -21,6 +21,9 @@ use crate::routes::{AppState, router};
 use crate::services::Core;
 use crate::services::accounts::Accounts;
 use crate::services::clients::Clients;
+use crate::services::connections::Connections;
+use crate::services::conversations::Conversations;
+use crate::services::messages::Messages;
 use crate::services::notifications::Notifications;
 use crate::tokens::TokenKeys;
 
@@ -129,13 +132,19 @@ pub async fn start_with_store(
         per_account: Arc::new(RateLimiter::new(settings.limits.per_account, 300)),
         per_address: Arc::new(RateLimiter::new(settings.limits.per_address, 300)),
         wakeups: Arc::new(crate::wakeups::LocalWakeups::default()),
+        push: crate::push::PushSender::new().map_err(StartError::Tls)?,
     };
     let notifications = Notifications::new(core.clone());
-    let accounts = Accounts::new(core.clone(), notifications.clone());
+    let accounts = Accounts::new(core.clone());
+    let connections = Connections::new(core.clone());
+    let conversations = Conversations::new(core.clone(), connections.clone());
     let state = AppState {
-        clients: Clients::new(core, accounts.clone(), notifications.clone()),
+        messages: Messages::new(core.clone(), conversations.clone(), connections.clone()),
+        clients: Clients::new(core, accounts.clone()),
         notifications,
         accounts,
+        connections,
+        conversations,
         tls: tls.is_some(),
     };
     let mut app = router(state).layer(DefaultBodyLimit::max(MAX_BODY_BYTES));

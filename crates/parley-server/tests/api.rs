@@ -6,17 +6,11 @@ mod support;
 
 use std::collections::HashSet;
 
-use parley_server::config::Limits;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{PASSWORD, TestServer, client_id, key_for, new_client};
+use support::{PASSWORD, TestServer, client_id, key_for, new_client, next_event};
 
-const GENEROUS: Limits = Limits {
-    per_account: 1000,
-    per_address: 100_000,
-};
-
-on_both_stores!(super::GENEROUS =>
+on_both_stores!(crate::support::GENEROUS =>
     registration_by_email_code,
     wrong_code_four_times_invalidates_it,
     login_tokens_refresh_and_logout,
@@ -996,24 +990,6 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
     // A device that had read everything lost nothing.
     let (st, v) = notifications(s, &token, &a, Some(3), None).await;
     assert_eq!((st, types(&v)), (200, vec!["user.update"]));
-}
-
-async fn next_event(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    use futures_util::StreamExt;
-    loop {
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("an event arrives in time")
-            .expect("socket open")
-            .expect("frame");
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
-            return serde_json::from_str(&text).expect("event JSON");
-        }
-    }
 }
 
 async fn the_websocket_pushes_events_live_and_catches_up(s: &TestServer) {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use parley_api::{
     Client, ClientId, ClientPrekey, NewClient, PasswordConfirmation, PrekeyCount, PrekeyMap,
-    PrekeyRequest, PublicClient, UploadPrekeys, UserId,
+    PrekeyRequest, PublicClient, PushEndpoint, UploadPrekeys, UserId,
 };
 
 use super::{ApiJson, ApiPath, AppState, Auth, done};
@@ -102,4 +102,27 @@ pub(super) async fn claim_many(
     ApiJson(req): ApiJson<PrekeyRequest>,
 ) -> ApiResult<Json<PrekeyMap>> {
     Ok(Json(s.clients.claim_many(&req).await?))
+}
+
+#[utoipa::path(put, path = "/v1/clients/{id}/push", tag = "clients", request_body = PushEndpoint, params(("id" = ClientId, Path)), responses((status = 200, description = "set"), (status = 404, body = ErrorBody), (status = 400, description = "not an acceptable endpoint", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn set_push(
+    State(s): State<AppState>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<ClientId>,
+    ApiJson(req): ApiJson<PushEndpoint>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.clients
+        .set_push_endpoint(me.user, id, Some(&req.url))
+        .await?;
+    Ok(done())
+}
+
+#[utoipa::path(delete, path = "/v1/clients/{id}/push", tag = "clients", params(("id" = ClientId, Path)), responses((status = 200, description = "removed"), (status = 404, body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn remove_push(
+    State(s): State<AppState>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<ClientId>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.clients.set_push_endpoint(me.user, id, None).await?;
+    Ok(done())
 }

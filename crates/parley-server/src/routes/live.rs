@@ -1,11 +1,16 @@
 //! `GET /v1/await`: a WebSocket that pushes a device's events as they are stored.
 //!
 //! The socket sends every event after its cursor in queue order (the `since` given,
-//! else the newest event at connection), each as a JSON text frame, then waits for a
-//! wake-up. It pings every 30 seconds. A send that does not complete within 10 seconds
-//! closes the socket rather than buffering without bound; so does a purge that took
+//! else the newest event at connection), each as a JSON text frame. After that, an
+//! event published live with the next id is sent as it comes; a wake-up, a gap in
+//! ids or falling behind sends it back to the store for what it missed.
+//!
+//! It pings every 30 seconds. A send that does not complete within the send timeout
+//! (10 s by default) closes the socket rather than buffering without bound; so does a purge that took
 //! events the socket had not yet sent (close reason `notifications-lost`). Either
-//! way the device catches up through `GET /v1/notifications`.
+//! way the device catches up through `GET /v1/notifications`. Transient events
+//! (typing, transient messages) arrive as frames with `"transient": true` and no id;
+//! they are never stored, and one the socket is too busy for is skipped.
 
 use std::time::Duration;
 
@@ -15,12 +20,16 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use parley_api::{ClientId, UserId};
 use serde::Deserialize;
+use tokio::sync::broadcast;
 
 use super::{ApiQuery, AppState};
 use crate::error::{ApiError, ApiResult};
+use crate::wakeups::Subscription;
 
-/// How long one frame may take to go out before the socket is cut.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The socket's read buffer: clients send only pongs and close frames.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes queued before a write is flushed.
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Keep-alive interval.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -44,12 +53,19 @@ pub(super) async fn open(
     let me = s.accounts.authenticate(bearer.trim())?;
     let start = s.notifications.cursor(me.user, q.client).await?;
     let cursor = q.since.unwrap_or(start);
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, s, me.user, q.client, cursor)))
+    // Subscribe before the 101 goes out: once the client sees the upgrade, the
+    // device counts as connected and gets live frames instead of push.
+    let sub = s.notifications.subscribe(me.user, q.client);
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(READ_BUFFER)
+        .on_upgrade(move |socket| serve(socket, s, sub, me.user, q.client, cursor)))
 }
 
-async fn send(socket: &mut WebSocket, message: Message) -> bool {
+async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> bool {
     matches!(
-        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        tokio::time::timeout(timeout, socket.send(message)).await,
         Ok(Ok(()))
     )
 }
@@ -57,16 +73,18 @@ async fn send(socket: &mut WebSocket, message: Message) -> bool {
 async fn serve(
     mut socket: WebSocket,
     s: AppState,
+    mut sub: Subscription,
     user: UserId,
     client: ClientId,
     mut cursor: u64,
 ) {
-    let mut wake = s.notifications.subscribe(user);
+    let send_timeout = s.notifications.send_timeout();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
+    let mut catch_up = true;
     loop {
-        // Everything after the cursor, page by page.
-        loop {
+        // Everything after the cursor from the store, page by page.
+        while catch_up {
             let page = match s
                 .notifications
                 .page(user, client, Some(cursor), Some(100))
@@ -74,30 +92,59 @@ async fn serve(
             {
                 Ok(page) => page,
                 Err(e) => {
-                    close(&mut socket, e.label()).await;
+                    close(&mut socket, e.label(), send_timeout).await;
                     return;
                 }
             };
             if page.lost {
-                close(&mut socket, "notifications-lost").await;
+                close(&mut socket, "notifications-lost", send_timeout).await;
                 return;
             }
             for event in page.events {
                 let id = event.id;
                 let text = serde_json::to_string(&event).expect("events serialize");
-                if !send(&mut socket, Message::Text(text.into())).await {
+                if !send(&mut socket, Message::Text(text.into()), send_timeout).await {
                     tracing::debug!("socket too slow or gone: closed");
                     return;
                 }
                 cursor = id;
             }
-            if !page.has_more {
-                break;
-            }
+            catch_up = page.has_more;
         }
         tokio::select! {
-            changed = wake.changed() => if changed.is_err() { return },
-            _ = ping.tick() => if !send(&mut socket, Message::Ping(Vec::new().into())).await { return },
+            changed = sub.wake.changed() => match changed {
+                Ok(()) => catch_up = true,
+                Err(_) => return,
+            },
+            live = sub.live.recv() => match live {
+                Ok(live) if live.client.is_none_or(|c| c == client) => {
+                    let next = match live.id {
+                        // Transient: send as it comes.
+                        None => true,
+                        // Already sent (it came from the store first).
+                        Some(id) if id <= cursor => false,
+                        Some(id) if id == cursor + 1 => {
+                            cursor = id;
+                            true
+                        }
+                        // A gap: what is missing is in the store.
+                        Some(_) => {
+                            catch_up = true;
+                            false
+                        }
+                    };
+                    if next && !send(&mut socket, Message::Text(live.frame.as_ref().into()), send_timeout).await {
+                        tracing::debug!("socket too slow or gone: closed");
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                // Fell behind: stored events are read from the store; transient ones
+                // may be lost.
+                Err(broadcast::error::RecvError::Lagged(_)) => catch_up = true,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = ping.tick() => if !send(&mut socket, Message::Ping(Vec::new().into()), send_timeout).await { return },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 Some(Ok(_)) => {}
@@ -106,10 +153,10 @@ async fn serve(
     }
 }
 
-async fn close(socket: &mut WebSocket, reason: &str) {
+async fn close(socket: &mut WebSocket, reason: &str, timeout: Duration) {
     let frame = CloseFrame {
         code: 4000,
         reason: reason.to_owned().into(),
     };
-    let _ = send(socket, Message::Close(Some(frame))).await;
+    let _ = send(socket, Message::Close(Some(frame)), timeout).await;
 }

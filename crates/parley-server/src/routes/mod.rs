@@ -18,6 +18,8 @@ use crate::tokens::Claims;
 
 mod accounts;
 mod clients;
+mod connections;
+mod conversations;
 mod live;
 mod notifications;
 
@@ -30,6 +32,12 @@ pub struct AppState {
     pub clients: Clients,
     /// Device event queues.
     pub notifications: crate::services::notifications::Notifications,
+    /// Connections between users.
+    pub connections: crate::services::connections::Connections,
+    /// Conversations and members.
+    pub conversations: crate::services::conversations::Conversations,
+    /// Sending messages.
+    pub messages: crate::services::messages::Messages,
     /// Whether the server speaks TLS (cookies get `Secure`).
     pub tls: bool,
 }
@@ -47,6 +55,8 @@ pub const COOKIE_NAME: &str = "parley";
         (name = "users", description = "profiles and handles"),
         (name = "clients", description = "devices and prekeys"),
         (name = "notifications", description = "each device's event queue"),
+        (name = "connections", description = "connection requests between users"),
+        (name = "conversations", description = "conversations, members and messages"),
     )
 )]
 struct ApiDoc;
@@ -96,6 +106,25 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(clients::public_list))
         .routes(routes!(clients::claim))
         .routes(routes!(clients::claim_many))
+        .routes(routes!(clients::set_push, clients::remove_push))
+        .routes(routes!(connections::list))
+        .routes(routes!(
+            connections::request,
+            connections::update,
+            connections::get
+        ))
+        .routes(routes!(conversations::create, conversations::list))
+        .routes(routes!(conversations::get))
+        .routes(routes!(conversations::add_members))
+        .routes(routes!(
+            conversations::remove_member,
+            conversations::update_member
+        ))
+        .routes(routes!(conversations::rename))
+        .routes(routes!(conversations::message_timer))
+        .routes(routes!(conversations::receipt_mode))
+        .routes(routes!(conversations::typing))
+        .routes(routes!(conversations::post_proteus))
         .routes(routes!(notifications::page))
         .routes(routes!(notifications::last))
         .split_for_parts();

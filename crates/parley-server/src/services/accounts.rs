@@ -4,14 +4,14 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use parley_api::{
-    AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, Qualified, Register,
-    SelfProfile, UpdateProfile, UserId, UserProfile, limits,
+    AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, Register, SelfProfile,
+    UpdateProfile, UserId, UserProfile, limits,
 };
 use parley_store::{ActivationCode, Cookie, PasswordReset, ProfileUpdate, User};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::notifications::{Notifications, payload};
+use super::notifications::payload;
 use super::{Core, random};
 use crate::error::{ApiError, ApiResult};
 use crate::passwords;
@@ -43,7 +43,6 @@ pub struct LoggedIn {
 #[derive(Clone, Debug)]
 pub struct Accounts {
     core: Core,
-    notifications: Notifications,
 }
 
 /// How a login names the account.
@@ -149,18 +148,8 @@ fn to_time(unix: i64) -> OffsetDateTime {
 
 impl Accounts {
     /// The service.
-    pub fn new(core: Core, notifications: Notifications) -> Self {
-        Self {
-            core,
-            notifications,
-        }
-    }
-
-    fn qualified(&self, id: UserId) -> Qualified<UserId> {
-        Qualified {
-            id,
-            domain: self.core.settings.domain.clone(),
-        }
+    pub fn new(core: Core) -> Self {
+        Self { core }
     }
 
     async fn hash_password(&self, password: &str) -> ApiResult<String> {
@@ -427,7 +416,7 @@ impl Accounts {
     pub async fn self_profile(&self, id: UserId) -> ApiResult<SelfProfile> {
         let u = self.user(id).await?;
         Ok(SelfProfile {
-            qualified_id: self.qualified(u.id),
+            qualified_id: self.core.qualified(u.id),
             name: u.name,
             email: u.email,
             handle: u.handle,
@@ -468,9 +457,9 @@ impl Accounts {
         });
         self.core
             .store
-            .update_profile(id, &update, self.notifications.notify(&event))
+            .update_profile(id, &update, self.core.notify(&event))
             .await?;
-        self.core.wakeups.wake(id);
+        self.core.announce_users(&[id]);
         Ok(())
     }
 
@@ -483,7 +472,7 @@ impl Accounts {
 
     fn public(&self, u: User) -> UserProfile {
         UserProfile {
-            qualified_id: self.qualified(u.id),
+            qualified_id: self.core.qualified(u.id),
             name: u.name,
             handle: u.handle,
             accent_id: u.accent_id,
@@ -491,20 +480,9 @@ impl Accounts {
         }
     }
 
-    /// Checks that a qualified id lives here (federation comes later).
-    pub fn local(&self, domain: &str) -> ApiResult<()> {
-        if domain != self.core.settings.domain {
-            return Err(ApiError::not_found(
-                "not-found",
-                format!("{domain} is not this backend, and federation is not enabled"),
-            ));
-        }
-        Ok(())
-    }
-
     /// Another user's public profile.
     pub async fn user_profile(&self, domain: &str, id: UserId) -> ApiResult<UserProfile> {
-        self.local(domain)?;
+        self.core.local(domain)?;
         let u = self.core.store.user(id).await?;
         u.map(|u| self.public(u))
             .ok_or_else(|| ApiError::not_found("not-found", "no such user"))

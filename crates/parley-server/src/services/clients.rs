@@ -13,7 +13,7 @@ use parley_api::{
 use parley_store::{ClientRecord, PrekeyRecord};
 
 use super::accounts::Accounts;
-use super::notifications::{Notifications, payload};
+use super::notifications::payload;
 use super::{Core, random};
 use crate::error::{ApiError, ApiResult};
 
@@ -22,7 +22,6 @@ use crate::error::{ApiError, ApiResult};
 pub struct Clients {
     core: Core,
     accounts: Accounts,
-    notifications: Notifications,
 }
 
 fn client_not_found() -> ApiError {
@@ -101,12 +100,8 @@ fn to_prekey(p: PrekeyRecord) -> Prekey {
 
 impl Clients {
     /// The service.
-    pub fn new(core: Core, accounts: Accounts, notifications: Notifications) -> Self {
-        Self {
-            core,
-            accounts,
-            notifications,
-        }
+    pub fn new(core: Core, accounts: Accounts) -> Self {
+        Self { core, accounts }
     }
 
     /// Registers a device (password re-authentication) and tells the user by e-mail.
@@ -148,13 +143,13 @@ impl Clients {
         let event = payload(&EventPayload::ClientAdd {
             client: to_api(record.clone()),
         });
-        let notify = self.notifications.notify(&event);
+        let notify = self.core.notify(&event);
         let added = self
             .core
             .store
             .add_client(&record, &prekeys, limits::MAX_PERMANENT_CLIENTS, notify)
             .await?;
-        self.core.wakeups.wake(user);
+        self.core.announce_users(&[user]);
         tracing::info!(%user, client = %record.id, replaced = ?added.replaced, "device added");
         let body = format!(
             "A new device was added to your Parley account:\n\n  {} ({})\n\nIf this was \
@@ -207,15 +202,33 @@ impl Clients {
         let event = payload(&EventPayload::ClientRemove { client: id });
         self.core
             .store
-            .delete_client(user, id, self.notifications.notify(&event))
+            .delete_client(user, id, self.core.notify(&event))
             .await
-            .inspect(|()| self.core.wakeups.wake(user))
+            .inspect(|()| self.core.announce_users(&[user]))
+            .map_err(device_error)
+    }
+
+    /// Sets or (with `None`) removes one of the user's devices' push endpoint.
+    pub async fn set_push_endpoint(
+        &self,
+        user: UserId,
+        id: ClientId,
+        url: Option<&str>,
+    ) -> ApiResult<()> {
+        if let Some(url) = url {
+            crate::push::check_endpoint(url, self.core.settings.push_allow_http)
+                .map_err(|e| ApiError::bad_request("invalid-push-endpoint", e.0))?;
+        }
+        self.core
+            .store
+            .set_push_endpoint(user, id, url)
+            .await
             .map_err(device_error)
     }
 
     /// Anyone's devices (ids and classes only).
     pub async fn public_list(&self, domain: &str, user: UserId) -> ApiResult<Vec<PublicClient>> {
-        self.accounts.local(domain)?;
+        self.core.local(domain)?;
         let clients = self.core.store.clients(user).await?;
         Ok(clients
             .into_iter()
@@ -253,7 +266,7 @@ impl Clients {
 
     /// Claims a prekey of someone's device.
     pub async fn claim(&self, domain: &str, user: UserId, id: ClientId) -> ApiResult<ClientPrekey> {
-        self.accounts.local(domain)?;
+        self.core.local(domain)?;
         let prekey = self
             .core
             .store
@@ -284,7 +297,7 @@ impl Clients {
         }
         let mut answer = PrekeyMap::new();
         for (domain, users) in request {
-            self.accounts.local(domain)?;
+            self.core.local(domain)?;
             let mut by_user = BTreeMap::new();
             for (user, clients) in users {
                 let mut by_client = BTreeMap::new();

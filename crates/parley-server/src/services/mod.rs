@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use parley_api::{ClientId, UserId};
 use parley_store::Store;
 
 use crate::clock::Clock;
@@ -13,6 +14,9 @@ use crate::tokens::TokenKeys;
 
 pub mod accounts;
 pub mod clients;
+pub mod connections;
+pub mod conversations;
+pub mod messages;
 pub mod notifications;
 
 /// What every service shares.
@@ -34,9 +38,108 @@ pub struct Core {
     pub per_address: Arc<RateLimiter>,
     /// Wakes a user's sockets after their events are stored.
     pub wakeups: crate::wakeups::SharedWakeups,
+    /// Wakes devices with no open socket.
+    pub push: crate::push::PushSender,
 }
 
 impl Core {
+    /// Checks that `domain` is this backend's (federation is not enabled yet).
+    pub fn local(&self, domain: &str) -> crate::error::ApiResult<()> {
+        if domain != self.settings.domain {
+            return Err(crate::error::ApiError::not_found(
+                "not-found",
+                format!("{domain} is not this backend, and federation is not enabled"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An event to store with a change, stamped now.
+    pub fn notify<'a>(&self, payload: &'a str) -> parley_store::Notify<'a> {
+        parley_store::Notify {
+            payload,
+            at: self.clock.now(),
+        }
+    }
+
+    /// This backend's id for something of its own.
+    pub fn qualified<T>(&self, id: T) -> parley_api::Qualified<T> {
+        parley_api::Qualified {
+            id,
+            domain: self.settings.domain.clone(),
+        }
+    }
+
+    /// After events were stored for every device of these users: wakes their
+    /// sockets and pushes a wake-up to each device with none open.
+    pub fn announce_users(&self, users: &[UserId]) {
+        for user in users {
+            self.wakeups.wake(*user);
+        }
+        let core = self.clone();
+        let users = users.to_vec();
+        tokio::spawn(async move {
+            for user in users {
+                match core.store.clients(user).await {
+                    Ok(clients) => {
+                        let devices: Vec<_> = clients.iter().map(|c| (user, c.id)).collect();
+                        core.push_offline(&devices).await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot list devices to push to"),
+                }
+            }
+        });
+    }
+
+    /// After events were stored (at `at`): hands each to its device's open sockets
+    /// as a live frame, and pushes a wake-up to each device with none open.
+    pub fn announce_stored(&self, at: i64, stored: Vec<parley_store::Delivered>) {
+        let time = parley_api::OffsetDateTime::from_unix_timestamp(at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        let mut offline = Vec::new();
+        for d in stored {
+            if !self.wakeups.is_connected(d.user, d.client) {
+                offline.push((d.user, d.client));
+                continue;
+            }
+            // The same JSON as `parley_api::Event`, without re-parsing the payload.
+            let frame = format!(
+                r#"{{"id":{},"time":"{time}","payload":{}}}"#,
+                d.id, d.payload
+            );
+            let live = crate::wakeups::Live {
+                client: Some(d.client),
+                id: Some(d.id),
+                frame: frame.into(),
+            };
+            // A socket that closed since `is_connected` reads its queue when it
+            // reconnects; nothing else to do.
+            self.wakeups.publish(d.user, live);
+        }
+        if !offline.is_empty() {
+            let core = self.clone();
+            tokio::spawn(async move { core.push_offline(&offline).await });
+        }
+    }
+
+    async fn push_offline(&self, devices: &[(UserId, ClientId)]) {
+        for (user, client) in devices {
+            if self.wakeups.is_connected(*user, *client) {
+                continue;
+            }
+            match self.store.push_endpoint(*user, *client).await {
+                Ok(Some(url)) => self.push.wake(&url).await,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read a push endpoint"),
+            }
+        }
+    }
+
     /// Counts an attempt against both the account's and the address's limit.
     pub fn limit(&self, account: &str, address: &str) -> crate::error::ApiResult<()> {
         let now = self.clock.now();

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use parley_api::{ClientId, Event, EventPayload, OffsetDateTime, UserId, limits};
-use parley_store::{Notify, QueuedEvent};
+use parley_api::{ClientId, Event, EventPayload, OffsetDateTime, TransientEvent, UserId, limits};
+use parley_store::QueuedEvent;
 
 use super::Core;
 use crate::error::{ApiError, ApiResult};
@@ -38,20 +38,22 @@ pub fn payload(event: &EventPayload) -> String {
     serde_json::to_string(event).expect("events serialize")
 }
 
+/// Serialises an event that is sent to open sockets only, stamped `at`.
+pub fn transient_frame(event: &EventPayload, at: i64) -> String {
+    let frame = TransientEvent {
+        transient: true,
+        time: OffsetDateTime::from_unix_timestamp(at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        payload: event.clone(),
+    };
+    serde_json::to_string(&frame).expect("events serialize")
+}
+
 impl Notifications {
     /// The service.
     pub fn new(core: Core) -> Self {
         Self {
             core,
             last_purge: Arc::new(AtomicI64::new(i64::MIN)),
-        }
-    }
-
-    /// An event to store with a change, stamped now.
-    pub fn notify<'a>(&self, payload: &'a str) -> Notify<'a> {
-        Notify {
-            payload,
-            at: self.core.clock.now(),
         }
     }
 
@@ -133,9 +135,15 @@ impl Notifications {
             .map_or(0, |e| e.id))
     }
 
-    /// Changes whenever the user may have new events.
-    pub fn subscribe(&self, user: UserId) -> tokio::sync::watch::Receiver<u64> {
-        self.core.wakeups.subscribe(user)
+    /// How long one frame to a socket may take before the socket is cut.
+    pub fn send_timeout(&self) -> std::time::Duration {
+        self.core.settings.websocket_send_timeout
+    }
+
+    /// What an open socket of this device listens to; the device counts as
+    /// connected while it lives.
+    pub fn subscribe(&self, user: UserId, client: ClientId) -> crate::wakeups::Subscription {
+        self.core.wakeups.subscribe(user, client)
     }
 
     /// The newest event of one of the user's devices.

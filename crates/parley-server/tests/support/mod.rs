@@ -17,6 +17,12 @@ use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "Secret-123!";
 
+/// Attempt limits no scenario reaches (the limits have their own tests).
+pub const GENEROUS: Limits = Limits {
+    per_account: 1000,
+    per_address: 100_000,
+};
+
 pub struct TestServer {
     pub server: RunningServer,
     pub base: String,
@@ -41,6 +47,10 @@ impl TestServer {
         let mut settings = Settings::development(dir.path());
         settings.listen = "127.0.0.1:0".parse().expect("addr");
         settings.limits = limits;
+        // Small enough to reach in a test; push receivers are plain HTTP on loopback.
+        settings.max_conversation_members = 5;
+        settings.push_allow_http = true;
+        settings.websocket_send_timeout = std::time::Duration::from_secs(2);
         let store: Arc<dyn parley_store::Store> = match backend {
             Backend::Sqlite => {
                 let path = dir.path().join("parley.db");
@@ -287,4 +297,36 @@ macro_rules! on_both_stores {
             )*
         }
     };
+}
+
+/// A client's WebSocket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl TestServer {
+    /// Opens `GET /v1/await` for a device (from `since`, else from now).
+    pub async fn connect(&self, token: &str, client: ClientId, since: Option<u64>) -> Ws {
+        let ws_base = self.base.replace("http://", "ws://");
+        let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
+        let url = format!("{ws_base}/v1/await?client={client}&access_token={token}{since}");
+        tokio_tungstenite::connect_async(url)
+            .await
+            .expect("upgrade")
+            .0
+    }
+}
+
+/// The next JSON frame of a socket (within 10 seconds).
+pub async fn next_event(ws: &mut Ws) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event arrives in time")
+            .expect("socket open")
+            .expect("frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(&text).expect("event JSON");
+        }
+    }
 }

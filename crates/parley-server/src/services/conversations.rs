@@ -1,0 +1,485 @@
+//! Group conversations: creation, members and roles, name, self-deleting timer and
+//! receipt mode, leaving, and typing indicators.
+//!
+//! Admins change a group; anyone may leave. Every change is stored with its
+//! `conversation.*` event for each device of every member (a removed member
+//! included) in one transaction. Typing goes only to open sockets and is never
+//! stored. A user who is not a member is refused with 403 whatever they ask.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use parley_api::{
+    AddMembers, Conversation, ConversationId, ConversationKind, ConversationPage, EventPayload,
+    Member, NewConversation, Qualified, Role, TypingStatus, UserId, limits,
+};
+use parley_store::{ConversationChange, ConversationRecord, MemberRecord, StoreError};
+
+use super::Core;
+use super::connections::Connections;
+use super::notifications::payload;
+use crate::error::{ApiError, ApiResult};
+use crate::wakeups::Live;
+
+/// The longest self-deleting timer: a year, in milliseconds.
+const MAX_TIMER_MS: u64 = 366 * 24 * 3600 * 1000;
+
+/// Conversations and their members.
+#[derive(Clone, Debug)]
+pub struct Conversations {
+    core: Core,
+    connections: Connections,
+}
+
+/// A conversation with its members, as read for a check.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Settings.
+    pub record: ConversationRecord,
+    /// Members.
+    pub members: Vec<MemberRecord>,
+}
+
+impl Loaded {
+    /// The caller's role, or 403 if they are not a member.
+    pub fn role_of(&self, user: UserId) -> ApiResult<Role> {
+        self.members
+            .iter()
+            .find(|m| m.user == user)
+            .map(|m| m.role)
+            .ok_or_else(not_a_member)
+    }
+}
+
+fn not_a_member() -> ApiError {
+    ApiError::forbidden("access-denied", "you are not a member of this conversation")
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > limits::MAX_CONVERSATION_NAME {
+        return Err(ApiError::bad_request(
+            "invalid-name",
+            format!(
+                "a conversation name is 1 to {} characters",
+                limits::MAX_CONVERSATION_NAME
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_timer(ms: Option<u64>) -> ApiResult<()> {
+    if ms.is_some_and(|ms| !(1000..=MAX_TIMER_MS).contains(&ms)) {
+        return Err(ApiError::bad_request(
+            "invalid-timer",
+            "the self-deleting timer is 1 second to 366 days, in milliseconds",
+        ));
+    }
+    Ok(())
+}
+
+fn check_receipt_mode(mode: u8) -> ApiResult<()> {
+    if mode > 1 {
+        return Err(ApiError::bad_request(
+            "invalid-receipt-mode",
+            "receipt_mode is 0 (off) or 1 (on)",
+        ));
+    }
+    Ok(())
+}
+
+impl Conversations {
+    /// The service.
+    pub fn new(core: Core, connections: Connections) -> Self {
+        Self { core, connections }
+    }
+
+    /// A conversation's settings; 404 if there is none.
+    pub async fn record(&self, domain: &str, id: ConversationId) -> ApiResult<ConversationRecord> {
+        self.core.local(domain)?;
+        self.core
+            .store
+            .conversation(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no-conversation", "no such conversation"))
+    }
+
+    /// A conversation and its members; 404 if there is none.
+    pub async fn load(&self, domain: &str, id: ConversationId) -> ApiResult<Loaded> {
+        let record = self.record(domain, id).await?;
+        let members = self.core.store.members(id).await?;
+        Ok(Loaded { record, members })
+    }
+
+    fn to_api(&self, c: Loaded) -> Conversation {
+        Conversation {
+            id: self.core.qualified(c.record.id),
+            kind: c.record.kind,
+            name: c.record.name,
+            creator: c.record.creator,
+            members: c
+                .members
+                .into_iter()
+                .map(|m| Member {
+                    id: self.core.qualified(m.user),
+                    role: m.role,
+                })
+                .collect(),
+            message_timer: c.record.message_timer,
+            receipt_mode: c.record.receipt_mode,
+        }
+    }
+
+    /// Local users to add: existing, not the caller, not blocked either way.
+    async fn resolve_users(
+        &self,
+        me: UserId,
+        users: &[Qualified<UserId>],
+    ) -> ApiResult<BTreeSet<UserId>> {
+        let mut out = BTreeSet::new();
+        for u in users {
+            self.core.local(&u.domain)?;
+            if u.id == me || !out.insert(u.id) {
+                continue;
+            }
+            if self.core.store.user(u.id).await?.is_none() {
+                return Err(ApiError::not_found(
+                    "not-found",
+                    format!("no user {}", u.id),
+                ));
+            }
+            if !self.connections.may_talk(me, u.id).await? {
+                return Err(ApiError::forbidden(
+                    "not-connected",
+                    "one of these users cannot be added: a block stands between you",
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates a group with the caller as admin.
+    pub async fn create(&self, me: UserId, req: &NewConversation) -> ApiResult<Conversation> {
+        let name = check_name(&req.name)?;
+        check_timer(req.message_timer)?;
+        check_receipt_mode(req.receipt_mode)?;
+        let max = self.core.settings.max_conversation_members;
+        if req.users.len() >= max {
+            return Err(too_many_members(max));
+        }
+        let others = self.resolve_users(me, &req.users).await?;
+        let record = ConversationRecord {
+            id: uuid::Uuid::new_v4(),
+            kind: ConversationKind::Group,
+            name: Some(name),
+            creator: me,
+            message_timer: req.message_timer,
+            receipt_mode: req.receipt_mode,
+            created_at: self.core.clock.now(),
+        };
+        let mut members = vec![MemberRecord {
+            user: me,
+            role: Role::Admin,
+        }];
+        members.extend(others.iter().map(|user| MemberRecord {
+            user: *user,
+            role: Role::Member,
+        }));
+        members.sort_by_key(|m| m.user);
+        let conversation = self.to_api(Loaded {
+            record: record.clone(),
+            members: members.clone(),
+        });
+        let event = payload(&EventPayload::ConversationCreate {
+            conversation: conversation.clone(),
+        });
+        self.core
+            .store
+            .create_conversation(&record, &members, self.core.notify(&event))
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ApiError::not_found("not-found", "a user is gone"),
+                other => other.into(),
+            })?;
+        let users: Vec<UserId> = members.iter().map(|m| m.user).collect();
+        self.core.announce_users(&users);
+        tracing::info!(members = members.len(), "conversation created");
+        Ok(conversation)
+    }
+
+    /// One conversation the caller is a member of.
+    pub async fn get(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+    ) -> ApiResult<Conversation> {
+        let c = self.load(domain, id).await?;
+        c.role_of(me)?;
+        Ok(self.to_api(c))
+    }
+
+    /// The caller's conversations in id order, after `start`.
+    pub async fn list(
+        &self,
+        me: UserId,
+        start: Option<ConversationId>,
+        size: Option<usize>,
+    ) -> ApiResult<ConversationPage> {
+        let size = size.unwrap_or(100);
+        if size == 0 || size > limits::MAX_CONVERSATION_PAGE {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                format!("size is 1 to {}", limits::MAX_CONVERSATION_PAGE),
+            ));
+        }
+        let mut records = self
+            .core
+            .store
+            .conversations_of(me, start, size + 1)
+            .await?;
+        let has_more = records.len() > size;
+        records.truncate(size);
+        let mut conversations = Vec::with_capacity(records.len());
+        for record in records {
+            let members = self.core.store.members(record.id).await?;
+            conversations.push(self.to_api(Loaded { record, members }));
+        }
+        Ok(ConversationPage {
+            conversations,
+            has_more,
+        })
+    }
+
+    /// Applies a change an admin of a group may make, with its event.
+    async fn admin_change(
+        &self,
+        me: UserId,
+        c: &Loaded,
+        change: ConversationChange,
+        event: EventPayload,
+    ) -> ApiResult<()> {
+        if c.role_of(me)? != Role::Admin {
+            return Err(ApiError::forbidden(
+                "action-denied",
+                "only an admin of this conversation may do this",
+            ));
+        }
+        self.group_change(c, change, event).await
+    }
+
+    async fn group_change(
+        &self,
+        c: &Loaded,
+        change: ConversationChange,
+        event: EventPayload,
+    ) -> ApiResult<()> {
+        if c.record.kind != ConversationKind::Group {
+            return Err(ApiError::forbidden(
+                "invalid-op",
+                "a 1:1 conversation cannot be changed",
+            ));
+        }
+        let event = payload(&event);
+        let max = self.core.settings.max_conversation_members;
+        self.core
+            .store
+            .change_conversation(c.record.id, &change, self.core.notify(&event))
+            .await
+            .map_err(|e| match e {
+                StoreError::Limit(_) => too_many_members(max),
+                StoreError::NotFound => ApiError::not_found("not-found", "not a member, or gone"),
+                other => other.into(),
+            })?;
+        let mut told: Vec<UserId> = c.members.iter().map(|m| m.user).collect();
+        if let ConversationChange::AddMembers { members, .. } = &change {
+            told.extend(members.iter().map(|m| m.user));
+        }
+        self.core.announce_users(&told);
+        Ok(())
+    }
+
+    /// Adds members (admins only).
+    pub async fn add_members(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        req: &AddMembers,
+    ) -> ApiResult<()> {
+        let c = self.load(domain, id).await?;
+        let max = self.core.settings.max_conversation_members;
+        if req.users.len() > max {
+            return Err(too_many_members(max));
+        }
+        let mut users = self.resolve_users(me, &req.users).await?;
+        users.retain(|u| c.members.iter().all(|m| m.user != *u));
+        if users.is_empty() {
+            return Ok(());
+        }
+        let role = req.role.unwrap_or(Role::Member);
+        let members: Vec<MemberRecord> = users
+            .iter()
+            .map(|user| MemberRecord { user: *user, role })
+            .collect();
+        let event = EventPayload::MemberJoin {
+            conversation: self.core.qualified(id),
+            from: me,
+            members: members
+                .iter()
+                .map(|m| Member {
+                    id: self.core.qualified(m.user),
+                    role: m.role,
+                })
+                .collect(),
+        };
+        let change = ConversationChange::AddMembers { members, max };
+        self.admin_change(me, &c, change, event).await
+    }
+
+    /// Removes a member: an admin removing anyone, or anyone leaving.
+    pub async fn remove_member(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        who: &Qualified<UserId>,
+    ) -> ApiResult<()> {
+        let c = self.load(domain, id).await?;
+        self.core.local(&who.domain)?;
+        let event = EventPayload::MemberLeave {
+            conversation: self.core.qualified(id),
+            from: me,
+            users: vec![who.clone()],
+        };
+        let change = ConversationChange::RemoveMember(who.id);
+        if who.id == me {
+            c.role_of(me)?;
+            self.group_change(&c, change, event).await
+        } else {
+            self.admin_change(me, &c, change, event).await
+        }
+    }
+
+    /// Changes a member's role (admins only).
+    pub async fn set_role(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        who: &Qualified<UserId>,
+        role: Role,
+    ) -> ApiResult<()> {
+        let c = self.load(domain, id).await?;
+        self.core.local(&who.domain)?;
+        let event = EventPayload::MemberUpdate {
+            conversation: self.core.qualified(id),
+            from: me,
+            member: Member {
+                id: who.clone(),
+                role,
+            },
+        };
+        let change = ConversationChange::SetRole(MemberRecord { user: who.id, role });
+        self.admin_change(me, &c, change, event).await
+    }
+
+    /// Renames a group (admins only).
+    pub async fn rename(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        name: &str,
+    ) -> ApiResult<()> {
+        let name = check_name(name)?;
+        let c = self.load(domain, id).await?;
+        let event = EventPayload::Rename {
+            conversation: self.core.qualified(id),
+            from: me,
+            name: name.clone(),
+        };
+        self.admin_change(me, &c, ConversationChange::Rename(name), event)
+            .await
+    }
+
+    /// Sets the conversation-wide self-deleting timer (admins only).
+    pub async fn set_message_timer(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        ms: Option<u64>,
+    ) -> ApiResult<()> {
+        check_timer(ms)?;
+        let c = self.load(domain, id).await?;
+        let event = EventPayload::MessageTimerUpdate {
+            conversation: self.core.qualified(id),
+            from: me,
+            message_timer: ms,
+        };
+        self.admin_change(me, &c, ConversationChange::MessageTimer(ms), event)
+            .await
+    }
+
+    /// Sets the receipt mode (admins only).
+    pub async fn set_receipt_mode(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        mode: u8,
+    ) -> ApiResult<()> {
+        check_receipt_mode(mode)?;
+        let c = self.load(domain, id).await?;
+        let event = EventPayload::ReceiptModeUpdate {
+            conversation: self.core.qualified(id),
+            from: me,
+            receipt_mode: mode,
+        };
+        self.admin_change(me, &c, ConversationChange::ReceiptMode(mode), event)
+            .await
+    }
+
+    /// Tells the other members' open sockets that the caller started or stopped
+    /// typing. Nothing is stored.
+    pub async fn typing(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        status: TypingStatus,
+    ) -> ApiResult<()> {
+        let c = self.load(domain, id).await?;
+        c.role_of(me)?;
+        let frame: Arc<str> = crate::services::notifications::transient_frame(
+            &EventPayload::Typing {
+                conversation: self.core.qualified(id),
+                from: me,
+                status,
+            },
+            self.core.clock.now(),
+        )
+        .into();
+        for m in c.members.iter().filter(|m| m.user != me) {
+            self.core.wakeups.publish(
+                m.user,
+                Live {
+                    client: None,
+                    id: None,
+                    frame: frame.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+fn too_many_members(max: usize) -> ApiError {
+    ApiError::forbidden(
+        "too-many-members",
+        format!("a conversation has at most {max} members"),
+    )
+}

@@ -1,0 +1,389 @@
+//! Sending: one ciphertext per device, checked against the conversation's devices
+//! and delivered in one transaction.
+//!
+//! The sender gives a ciphertext for every device of every member, its own other
+//! devices included. Inside the delivery's transaction the server compares that map
+//! with the devices members have at that moment ([`check`]): if any are missing it
+//! delivers nothing and answers 412 with what was missing; otherwise it stores one
+//! event per device and answers 201, naming the devices it dropped because their
+//! users are not members (`redundant`) or because they no longer exist (`deleted`).
+//! The server never looks inside a ciphertext; it only checks it is base64.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use parley_api::{
+    ClientId, ClientMap, ConversationId, ConversationKind, EventPayload, MessageSent,
+    NewProteusMessage, OffsetDateTime, ProteusMessage, ReportMissing, UserId,
+};
+use std::sync::Arc;
+
+use parley_api::Qualified;
+use parley_store::{DeliveryPlan, Outgoing, Roster};
+
+use super::Core;
+use super::connections::Connections;
+use super::conversations::{Conversations, Loaded};
+use super::notifications::{payload, transient_frame};
+use crate::error::{ApiError, ApiResult};
+use crate::wakeups::Live;
+
+/// Sends messages.
+#[derive(Clone, Debug)]
+pub struct Messages {
+    core: Core,
+    conversations: Conversations,
+    connections: Connections,
+}
+
+/// The answer to a send.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Delivered (201).
+    Sent(MessageSent),
+    /// Devices were missing; nothing was delivered (412).
+    Missing(MessageSent),
+}
+
+/// A message's ciphertexts, by user and device.
+type ByDevice = BTreeMap<UserId, BTreeMap<ClientId, String>>;
+
+/// How a message's devices compare with a conversation's.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    /// Whether the sender is a member.
+    pub sender_is_member: bool,
+    /// Devices of members the message lacks (those the report mode counts).
+    pub missing: BTreeMap<UserId, Vec<ClientId>>,
+    /// Devices the message has that are not the conversation's.
+    pub extra: Vec<(UserId, ClientId)>,
+    /// Devices to deliver to.
+    pub deliver: Vec<(UserId, ClientId)>,
+}
+
+/// Compares the devices a message is for with the conversation's `roster`. The
+/// sending device itself is never expected.
+pub fn check(
+    roster: &Roster,
+    me: UserId,
+    sender: ClientId,
+    given: &ByDevice,
+    report: &ReportMissing,
+) -> Check {
+    let mut out = Check::default();
+    let counts = |user: &UserId| match report {
+        ReportMissing::All => true,
+        ReportMissing::None => false,
+        ReportMissing::Only { users } => users.contains(user),
+    };
+    for (user, clients) in &roster.members {
+        out.sender_is_member |= *user == me;
+        let theirs = given.get(user);
+        for client in clients {
+            if *user == me && *client == sender {
+                continue;
+            }
+            if theirs.is_some_and(|t| t.contains_key(client)) {
+                out.deliver.push((*user, *client));
+            } else if counts(user) {
+                out.missing.entry(*user).or_default().push(*client);
+            }
+        }
+    }
+    for (user, clients) in given {
+        let known = roster
+            .members
+            .iter()
+            .find(|(u, _)| u == user)
+            .map(|(_, c)| c.as_slice())
+            .unwrap_or_default();
+        for client in clients.keys() {
+            let expected = known.contains(client) && !(*user == me && *client == sender);
+            if !expected {
+                out.extra.push((*user, *client));
+            }
+        }
+    }
+    out
+}
+
+/// A message being sent: what the delivery plan needs, owned so the store may run
+/// the plan wherever it commits.
+#[derive(Debug)]
+struct Message {
+    me: UserId,
+    sender: ClientId,
+    given: ByDevice,
+    report: ReportMissing,
+    conversation: Qualified<ConversationId>,
+    time: OffsetDateTime,
+    data: Option<String>,
+}
+
+impl Message {
+    fn check(&self, roster: &Roster) -> Check {
+        check(roster, self.me, self.sender, &self.given, &self.report)
+    }
+
+    /// The event one device receives.
+    fn event_for(&self, user: UserId, client: ClientId) -> EventPayload {
+        EventPayload::OtrMessageAdd {
+            conversation: self.conversation.clone(),
+            from: self.me,
+            time: self.time,
+            data: ProteusMessage {
+                sender: self.sender,
+                recipient: client,
+                text: self
+                    .given
+                    .get(&user)
+                    .and_then(|c| c.get(&client))
+                    .cloned()
+                    .unwrap_or_default(),
+                data: self.data.clone(),
+            },
+        }
+    }
+
+    /// What to store, or nothing if the sender is not a member or devices are missing.
+    fn plan(&self, roster: &Roster) -> Option<Vec<Outgoing>> {
+        let c = self.check(roster);
+        if !c.sender_is_member || !c.missing.is_empty() {
+            return None;
+        }
+        Some(
+            c.deliver
+                .iter()
+                .map(|(user, client)| Outgoing {
+                    user: *user,
+                    client: *client,
+                    payload: payload(&self.event_for(*user, *client)),
+                })
+                .collect(),
+        )
+    }
+}
+
+fn base64_ok(s: &str) -> bool {
+    base64::engine::general_purpose::STANDARD.decode(s).is_ok()
+}
+
+impl Messages {
+    /// The service.
+    pub fn new(core: Core, conversations: Conversations, connections: Connections) -> Self {
+        Self {
+            core,
+            conversations,
+            connections,
+        }
+    }
+
+    /// Sends a Proteus message into a conversation.
+    pub async fn post_proteus(
+        &self,
+        me: UserId,
+        domain: &str,
+        id: ConversationId,
+        req: NewProteusMessage,
+    ) -> ApiResult<Outcome> {
+        // Membership is checked by the delivery plan, on the roster it delivers to;
+        // only a 1:1 needs its members up front, for the block check.
+        let record = self.conversations.record(domain, id).await?;
+        if self.core.store.client(me, req.sender).await?.is_none() {
+            return Err(ApiError::forbidden(
+                "unknown-client",
+                "the sending device is not one of yours",
+            ));
+        }
+        if record.kind == ConversationKind::One2one {
+            let members = self.core.store.members(id).await?;
+            let conversation = Loaded { record, members };
+            conversation.role_of(me)?;
+            for other in conversation.members.iter().filter(|m| m.user != me) {
+                if !self.connections.may_talk(me, other.user).await? {
+                    return Err(ApiError::forbidden(
+                        "blocked",
+                        "a block stands between you and this user: nothing was sent",
+                    ));
+                }
+            }
+        }
+        let mut given = ByDevice::new();
+        for (domain, users) in req.recipients {
+            self.core.local(&domain)?;
+            given.extend(users);
+        }
+        let well_formed = given
+            .values()
+            .flat_map(BTreeMap::values)
+            .chain(req.data.as_ref())
+            .all(|c| base64_ok(c));
+        if !well_formed {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                "every ciphertext and the data blob are base64",
+            ));
+        }
+        let at = self.core.clock.now();
+        let time = OffsetDateTime::from_unix_timestamp(at).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let message = Arc::new(Message {
+            me,
+            sender: req.sender,
+            given,
+            report: req.report_missing,
+            conversation: self.core.qualified(id),
+            time,
+            data: req.data,
+        });
+        let (roster, delivered) =
+            if req.transient {
+                let roster = self.core.store.roster(id).await?.ok_or_else(|| {
+                    ApiError::not_found("no-conversation", "no such conversation")
+                })?;
+                let c = message.check(&roster);
+                if !c.sender_is_member || !c.missing.is_empty() {
+                    (roster, None)
+                } else {
+                    for (user, client) in &c.deliver {
+                        let frame = transient_frame(&message.event_for(*user, *client), at);
+                        let live = Live {
+                            client: Some(*client),
+                            id: None,
+                            frame: frame.into(),
+                        };
+                        self.core.wakeups.publish(*user, live);
+                    }
+                    (roster, Some(c.deliver))
+                }
+            } else {
+                let plan: DeliveryPlan = {
+                    let message = message.clone();
+                    Arc::new(move |roster: &Roster| message.plan(roster))
+                };
+                let posted = self.core.store.post(id, at, plan).await?.ok_or_else(|| {
+                    ApiError::not_found("no-conversation", "no such conversation")
+                })?;
+                let delivered = posted.delivered.map(|stored| {
+                    let devices: Vec<_> = stored.iter().map(|d| (d.user, d.client)).collect();
+                    self.core.announce_stored(at, stored);
+                    devices
+                });
+                (posted.roster, delivered)
+            };
+        let c = message.check(&roster);
+        if !c.sender_is_member {
+            return Err(ApiError::forbidden(
+                "access-denied",
+                "you are not a member of this conversation",
+            ));
+        }
+        let (redundant, deleted) = self.classify(&c.extra).await?;
+        let domain = self.core.settings.domain.clone();
+        let mut answer = MessageSent {
+            time,
+            missing: ClientMap::new(),
+            redundant,
+            deleted,
+        };
+        match delivered {
+            Some(devices) => {
+                tracing::debug!(devices = devices.len(), "message delivered");
+                Ok(Outcome::Sent(answer))
+            }
+            None => {
+                if !c.missing.is_empty() {
+                    answer.missing.insert(domain, c.missing);
+                }
+                Ok(Outcome::Missing(answer))
+            }
+        }
+    }
+
+    /// Splits devices that are not the conversation's into those of non-members
+    /// (`redundant`) and those that no longer exist (`deleted`).
+    async fn classify(&self, extra: &[(UserId, ClientId)]) -> ApiResult<(ClientMap, ClientMap)> {
+        let mut redundant = BTreeMap::<UserId, Vec<ClientId>>::new();
+        let mut deleted = BTreeMap::<UserId, Vec<ClientId>>::new();
+        let mut by_user = BTreeMap::<UserId, Vec<ClientId>>::new();
+        for (user, client) in extra {
+            by_user.entry(*user).or_default().push(*client);
+        }
+        for (user, clients) in by_user {
+            let existing = self.core.store.clients(user).await?;
+            for client in clients {
+                let map = if existing.iter().any(|c| c.id == client) {
+                    &mut redundant
+                } else {
+                    &mut deleted
+                };
+                map.entry(user).or_default().push(client);
+            }
+        }
+        let qualify = |m: BTreeMap<UserId, Vec<ClientId>>| {
+            let mut out = ClientMap::new();
+            if !m.is_empty() {
+                out.insert(self.core.settings.domain.clone(), m);
+            }
+            out
+        };
+        Ok((qualify(redundant), qualify(deleted)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: &[u64]) -> Vec<ClientId> {
+        n.iter().map(|n| ClientId(*n)).collect()
+    }
+
+    fn given(entries: &[(UserId, &[u64])]) -> ByDevice {
+        entries
+            .iter()
+            .map(|(u, cs)| {
+                (
+                    *u,
+                    cs.iter().map(|c| (ClientId(*c), "AA==".into())).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_check_names_missing_extra_and_delivered_devices() {
+        let (me, bob, eve) = (UserId::new_v4(), UserId::new_v4(), UserId::new_v4());
+        let roster = Roster {
+            members: vec![(me, ids(&[1, 2])), (bob, ids(&[3, 4]))],
+        };
+        // My other device and one of Bob's; Bob's second is missing; Eve is not a
+        // member; my sending device is never expected.
+        let g = given(&[(me, &[1, 2]), (bob, &[3, 9]), (eve, &[5])]);
+        let c = check(&roster, me, ClientId(1), &g, &ReportMissing::All);
+        assert!(c.sender_is_member);
+        assert_eq!(c.missing, BTreeMap::from([(bob, ids(&[4]))]));
+        assert_eq!(c.deliver, vec![(me, ClientId(2)), (bob, ClientId(3))]);
+        let mut extra = c.extra.clone();
+        extra.sort();
+        let mut want = vec![(me, ClientId(1)), (bob, ClientId(9)), (eve, ClientId(5))];
+        want.sort();
+        assert_eq!(extra, want);
+        // Report modes.
+        let none = check(&roster, me, ClientId(1), &g, &ReportMissing::None);
+        assert!(none.missing.is_empty());
+        let only_me = ReportMissing::Only { users: vec![me] };
+        assert!(
+            check(&roster, me, ClientId(1), &g, &only_me)
+                .missing
+                .is_empty()
+        );
+        let only_bob = ReportMissing::Only { users: vec![bob] };
+        assert_eq!(
+            check(&roster, me, ClientId(1), &g, &only_bob).missing.len(),
+            1
+        );
+        // A non-member sender.
+        let c = check(&roster, eve, ClientId(5), &g, &ReportMissing::All);
+        assert!(!c.sender_is_member);
+    }
+}
