@@ -18,9 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use clap::Parser;
-use parley_api::{AccessToken, Client, Prekey};
+use parley_api::{Client, Prekey};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -39,37 +38,8 @@ struct Args {
     seconds: u64,
 }
 
-const PASSWORD: &str = "Load-test-1!";
-
-fn code_from_outbox(dir: &std::path::Path, email: &str) -> anyhow::Result<String> {
-    for entry in std::fs::read_dir(dir.join("outbox")).context("reading the outbox")? {
-        let text = std::fs::read_to_string(entry?.path())?;
-        if text.contains(&format!("To: {email}"))
-            && let Some(at) = text.find("code is ")
-        {
-            return Ok(text[at + 8..at + 14].to_owned());
-        }
-    }
-    bail!("no code for {email} in the outbox")
-}
-
-async fn register(http: &reqwest::Client, a: &Args, email: &str) -> anyhow::Result<AccessToken> {
-    http.post(format!("{}/v1/activate/send", a.url))
-        .json(&json!({"email": email}))
-        .send()
-        .await?
-        .error_for_status()?;
-    let code = code_from_outbox(&a.data_dir, email)?;
-    let body = json!({"name": "Load", "email": email, "email_code": code, "password": PASSWORD});
-    Ok(http
-        .post(format!("{}/v1/register", a.url))
-        .json(&body)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?)
-}
+mod common;
+use common::{PASSWORD, register};
 
 /// Runs `work` on `concurrency` workers for `seconds`; returns (successes, latencies).
 async fn measure<F, Fut>(a: &Args, work: F) -> (u64, Vec<Duration>, Duration)
@@ -134,8 +104,14 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let owner_email = format!("owner-{run}@load.example");
-    let owner = register(&http, &a, &owner_email).await?;
-    let claimer = register(&http, &a, &format!("claimer-{run}@load.example")).await?;
+    let owner = register(&http, &a.url, &a.data_dir, &owner_email).await?;
+    let claimer = register(
+        &http,
+        &a.url,
+        &a.data_dir,
+        &format!("claimer-{run}@load.example"),
+    )
+    .await?;
 
     // Logins: scrypt-bound by design.
     let (h, url, email) = (http.clone(), a.url.clone(), owner_email.clone());

@@ -1,0 +1,48 @@
+//! What the load generators share: registering test users against a running
+//! server whose e-mail goes to its outbox.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use parley_api::AccessToken;
+use serde_json::json;
+
+/// The password every load-test account gets.
+pub(crate) const PASSWORD: &str = "Load-test-1!";
+
+/// The newest registration code sent to `email`, from the server's outbox.
+fn code_from_outbox(data_dir: &Path, email: &str) -> anyhow::Result<String> {
+    for entry in std::fs::read_dir(data_dir.join("outbox")).context("reading the outbox")? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        if text.contains(&format!("To: {email}"))
+            && let Some(at) = text.find("code is ")
+        {
+            return Ok(text[at + 8..at + 14].to_owned());
+        }
+    }
+    bail!("no code for {email} in the outbox")
+}
+
+/// Registers `email` (code by e-mail, then the account) and returns its token.
+pub(crate) async fn register(
+    http: &reqwest::Client,
+    url: &str,
+    data_dir: &Path,
+    email: &str,
+) -> anyhow::Result<AccessToken> {
+    http.post(format!("{url}/v1/activate/send"))
+        .json(&json!({"email": email}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let code = code_from_outbox(data_dir, email)?;
+    let body = json!({"name": "Load", "email": email, "email_code": code, "password": PASSWORD});
+    Ok(http
+        .post(format!("{url}/v1/register"))
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?)
+}
