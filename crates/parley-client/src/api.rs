@@ -1,0 +1,355 @@
+//! The HTTP API, typed. Knows the wire, not the cryptography: ciphertexts pass
+//! through as base64 strings.
+//!
+//! An access token lives 15 minutes. When a call is refused as unauthorised, the
+//! client gets a new token from `/v1/access` with the login cookie it keeps, and
+//! repeats the call once; the caller never sees the refresh.
+
+use std::sync::Mutex;
+
+use parley_api::{
+    AccessToken, Client, ClientId, Conversation, ConversationId, ErrorBody, Login, MessageSent,
+    NewClient, NewConversation, NewProteusMessage, NotificationPage, Prekey, PrekeyCount,
+    PrekeyMap, PrekeyRequest, Qualified, Register, SendActivationCode, UploadPrekeys, UserId,
+};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::ClientError;
+
+/// A device's live socket (`GET /v1/await`): stored and transient events as they
+/// happen.
+pub struct LiveSocket {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl std::fmt::Debug for LiveSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveSocket").finish_non_exhaustive()
+    }
+}
+
+impl LiveSocket {
+    /// The next frame; `None` when the server closed the socket (the device then
+    /// catches up through the queue, for example by reconnecting from its cursor).
+    pub async fn next(&mut self) -> Result<Option<parley_api::LiveFrame>, ClientError> {
+        use futures_util::StreamExt as _;
+        use tokio_tungstenite::tungstenite::Message;
+        while let Some(frame) = self.ws.next().await {
+            match frame.map_err(|e| ClientError::Transport(e.to_string()))? {
+                Message::Text(text) => {
+                    return serde_json::from_str(&text)
+                        .map(Some)
+                        .map_err(|e| ClientError::Decode(e.to_string()));
+                }
+                Message::Close(_) => return Ok(None),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What the server did with a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Delivered (dropped devices named).
+    Sent(MessageSent),
+    /// Devices were missing; nothing was delivered.
+    Missing(MessageSent),
+}
+
+/// A connection to one Parley server for one user.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Mutex<Option<AccessToken>>,
+}
+
+/// The access token is a secret: `Debug` shows the server and the user only.
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("base", &self.base)
+            .field("user", &self.user())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// A client for the server at `base` (for example `http://127.0.0.1:8080`).
+    /// Uses rustls on ring, installing it as the process's default TLS provider
+    /// if the program has not chosen one.
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The logged-in user.
+    pub fn user(&self) -> Option<UserId> {
+        self.token
+            .lock()
+            .expect("the token lock is never poisoned")
+            .as_ref()
+            .map(|t| t.user)
+    }
+
+    fn bearer(&self) -> Option<String> {
+        self.token
+            .lock()
+            .expect("the token lock is never poisoned")
+            .as_ref()
+            .map(|t| t.access_token.clone())
+    }
+
+    fn keep(&self, token: AccessToken) -> AccessToken {
+        *self.token.lock().expect("the token lock is never poisoned") = Some(token.clone());
+        token
+    }
+
+    async fn send(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = self.bearer() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        Ok(req.send().await?)
+    }
+
+    /// Sends a request; on 401 refreshes the token once and repeats it.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let resp = self.send(&method, path, body).await?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED && self.bearer().is_some() {
+            self.refresh().await?;
+            return self.send(&method, path, body).await;
+        }
+        Ok(resp)
+    }
+
+    async fn refused(resp: reqwest::Response) -> ClientError {
+        let status = resp.status().as_u16();
+        match resp.json::<ErrorBody>().await {
+            Ok(e) => ClientError::Api {
+                status,
+                label: e.label,
+                message: e.message,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                label: "unknown".into(),
+                message: format!("HTTP {status}"),
+            },
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, ClientError> {
+        let resp = self.request(method, path, body).await?;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Asks for an e-mail verification code.
+    pub async fn send_activation_code(&self, email: &str) -> Result<(), ClientError> {
+        let body = SendActivationCode {
+            email: email.to_owned(),
+        };
+        let _: serde_json::Value = self
+            .json(Method::POST, "/v1/activate/send", Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an account and logs in.
+    pub async fn register(&self, req: &Register) -> Result<AccessToken, ClientError> {
+        let token = self.json(Method::POST, "/v1/register", Some(req)).await?;
+        Ok(self.keep(token))
+    }
+
+    /// Logs in.
+    pub async fn login(&self, req: &Login) -> Result<AccessToken, ClientError> {
+        let token = self.json(Method::POST, "/v1/login", Some(req)).await?;
+        Ok(self.keep(token))
+    }
+
+    /// A new access token from the login cookie.
+    pub async fn refresh(&self) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/access", self.base))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        let token = resp.json().await?;
+        self.keep(token);
+        Ok(())
+    }
+
+    /// Registers a device.
+    pub async fn add_client(&self, req: &NewClient) -> Result<Client, ClientError> {
+        self.json(Method::POST, "/v1/clients", Some(req)).await
+    }
+
+    /// How many unused one-time prekeys the server holds for one of the user's
+    /// devices.
+    pub async fn prekey_count(&self, client: ClientId) -> Result<u64, ClientError> {
+        let path = format!("/v1/clients/{client}/prekeys");
+        let count: PrekeyCount = self.json(Method::GET, &path, None::<&()>).await?;
+        Ok(count.count)
+    }
+
+    /// Adds prekeys to one of the user's devices.
+    pub async fn upload_prekeys(
+        &self,
+        client: ClientId,
+        prekeys: Vec<Prekey>,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/clients/{client}/prekeys");
+        let body = UploadPrekeys { prekeys };
+        let _: serde_json::Value = self.json(Method::POST, &path, Some(&body)).await?;
+        Ok(())
+    }
+
+    /// Claims one prekey per listed device.
+    pub async fn claim_prekeys(&self, req: &PrekeyRequest) -> Result<PrekeyMap, ClientError> {
+        self.json(Method::POST, "/v1/users/list-prekeys", Some(req))
+            .await
+    }
+
+    /// Creates a group.
+    pub async fn create_conversation(
+        &self,
+        req: &NewConversation,
+    ) -> Result<Conversation, ClientError> {
+        self.json(Method::POST, "/v1/conversations", Some(req))
+            .await
+    }
+
+    /// One conversation.
+    pub async fn conversation(
+        &self,
+        id: &Qualified<ConversationId>,
+    ) -> Result<Conversation, ClientError> {
+        let path = format!("/v1/conversations/{}/{}", id.domain, id.id);
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Sends a Proteus message.
+    pub async fn post_proteus(
+        &self,
+        id: &Qualified<ConversationId>,
+        msg: &NewProteusMessage,
+    ) -> Result<Delivery, ClientError> {
+        let path = format!("/v1/conversations/{}/{}/proteus/messages", id.domain, id.id);
+        let resp = self.request(Method::POST, &path, Some(msg)).await?;
+        match resp.status().as_u16() {
+            201 => Ok(Delivery::Sent(resp.json().await?)),
+            412 => Ok(Delivery::Missing(resp.json().await?)),
+            _ => Err(Self::refused(resp).await),
+        }
+    }
+
+    /// Opens a device's live socket, replaying its queue after `since` first. The
+    /// socket authenticates once, at the upgrade: an expired token is refreshed and
+    /// the upgrade repeated, as for any other call.
+    pub async fn connect_live(
+        &self,
+        client: ClientId,
+        since: Option<u64>,
+    ) -> Result<LiveSocket, ClientError> {
+        match self.upgrade(client, since).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401 => {
+                self.refresh().await?;
+                self.upgrade(client, since).await
+            }
+            other => other,
+        }
+        .map(|ws| LiveSocket { ws })
+        .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    async fn upgrade(
+        &self,
+        client: ClientId,
+        since: Option<u64>,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        let ws_base = self
+            .base
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
+        let token = self.bearer().unwrap_or_default();
+        let url = format!("{ws_base}/v1/await?client={client}&access_token={token}{since}");
+        tokio_tungstenite::connect_async(url)
+            .await
+            .map(|(ws, _)| ws)
+    }
+
+    /// A page of a device's event queue after `since`.
+    pub async fn notifications(
+        &self,
+        client: ClientId,
+        since: Option<u64>,
+    ) -> Result<NotificationPage, ClientError> {
+        let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
+        let path = format!("/v1/notifications?client={client}{since}");
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let api = Api::new("http://127.0.0.1:1").expect("client");
+        api.keep(AccessToken {
+            access_token: "secret-token".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+            user: UserId::nil(),
+        });
+        let shown = format!("{api:?}");
+        assert!(!shown.contains("secret-token"), "{shown}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+    }
+}

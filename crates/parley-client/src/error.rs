@@ -1,0 +1,58 @@
+//! The one error type of the SDK.
+
+/// What went wrong, in terms a client can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server refused: its status, stable label and message.
+    #[error("{status} {label}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable label (match on this).
+        label: String,
+        /// For people.
+        message: String,
+    },
+    /// The call needs a logged-in user.
+    #[error("log in first")]
+    NotLoggedIn,
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach the server: {0}")]
+    Transport(String),
+    /// The server answered something this client does not understand.
+    #[error("unexpected answer from the server: {0}")]
+    Decode(String),
+    /// End-to-end encryption failed (the peer's device is named where known).
+    #[error("encryption: {0}")]
+    Crypto(String),
+    /// The local store's passphrase is wrong.
+    #[error("wrong passphrase for this device's local store")]
+    WrongPassphrase,
+    /// The local store could not be read or written (what and where are named).
+    #[error("local store: {0}")]
+    Storage(String),
+    /// Sending kept finding new missing devices.
+    #[error("the conversation's devices kept changing; try again")]
+    Unsettled,
+}
+
+impl ClientError {
+    /// The server's label, if the server refused.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            Self::Api { label, .. } => Some(label),
+            _ => None,
+        }
+    }
+}
+
+impl From<reqwest::Error> for ClientError {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_decode() {
+            Self::Decode(e.without_url().to_string())
+        } else {
+            Self::Transport(e.without_url().to_string())
+        }
+    }
+}

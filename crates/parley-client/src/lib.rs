@@ -1,0 +1,19 @@
+//! Parley's client SDK, the part every client and bot uses.
+//!
+//! [`api::Api`] speaks the HTTP API: typed calls, labelled errors
+//! ([`ClientError`]), and access tokens refreshed from the login cookie without the
+//! caller noticing. [`device::Device`] is one device's end-to-end encryption: its
+//! Proteus identity and prekeys, a session per remote device, sending to every
+//! device of a conversation (claiming prekeys and retrying when the server names
+//! missing devices) and decrypting what arrives.
+//!
+//! Still to come (issue 5): the encrypted local store, the user trust chain and
+//! recovery bundle, message content, verification states, MLS.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod device;
+mod error;
+pub mod local_store;
+
+pub use error::ClientError;

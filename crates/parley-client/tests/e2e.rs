@@ -1,0 +1,237 @@
+//! The SDK against a real server on a loopback port (SQLite in a temporary
+//! directory): accounts, devices and Proteus-encrypted messages between three
+//! devices, with the server holding nothing but ciphertext.
+
+#![allow(clippy::print_stderr)]
+
+use std::sync::Arc;
+
+use parley_api::{NewConversation, Qualified, Register};
+use parley_client::api::Api;
+use parley_client::device::{Device, Incoming, Received};
+use parley_server::config::{Database, Settings};
+use parley_server::server::{RunningServer, start_with_store};
+
+const PASSWORD: &str = "Secret-123!";
+
+struct Server {
+    running: RunningServer,
+    dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings::development(dir.path());
+    settings.listen = "127.0.0.1:0".parse().expect("address");
+    let path = dir.path().join("parley.db");
+    settings.database = Database::Sqlite(path.clone());
+    let store = parley_store_sqlite::SqliteStore::open(&path)
+        .await
+        .expect("store");
+    let running = start_with_store(settings, Arc::new(store), Default::default())
+        .await
+        .expect("server starts");
+    Server { running, dir }
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://{}", self.running.addr)
+    }
+
+    fn code_for(&self, email: &str) -> String {
+        for entry in std::fs::read_dir(self.dir.path().join("outbox")).expect("outbox") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("mail");
+            if text.contains(&format!("To: {email}"))
+                && let Some(at) = text.find("code is ")
+            {
+                return text[at + 8..at + 14].to_owned();
+            }
+        }
+        panic!("no code for {email}")
+    }
+
+    async fn account(&self, name: &str) -> Api {
+        let api = Api::new(&self.url()).expect("client");
+        let email = format!("{name}@example.com");
+        api.send_activation_code(&email).await.expect("code sent");
+        let register = Register {
+            name: name.into(),
+            email: email.clone(),
+            email_code: self.code_for(&email),
+            password: PASSWORD.into(),
+        };
+        api.register(&register).await.expect("registered");
+        api
+    }
+}
+
+/// The plaintexts of decrypted messages.
+fn texts(incoming: &[Incoming]) -> Vec<Vec<u8>> {
+    incoming
+        .iter()
+        .filter_map(|i| match i {
+            Incoming::Message(Received { plaintext, .. }) => Some(plaintext.clone()),
+            Incoming::Undecryptable { .. } => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
+    let s = server().await;
+    let alice = s.account("alice").await;
+    let bob = s.account("bob").await;
+    let mut a1 = Device::register(&alice, PASSWORD).await.expect("device");
+    let mut b1 = Device::register(&bob, PASSWORD).await.expect("device");
+    let mut b2 = Device::register(&bob, PASSWORD).await.expect("device");
+    assert_ne!(b1.fingerprint(), b2.fingerprint());
+
+    let conv = alice
+        .create_conversation(&NewConversation {
+            name: "plans".into(),
+            users: vec![Qualified {
+                id: bob.user().expect("logged in"),
+                domain: "localhost".into(),
+            }],
+            message_timer: None,
+            receipt_mode: 0,
+        })
+        .await
+        .expect("conversation")
+        .id;
+
+    // No sessions yet: the server names Bob's two devices, Alice claims their
+    // prekeys, opens sessions and the message goes through.
+    let sent = a1.send(&alice, &conv, b"meet at noon").await.expect("sent");
+    assert!(sent.missing.is_empty() && sent.deleted.is_empty());
+    assert!(a1.has_session(bob.user().expect("id"), b1.id()));
+    for device in [&mut b1, &mut b2] {
+        let got = device.sync(&bob).await.expect("synced");
+        assert_eq!(texts(&got), [b"meet at noon".to_vec()], "{got:?}");
+        assert!(matches!(&got[0], Incoming::Message(m) if m.sender == a1.id()));
+    }
+
+    // Alice used one of each of Bob's prekeys; reading her message topped the
+    // pools back up.
+    for device in [&b1, &b2] {
+        assert_eq!(bob.prekey_count(device.id()).await.expect("count"), 100);
+    }
+
+    // Bob answers from one device: Alice and Bob's other device both read it.
+    b1.send(&bob, &conv, b"see you").await.expect("sent");
+    let at_alice = a1.sync(&alice).await.expect("synced");
+    assert_eq!(texts(&at_alice), [b"see you".to_vec()]);
+    let at_b2 = b2.sync(&bob).await.expect("synced");
+    assert_eq!(texts(&at_b2), [b"see you".to_vec()]);
+
+    // A message that cannot be decrypted is shown as such, and the next one is read.
+    let bogus = parley_api::NewProteusMessage {
+        sender: a1.id(),
+        recipients: [(
+            "localhost".to_owned(),
+            [(
+                bob.user().expect("id"),
+                [(b1.id(), "AAAA".to_owned())].into_iter().collect(),
+            )]
+            .into_iter()
+            .collect(),
+        )]
+        .into_iter()
+        .collect(),
+        data: None,
+        transient: false,
+        report_missing: parley_api::ReportMissing::None,
+    };
+    alice.post_proteus(&conv, &bogus).await.expect("posted");
+    a1.send(&alice, &conv, b"readable").await.expect("sent");
+    let got = b1.sync(&bob).await.expect("synced");
+    assert!(
+        matches!(&got[0], Incoming::Undecryptable { sender, .. } if *sender == a1.id()),
+        "{got:?}"
+    );
+    assert_eq!(texts(&got[1..]), [b"readable".to_vec()]);
+    b2.sync(&bob).await.expect("synced");
+
+    // Sixteen minutes later the access tokens have expired: the client refreshes
+    // them from the login cookie without the caller noticing.
+    s.running.clock.advance(16 * 60);
+    for n in 0..5 {
+        let text = format!("ping {n}");
+        a1.send(&alice, &conv, text.as_bytes()).await.expect("sent");
+        let got = b1.sync(&bob).await.expect("synced");
+        assert_eq!(texts(&got), [text.into_bytes()]);
+    }
+
+    // Live: Bob's first device listens on its socket. After a reconnect it gets
+    // what it missed, in order, and nothing twice.
+    let mut live = b1.connect(&bob).await.expect("socket");
+    a1.send(&alice, &conv, b"live one").await.expect("sent");
+    let mut seen = Vec::new();
+    while seen.is_empty() {
+        let frame = live.next().await.expect("frame").expect("open");
+        seen.extend(b1.handle(&frame));
+    }
+    assert_eq!(texts(&seen), [b"live one".to_vec()]);
+    drop(live);
+    // Bob's token expires while he is away: reconnecting refreshes it.
+    s.running.clock.advance(16 * 60);
+    for text in ["missed one", "missed two"] {
+        a1.send(&alice, &conv, text.as_bytes()).await.expect("sent");
+    }
+    let mut live = b1.connect(&bob).await.expect("socket");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let frame = live.next().await.expect("frame").expect("open");
+        seen.extend(b1.handle(&frame));
+    }
+    assert_eq!(
+        texts(&seen),
+        [b"missed one".to_vec(), b"missed two".to_vec()]
+    );
+    b2.sync(&bob).await.expect("synced");
+
+    // Bob's second device is saved to its encrypted store and restored (as after a
+    // restart): it keeps its identity and sessions and reads what arrives next.
+    let saved = s.dir.path().join("bob-device-2");
+    let store =
+        parley_client::local_store::LocalStore::open(&saved, "bob's passphrase").expect("store");
+    b2.save(&store).expect("saved");
+    let fingerprint = b2.fingerprint();
+    drop(b2);
+    drop(store);
+    let store =
+        parley_client::local_store::LocalStore::open(&saved, "bob's passphrase").expect("reopened");
+    let mut b2 = Device::load(&store)
+        .expect("loaded")
+        .expect("a saved device");
+    assert_eq!(b2.fingerprint(), fingerprint);
+    a1.send(&alice, &conv, b"after the restart")
+        .await
+        .expect("sent");
+    let got = b2.sync(&bob).await.expect("synced");
+    assert_eq!(
+        texts(&got).last(),
+        Some(&b"after the restart".to_vec()),
+        "the restored device decrypts with its restored session"
+    );
+    assert!(matches!(
+        parley_client::local_store::LocalStore::open(&saved, "wrong"),
+        Err(parley_client::ClientError::WrongPassphrase)
+    ));
+
+    // The server's database holds no plaintext.
+    drop(s.running);
+    let db = std::fs::read(s.dir.path().join("parley.db")).expect("db");
+    let wal = std::fs::read(s.dir.path().join("parley.db-wal")).unwrap_or_default();
+    for needle in [
+        &b"meet at noon"[..],
+        b"see you",
+        b"ping 3",
+        b"after the restart",
+    ] {
+        let found = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        assert!(!found(&db) && !found(&wal), "plaintext on the server");
+    }
+}
