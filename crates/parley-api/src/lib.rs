@@ -15,6 +15,8 @@ pub use uuid::Uuid;
 
 mod conversations;
 pub use conversations::*;
+mod trust;
+pub use trust::*;
 
 /// A user id: a random UUID v4.
 pub type UserId = Uuid;
@@ -348,6 +350,9 @@ pub struct NewClient {
     pub prekeys: Vec<Prekey>,
     /// The last-resort prekey (id 65535).
     pub last_prekey: Prekey,
+    /// The device's identity key signed by the user's root key.
+    #[serde(default)]
+    pub trust: Option<DeviceTrust>,
 }
 
 /// A device as its owner sees it.
@@ -370,6 +375,9 @@ pub struct Client {
     /// When it was registered.
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
+    /// The device's identity key signed by the user's root key.
+    #[serde(default)]
+    pub trust: Option<DeviceTrust>,
 }
 
 /// A device as anyone sees it.
@@ -380,6 +388,9 @@ pub struct PublicClient {
     pub id: ClientId,
     /// What kind of device.
     pub class: ClientClass,
+    /// The device's identity key signed by the user's root key.
+    #[serde(default)]
+    pub trust: Option<DeviceTrust>,
 }
 
 /// `POST /v1/clients/{id}/prekeys`
@@ -636,6 +647,8 @@ pub mod limits {
     pub const MAX_CONVERSATION_PAGE: usize = 500;
     /// A group name's length in characters.
     pub const MAX_CONVERSATION_NAME: usize = 256;
+    /// A recovery bundle's size in bytes.
+    pub const MAX_RECOVERY_BUNDLE: usize = 16 * 1024;
     /// Access tokens live 15 minutes.
     pub const ACCESS_TOKEN_SECONDS: u64 = 15 * 60;
 }

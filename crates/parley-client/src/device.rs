@@ -164,6 +164,7 @@ impl Device {
             password: Some(password.to_owned()),
             prekeys: uploads,
             last_prekey: public(&last),
+            trust: None,
         };
         let client = api.add_client(&request).await?;
         prekeys.insert(last.id(), last);

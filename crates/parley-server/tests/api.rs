@@ -26,6 +26,7 @@ on_both_stores!(crate::support::GENEROUS =>
     device_queues_tell_the_other_devices,
     purged_events_answer_notifications_lost,
     the_websocket_pushes_events_live_and_catches_up,
+    device_signatures_and_the_recovery_bundle,
 );
 
 fn label(v: &Value) -> &str {
@@ -1063,4 +1064,92 @@ async fn the_websocket_pushes_events_live_and_catches_up(s: &TestServer) {
         matches!(err, tokio_tungstenite::tungstenite::Error::Http(ref r) if r.status() == 404),
         "{err}"
     );
+}
+
+/// The trust chain as the server sees it: a device's identity key signed by the
+/// user's root key is checked, stored and shown to everyone; the recovery bundle
+/// is an opaque blob only its owner reads.
+async fn device_signatures_and_the_recovery_bundle(s: &TestServer) {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let u = s.register("root@example.com").await;
+    let other = s.register("peer@example.com").await;
+    let root = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let identity = [9u8; 32];
+    let signed_for = |user: parley_api::UserId| {
+        root.sign(&parley_api::device_signature_message(user, &identity))
+            .to_bytes()
+    };
+    let trust = |signature: &[u8]| {
+        json!({
+            "identity_key": b64(&identity),
+            "root_key": b64(root.verifying_key().as_bytes()),
+            "signature": b64(signature),
+        })
+    };
+    let with = |t: Value| {
+        let mut v = new_client("permanent", [1], Some(PASSWORD));
+        v["trust"] = t;
+        v
+    };
+    // Refused: a signature for another user, a flipped bit, wrong lengths.
+    let mut flipped = signed_for(u.id);
+    flipped[0] ^= 1;
+    let mut short = trust(&signed_for(u.id));
+    short["identity_key"] = json!(b64(&[1; 31]));
+    for bad in [
+        trust(&signed_for(other.id)),
+        trust(&flipped),
+        trust(&[0; 63]),
+        short,
+    ] {
+        let (st, v) = s.post("/v1/clients", Some(&u.token), with(bad)).await;
+        assert_eq!((st.as_u16(), label(&v)), (400, "invalid-device-signature"));
+    }
+    let (_, v) = s.get("/v1/clients", &u.token).await;
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "nothing was added");
+
+    let good = trust(&signed_for(u.id));
+    let (st, v) = s
+        .post("/v1/clients", Some(&u.token), with(good.clone()))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["trust"], good);
+    let (_, v) = s
+        .get(
+            &format!("/v1/users/localhost/{}/clients", u.id),
+            &other.token,
+        )
+        .await;
+    assert_eq!(v[0]["trust"], good, "peers see the signature");
+    let (st, v) = s.add_client(&u, "permanent", [1]).await;
+    assert_eq!(st, 201);
+    assert_eq!(v["trust"], Value::Null, "an unsigned device says so");
+
+    let path = "/v1/self/recovery-bundle";
+    let (st, v) = s.get(path, &u.token).await;
+    assert_eq!((st.as_u16(), label(&v)), (404, "no-recovery-bundle"));
+    let put = |body: Value| s.call(Method::PUT, path, Some(&u.token), Some(body));
+    for bad in [
+        json!({"bundle": "***"}),
+        json!({"bundle": ""}),
+        json!({"bundle": b64(&vec![1; parley_api::limits::MAX_RECOVERY_BUNDLE + 1])}),
+    ] {
+        let (st, v, _) = put(bad).await;
+        assert_eq!((st.as_u16(), label(&v)), (400, "invalid-recovery-bundle"));
+    }
+    let (st, _) = s.get(path, &u.token).await;
+    assert_eq!(st, 404, "bad bundles change nothing");
+    for bundle in [b64(b"first"), b64(&[0xff; 2000])] {
+        let (st, _, _) = put(json!({ "bundle": bundle })).await;
+        assert_eq!(st, 200);
+        let (st, v) = s.get(path, &u.token).await;
+        assert_eq!(
+            (st.as_u16(), v["bundle"].as_str()),
+            (200, Some(bundle.as_str()))
+        );
+    }
+    let (st, _) = s.get(path, &other.token).await;
+    assert_eq!(st, 404, "each user reads only their own");
 }

@@ -143,6 +143,7 @@ fn client_row(r: &PgRow) -> StoreResult<ClientRecord> {
         label: r.try_get("label").map_err(backend)?,
         cookie_label: r.try_get("cookie_label").map_err(backend)?,
         created_at: r.try_get("created_at").map_err(backend)?,
+        trust: r.try_get("trust").map_err(backend)?,
     })
 }
 
@@ -792,8 +793,8 @@ impl Store for PostgresStore {
             }
         }
         sqlx::query(
-            "INSERT INTO clients (user_id, id, kind, class, model, label, cookie_label, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO clients (user_id, id, kind, class, model, label, cookie_label, created_at, trust) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(c.user.to_string())
         .bind(client_id(c.id))
@@ -803,6 +804,7 @@ impl Store for PostgresStore {
         .bind(&c.label)
         .bind(&c.cookie_label)
         .bind(c.created_at)
+        .bind(&c.trust)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -1326,5 +1328,28 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)
+    }
+
+    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
+        let updated = sqlx::query("UPDATE users SET recovery_bundle = $1 WHERE id = $2")
+            .bind(bundle)
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+        let row: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = $1")
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.flatten())
     }
 }

@@ -276,6 +276,7 @@ fn client_row(r: &SqliteRow) -> StoreResult<ClientRecord> {
         label: r.try_get("label").map_err(backend)?,
         cookie_label: r.try_get("cookie_label").map_err(backend)?,
         created_at: r.try_get("created_at").map_err(backend)?,
+        trust: r.try_get("trust").map_err(backend)?,
     })
 }
 
@@ -910,8 +911,8 @@ impl Store for SqliteStore {
             }
         }
         sqlx::query(
-            "INSERT INTO clients (user_id, id, kind, class, model, label, cookie_label, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO clients (user_id, id, kind, class, model, label, cookie_label, created_at, trust) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(c.user.to_string())
         .bind(client_id(c.id))
@@ -921,6 +922,7 @@ impl Store for SqliteStore {
         .bind(&c.label)
         .bind(&c.cookie_label)
         .bind(c.created_at)
+        .bind(&c.trust)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -1408,5 +1410,29 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)
+    }
+
+    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let updated = sqlx::query("UPDATE users SET recovery_bundle = ? WHERE id = ?")
+            .bind(bundle)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+        let row: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = ?")
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.flatten())
     }
 }

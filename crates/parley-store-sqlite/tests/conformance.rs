@@ -80,6 +80,7 @@ async fn a_failing_delivery_fails_alone_in_its_batch() {
         label: None,
         cookie_label: None,
         created_at: 1,
+        trust: None,
     };
     let last_resort = PrekeyRecord {
         id: 65535,

@@ -39,6 +39,7 @@ pub async fn run(store: Arc<dyn Store>) {
     deliveries(&*store).await;
     concurrent_deliveries(store.clone()).await;
     push_endpoints(&*store).await;
+    trust_chain(&*store).await;
 }
 
 fn user(email: &str) -> User {
@@ -65,6 +66,7 @@ fn client(user: &User, id: u64, kind: ClientType) -> ClientRecord {
         label: None,
         cookie_label: None,
         created_at: 1_700_000_000,
+        trust: None,
     }
 }
 
@@ -1179,4 +1181,41 @@ async fn push_endpoints(s: &dyn Store) {
         s.push_endpoint(a.id, ClientId(1)).await.expect("read"),
         None
     );
+}
+
+async fn trust_chain(s: &dyn Store) {
+    let u = user("trust@example.com");
+    s.create_user(&u).await.expect("create");
+    let signed = ClientRecord {
+        trust: Some(r#"{"root_key":"r","signature":"s"}"#.into()),
+        ..client(&u, 4, ClientType::Permanent)
+    };
+    s.add_client(&signed, &prekeys([65535]), 7, QUIET)
+        .await
+        .expect("device");
+    let stored = s.client(u.id, ClientId(4)).await.expect("read");
+    assert_eq!(
+        stored.as_ref().and_then(|c| c.trust.as_deref()),
+        signed.trust.as_deref()
+    );
+    assert_eq!(s.clients(u.id).await.expect("list"), vec![signed]);
+
+    assert_eq!(s.recovery_bundle(u.id).await.expect("read"), None);
+    s.set_recovery_bundle(u.id, Some(&[1, 2, 3]))
+        .await
+        .expect("set");
+    s.set_recovery_bundle(u.id, Some(&[0, 255, 7, 9]))
+        .await
+        .expect("replace");
+    assert_eq!(
+        s.recovery_bundle(u.id).await.expect("read"),
+        Some(vec![0, 255, 7, 9])
+    );
+    assert!(matches!(
+        s.set_recovery_bundle(Uuid::new_v4(), Some(&[1])).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.recovery_bundle(Uuid::new_v4()).await.expect("read"), None);
+    s.set_recovery_bundle(u.id, None).await.expect("remove");
+    assert_eq!(s.recovery_bundle(u.id).await.expect("read"), None);
 }

@@ -138,6 +138,9 @@ pub struct ClientRecord {
     pub cookie_label: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
+    /// The device's identity key signed by the user's root key (JSON of
+    /// `parley_api::DeviceTrust`), if the device published one.
+    pub trust: Option<String>,
 }
 
 /// A prekey as stored: id and the opaque key the device uploaded.
@@ -498,6 +501,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<()>;
     /// A device's push endpoint.
     async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>>;
+
+    // --- the user's recovery bundle -------------------------------------------
+
+    /// Replaces (or with `None` removes) the user's recovery bundle, an opaque
+    /// encrypted blob. `NotFound` for an unknown user.
+    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()>;
+    /// The user's recovery bundle.
+    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
 }
 
 /// The columns of a [`columns::ConnectionRow`], in order, as a literal for

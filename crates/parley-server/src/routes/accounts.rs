@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_api::{
     AccessToken, ChangePassword, ClientId, CookieList, Login, PasswordConfirmation,
-    PasswordResetComplete, PasswordResetRequest, Register, RemoveCookies, SelfProfile,
-    SendActivationCode, SetHandle, UpdateProfile, UserId, UserProfile,
+    PasswordResetComplete, PasswordResetRequest, RecoveryBundle, Register, RemoveCookies,
+    SelfProfile, SendActivationCode, SetHandle, UpdateProfile, UserId, UserProfile,
 };
 use serde::Deserialize;
 
@@ -184,4 +184,22 @@ pub(super) async fn get_handle(
     ApiPath(handle): ApiPath<String>,
 ) -> ApiResult<Json<UserProfile>> {
     Ok(Json(s.accounts.by_handle(&handle).await?))
+}
+
+#[utoipa::path(put, path = "/v1/self/recovery-bundle", tag = "users", request_body = RecoveryBundle, responses((status = 200, description = "stored, replacing any earlier bundle"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn put_recovery_bundle(
+    State(s): State<AppState>,
+    Auth(me): Auth,
+    ApiJson(req): ApiJson<RecoveryBundle>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.accounts.set_recovery_bundle(me.user, &req).await?;
+    Ok(done())
+}
+
+#[utoipa::path(get, path = "/v1/self/recovery-bundle", tag = "users", responses((status = 200, body = RecoveryBundle), (status = 404, description = "no bundle yet", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn get_recovery_bundle(
+    State(s): State<AppState>,
+    Auth(me): Auth,
+) -> ApiResult<Json<RecoveryBundle>> {
+    Ok(Json(s.accounts.recovery_bundle(me.user).await?))
 }

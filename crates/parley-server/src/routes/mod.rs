@@ -98,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(accounts::put_handle))
         .routes(routes!(accounts::put_password))
+        .routes(routes!(
+            accounts::put_recovery_bundle,
+            accounts::get_recovery_bundle
+        ))
         .routes(routes!(accounts::get_user))
         .routes(routes!(accounts::get_handle))
         .routes(routes!(clients::add, clients::list))

@@ -4,8 +4,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use parley_api::{
-    AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, Register, SelfProfile,
-    UpdateProfile, UserId, UserProfile, limits,
+    AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, RecoveryBundle, Register,
+    SelfProfile, UpdateProfile, UserId, UserProfile, limits,
 };
 use parley_store::{ActivationCode, Cookie, PasswordReset, ProfileUpdate, User};
 use sha2::{Digest, Sha256};
@@ -461,6 +461,47 @@ impl Accounts {
             .await?;
         self.core.announce_users(&[id]);
         Ok(())
+    }
+
+    /// Stores the user's recovery bundle (opaque: encrypted by the client).
+    pub async fn set_recovery_bundle(&self, id: UserId, bundle: &RecoveryBundle) -> ApiResult<()> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&bundle.bundle)
+            .map_err(|_| {
+                ApiError::bad_request("invalid-recovery-bundle", "bundle must be base64")
+            })?;
+        if bytes.is_empty() || bytes.len() > limits::MAX_RECOVERY_BUNDLE {
+            return Err(ApiError::bad_request(
+                "invalid-recovery-bundle",
+                format!(
+                    "a recovery bundle holds 1 to {} bytes",
+                    limits::MAX_RECOVERY_BUNDLE
+                ),
+            ));
+        }
+        self.core
+            .store
+            .set_recovery_bundle(id, Some(&bytes))
+            .await
+            .map_err(|e| match e {
+                parley_store::StoreError::NotFound => {
+                    ApiError::not_found("not-found", "no such user")
+                }
+                e => e.into(),
+            })
+    }
+
+    /// The user's recovery bundle.
+    pub async fn recovery_bundle(&self, id: UserId) -> ApiResult<RecoveryBundle> {
+        let bytes = self.core.store.recovery_bundle(id).await?.ok_or_else(|| {
+            ApiError::not_found(
+                "no-recovery-bundle",
+                "this account has no recovery bundle yet: create one on a device that has the root key",
+            )
+        })?;
+        Ok(RecoveryBundle {
+            bundle: base64::engine::general_purpose::STANDARD.encode(bytes),
+        })
     }
 
     /// Sets the user's unique handle.

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use parley_api::{
-    Client, ClientId, ClientPrekey, EventPayload, NewClient, OffsetDateTime, Prekey, PrekeyMap,
-    PrekeyRequest, PublicClient, UserId, limits,
+    Client, ClientId, ClientPrekey, DeviceTrust, EventPayload, NewClient, OffsetDateTime, Prekey,
+    PrekeyMap, PrekeyRequest, PublicClient, UserId, limits,
 };
 use parley_store::{ClientRecord, PrekeyRecord};
 
@@ -78,8 +78,46 @@ fn check_key(p: &Prekey) -> ApiResult<PrekeyRecord> {
     })
 }
 
+/// Checks a device's trust-chain signature (the root key really signed this
+/// identity key for this user) and returns it as stored. Clients check it again
+/// themselves; the server refuses garbage so nobody stores it.
+fn check_trust(user: UserId, trust: &DeviceTrust) -> ApiResult<String> {
+    let invalid = |why: &str| ApiError::bad_request("invalid-device-signature", why.to_owned());
+    let key = |field: &str, value: &str| -> ApiResult<[u8; 32]> {
+        B64.decode(value)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| invalid(&format!("{field} must be base64 of 32 bytes")))
+    };
+    let identity = key("identity_key", &trust.identity_key)?;
+    let root = ed25519_dalek::VerifyingKey::from_bytes(&key("root_key", &trust.root_key)?)
+        .map_err(|_| invalid("root_key is not an Ed25519 public key"))?;
+    let signature = B64
+        .decode(&trust.signature)
+        .ok()
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| ed25519_dalek::Signature::from_bytes(&b))
+        .ok_or_else(|| invalid("signature must be base64 of 64 bytes"))?;
+    root.verify_strict(
+        &parley_api::device_signature_message(user, &identity),
+        &signature,
+    )
+    .map_err(|_| invalid("the root key did not sign this identity key for this user"))?;
+    Ok(serde_json::to_string(trust).expect("a DeviceTrust serializes"))
+}
+
+/// Reads the stored trust column (written by [`check_trust`]).
+fn stored_trust(c: &ClientRecord) -> Option<DeviceTrust> {
+    let json = c.trust.as_deref()?;
+    serde_json::from_str(json)
+        .inspect_err(|_| tracing::warn!(client = %c.id, "unreadable stored device signature"))
+        .ok()
+}
+
 fn to_api(c: ClientRecord) -> Client {
+    let trust = stored_trust(&c);
     Client {
+        trust,
         id: c.id,
         kind: c.kind,
         class: c.class,
@@ -126,11 +164,17 @@ impl Clients {
                 ));
             }
         }
+        let trust = req
+            .trust
+            .as_ref()
+            .map(|t| check_trust(user, t))
+            .transpose()?;
         let owner = self
             .accounts
             .confirm_password(user, req.password.as_deref())
             .await?;
         let record = ClientRecord {
+            trust,
             user,
             id: ClientId(u64::from_le_bytes(random::<8>())),
             kind: req.kind,
@@ -233,6 +277,7 @@ impl Clients {
         Ok(clients
             .into_iter()
             .map(|c| PublicClient {
+                trust: stored_trust(&c),
                 id: c.id,
                 class: c.class,
             })
