@@ -5,14 +5,18 @@
 //! client gets a new token from `/v1/access` with the login cookie it keeps, and
 //! repeats the call once; the caller never sees the refresh.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use base64::Engine as _;
 use parley_api::{
-    AccessToken, Client, ClientId, Conversation, ConversationId, ErrorBody, Login, MessageSent,
-    NewClient, NewConversation, NewProteusMessage, NotificationPage, Prekey, PrekeyCount,
-    PrekeyMap, PrekeyRequest, Qualified, Register, SendActivationCode, UploadPrekeys, UserId,
+    AccessToken, AddMembers, Client, ClientId, Connection, ConnectionStatus, ConnectionUpdate,
+    Conversation, ConversationId, ConversationPage, ErrorBody, Login, MessageSent, NewClient,
+    NewConversation, NewProteusMessage, NotificationPage, PasswordConfirmation, Prekey,
+    PrekeyCount, PrekeyMap, PrekeyRequest, PublicClient, Qualified, RecoveryBundle, Register,
+    SendActivationCode, UploadPrekeys, UserId, UserProfile, Uuid,
 };
 use reqwest::Method;
+use reqwest::cookie::CookieStore as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -62,10 +66,28 @@ pub enum Delivery {
     Missing(MessageSent),
 }
 
+/// What resumes a login in a later run: the user and the login cookie.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct LoginState {
+    /// Who is logged in.
+    pub user: UserId,
+    /// The `Cookie` header value (a secret).
+    pub cookie: String,
+}
+
+impl std::fmt::Debug for LoginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginState")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A connection to one Parley server for one user.
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    jar: Arc<reqwest::cookie::Jar>,
     token: Mutex<Option<AccessToken>>,
 }
 
@@ -85,15 +107,54 @@ impl Api {
     /// if the program has not chosen one.
     pub fn new(base: &str) -> Result<Self, ClientError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = base.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base).map_err(|e| {
+            ClientError::Transport(format!("{base:?} is not a server address: {e}"))
+        })?;
+        let jar = Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
-            .cookie_store(true)
+            .cookie_provider(jar.clone())
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Self {
             http,
-            base: base.trim_end_matches('/').to_owned(),
+            base,
+            jar,
             token: Mutex::new(None),
         })
+    }
+
+    /// The server's address.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&self.base).expect("checked in Api::new")
+    }
+
+    /// The login cookie and user, for a program that runs again later (the CLI):
+    /// a secret, to be kept in the encrypted local store.
+    pub fn login_state(&self) -> Option<LoginState> {
+        let cookie = self.jar.cookies(&self.url())?;
+        Some(LoginState {
+            user: self.user()?,
+            cookie: cookie.to_str().ok()?.to_owned(),
+        })
+    }
+
+    /// Resumes from [`Api::login_state`]: the first call refreshes the access
+    /// token with the cookie.
+    pub fn resume(&self, state: &LoginState) {
+        for pair in state.cookie.split("; ") {
+            self.jar.add_cookie_str(pair, &self.url());
+        }
+        self.keep(AccessToken {
+            access_token: String::new(),
+            token_type: "Bearer".into(),
+            expires_in: 0,
+            user: state.user,
+        });
     }
 
     /// The logged-in user.
@@ -321,6 +382,163 @@ impl Api {
         tokio_tungstenite::connect_async(url)
             .await
             .map(|(ws, _)| ws)
+    }
+
+    /// Logs out: the server revokes the login cookie; this client forgets it.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/access/logout", self.base))
+            .send()
+            .await?;
+        *self.token.lock().expect("the token lock is never poisoned") = None;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        Ok(())
+    }
+
+    /// This user's devices.
+    pub async fn clients(&self) -> Result<Vec<Client>, ClientError> {
+        self.json(Method::GET, "/v1/clients", None::<&()>).await
+    }
+
+    /// Removes one of this user's devices (password required).
+    pub async fn remove_client(&self, client: ClientId, password: &str) -> Result<(), ClientError> {
+        let body = PasswordConfirmation {
+            password: Some(password.to_owned()),
+        };
+        let path = format!("/v1/clients/{client}");
+        let _: serde_json::Value = self.json(Method::DELETE, &path, Some(&body)).await?;
+        Ok(())
+    }
+
+    /// Anyone's devices, with their published signatures.
+    pub async fn user_clients(
+        &self,
+        user: &Qualified<Uuid>,
+    ) -> Result<Vec<PublicClient>, ClientError> {
+        let path = format!("/v1/users/{}/{}/clients", user.domain, user.id);
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// A user's profile.
+    pub async fn user_profile(&self, user: &Qualified<Uuid>) -> Result<UserProfile, ClientError> {
+        let path = format!("/v1/users/{}/{}", user.domain, user.id);
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Finds a user by handle.
+    pub async fn user_by_handle(&self, handle: &str) -> Result<UserProfile, ClientError> {
+        let path = format!("/v1/handles/{handle}");
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Sets this user's handle.
+    pub async fn set_handle(&self, handle: &str) -> Result<(), ClientError> {
+        let body = parley_api::SetHandle {
+            handle: handle.to_owned(),
+        };
+        let _: serde_json::Value = self
+            .json(Method::PUT, "/v1/self/handle", Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Asks to connect with a user.
+    pub async fn request_connection(
+        &self,
+        user: &Qualified<Uuid>,
+    ) -> Result<Connection, ClientError> {
+        let path = format!("/v1/connections/{}/{}", user.domain, user.id);
+        self.json(Method::POST, &path, None::<&()>).await
+    }
+
+    /// Accepts, ignores, blocks or cancels a connection.
+    pub async fn update_connection(
+        &self,
+        user: &Qualified<Uuid>,
+        status: ConnectionStatus,
+    ) -> Result<Connection, ClientError> {
+        let path = format!("/v1/connections/{}/{}", user.domain, user.id);
+        let body = ConnectionUpdate { status };
+        self.json(Method::PUT, &path, Some(&body)).await
+    }
+
+    /// This user's connections.
+    pub async fn connections(&self) -> Result<Vec<Connection>, ClientError> {
+        self.json(Method::GET, "/v1/connections", None::<&()>).await
+    }
+
+    /// Every conversation this user is a member of, page by page.
+    pub async fn conversations(&self) -> Result<Vec<Conversation>, ClientError> {
+        let mut all = Vec::new();
+        let mut start = String::new();
+        loop {
+            let path = format!("/v1/conversations?size=500{start}");
+            let page: ConversationPage = self.json(Method::GET, &path, None::<&()>).await?;
+            start = page
+                .conversations
+                .last()
+                .map(|c| format!("&start={}", c.id.id))
+                .unwrap_or_default();
+            all.extend(page.conversations);
+            if !page.has_more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Adds members to a group.
+    pub async fn add_members(
+        &self,
+        id: &Qualified<ConversationId>,
+        users: Vec<Qualified<Uuid>>,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/conversations/{}/{}/members", id.domain, id.id);
+        let body = AddMembers { users, role: None };
+        let _: serde_json::Value = self.json(Method::POST, &path, Some(&body)).await?;
+        Ok(())
+    }
+
+    /// Removes a member from a group (or, with this user, leaves it).
+    pub async fn remove_member(
+        &self,
+        id: &Qualified<ConversationId>,
+        user: &Qualified<Uuid>,
+    ) -> Result<(), ClientError> {
+        let path = format!(
+            "/v1/conversations/{}/{}/members/{}/{}",
+            id.domain, id.id, user.domain, user.id
+        );
+        let _: serde_json::Value = self.json(Method::DELETE, &path, None::<&()>).await?;
+        Ok(())
+    }
+
+    /// Stores this user's recovery bundle.
+    pub async fn put_recovery_bundle(&self, bundle: &[u8]) -> Result<(), ClientError> {
+        let body = RecoveryBundle {
+            bundle: base64::engine::general_purpose::STANDARD.encode(bundle),
+        };
+        let _: serde_json::Value = self
+            .json(Method::PUT, "/v1/self/recovery-bundle", Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// This user's recovery bundle, if one was stored.
+    pub async fn recovery_bundle(&self) -> Result<Option<Vec<u8>>, ClientError> {
+        match self
+            .json::<RecoveryBundle>(Method::GET, "/v1/self/recovery-bundle", None::<&()>)
+            .await
+        {
+            Ok(b) => base64::engine::general_purpose::STANDARD
+                .decode(b.bundle)
+                .map(Some)
+                .map_err(|_| ClientError::Decode("the recovery bundle is not base64".into())),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// A page of a device's event queue after `since`.

@@ -12,8 +12,10 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod content;
 pub mod device;
 mod error;
 pub mod local_store;
+pub mod trust;
 
 pub use error::ClientError;

@@ -1,0 +1,364 @@
+//! Message content: what travels inside a Proteus ciphertext. Protocol Buffers
+//! (prost), so old clients skip fields and variants they do not know and new ones
+//! are added under new tags; `version` says which rules the sender followed.
+//!
+//! Every message has an id (a UUID the sender makes) so edits, deletes, reactions
+//! and receipts can name it. Decoding is the trust boundary: [`Envelope::parse`]
+//! checks ids, lengths and mention ranges, and only then is the content used.
+//!
+//! Tags are stable forever: never reuse or renumber one.
+
+use prost::Message as _;
+use uuid::Uuid;
+
+use crate::ClientError;
+
+/// The content rules this client follows.
+pub const CONTENT_VERSION: u32 = 1;
+/// A text's length in bytes.
+pub const MAX_TEXT: usize = 64 * 1024;
+/// Mentions and link previews per text.
+pub const MAX_ANNOTATIONS: usize = 64;
+
+/// One message's content.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Envelope {
+    /// [`CONTENT_VERSION`] of the sender.
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    /// The message's id (a UUID, hyphenated).
+    #[prost(string, tag = "2")]
+    pub message_id: String,
+    /// Self-deleting: the message is removed this long after the recipient first
+    /// shows it.
+    #[prost(uint64, optional, tag = "3")]
+    pub expires_after_ms: Option<u64>,
+    /// What it is.
+    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 15, 16")]
+    pub body: Option<Body>,
+}
+
+/// The kinds of content.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum Body {
+    /// A text.
+    #[prost(message, tag = "10")]
+    Text(Text),
+    /// A new version of an earlier text of the same sender.
+    #[prost(message, tag = "11")]
+    Edit(Edit),
+    /// Delete a message.
+    #[prost(message, tag = "12")]
+    Delete(Delete),
+    /// React to a message (an empty emoji takes the reaction back).
+    #[prost(message, tag = "13")]
+    Reaction(Reaction),
+    /// Delivery or read receipts.
+    #[prost(message, tag = "14")]
+    Receipt(Receipt),
+    /// A knock ("ping").
+    #[prost(message, tag = "15")]
+    Knock(Knock),
+    /// An encrypted asset stored on the server.
+    #[prost(message, tag = "16")]
+    Asset(AssetRef),
+}
+
+/// A text with its mentions and link previews.
+#[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
+pub struct Text {
+    /// UTF-8 text.
+    #[prost(string, tag = "1")]
+    pub content: String,
+    /// People mentioned.
+    #[prost(message, repeated, tag = "2")]
+    pub mentions: Vec<Mention>,
+    /// Previews of links in the text, made by the sender (the recipient never
+    /// fetches the link).
+    #[prost(message, repeated, tag = "3")]
+    pub link_previews: Vec<LinkPreview>,
+}
+
+/// A mention: a byte range of the text naming a user.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Mention {
+    /// Byte offset into the text.
+    #[prost(uint32, tag = "1")]
+    pub start: u32,
+    /// Length in bytes.
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
+    /// The user (a UUID).
+    #[prost(string, tag = "3")]
+    pub user_id: String,
+}
+
+/// A link preview.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LinkPreview {
+    /// The URL as it appears in the text.
+    #[prost(string, tag = "1")]
+    pub url: String,
+    /// Byte offset of the URL in the text.
+    #[prost(uint32, tag = "2")]
+    pub url_offset: u32,
+    /// The page's title.
+    #[prost(string, tag = "3")]
+    pub title: String,
+    /// A summary.
+    #[prost(string, tag = "4")]
+    pub summary: String,
+}
+
+/// An edit.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Edit {
+    /// The message it replaces.
+    #[prost(string, tag = "1")]
+    pub replacing_message_id: String,
+    /// The new text.
+    #[prost(message, optional, tag = "2")]
+    pub text: Option<Text>,
+}
+
+/// A deletion.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Delete {
+    /// The message.
+    #[prost(string, tag = "1")]
+    pub message_id: String,
+    /// For everyone (sent to the conversation), or only for the sender's own
+    /// devices.
+    #[prost(bool, tag = "2")]
+    pub for_everyone: bool,
+}
+
+/// A reaction.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Reaction {
+    /// The message.
+    #[prost(string, tag = "1")]
+    pub message_id: String,
+    /// The emoji; empty takes the reaction back.
+    #[prost(string, tag = "2")]
+    pub emoji: String,
+}
+
+/// Receipts for messages.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Receipt {
+    /// Delivered or read.
+    #[prost(enumeration = "ReceiptKind", tag = "1")]
+    pub kind: i32,
+    /// The messages.
+    #[prost(string, repeated, tag = "2")]
+    pub message_ids: Vec<String>,
+}
+
+/// What a receipt says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+pub enum ReceiptKind {
+    /// The message reached the device.
+    Delivered = 0,
+    /// The person saw it.
+    Read = 1,
+}
+
+/// A knock.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Knock {
+    /// A louder knock.
+    #[prost(bool, tag = "1")]
+    pub hot: bool,
+}
+
+/// A reference to an encrypted asset (the assets issue fills in the upload).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AssetRef {
+    /// The asset's key on the server.
+    #[prost(string, tag = "1")]
+    pub asset_key: String,
+    /// The token that lets others download it.
+    #[prost(string, tag = "2")]
+    pub asset_token: String,
+    /// The symmetric key it is encrypted with.
+    #[prost(bytes = "vec", tag = "3")]
+    pub otr_key: Vec<u8>,
+    /// SHA-256 of the ciphertext.
+    #[prost(bytes = "vec", tag = "4")]
+    pub sha256: Vec<u8>,
+    /// MIME type.
+    #[prost(string, tag = "5")]
+    pub mime_type: String,
+    /// Plaintext size in bytes.
+    #[prost(uint64, tag = "6")]
+    pub size: u64,
+    /// File name.
+    #[prost(string, tag = "7")]
+    pub name: String,
+}
+
+/// Message content is private: `Debug` shows the kind, not the words.
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Text")
+            .field("bytes", &self.content.len())
+            .field("mentions", &self.mentions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(why: impl Into<String>) -> ClientError {
+    ClientError::Decode(format!("invalid message content: {}", why.into()))
+}
+
+fn check_id(id: &str) -> Result<(), ClientError> {
+    Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|_| invalid("a message id is not a UUID"))
+}
+
+fn check_text(text: &Text) -> Result<(), ClientError> {
+    if text.content.len() > MAX_TEXT {
+        return Err(invalid("text too long"));
+    }
+    if text.mentions.len() > MAX_ANNOTATIONS || text.link_previews.len() > MAX_ANNOTATIONS {
+        return Err(invalid("too many mentions or link previews"));
+    }
+    let in_text = |start: u32, len: usize| {
+        let start = start as usize;
+        start
+            .checked_add(len)
+            .and_then(|end| text.content.get(start..end))
+    };
+    for m in &text.mentions {
+        in_text(m.start, m.length as usize)
+            .ok_or_else(|| invalid("a mention is outside the text"))?;
+        Uuid::parse_str(&m.user_id).map_err(|_| invalid("a mention names no user"))?;
+    }
+    for p in &text.link_previews {
+        if in_text(p.url_offset, p.url.len()) != Some(p.url.as_str()) {
+            return Err(invalid("a link preview's URL is not in the text"));
+        }
+    }
+    Ok(())
+}
+
+impl Envelope {
+    /// A new message with a fresh id.
+    pub fn new(body: Body) -> Self {
+        Self {
+            version: CONTENT_VERSION,
+            message_id: Uuid::new_v4().to_string(),
+            expires_after_ms: None,
+            body: Some(body),
+        }
+    }
+
+    /// A plain text.
+    pub fn text(content: &str) -> Self {
+        Self::new(Body::Text(Text {
+            content: content.to_owned(),
+            mentions: Vec::new(),
+            link_previews: Vec::new(),
+        }))
+    }
+
+    /// The bytes to encrypt.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    /// Decodes and checks content from a peer. Unknown fields are skipped; a
+    /// body of a kind this client does not know is kept as `None`.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ClientError> {
+        let envelope = Self::decode(bytes).map_err(|e| invalid(e.to_string()))?;
+        if envelope.version == 0 {
+            return Err(invalid("no version"));
+        }
+        check_id(&envelope.message_id)?;
+        match &envelope.body {
+            Some(Body::Text(t)) => check_text(t)?,
+            Some(Body::Edit(e)) => {
+                check_id(&e.replacing_message_id)?;
+                check_text(
+                    e.text
+                        .as_ref()
+                        .ok_or_else(|| invalid("an edit without text"))?,
+                )?;
+            }
+            Some(Body::Delete(d)) => check_id(&d.message_id)?,
+            Some(Body::Reaction(r)) => {
+                check_id(&r.message_id)?;
+                if r.emoji.len() > 64 {
+                    return Err(invalid("reaction too long"));
+                }
+            }
+            Some(Body::Receipt(r)) => {
+                if r.message_ids.len() > 1000 {
+                    return Err(invalid("too many receipts"));
+                }
+                ReceiptKind::try_from(r.kind).map_err(|_| invalid("unknown receipt kind"))?;
+                r.message_ids.iter().try_for_each(|id| check_id(id))?;
+            }
+            Some(Body::Knock(_) | Body::Asset(_)) | None => {}
+        }
+        Ok(envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_round_trips_and_is_checked() {
+        let bob = Uuid::new_v4().to_string();
+        let mut text = Envelope::text("hi @bob see https://x.example");
+        if let Some(Body::Text(t)) = &mut text.body {
+            t.mentions.push(Mention {
+                start: 3,
+                length: 4,
+                user_id: bob.clone(),
+            });
+            t.link_previews.push(LinkPreview {
+                url: "https://x.example".into(),
+                url_offset: 12,
+                title: "X".into(),
+                summary: String::new(),
+            });
+        }
+        text.expires_after_ms = Some(5000);
+        assert_eq!(Envelope::parse(&text.to_bytes()).expect("valid"), text);
+
+        let mut outside = text.clone();
+        if let Some(Body::Text(t)) = &mut outside.body {
+            t.mentions[0].start = 40;
+        }
+        assert!(Envelope::parse(&outside.to_bytes()).is_err());
+        let mut no_id = text.clone();
+        no_id.message_id = "x".into();
+        assert!(Envelope::parse(&no_id.to_bytes()).is_err());
+        assert!(Envelope::parse(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_and_kinds_are_skipped() {
+        let mut bytes = Envelope::text("hello").to_bytes();
+        // Field 99, varint 1: a later version's field.
+        bytes.extend_from_slice(&[0x98, 0x06, 0x01]);
+        assert!(matches!(
+            Envelope::parse(&bytes).expect("parses").body,
+            Some(Body::Text(_))
+        ));
+        let future = Envelope {
+            body: None,
+            ..Envelope::text("x")
+        };
+        let mut bytes = future.to_bytes();
+        // Field 40 (a future body kind), length-delimited, empty.
+        bytes.extend_from_slice(&[0xc2, 0x02, 0x00]);
+        assert_eq!(Envelope::parse(&bytes).expect("parses").body, None);
+    }
+}
