@@ -56,6 +56,8 @@ pub struct Received {
     pub from: UserId,
     /// The sending device.
     pub sender: ClientId,
+    /// When the server accepted it.
+    pub time: parley_api::OffsetDateTime,
     /// What they wrote.
     pub plaintext: Vec<u8>,
 }
@@ -78,6 +80,13 @@ pub enum Incoming {
         /// Why.
         reason: String,
     },
+    /// Events after this device's cursor were purged before it fetched them
+    /// (it was offline longer than the retention period). The device has moved on
+    /// to what is still there; the user must be told that messages may be missing.
+    NotificationsLost,
+    /// Any other stored event (conversation and device changes), for the caller's
+    /// state.
+    Event(Event),
 }
 
 /// Message content is private: `Debug` shows who and where, not what.
@@ -93,6 +102,17 @@ impl std::fmt::Debug for Received {
             )
             .finish()
     }
+}
+
+/// A device this device just opened a session with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDevice {
+    /// The owner.
+    pub user: UserId,
+    /// The device.
+    pub client: ClientId,
+    /// Its identity key, from the prekey bundle the server handed out.
+    pub identity_key: [u8; 32],
 }
 
 /// A registered device with its keys and sessions.
@@ -139,7 +159,13 @@ fn flatten(map: &ClientMap) -> impl Iterator<Item = (UserId, ClientId)> + '_ {
 impl Device {
     /// Creates this device's keys and registers it (the account's password is
     /// required) with its prekeys and last-resort prekey.
-    pub async fn register(api: &Api, password: &str) -> Result<Self, ClientError> {
+    /// With the user's root key, the device's identity key is signed and the
+    /// signature published with it (the trust chain).
+    pub async fn register(
+        api: &Api,
+        password: &str,
+        root: Option<&crate::trust::RootKey>,
+    ) -> Result<Self, ClientError> {
         let user = api.user().ok_or(ClientError::NotLoggedIn)?;
         let mut rng = UnwrapErr(SysRng);
         let identity = IdentityKeyPair::generate(&mut rng);
@@ -164,7 +190,7 @@ impl Device {
             password: Some(password.to_owned()),
             prekeys: uploads,
             last_prekey: public(&last),
-            trust: None,
+            trust: root.map(|r| r.sign_device(user, identity.public_key().public_key().as_bytes())),
         };
         let client = api.add_client(&request).await?;
         prekeys.insert(last.id(), last);
@@ -182,6 +208,12 @@ impl Device {
 
     /// Saves the whole device as one record (atomically).
     pub fn save(&self, store: &LocalStore) -> Result<(), ClientError> {
+        store.put(DEVICE_RECORD, &self.export())
+    }
+
+    /// The whole device (every secret) serialized, for a caller that stores it
+    /// together with more state in one record.
+    pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let saved = Saved {
             user: self.user,
             client: self.client,
@@ -195,19 +227,22 @@ impl Device {
                 .map(|((u, c), s)| (*u, *c, b64(&s.serialize())))
                 .collect(),
         };
-        let json =
-            zeroize::Zeroizing::new(serde_json::to_vec(&saved).expect("a device serializes"));
-        store.put(DEVICE_RECORD, &json)
+        zeroize::Zeroizing::new(serde_json::to_vec(&saved).expect("a device serializes"))
     }
 
     /// The device saved in `store`, if any.
     pub fn load(store: &LocalStore) -> Result<Option<Self>, ClientError> {
-        let Some(bytes) = store.get(DEVICE_RECORD)? else {
-            return Ok(None);
-        };
+        store
+            .get(DEVICE_RECORD)?
+            .map(|bytes| Self::import(&bytes))
+            .transpose()
+    }
+
+    /// A device from [`Device::export`].
+    pub fn import(bytes: &[u8]) -> Result<Self, ClientError> {
         let damaged =
             |what: &str| ClientError::Storage(format!("the saved device's {what} is damaged"));
-        let saved: Saved = serde_json::from_slice(&bytes).map_err(|_| damaged("record"))?;
+        let saved: Saved = serde_json::from_slice(bytes).map_err(|_| damaged("record"))?;
         let identity = IdentityKeyPair::deserialize(&unb64(&saved.identity)?)
             .map_err(|_| damaged("identity"))?;
         let mut prekeys = HashMap::new();
@@ -220,7 +255,7 @@ impl Device {
             let session = Session::deserialize(&unb64(s)?).map_err(|_| damaged("session"))?;
             sessions.insert((*user, *client), session);
         }
-        Ok(Some(Self {
+        Ok(Self {
             user: saved.user,
             client: saved.client,
             identity,
@@ -229,7 +264,7 @@ impl Device {
             cursor: saved.cursor,
             next_prekey: saved.next_prekey,
             rng: UnwrapErr(SysRng),
-        }))
+        })
     }
 
     /// Tops the server's pool of this device's one-time prekeys back up to
@@ -271,13 +306,42 @@ impl Device {
         self.identity.public_key().fingerprint()
     }
 
+    /// This device's identity key.
+    pub fn identity_key(&self) -> [u8; 32] {
+        *self.identity.public_key().public_key().as_bytes()
+    }
+
+    /// The owner.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// The identity key of a remote device this device has a session with.
+    pub fn session_identity(&self, user: UserId, client: ClientId) -> Option<[u8; 32]> {
+        self.sessions
+            .get(&(user, client))
+            .map(|s| *s.remote_identity().public_key().as_bytes())
+    }
+
+    /// Forgets the session with a remote device: the next message to it claims a
+    /// fresh prekey and starts a new session, which the other side takes over
+    /// when the first message arrives.
+    pub fn reset_session(&mut self, user: UserId, client: ClientId) -> bool {
+        self.sessions.remove(&(user, client)).is_some()
+    }
+
     /// Whether this device has a session with a remote device.
     pub fn has_session(&self, user: UserId, client: ClientId) -> bool {
         self.sessions.contains_key(&(user, client))
     }
 
     /// Opens sessions with devices from claimed prekeys.
-    async fn open_sessions(&mut self, api: &Api, missing: &ClientMap) -> Result<(), ClientError> {
+    async fn open_sessions(
+        &mut self,
+        api: &Api,
+        missing: &ClientMap,
+    ) -> Result<Vec<NewDevice>, ClientError> {
+        let mut opened = Vec::new();
         let claimed = api.claim_prekeys(missing).await?;
         for users in claimed.values() {
             for (user, clients) in users {
@@ -293,28 +357,33 @@ impl Device {
                         .map_err(|e| {
                             ClientError::Crypto(format!("device {client} of {user}: {e}"))
                         })?;
+                    opened.push(NewDevice {
+                        user: *user,
+                        client: *client,
+                        identity_key: *bundle.identity_key().public_key().as_bytes(),
+                    });
                     self.sessions.insert((*user, *client), session);
                 }
             }
         }
-        Ok(())
+        Ok(opened)
     }
 
-    /// Encrypts `plaintext` for every other device in the conversation (this
-    /// user's other devices included) and sends it.
+    /// Encrypts `plaintext` for every other device of the conversation's
+    /// `members` (this user's other devices included) and sends it.
+    ///
+    /// When the server names devices this device has no session with, their
+    /// prekeys are claimed and `approve` is asked about them before anything is
+    /// encrypted to them. If it says no, nothing is sent and the answer is
+    /// [`ClientError::NewDevices`] (the sessions stay, for a later confirmed send).
     pub async fn send(
         &mut self,
         api: &Api,
         conversation: &Qualified<ConversationId>,
+        members: &[UserId],
         plaintext: &[u8],
+        approve: &mut (dyn FnMut(&[NewDevice]) -> bool + Send),
     ) -> Result<MessageSent, ClientError> {
-        let members: Vec<UserId> = api
-            .conversation(conversation)
-            .await?
-            .members
-            .into_iter()
-            .map(|m| m.id.id)
-            .collect();
         for _ in 0..SEND_ATTEMPTS {
             let mut recipients: BTreeMap<UserId, BTreeMap<ClientId, String>> = BTreeMap::new();
             for ((user, client), session) in &mut self.sessions {
@@ -344,7 +413,10 @@ impl Device {
                     for gone in flatten(&answer.deleted) {
                         self.sessions.remove(&gone);
                     }
-                    self.open_sessions(api, &answer.missing).await?;
+                    let opened = self.open_sessions(api, &answer.missing).await?;
+                    if !opened.is_empty() && !approve(&opened) {
+                        return Err(ClientError::NewDevices(opened));
+                    }
                 }
             }
         }
@@ -393,6 +465,7 @@ impl Device {
             conversation: conversation.clone(),
             from: *from,
             sender: data.sender,
+            time: event.time,
             plaintext,
         }))
     }
@@ -425,10 +498,12 @@ impl Device {
         self.incoming(&event)
     }
 
-    /// A decrypted message, an undecryptable one, or nothing (not a message).
+    /// A decrypted message, an undecryptable one, or the event itself.
     fn incoming(&mut self, event: &Event) -> Option<Incoming> {
         match self.receive(event) {
-            Ok(message) => message.map(Incoming::Message),
+            Ok(Some(message)) => Some(Incoming::Message(message)),
+            Ok(None) if matches!(event.payload, EventPayload::OtrMessageAdd { .. }) => None,
+            Ok(None) => Some(Incoming::Event(event.clone())),
             Err(e) => match &event.payload {
                 EventPayload::OtrMessageAdd {
                     conversation,
@@ -461,7 +536,17 @@ impl Device {
     async fn sync_queue(&mut self, api: &Api) -> Result<Vec<Incoming>, ClientError> {
         let mut received = Vec::new();
         loop {
-            let page = api.notifications(self.client, self.cursor).await?;
+            let page = match api.notifications(self.client, self.cursor).await {
+                Err(ClientError::Api { label, .. })
+                    if label == "notifications-lost" && self.cursor.is_some() =>
+                {
+                    // What is left is all newer than what was lost: start from it.
+                    received.push(Incoming::NotificationsLost);
+                    self.cursor = None;
+                    continue;
+                }
+                other => other?,
+            };
             for event in &page.notifications {
                 received.extend(self.incoming(event));
                 self.cursor = Some(event.id);

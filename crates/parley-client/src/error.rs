@@ -32,6 +32,13 @@ pub enum ClientError {
     /// The local store could not be read or written (what and where are named).
     #[error("local store: {0}")]
     Storage(String),
+    /// The conversation has devices the sender has not approved (a degraded
+    /// conversation): nothing was sent.
+    #[error("{} new device(s) in the conversation: verify them or confirm sending", .0.len())]
+    NewDevices(Vec<crate::device::NewDevice>),
+    /// Sending into a degraded conversation needs the user's confirmation.
+    #[error("the conversation is degraded (a device is not verified): confirm to send anyway")]
+    Degraded,
     /// Sending kept finding new missing devices.
     #[error("the conversation's devices kept changing; try again")]
     Unsettled,

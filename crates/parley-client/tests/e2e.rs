@@ -68,12 +68,20 @@ impl Server {
 }
 
 /// The plaintexts of decrypted messages.
+/// Messages only (decrypted or not), without conversation and device events.
+fn msgs(incoming: Vec<Incoming>) -> Vec<Incoming> {
+    incoming
+        .into_iter()
+        .filter(|i| matches!(i, Incoming::Message(_) | Incoming::Undecryptable { .. }))
+        .collect()
+}
+
 fn texts(incoming: &[Incoming]) -> Vec<Vec<u8>> {
     incoming
         .iter()
         .filter_map(|i| match i {
             Incoming::Message(Received { plaintext, .. }) => Some(plaintext.clone()),
-            Incoming::Undecryptable { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -83,9 +91,15 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     let s = server().await;
     let alice = s.account("alice").await;
     let bob = s.account("bob").await;
-    let mut a1 = Device::register(&alice, PASSWORD).await.expect("device");
-    let mut b1 = Device::register(&bob, PASSWORD).await.expect("device");
-    let mut b2 = Device::register(&bob, PASSWORD).await.expect("device");
+    let mut a1 = Device::register(&alice, PASSWORD, None)
+        .await
+        .expect("device");
+    let mut b1 = Device::register(&bob, PASSWORD, None)
+        .await
+        .expect("device");
+    let mut b2 = Device::register(&bob, PASSWORD, None)
+        .await
+        .expect("device");
     assert_ne!(b1.fingerprint(), b2.fingerprint());
 
     let conv = alice
@@ -101,14 +115,18 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         .await
         .expect("conversation")
         .id;
+    let members = [alice.user().expect("id"), bob.user().expect("id")];
 
     // No sessions yet: the server names Bob's two devices, Alice claims their
     // prekeys, opens sessions and the message goes through.
-    let sent = a1.send(&alice, &conv, b"meet at noon").await.expect("sent");
+    let sent = a1
+        .send(&alice, &conv, &members, b"meet at noon", &mut |_| true)
+        .await
+        .expect("sent");
     assert!(sent.missing.is_empty() && sent.deleted.is_empty());
     assert!(a1.has_session(bob.user().expect("id"), b1.id()));
     for device in [&mut b1, &mut b2] {
-        let got = device.sync(&bob).await.expect("synced");
+        let got = msgs(device.sync(&bob).await.expect("synced"));
         assert_eq!(texts(&got), [b"meet at noon".to_vec()], "{got:?}");
         assert!(matches!(&got[0], Incoming::Message(m) if m.sender == a1.id()));
     }
@@ -120,10 +138,12 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     }
 
     // Bob answers from one device: Alice and Bob's other device both read it.
-    b1.send(&bob, &conv, b"see you").await.expect("sent");
-    let at_alice = a1.sync(&alice).await.expect("synced");
+    b1.send(&bob, &conv, &members, b"see you", &mut |_| true)
+        .await
+        .expect("sent");
+    let at_alice = msgs(a1.sync(&alice).await.expect("synced"));
     assert_eq!(texts(&at_alice), [b"see you".to_vec()]);
-    let at_b2 = b2.sync(&bob).await.expect("synced");
+    let at_b2 = msgs(b2.sync(&bob).await.expect("synced"));
     assert_eq!(texts(&at_b2), [b"see you".to_vec()]);
 
     // A message that cannot be decrypted is shown as such, and the next one is read.
@@ -145,29 +165,35 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         report_missing: parley_api::ReportMissing::None,
     };
     alice.post_proteus(&conv, &bogus).await.expect("posted");
-    a1.send(&alice, &conv, b"readable").await.expect("sent");
-    let got = b1.sync(&bob).await.expect("synced");
+    a1.send(&alice, &conv, &members, b"readable", &mut |_| true)
+        .await
+        .expect("sent");
+    let got = msgs(b1.sync(&bob).await.expect("synced"));
     assert!(
         matches!(&got[0], Incoming::Undecryptable { sender, .. } if *sender == a1.id()),
         "{got:?}"
     );
     assert_eq!(texts(&got[1..]), [b"readable".to_vec()]);
-    b2.sync(&bob).await.expect("synced");
+    msgs(b2.sync(&bob).await.expect("synced"));
 
     // Sixteen minutes later the access tokens have expired: the client refreshes
     // them from the login cookie without the caller noticing.
     s.running.clock.advance(16 * 60);
     for n in 0..5 {
         let text = format!("ping {n}");
-        a1.send(&alice, &conv, text.as_bytes()).await.expect("sent");
-        let got = b1.sync(&bob).await.expect("synced");
+        a1.send(&alice, &conv, &members, text.as_bytes(), &mut |_| true)
+            .await
+            .expect("sent");
+        let got = msgs(b1.sync(&bob).await.expect("synced"));
         assert_eq!(texts(&got), [text.into_bytes()]);
     }
 
     // Live: Bob's first device listens on its socket. After a reconnect it gets
     // what it missed, in order, and nothing twice.
     let mut live = b1.connect(&bob).await.expect("socket");
-    a1.send(&alice, &conv, b"live one").await.expect("sent");
+    a1.send(&alice, &conv, &members, b"live one", &mut |_| true)
+        .await
+        .expect("sent");
     let mut seen = Vec::new();
     while seen.is_empty() {
         let frame = live.next().await.expect("frame").expect("open");
@@ -178,7 +204,9 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     // Bob's token expires while he is away: reconnecting refreshes it.
     s.running.clock.advance(16 * 60);
     for text in ["missed one", "missed two"] {
-        a1.send(&alice, &conv, text.as_bytes()).await.expect("sent");
+        a1.send(&alice, &conv, &members, text.as_bytes(), &mut |_| true)
+            .await
+            .expect("sent");
     }
     let mut live = b1.connect(&bob).await.expect("socket");
     let mut seen = Vec::new();
@@ -190,7 +218,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         texts(&seen),
         [b"missed one".to_vec(), b"missed two".to_vec()]
     );
-    b2.sync(&bob).await.expect("synced");
+    msgs(b2.sync(&bob).await.expect("synced"));
 
     // Bob's second device is saved to its encrypted store and restored (as after a
     // restart): it keeps its identity and sessions and reads what arrives next.
@@ -207,10 +235,10 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         .expect("loaded")
         .expect("a saved device");
     assert_eq!(b2.fingerprint(), fingerprint);
-    a1.send(&alice, &conv, b"after the restart")
+    a1.send(&alice, &conv, &members, b"after the restart", &mut |_| true)
         .await
         .expect("sent");
-    let got = b2.sync(&bob).await.expect("synced");
+    let got = msgs(b2.sync(&bob).await.expect("synced"));
     assert_eq!(
         texts(&got).last(),
         Some(&b"after the restart".to_vec()),
