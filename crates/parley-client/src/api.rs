@@ -515,6 +515,25 @@ impl Api {
         Ok(())
     }
 
+    /// Tells the conversation's open sockets that this user started or stopped
+    /// typing.
+    pub async fn typing(
+        &self,
+        id: &Qualified<ConversationId>,
+        started: bool,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/conversations/{}/{}/typing", id.domain, id.id);
+        let body = parley_api::Typing {
+            status: if started {
+                parley_api::TypingStatus::Started
+            } else {
+                parley_api::TypingStatus::Stopped
+            },
+        };
+        let _: serde_json::Value = self.json(Method::POST, &path, Some(&body)).await?;
+        Ok(())
+    }
+
     /// Stores this user's recovery bundle.
     pub async fn put_recovery_bundle(&self, bundle: &[u8]) -> Result<(), ClientError> {
         let body = RecoveryBundle {

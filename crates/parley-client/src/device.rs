@@ -330,6 +330,36 @@ impl Device {
         self.sessions.remove(&(user, client)).is_some()
     }
 
+    /// The devices of `user` this device has sessions with.
+    pub fn sessions_of(&self, user: UserId) -> Vec<ClientId> {
+        self.sessions
+            .keys()
+            .filter(|(u, _)| *u == user)
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
+    /// Opens sessions with these devices of `user` (claiming a prekey of each)
+    /// where there is none yet, so their identity keys are known.
+    pub async fn ensure_sessions(
+        &mut self,
+        api: &Api,
+        domain: &str,
+        user: UserId,
+        clients: &[ClientId],
+    ) -> Result<Vec<NewDevice>, ClientError> {
+        let wanted: Vec<ClientId> = clients
+            .iter()
+            .filter(|c| !self.has_session(user, **c) && (user, **c) != (self.user, self.client))
+            .copied()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let map = BTreeMap::from([(domain.to_owned(), BTreeMap::from([(user, wanted)]))]);
+        self.open_sessions(api, &map).await
+    }
+
     /// Whether this device has a session with a remote device.
     pub fn has_session(&self, user: UserId, client: ClientId) -> bool {
         self.sessions.contains_key(&(user, client))

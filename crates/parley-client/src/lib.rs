@@ -7,15 +7,21 @@
 //! device of a conversation (claiming prekeys and retrying when the server names
 //! missing devices) and decrypting what arrives.
 //!
-//! Still to come (issue 5): the encrypted local store, the user trust chain and
-//! recovery bundle, message content, verification states, MLS.
+//! [`account::Account`] is what an app or bot holds: one user on one device, with
+//! the encrypted local store ([`local_store`]), the user trust chain and recovery
+//! bundle ([`trust`]), message content ([`content`]), conversation history and
+//! verification states ([`verification`]).
+//!
+//! Still to come: MLS.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod api;
 pub mod content;
 pub mod device;
 mod error;
 pub mod local_store;
 pub mod trust;
+pub mod verification;
 
 pub use error::ClientError;
