@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 use crate::ClientError;
 use crate::api::{Api, LoginState};
 use crate::content::{self, Body, Envelope, ReceiptKind};
-use crate::device::{Device, Incoming, NewDevice, Received};
+use crate::device::{Device, Incoming, NewDevice, Received, To};
 use crate::local_store::LocalStore;
 use crate::trust::{self, RootKey, Signature};
 use crate::verification::{self, Verification};
@@ -215,6 +215,13 @@ struct State {
     conversations: BTreeMap<Uuid, ConversationView>,
     peers: BTreeMap<UserId, Peer>,
     /// Names of users, for display.
+    names: BTreeMap<UserId, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Backup {
+    user: UserId,
+    conversations: Vec<ConversationView>,
     names: BTreeMap<UserId, String>,
 }
 
@@ -990,7 +997,13 @@ impl Account {
             let mut approve = |_: &[NewDevice]| !verified;
             match self
                 .device
-                .send(&self.api, conversation, &members, &plaintext, &mut approve)
+                .send(
+                    &self.api,
+                    conversation,
+                    To::Members(&members),
+                    &plaintext,
+                    &mut approve,
+                )
                 .await
             {
                 Ok(sent) => {
@@ -1116,7 +1129,7 @@ impl Account {
                 .send(
                     &self.api,
                     conversation,
-                    &[me],
+                    To::OnlyUsers(&[me]),
                     &envelope.to_bytes(),
                     &mut approve,
                 )
@@ -1240,6 +1253,59 @@ impl Account {
             c.messages
                 .retain(|m| m.expires_at.is_none_or(|at| at > now));
         }
+    }
+
+    // --- backups ------------------------------------------------------------------
+
+    /// The conversation history, sealed under a dedicated backup password
+    /// ([`crate::backup`]): only this user can import it.
+    pub fn export_backup(&mut self, password: &str) -> Result<Vec<u8>, ClientError> {
+        self.purge_expired();
+        let history = Backup {
+            user: self.user(),
+            conversations: self.state.conversations.values().cloned().collect(),
+            names: self.state.names.clone(),
+        };
+        let json = Zeroizing::new(serde_json::to_vec(&history).expect("history serializes"));
+        crate::backup::seal(self.user(), password, &json)
+    }
+
+    /// Imports a backup made by this user: conversations and messages this
+    /// device lacks are added; nothing here is overwritten. Returns how many
+    /// messages were added.
+    pub fn import_backup(&mut self, bytes: &[u8], password: &str) -> Result<usize, ClientError> {
+        let json = crate::backup::open(bytes, password, self.user())?;
+        let backup: Backup = serde_json::from_slice(&json)
+            .map_err(|_| ClientError::Decode("the backup's history is damaged".into()))?;
+        if backup.user != self.user() {
+            return Err(ClientError::Crypto(
+                "this backup belongs to another user".into(),
+            ));
+        }
+        let mut added = 0;
+        for conv in backup.conversations {
+            let here = self
+                .state
+                .conversations
+                .entry(conv.id.id)
+                .or_insert_with(|| ConversationView {
+                    messages: Vec::new(),
+                    unread: 0,
+                    ..conv.clone()
+                });
+            for m in conv.messages {
+                if !here.messages.iter().any(|h| h.id == m.id) {
+                    here.messages.push(m);
+                    added += 1;
+                }
+            }
+            here.messages.sort_by_key(|m| m.time);
+        }
+        for (user, name) in backup.names {
+            self.state.names.entry(user).or_insert(name);
+        }
+        self.save()?;
+        Ok(added)
     }
 
     // --- receiving ---------------------------------------------------------------
@@ -1407,6 +1473,16 @@ impl Account {
                 };
                 self.system(conversation.id, &text);
                 updates.push(Update::Conversation(conversation.clone()));
+            }
+            EventPayload::Connection { connection } => {
+                if let Some(conversation) = &connection.conversation
+                    && connection.status == ConnectionStatus::Accepted
+                {
+                    if let Ok(c) = self.api.conversation(conversation).await {
+                        self.absorb(c).await;
+                    }
+                    updates.push(Update::Conversation(conversation.clone()));
+                }
             }
             EventPayload::ClientAdd { .. } | EventPayload::ClientRemove { .. } => {
                 let me = self.user();

@@ -129,14 +129,15 @@ impl Api {
         &self.base
     }
 
-    fn url(&self) -> reqwest::Url {
-        reqwest::Url::parse(&self.base).expect("checked in Api::new")
+    /// Where the login cookie is sent (its path).
+    fn access_url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&format!("{}/v1/access", self.base)).expect("checked in Api::new")
     }
 
     /// The login cookie and user, for a program that runs again later (the CLI):
     /// a secret, to be kept in the encrypted local store.
     pub fn login_state(&self) -> Option<LoginState> {
-        let cookie = self.jar.cookies(&self.url())?;
+        let cookie = self.jar.cookies(&self.access_url())?;
         Some(LoginState {
             user: self.user()?,
             cookie: cookie.to_str().ok()?.to_owned(),
@@ -146,8 +147,10 @@ impl Api {
     /// Resumes from [`Api::login_state`]: the first call refreshes the access
     /// token with the cookie.
     pub fn resume(&self, state: &LoginState) {
+        let url = self.access_url();
         for pair in state.cookie.split("; ") {
-            self.jar.add_cookie_str(pair, &self.url());
+            self.jar
+                .add_cookie_str(&format!("{pair}; Path=/v1/access"), &url);
         }
         self.keep(AccessToken {
             access_token: String::new(),

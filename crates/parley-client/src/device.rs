@@ -104,6 +104,17 @@ impl std::fmt::Debug for Received {
     }
 }
 
+/// Whom a message goes to.
+#[derive(Clone, Copy, Debug)]
+pub enum To<'a> {
+    /// Every device of the conversation's members (the server names any this
+    /// device missed, members it did not know of included).
+    Members(&'a [UserId]),
+    /// Only these users' devices (for example "delete for me", which goes to
+    /// this user's own devices).
+    OnlyUsers(&'a [UserId]),
+}
+
 /// A device this device just opened a session with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewDevice {
@@ -399,8 +410,8 @@ impl Device {
         Ok(opened)
     }
 
-    /// Encrypts `plaintext` for every other device of the conversation's
-    /// `members` (this user's other devices included) and sends it.
+    /// Encrypts `plaintext` for every other device of `to` (this user's other
+    /// devices included) and sends it.
     ///
     /// When the server names devices this device has no session with, their
     /// prekeys are claimed and `approve` is asked about them before anything is
@@ -410,10 +421,19 @@ impl Device {
         &mut self,
         api: &Api,
         conversation: &Qualified<ConversationId>,
-        members: &[UserId],
+        to: To<'_>,
         plaintext: &[u8],
         approve: &mut (dyn FnMut(&[NewDevice]) -> bool + Send),
     ) -> Result<MessageSent, ClientError> {
+        let (mut members, report_missing) = match to {
+            To::Members(users) => (users.to_vec(), ReportMissing::All),
+            To::OnlyUsers(users) => (
+                users.to_vec(),
+                ReportMissing::Only {
+                    users: users.to_vec(),
+                },
+            ),
+        };
         for _ in 0..SEND_ATTEMPTS {
             let mut recipients: BTreeMap<UserId, BTreeMap<ClientId, String>> = BTreeMap::new();
             for ((user, client), session) in &mut self.sessions {
@@ -430,11 +450,11 @@ impl Device {
                 recipients: BTreeMap::from([(conversation.domain.clone(), recipients)]),
                 data: None,
                 transient: false,
-                report_missing: ReportMissing::All,
+                report_missing: report_missing.clone(),
             };
             match api.post_proteus(conversation, &message).await? {
                 Delivery::Sent(sent) => {
-                    for gone in flatten(&sent.deleted).chain(flatten(&sent.redundant)) {
+                    for gone in flatten(&sent.deleted) {
                         self.sessions.remove(&gone);
                     }
                     return Ok(sent);
@@ -442,6 +462,13 @@ impl Device {
                 Delivery::Missing(answer) => {
                     for gone in flatten(&answer.deleted) {
                         self.sessions.remove(&gone);
+                    }
+                    // The server's roster is the authority: a member this
+                    // device did not know of yet gets the message too.
+                    for (user, _) in flatten(&answer.missing) {
+                        if !members.contains(&user) {
+                            members.push(user);
+                        }
                     }
                     let opened = self.open_sessions(api, &answer.missing).await?;
                     if !opened.is_empty() && !approve(&opened) {

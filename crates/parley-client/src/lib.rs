@@ -17,6 +17,7 @@
 
 pub mod account;
 pub mod api;
+pub mod backup;
 pub mod content;
 pub mod device;
 mod error;

@@ -4,69 +4,31 @@
 
 #![allow(clippy::print_stderr)]
 
-use std::sync::Arc;
-
 use parley_api::{NewConversation, Qualified, Register};
 use parley_client::api::Api;
-use parley_client::device::{Device, Incoming, Received};
-use parley_server::config::{Database, Settings};
-use parley_server::server::{RunningServer, start_with_store};
+use parley_client::device::{Device, Incoming, Received, To};
+use parley_testkit::TestServer;
 
 const PASSWORD: &str = "Secret-123!";
 
-struct Server {
-    running: RunningServer,
-    dir: tempfile::TempDir,
+async fn server() -> TestServer {
+    TestServer::start().await
 }
 
-async fn server() -> Server {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut settings = Settings::development(dir.path());
-    settings.listen = "127.0.0.1:0".parse().expect("address");
-    let path = dir.path().join("parley.db");
-    settings.database = Database::Sqlite(path.clone());
-    let store = parley_store_sqlite::SqliteStore::open(&path)
-        .await
-        .expect("store");
-    let running = start_with_store(settings, Arc::new(store), Default::default())
-        .await
-        .expect("server starts");
-    Server { running, dir }
+/// Registers `name` through the API only (no device yet).
+async fn account(s: &TestServer, name: &str) -> Api {
+    let api = Api::new(&s.url()).expect("client");
+    let email = format!("{name}@example.com");
+    api.send_activation_code(&email).await.expect("code sent");
+    let register = Register {
+        name: name.into(),
+        email: email.clone(),
+        email_code: s.code_for(&email),
+        password: PASSWORD.into(),
+    };
+    api.register(&register).await.expect("registered");
+    api
 }
-
-impl Server {
-    fn url(&self) -> String {
-        format!("http://{}", self.running.addr)
-    }
-
-    fn code_for(&self, email: &str) -> String {
-        for entry in std::fs::read_dir(self.dir.path().join("outbox")).expect("outbox") {
-            let text = std::fs::read_to_string(entry.expect("entry").path()).expect("mail");
-            if text.contains(&format!("To: {email}"))
-                && let Some(at) = text.find("code is ")
-            {
-                return text[at + 8..at + 14].to_owned();
-            }
-        }
-        panic!("no code for {email}")
-    }
-
-    async fn account(&self, name: &str) -> Api {
-        let api = Api::new(&self.url()).expect("client");
-        let email = format!("{name}@example.com");
-        api.send_activation_code(&email).await.expect("code sent");
-        let register = Register {
-            name: name.into(),
-            email: email.clone(),
-            email_code: self.code_for(&email),
-            password: PASSWORD.into(),
-        };
-        api.register(&register).await.expect("registered");
-        api
-    }
-}
-
 /// The plaintexts of decrypted messages.
 /// Messages only (decrypted or not), without conversation and device events.
 fn msgs(incoming: Vec<Incoming>) -> Vec<Incoming> {
@@ -89,8 +51,8 @@ fn texts(incoming: &[Incoming]) -> Vec<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     let s = server().await;
-    let alice = s.account("alice").await;
-    let bob = s.account("bob").await;
+    let alice = account(&s, "alice").await;
+    let bob = account(&s, "bob").await;
     let mut a1 = Device::register(&alice, PASSWORD, None)
         .await
         .expect("device");
@@ -120,7 +82,13 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     // No sessions yet: the server names Bob's two devices, Alice claims their
     // prekeys, opens sessions and the message goes through.
     let sent = a1
-        .send(&alice, &conv, &members, b"meet at noon", &mut |_| true)
+        .send(
+            &alice,
+            &conv,
+            To::Members(&members),
+            b"meet at noon",
+            &mut |_| true,
+        )
         .await
         .expect("sent");
     assert!(sent.missing.is_empty() && sent.deleted.is_empty());
@@ -138,9 +106,11 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     }
 
     // Bob answers from one device: Alice and Bob's other device both read it.
-    b1.send(&bob, &conv, &members, b"see you", &mut |_| true)
-        .await
-        .expect("sent");
+    b1.send(&bob, &conv, To::Members(&members), b"see you", &mut |_| {
+        true
+    })
+    .await
+    .expect("sent");
     let at_alice = msgs(a1.sync(&alice).await.expect("synced"));
     assert_eq!(texts(&at_alice), [b"see you".to_vec()]);
     let at_b2 = msgs(b2.sync(&bob).await.expect("synced"));
@@ -165,9 +135,15 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         report_missing: parley_api::ReportMissing::None,
     };
     alice.post_proteus(&conv, &bogus).await.expect("posted");
-    a1.send(&alice, &conv, &members, b"readable", &mut |_| true)
-        .await
-        .expect("sent");
+    a1.send(
+        &alice,
+        &conv,
+        To::Members(&members),
+        b"readable",
+        &mut |_| true,
+    )
+    .await
+    .expect("sent");
     let got = msgs(b1.sync(&bob).await.expect("synced"));
     assert!(
         matches!(&got[0], Incoming::Undecryptable { sender, .. } if *sender == a1.id()),
@@ -181,9 +157,15 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     s.running.clock.advance(16 * 60);
     for n in 0..5 {
         let text = format!("ping {n}");
-        a1.send(&alice, &conv, &members, text.as_bytes(), &mut |_| true)
-            .await
-            .expect("sent");
+        a1.send(
+            &alice,
+            &conv,
+            To::Members(&members),
+            text.as_bytes(),
+            &mut |_| true,
+        )
+        .await
+        .expect("sent");
         let got = msgs(b1.sync(&bob).await.expect("synced"));
         assert_eq!(texts(&got), [text.into_bytes()]);
     }
@@ -191,9 +173,15 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     // Live: Bob's first device listens on its socket. After a reconnect it gets
     // what it missed, in order, and nothing twice.
     let mut live = b1.connect(&bob).await.expect("socket");
-    a1.send(&alice, &conv, &members, b"live one", &mut |_| true)
-        .await
-        .expect("sent");
+    a1.send(
+        &alice,
+        &conv,
+        To::Members(&members),
+        b"live one",
+        &mut |_| true,
+    )
+    .await
+    .expect("sent");
     let mut seen = Vec::new();
     while seen.is_empty() {
         let frame = live.next().await.expect("frame").expect("open");
@@ -204,9 +192,15 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     // Bob's token expires while he is away: reconnecting refreshes it.
     s.running.clock.advance(16 * 60);
     for text in ["missed one", "missed two"] {
-        a1.send(&alice, &conv, &members, text.as_bytes(), &mut |_| true)
-            .await
-            .expect("sent");
+        a1.send(
+            &alice,
+            &conv,
+            To::Members(&members),
+            text.as_bytes(),
+            &mut |_| true,
+        )
+        .await
+        .expect("sent");
     }
     let mut live = b1.connect(&bob).await.expect("socket");
     let mut seen = Vec::new();
@@ -222,7 +216,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
 
     // Bob's second device is saved to its encrypted store and restored (as after a
     // restart): it keeps its identity and sessions and reads what arrives next.
-    let saved = s.dir.path().join("bob-device-2");
+    let saved = s.dir().join("bob-device-2");
     let store =
         parley_client::local_store::LocalStore::open(&saved, "bob's passphrase").expect("store");
     b2.save(&store).expect("saved");
@@ -235,9 +229,15 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         .expect("loaded")
         .expect("a saved device");
     assert_eq!(b2.fingerprint(), fingerprint);
-    a1.send(&alice, &conv, &members, b"after the restart", &mut |_| true)
-        .await
-        .expect("sent");
+    a1.send(
+        &alice,
+        &conv,
+        To::Members(&members),
+        b"after the restart",
+        &mut |_| true,
+    )
+    .await
+    .expect("sent");
     let got = msgs(b2.sync(&bob).await.expect("synced"));
     assert_eq!(
         texts(&got).last(),
@@ -250,16 +250,12 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     ));
 
     // The server's database holds no plaintext.
-    drop(s.running);
-    let db = std::fs::read(s.dir.path().join("parley.db")).expect("db");
-    let wal = std::fs::read(s.dir.path().join("parley.db-wal")).unwrap_or_default();
     for needle in [
         &b"meet at noon"[..],
         b"see you",
         b"ping 3",
         b"after the restart",
     ] {
-        let found = |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-        assert!(!found(&db) && !found(&wal), "plaintext on the server");
+        assert!(!s.database_contains(needle), "plaintext on the server");
     }
 }

@@ -1,0 +1,369 @@
+//! The SDK as an app uses it, against a real server on a loopback port: three
+//! people (Alice with two devices, Carol offline for a while) chatting 1:1 and in
+//! a group, with edits, deletes, reactions, receipts, a self-deleting message,
+//! verification (by fingerprint and by root key) turning conversations verified
+//! and then degraded, a session reset, a device restored from the recovery
+//! bundle, and a backup exported and imported.
+
+use std::path::PathBuf;
+
+use parley_api::{Qualified, Register, Uuid};
+use parley_client::ClientError;
+use parley_client::account::{Account, Message, MessageKind, Update};
+use parley_client::api::Api;
+use parley_client::verification::Verification;
+use parley_testkit::TestServer;
+
+const PASSWORD: &str = "Secret-123!";
+const PASSPHRASE: &str = "a long local passphrase";
+
+struct World {
+    server: TestServer,
+    dirs: tempfile::TempDir,
+}
+
+impl World {
+    fn dir(&self, name: &str) -> PathBuf {
+        self.dirs.path().join(name)
+    }
+
+    async fn register(&self, name: &str) -> Account {
+        let email = format!("{name}@example.com");
+        Api::new(&self.server.url())
+            .expect("client")
+            .send_activation_code(&email)
+            .await
+            .expect("code sent");
+        let register = Register {
+            name: name.into(),
+            email: email.clone(),
+            email_code: self.server.code_for(&email),
+            password: PASSWORD.into(),
+        };
+        let account = Account::register(
+            &self.dir(&format!("{name}-1")),
+            PASSPHRASE,
+            &self.server.url(),
+            &register,
+        )
+        .await
+        .expect("registered");
+        account.set_handle(name).await.expect("handle");
+        account
+    }
+
+    async fn second_device(&self, name: &str, n: u32) -> Account {
+        Account::login(
+            &self.dir(&format!("{name}-{n}")),
+            PASSPHRASE,
+            &self.server.url(),
+            &format!("{name}@example.com"),
+            PASSWORD,
+        )
+        .await
+        .expect("logged in on a new device")
+    }
+}
+
+fn texts(history: &[Message]) -> Vec<String> {
+    history
+        .iter()
+        .filter(|m| matches!(m.kind, MessageKind::Text))
+        .map(|m| m.text.clone())
+        .collect()
+}
+
+fn find<'a>(history: &'a [Message], text: &str) -> &'a Message {
+    history
+        .iter()
+        .find(|m| m.text == text)
+        .unwrap_or_else(|| panic!("no message {text:?} in {history:?}"))
+}
+
+fn qualified(id: Uuid) -> Qualified<Uuid> {
+    Qualified {
+        id,
+        domain: "localhost".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_people_chat_verify_and_recover() {
+    let w = World {
+        server: TestServer::start().await,
+        dirs: tempfile::tempdir().expect("temp dir"),
+    };
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let mut carol = w.register("carol").await;
+
+    // --- 1:1: connect, accept, talk, delivery receipts ---------------------------
+    let bob_id = alice.find("@bob").await.expect("found");
+    alice.connect_to(&bob_id).await.expect("requested");
+    let requests = bob.requests().await.expect("requests");
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].1, "alice");
+    let one2one = bob
+        .accept(&qualified(alice.user()))
+        .await
+        .expect("accepted");
+    alice.sync().await.expect("synced");
+    let hello = alice
+        .send_text(&one2one, "hello bob", false)
+        .await
+        .expect("sent");
+    let updates = bob.sync().await.expect("synced");
+    assert!(
+        updates
+            .iter()
+            .any(|u| matches!(u, Update::Message { id, .. } if *id == hello)),
+        "{updates:?}"
+    );
+    assert_eq!(
+        bob.conversation(&one2one).expect("known").unread,
+        1,
+        "unread until shown"
+    );
+    let seen = bob.open_conversation(&one2one).await.expect("opened");
+    assert_eq!(texts(&seen), ["hello bob"]);
+    assert_eq!(bob.conversation(&one2one).expect("known").unread, 0);
+    alice.sync().await.expect("synced");
+    let mine = alice.history(&one2one);
+    assert!(
+        find(&mine, "hello bob").delivered_to.contains(&bob.user()),
+        "bob's device sent a delivery receipt in the 1:1"
+    );
+
+    // --- Alice's second device comes from the recovery bundle --------------------
+    let mut alice2 = w.second_device("alice", 2).await;
+    assert_eq!(alice2.root_fingerprint(), alice.root_fingerprint());
+    assert!(
+        Account::login(
+            &w.dir("alice-wrong"),
+            "not the passphrase",
+            &w.server.url(),
+            "alice@example.com",
+            PASSWORD
+        )
+        .await
+        .is_err_and(|e| matches!(e, ClientError::WrongPassphrase)),
+        "the bundle does not open with another passphrase"
+    );
+    let own = alice.devices().await.expect("devices");
+    assert!(
+        own.len() >= 2 && own.iter().all(|d| d.verified && !d.flagged),
+        "a user's own devices are signed by their root key: {own:?}"
+    );
+
+    // --- A group with read receipts; Carol is offline --------------------------
+    let carol_id = alice.find("carol").await.expect("found");
+    let group = alice
+        .create_group("team", vec![bob_id.clone(), carol_id.clone()], true)
+        .await
+        .expect("created");
+    bob.sync().await.expect("synced");
+    alice2.sync().await.expect("synced");
+    let plan = alice
+        .send_text(&group, "the plan", false)
+        .await
+        .expect("sent");
+    let typo = alice
+        .send_text(&group, "teh typo", false)
+        .await
+        .expect("sent");
+    alice.edit(&group, &typo, "the typo").await.expect("edited");
+    bob.sync().await.expect("synced");
+    let oops = bob.send_text(&group, "oops", false).await.expect("sent");
+    bob.delete(&group, &oops, true).await.expect("deleted");
+    bob.react(&group, &plan, "👍").await.expect("reacted");
+    let read = bob.open_conversation(&group).await.expect("opened");
+    assert_eq!(texts(&read), ["the plan", "the typo", ""]);
+    assert!(find(&read, "the typo").edited);
+    assert!(read.iter().any(|m| m.id == oops && m.deleted));
+    alice.sync().await.expect("synced");
+    let at_alice = alice.history(&group);
+    let plan_here = at_alice.iter().find(|m| m.id == plan).expect("plan");
+    assert_eq!(
+        plan_here.reactions.get(&bob.user()).map(String::as_str),
+        Some("👍")
+    );
+    assert!(
+        plan_here.read_by.contains(&bob.user()),
+        "read receipt, the group has them on"
+    );
+    assert!(
+        at_alice
+            .iter()
+            .any(|m| m.id == oops && m.deleted && m.text.is_empty())
+    );
+    // Alice's other device saw her own messages too.
+    alice2.sync().await.expect("synced");
+    assert_eq!(
+        texts(&alice2.history(&group))[..2],
+        ["the plan", "the typo"]
+    );
+
+    // Bob deletes Alice's message for himself only: gone on his devices only.
+    bob.delete(&group, &plan, false)
+        .await
+        .expect("deleted for me");
+    assert!(!bob.history(&group).iter().any(|m| m.id == plan));
+    assert!(alice.history(&group).iter().any(|m| m.id == plan));
+
+    // --- A self-deleting message --------------------------------------------------
+    alice
+        .send_ephemeral(&one2one, "burn after reading", 300, false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    assert!(
+        texts(&bob.history(&one2one)).contains(&"burn after reading".into()),
+        "kept until shown"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        texts(&bob.history(&one2one)).contains(&"burn after reading".into()),
+        "the timer starts when it is shown, not when it arrives"
+    );
+    bob.open_conversation(&one2one).await.expect("shown");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!texts(&bob.history(&one2one)).contains(&"burn after reading".into()));
+    drop(bob);
+    let mut bob = Account::open(&w.dir("bob-1"), PASSPHRASE)
+        .await
+        .expect("reopened");
+    assert!(
+        !texts(&bob.history(&one2one)).contains(&"burn after reading".into()),
+        "removed from the local store too"
+    );
+
+    // --- Verification by fingerprint: verified, then degraded -------------------
+    // Bob compares Alice's devices' fingerprints with what she sees.
+    for device in bob.peer_devices(alice.user()).await.expect("devices") {
+        let fingerprint = device.fingerprint.expect("known");
+        bob.verify_device(alice.user(), device.client, &fingerprint)
+            .await
+            .expect("verified");
+    }
+    assert!(
+        bob.verify_device(alice.user(), alice.device_id(), "0000 1111")
+            .await
+            .is_err(),
+        "a fingerprint that does not match is refused"
+    );
+    assert_eq!(
+        bob.conversation(&one2one).expect("known").verification,
+        Verification::Verified
+    );
+    // Alice adds a third device: Bob's next message finds it, and the
+    // conversation degrades. Nothing is sent without confirmation.
+    let mut alice3 = w.second_device("alice", 3).await;
+    let refused = bob.send_text(&one2one, "secret", false).await;
+    assert!(matches!(refused, Err(ClientError::Degraded)), "{refused:?}");
+    assert_eq!(
+        bob.conversation(&one2one).expect("known").verification,
+        Verification::Degraded
+    );
+    assert!(
+        matches!(
+            bob.send_text(&one2one, "secret", false).await,
+            Err(ClientError::Degraded)
+        ),
+        "still degraded"
+    );
+    bob.send_text(&one2one, "confirmed", true)
+        .await
+        .expect("sent once confirmed");
+    assert_eq!(
+        bob.conversation(&one2one).expect("known").verification,
+        Verification::NonVerified
+    );
+    alice3.sync().await.expect("synced");
+    assert_eq!(texts(&alice3.history(&one2one)), ["confirmed"]);
+    assert!(
+        !texts(&alice.history(&one2one)).contains(&"secret".into()),
+        "the refused message never left"
+    );
+
+    // --- Verification by root key: new signed devices stay trusted ---------------
+    let carol_root = carol.root_fingerprint().expect("root");
+    bob.verify_user(carol.user(), &carol_root)
+        .await
+        .expect("pinned");
+    let alice_root = alice.root_fingerprint().expect("root");
+    bob.verify_user(alice.user(), &alice_root)
+        .await
+        .expect("pinned");
+    bob.peer_devices(bob.user()).await.expect("own devices");
+    assert_eq!(
+        bob.conversation(&group).expect("known").verification,
+        Verification::Verified,
+        "every device of every member is signed by a verified root key"
+    );
+    let mut carol2 = w.second_device("carol", 2).await;
+    bob.send_text(&group, "still verified", false)
+        .await
+        .expect("a device signed by a pinned root key needs no new check");
+    assert_eq!(
+        bob.conversation(&group).expect("known").verification,
+        Verification::Verified
+    );
+    carol2.sync().await.expect("synced");
+    assert_eq!(texts(&carol2.history(&group)), ["still verified"]);
+
+    // --- Carol comes online: everything, in order ---------------------------------
+    carol.sync().await.expect("synced");
+    assert_eq!(
+        texts(&carol.history(&group)),
+        ["the plan", "the typo", "", "still verified"]
+    );
+
+    // --- A session reset ------------------------------------------------------------
+    assert!(
+        bob.reset_session(alice.user(), alice.device_id())
+            .expect("reset")
+    );
+    bob.send_text(&one2one, "fresh session", false)
+        .await
+        .expect("sent with a new session");
+    alice.sync().await.expect("synced");
+    assert!(texts(&alice.history(&one2one)).contains(&"fresh session".into()));
+
+    // --- A backup, exported and imported -----------------------------------------
+    let backup = alice.export_backup("backup password").expect("exported");
+    let mut alice4 = w.second_device("alice", 4).await;
+    assert!(alice4.history(&group).is_empty());
+    assert!(matches!(
+        alice4.import_backup(&backup, "wrong password"),
+        Err(ClientError::WrongPassphrase)
+    ));
+    assert!(
+        bob.import_backup(&backup, "backup password").is_err(),
+        "only Alice can import Alice's backup"
+    );
+    let added = alice4
+        .import_backup(&backup, "backup password")
+        .expect("imported");
+    assert!(added >= 4, "{added}");
+    assert_eq!(
+        texts(&alice4.history(&group))[..2],
+        ["the plan", "the typo"]
+    );
+
+    // --- Log out ------------------------------------------------------------------------
+    alice4.logout().await.expect("logged out");
+    assert!(matches!(
+        Account::open(&w.dir("alice-4"), PASSPHRASE).await,
+        Err(ClientError::NotLoggedIn)
+    ));
+
+    // The server holds no plaintext.
+    for needle in [
+        "hello bob",
+        "the plan",
+        "burn after reading",
+        "fresh session",
+    ] {
+        assert!(!w.server.database_contains(needle.as_bytes()), "{needle}");
+    }
+}
