@@ -45,6 +45,22 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// A stable label for every kind of error: the server's label when it
+    /// refused, otherwise this client's.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Api { label, .. } => label,
+            Self::NotLoggedIn => "not-logged-in",
+            Self::Transport(_) => "unreachable",
+            Self::Decode(_) => "bad-answer",
+            Self::Crypto(_) => "crypto",
+            Self::WrongPassphrase => "wrong-passphrase",
+            Self::Storage(_) => "local-store",
+            Self::NewDevices(_) | Self::Degraded => "degraded",
+            Self::Unsettled => "unsettled",
+        }
+    }
+
     /// The server's label, if the server refused.
     pub fn label(&self) -> Option<&str> {
         match self {
