@@ -8,7 +8,7 @@
 // A command-line program: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod tui;
+use parley_cli::tui;
 
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,4 @@
+//! The `parley` command's parts that tests reach: the terminal chat.
+#![forbid(unsafe_code)]
+
+pub mod tui;
