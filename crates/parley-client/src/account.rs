@@ -988,6 +988,13 @@ impl Account {
             self.accept_degraded(conversation)?;
         }
         let plaintext = Zeroizing::new(envelope.to_bytes());
+        // Large content goes once, as the shared blob; each device gets its key.
+        let (plaintext, data) = if plaintext.len() > content::EXTERNAL_THRESHOLD {
+            let (small, blob) = content::seal_external(envelope)?;
+            (Zeroizing::new(small.to_bytes()), Some(blob))
+        } else {
+            (plaintext, None)
+        };
         for _ in 0..2 {
             let verified = self
                 .state
@@ -1002,6 +1009,7 @@ impl Account {
                     conversation,
                     To::Members(&members),
                     &plaintext,
+                    data.as_deref(),
                     &mut approve,
                 )
                 .await
@@ -1131,6 +1139,7 @@ impl Account {
                     conversation,
                     To::OnlyUsers(&[me]),
                     &envelope.to_bytes(),
+                    None,
                     &mut approve,
                 )
                 .await?;
@@ -1317,8 +1326,12 @@ impl Account {
         Ok(updates)
     }
 
-    /// Opens the live socket from this device's cursor.
-    pub async fn connect(&self) -> Result<crate::api::LiveSocket, ClientError> {
+    /// Opens the live socket from this device's cursor, topping up the server's
+    /// pool of this device's prekeys first.
+    pub async fn connect(&mut self) -> Result<crate::api::LiveSocket, ClientError> {
+        if self.device.top_up_prekeys(&self.api).await? > 0 {
+            self.save()?;
+        }
         self.device.connect(&self.api).await
     }
 
@@ -1327,8 +1340,15 @@ impl Account {
         &mut self,
         frame: &parley_api::LiveFrame,
     ) -> Result<Vec<Update>, ClientError> {
+        let held = self.device.prekeys_held();
         let incoming: Vec<Incoming> = self.device.handle(frame).into_iter().collect();
-        self.absorb_incoming(incoming).await
+        let updates = self.absorb_incoming(incoming).await?;
+        if self.device.prekeys_held() < held {
+            // A peer used one of our prekeys: put a fresh one on the server.
+            self.device.top_up_prekeys(&self.api).await?;
+            self.save()?;
+        }
+        Ok(updates)
     }
 
     /// Sends a typing indicator.
@@ -1515,7 +1535,16 @@ impl Account {
     /// the id to send a delivery receipt for.
     fn absorb_message(&mut self, r: &Received) -> Option<(Update, Option<String>)> {
         let conversation = r.conversation.clone();
-        let envelope = match Envelope::parse(&r.plaintext) {
+        let envelope = Envelope::parse(&r.plaintext).and_then(|e| match &e.body {
+            Some(Body::External(external)) => content::open_external(
+                external,
+                r.data.as_deref().ok_or_else(|| {
+                    ClientError::Decode("a large message arrived without its shared blob".into())
+                })?,
+            ),
+            _ => Ok(e),
+        });
+        let envelope = match envelope {
             Ok(e) => e,
             Err(e) => {
                 let id = Uuid::new_v4().to_string();
@@ -1618,6 +1647,8 @@ impl Account {
                 MessageKind::Unsupported,
                 "This message needs a newer app.".into(),
             )),
+            // Unwrapped before it gets here; a nested one is refused.
+            Some(Body::External(_)) => return None,
             Some(Body::Edit(e)) => {
                 let target = find(c, &e.replacing_message_id)?;
                 // Only the author edits, and only texts.

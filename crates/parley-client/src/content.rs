@@ -34,7 +34,7 @@ pub struct Envelope {
     #[prost(uint64, optional, tag = "3")]
     pub expires_after_ms: Option<u64>,
     /// What it is.
-    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 15, 16")]
+    #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
     pub body: Option<Body>,
 }
 
@@ -62,6 +62,29 @@ pub enum Body {
     /// An encrypted asset stored on the server.
     #[prost(message, tag = "16")]
     Asset(AssetRef),
+    /// The real content is the message's shared `data` blob, sent once for all
+    /// devices instead of once per device.
+    #[prost(message, tag = "17")]
+    External(External),
+}
+
+/// The key to a large message sent once as the shared `data` blob.
+#[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
+pub struct External {
+    /// XChaCha20-Poly1305 key of the blob (32 bytes).
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    /// SHA-256 of the blob as sent.
+    #[prost(bytes = "vec", tag = "2")]
+    pub sha256: Vec<u8>,
+}
+
+/// The key is a secret: `Debug` shows nothing of it.
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("External").finish_non_exhaustive()
+    }
 }
 
 /// A text with its mentions and link previews.
@@ -302,6 +325,11 @@ impl Envelope {
                 ReceiptKind::try_from(r.kind).map_err(|_| invalid("unknown receipt kind"))?;
                 r.message_ids.iter().try_for_each(|id| check_id(id))?;
             }
+            Some(Body::External(e)) => {
+                if e.key.len() != 32 || e.sha256.len() != 32 {
+                    return Err(invalid("an external key and hash are 32 bytes each"));
+                }
+            }
             Some(Body::Knock(_) | Body::Asset(_)) | None => {}
         }
         Ok(envelope)
@@ -360,5 +388,87 @@ mod tests {
         // Field 40 (a future body kind), length-delimited, empty.
         bytes.extend_from_slice(&[0xc2, 0x02, 0x00]);
         assert_eq!(Envelope::parse(&bytes).expect("parses").body, None);
+    }
+}
+
+/// Content this big goes once as the shared `data` blob.
+pub const EXTERNAL_THRESHOLD: usize = 4 * 1024;
+
+/// Seals large content for the shared blob: the small envelope to encrypt per
+/// device (same message id) and the blob (`nonce ‖ ciphertext`).
+pub fn seal_external(envelope: &Envelope) -> Result<(Envelope, Vec<u8>), ClientError> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use sha2::Digest as _;
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    let mut nonce = [0u8; 24];
+    getrandom::fill(key.as_mut())
+        .and_then(|()| getrandom::fill(&mut nonce))
+        .map_err(|e| ClientError::Crypto(format!("no randomness: {e}")))?;
+    let plaintext = zeroize::Zeroizing::new(envelope.to_bytes());
+    let ciphertext = chacha20poly1305::XChaCha20Poly1305::new((&*key).into())
+        .encrypt(&nonce.into(), plaintext.as_slice())
+        .map_err(|_| ClientError::Crypto("sealing the shared blob failed".into()))?;
+    let mut blob = nonce.to_vec();
+    blob.extend(ciphertext);
+    let small = Envelope {
+        version: CONTENT_VERSION,
+        message_id: envelope.message_id.clone(),
+        expires_after_ms: envelope.expires_after_ms,
+        body: Some(Body::External(External {
+            key: key.to_vec(),
+            sha256: sha2::Sha256::digest(&blob).to_vec(),
+        })),
+    };
+    Ok((small, blob))
+}
+
+/// Opens the shared blob named by an [`External`] and parses the content in it.
+pub fn open_external(external: &External, blob: &[u8]) -> Result<Envelope, ClientError> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use sha2::Digest as _;
+    if sha2::Sha256::digest(blob).as_slice() != external.sha256.as_slice() {
+        return Err(invalid("the shared blob does not match its hash"));
+    }
+    let key: [u8; 32] = external
+        .key
+        .as_slice()
+        .try_into()
+        .map_err(|_| invalid("bad external key"))?;
+    let key = zeroize::Zeroizing::new(key);
+    let (nonce, ciphertext) = blob
+        .split_at_checked(24)
+        .ok_or_else(|| invalid("the shared blob is too short"))?;
+    let nonce: [u8; 24] = nonce.try_into().map_err(|_| invalid("bad nonce"))?;
+    let plaintext = chacha20poly1305::XChaCha20Poly1305::new((&*key).into())
+        .decrypt(&nonce.into(), ciphertext)
+        .map_err(|_| invalid("the shared blob does not decrypt"))?;
+    let inner = Envelope::parse(&plaintext)?;
+    if matches!(inner.body, Some(Body::External(_))) {
+        return Err(invalid("a shared blob inside a shared blob"));
+    }
+    Ok(inner)
+}
+
+#[cfg(test)]
+mod external_tests {
+    use super::*;
+
+    #[test]
+    fn large_content_travels_once_in_the_blob() {
+        let big = Envelope::text(&"x".repeat(EXTERNAL_THRESHOLD * 4));
+        let (small, blob) = seal_external(&big).expect("sealed");
+        assert!(
+            small.to_bytes().len() < 150,
+            "the per-device part stays small"
+        );
+        let Some(Body::External(external)) =
+            Envelope::parse(&small.to_bytes()).expect("parses").body
+        else {
+            panic!("an external body")
+        };
+        assert_eq!(open_external(&external, &blob).expect("opens"), big);
+        let mut tampered = blob.clone();
+        tampered[30] ^= 1;
+        assert!(open_external(&external, &tampered).is_err());
     }
 }

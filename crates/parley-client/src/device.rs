@@ -58,6 +58,8 @@ pub struct Received {
     pub sender: ClientId,
     /// When the server accepted it.
     pub time: parley_api::OffsetDateTime,
+    /// The message's shared blob (sent once for every device), if any.
+    pub data: Option<Vec<u8>>,
     /// What they wrote.
     pub plaintext: Vec<u8>,
 }
@@ -307,6 +309,12 @@ impl Device {
         Ok(wanted)
     }
 
+    /// How many of this device's prekeys (one-time and last-resort) it still
+    /// holds; it falls when a peer starts a session with one.
+    pub fn prekeys_held(&self) -> usize {
+        self.prekeys.len()
+    }
+
     /// This device's id.
     pub fn id(&self) -> ClientId {
         self.client
@@ -423,6 +431,7 @@ impl Device {
         conversation: &Qualified<ConversationId>,
         to: To<'_>,
         plaintext: &[u8],
+        data: Option<&[u8]>,
         approve: &mut (dyn FnMut(&[NewDevice]) -> bool + Send),
     ) -> Result<MessageSent, ClientError> {
         let (mut members, report_missing) = match to {
@@ -448,7 +457,7 @@ impl Device {
             let message = NewProteusMessage {
                 sender: self.client,
                 recipients: BTreeMap::from([(conversation.domain.clone(), recipients)]),
-                data: None,
+                data: data.map(b64),
                 transient: false,
                 report_missing: report_missing.clone(),
             };
@@ -523,6 +532,7 @@ impl Device {
             from: *from,
             sender: data.sender,
             time: event.time,
+            data: data.data.as_deref().map(unb64).transpose()?,
             plaintext,
         }))
     }

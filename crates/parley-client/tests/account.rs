@@ -311,11 +311,15 @@ async fn three_people_chat_verify_and_recover() {
     carol2.sync().await.expect("synced");
     assert_eq!(texts(&carol2.history(&group)), ["still verified"]);
 
+    // A long text goes once, as the shared blob, not once per device.
+    let long = "a long read. ".repeat(1000);
+    alice.send_text(&group, &long, false).await.expect("sent");
+
     // --- Carol comes online: everything, in order ---------------------------------
     carol.sync().await.expect("synced");
     assert_eq!(
         texts(&carol.history(&group)),
-        ["the plan", "the typo", "", "still verified"]
+        ["the plan", "the typo", "", "still verified", long.as_str()]
     );
 
     // --- A session reset ------------------------------------------------------------
@@ -366,4 +370,73 @@ async fn three_people_chat_verify_and_recover() {
     ] {
         assert!(!w.server.database_contains(needle.as_bytes()), "{needle}");
     }
+}
+
+/// A device away longer than the server keeps events is told, resynchronises its
+/// conversations, and reads what comes next; its prekeys are topped up when it
+/// connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_away_too_long_is_told_and_carries_on() {
+    let w = World {
+        server: TestServer::start().await,
+        dirs: tempfile::tempdir().expect("temp dir"),
+    };
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let bob_id = alice.find("bob").await.expect("found");
+    let group = alice
+        .create_group("club", vec![bob_id], false)
+        .await
+        .expect("created");
+    alice.send_text(&group, "one", false).await.expect("sent");
+    bob.sync().await.expect("synced");
+    assert_eq!(texts(&bob.history(&group)), ["one"]);
+
+    // Bob is away for 29 days; the server keeps events for 28.
+    alice
+        .send_text(&group, "lost in time", false)
+        .await
+        .expect("sent");
+    w.server.running.clock.advance(29 * 24 * 3600);
+    alice.send_text(&group, "after", false).await.expect("sent");
+    let updates = bob.sync().await.expect("synced");
+    assert!(
+        updates
+            .iter()
+            .any(|u| matches!(u, Update::NotificationsLost)),
+        "{updates:?}"
+    );
+    let history = bob.history(&group);
+    assert_eq!(texts(&history), ["one", "after"]);
+    assert!(
+        history
+            .iter()
+            .any(|m| m.kind == MessageKind::System && m.text.contains("may be missing")),
+        "the person is told"
+    );
+
+    // Connecting tops the prekey pool back up (Alice's new device used one).
+    let mut alice2 = w.second_device("alice", 2).await;
+    let _ = alice2.sync().await.expect("synced");
+    alice2
+        .send_text(&group, "from my laptop", false)
+        .await
+        .expect("sent");
+    let before = bob
+        .api()
+        .prekey_count(bob.device_id())
+        .await
+        .expect("count");
+    assert!(
+        before < 100,
+        "alice's new device claimed one of bob's prekeys"
+    );
+    let _socket = bob.connect().await.expect("connected");
+    assert_eq!(
+        bob.api()
+            .prekey_count(bob.device_id())
+            .await
+            .expect("count"),
+        100
+    );
 }

@@ -87,6 +87,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
             &conv,
             To::Members(&members),
             b"meet at noon",
+            None,
             &mut |_| true,
         )
         .await
@@ -106,9 +107,14 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     }
 
     // Bob answers from one device: Alice and Bob's other device both read it.
-    b1.send(&bob, &conv, To::Members(&members), b"see you", &mut |_| {
-        true
-    })
+    b1.send(
+        &bob,
+        &conv,
+        To::Members(&members),
+        b"see you",
+        None,
+        &mut |_| true,
+    )
     .await
     .expect("sent");
     let at_alice = msgs(a1.sync(&alice).await.expect("synced"));
@@ -140,6 +146,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         &conv,
         To::Members(&members),
         b"readable",
+        None,
         &mut |_| true,
     )
     .await
@@ -162,6 +169,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
             &conv,
             To::Members(&members),
             text.as_bytes(),
+            None,
             &mut |_| true,
         )
         .await
@@ -178,6 +186,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         &conv,
         To::Members(&members),
         b"live one",
+        None,
         &mut |_| true,
     )
     .await
@@ -197,6 +206,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
             &conv,
             To::Members(&members),
             text.as_bytes(),
+            None,
             &mut |_| true,
         )
         .await
@@ -234,6 +244,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         &conv,
         To::Members(&members),
         b"after the restart",
+        None,
         &mut |_| true,
     )
     .await
