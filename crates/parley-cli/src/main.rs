@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use parley_api::{ClientId, Qualified, Register, Uuid};
 use parley_client::ClientError;
-use parley_client::account::{Account, Message, MessageKind, Update};
+use parley_client::account::{Account, Message, Update};
 use parley_client::api::Api;
 use serde_json::{Value, json};
 
@@ -362,14 +362,10 @@ fn message_line(account: &Account, m: &Message) -> String {
     } else {
         account.name_of(m.from)
     };
-    let body = match &m.kind {
-        MessageKind::Text if m.deleted => "(deleted)".to_owned(),
-        MessageKind::Text => m.text.clone(),
-        MessageKind::Knock => "knocks".into(),
-        MessageKind::Asset { name } => format!("[file {name}]"),
-        MessageKind::Undecryptable { .. } | MessageKind::System | MessageKind::Unsupported => {
-            format!("* {}", m.text)
-        }
+    let body = if m.is_notice() {
+        format!("* {}", m.body())
+    } else {
+        m.body()
     };
     let mut extras = Vec::new();
     if m.edited {

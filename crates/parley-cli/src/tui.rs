@@ -105,15 +105,7 @@ fn shield(v: Verification) -> Span<'static> {
 }
 
 fn message_spans(name: &str, m: &Message) -> Line<'static> {
-    let body = match &m.kind {
-        MessageKind::Text if m.deleted => "(deleted)".to_owned(),
-        MessageKind::Text => m.text.clone(),
-        MessageKind::Knock => "knocks".into(),
-        MessageKind::Asset { name } => format!("[file {name}]"),
-        MessageKind::Undecryptable { .. } | MessageKind::System | MessageKind::Unsupported => {
-            m.text.clone()
-        }
-    };
+    let body = m.body();
     let mut spans = Vec::new();
     if matches!(
         m.kind,

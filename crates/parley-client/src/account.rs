@@ -119,6 +119,57 @@ pub struct Message {
     pub shown: bool,
 }
 
+impl Message {
+    /// A new entry with no reactions, receipts or timer.
+    fn entry(
+        id: String,
+        (from, sender): (UserId, ClientId),
+        time: i64,
+        kind: MessageKind,
+        text: String,
+        shown: bool,
+    ) -> Self {
+        Self {
+            id,
+            from,
+            sender,
+            time,
+            kind,
+            text,
+            mine: false,
+            edited: false,
+            deleted: false,
+            reactions: BTreeMap::new(),
+            delivered_to: BTreeSet::new(),
+            read_by: BTreeSet::new(),
+            expires_after_ms: None,
+            expires_at: None,
+            shown,
+        }
+    }
+
+    /// What to show for it: the text, or what stands for it.
+    pub fn body(&self) -> String {
+        match &self.kind {
+            MessageKind::Text if self.deleted => "(deleted)".to_owned(),
+            MessageKind::Knock => "knocks".into(),
+            MessageKind::Asset { name } => format!("[file {name}]"),
+            MessageKind::Text
+            | MessageKind::Undecryptable { .. }
+            | MessageKind::System
+            | MessageKind::Unsupported => self.text.clone(),
+        }
+    }
+
+    /// Said by the app rather than a person.
+    pub fn is_notice(&self) -> bool {
+        matches!(
+            self.kind,
+            MessageKind::System | MessageKind::Undecryptable { .. } | MessageKind::Unsupported
+        )
+    }
+}
+
 /// Message content is private: `Debug` shows the envelope, not the words.
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -944,23 +995,14 @@ impl Account {
     fn system(&mut self, id: Uuid, text: &str) {
         let me = self.user();
         if let Some(c) = self.state.conversations.get_mut(&id) {
-            c.messages.push(Message {
-                id: Uuid::new_v4().to_string(),
-                from: me,
-                sender: ClientId(0),
-                time: OffsetDateTime::now_utc().unix_timestamp(),
-                kind: MessageKind::System,
-                text: text.to_owned(),
-                mine: false,
-                edited: false,
-                deleted: false,
-                reactions: BTreeMap::new(),
-                delivered_to: BTreeSet::new(),
-                read_by: BTreeSet::new(),
-                expires_after_ms: None,
-                expires_at: None,
-                shown: true,
-            });
+            c.messages.push(Message::entry(
+                Uuid::new_v4().to_string(),
+                (me, ClientId(0)),
+                OffsetDateTime::now_utc().unix_timestamp(),
+                MessageKind::System,
+                text.to_owned(),
+                true,
+            ));
         }
     }
 
@@ -1106,11 +1148,7 @@ impl Account {
     ) -> Result<String, ClientError> {
         let envelope = Envelope::new(Body::Edit(content::Edit {
             replacing_message_id: message.to_owned(),
-            text: Some(content::Text {
-                content: text.to_owned(),
-                mentions: Vec::new(),
-                link_previews: Vec::new(),
-            }),
+            text: Some(content::Text::plain(text)),
         }));
         self.send_and_record(conversation, envelope, false).await
     }
@@ -1384,25 +1422,21 @@ impl Account {
                 } => {
                     let id = Uuid::new_v4().to_string();
                     self.ensure_conversation(&conversation).await;
-                    self.push(&conversation, Message {
-                        id: id.clone(),
-                        from,
-                        sender,
-                        time: OffsetDateTime::now_utc().unix_timestamp(),
-                        kind: MessageKind::Undecryptable { reason },
-                        text: format!(
-                            "A message from device {sender} could not be decrypted. Its sessions start afresh with the next message."
+                    let text = format!(
+                        "A message from device {sender} could not be decrypted. \
+                         Its sessions start afresh with the next message."
+                    );
+                    self.push(
+                        &conversation,
+                        Message::entry(
+                            id.clone(),
+                            (from, sender),
+                            OffsetDateTime::now_utc().unix_timestamp(),
+                            MessageKind::Undecryptable { reason },
+                            text,
+                            false,
                         ),
-                        mine: false,
-                        edited: false,
-                        deleted: false,
-                        reactions: BTreeMap::new(),
-                        delivered_to: BTreeSet::new(),
-                        read_by: BTreeSet::new(),
-                        expires_after_ms: None,
-                        expires_at: None,
-                        shown: false,
-                    });
+                    );
                     // The sender's session with us is broken: drop ours, so our
                     // next message starts a fresh one (Wire's TOO_DISTANT_FUTURE /
                     // Status's partitioned devices).
@@ -1550,25 +1584,16 @@ impl Account {
                 let id = Uuid::new_v4().to_string();
                 self.push(
                     &conversation,
-                    Message {
-                        id: id.clone(),
-                        from: r.from,
-                        sender: r.sender,
-                        time: r.time.unix_timestamp(),
-                        kind: MessageKind::Undecryptable {
+                    Message::entry(
+                        id.clone(),
+                        (r.from, r.sender),
+                        r.time.unix_timestamp(),
+                        MessageKind::Undecryptable {
                             reason: e.to_string(),
                         },
-                        text: "A message arrived that this app cannot read.".into(),
-                        mine: false,
-                        edited: false,
-                        deleted: false,
-                        reactions: BTreeMap::new(),
-                        delivered_to: BTreeSet::new(),
-                        read_by: BTreeSet::new(),
-                        expires_after_ms: None,
-                        expires_at: None,
-                        shown: false,
-                    },
+                        "A message arrived that this app cannot read.".into(),
+                        false,
+                    ),
                 );
                 return Some((Update::Message { conversation, id }, None));
             }
@@ -1614,25 +1639,21 @@ impl Account {
             id: id.to_owned(),
         };
         let new_entry = |kind: MessageKind, text: String| Message {
-            id: envelope.message_id.clone(),
-            from,
-            sender,
-            time,
-            kind,
-            text,
             mine,
-            edited: false,
-            deleted: false,
-            reactions: BTreeMap::new(),
-            delivered_to: BTreeSet::new(),
-            read_by: BTreeSet::new(),
             expires_after_ms: envelope.expires_after_ms,
             // The sender's own copy counts down from sending.
             expires_at: envelope
                 .expires_after_ms
                 .filter(|_| sent_here)
                 .map(|ms| now_ms().saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
-            shown: sent_here,
+            ..Message::entry(
+                envelope.message_id.clone(),
+                (from, sender),
+                time,
+                kind,
+                text,
+                sent_here,
+            )
         };
         let entry = match envelope.body.as_ref() {
             Some(Body::Text(t)) => Some(new_entry(MessageKind::Text, t.content.clone())),

@@ -232,6 +232,17 @@ impl std::fmt::Debug for Text {
     }
 }
 
+impl Text {
+    /// A text without mentions or link previews.
+    pub fn plain(content: &str) -> Self {
+        Self {
+            content: content.to_owned(),
+            mentions: Vec::new(),
+            link_previews: Vec::new(),
+        }
+    }
+}
+
 fn invalid(why: impl Into<String>) -> ClientError {
     ClientError::Decode(format!("invalid message content: {}", why.into()))
 }
@@ -281,11 +292,7 @@ impl Envelope {
 
     /// A plain text.
     pub fn text(content: &str) -> Self {
-        Self::new(Body::Text(Text {
-            content: content.to_owned(),
-            mentions: Vec::new(),
-            link_previews: Vec::new(),
-        }))
+        Self::new(Body::Text(Text::plain(content)))
     }
 
     /// The bytes to encrypt.

@@ -7,9 +7,10 @@
 //! prekeys are claimed, sessions opened and the message sent again. Sessions of
 //! devices the server reports deleted are dropped.
 //!
-//! [`Device::save`] writes the whole device (identity, prekeys, sessions, queue
-//! cursor) as one record of the encrypted [`LocalStore`], so a save is atomic:
-//! after a crash the device is as it was at one save or the next, never between.
+//! [`Device::export`] serializes the whole device (identity, prekeys, sessions,
+//! queue cursor); the account saves it with the rest of its state as one record
+//! of the encrypted local store, so after a crash the device is as it was at one
+//! save or the next, never between.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -24,10 +25,6 @@ use rand_core::UnwrapErr;
 
 use crate::ClientError;
 use crate::api::{Api, Delivery};
-use crate::local_store::LocalStore;
-
-/// The local store record holding the device.
-const DEVICE_RECORD: &str = "device";
 
 /// A device as saved: every secret as base64 of its Proteus serialization.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -219,11 +216,6 @@ impl Device {
         })
     }
 
-    /// Saves the whole device as one record (atomically).
-    pub fn save(&self, store: &LocalStore) -> Result<(), ClientError> {
-        store.put(DEVICE_RECORD, &self.export())
-    }
-
     /// The whole device (every secret) serialized, for a caller that stores it
     /// together with more state in one record.
     pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
@@ -241,14 +233,6 @@ impl Device {
                 .collect(),
         };
         zeroize::Zeroizing::new(serde_json::to_vec(&saved).expect("a device serializes"))
-    }
-
-    /// The device saved in `store`, if any.
-    pub fn load(store: &LocalStore) -> Result<Option<Self>, ClientError> {
-        store
-            .get(DEVICE_RECORD)?
-            .map(|bytes| Self::import(&bytes))
-            .transpose()
     }
 
     /// A device from [`Device::export`].

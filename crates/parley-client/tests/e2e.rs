@@ -229,15 +229,14 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     let saved = s.dir().join("bob-device-2");
     let store =
         parley_client::local_store::LocalStore::open(&saved, "bob's passphrase").expect("store");
-    b2.save(&store).expect("saved");
+    store.put("device", &b2.export()).expect("saved");
     let fingerprint = b2.fingerprint();
     drop(b2);
     drop(store);
     let store =
         parley_client::local_store::LocalStore::open(&saved, "bob's passphrase").expect("reopened");
-    let mut b2 = Device::load(&store)
-        .expect("loaded")
-        .expect("a saved device");
+    let mut b2 = Device::import(&store.get("device").expect("read").expect("a saved device"))
+        .expect("loaded");
     assert_eq!(b2.fingerprint(), fingerprint);
     a1.send(
         &alice,
