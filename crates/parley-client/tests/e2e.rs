@@ -30,6 +30,20 @@ async fn account(s: &TestServer, name: &str) -> Api {
     api
 }
 /// The plaintexts of decrypted messages.
+/// Sends `text` to every member's devices, approving any new device.
+async fn say(
+    device: &mut Device,
+    api: &Api,
+    conv: &Qualified<parley_api::ConversationId>,
+    members: &[parley_api::UserId],
+    text: &[u8],
+) -> parley_api::MessageSent {
+    device
+        .send(api, conv, To::Members(members), text, None, &mut |_| true)
+        .await
+        .expect("sent")
+}
+
 /// Messages only (decrypted or not), without conversation and device events.
 fn msgs(incoming: Vec<Incoming>) -> Vec<Incoming> {
     incoming
@@ -81,17 +95,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
 
     // No sessions yet: the server names Bob's two devices, Alice claims their
     // prekeys, opens sessions and the message goes through.
-    let sent = a1
-        .send(
-            &alice,
-            &conv,
-            To::Members(&members),
-            b"meet at noon",
-            None,
-            &mut |_| true,
-        )
-        .await
-        .expect("sent");
+    let sent = say(&mut a1, &alice, &conv, &members, b"meet at noon").await;
     assert!(sent.missing.is_empty() && sent.deleted.is_empty());
     assert!(a1.has_session(bob.user().expect("id"), b1.id()));
     for device in [&mut b1, &mut b2] {
@@ -107,16 +111,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     }
 
     // Bob answers from one device: Alice and Bob's other device both read it.
-    b1.send(
-        &bob,
-        &conv,
-        To::Members(&members),
-        b"see you",
-        None,
-        &mut |_| true,
-    )
-    .await
-    .expect("sent");
+    say(&mut b1, &bob, &conv, &members, b"see you").await;
     let at_alice = msgs(a1.sync(&alice).await.expect("synced"));
     assert_eq!(texts(&at_alice), [b"see you".to_vec()]);
     let at_b2 = msgs(b2.sync(&bob).await.expect("synced"));
@@ -141,16 +136,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         report_missing: parley_api::ReportMissing::None,
     };
     alice.post_proteus(&conv, &bogus).await.expect("posted");
-    a1.send(
-        &alice,
-        &conv,
-        To::Members(&members),
-        b"readable",
-        None,
-        &mut |_| true,
-    )
-    .await
-    .expect("sent");
+    say(&mut a1, &alice, &conv, &members, b"readable").await;
     let got = msgs(b1.sync(&bob).await.expect("synced"));
     assert!(
         matches!(&got[0], Incoming::Undecryptable { sender, .. } if *sender == a1.id()),
@@ -164,16 +150,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     s.running.clock.advance(16 * 60);
     for n in 0..5 {
         let text = format!("ping {n}");
-        a1.send(
-            &alice,
-            &conv,
-            To::Members(&members),
-            text.as_bytes(),
-            None,
-            &mut |_| true,
-        )
-        .await
-        .expect("sent");
+        say(&mut a1, &alice, &conv, &members, text.as_bytes()).await;
         let got = msgs(b1.sync(&bob).await.expect("synced"));
         assert_eq!(texts(&got), [text.into_bytes()]);
     }
@@ -181,16 +158,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     // Live: Bob's first device listens on its socket. After a reconnect it gets
     // what it missed, in order, and nothing twice.
     let mut live = b1.connect(&bob).await.expect("socket");
-    a1.send(
-        &alice,
-        &conv,
-        To::Members(&members),
-        b"live one",
-        None,
-        &mut |_| true,
-    )
-    .await
-    .expect("sent");
+    say(&mut a1, &alice, &conv, &members, b"live one").await;
     let mut seen = Vec::new();
     while seen.is_empty() {
         let frame = live.next().await.expect("frame").expect("open");
@@ -201,16 +169,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     // Bob's token expires while he is away: reconnecting refreshes it.
     s.running.clock.advance(16 * 60);
     for text in ["missed one", "missed two"] {
-        a1.send(
-            &alice,
-            &conv,
-            To::Members(&members),
-            text.as_bytes(),
-            None,
-            &mut |_| true,
-        )
-        .await
-        .expect("sent");
+        say(&mut a1, &alice, &conv, &members, text.as_bytes()).await;
     }
     let mut live = b1.connect(&bob).await.expect("socket");
     let mut seen = Vec::new();
@@ -238,16 +197,7 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
     let mut b2 = Device::import(&store.get("device").expect("read").expect("a saved device"))
         .expect("loaded");
     assert_eq!(b2.fingerprint(), fingerprint);
-    a1.send(
-        &alice,
-        &conv,
-        To::Members(&members),
-        b"after the restart",
-        None,
-        &mut |_| true,
-    )
-    .await
-    .expect("sent");
+    say(&mut a1, &alice, &conv, &members, b"after the restart").await;
     let got = msgs(b2.sync(&bob).await.expect("synced"));
     assert_eq!(
         texts(&got).last(),
