@@ -83,6 +83,18 @@ async fn the_chat_window_shows_and_sends() {
     assert!(shown.contains("alice: lunch today? (edited)"), "{shown}");
     assert!(shown.contains("Ctrl-C quit"), "the help bar\n{shown}");
 
+    // Alice is typing: Bob's window says so.
+    let mut typing = Ui::default();
+    typing.typing.insert(
+        conv.id,
+        (
+            "alice".into(),
+            std::time::Instant::now() + std::time::Duration::from_secs(5),
+        ),
+    );
+    let shown = screen(&View::of(&mut bob, 0), &typing);
+    assert!(shown.contains("alice is typing…"), "{shown}");
+
     // Bob types and presses Enter: the message really goes out.
     let mut ui = Ui::default();
     let view = View::of(&mut bob, 0);

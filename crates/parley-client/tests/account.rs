@@ -354,6 +354,41 @@ async fn three_people_chat_verify_and_recover() {
         ["the plan", "the typo"]
     );
 
+    // --- Removing a device -------------------------------------------------------------
+    let third = alice3.device_id();
+    alice.remove_device(third, PASSWORD).await.expect("removed");
+    assert!(
+        !alice
+            .devices()
+            .await
+            .expect("devices")
+            .iter()
+            .any(|d| d.client == third),
+        "gone from the list"
+    );
+    bob.send_text(&one2one, "after the removal", false)
+        .await
+        .expect("sent");
+    assert!(
+        !bob.peer_devices(alice.user())
+            .await
+            .expect("devices")
+            .iter()
+            .any(|d| d.client == third),
+        "peers drop it too"
+    );
+
+    // The local store reveals nothing at rest: no text, no names.
+    for entry in std::fs::read_dir(w.dir("bob-1")).expect("bob's directory") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("file");
+        for needle in ["hello bob", "the plan", "alice", "team"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} in bob's local store"
+            );
+        }
+    }
+
     // --- Log out ------------------------------------------------------------------------
     alice4.logout().await.expect("logged out");
     assert!(matches!(
