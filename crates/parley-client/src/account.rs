@@ -117,6 +117,40 @@ pub struct Message {
     pub expires_at: Option<i64>,
     /// Whether this device's user has seen it.
     pub shown: bool,
+    /// Users mentioned in the text.
+    #[serde(default)]
+    pub mentions: Vec<UserId>,
+    /// Previews of links in the text, as the sender made them.
+    #[serde(default)]
+    pub link_previews: Vec<LinkPreview>,
+}
+
+/// A link preview as shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkPreview {
+    /// The URL.
+    pub url: String,
+    /// The page's title.
+    pub title: String,
+    /// Its summary.
+    pub summary: String,
+}
+
+fn annotations(t: &content::Text) -> (Vec<UserId>, Vec<LinkPreview>) {
+    (
+        t.mentions
+            .iter()
+            .filter_map(|m| Uuid::parse_str(&m.user_id).ok())
+            .collect(),
+        t.link_previews
+            .iter()
+            .map(|p| LinkPreview {
+                url: p.url.clone(),
+                title: p.title.clone(),
+                summary: p.summary.clone(),
+            })
+            .collect(),
+    )
 }
 
 impl Message {
@@ -145,6 +179,8 @@ impl Message {
             expires_after_ms: None,
             expires_at: None,
             shown,
+            mentions: Vec::new(),
+            link_previews: Vec::new(),
         }
     }
 
@@ -1125,6 +1161,42 @@ impl Account {
         self.send_and_record(conversation, envelope, confirm).await
     }
 
+    /// Sends a text with mentions and link previews (which the sender makes:
+    /// recipients never fetch links). [`Account::mention`] helps build one.
+    pub async fn send_rich(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        text: content::Text,
+        confirm: bool,
+    ) -> Result<String, ClientError> {
+        let mut envelope = Envelope::new(Body::Text(text));
+        envelope.expires_after_ms = self
+            .state
+            .conversations
+            .get(&conversation.id)
+            .and_then(|c| c.message_timer);
+        // What a peer would refuse is refused here first.
+        Envelope::parse(&envelope.to_bytes())?;
+        self.send_and_record(conversation, envelope, confirm).await
+    }
+
+    /// A text mentioning `users`: each `@name` in `content` (their display
+    /// name or handle as typed) becomes a mention of that user.
+    pub fn mention(content: &str, users: &[(UserId, &str)]) -> content::Text {
+        let mut text = content::Text::plain(content);
+        for (user, name) in users {
+            let needle = format!("@{name}");
+            for (start, _) in content.match_indices(&needle) {
+                text.mentions.push(content::Mention {
+                    start: u32::try_from(start).unwrap_or(u32::MAX),
+                    length: u32::try_from(needle.len()).unwrap_or(u32::MAX),
+                    user_id: user.to_string(),
+                });
+            }
+        }
+        text
+    }
+
     /// Sends a self-deleting text: it disappears `after_ms` after the recipient
     /// first sees it (and from this device once sent).
     pub async fn send_ephemeral(
@@ -1656,7 +1728,14 @@ impl Account {
             )
         };
         let entry = match envelope.body.as_ref() {
-            Some(Body::Text(t)) => Some(new_entry(MessageKind::Text, t.content.clone())),
+            Some(Body::Text(t)) => {
+                let (mentions, link_previews) = annotations(t);
+                Some(Message {
+                    mentions,
+                    link_previews,
+                    ..new_entry(MessageKind::Text, t.content.clone())
+                })
+            }
             Some(Body::Knock(_)) => Some(new_entry(MessageKind::Knock, String::new())),
             Some(Body::Asset(a)) => Some(new_entry(
                 MessageKind::Asset {
@@ -1676,11 +1755,9 @@ impl Account {
                 if target.from != from || target.kind != MessageKind::Text || target.deleted {
                     return None;
                 }
-                target.text = e
-                    .text
-                    .as_ref()
-                    .map(|t| t.content.clone())
-                    .unwrap_or_default();
+                let text = e.text.as_ref()?;
+                target.text = text.content.clone();
+                (target.mentions, target.link_previews) = annotations(text);
                 target.edited = true;
                 return Some(changed(&e.replacing_message_id));
             }

@@ -163,6 +163,15 @@ async fn three_people_chat_verify_and_recover() {
         .expect("created");
     bob.sync().await.expect("synced");
     alice2.sync().await.expect("synced");
+    let mut rich = Account::mention("@bob see https://parley.example", &[(bob.user(), "bob")]);
+    rich.link_previews
+        .push(parley_client::content::LinkPreview {
+            url: "https://parley.example".into(),
+            url_offset: 9,
+            title: "Parley".into(),
+            summary: "Messaging".into(),
+        });
+    let rich_id = alice.send_rich(&group, rich, false).await.expect("sent");
     let plan = alice
         .send_text(&group, "the plan", false)
         .await
@@ -177,6 +186,13 @@ async fn three_people_chat_verify_and_recover() {
     bob.delete(&group, &oops, true).await.expect("deleted");
     bob.react(&group, &plan, "👍").await.expect("reacted");
     let read = bob.open_conversation(&group).await.expect("opened");
+    let rich = read
+        .iter()
+        .find(|m| m.id == rich_id)
+        .expect("the rich text");
+    assert_eq!(rich.mentions, [bob.user()]);
+    assert_eq!(rich.link_previews[0].title, "Parley");
+    let read: Vec<Message> = read.into_iter().filter(|m| m.id != rich_id).collect();
     assert_eq!(texts(&read), ["the plan", "the typo", ""]);
     assert!(find(&read, "the typo").edited);
     assert!(read.iter().any(|m| m.id == oops && m.deleted));
@@ -199,7 +215,7 @@ async fn three_people_chat_verify_and_recover() {
     // Alice's other device saw her own messages too.
     alice2.sync().await.expect("synced");
     assert_eq!(
-        texts(&alice2.history(&group))[..2],
+        texts(&alice2.history(&group))[1..3],
         ["the plan", "the typo"]
     );
 
@@ -319,7 +335,14 @@ async fn three_people_chat_verify_and_recover() {
     carol.sync().await.expect("synced");
     assert_eq!(
         texts(&carol.history(&group)),
-        ["the plan", "the typo", "", "still verified", long.as_str()]
+        [
+            "@bob see https://parley.example",
+            "the plan",
+            "the typo",
+            "",
+            "still verified",
+            long.as_str()
+        ]
     );
 
     // --- A session reset ------------------------------------------------------------
@@ -350,7 +373,7 @@ async fn three_people_chat_verify_and_recover() {
         .expect("imported");
     assert!(added >= 4, "{added}");
     assert_eq!(
-        texts(&alice4.history(&group))[..2],
+        texts(&alice4.history(&group))[1..3],
         ["the plan", "the typo"]
     );
 
