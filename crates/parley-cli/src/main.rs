@@ -321,10 +321,7 @@ async fn open(dir: &Path) -> Result<Account> {
 
 async fn person(account: &mut Account, who: &str) -> Result<Qualified<Uuid>> {
     if let Ok(id) = Uuid::parse_str(who) {
-        return Ok(Qualified {
-            id,
-            domain: "localhost".into(),
-        });
+        return Ok(account.qualified(id));
     }
     account
         .find(who)

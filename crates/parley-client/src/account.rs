@@ -296,6 +296,8 @@ pub enum Update {
 #[derive(Default, Serialize, Deserialize)]
 struct State {
     server: String,
+    /// The backend's domain (the `@domain` of this user's id).
+    domain: String,
     login: Option<LoginState>,
     /// Base64 of the root key's secret.
     root: Option<String>,
@@ -425,9 +427,11 @@ impl Account {
             }
         };
         let device = Device::register(&api, password, Some(&root)).await?;
+        let domain = api.self_profile().await?.qualified_id.domain;
         let mut account = Self {
             state: State {
                 server: api.base().to_owned(),
+                domain,
                 root: Some(b64().encode(root.secret().as_ref())),
                 ..State::default()
             },
@@ -528,20 +532,17 @@ impl Account {
         self.root.as_ref().map(|r| trust::fingerprint(r.public()))
     }
 
-    fn qualified(&self, id: Uuid) -> Qualified<Uuid> {
+    /// A user of this user's backend.
+    pub fn qualified(&self, id: Uuid) -> Qualified<Uuid> {
         Qualified {
             id,
             domain: self.domain(),
         }
     }
 
-    fn domain(&self) -> String {
-        self.state
-            .conversations
-            .values()
-            .next()
-            .map(|c| c.id.domain.clone())
-            .unwrap_or_else(|| "localhost".into())
+    /// This user's backend domain.
+    pub fn domain(&self) -> String {
+        self.state.domain.clone()
     }
 
     // --- people and connections ------------------------------------------------

@@ -425,6 +425,11 @@ impl Api {
         self.json(Method::GET, &path, None::<&()>).await
     }
 
+    /// This user's own profile.
+    pub async fn self_profile(&self) -> Result<parley_api::SelfProfile, ClientError> {
+        self.json(Method::GET, "/v1/self", None::<&()>).await
+    }
+
     /// A user's profile.
     pub async fn user_profile(&self, user: &Qualified<Uuid>) -> Result<UserProfile, ClientError> {
         let path = format!("/v1/users/{}/{}", user.domain, user.id);
