@@ -498,3 +498,80 @@ async fn a_device_away_too_long_is_told_and_carries_on() {
         100
     );
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("target directory");
+    for entry in std::fs::read_dir(from).expect("source directory") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copied");
+    }
+}
+
+/// Status's partitioned device and Wire's out-of-sync sessions: Bob's device
+/// comes back from an old copy of its store, so its sessions are behind Alice's.
+/// What it cannot decrypt is shown, not dropped, and the next exchange runs on a
+/// fresh session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_restored_from_an_old_copy_recovers_with_a_fresh_session() {
+    let w = World {
+        server: TestServer::start().await,
+        dirs: tempfile::tempdir().expect("temp dir"),
+    };
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let bob_id = alice.find("bob").await.expect("found");
+    let group = alice
+        .create_group("pair", vec![bob_id], false)
+        .await
+        .expect("created");
+    alice.send_text(&group, "one", false).await.expect("sent");
+    bob.sync().await.expect("synced");
+
+    // An old copy of Bob's device, taken now.
+    let old = w.dir("bob-old");
+    copy_dir(&w.dir("bob-1"), &old);
+
+    // The conversation moves on, each side turning the ratchet twice.
+    bob.send_text(&group, "two", false).await.expect("sent");
+    alice.sync().await.expect("synced");
+    alice.send_text(&group, "three", false).await.expect("sent");
+    bob.sync().await.expect("synced");
+    bob.send_text(&group, "four", false).await.expect("sent");
+    alice.sync().await.expect("synced");
+    drop(bob);
+
+    // Bob's device is restored from the old copy: it reads "three" again from
+    // the queue, but its ratchet now differs from the one Alice knows.
+    std::fs::remove_dir_all(w.dir("bob-1")).expect("removed");
+    copy_dir(&old, &w.dir("bob-1"));
+    let mut bob = Account::open(&w.dir("bob-1"), PASSPHRASE)
+        .await
+        .expect("restored");
+    bob.sync().await.expect("synced");
+    alice.send_text(&group, "five", false).await.expect("sent");
+    bob.sync().await.expect("synced");
+    let history = bob.history(&group);
+    assert!(
+        history
+            .iter()
+            .any(|m| matches!(m.kind, MessageKind::Undecryptable { .. })),
+        "what the old sessions cannot read is shown as such: {history:?}"
+    );
+
+    // Bob writes: his device starts a fresh session, Alice takes it over, and
+    // from then on both sides read each other again.
+    bob.send_text(&group, "back again", false)
+        .await
+        .expect("sent");
+    alice.sync().await.expect("synced");
+    assert!(texts(&alice.history(&group)).contains(&"back again".into()));
+    alice
+        .send_text(&group, "welcome back", false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    assert_eq!(
+        texts(&bob.history(&group)).last().map(String::as_str),
+        Some("welcome back")
+    );
+}
