@@ -23,7 +23,7 @@ use parley_api::{
     NewConversation, OffsetDateTime, Qualified, Register, UserId, Uuid,
 };
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::ClientError;
 use crate::api::{Api, LoginState};
@@ -299,7 +299,8 @@ struct State {
     /// The backend's domain (the `@domain` of this user's id).
     domain: String,
     login: Option<LoginState>,
-    /// Base64 of the root key's secret.
+    /// Base64 of the root key's secret: only while the record is written or
+    /// read (see [`Account::write`]); `None` in memory.
     root: Option<String>,
     conversations: BTreeMap<Uuid, ConversationView>,
     peers: BTreeMap<UserId, Peer>,
@@ -432,7 +433,6 @@ impl Account {
             state: State {
                 server: api.base().to_owned(),
                 domain,
-                root: Some(b64().encode(root.secret().as_ref())),
                 ..State::default()
             },
             api,
@@ -454,24 +454,26 @@ impl Account {
                 dir.display()
             ))
         })?;
-        let record: Record = serde_json::from_slice(&bytes)
+        let mut record: Record = serde_json::from_slice(&bytes)
             .map_err(|_| ClientError::Storage("the saved account is damaged".into()))?;
         let device_bytes = Zeroizing::new(
             b64()
                 .decode(&record.device)
                 .map_err(|_| ClientError::Storage("the saved device is damaged".into()))?,
         );
+        record.device.zeroize();
         let device = Device::import(&device_bytes)?;
+        let mut root_text = record.state.root.take();
+        let root = root_text
+            .as_deref()
+            .and_then(|r| b64().decode(r).ok())
+            .map(Zeroizing::new)
+            .and_then(|r| <[u8; 32]>::try_from(r.as_slice()).ok())
+            .map(|r| RootKey::from_secret(&Zeroizing::new(r)));
+        root_text.zeroize();
         let api = Api::new(&record.state.server)?;
         let login = record.state.login.clone().ok_or(ClientError::NotLoggedIn)?;
         api.resume(&login);
-        let root = record
-            .state
-            .root
-            .as_deref()
-            .and_then(|r| b64().decode(r).ok())
-            .and_then(|r| <[u8; 32]>::try_from(r).ok())
-            .map(|r| RootKey::from_secret(&Zeroizing::new(r)));
         Ok(Self {
             api,
             device,
@@ -484,11 +486,24 @@ impl Account {
     /// Writes the whole account (device, sessions, cursor, history) as one record.
     pub fn save(&mut self) -> Result<(), ClientError> {
         self.state.login = self.api.login_state().or(self.state.login.take());
-        let record = Record {
+        self.write()
+    }
+
+    /// Writes the record. The device's and the root key's secrets exist as text
+    /// only inside this call, and are wiped before it returns.
+    fn write(&mut self) -> Result<(), ClientError> {
+        let mut record = Record {
             device: b64().encode(self.device.export().as_slice()),
             state: std::mem::take(&mut self.state),
         };
+        record.state.root = self
+            .root
+            .as_ref()
+            .map(|r| b64().encode(r.secret().as_ref()));
         let json = Zeroizing::new(serde_json::to_vec(&record).expect("an account serializes"));
+        record.device.zeroize();
+        record.state.root.zeroize();
+        record.state.root = None;
         self.state = record.state;
         self.store.put(ACCOUNT_RECORD, &json)
     }
@@ -498,12 +513,7 @@ impl Account {
     pub async fn logout(mut self) -> Result<(), ClientError> {
         let result = self.api.logout().await;
         self.state.login = None;
-        let record = Record {
-            device: b64().encode(self.device.export().as_slice()),
-            state: std::mem::take(&mut self.state),
-        };
-        let json = Zeroizing::new(serde_json::to_vec(&record).expect("an account serializes"));
-        self.store.put(ACCOUNT_RECORD, &json)?;
+        self.write()?;
         result
     }
 
