@@ -441,6 +441,9 @@ impl Account {
             root: Some(root),
         };
         account.refresh_conversations().await?;
+        // This user's own devices count for every conversation's verification.
+        let me = account.user();
+        account.refresh_devices(&[me]).await?;
         account.save()?;
         Ok(account)
     }
@@ -1090,31 +1093,18 @@ impl Account {
                 .conversations
                 .get(&conversation.id)
                 .is_some_and(|c| c.verification == Verification::Verified);
-            let mut approve = |_: &[NewDevice]| !verified;
-            match self
-                .device
-                .send(
-                    &self.api,
+            let sent = self
+                .send_through(
                     conversation,
                     To::Members(&members),
                     &plaintext,
                     data.as_deref(),
-                    &mut approve,
+                    verified,
                 )
-                .await
-            {
-                Ok(sent) => {
-                    for (_, users) in sent.deleted {
-                        for (user, clients) in users {
-                            if let Some(peer) = self.state.peers.get_mut(&user) {
-                                for c in clients {
-                                    peer.devices.remove(&c);
-                                }
-                            }
-                        }
-                    }
-                    // Learn the devices just met and what they publish.
-                    self.fill_identities_from_sessions();
+                .await;
+            match sent {
+                Ok(_) => {
+                    // Learn what the members' devices publish, once per member.
                     let unlisted: Vec<UserId> = members
                         .iter()
                         .filter(|u| !self.state.peers.get(u).is_some_and(|p| p.listed))
@@ -1128,7 +1118,6 @@ impl Account {
                 Err(ClientError::NewDevices(opened)) => {
                     // A verified conversation met new devices: trusted ones (signed
                     // by a pinned root) keep it verified; any other degrades it.
-                    self.learn_devices(&opened);
                     let users: BTreeSet<UserId> = opened.iter().map(|n| n.user).collect();
                     self.refresh_devices(&users.into_iter().collect::<Vec<_>>())
                         .await?;
@@ -1146,6 +1135,64 @@ impl Account {
             }
         }
         Err(ClientError::Unsettled)
+    }
+
+    /// Sends through the device and learns every device it opened a session
+    /// with, so no device is ever written to without the verification state
+    /// knowing of it. With `strict`, new devices are not approved: nothing is
+    /// sent and the answer is [`ClientError::NewDevices`].
+    async fn send_through(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        to: To<'_>,
+        plaintext: &[u8],
+        data: Option<&[u8]>,
+        strict: bool,
+    ) -> Result<parley_api::MessageSent, ClientError> {
+        let mut opened = Vec::new();
+        let mut approve = |new: &[NewDevice]| {
+            opened.extend_from_slice(new);
+            !strict
+        };
+        let result = self
+            .device
+            .send(&self.api, conversation, to, plaintext, data, &mut approve)
+            .await;
+        self.learn_devices(&opened);
+        if let Ok(sent) = &result {
+            for users in sent.deleted.values() {
+                for (user, clients) in users {
+                    if let Some(peer) = self.state.peers.get_mut(user) {
+                        for c in clients {
+                            peer.devices.remove(c);
+                        }
+                    }
+                }
+            }
+        }
+        self.fill_identities_from_sessions();
+        self.recompute_all();
+        result
+    }
+
+    /// A device a message came from: known from now on, so a new one changes
+    /// the verification state before anything is sent to it.
+    fn note_device(&mut self, user: UserId, client: ClientId) {
+        if user == self.user() && client == self.device_id() {
+            return;
+        }
+        let identity = self.device.session_identity(user, client);
+        let known = self
+            .state
+            .peers
+            .entry(user)
+            .or_default()
+            .devices
+            .entry(client)
+            .or_default();
+        if known.identity_key.is_none() {
+            known.identity_key = identity.map(hex::encode);
+        }
     }
 
     fn record_own(&mut self, conversation: &Qualified<Uuid>, envelope: &Envelope) {
@@ -1253,17 +1300,14 @@ impl Account {
         } else {
             // For me: the user's own other devices only.
             let me = self.user();
-            let mut approve = |_: &[NewDevice]| true;
-            self.device
-                .send(
-                    &self.api,
-                    conversation,
-                    To::OnlyUsers(&[me]),
-                    &envelope.to_bytes(),
-                    None,
-                    &mut approve,
-                )
-                .await?;
+            self.send_through(
+                conversation,
+                To::OnlyUsers(&[me]),
+                &envelope.to_bytes(),
+                None,
+                false,
+            )
+            .await?;
             self.record_own(conversation, &envelope);
             self.save()?;
         }
@@ -1359,21 +1403,38 @@ impl Account {
             .unwrap_or_default()
     }
 
+    /// Receipts go to the author of each message only. They carry no content,
+    /// so they need no confirmation, but a device they reach for the first time
+    /// still counts for verification.
     async fn send_receipt(
         &mut self,
         conversation: &Qualified<Uuid>,
         kind: ReceiptKind,
         ids: Vec<String>,
     ) -> Result<(), ClientError> {
-        let envelope = Envelope::new(Body::Receipt(content::Receipt {
-            kind: kind as i32,
-            message_ids: ids,
-        }));
-        // Receipts never need confirmation: they carry no content.
-        match self.send_envelope(conversation, &envelope, false).await {
-            Err(ClientError::Degraded) => Ok(()),
-            other => other,
+        let mut by_author: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+        if let Some(c) = self.state.conversations.get(&conversation.id) {
+            for id in ids {
+                if let Some(m) = c.messages.iter().find(|m| m.id == id) {
+                    by_author.entry(m.from).or_default().push(id);
+                }
+            }
         }
+        for (author, message_ids) in by_author {
+            let envelope = Envelope::new(Body::Receipt(content::Receipt {
+                kind: kind as i32,
+                message_ids,
+            }));
+            self.send_through(
+                conversation,
+                To::OnlyUsers(&[author]),
+                &envelope.to_bytes(),
+                None,
+                false,
+            )
+            .await?;
+        }
+        self.save()
     }
 
     /// Removes self-deleting messages whose time is up.
@@ -1490,6 +1551,7 @@ impl Account {
         for item in incoming {
             match item {
                 Incoming::Message(r) => {
+                    self.note_device(r.from, r.sender);
                     if let Some((update, receipt)) = self.absorb_message(&r) {
                         if let Some(id) = receipt {
                             delivery.entry(r.conversation.id).or_default().push(id);
@@ -1503,6 +1565,7 @@ impl Account {
                     sender,
                     reason,
                 } => {
+                    self.note_device(from, sender);
                     let id = Uuid::new_v4().to_string();
                     self.ensure_conversation(&conversation).await;
                     let text = format!(
@@ -1540,6 +1603,9 @@ impl Account {
                 Incoming::Event(event) => updates.extend(self.absorb_event(&event.payload).await?),
             }
         }
+        // A device met for the first time changes verification now, before
+        // anything is sent back to it.
+        self.recompute_all();
         self.save()?;
         for (conv, ids) in delivery {
             let conversation = self.qualified(conv);

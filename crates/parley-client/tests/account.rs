@@ -575,3 +575,85 @@ async fn a_device_restored_from_an_old_copy_recovers_with_a_fresh_session() {
         Some("welcome back")
     );
 }
+
+/// A verified conversation degrades the moment a message arrives from a device
+/// nobody verified, before anything is sent back to it; receipts reach only
+/// the author.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_from_a_new_device_degrades_before_anything_is_sent_to_it() {
+    let w = World {
+        server: TestServer::start().await,
+        dirs: tempfile::tempdir().expect("temp dir"),
+    };
+    let mut alice = w.register("alice").await;
+    let mut bob = w.register("bob").await;
+    let mut carol = w.register("carol").await;
+    let bob_id = alice.find("bob").await.expect("found");
+    let carol_id = alice.find("carol").await.expect("found");
+    let group = alice
+        .create_group("trio", vec![bob_id, carol_id], true)
+        .await
+        .expect("created");
+    bob.sync().await.expect("synced");
+    carol.sync().await.expect("synced");
+    for user in [alice.user(), carol.user()] {
+        for d in bob.peer_devices(user).await.expect("devices") {
+            bob.verify_device(user, d.client, &d.fingerprint.expect("known"))
+                .await
+                .expect("verified");
+        }
+    }
+    assert_eq!(
+        bob.conversation(&group).expect("known").verification,
+        Verification::Verified
+    );
+
+    // Alice writes from a new device Bob never verified.
+    let mut alice2 = w.second_device("alice", 2).await;
+    alice2.sync().await.expect("synced");
+    alice2
+        .send_text(&group, "from my new laptop", false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    assert_eq!(
+        bob.conversation(&group).expect("known").verification,
+        Verification::Degraded,
+        "a message from an unverified device degrades the conversation"
+    );
+    assert!(matches!(
+        bob.send_text(&group, "secret", false).await,
+        Err(ClientError::Degraded)
+    ));
+
+    // Bob reads it: the read receipt goes to Alice, not to Carol.
+    bob.open_conversation(&group).await.expect("read");
+    carol.sync().await.expect("synced");
+    assert!(
+        !carol
+            .history(&group)
+            .iter()
+            .any(|m| m.kind == MessageKind::Unsupported),
+        "nothing arrives at Carol that she cannot show"
+    );
+    alice2.sync().await.expect("synced");
+    let at_alice = alice2.history(&group);
+    assert!(
+        find(&at_alice, "from my new laptop")
+            .read_by
+            .contains(&bob.user())
+    );
+    let carol_queue = carol
+        .api()
+        .notifications(carol.device_id(), None)
+        .await
+        .expect("queue");
+    let from_bob = carol_queue
+        .notifications
+        .iter()
+        .filter(|e| {
+            matches!(&e.payload, parley_api::EventPayload::OtrMessageAdd { from, .. } if *from == bob.user())
+        })
+        .count();
+    assert_eq!(from_bob, 0, "receipts reach only the author");
+}
