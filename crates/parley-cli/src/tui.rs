@@ -262,7 +262,14 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, account: &mut Accou
     let mut socket = account.connect().await?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let view = View::of(account, ui.selected);
+        let mut view = View::of(account, ui.selected);
+        // The shown conversation counts as read (and its self-deleting timers start).
+        if let Some(c) = view.conversations.get(ui.selected)
+            && c.unread > 0
+        {
+            let _ = account.open_conversation(&c.id).await;
+            view = View::of(account, ui.selected);
+        }
         terminal.draw(|f| draw(f, &view, &ui))?;
         if ui.quit {
             return Ok(());
@@ -300,14 +307,6 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, account: &mut Accou
                 }
             },
             _ = tick.tick() => {}
-        }
-        // Shown conversations count as read (and start self-deleting timers).
-        if let Some(c) = View::of(account, ui.selected)
-            .conversations
-            .get(ui.selected)
-            && c.unread > 0
-        {
-            let _ = account.open_conversation(&c.id).await;
         }
     }
 }

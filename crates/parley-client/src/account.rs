@@ -1210,13 +1210,8 @@ impl Account {
         text: &str,
         confirm: bool,
     ) -> Result<String, ClientError> {
-        let mut envelope = Envelope::text(text);
-        envelope.expires_after_ms = self
-            .state
-            .conversations
-            .get(&conversation.id)
-            .and_then(|c| c.message_timer);
-        self.send_and_record(conversation, envelope, confirm).await
+        self.send_rich(conversation, content::Text::plain(text), confirm)
+            .await
     }
 
     /// Sends a text with mentions and link previews (which the sender makes:
@@ -1503,9 +1498,9 @@ impl Account {
 
     /// Fetches everything new from the server's queue, applies it and saves.
     pub async fn sync(&mut self) -> Result<Vec<Update>, ClientError> {
+        let held = self.device.prekeys_held();
         let incoming = self.device.sync(&self.api).await?;
-        let updates = self.absorb_incoming(incoming).await?;
-        Ok(updates)
+        self.absorb_incoming(incoming, held).await
     }
 
     /// Opens the live socket from this device's cursor, topping up the server's
@@ -1524,13 +1519,7 @@ impl Account {
     ) -> Result<Vec<Update>, ClientError> {
         let held = self.device.prekeys_held();
         let incoming: Vec<Incoming> = self.device.handle(frame).into_iter().collect();
-        let updates = self.absorb_incoming(incoming).await?;
-        if self.device.prekeys_held() < held {
-            // A peer used one of our prekeys: put a fresh one on the server.
-            self.device.top_up_prekeys(&self.api).await?;
-            self.save()?;
-        }
-        Ok(updates)
+        self.absorb_incoming(incoming, held).await
     }
 
     /// Sends a typing indicator.
@@ -1542,9 +1531,12 @@ impl Account {
         self.api.typing(conversation, started).await
     }
 
+    /// Applies what the device received. `prekeys_held` is the device's count
+    /// before it decrypted these: if a peer used one, a fresh one goes up.
     async fn absorb_incoming(
         &mut self,
         incoming: Vec<Incoming>,
+        prekeys_held: usize,
     ) -> Result<Vec<Update>, ClientError> {
         let mut updates = Vec::new();
         let mut delivery: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
@@ -1606,6 +1598,9 @@ impl Account {
         // A device met for the first time changes verification now, before
         // anything is sent back to it.
         self.recompute_all();
+        if self.device.prekeys_held() < prekeys_held {
+            self.device.top_up_prekeys(&self.api).await?;
+        }
         self.save()?;
         for (conv, ids) in delivery {
             let conversation = self.qualified(conv);

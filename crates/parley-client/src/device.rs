@@ -265,8 +265,9 @@ impl Device {
     }
 
     /// Tops the server's pool of this device's one-time prekeys back up to
-    /// [`INITIAL_PREKEYS`]; returns how many were added. Call it on connecting;
-    /// [`Device::sync`] calls it after a prekey was used.
+    /// [`INITIAL_PREKEYS`]; returns how many were added. The account calls it on
+    /// connecting and whenever [`Device::prekeys_held`] falls (a peer started a
+    /// session with one).
     pub async fn top_up_prekeys(&mut self, api: &Api) -> Result<u64, ClientError> {
         let count = api.prekey_count(self.client).await?;
         let wanted = u64::from(INITIAL_PREKEYS).saturating_sub(count);
@@ -576,15 +577,6 @@ impl Device {
     /// messages in it, in order. A message that cannot be decrypted is returned as
     /// [`Incoming::Undecryptable`] and the sync goes on past it.
     pub async fn sync(&mut self, api: &Api) -> Result<Vec<Incoming>, ClientError> {
-        let prekeys_before = self.prekeys.len();
-        let received = self.sync_queue(api).await?;
-        if self.prekeys.len() < prekeys_before {
-            self.top_up_prekeys(api).await?;
-        }
-        Ok(received)
-    }
-
-    async fn sync_queue(&mut self, api: &Api) -> Result<Vec<Incoming>, ClientError> {
         let mut received = Vec::new();
         loop {
             let page = match api.notifications(self.client, self.cursor).await {

@@ -60,14 +60,6 @@ impl ClientError {
             Self::Unsettled => "unsettled",
         }
     }
-
-    /// The server's label, if the server refused.
-    pub fn label(&self) -> Option<&str> {
-        match self {
-            Self::Api { label, .. } => Some(label),
-            _ => None,
-        }
-    }
 }
 
 impl From<reqwest::Error> for ClientError {

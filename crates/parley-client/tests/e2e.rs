@@ -104,9 +104,10 @@ async fn three_devices_talk_end_to_end_and_the_server_sees_ciphertext() {
         assert!(matches!(&got[0], Incoming::Message(m) if m.sender == a1.id()));
     }
 
-    // Alice used one of each of Bob's prekeys; reading her message topped the
-    // pools back up.
-    for device in [&b1, &b2] {
+    // Alice used one of each of Bob's prekeys; topping up puts one back.
+    for device in [&mut b1, &mut b2] {
+        assert_eq!(bob.prekey_count(device.id()).await.expect("count"), 99);
+        assert_eq!(device.top_up_prekeys(&bob).await.expect("topped up"), 1);
         assert_eq!(bob.prekey_count(device.id()).await.expect("count"), 100);
     }
 

@@ -160,6 +160,22 @@ fn tries(r: &PgRow) -> StoreResult<u32> {
     u32::try_from(t).map_err(|_| StoreError::Backend(format!("tries {t}")))
 }
 
+/// `NotFound` unless the user has this device (inside the caller's transaction).
+async fn require_client(
+    tx: &mut Transaction<'static, Postgres>,
+    user: UserId,
+    client: ClientId,
+) -> StoreResult<()> {
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1::BIGINT FROM clients WHERE user_id = $1 AND id = $2")
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    exists.map(|_| ()).ok_or(StoreError::NotFound)
+}
+
 async fn insert_prekeys(
     tx: &mut Transaction<'static, Postgres>,
     user: UserId,
@@ -861,16 +877,7 @@ impl Store for PostgresStore {
         prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
         let mut tx = self.tx().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM clients WHERE user_id = $1 AND id = $2")
-                .bind(user.to_string())
-                .bind(client_id(client))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        require_client(&mut tx, user, client).await?;
         insert_prekeys(&mut tx, user, client, prekeys).await?;
         tx.commit().await.map_err(backend)
     }
@@ -1293,16 +1300,7 @@ impl Store for PostgresStore {
         url: Option<&str>,
     ) -> StoreResult<()> {
         let mut tx = self.tx().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM clients WHERE user_id = $1 AND id = $2")
-                .bind(user.to_string())
-                .bind(client_id(client))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        require_client(&mut tx, user, client).await?;
         match url {
             Some(url) => sqlx::query(
                 "INSERT INTO push_endpoints (user_id, client_id, url) VALUES ($1, $2, $3) \

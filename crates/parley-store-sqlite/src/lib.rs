@@ -293,6 +293,22 @@ fn tries(r: &SqliteRow) -> StoreResult<u32> {
     u32::try_from(t).map_err(|_| StoreError::Backend(format!("tries {t}")))
 }
 
+/// `NotFound` unless the user has this device (inside the caller's transaction).
+async fn require_client(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: UserId,
+    client: ClientId,
+) -> StoreResult<()> {
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM clients WHERE user_id = ? AND id = ?")
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    exists.map(|_| ()).ok_or(StoreError::NotFound)
+}
+
 async fn insert_prekeys(
     tx: &mut Transaction<'static, Sqlite>,
     user: UserId,
@@ -979,16 +995,7 @@ impl Store for SqliteStore {
         prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
         let (_writer, mut tx) = self.write_tx().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM clients WHERE user_id = ? AND id = ?")
-                .bind(user.to_string())
-                .bind(client_id(client))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        require_client(&mut tx, user, client).await?;
         insert_prekeys(&mut tx, user, client, prekeys).await?;
         tx.commit().await.map_err(backend)
     }
@@ -1375,16 +1382,7 @@ impl Store for SqliteStore {
         url: Option<&str>,
     ) -> StoreResult<()> {
         let (_writer, mut tx) = self.write_tx().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM clients WHERE user_id = ? AND id = ?")
-                .bind(user.to_string())
-                .bind(client_id(client))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound);
-        }
+        require_client(&mut tx, user, client).await?;
         match url {
             Some(url) => sqlx::query(
                 "INSERT INTO push_endpoints (user_id, client_id, url) VALUES (?, ?, ?) \

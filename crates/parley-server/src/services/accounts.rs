@@ -61,6 +61,11 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     .unwrap_or_default()
 });
 
+/// The one answer for a user id that names nobody.
+pub(super) fn user_not_found() -> ApiError {
+    ApiError::not_found("not-found", "no such user")
+}
+
 fn invalid_credentials() -> ApiError {
     ApiError::forbidden("invalid-credentials", "wrong e-mail, handle or password")
 }
@@ -484,9 +489,7 @@ impl Accounts {
             .set_recovery_bundle(id, Some(&bytes))
             .await
             .map_err(|e| match e {
-                parley_store::StoreError::NotFound => {
-                    ApiError::not_found("not-found", "no such user")
-                }
+                parley_store::StoreError::NotFound => user_not_found(),
                 e => e.into(),
             })
     }
@@ -525,8 +528,7 @@ impl Accounts {
     pub async fn user_profile(&self, domain: &str, id: UserId) -> ApiResult<UserProfile> {
         self.core.local(domain)?;
         let u = self.core.store.user(id).await?;
-        u.map(|u| self.public(u))
-            .ok_or_else(|| ApiError::not_found("not-found", "no such user"))
+        u.map(|u| self.public(u)).ok_or_else(user_not_found)
     }
 
     /// A user by handle.

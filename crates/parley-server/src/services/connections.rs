@@ -88,7 +88,7 @@ impl Connections {
             ));
         }
         if self.core.store.user(other).await?.is_none() {
-            return Err(ApiError::not_found("not-found", "no such user"));
+            return Err(super::accounts::user_not_found());
         }
         Ok(())
     }
