@@ -294,6 +294,12 @@ fn passphrase() -> Result<String> {
     secret("PARLEY_PASSPHRASE", "Local passphrase")
 }
 
+/// The recovery passphrase seals the user's root key on the server; it is not
+/// the local one, so a stolen laptop's passphrase does not open the account.
+fn recovery_passphrase() -> Result<String> {
+    secret("PARLEY_RECOVERY_PASSPHRASE", "Recovery passphrase")
+}
+
 fn server_file(dir: &Path) -> PathBuf {
     dir.join("server")
 }
@@ -315,8 +321,21 @@ fn show(json: bool, value: &Value, text: impl FnOnce() -> String) {
 
 async fn open(dir: &Path) -> Result<Account> {
     let mut account = Account::open(dir, &passphrase()?).await?;
-    account.sync().await?;
+    sync_or_offline(&mut account).await?;
     Ok(account)
+}
+
+/// Syncs; with the server unreachable, says so and goes on with what is on
+/// this device (everything local works offline).
+async fn sync_or_offline(account: &mut Account) -> Result<()> {
+    match account.sync().await {
+        Ok(_) => Ok(()),
+        Err(e @ ClientError::Transport(_)) => {
+            eprintln!("Offline ({e}): showing what is on this device.");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn person(account: &mut Account, who: &str) -> Result<Qualified<Uuid>> {
@@ -419,10 +438,12 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let password = secret("PARLEY_PASSWORD", "Account password")?;
             let passphrase = passphrase()?;
+            let recovery = recovery_passphrase()?;
             eprintln!("Creating your keys and registering this device…");
             let account = Account::register(
                 &dir,
                 &passphrase,
+                &recovery,
                 &server,
                 &Register {
                     name,
@@ -446,8 +467,10 @@ async fn run(cli: Cli) -> Result<()> {
             let server = saved_server(&dir)?;
             let password = secret("PARLEY_PASSWORD", "Account password")?;
             let passphrase = passphrase()?;
+            let recovery = recovery_passphrase()?;
             eprintln!("Logging in, restoring your root key and registering this device…");
-            let account = Account::login(&dir, &passphrase, &server, &email, &password).await?;
+            let account =
+                Account::login(&dir, &passphrase, &recovery, &server, &email, &password).await?;
             let (device, fp) = (account.device_id(), account.fingerprint());
             show(
                 json,
@@ -527,6 +550,7 @@ async fn run(cli: Cli) -> Result<()> {
             let mut account = open(&dir).await?;
             let convs: Vec<Value> = account
                 .conversations()
+                .await?
                 .iter()
                 .map(|c| {
                     json!({"id": c.id.id, "name": c.name, "kind": c.kind, "members": c.members.len(),
@@ -613,14 +637,14 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
         Command::Edit { conv, id, text } => {
             let mut account = open(dir).await?;
             let c = account.find_conversation(&conv)?;
-            let target = full_id(&account, &c, &id)?;
+            let target = full_id(&mut account, &c, &id).await?;
             account.edit(&c, &target, &text).await?;
             show(json, &json!({"edited": target}), || "Edited.".into());
         }
         Command::Delete { conv, id, everyone } => {
             let mut account = open(dir).await?;
             let c = account.find_conversation(&conv)?;
-            let target = full_id(&account, &c, &id)?;
+            let target = full_id(&mut account, &c, &id).await?;
             account.delete(&c, &target, everyone).await?;
             show(
                 json,
@@ -631,7 +655,7 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
         Command::React { conv, id, emoji } => {
             let mut account = open(dir).await?;
             let c = account.find_conversation(&conv)?;
-            let target = full_id(&account, &c, &id)?;
+            let target = full_id(&mut account, &c, &id).await?;
             account.react(&c, &target, &emoji).await?;
             show(json, &json!({"reacted": target}), || "Reacted.".into());
         }
@@ -731,7 +755,7 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
         Command::Reset { handle, device } => {
             let mut account = open(dir).await?;
             let user = person(&mut account, &handle).await?;
-            account.reset_session(user.id, device_id(&device)?)?;
+            account.reset_session(user.id, device_id(&device)?).await?;
             show(json, &json!({"reset": device}), || {
                 "The next message starts a fresh session.".into()
             });
@@ -742,7 +766,7 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
             match action {
                 BackupAction::Export { file } => {
                     eprintln!("Encrypting your history (this takes a few seconds)…");
-                    let bytes = account.export_backup(&password)?;
+                    let bytes = account.export_backup(&password).await?;
                     std::fs::write(&file, bytes)
                         .with_context(|| format!("writing {}", file.display()))?;
                     show(json, &json!({"exported": file}), || {
@@ -753,7 +777,7 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
                     let bytes = std::fs::read(&file)
                         .with_context(|| format!("reading {}", file.display()))?;
                     eprintln!("Decrypting the backup…");
-                    let added = account.import_backup(&bytes, &password)?;
+                    let added = account.import_backup(&bytes, &password).await?;
                     show(json, &json!({"imported": added}), || {
                         format!("{added} messages imported.")
                     });
@@ -770,17 +794,14 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
 }
 
 /// A message id from its first characters (as `history` shows them).
-fn full_id(account: &Account, conv: &Qualified<Uuid>, prefix: &str) -> Result<String> {
+async fn full_id(account: &mut Account, conv: &Qualified<Uuid>, prefix: &str) -> Result<String> {
     let matches: Vec<String> = account
-        .conversation(conv)
-        .map(|c| {
-            c.messages
-                .iter()
-                .filter(|m| m.id.starts_with(prefix))
-                .map(|m| m.id.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+        .history(conv)
+        .await?
+        .iter()
+        .filter(|m| m.id.starts_with(prefix))
+        .map(|m| m.id.clone())
+        .collect();
     match matches.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!("no message {prefix} in this conversation"),
@@ -815,11 +836,7 @@ async fn listen(dir: &Path, json: bool, count: Option<usize>, seconds: Option<u6
                 let Update::Message { conversation, id } = update else {
                     continue;
                 };
-                let Some(m) = account
-                    .history(&conversation)
-                    .into_iter()
-                    .find(|m| m.id == id)
-                else {
+                let Some(m) = account.message(&conversation, &id).await? else {
                     continue;
                 };
                 let name = account

@@ -47,9 +47,10 @@ pub struct View {
 
 impl View {
     /// Reads the account; `selected` picks the conversation whose messages show.
-    pub fn of(account: &mut Account, selected: usize) -> Self {
+    pub async fn of(account: &mut Account, selected: usize) -> Result<Self, ClientError> {
         let conversations: Vec<ConversationRow> = account
             .conversations()
+            .await?
             .into_iter()
             .map(|c| ConversationRow {
                 id: c.id.clone(),
@@ -58,10 +59,11 @@ impl View {
                 verification: c.verification,
             })
             .collect();
-        let messages = conversations
-            .get(selected)
-            .map(|c| account.history(&c.id))
-            .unwrap_or_default()
+        let history = match conversations.get(selected) {
+            Some(c) => account.history(&c.id).await?,
+            None => Vec::new(),
+        };
+        let messages = history
             .into_iter()
             .map(|m| {
                 let name = if m.mine {
@@ -72,10 +74,10 @@ impl View {
                 (name, m)
             })
             .collect();
-        Self {
+        Ok(Self {
             conversations,
             messages,
-        }
+        })
     }
 }
 
@@ -262,13 +264,15 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, account: &mut Accou
     let mut socket = account.connect().await?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let mut view = View::of(account, ui.selected);
+        let mut view = View::of(account, ui.selected).await?;
         // The shown conversation counts as read (and its self-deleting timers start).
         if let Some(c) = view.conversations.get(ui.selected)
             && c.unread > 0
         {
-            let _ = account.open_conversation(&c.id).await;
-            view = View::of(account, ui.selected);
+            if let Err(e) = account.open_conversation(&c.id).await {
+                ui.status = e.to_string();
+            }
+            view = View::of(account, ui.selected).await?;
         }
         terminal.draw(|f| draw(f, &view, &ui))?;
         if ui.quit {
@@ -284,7 +288,13 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, account: &mut Accou
             }
             frame = socket.next() => match frame {
                 Ok(Some(frame)) => {
-                    for update in account.handle(&frame).await.unwrap_or_default() {
+                    // Nothing is lost on an error (what was received is applied
+                    // all or nothing); the person is told.
+                    let updates = account.handle(&frame).await.unwrap_or_else(|e| {
+                        ui.status = e.to_string();
+                        Vec::new()
+                    });
+                    for update in updates {
                         if let Update::Typing { conversation, from, started } = update {
                             if started {
                                 ui.typing.insert(conversation.id, (account.name_of(from), Instant::now() + TYPING_SHOWN));

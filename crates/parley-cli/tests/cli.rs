@@ -27,6 +27,10 @@ impl Person {
             .args(args)
             .env("PARLEY_DIR", &self.dir)
             .env("PARLEY_PASSPHRASE", "local passphrase")
+            .env(
+                "PARLEY_RECOVERY_PASSPHRASE",
+                "violet harbour sings under copper rain",
+            )
             .env("PARLEY_PASSWORD", PASSWORD)
             .env("PARLEY_BACKUP_PASSWORD", "backup password")
             .stdin(std::process::Stdio::null());

@@ -21,6 +21,7 @@ async fn register(s: &TestServer, dir: &std::path::Path, name: &str) -> Account 
     let account = Account::register(
         &dir.join(name),
         "passphrase",
+        "violet harbour sings under copper rain",
         &s.url(),
         &Register {
             name: name.into(),
@@ -78,7 +79,7 @@ async fn the_chat_window_shows_and_sends() {
 
     // Bob's window before he reads: the conversation with 2 unread.
     let ui = Ui::default();
-    let shown = screen(&View::of(&mut bob, 0), &ui);
+    let shown = screen(&View::of(&mut bob, 0).await.expect("view"), &ui);
     assert!(shown.contains("alice (2)"), "{shown}");
     assert!(shown.contains("alice: lunch today? (edited)"), "{shown}");
     assert!(shown.contains("Ctrl-C quit"), "the help bar\n{shown}");
@@ -92,12 +93,12 @@ async fn the_chat_window_shows_and_sends() {
             std::time::Instant::now() + std::time::Duration::from_secs(5),
         ),
     );
-    let shown = screen(&View::of(&mut bob, 0), &typing);
+    let shown = screen(&View::of(&mut bob, 0).await.expect("view"), &typing);
     assert!(shown.contains("alice is typing…"), "{shown}");
 
     // Bob types and presses Enter: the message really goes out.
     let mut ui = Ui::default();
-    let view = View::of(&mut bob, 0);
+    let view = View::of(&mut bob, 0).await.expect("view");
     for ch in "yes!".chars() {
         on_key(
             &mut bob,
@@ -117,7 +118,10 @@ async fn the_chat_window_shows_and_sends() {
     .await;
     assert!(ui.input.is_empty() && ui.status.is_empty(), "{}", ui.status);
     alice.sync().await.expect("synced");
-    let at_alice = screen(&View::of(&mut alice, 0), &Ui::default());
+    let at_alice = screen(
+        &View::of(&mut alice, 0).await.expect("view"),
+        &Ui::default(),
+    );
     assert!(at_alice.contains("bob: yes!"), "{at_alice}");
     assert!(
         at_alice.contains("you: at noon ✓ delivered"),
@@ -131,7 +135,10 @@ async fn the_chat_window_shows_and_sends() {
             .await
             .expect("verified");
     }
-    let at_alice = screen(&View::of(&mut alice, 0), &Ui::default());
+    let at_alice = screen(
+        &View::of(&mut alice, 0).await.expect("view"),
+        &Ui::default(),
+    );
     assert!(at_alice.contains("✔ bob"), "{at_alice}");
     assert!(at_alice.contains("bob — verified"), "{at_alice}");
 }

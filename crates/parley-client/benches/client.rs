@@ -1,25 +1,67 @@
-//! What a client pays per change: sealing and atomically writing the account
-//! record (it grows with the history), and encoding and checking message content.
+//! What a client pays per change: storing one incoming message in the device's
+//! database with an empty history and with 100,000 messages of history (it
+//! must cost about the same), and encoding and checking message content.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use parley_client::content::{Envelope, seal_external};
-use parley_client::local_store::LocalStore;
+use parley_client::store::{Store, Table};
 
-fn local_store(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = LocalStore::open(dir.path(), "bench passphrase").expect("store");
-    let mut group = c.benchmark_group("local_store_put");
-    for size in [4 * 1024, 256 * 1024, 4 * 1024 * 1024] {
-        let record = vec![7u8; size];
-        group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(size), &record, |b, record| {
-            b.iter(|| store.put("account", record).expect("written"));
+/// One received message as the account stores it: in one write transaction,
+/// the cursor row rewritten and one history row added, then committed (with
+/// `synchronous = FULL`, so the commit is on disk).
+async fn store_one(store: &Store, n: u64) {
+    let mut tx = store.begin().await.expect("begin");
+    tx.get(Table::Meta, b"device").await.expect("read");
+    tx.put(Table::Meta, b"device", None, &[3u8; 600])
+        .await
+        .expect("cursor");
+    let id = format!("incoming-{n}");
+    tx.put(
+        Table::Messages,
+        id.as_bytes(),
+        Some(b"conversation"),
+        &[5u8; 400],
+    )
+    .await
+    .expect("message");
+    tx.commit().await.expect("commit");
+}
+
+fn incoming_message(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut group = c.benchmark_group("store_incoming_message");
+    group.sample_size(30);
+    for history in [0u32, 100_000] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = rt.block_on(async {
+            let store = Store::open(dir.path(), "bench passphrase")
+                .await
+                .expect("store");
+            let mut tx = store.begin().await.expect("begin");
+            for i in 0..history {
+                let id = format!("old-{i}");
+                let group = format!("conversation-{}", i % 20);
+                tx.put(
+                    Table::Messages,
+                    id.as_bytes(),
+                    Some(group.as_bytes()),
+                    &[9u8; 400],
+                )
+                .await
+                .expect("prefill");
+            }
+            tx.commit().await.expect("prefill commit");
+            store
+        });
+        let mut n = 0u64;
+        group.bench_with_input(BenchmarkId::from_parameter(history), &history, |b, _| {
+            b.iter(|| {
+                n += 1;
+                rt.block_on(store_one(&store, n));
+            });
         });
     }
     group.finish();
-    c.bench_function("local_store_open_scrypt", |b| {
-        b.iter(|| LocalStore::open(dir.path(), "bench passphrase").expect("opens"));
-    });
 }
 
 fn content(c: &mut Criterion) {
@@ -35,5 +77,5 @@ fn content(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, local_store, content);
+criterion_group!(benches, incoming_message, content);
 criterion_main!(benches);

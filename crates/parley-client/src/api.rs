@@ -114,6 +114,9 @@ impl Api {
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
+            // A server that stops answering must not hang a person's command.
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Self {
@@ -380,11 +383,30 @@ impl Api {
             .replacen("https://", "wss://", 1)
             .replacen("http://", "ws://", 1);
         let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
-        let token = self.bearer().unwrap_or_default();
-        let url = format!("{ws_base}/v1/await?client={client}&access_token={token}{since}");
-        tokio_tungstenite::connect_async(url)
-            .await
-            .map(|(ws, _)| ws)
+        let url = format!("{ws_base}/v1/await?client={client}{since}");
+        // The token goes in a header, never in the URL (URLs end up in logs).
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)?;
+        if let Some(token) = self.bearer() {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                tokio_tungstenite::tungstenite::Error::Url(
+                    tokio_tungstenite::tungstenite::error::UrlError::UnsupportedUrlScheme,
+                )
+            })?;
+            request.headers_mut().insert("authorization", value);
+        }
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .map_err(|_| {
+            tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the server did not answer the upgrade",
+            ))
+        })?
+        .map(|(ws, _)| ws)
     }
 
     /// Logs out: the server revokes the login cookie; this client forgets it.

@@ -1,48 +1,79 @@
 //! One device's end-to-end encryption: its Proteus identity and prekeys, one
-//! session per remote device, sending to every device of a conversation and
-//! decrypting what arrives. The server sees only ciphertext.
+//! session per remote device, the identity key pinned for each remote device,
+//! and the queue cursor. The server sees only ciphertext.
 //!
-//! Sending follows the server's answer: the message goes to the devices this
-//! device has sessions with; when the server answers that devices are missing, their
-//! prekeys are claimed, sessions opened and the message sent again. Sessions of
-//! devices the server reports deleted are dropped.
+//! Every method that changes state is synchronous and does no I/O: the account
+//! runs it inside one transaction of the device's database and commits before
+//! anything it produced leaves the device (write-ahead). Network work (claiming
+//! prekeys, posting) is the caller's, between transactions.
 //!
-//! [`Device::export`] serializes the whole device (identity, prekeys, sessions,
-//! queue cursor); the account saves it with the rest of its state as one record
-//! of the encrypted local store, so after a crash the device is as it was at one
-//! save or the next, never between.
+//! **Pinning.** The identity key of a remote device is pinned the first time it
+//! is seen (from a prekey bundle, a prekey message or a checked signature) and is
+//! never replaced: a bundle or message with another key is refused and reported,
+//! so a server cannot swap in its own key by handing out a new bundle.
+//!
+//! **Refusals change nothing.** A message that cannot be decrypted leaves every
+//! session and prekey as it was; a duplicate (one already decrypted, such as a
+//! re-post after a lost reply) is dropped without a trace.
+//!
+//! This module never knows what the bytes mean or who is verified.
 
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
 use getrandom::SysRng;
 use parley_api::{
-    ClientClass, ClientId, ClientMap, ClientType, ConversationId, Event, EventPayload, MessageSent,
-    NewClient, NewProteusMessage, Prekey, Qualified, ReportMissing, UserId,
+    ClientClass, ClientId, ClientMap, ClientType, ConversationId, Event, EventPayload, NewClient,
+    Prekey, PrekeyMap, Qualified, UserId,
 };
-use parley_proteus::{IdentityKeyPair, PreKey, PreKeyBundle, PreKeyId, Session};
+use parley_proteus::{IdentityKeyPair, PreKey, PreKeyBundle, PreKeyId, ProteusError, Session};
 use rand_core::UnwrapErr;
+use zeroize::Zeroizing;
 
 use crate::ClientError;
-use crate::api::{Api, Delivery};
+use crate::api::Api;
+use crate::store::{Table, Tx};
 
-/// A device as saved: every secret as base64 of its Proteus serialization.
+/// This device's own record (row `device` of the meta table).
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
+struct SavedDevice {
     user: UserId,
     client: ClientId,
     cursor: Option<u64>,
     next_prekey: u16,
     identity: String,
-    prekeys: Vec<String>,
-    sessions: Vec<(UserId, ClientId, String)>,
 }
 
-/// One-time prekeys a new device uploads.
-pub const INITIAL_PREKEYS: u16 = 100;
+/// A session row: whose, and the session (base64 of its Proteus encoding).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSession {
+    user: UserId,
+    client: ClientId,
+    session: String,
+}
 
-/// How many times a send follows "devices missing" before giving up.
-const SEND_ATTEMPTS: usize = 4;
+/// A pinned identity row.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedPin {
+    user: UserId,
+    client: ClientId,
+    identity: String,
+}
+
+/// The meta row holding this device.
+const DEVICE_ROW: &[u8] = b"device";
+
+/// One row the device wants in the database: table, name, value.
+pub(crate) type DeviceRow = (Table, Vec<u8>, Zeroizing<Vec<u8>>);
+
+fn pair_name(user: UserId, client: ClientId) -> Vec<u8> {
+    let mut name = user.as_bytes().to_vec();
+    name.extend_from_slice(&client.0.to_be_bytes());
+    name
+}
+
+/// One-time prekeys a device keeps on the server.
+pub const INITIAL_PREKEYS: u16 = 100;
 
 /// A decrypted message.
 #[derive(Clone, PartialEq, Eq)]
@@ -61,14 +92,26 @@ pub struct Received {
     pub plaintext: Vec<u8>,
 }
 
+/// Why a message could not be decrypted: what it means for the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Not a Proteus message at all (damaged, or injected by the server): says
+    /// nothing about the session.
+    Garbage,
+    /// A well-formed message that does not decrypt with the session.
+    Session,
+    /// The sender's identity key is not the one pinned for that device (the
+    /// key it offered, when the message carried one).
+    IdentityChanged(Option<[u8; 32]>),
+}
+
 /// What arrived for this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Incoming {
     /// A message, decrypted.
     Message(Received),
     /// A message that could not be decrypted: shown as such, with who sent it, so
-    /// nothing is lost silently. The session recovers when the sender starts a new
-    /// one (a prekey message) or the user resets it.
+    /// nothing is lost silently. Nothing was changed by it.
     Undecryptable {
         /// Where.
         conversation: Qualified<ConversationId>,
@@ -76,12 +119,14 @@ pub enum Incoming {
         from: UserId,
         /// The sending device.
         sender: ClientId,
+        /// What kind of failure.
+        failure: Failure,
         /// Why.
         reason: String,
     },
     /// Events after this device's cursor were purged before it fetched them
-    /// (it was offline longer than the retention period). The device has moved on
-    /// to what is still there; the user must be told that messages may be missing.
+    /// (it was offline longer than the retention period). The user must be told
+    /// that messages may be missing.
     NotificationsLost,
     /// Any other stored event (conversation and device changes), for the caller's
     /// state.
@@ -103,19 +148,8 @@ impl std::fmt::Debug for Received {
     }
 }
 
-/// Whom a message goes to.
-#[derive(Clone, Copy, Debug)]
-pub enum To<'a> {
-    /// Every device of the conversation's members (the server names any this
-    /// device missed, members it did not know of included).
-    Members(&'a [UserId]),
-    /// Only these users' devices (for example "delete for me", which goes to
-    /// this user's own devices).
-    OnlyUsers(&'a [UserId]),
-}
-
 /// A device this device just opened a session with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NewDevice {
     /// The owner.
     pub user: UserId,
@@ -125,6 +159,27 @@ pub struct NewDevice {
     pub identity_key: [u8; 32],
 }
 
+/// A remote device whose bundle or message carried another identity key than
+/// the one pinned for it: refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangedIdentity {
+    /// The owner.
+    pub user: UserId,
+    /// The device.
+    pub client: ClientId,
+    /// The key it offered.
+    pub offered: [u8; 32],
+}
+
+/// What opening sessions from claimed bundles did.
+#[derive(Debug, Default)]
+pub struct Opened {
+    /// Sessions opened.
+    pub new: Vec<NewDevice>,
+    /// Bundles refused because their identity key is not the pinned one.
+    pub changed: Vec<ChangedIdentity>,
+}
+
 /// A registered device with its keys and sessions.
 pub struct Device {
     user: UserId,
@@ -132,6 +187,7 @@ pub struct Device {
     identity: IdentityKeyPair,
     prekeys: HashMap<PreKeyId, PreKey>,
     sessions: HashMap<(UserId, ClientId), Session>,
+    pins: HashMap<(UserId, ClientId), [u8; 32]>,
     cursor: Option<u64>,
     /// The id the next new prekey gets (ids wrap below the last-resort id).
     next_prekey: u16,
@@ -160,23 +216,27 @@ fn unb64(s: &str) -> Result<Vec<u8>, ClientError> {
         .map_err(|e| ClientError::Decode(format!("not base64: {e}")))
 }
 
-fn flatten(map: &ClientMap) -> impl Iterator<Item = (UserId, ClientId)> + '_ {
+/// Every device of a `domain → user → devices` map.
+pub(crate) fn flatten(map: &ClientMap) -> impl Iterator<Item = (UserId, ClientId)> + '_ {
     map.values()
         .flat_map(|users| users.iter())
         .flat_map(|(user, clients)| clients.iter().map(move |c| (*user, *c)))
 }
 
+fn json<T: serde::Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec(value).expect("a saved row serializes"))
+}
+
+fn damaged(what: &str) -> ClientError {
+    ClientError::Storage(format!("the saved device's {what} is damaged"))
+}
+
 impl Device {
-    /// Creates this device's keys and registers it (the account's password is
-    /// required) with its prekeys and last-resort prekey.
-    /// With the user's root key, the device's identity key is signed and the
-    /// signature published with it (the trust chain).
-    pub async fn register(
-        api: &Api,
-        password: &str,
-        root: Option<&crate::trust::RootKey>,
-    ) -> Result<Self, ClientError> {
-        let user = api.user().ok_or(ClientError::NotLoggedIn)?;
+    /// New keys for a device that is not registered yet: an identity, a batch of
+    /// one-time prekeys and the last-resort prekey. The caller saves them before
+    /// [`Device::registration`] goes to the server, so no published key is ever
+    /// one this device could lose.
+    pub(crate) fn generate(user: UserId) -> Self {
         let mut rng = UnwrapErr(SysRng);
         let identity = IdentityKeyPair::generate(&mut rng);
         let mut prekeys: HashMap<PreKeyId, PreKey> =
@@ -185,13 +245,46 @@ impl Device {
                 .map(|p| (p.id(), p))
                 .collect();
         let last = PreKey::last_resort(&mut rng);
-        let public = |p: &PreKey| Prekey {
+        prekeys.insert(last.id(), last);
+        Self {
+            user,
+            client: ClientId(0),
+            identity,
+            prekeys,
+            sessions: HashMap::new(),
+            pins: HashMap::new(),
+            cursor: None,
+            next_prekey: INITIAL_PREKEYS,
+            rng,
+        }
+    }
+
+    fn public(&self, p: &PreKey) -> Prekey {
+        Prekey {
             id: p.id().0,
-            key: b64(&PreKeyBundle::signed(&identity, p).serialize()),
-        };
-        let mut uploads: Vec<Prekey> = prekeys.values().map(public).collect();
+            key: b64(&PreKeyBundle::signed(&self.identity, p).serialize()),
+        }
+    }
+
+    /// The registration request for this device's keys (the account's password
+    /// is required). With the user's root key, the identity key is signed.
+    pub(crate) fn registration(
+        &self,
+        password: &str,
+        root: Option<&crate::trust::RootKey>,
+    ) -> NewClient {
+        let mut uploads: Vec<Prekey> = self
+            .prekeys
+            .values()
+            .filter(|p| !p.id().is_last_resort())
+            .map(|p| self.public(p))
+            .collect();
         uploads.sort_by_key(|p| p.id);
-        let request = NewClient {
+        let last = self
+            .prekeys
+            .get(&PreKeyId::LAST_RESORT)
+            .expect("a generated device has its last-resort prekey");
+        NewClient {
             kind: ClientType::Permanent,
             class: ClientClass::Desktop,
             model: Some("parley-client".into()),
@@ -199,105 +292,122 @@ impl Device {
             cookie_label: None,
             password: Some(password.to_owned()),
             prekeys: uploads,
-            last_prekey: public(&last),
-            trust: root.map(|r| r.sign_device(user, identity.public_key().public_key().as_bytes())),
-        };
-        let client = api.add_client(&request).await?;
-        prekeys.insert(last.id(), last);
-        Ok(Self {
-            user,
-            client: client.id,
-            identity,
-            prekeys,
-            sessions: HashMap::new(),
-            cursor: None,
-            next_prekey: INITIAL_PREKEYS,
-            rng,
-        })
+            last_prekey: self.public(last),
+            trust: root.map(|r| r.sign_device(self.user, &self.identity_key())),
+        }
     }
 
-    /// The whole device (every secret) serialized, for a caller that stores it
-    /// together with more state in one record.
-    pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let saved = Saved {
+    /// The id the server gave this device.
+    pub(crate) fn set_id(&mut self, client: ClientId) {
+        self.client = client;
+    }
+
+    /// Whether the server has given this device an id yet.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.client != ClientId(0)
+    }
+
+    /// The rows this device is stored as (see the module doc of the account).
+    pub(crate) fn rows(&self) -> Vec<DeviceRow> {
+        let saved = SavedDevice {
             user: self.user,
             client: self.client,
             cursor: self.cursor,
             next_prekey: self.next_prekey,
             identity: b64(&self.identity.serialize()),
-            prekeys: self.prekeys.values().map(|p| b64(&p.serialize())).collect(),
-            sessions: self
-                .sessions
-                .iter()
-                .map(|((u, c), s)| (*u, *c, b64(&s.serialize())))
-                .collect(),
         };
-        zeroize::Zeroizing::new(serde_json::to_vec(&saved).expect("a device serializes"))
+        let mut rows = vec![(Table::Meta, DEVICE_ROW.to_vec(), json(&saved))];
+        for p in self.prekeys.values() {
+            rows.push((
+                Table::Prekeys,
+                p.id().0.to_be_bytes().to_vec(),
+                Zeroizing::new(p.serialize().to_vec()),
+            ));
+        }
+        for ((user, client), session) in &self.sessions {
+            let saved = SavedSession {
+                user: *user,
+                client: *client,
+                session: b64(&session.serialize()),
+            };
+            rows.push((Table::Sessions, pair_name(*user, *client), json(&saved)));
+        }
+        for ((user, client), key) in &self.pins {
+            let saved = SavedPin {
+                user: *user,
+                client: *client,
+                identity: b64(key),
+            };
+            rows.push((Table::Identities, pair_name(*user, *client), json(&saved)));
+        }
+        rows
     }
 
-    /// A device from [`Device::export`].
-    pub fn import(bytes: &[u8]) -> Result<Self, ClientError> {
-        let damaged =
-            |what: &str| ClientError::Storage(format!("the saved device's {what} is damaged"));
-        let saved: Saved = serde_json::from_slice(bytes).map_err(|_| damaged("record"))?;
-        let identity = IdentityKeyPair::deserialize(&unb64(&saved.identity)?)
-            .map_err(|_| damaged("identity"))?;
+    /// The device stored in the database, if there is one.
+    pub(crate) async fn load(tx: &mut Tx) -> Result<Option<Self>, ClientError> {
+        let Some(bytes) = tx.get(Table::Meta, DEVICE_ROW).await? else {
+            return Ok(None);
+        };
+        let mut saved: SavedDevice =
+            serde_json::from_slice(&bytes).map_err(|_| damaged("record"))?;
+        let identity_bytes = Zeroizing::new(unb64(&saved.identity)?);
+        zeroize::Zeroize::zeroize(&mut saved.identity);
+        let identity =
+            IdentityKeyPair::deserialize(&identity_bytes).map_err(|_| damaged("identity"))?;
         let mut prekeys = HashMap::new();
-        for p in &saved.prekeys {
-            let prekey = PreKey::deserialize(&unb64(p)?).map_err(|_| damaged("prekey"))?;
+        for (_, bytes) in tx.all(Table::Prekeys).await? {
+            let prekey = PreKey::deserialize(&bytes).map_err(|_| damaged("prekey"))?;
             prekeys.insert(prekey.id(), prekey);
         }
         let mut sessions = HashMap::new();
-        for (user, client, s) in &saved.sessions {
-            let session = Session::deserialize(&unb64(s)?).map_err(|_| damaged("session"))?;
-            sessions.insert((*user, *client), session);
+        for (_, bytes) in tx.all(Table::Sessions).await? {
+            let mut saved: SavedSession =
+                serde_json::from_slice(&bytes).map_err(|_| damaged("session"))?;
+            let raw = Zeroizing::new(unb64(&saved.session)?);
+            zeroize::Zeroize::zeroize(&mut saved.session);
+            let session = Session::deserialize(&raw).map_err(|_| damaged("session"))?;
+            sessions.insert((saved.user, saved.client), session);
         }
-        Ok(Self {
+        let mut pins = HashMap::new();
+        for (_, bytes) in tx.all(Table::Identities).await? {
+            let saved: SavedPin =
+                serde_json::from_slice(&bytes).map_err(|_| damaged("pinned identity"))?;
+            let key: [u8; 32] = unb64(&saved.identity)?
+                .try_into()
+                .map_err(|_| damaged("pinned identity"))?;
+            pins.insert((saved.user, saved.client), key);
+        }
+        Ok(Some(Self {
             user: saved.user,
             client: saved.client,
             identity,
             prekeys,
             sessions,
+            pins,
             cursor: saved.cursor,
             next_prekey: saved.next_prekey,
             rng: UnwrapErr(SysRng),
-        })
+        }))
     }
 
-    /// Tops the server's pool of this device's one-time prekeys back up to
-    /// [`INITIAL_PREKEYS`]; returns how many were added. The account calls it on
-    /// connecting and whenever [`Device::prekeys_held`] falls (a peer started a
-    /// session with one).
-    pub async fn top_up_prekeys(&mut self, api: &Api) -> Result<u64, ClientError> {
-        let count = api.prekey_count(self.client).await?;
-        let wanted = u64::from(INITIAL_PREKEYS).saturating_sub(count);
-        if wanted == 0 {
-            return Ok(0);
-        }
-        let mut fresh = Vec::new();
+    /// New one-time prekeys so that this device holds `wanted` more; the caller
+    /// commits them, then uploads what this returns.
+    pub(crate) fn new_prekeys(&mut self, wanted: u64) -> Vec<Prekey> {
+        let mut uploads = Vec::new();
         for _ in 0..wanted {
             let id = PreKeyId(self.next_prekey);
             self.next_prekey = (self.next_prekey + 1) % parley_api::limits::LAST_RESORT_PREKEY;
-            fresh.push(PreKey::generate(id, &mut self.rng));
+            let prekey = PreKey::generate(id, &mut self.rng);
+            uploads.push(self.public(&prekey));
+            self.prekeys.insert(id, prekey);
         }
-        let uploads = fresh
-            .iter()
-            .map(|p| Prekey {
-                id: p.id().0,
-                key: b64(&PreKeyBundle::signed(&self.identity, p).serialize()),
-            })
-            .collect();
-        api.upload_prekeys(self.client, uploads).await?;
-        for p in fresh {
-            self.prekeys.insert(p.id(), p);
-        }
-        Ok(wanted)
+        uploads
     }
 
-    /// How many of this device's prekeys (one-time and last-resort) it still
-    /// holds; it falls when a peer starts a session with one.
+    /// How many one-time prekeys this device holds (it falls when a peer starts
+    /// a session with one).
     pub fn prekeys_held(&self) -> usize {
-        self.prekeys.len()
+        self.prekeys.len().saturating_sub(1)
     }
 
     /// This device's id.
@@ -320,16 +430,43 @@ impl Device {
         self.user
     }
 
-    /// The identity key of a remote device this device has a session with.
-    pub fn session_identity(&self, user: UserId, client: ClientId) -> Option<[u8; 32]> {
-        self.sessions
-            .get(&(user, client))
-            .map(|s| *s.remote_identity().public_key().as_bytes())
+    /// The queue cursor: the last event applied.
+    pub(crate) fn cursor(&self) -> Option<u64> {
+        self.cursor
+    }
+
+    /// Moves the cursor (only ever inside the transaction that applies what
+    /// was received up to it).
+    pub(crate) fn set_cursor(&mut self, cursor: Option<u64>) {
+        self.cursor = cursor;
+    }
+
+    /// The identity key pinned for a remote device.
+    pub fn pinned_identity(&self, user: UserId, client: ClientId) -> Option<[u8; 32]> {
+        self.pins.get(&(user, client)).copied()
+    }
+
+    /// Pins a remote device's identity key if none is pinned yet; `false` when
+    /// another key is pinned (the caller refuses and reports it).
+    pub(crate) fn pin(&mut self, user: UserId, client: ClientId, key: [u8; 32]) -> bool {
+        *self.pins.entry((user, client)).or_insert(key) == key
+    }
+
+    /// Replaces a device's pinned key after the person verified the new one; its
+    /// old session goes.
+    pub(crate) fn repin(&mut self, user: UserId, client: ClientId, key: [u8; 32]) {
+        self.pins.insert((user, client), key);
+        self.sessions.remove(&(user, client));
+    }
+
+    /// Forgets a removed device: session and pin.
+    pub(crate) fn forget(&mut self, user: UserId, client: ClientId) {
+        self.sessions.remove(&(user, client));
+        self.pins.remove(&(user, client));
     }
 
     /// Forgets the session with a remote device: the next message to it claims a
-    /// fresh prekey and starts a new session, which the other side takes over
-    /// when the first message arrives.
+    /// fresh prekey and starts a new session (with the same pinned identity).
     pub fn reset_session(&mut self, user: UserId, client: ClientId) -> bool {
         self.sessions.remove(&(user, client)).is_some()
     }
@@ -343,58 +480,47 @@ impl Device {
             .collect()
     }
 
-    /// Opens sessions with these devices of `user` (claiming a prekey of each)
-    /// where there is none yet, so their identity keys are known.
-    pub async fn ensure_sessions(
-        &mut self,
-        api: &Api,
-        domain: &str,
-        user: UserId,
-        clients: &[ClientId],
-    ) -> Result<Vec<NewDevice>, ClientError> {
-        let wanted: Vec<ClientId> = clients
-            .iter()
-            .filter(|c| !self.has_session(user, **c) && (user, **c) != (self.user, self.client))
-            .copied()
-            .collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let map = BTreeMap::from([(domain.to_owned(), BTreeMap::from([(user, wanted)]))]);
-        self.open_sessions(api, &map).await
-    }
-
     /// Whether this device has a session with a remote device.
     pub fn has_session(&self, user: UserId, client: ClientId) -> bool {
         self.sessions.contains_key(&(user, client))
     }
 
-    /// Opens sessions with devices from claimed prekeys.
-    async fn open_sessions(
-        &mut self,
-        api: &Api,
-        missing: &ClientMap,
-    ) -> Result<Vec<NewDevice>, ClientError> {
-        let mut opened = Vec::new();
-        let claimed = api.claim_prekeys(missing).await?;
+    /// Opens sessions from claimed prekey bundles. A bundle whose identity key
+    /// is not the one pinned for its device is refused.
+    pub(crate) fn open_sessions(&mut self, claimed: &PrekeyMap) -> Result<Opened, ClientError> {
+        let mut opened = Opened::default();
         for users in claimed.values() {
             for (user, clients) in users {
                 for (client, prekey) in clients {
                     // `None`: the device is gone; the next answer says so.
                     let Some(prekey) = prekey else { continue };
+                    if (*user, *client) == (self.user, self.client)
+                        || self.sessions.contains_key(&(*user, *client))
+                    {
+                        continue;
+                    }
                     let bundle = PreKeyBundle::deserialize(&unb64(&prekey.key)?).map_err(|e| {
                         ClientError::Crypto(format!(
                             "device {client} of {user} sent a bad prekey: {e}"
                         ))
                     })?;
+                    let key = *bundle.identity_key().public_key().as_bytes();
+                    if !self.pin(*user, *client, key) {
+                        opened.changed.push(ChangedIdentity {
+                            user: *user,
+                            client: *client,
+                            offered: key,
+                        });
+                        continue;
+                    }
                     let session = Session::init_from_bundle(&self.identity, &bundle, &mut self.rng)
                         .map_err(|e| {
                             ClientError::Crypto(format!("device {client} of {user}: {e}"))
                         })?;
-                    opened.push(NewDevice {
+                    opened.new.push(NewDevice {
                         user: *user,
                         client: *client,
-                        identity_key: *bundle.identity_key().public_key().as_bytes(),
+                        identity_key: key,
                     });
                     self.sessions.insert((*user, *client), session);
                 }
@@ -403,79 +529,28 @@ impl Device {
         Ok(opened)
     }
 
-    /// Encrypts `plaintext` for every other device of `to` (this user's other
-    /// devices included) and sends it.
-    ///
-    /// When the server names devices this device has no session with, their
-    /// prekeys are claimed and `approve` is asked about them before anything is
-    /// encrypted to them. If it says no, nothing is sent and the answer is
-    /// [`ClientError::NewDevices`] (the sessions stay, for a later confirmed send).
-    pub async fn send(
+    /// Encrypts `plaintext` for every device of `users` this device has a
+    /// session with (not itself), skipping devices already in `done`.
+    pub(crate) fn encrypt_for(
         &mut self,
-        api: &Api,
-        conversation: &Qualified<ConversationId>,
-        to: To<'_>,
+        users: &[UserId],
         plaintext: &[u8],
-        data: Option<&[u8]>,
-        approve: &mut (dyn FnMut(&[NewDevice]) -> bool + Send),
-    ) -> Result<MessageSent, ClientError> {
-        let (mut members, report_missing) = match to {
-            To::Members(users) => (users.to_vec(), ReportMissing::All),
-            To::OnlyUsers(users) => (
-                users.to_vec(),
-                ReportMissing::Only {
-                    users: users.to_vec(),
-                },
-            ),
-        };
-        for _ in 0..SEND_ATTEMPTS {
-            let mut recipients: BTreeMap<UserId, BTreeMap<ClientId, String>> = BTreeMap::new();
-            for ((user, client), session) in &mut self.sessions {
-                if members.contains(user) && (*user, *client) != (self.user, self.client) {
-                    let envelope = session.encrypt(plaintext);
-                    recipients
-                        .entry(*user)
-                        .or_default()
-                        .insert(*client, b64(&envelope));
-                }
+        done: &mut BTreeMap<UserId, BTreeMap<ClientId, String>>,
+    ) {
+        for ((user, client), session) in &mut self.sessions {
+            if !users.contains(user) || (*user, *client) == (self.user, self.client) {
+                continue;
             }
-            let message = NewProteusMessage {
-                sender: self.client,
-                recipients: BTreeMap::from([(conversation.domain.clone(), recipients)]),
-                data: data.map(b64),
-                transient: false,
-                report_missing: report_missing.clone(),
-            };
-            match api.post_proteus(conversation, &message).await? {
-                Delivery::Sent(sent) => {
-                    for gone in flatten(&sent.deleted) {
-                        self.sessions.remove(&gone);
-                    }
-                    return Ok(sent);
-                }
-                Delivery::Missing(answer) => {
-                    for gone in flatten(&answer.deleted) {
-                        self.sessions.remove(&gone);
-                    }
-                    // The server's roster is the authority: a member this
-                    // device did not know of yet gets the message too.
-                    for (user, _) in flatten(&answer.missing) {
-                        if !members.contains(&user) {
-                            members.push(user);
-                        }
-                    }
-                    let opened = self.open_sessions(api, &answer.missing).await?;
-                    if !opened.is_empty() && !approve(&opened) {
-                        return Err(ClientError::NewDevices(opened));
-                    }
-                }
+            let slot = done.entry(*user).or_default();
+            if !slot.contains_key(client) {
+                slot.insert(*client, b64(&session.encrypt(plaintext)));
             }
         }
-        Err(ClientError::Unsettled)
     }
 
-    /// Decrypts an event if it is a message for this device.
-    pub fn receive(&mut self, event: &Event) -> Result<Option<Received>, ClientError> {
+    /// Decrypts an event if it is a message for this device: `Ok(None)` for
+    /// anything else and for a duplicate. On error nothing changed.
+    fn receive(&mut self, event: &Event) -> Result<Option<Received>, (Failure, String)> {
         let EventPayload::OtrMessageAdd {
             conversation,
             from,
@@ -488,26 +563,52 @@ impl Device {
         if data.recipient != self.client {
             return Ok(None);
         }
-        let envelope = unb64(&data.text)?;
-        let failed = |e: parley_proteus::ProteusError| {
-            ClientError::Crypto(format!(
-                "cannot decrypt a message from device {} of {from}: {e}",
-                data.sender
-            ))
+        let envelope = unb64(&data.text).map_err(|e| (Failure::Garbage, e.to_string()))?;
+        let failed = |e: ProteusError| {
+            let failure = match e {
+                ProteusError::Decode(_) => Failure::Garbage,
+                ProteusError::RemoteIdentityChanged => Failure::IdentityChanged(None),
+                _ => Failure::Session,
+            };
+            (
+                failure,
+                format!(
+                    "cannot decrypt a message from device {} of {from}: {e}",
+                    data.sender
+                ),
+            )
         };
         let key = (*from, data.sender);
         let plaintext = match self.sessions.get_mut(&key) {
-            Some(session) => session
-                .decrypt(&self.identity, &mut self.prekeys, &mut self.rng, &envelope)
-                .map_err(failed)?,
+            Some(session) => {
+                match session.decrypt(&self.identity, &mut self.prekeys, &mut self.rng, &envelope) {
+                    Ok(p) => p,
+                    Err(ProteusError::DuplicateMessage) => return Ok(None),
+                    Err(e) => return Err(failed(e)),
+                }
+            }
             None => {
+                // A refused message must not cost a prekey: work on a copy.
+                let mut prekeys = self.prekeys.clone();
                 let (session, plaintext) = Session::init_from_message(
                     &self.identity,
-                    &mut self.prekeys,
+                    &mut prekeys,
                     &mut self.rng,
                     &envelope,
                 )
                 .map_err(failed)?;
+                let offered = *session.remote_identity().public_key().as_bytes();
+                if self.pins.get(&key).is_some_and(|pinned| *pinned != offered) {
+                    return Err((
+                        Failure::IdentityChanged(Some(offered)),
+                        format!(
+                            "device {} of {from} wrote with another identity key than the one pinned for it",
+                            data.sender
+                        ),
+                    ));
+                }
+                self.pins.insert(key, offered);
+                self.prekeys = prekeys;
                 self.sessions.insert(key, session);
                 plaintext
             }
@@ -517,46 +618,22 @@ impl Device {
             from: *from,
             sender: data.sender,
             time: event.time,
-            data: data.data.as_deref().map(unb64).transpose()?,
+            data: match data.data.as_deref().map(unb64).transpose() {
+                Ok(d) => d,
+                Err(e) => return Err((Failure::Garbage, e.to_string())),
+            },
             plaintext,
         }))
     }
 
-    /// Opens this device's live socket from where it left off: what it missed
-    /// arrives first, in order, then live events.
-    pub async fn connect(&self, api: &Api) -> Result<crate::api::LiveSocket, ClientError> {
-        api.connect_live(self.client, Some(self.cursor.unwrap_or(0)))
-            .await
-    }
-
-    /// Handles one frame of the live socket: a stored event is decrypted and
-    /// advances the cursor (one already seen, after a reconnect, is dropped); a
-    /// transient one is decrypted and leaves the cursor alone.
-    pub fn handle(&mut self, frame: &parley_api::LiveFrame) -> Option<Incoming> {
-        let event = match frame {
-            parley_api::LiveFrame::Stored(event) => {
-                if self.cursor.is_some_and(|c| event.id <= c) {
-                    return None;
-                }
-                self.cursor = Some(event.id);
-                event.clone()
-            }
-            parley_api::LiveFrame::Transient(t) => Event {
-                id: 0,
-                time: t.time,
-                payload: t.payload.clone(),
-            },
-        };
-        self.incoming(&event)
-    }
-
-    /// A decrypted message, an undecryptable one, or the event itself.
-    fn incoming(&mut self, event: &Event) -> Option<Incoming> {
+    /// A decrypted message, an undecryptable one, the event itself, or nothing
+    /// (a duplicate, or a message for another device).
+    pub(crate) fn incoming(&mut self, event: &Event) -> Option<Incoming> {
         match self.receive(event) {
             Ok(Some(message)) => Some(Incoming::Message(message)),
             Ok(None) if matches!(event.payload, EventPayload::OtrMessageAdd { .. }) => None,
             Ok(None) => Some(Incoming::Event(event.clone())),
-            Err(e) => match &event.payload {
+            Err((failure, reason)) => match &event.payload {
                 EventPayload::OtrMessageAdd {
                     conversation,
                     from,
@@ -566,37 +643,18 @@ impl Device {
                     conversation: conversation.clone(),
                     from: *from,
                     sender: data.sender,
-                    reason: e.to_string(),
+                    failure,
+                    reason,
                 }),
                 _ => None,
             },
         }
     }
 
-    /// Fetches this device's queue from where it left off and decrypts the
-    /// messages in it, in order. A message that cannot be decrypted is returned as
-    /// [`Incoming::Undecryptable`] and the sync goes on past it.
-    pub async fn sync(&mut self, api: &Api) -> Result<Vec<Incoming>, ClientError> {
-        let mut received = Vec::new();
-        loop {
-            let page = match api.notifications(self.client, self.cursor).await {
-                Err(ClientError::Api { label, .. })
-                    if label == "notifications-lost" && self.cursor.is_some() =>
-                {
-                    // What is left is all newer than what was lost: start from it.
-                    received.push(Incoming::NotificationsLost);
-                    self.cursor = None;
-                    continue;
-                }
-                other => other?,
-            };
-            for event in &page.notifications {
-                received.extend(self.incoming(event));
-                self.cursor = Some(event.id);
-            }
-            if !page.has_more {
-                return Ok(received);
-            }
-        }
+    /// Opens this device's live socket from where it left off: what it missed
+    /// arrives first, in order, then live events.
+    pub async fn connect(&self, api: &Api) -> Result<crate::api::LiveSocket, ClientError> {
+        api.connect_live(self.client, Some(self.cursor.unwrap_or(0)))
+            .await
     }
 }

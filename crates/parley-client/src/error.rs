@@ -29,6 +29,9 @@ pub enum ClientError {
     /// The local store's passphrase is wrong.
     #[error("wrong passphrase for this device's local store")]
     WrongPassphrase,
+    /// A passphrase too easy to guess for what it protects.
+    #[error("{0}")]
+    WeakPassphrase(String),
     /// The local store could not be read or written (what and where are named).
     #[error("local store: {0}")]
     Storage(String),
@@ -55,6 +58,7 @@ impl ClientError {
             Self::Decode(_) => "bad-answer",
             Self::Crypto(_) => "crypto",
             Self::WrongPassphrase => "wrong-passphrase",
+            Self::WeakPassphrase(_) => "weak-passphrase",
             Self::Storage(_) => "local-store",
             Self::NewDevices(_) | Self::Degraded => "degraded",
             Self::Unsettled => "unsettled",

@@ -8,7 +8,7 @@
 //! missing devices) and decrypting what arrives.
 //!
 //! [`account::Account`] is what an app or bot holds: one user on one device, with
-//! the encrypted local store ([`local_store`]), the user trust chain and recovery
+//! the device's encrypted database ([`store`]), the user trust chain and recovery
 //! bundle ([`trust`]), message content ([`content`]), conversation history and
 //! verification states ([`verification`]).
 //!
@@ -21,7 +21,7 @@ pub mod backup;
 pub mod content;
 pub mod device;
 mod error;
-pub mod local_store;
+pub mod store;
 pub mod trust;
 pub mod verification;
 

@@ -20,14 +20,20 @@ use zeroize::Zeroizing;
 
 use crate::ClientError;
 
-/// Format version of recovery bundles.
-const BUNDLE_VERSION: u8 = 1;
-/// scrypt cost for the passphrase key: N = 2^15, r = 8, p = 1.
+/// Format version of recovery bundles written now.
+const BUNDLE_VERSION: u8 = 2;
+/// Argon2id cost of format 2, fixed by the client: 128 MiB, 3 passes, 1 lane.
+const ARGON2_M_KIB: u32 = 128 * 1024;
+const ARGON2_T: u32 = 3;
+const ARGON2_P: u32 = 1;
+/// Format 2 header: version, salt.
+const HEADER_V2: usize = 1 + 16;
+/// scrypt cost of format 1 (read only): N = 2^15, r = 8, p = 1.
 const LOG_N: u8 = 15;
 const SCRYPT_R: u32 = 8;
 const SCRYPT_P: u32 = 1;
-/// version, log_n, r, p, salt.
-const HEADER: usize = 1 + 1 + 4 + 4 + 16;
+/// Format 1 header: version, log_n, r, p, salt.
+const HEADER_V1: usize = 1 + 1 + 4 + 4 + 16;
 /// Nonce, wrapped key and tag.
 const WRAPPED: usize = 12 + 32 + 16;
 
@@ -93,16 +99,14 @@ impl RootKey {
         }
     }
 
-    /// Seals the root key into a recovery bundle that `passphrase` opens.
-    pub fn seal_recovery_bundle(&self, passphrase: &str) -> Result<Vec<u8>, ClientError> {
+    /// Seals the root key into a recovery bundle that `passphrase` opens
+    /// (format 2: Argon2id with this client's fixed settings).
+    pub async fn seal_recovery_bundle(&self, passphrase: &str) -> Result<Vec<u8>, ClientError> {
         let salt = random::<16>()?;
-        let mut header = Vec::with_capacity(HEADER);
+        let mut header = Vec::with_capacity(HEADER_V2);
         header.push(BUNDLE_VERSION);
-        header.push(LOG_N);
-        header.extend_from_slice(&SCRYPT_R.to_be_bytes());
-        header.extend_from_slice(&SCRYPT_P.to_be_bytes());
         header.extend_from_slice(salt.as_ref());
-        let wrap_key = passphrase_key(passphrase, salt.as_ref(), LOG_N, SCRYPT_R, SCRYPT_P)?;
+        let wrap_key = blocking_kdf(Kdf::Argon2id, passphrase, salt.to_vec()).await?;
         let bundle_key = random::<32>()?;
         let mut out = header.clone();
         out.extend(seal(&wrap_key, &header, bundle_key.as_ref())?);
@@ -111,20 +115,44 @@ impl RootKey {
     }
 
     /// Opens a recovery bundle. A wrong passphrase is [`ClientError::WrongPassphrase`].
-    pub fn open_recovery_bundle(bundle: &[u8], passphrase: &str) -> Result<Self, ClientError> {
+    ///
+    /// The server stores the bundle, so it could rewrite its header: the key
+    /// derivation's settings are this client's, never the header's. Format 2
+    /// carries only a salt; format 1 (scrypt) is read only with the exact
+    /// settings this client wrote, and anything else is refused.
+    pub async fn open_recovery_bundle(
+        bundle: &[u8],
+        passphrase: &str,
+    ) -> Result<Self, ClientError> {
         let damaged = || ClientError::Decode("the recovery bundle is damaged".into());
-        if bundle.len() < HEADER + WRAPPED + 12 + 32 + 16 || bundle[0] != BUNDLE_VERSION {
+        let refused = || {
+            ClientError::Crypto(
+                "the recovery bundle's key-derivation settings are not this client's: refused"
+                    .into(),
+            )
+        };
+        let (kdf, header_len) = match bundle.first() {
+            Some(&BUNDLE_VERSION) => (Kdf::Argon2id, HEADER_V2),
+            Some(1) => {
+                if bundle.len() < HEADER_V1 {
+                    return Err(damaged());
+                }
+                let log_n = bundle[1];
+                let r = u32::from_be_bytes(bundle[2..6].try_into().expect("four bytes"));
+                let p = u32::from_be_bytes(bundle[6..10].try_into().expect("four bytes"));
+                if (log_n, r, p) != (LOG_N, SCRYPT_R, SCRYPT_P) {
+                    return Err(refused());
+                }
+                (Kdf::Scrypt, HEADER_V1)
+            }
+            _ => return Err(damaged()),
+        };
+        if bundle.len() < header_len + WRAPPED + 12 + 32 + 16 {
             return Err(damaged());
         }
-        let (header, rest) = bundle.split_at(HEADER);
-        let log_n = header[1];
-        let r = u32::from_be_bytes(header[2..6].try_into().expect("four bytes"));
-        let p = u32::from_be_bytes(header[6..10].try_into().expect("four bytes"));
-        // Refuse costs a hostile server could use to exhaust the device.
-        if !(10..=20).contains(&log_n) || r > 32 || p > 4 {
-            return Err(damaged());
-        }
-        let wrap_key = passphrase_key(passphrase, &header[10..], log_n, r, p)?;
+        let (header, rest) = bundle.split_at(header_len);
+        let salt = header[header_len - 16..].to_vec();
+        let wrap_key = blocking_kdf(kdf, passphrase, salt).await?;
         let (wrapped, sealed_root) = rest.split_at(WRAPPED);
         let bundle_key = open(&wrap_key, header, wrapped).ok_or(ClientError::WrongPassphrase)?;
         let bundle_key: Zeroizing<[u8; 32]> =
@@ -136,19 +164,59 @@ impl RootKey {
     }
 }
 
-fn passphrase_key(
+/// Refuses a recovery passphrase that is easy to guess: the server holds the
+/// bundle, so the passphrase is all that stands between it and the root key.
+pub fn check_passphrase_strength(passphrase: &str) -> Result<(), ClientError> {
+    let estimate = zxcvbn::zxcvbn(passphrase, &[]);
+    if estimate.score() < zxcvbn::Score::Three {
+        let hint = estimate
+            .feedback()
+            .and_then(|f| f.warning().map(|w| format!(" ({w})")))
+            .unwrap_or_default();
+        return Err(ClientError::WeakPassphrase(format!(
+            "the recovery passphrase is too easy to guess{hint}: use four or more unrelated words"
+        )));
+    }
+    Ok(())
+}
+
+/// Which key derivation a bundle uses.
+#[derive(Clone, Copy)]
+enum Kdf {
+    /// Format 2.
+    Argon2id,
+    /// Format 1, read only.
+    Scrypt,
+}
+
+/// The passphrase key, off the async runtime (it is slow by design).
+async fn blocking_kdf(
+    kdf: Kdf,
     passphrase: &str,
-    salt: &[u8],
-    log_n: u8,
-    r: u32,
-    p: u32,
+    salt: Vec<u8>,
 ) -> Result<Zeroizing<[u8; 32]>, ClientError> {
-    let params = scrypt::Params::new(log_n, r, p)
-        .map_err(|_| ClientError::Decode("invalid scrypt parameters".into()))?;
-    let mut key = Zeroizing::new([0u8; 32]);
-    scrypt::scrypt(passphrase.as_bytes(), salt, &params, key.as_mut())
-        .map_err(|_| ClientError::Crypto("scrypt failed".into()))?;
-    Ok(key)
+    let passphrase = Zeroizing::new(passphrase.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut key = Zeroizing::new([0u8; 32]);
+        match kdf {
+            Kdf::Argon2id => {
+                let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(32))
+                    .map_err(|_| ClientError::Crypto("Argon2id settings".into()))?;
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+                    .hash_password_into(passphrase.as_bytes(), &salt, key.as_mut())
+                    .map_err(|_| ClientError::Crypto("Argon2id failed".into()))?;
+            }
+            Kdf::Scrypt => {
+                let params = scrypt::Params::new(LOG_N, SCRYPT_R, SCRYPT_P)
+                    .map_err(|_| ClientError::Crypto("scrypt settings".into()))?;
+                scrypt::scrypt(passphrase.as_bytes(), &salt, &params, key.as_mut())
+                    .map_err(|_| ClientError::Crypto("scrypt failed".into()))?;
+            }
+        }
+        Ok(key)
+    })
+    .await
+    .map_err(|_| ClientError::Crypto("the key derivation was interrupted".into()))?
 }
 
 /// `nonce(12) ‖ AES-256-GCM(key, plaintext, aad)`.
@@ -228,25 +296,83 @@ pub fn check_device(user: UserId, trust: Option<&DeviceTrust>) -> Signature {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_recovery_bundle_opens_with_its_passphrase_only() {
+    #[tokio::test]
+    async fn a_recovery_bundle_opens_with_its_passphrase_only() {
         let root = RootKey::generate().expect("root");
-        let bundle = root.seal_recovery_bundle("correct horse").expect("seal");
-        let back = RootKey::open_recovery_bundle(&bundle, "correct horse").expect("open");
+        let bundle = root
+            .seal_recovery_bundle("correct horse")
+            .await
+            .expect("seal");
+        let back = RootKey::open_recovery_bundle(&bundle, "correct horse")
+            .await
+            .expect("open");
         assert_eq!(back.public(), root.public());
         assert!(matches!(
-            RootKey::open_recovery_bundle(&bundle, "wrong horse"),
+            RootKey::open_recovery_bundle(&bundle, "wrong horse").await,
             Err(ClientError::WrongPassphrase)
         ));
-        for i in [0, 1, HEADER + 3, bundle.len() - 1] {
+        for i in [0, 1, HEADER_V2 + 3, bundle.len() - 1] {
             let mut bad = bundle.clone();
             bad[i] ^= 1;
             assert!(
-                RootKey::open_recovery_bundle(&bad, "correct horse").is_err(),
+                RootKey::open_recovery_bundle(&bad, "correct horse")
+                    .await
+                    .is_err(),
                 "byte {i} is protected"
             );
         }
-        assert!(RootKey::open_recovery_bundle(&bundle[..40], "correct horse").is_err());
+        assert!(
+            RootKey::open_recovery_bundle(&bundle[..40], "correct horse")
+                .await
+                .is_err()
+        );
+    }
+
+    /// A format 1 bundle as the previous client wrote it, with the scrypt cost
+    /// in its header.
+    fn v1_header(log_n: u8, r: u32, p: u32) -> Vec<u8> {
+        let mut h = vec![1, log_n];
+        h.extend_from_slice(&r.to_be_bytes());
+        h.extend_from_slice(&p.to_be_bytes());
+        h.extend_from_slice(&[7; 16]);
+        h.extend_from_slice(&[0; WRAPPED + 12 + 32 + 16]);
+        h
+    }
+
+    #[tokio::test]
+    async fn a_hostile_bundle_header_cannot_choose_the_key_derivation() {
+        // 2^20 × 8 × 128 bytes = 1 GiB of scrypt memory, or p = 4 billion: the
+        // previous client would have tried; this one refuses before deriving.
+        for (log_n, r, p) in [(20, 8, 1), (15, 32, 4), (15, 8, u32::MAX), (14, 8, 1)] {
+            let e = RootKey::open_recovery_bundle(&v1_header(log_n, r, p), "pw")
+                .await
+                .expect_err("refused");
+            assert!(e.to_string().contains("not this client's"), "{e}");
+        }
+        // The settings it wrote itself still open (and fail on the MAC here).
+        assert!(matches!(
+            RootKey::open_recovery_bundle(&v1_header(LOG_N, SCRYPT_R, SCRYPT_P), "pw").await,
+            Err(ClientError::WrongPassphrase)
+        ));
+        assert!(
+            RootKey::open_recovery_bundle(&[9; 200], "pw")
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn weak_recovery_passphrases_are_refused() {
+        for weak in ["password", "Secret-123!", "ann", "qwertyuiop"] {
+            assert!(
+                matches!(
+                    check_passphrase_strength(weak),
+                    Err(ClientError::WeakPassphrase(_))
+                ),
+                "{weak}"
+            );
+        }
+        check_passphrase_strength("wobbly lantern orbits the quiet marsh").expect("strong");
     }
 
     #[test]

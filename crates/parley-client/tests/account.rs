@@ -16,6 +16,7 @@ use parley_testkit::TestServer;
 
 const PASSWORD: &str = "Secret-123!";
 const PASSPHRASE: &str = "a long local passphrase";
+const RECOVERY: &str = "violet harbour sings under copper rain";
 
 struct World {
     server: TestServer,
@@ -61,6 +62,7 @@ impl World {
         let account = Account::register(
             &self.dir(&format!("{name}-1")),
             PASSPHRASE,
+            RECOVERY,
             &self.server.url(),
             &register,
         )
@@ -74,6 +76,7 @@ impl World {
         Account::login(
             &self.dir(&format!("{name}-{n}")),
             PASSPHRASE,
+            RECOVERY,
             &self.server.url(),
             &format!("{name}@example.com"),
             PASSWORD,
@@ -151,7 +154,7 @@ async fn three_people_chat_verify_and_recover() {
     assert_eq!(texts(&seen), ["hello bob"]);
     assert_eq!(bob.conversation(&one2one).expect("known").unread, 0);
     alice.sync().await.expect("synced");
-    let mine = alice.history(&one2one);
+    let mine = alice.history(&one2one).await.expect("history");
     assert!(
         find(&mine, "hello bob").delivered_to.contains(&bob.user()),
         "bob's device sent a delivery receipt in the 1:1"
@@ -163,7 +166,8 @@ async fn three_people_chat_verify_and_recover() {
     assert!(
         Account::login(
             &w.dir("alice-wrong"),
-            "not the passphrase",
+            PASSPHRASE,
+            "not the recovery passphrase",
             &w.server.url(),
             "alice@example.com",
             PASSWORD
@@ -220,7 +224,7 @@ async fn three_people_chat_verify_and_recover() {
     assert!(find(&read, "the typo").edited);
     assert!(read.iter().any(|m| m.id == oops && m.deleted));
     alice.sync().await.expect("synced");
-    let at_alice = alice.history(&group);
+    let at_alice = alice.history(&group).await.expect("history");
     let plan_here = at_alice.iter().find(|m| m.id == plan).expect("plan");
     assert_eq!(
         plan_here.reactions.get(&bob.user()).map(String::as_str),
@@ -238,7 +242,7 @@ async fn three_people_chat_verify_and_recover() {
     // Alice's other device saw her own messages too.
     alice2.sync().await.expect("synced");
     assert_eq!(
-        texts(&alice2.history(&group))[1..3],
+        texts(&alice2.history(&group).await.expect("history"))[1..3],
         ["the plan", "the typo"]
     );
 
@@ -246,8 +250,21 @@ async fn three_people_chat_verify_and_recover() {
     bob.delete(&group, &plan, false)
         .await
         .expect("deleted for me");
-    assert!(!bob.history(&group).iter().any(|m| m.id == plan));
-    assert!(alice.history(&group).iter().any(|m| m.id == plan));
+    assert!(
+        !bob.history(&group)
+            .await
+            .expect("history")
+            .iter()
+            .any(|m| m.id == plan)
+    );
+    assert!(
+        alice
+            .history(&group)
+            .await
+            .expect("history")
+            .iter()
+            .any(|m| m.id == plan)
+    );
 
     // --- A self-deleting message --------------------------------------------------
     alice
@@ -256,23 +273,29 @@ async fn three_people_chat_verify_and_recover() {
         .expect("sent");
     bob.sync().await.expect("synced");
     assert!(
-        texts(&bob.history(&one2one)).contains(&"burn after reading".into()),
+        texts(&bob.history(&one2one).await.expect("history"))
+            .contains(&"burn after reading".into()),
         "kept until shown"
     );
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(
-        texts(&bob.history(&one2one)).contains(&"burn after reading".into()),
+        texts(&bob.history(&one2one).await.expect("history"))
+            .contains(&"burn after reading".into()),
         "the timer starts when it is shown, not when it arrives"
     );
     bob.open_conversation(&one2one).await.expect("shown");
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(!texts(&bob.history(&one2one)).contains(&"burn after reading".into()));
+    assert!(
+        !texts(&bob.history(&one2one).await.expect("history"))
+            .contains(&"burn after reading".into())
+    );
     drop(bob);
     let mut bob = Account::open(&w.dir("bob-1"), PASSPHRASE)
         .await
         .expect("reopened");
     assert!(
-        !texts(&bob.history(&one2one)).contains(&"burn after reading".into()),
+        !texts(&bob.history(&one2one).await.expect("history"))
+            .contains(&"burn after reading".into()),
         "removed from the local store too"
     );
 
@@ -318,9 +341,12 @@ async fn three_people_chat_verify_and_recover() {
         Verification::NonVerified
     );
     alice3.sync().await.expect("synced");
-    assert_eq!(texts(&alice3.history(&one2one)), ["confirmed"]);
+    assert_eq!(
+        texts(&alice3.history(&one2one).await.expect("history")),
+        ["confirmed"]
+    );
     assert!(
-        !texts(&alice.history(&one2one)).contains(&"secret".into()),
+        !texts(&alice.history(&one2one).await.expect("history")).contains(&"secret".into()),
         "the refused message never left"
     );
 
@@ -348,7 +374,10 @@ async fn three_people_chat_verify_and_recover() {
         Verification::Verified
     );
     carol2.sync().await.expect("synced");
-    assert_eq!(texts(&carol2.history(&group)), ["still verified"]);
+    assert_eq!(
+        texts(&carol2.history(&group).await.expect("history")),
+        ["still verified"]
+    );
 
     // A long text goes once, as the shared blob, not once per device.
     let long = "a long read. ".repeat(1000);
@@ -357,7 +386,7 @@ async fn three_people_chat_verify_and_recover() {
     // --- Carol comes online: everything, in order ---------------------------------
     carol.sync().await.expect("synced");
     assert_eq!(
-        texts(&carol.history(&group)),
+        texts(&carol.history(&group).await.expect("history")),
         [
             "@bob see https://parley.example",
             "the plan",
@@ -371,32 +400,39 @@ async fn three_people_chat_verify_and_recover() {
     // --- A session reset ------------------------------------------------------------
     assert!(
         bob.reset_session(alice.user(), alice.device_id())
+            .await
             .expect("reset")
     );
     bob.send_text(&one2one, "fresh session", false)
         .await
         .expect("sent with a new session");
     alice.sync().await.expect("synced");
-    assert!(texts(&alice.history(&one2one)).contains(&"fresh session".into()));
+    assert!(
+        texts(&alice.history(&one2one).await.expect("history")).contains(&"fresh session".into())
+    );
 
     // --- A backup, exported and imported -----------------------------------------
-    let backup = alice.export_backup("backup password").expect("exported");
+    let backup = alice
+        .export_backup("backup password")
+        .await
+        .expect("exported");
     let mut alice4 = w.second_device("alice", 4).await;
-    assert!(alice4.history(&group).is_empty());
+    assert!(alice4.history(&group).await.expect("history").is_empty());
     assert!(matches!(
-        alice4.import_backup(&backup, "wrong password"),
+        alice4.import_backup(&backup, "wrong password").await,
         Err(ClientError::WrongPassphrase)
     ));
     assert!(
-        bob.import_backup(&backup, "backup password").is_err(),
+        bob.import_backup(&backup, "backup password").await.is_err(),
         "only Alice can import Alice's backup"
     );
     let added = alice4
         .import_backup(&backup, "backup password")
+        .await
         .expect("imported");
     assert!(added >= 4, "{added}");
     assert_eq!(
-        texts(&alice4.history(&group))[1..3],
+        texts(&alice4.history(&group).await.expect("history"))[1..3],
         ["the plan", "the typo"]
     );
 
@@ -462,7 +498,7 @@ async fn a_device_away_too_long_is_told_and_carries_on() {
     let (mut alice, mut bob, group) = w.alice_and_bob_in("club").await;
     alice.send_text(&group, "one", false).await.expect("sent");
     bob.sync().await.expect("synced");
-    assert_eq!(texts(&bob.history(&group)), ["one"]);
+    assert_eq!(texts(&bob.history(&group).await.expect("history")), ["one"]);
 
     // Bob is away for 29 days; the server keeps events for 28.
     alice
@@ -478,7 +514,7 @@ async fn a_device_away_too_long_is_told_and_carries_on() {
             .any(|u| matches!(u, Update::NotificationsLost)),
         "{updates:?}"
     );
-    let history = bob.history(&group);
+    let history = bob.history(&group).await.expect("history");
     assert_eq!(texts(&history), ["one", "after"]);
     assert!(
         history
@@ -555,7 +591,7 @@ async fn a_device_restored_from_an_old_copy_recovers_with_a_fresh_session() {
     bob.sync().await.expect("synced");
     alice.send_text(&group, "five", false).await.expect("sent");
     bob.sync().await.expect("synced");
-    let history = bob.history(&group);
+    let history = bob.history(&group).await.expect("history");
     assert!(
         history
             .iter()
@@ -563,20 +599,28 @@ async fn a_device_restored_from_an_old_copy_recovers_with_a_fresh_session() {
         "what the old sessions cannot read is shown as such: {history:?}"
     );
 
-    // Bob writes: his device starts a fresh session, Alice takes it over, and
-    // from then on both sides read each other again.
+    // Bob is told and resets the session (a failure alone resets nothing: a
+    // server could inject them). His device starts a fresh session, Alice takes
+    // it over, and from then on both sides read each other again.
+    assert!(
+        bob.reset_session(alice.user(), alice.device_id())
+            .await
+            .expect("reset")
+    );
     bob.send_text(&group, "back again", false)
         .await
         .expect("sent");
     alice.sync().await.expect("synced");
-    assert!(texts(&alice.history(&group)).contains(&"back again".into()));
+    assert!(texts(&alice.history(&group).await.expect("history")).contains(&"back again".into()));
     alice
         .send_text(&group, "welcome back", false)
         .await
         .expect("sent");
     bob.sync().await.expect("synced");
     assert_eq!(
-        texts(&bob.history(&group)).last().map(String::as_str),
+        texts(&bob.history(&group).await.expect("history"))
+            .last()
+            .map(String::as_str),
         Some("welcome back")
     );
 }
@@ -631,7 +675,7 @@ async fn a_message_from_a_new_device_degrades_before_anything_is_sent_to_it() {
     // Bob reads it: the read receipt goes to Alice, not to Carol.
     bob.open_conversation(&group).await.expect("read");
     alice2.sync().await.expect("synced");
-    let at_alice = alice2.history(&group);
+    let at_alice = alice2.history(&group).await.expect("history");
     assert!(
         find(&at_alice, "from my new laptop")
             .read_by

@@ -1,0 +1,819 @@
+//! One person's Parley on one device: the place clients and bots start.
+//!
+//! An [`Account`] ties together the typed [`Api`], this device's Proteus
+//! [`Device`], the device's encrypted database ([`Store`]), the user's root key
+//! and the local state a person sees: conversations with their history, unread
+//! counts and verification states, and what is known of every peer's devices.
+//!
+//! **One transaction per change.** Every change runs inside one write
+//! transaction of the database ([`Account::begin`] … [`Account::commit`]): the
+//! small state (device, sessions, prekeys, pinned identities, peers,
+//! conversations) is written where it changed, history entries and the outbox
+//! row by row. Several processes may hold the same device: a transaction starts
+//! by reloading what another process committed meanwhile, so two processes never
+//! encrypt from the same ratchet state and never overwrite each other.
+//!
+//! **Write-ahead.** Nothing leaves the device before the state that produced it
+//! is committed: a message is encrypted, committed with its outbox entry, then
+//! posted ([`send`]); prekeys are committed, then uploaded. Receiving decrypts,
+//! applies and moves the cursor in one transaction; what needs the network
+//! afterwards (conversations to fetch, devices to check, prekeys to top up) runs
+//! after the commit and is retried until done ([`receive`]).
+//!
+//! Message content is [`crate::content`]; verification rules are
+//! [`crate::verification`]; this module applies them.
+
+mod history;
+mod peers;
+mod receive;
+mod send;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use parley_api::{
+    ClientId, ConnectionStatus, Conversation, ConversationKind, Login, NewConversation,
+    OffsetDateTime, Qualified, Register, UserId, Uuid,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+use crate::ClientError;
+use crate::api::{Api, LoginState};
+use crate::device::Device;
+use crate::store::{RowKey, Store, Table, Tx};
+use crate::trust::{self, RootKey};
+use crate::verification::Verification;
+
+pub use history::{LinkPreview, Message, MessageKind};
+use peers::Peer;
+pub use peers::{DeviceView, KnownDevice};
+
+/// The meta row holding the account (server, login, root key).
+const ACCOUNT_ROW: &[u8] = b"account";
+/// The meta row holding users' display names.
+const NAMES_ROW: &[u8] = b"names";
+
+/// A conversation as this device knows it (its history is read with
+/// [`Account::history`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConversationView {
+    /// Its id.
+    pub id: Qualified<Uuid>,
+    /// Group or 1:1.
+    pub kind: ConversationKind,
+    /// The group's name; for a 1:1, the peer's name.
+    pub name: String,
+    /// Members, this user included.
+    pub members: Vec<UserId>,
+    /// The conversation's self-deleting timer in milliseconds.
+    pub message_timer: Option<u64>,
+    /// Read receipts: 0 off, 1 on.
+    pub receipt_mode: u8,
+    /// Verified, non-verified or degraded.
+    pub verification: Verification,
+    /// Messages received and not yet shown.
+    pub unread: usize,
+    /// When the last history entry arrived (Unix seconds; 0 for none).
+    #[serde(default)]
+    pub last_activity: i64,
+    /// Members and settings are not known yet (a message arrived before the
+    /// conversation could be fetched); fetched again at the next sync.
+    #[serde(default)]
+    pub incomplete: bool,
+    /// Running self-deleting timers: message id → when it goes (Unix ms).
+    #[serde(default)]
+    timers: BTreeMap<String, i64>,
+}
+
+/// What changed during a sync, for the user interface.
+#[derive(Clone, Debug)]
+pub enum Update {
+    /// A new history entry.
+    Message {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Its id.
+        id: String,
+    },
+    /// A message was edited, deleted, reacted to or receipted.
+    Changed {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Which.
+        id: String,
+    },
+    /// A conversation appeared or changed (members, name, settings).
+    Conversation(Qualified<Uuid>),
+    /// Someone is typing (or stopped).
+    Typing {
+        /// Where.
+        conversation: Qualified<Uuid>,
+        /// Who.
+        from: UserId,
+        /// Started (true) or stopped.
+        started: bool,
+    },
+    /// Events were lost while this device was away: conversations were
+    /// resynchronised, and messages sent meanwhile may be missing.
+    NotificationsLost,
+}
+
+/// The account row: where, who, and the root key (base64 of its secret, only
+/// while the row is written or read).
+#[derive(Serialize, Deserialize)]
+struct AccountRow {
+    server: String,
+    domain: String,
+    login: Option<LoginState>,
+    root: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    server: String,
+    /// The backend's domain (the `@domain` of this user's id).
+    domain: String,
+    login: Option<LoginState>,
+    conversations: BTreeMap<Uuid, ConversationView>,
+    peers: BTreeMap<UserId, Peer>,
+    /// Names of users, for display.
+    names: BTreeMap<UserId, String>,
+}
+
+/// The clock: Unix milliseconds. Injected so tests move time without sleeping.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+fn system_clock() -> Clock {
+    Arc::new(|| {
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .expect("milliseconds since 1970 fit in i64")
+    })
+}
+
+/// One user's account on this device.
+pub struct Account {
+    api: Api,
+    device: Device,
+    store: Store,
+    root: Option<RootKey>,
+    state: State,
+    clock: Clock,
+    /// Digest of every row of the small-state tables as last read or written,
+    /// so a commit writes only what changed.
+    written: HashMap<(Table, RowKey), [u8; 32]>,
+    /// `data_version` when the state was last read: another process's commit
+    /// changes it.
+    seen_version: Option<i64>,
+    /// The in-memory state may be ahead of the database (a change failed before
+    /// its commit): reload at the next transaction.
+    stale: bool,
+    /// Notices for the history, written with the change's commit.
+    notices: Vec<(Uuid, String)>,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("api", &self.api)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn normalise(fingerprint: &str) -> String {
+    fingerprint
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn json<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec(value).expect("local state serializes"))
+}
+
+fn damaged(what: &str) -> ClientError {
+    ClientError::Storage(format!("the saved {what} is damaged"))
+}
+
+/// What to do when enrolling a device finds no recovery bundle.
+fn no_bundle_with_devices() -> ClientError {
+    ClientError::Api {
+        status: 404,
+        label: "no-recovery-bundle".into(),
+        message: "this account already has devices but the server has no recovery bundle for \
+                  it, so this device cannot get the account's root key. Log in on one of your \
+                  existing devices and remove the others there, or ask your administrator; a \
+                  new root key is never made for an account that has devices."
+            .into(),
+    }
+}
+
+impl Account {
+    /// Creates the account on the server (the e-mail `code` came from
+    /// [`Api::send_activation_code`]), enrols the user (a new root key, saved to
+    /// the server in a recovery bundle sealed with `recovery`) and registers this
+    /// device in `dir`, whose database `passphrase` protects.
+    pub async fn register(
+        dir: &Path,
+        passphrase: &str,
+        recovery: &str,
+        server: &str,
+        register: &Register,
+    ) -> Result<Self, ClientError> {
+        trust::check_passphrase_strength(recovery)?;
+        let store = Self::fresh_store(dir, passphrase).await?;
+        let api = Api::new(server)?;
+        api.register(register).await?;
+        Self::enrol(api, store, recovery, &register.password).await
+    }
+
+    /// Logs in and registers this device in `dir`. The root key comes from the
+    /// recovery bundle (opened with `recovery`); a user without one and without
+    /// devices is enrolled now.
+    pub async fn login(
+        dir: &Path,
+        passphrase: &str,
+        recovery: &str,
+        server: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Self, ClientError> {
+        let store = Self::fresh_store(dir, passphrase).await?;
+        let api = Api::new(server)?;
+        api.login(&Login {
+            email: Some(email.to_owned()),
+            password: password.to_owned(),
+            label: Some("parley".into()),
+            persist: true,
+            ..Login::default()
+        })
+        .await?;
+        Self::enrol(api, store, recovery, password).await
+    }
+
+    async fn fresh_store(dir: &Path, passphrase: &str) -> Result<Store, ClientError> {
+        let store = Store::open(dir, passphrase).await?;
+        let mut tx = store.read().await?;
+        if tx.get(Table::Meta, ACCOUNT_ROW).await?.is_some() {
+            return Err(ClientError::Storage(format!(
+                "{} already holds a device: use it, or choose another directory",
+                dir.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    async fn enrol(
+        api: Api,
+        store: Store,
+        recovery: &str,
+        password: &str,
+    ) -> Result<Self, ClientError> {
+        let root = match api.recovery_bundle().await? {
+            Some(bundle) => RootKey::open_recovery_bundle(&bundle, recovery).await?,
+            None => {
+                // A 404 from a server that has our devices is a server that
+                // lost or withholds the bundle: a new root would fork the user.
+                if !api.clients().await?.is_empty() {
+                    return Err(no_bundle_with_devices());
+                }
+                trust::check_passphrase_strength(recovery)?;
+                let root = RootKey::generate()?;
+                api.put_recovery_bundle(&root.seal_recovery_bundle(recovery).await?)
+                    .await?;
+                root
+            }
+        };
+        let user = api.user().ok_or(ClientError::NotLoggedIn)?;
+        let domain = api.self_profile().await?.qualified_id.domain;
+        let mut account = Self {
+            state: State {
+                server: api.base().to_owned(),
+                domain,
+                login: api.login_state(),
+                ..State::default()
+            },
+            api,
+            device: Device::generate(user),
+            store,
+            root: Some(root),
+            clock: system_clock(),
+            written: HashMap::new(),
+            seen_version: None,
+            stale: false,
+            notices: Vec::new(),
+        };
+        // The keys are on disk before the server publishes any of them.
+        let tx = account.store.begin().await?;
+        account.commit(tx).await?;
+        let request = account.device.registration(password, account.root.as_ref());
+        let client = account.api.add_client(&request).await?;
+        let tx = account.begin().await?;
+        account.device.set_id(client.id);
+        account.commit(tx).await?;
+        account.refresh_conversations().await?;
+        // This user's own devices count for every conversation's verification.
+        let me = account.user();
+        account.refresh_devices(&[me]).await?;
+        Ok(account)
+    }
+
+    /// Opens the account saved in `dir`. Needs no server: everything local
+    /// works offline.
+    pub async fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        let store = Store::open(dir, passphrase).await?;
+        let mut account = Self {
+            api: Api::new("http://unset.invalid")?,
+            device: Device::generate(UserId::nil()),
+            store,
+            root: None,
+            state: State::default(),
+            clock: system_clock(),
+            written: HashMap::new(),
+            seen_version: None,
+            stale: true,
+            notices: Vec::new(),
+        };
+        let mut tx = account.store.read().await?;
+        if tx.get(Table::Meta, ACCOUNT_ROW).await?.is_none() {
+            return Err(ClientError::Storage(format!(
+                "no account in {}: register or log in first",
+                dir.display()
+            )));
+        }
+        account.reload(&mut tx).await?;
+        drop(tx);
+        if !account.device.is_registered() {
+            return Err(ClientError::Storage(format!(
+                "{} holds a device whose registration did not finish: remove the directory \
+                 and log in again",
+                dir.display()
+            )));
+        }
+        account.api = Api::new(&account.state.server)?;
+        let login = account
+            .state
+            .login
+            .clone()
+            .ok_or(ClientError::NotLoggedIn)?;
+        account.api.resume(&login);
+        Ok(account)
+    }
+
+    /// Replaces the clock (tests move time without sleeping).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+
+    // --- the transaction plumbing -------------------------------------------------
+
+    /// Starts a change: takes the database's write lock and, if another process
+    /// committed since this one last looked, reloads the state first.
+    async fn begin(&mut self) -> Result<Tx, ClientError> {
+        let mut tx = self.store.begin().await?;
+        self.notices.clear();
+        self.catch_up(&mut tx).await?;
+        // Until the commit, memory may run ahead of the database.
+        self.stale = true;
+        Ok(tx)
+    }
+
+    /// Reloads what another process committed, if anything.
+    async fn catch_up(&mut self, tx: &mut Tx) -> Result<(), ClientError> {
+        let version = tx.data_version().await?;
+        if self.stale || self.seen_version != Some(version) {
+            self.reload(tx).await?;
+            self.seen_version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Brings local state up to date with other processes, for reading.
+    async fn refresh(&mut self) -> Result<(), ClientError> {
+        let mut tx = self.store.read().await?;
+        self.catch_up(&mut tx).await
+    }
+
+    /// Writes what changed and commits.
+    async fn commit(&mut self, mut tx: Tx) -> Result<(), ClientError> {
+        if let Some(login) = self.api.login_state() {
+            self.state.login = Some(login);
+        }
+        self.write_notices(&mut tx).await?;
+        let mut now = HashMap::new();
+        for (table, name, value) in self.rows() {
+            let key = tx.key(table, &name);
+            let digest: [u8; 32] = Sha256::digest(value.as_slice()).into();
+            if self.written.get(&(table, key)) != Some(&digest) {
+                tx.put_by_key(table, &key, None, &value).await?;
+            }
+            now.insert((table, key), digest);
+        }
+        for (table, key) in self.written.keys() {
+            if !now.contains_key(&(*table, *key)) {
+                tx.delete_by_key(*table, key).await?;
+            }
+        }
+        tx.commit().await?;
+        self.written = now;
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Every row of the small state.
+    fn rows(&self) -> Vec<(Table, Vec<u8>, Zeroizing<Vec<u8>>)> {
+        let mut rows = self.device.rows();
+        let mut row = AccountRow {
+            server: self.state.server.clone(),
+            domain: self.state.domain.clone(),
+            login: self.state.login.clone(),
+            root: self
+                .root
+                .as_ref()
+                .map(|r| b64().encode(r.secret().as_ref())),
+        };
+        rows.push((Table::Meta, ACCOUNT_ROW.to_vec(), json(&row)));
+        zeroize::Zeroize::zeroize(&mut row.root);
+        rows.push((Table::Meta, NAMES_ROW.to_vec(), json(&self.state.names)));
+        for (id, c) in &self.state.conversations {
+            rows.push((Table::Conversations, id.as_bytes().to_vec(), json(c)));
+        }
+        for (user, p) in &self.state.peers {
+            rows.push((Table::Peers, user.as_bytes().to_vec(), json(p)));
+        }
+        rows
+    }
+
+    /// Reads the small state from the database.
+    async fn reload(&mut self, tx: &mut Tx) -> Result<(), ClientError> {
+        let mut written = HashMap::new();
+        let digest = |v: &[u8]| -> [u8; 32] { Sha256::digest(v).into() };
+        for table in [
+            Table::Meta,
+            Table::Prekeys,
+            Table::Sessions,
+            Table::Identities,
+            Table::Peers,
+            Table::Conversations,
+        ] {
+            for (key, value) in tx.all(table).await? {
+                written.insert((table, key), digest(&value));
+            }
+        }
+        if let Some(device) = Device::load(tx).await? {
+            self.device = device;
+        }
+        if let Some(bytes) = tx.get(Table::Meta, ACCOUNT_ROW).await? {
+            let mut row: AccountRow =
+                serde_json::from_slice(&bytes).map_err(|_| damaged("account"))?;
+            self.root = match row.root.take() {
+                Some(mut text) => {
+                    let secret =
+                        Zeroizing::new(b64().decode(&text).map_err(|_| damaged("root key"))?);
+                    zeroize::Zeroize::zeroize(&mut text);
+                    let secret: Zeroizing<[u8; 32]> = Zeroizing::new(
+                        secret
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| damaged("root key"))?,
+                    );
+                    Some(RootKey::from_secret(&secret))
+                }
+                None => None,
+            };
+            self.state.server = row.server;
+            self.state.domain = row.domain;
+            self.state.login = row.login;
+        }
+        self.state.names = match tx.get(Table::Meta, NAMES_ROW).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| damaged("names"))?,
+            None => BTreeMap::new(),
+        };
+        self.state.conversations = BTreeMap::new();
+        for (_, bytes) in tx.all(Table::Conversations).await? {
+            let c: ConversationView =
+                serde_json::from_slice(&bytes).map_err(|_| damaged("conversation"))?;
+            self.state.conversations.insert(c.id.id, c);
+        }
+        self.state.peers = BTreeMap::new();
+        for (_, bytes) in tx.all(Table::Peers).await? {
+            let p: Peer = serde_json::from_slice(&bytes).map_err(|_| damaged("peer"))?;
+            self.state.peers.insert(p.user, p);
+        }
+        self.written = written;
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Logs out: the server forgets the login cookie, and this device must log in
+    /// again. Keys, sessions and history stay in the database.
+    pub async fn logout(mut self) -> Result<(), ClientError> {
+        let result = self.api.logout().await;
+        let tx = self.begin().await?;
+        self.state.login = None;
+        self.commit(tx).await?;
+        self.store.close().await;
+        result
+    }
+
+    /// Changes the passphrase that protects this device's database: one key is
+    /// rewrapped, nothing else is rewritten.
+    pub async fn change_passphrase(&self, old: &str, new: &str) -> Result<(), ClientError> {
+        self.store.change_passphrase(old, new).await
+    }
+
+    /// The typed API, for calls this type does not wrap.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// The user.
+    pub fn user(&self) -> UserId {
+        self.device.user()
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> ClientId {
+        self.device.id()
+    }
+
+    /// This device's fingerprint in groups of four.
+    pub fn fingerprint(&self) -> String {
+        trust::fingerprint(&self.device.identity_key())
+    }
+
+    /// The user's root key fingerprint, which peers verify once.
+    pub fn root_fingerprint(&self) -> Option<String> {
+        self.root.as_ref().map(|r| trust::fingerprint(r.public()))
+    }
+
+    /// A user of this user's backend.
+    pub fn qualified(&self, id: Uuid) -> Qualified<Uuid> {
+        Qualified {
+            id,
+            domain: self.domain(),
+        }
+    }
+
+    /// This user's backend domain.
+    pub fn domain(&self) -> String {
+        self.state.domain.clone()
+    }
+
+    // --- people and connections ------------------------------------------------
+
+    /// Finds a user by handle (with or without `@`).
+    pub async fn find(&mut self, handle: &str) -> Result<Qualified<Uuid>, ClientError> {
+        let profile = self
+            .api
+            .user_by_handle(handle.trim_start_matches('@'))
+            .await?;
+        if self.state.names.get(&profile.qualified_id.id) != Some(&profile.name) {
+            let tx = self.begin().await?;
+            self.state
+                .names
+                .insert(profile.qualified_id.id, profile.name.clone());
+            self.commit(tx).await?;
+        }
+        Ok(profile.qualified_id)
+    }
+
+    /// Sets this user's handle.
+    pub async fn set_handle(&self, handle: &str) -> Result<(), ClientError> {
+        self.api.set_handle(handle).await
+    }
+
+    /// The name shown for a user.
+    pub fn name_of(&self, user: UserId) -> String {
+        self.state
+            .names
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| user.to_string()[..8].to_owned())
+    }
+
+    /// Names of these users not known yet, from the server (outside any
+    /// transaction; the caller stores them in its own).
+    async fn fetch_names(
+        &self,
+        users: impl IntoIterator<Item = UserId>,
+    ) -> BTreeMap<UserId, String> {
+        let mut found = BTreeMap::new();
+        for user in users {
+            if self.state.names.contains_key(&user) || found.contains_key(&user) {
+                continue;
+            }
+            if let Ok(p) = self.api.user_profile(&self.qualified(user)).await {
+                found.insert(user, p.name);
+            }
+        }
+        found
+    }
+
+    /// Asks to connect with a user.
+    pub async fn connect_to(&mut self, user: &Qualified<Uuid>) -> Result<(), ClientError> {
+        self.api.request_connection(user).await?;
+        Ok(())
+    }
+
+    /// Connection requests waiting for this user's answer.
+    pub async fn requests(&mut self) -> Result<Vec<(UserId, String)>, ClientError> {
+        let pending: Vec<UserId> = self
+            .api
+            .connections()
+            .await?
+            .into_iter()
+            .filter(|c| c.status == ConnectionStatus::Pending)
+            .map(|c| c.to.id)
+            .collect();
+        let names = self.fetch_names(pending.iter().copied()).await;
+        if !names.is_empty() {
+            let tx = self.begin().await?;
+            self.state.names.extend(names);
+            self.commit(tx).await?;
+        }
+        Ok(pending.into_iter().map(|u| (u, self.name_of(u))).collect())
+    }
+
+    /// Accepts a connection request; the 1:1 conversation appears.
+    pub async fn accept(&mut self, user: &Qualified<Uuid>) -> Result<Qualified<Uuid>, ClientError> {
+        let connection = self
+            .api
+            .update_connection(user, ConnectionStatus::Accepted)
+            .await?;
+        self.refresh_conversations().await?;
+        connection.conversation.ok_or_else(|| {
+            ClientError::Decode("the accepted connection has no conversation".into())
+        })
+    }
+
+    // --- conversations ---------------------------------------------------------
+
+    /// Re-reads every conversation's members and settings from the server.
+    pub async fn refresh_conversations(&mut self) -> Result<(), ClientError> {
+        let all = self.api.conversations().await?;
+        self.absorb_conversations(all).await
+    }
+
+    /// Stores conversations as the server describes them.
+    pub(super) async fn absorb_conversations(
+        &mut self,
+        all: Vec<Conversation>,
+    ) -> Result<(), ClientError> {
+        let names = self
+            .fetch_names(all.iter().flat_map(|c| c.members.iter().map(|m| m.id.id)))
+            .await;
+        let tx = self.begin().await?;
+        self.state.names.extend(names);
+        for c in all {
+            self.absorb_one(c);
+        }
+        self.commit(tx).await
+    }
+
+    /// One conversation as the server describes it (inside a transaction).
+    pub(super) fn absorb_one(&mut self, c: Conversation) {
+        let me = self.user();
+        let members: Vec<UserId> = c.members.iter().map(|m| m.id.id).collect();
+        let name = match (&c.kind, &c.name) {
+            (ConversationKind::Group, Some(n)) => n.clone(),
+            _ => members
+                .iter()
+                .find(|u| **u != me)
+                .map(|u| self.name_of(*u))
+                .unwrap_or_else(|| "(just you)".into()),
+        };
+        let entry = self
+            .state
+            .conversations
+            .entry(c.id.id)
+            .or_insert_with(|| ConversationView::new(c.id.clone(), c.kind, name.clone()));
+        entry.kind = c.kind;
+        entry.name = name;
+        entry.members = members;
+        entry.message_timer = c.message_timer;
+        entry.receipt_mode = c.receipt_mode;
+        entry.incomplete = false;
+        let id = c.id.id;
+        self.recompute(id);
+    }
+
+    /// Conversations, most recent activity first (local: works offline).
+    pub async fn conversations(&mut self) -> Result<Vec<ConversationView>, ClientError> {
+        self.purge_expired().await?;
+        let mut all: Vec<ConversationView> = self.state.conversations.values().cloned().collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.last_activity));
+        Ok(all)
+    }
+
+    /// Finds a conversation by id, id prefix or name (case-insensitive).
+    pub fn find_conversation(&self, what: &str) -> Result<Qualified<Uuid>, ClientError> {
+        let what_lower = what.to_lowercase();
+        let matches: Vec<&ConversationView> = self
+            .state
+            .conversations
+            .values()
+            .filter(|c| {
+                c.id.id.to_string().starts_with(&what_lower) || c.name.to_lowercase() == what_lower
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.id.clone()),
+            [] => Err(ClientError::Storage(format!(
+                "no conversation called {what:?}: `parley convs` lists them"
+            ))),
+            _ => Err(ClientError::Storage(format!(
+                "{what:?} names {} conversations: use more of the id",
+                matches.len()
+            ))),
+        }
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, id: &Qualified<Uuid>) -> Option<&ConversationView> {
+        self.state.conversations.get(&id.id)
+    }
+
+    /// Creates a group with these members.
+    pub async fn create_group(
+        &mut self,
+        name: &str,
+        users: Vec<Qualified<Uuid>>,
+        receipts: bool,
+    ) -> Result<Qualified<Uuid>, ClientError> {
+        let c = self
+            .api
+            .create_conversation(&NewConversation {
+                name: name.to_owned(),
+                users,
+                message_timer: None,
+                receipt_mode: u8::from(receipts),
+            })
+            .await?;
+        let id = c.id.clone();
+        self.absorb_conversations(vec![c]).await?;
+        Ok(id)
+    }
+
+    /// Adds a member to a group.
+    pub async fn add_member(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        user: Qualified<Uuid>,
+    ) -> Result<(), ClientError> {
+        self.api.add_members(conversation, vec![user]).await?;
+        let c = self.api.conversation(conversation).await?;
+        self.absorb_conversations(vec![c]).await
+    }
+
+    /// Removes a member from a group.
+    pub async fn remove_member(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        user: &Qualified<Uuid>,
+    ) -> Result<(), ClientError> {
+        self.api.remove_member(conversation, user).await?;
+        let c = self.api.conversation(conversation).await?;
+        self.absorb_conversations(vec![c]).await
+    }
+
+    /// Sends a typing indicator.
+    pub async fn typing(
+        &self,
+        conversation: &Qualified<Uuid>,
+        started: bool,
+    ) -> Result<(), ClientError> {
+        self.api.typing(conversation, started).await
+    }
+}
+
+impl ConversationView {
+    fn new(id: Qualified<Uuid>, kind: ConversationKind, name: String) -> Self {
+        Self {
+            id,
+            kind,
+            name,
+            members: Vec::new(),
+            message_timer: None,
+            receipt_mode: 0,
+            verification: Verification::NonVerified,
+            unread: 0,
+            last_activity: 0,
+            incomplete: false,
+            timers: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! What this device knows of people's devices and how far it trusts them: the
+//! signatures they publish (checked against root keys), fingerprints compared by
+//! hand, pinned identities that changed, and the verification state of every
+//! conversation that follows from them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use parley_api::{ClientId, PublicClient, UserId, Uuid};
+use serde::{Deserialize, Serialize};
+
+use super::{Account, normalise};
+use crate::ClientError;
+use crate::device::{ChangedIdentity, NewDevice};
+use crate::store::Tx;
+use crate::trust::{self, Signature};
+use crate::verification::{self, Verification};
+
+/// A device as this device knows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KnownDevice {
+    /// Its identity key, hex, once known (from its signature or a session).
+    pub identity_key: Option<String>,
+    /// The root key that validly signed it, hex.
+    pub signed_by: Option<String>,
+    /// It published a signature that does not check out: flagged.
+    pub bad_signature: bool,
+    /// The person compared its fingerprint and marked it verified.
+    pub verified: bool,
+    /// It offered another identity key than the pinned one (hex of the offered
+    /// key): refused until the person verifies the new key.
+    #[serde(default)]
+    pub identity_changed: Option<String>,
+    /// Met in a message before its published signature was checked: it counts
+    /// for verification once checked (right after the change commits).
+    #[serde(default)]
+    pub unchecked: bool,
+    /// Messages from it that failed to decrypt in a row.
+    #[serde(default)]
+    pub failures: u32,
+}
+
+/// What this device knows of one user.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(super) struct Peer {
+    pub(super) user: UserId,
+    /// The root key this user verified for them, hex.
+    pub(super) pinned_root: Option<String>,
+    pub(super) devices: BTreeMap<ClientId, KnownDevice>,
+    /// The device list was fetched at least once.
+    pub(super) listed: bool,
+    /// The device list changed on the server: fetch it again.
+    #[serde(default)]
+    pub(super) refresh: bool,
+}
+
+/// A device as shown to a person.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeviceView {
+    /// The owner.
+    pub user: UserId,
+    /// The device.
+    pub client: ClientId,
+    /// Its fingerprint in groups of four, if known.
+    pub fingerprint: Option<String>,
+    /// Verified by hand, or signed by a root key this user verified.
+    pub verified: bool,
+    /// Signed by its user's root key (hex fingerprint of the root key).
+    pub signed_by: Option<String>,
+    /// Its published signature is invalid, or its identity key changed: do not
+    /// trust it.
+    pub flagged: bool,
+    /// The identity key it now offers, when that is not the pinned one.
+    pub changed_to: Option<String>,
+    /// This device.
+    pub this_device: bool,
+}
+
+fn key_fingerprint(hex_key: &str) -> Option<String> {
+    hex::decode(hex_key)
+        .ok()
+        .and_then(|k| <[u8; 32]>::try_from(k).ok())
+        .map(|k| trust::fingerprint(&k))
+}
+
+impl Account {
+    pub(super) fn peer_mut(&mut self, user: UserId) -> &mut Peer {
+        self.state.peers.entry(user).or_insert_with(|| Peer {
+            user,
+            ..Peer::default()
+        })
+    }
+
+    /// This user's devices, this one marked.
+    pub async fn devices(&mut self) -> Result<Vec<DeviceView>, ClientError> {
+        let me = self.user();
+        self.refresh_devices(&[me]).await?;
+        Ok(self.device_views(me))
+    }
+
+    /// Removes another of this user's devices.
+    pub async fn remove_device(
+        &mut self,
+        client: ClientId,
+        password: &str,
+    ) -> Result<(), ClientError> {
+        if client == self.device_id() {
+            return Err(ClientError::Storage(
+                "this is the device you are using: log out instead".into(),
+            ));
+        }
+        self.api.remove_client(client, password).await?;
+        let tx = self.begin().await?;
+        let me = self.user();
+        self.peer_mut(me).devices.remove(&client);
+        self.device.forget(me, client);
+        self.commit(tx).await
+    }
+
+    /// A user's devices with their fingerprints and trust. Devices without a
+    /// session or signature get a session now (one of their prekeys is claimed) so
+    /// their fingerprint can be shown.
+    pub async fn peer_devices(&mut self, user: UserId) -> Result<Vec<DeviceView>, ClientError> {
+        self.refresh_devices(&[user]).await?;
+        let unknown: Vec<ClientId> = self
+            .state
+            .peers
+            .get(&user)
+            .map(|p| {
+                p.devices
+                    .iter()
+                    .filter(|(c, d)| {
+                        d.identity_key.is_none()
+                            && !(user == self.user() && **c == self.device_id())
+                    })
+                    .map(|(c, _)| *c)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !unknown.is_empty() {
+            let request = BTreeMap::from([(self.domain(), BTreeMap::from([(user, unknown)]))]);
+            let claimed = self.api.claim_prekeys(&request).await?;
+            let tx = self.begin().await?;
+            let opened = self.device.open_sessions(&claimed)?;
+            self.learn_devices(&opened.new);
+            self.identities_changed(&opened.changed);
+            self.recompute_all();
+            self.commit(tx).await?;
+        }
+        Ok(self.device_views(user))
+    }
+
+    pub(super) fn device_views(&self, user: UserId) -> Vec<DeviceView> {
+        let Some(peer) = self.state.peers.get(&user) else {
+            return Vec::new();
+        };
+        peer.devices
+            .iter()
+            .map(|(client, d)| DeviceView {
+                user,
+                client: *client,
+                fingerprint: d.identity_key.as_deref().and_then(key_fingerprint),
+                verified: self.is_verified(user, *client),
+                signed_by: d.signed_by.as_deref().and_then(key_fingerprint),
+                flagged: d.bad_signature || d.identity_changed.is_some(),
+                changed_to: d.identity_changed.as_deref().and_then(key_fingerprint),
+                this_device: user == self.user() && *client == self.device_id(),
+            })
+            .collect()
+    }
+
+    /// Fetches users' device lists and checks the signatures they publish.
+    pub(super) async fn refresh_devices(&mut self, users: &[UserId]) -> Result<(), ClientError> {
+        let mut lists = Vec::new();
+        for user in users {
+            lists.push((*user, self.api.user_clients(&self.qualified(*user)).await?));
+        }
+        let tx = self.begin().await?;
+        for (user, listed) in lists {
+            self.absorb_devices(user, listed);
+        }
+        self.recompute_all();
+        self.commit(tx).await
+    }
+
+    /// One user's published device list (inside a transaction).
+    fn absorb_devices(&mut self, user: UserId, listed: Vec<PublicClient>) {
+        let live: BTreeSet<ClientId> = listed.iter().map(|c| c.id).collect();
+        let me = (self.user(), self.device_id());
+        let peer = self.peer_mut(user);
+        peer.listed = true;
+        peer.refresh = false;
+        peer.devices.retain(|c, _| live.contains(c));
+        let mut changed = Vec::new();
+        let mut pins = Vec::new();
+        for c in listed {
+            let known = peer.devices.entry(c.id).or_default();
+            known.unchecked = false;
+            match trust::check_device(user, c.trust.as_ref()) {
+                Signature::Valid {
+                    root_key,
+                    identity_key,
+                } => {
+                    pins.push((c.id, identity_key));
+                    let identity = hex::encode(identity_key);
+                    if known.identity_key.as_ref().is_some_and(|k| *k != identity) {
+                        // The published key is not the one the session uses.
+                        known.bad_signature = true;
+                    } else {
+                        known.identity_key = Some(identity);
+                        known.signed_by = Some(hex::encode(root_key));
+                    }
+                }
+                Signature::Invalid => known.bad_signature = true,
+                Signature::Unsigned => {}
+            }
+        }
+        for (client, key) in pins {
+            if (user, client) != me && !self.device.pin(user, client, key) {
+                changed.push(ChangedIdentity {
+                    user,
+                    client,
+                    offered: key,
+                });
+            }
+        }
+        for gone in self
+            .device
+            .sessions_of(user)
+            .into_iter()
+            .filter(|c| !live.contains(c))
+        {
+            self.device.forget(user, gone);
+        }
+        self.identities_changed(&changed);
+    }
+
+    /// Learns devices this device opened sessions with.
+    pub(super) fn learn_devices(&mut self, opened: &[NewDevice]) {
+        for n in opened {
+            let d = self.peer_mut(n.user).devices.entry(n.client).or_default();
+            let k = hex::encode(n.identity_key);
+            match &d.identity_key {
+                None => d.identity_key = Some(k),
+                Some(known) if *known != k => d.bad_signature = true,
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Devices that offered another identity key than the pinned one: flagged,
+    /// and said in every conversation with their owner (once).
+    pub(super) fn identities_changed(&mut self, changed: &[ChangedIdentity]) {
+        for c in changed {
+            let offered = hex::encode(c.offered);
+            let d = self.peer_mut(c.user).devices.entry(c.client).or_default();
+            if d.identity_changed.as_deref() == Some(offered.as_str()) {
+                continue;
+            }
+            d.identity_changed = Some(offered);
+            let text = format!(
+                "The identity key of {}'s device {} changed. Nothing is sent to it or read from \
+                 it until you compare its new fingerprint and verify it again.",
+                self.name_of(c.user),
+                c.client
+            );
+            let ids: Vec<Uuid> = self
+                .state
+                .conversations
+                .values()
+                .filter(|conv| conv.members.contains(&c.user))
+                .map(|conv| conv.id.id)
+                .collect();
+            for id in ids {
+                self.system(id, &text);
+            }
+        }
+    }
+
+    /// A device a message came from: known from now on. A device of a user
+    /// whose list was fetched before is checked (its signature) right after
+    /// this change commits; until then it neither verifies nor degrades.
+    pub(super) fn note_device(&mut self, user: UserId, client: ClientId) {
+        if user == self.user() && client == self.device_id() {
+            return;
+        }
+        let identity = self.device.pinned_identity(user, client);
+        let peer = self.peer_mut(user);
+        let known = peer.devices.entry(client).or_insert_with(|| KnownDevice {
+            unchecked: true,
+            ..KnownDevice::default()
+        });
+        if known.identity_key.is_none() {
+            known.identity_key = identity.map(hex::encode);
+        }
+    }
+
+    /// Users with devices whose signatures are still to check.
+    pub(super) fn unchecked_users(&self) -> Vec<UserId> {
+        self.state
+            .peers
+            .values()
+            .filter(|p| p.devices.values().any(|d| d.unchecked))
+            .map(|p| p.user)
+            .collect()
+    }
+
+    pub(super) fn is_verified(&self, user: UserId, client: ClientId) -> bool {
+        if user == self.user() && client == self.device_id() {
+            return true;
+        }
+        let Some(peer) = self.state.peers.get(&user) else {
+            return false;
+        };
+        let Some(d) = peer.devices.get(&client) else {
+            return false;
+        };
+        if d.bad_signature || d.identity_changed.is_some() {
+            return false;
+        }
+        let pinned = if user == self.user() {
+            self.root.as_ref().map(|r| hex::encode(r.public()))
+        } else {
+            peer.pinned_root.clone()
+        };
+        d.verified || (d.signed_by.is_some() && d.signed_by == pinned)
+    }
+
+    /// Marks a device verified after the person compared its fingerprint with
+    /// the one its owner sees. `fingerprint` must be what they compared. A
+    /// device whose identity key changed is verified by its new key, which is
+    /// pinned from then on.
+    pub async fn verify_device(
+        &mut self,
+        user: UserId,
+        client: ClientId,
+        fingerprint: &str,
+    ) -> Result<(), ClientError> {
+        self.peer_devices(user).await?;
+        let tx = self.begin().await?;
+        let wanted = normalise(fingerprint);
+        let d = self
+            .state
+            .peers
+            .get_mut(&user)
+            .and_then(|p| p.devices.get_mut(&client))
+            .ok_or_else(|| ClientError::Storage(format!("{user} has no device {client}")))?;
+        if d.identity_changed.as_deref() == Some(wanted.as_str()) {
+            let key: [u8; 32] = hex::decode(&wanted)
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| ClientError::Crypto("not a fingerprint".into()))?;
+            d.identity_changed = None;
+            d.identity_key = Some(wanted);
+            d.signed_by = None;
+            d.bad_signature = false;
+            d.verified = true;
+            self.device.repin(user, client, key);
+        } else if d.identity_key.as_deref() == Some(wanted.as_str()) {
+            d.verified = true;
+        } else {
+            return Err(ClientError::Crypto(
+                "that fingerprint is not this device's: do not verify it".into(),
+            ));
+        }
+        self.recompute_all();
+        self.commit(tx).await
+    }
+
+    /// Pins a user's root key after the person compared its fingerprint: every
+    /// device it signs is trusted from now on, without another check (Wickr).
+    pub async fn verify_user(
+        &mut self,
+        user: UserId,
+        root_fingerprint: &str,
+    ) -> Result<(), ClientError> {
+        self.refresh_devices(&[user]).await?;
+        let tx = self.begin().await?;
+        let wanted = normalise(root_fingerprint);
+        let peer = self.peer_mut(user);
+        if !peer
+            .devices
+            .values()
+            .any(|d| d.signed_by.as_deref() == Some(wanted.as_str()))
+        {
+            return Err(ClientError::Crypto(
+                "no device of this user is signed by that root key: do not verify it".into(),
+            ));
+        }
+        peer.pinned_root = Some(wanted);
+        self.recompute_all();
+        self.commit(tx).await
+    }
+
+    /// Forgets the session with one device; the next message starts a new one
+    /// (with the same pinned identity key).
+    pub async fn reset_session(
+        &mut self,
+        user: UserId,
+        client: ClientId,
+    ) -> Result<bool, ClientError> {
+        let tx = self.begin().await?;
+        let had = self.device.reset_session(user, client);
+        if let Some(d) = self
+            .state
+            .peers
+            .get_mut(&user)
+            .and_then(|p| p.devices.get_mut(&client))
+        {
+            d.failures = 0;
+        }
+        self.commit(tx).await?;
+        Ok(had)
+    }
+
+    pub(super) fn recompute_all(&mut self) {
+        let ids: Vec<Uuid> = self.state.conversations.keys().copied().collect();
+        for id in ids {
+            self.recompute(id);
+        }
+    }
+
+    /// Applies the whitepaper's verification rules to one conversation.
+    pub(super) fn recompute(&mut self, id: Uuid) {
+        let Some(conv) = self.state.conversations.get(&id) else {
+            return;
+        };
+        let all_verified = !conv.incomplete
+            && conv.members.iter().all(|user| {
+                let Some(peer) = self.state.peers.get(user) else {
+                    return false;
+                };
+                (peer.listed || *user == self.user())
+                    && peer
+                        .devices
+                        .iter()
+                        .filter(|(_, d)| !d.unchecked)
+                        .all(|(client, _)| self.is_verified(*user, *client))
+            });
+        let before = conv.verification;
+        let after = verification::next(before, all_verified);
+        if before != after {
+            let text = match after {
+                Verification::Verified => "All devices are verified.",
+                Verification::Degraded => {
+                    "This conversation is no longer verified: a new or unverified device joined."
+                }
+                Verification::NonVerified => "This conversation is not verified.",
+            };
+            self.system(id, text);
+        }
+        if let Some(conv) = self.state.conversations.get_mut(&id) {
+            conv.verification = after;
+        }
+    }
+
+    /// Accepts a degraded conversation as non-verified, so messages can be sent.
+    pub async fn accept_degraded(
+        &mut self,
+        conversation: &parley_api::Qualified<Uuid>,
+    ) -> Result<(), ClientError> {
+        let tx = self.begin().await?;
+        self.accept_degraded_in(&tx, conversation);
+        self.commit(tx).await
+    }
+
+    pub(super) fn accept_degraded_in(
+        &mut self,
+        _tx: &Tx,
+        conversation: &parley_api::Qualified<Uuid>,
+    ) {
+        if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
+            c.verification = verification::accept_degraded(c.verification);
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! Receiving, atomically: a batch of events is decrypted, applied to the
+//! history and the cursor moved in one transaction, so a crash leaves all of it
+//! or none of it, and a message is never shown twice nor lost. Nothing in that
+//! transaction touches the network: what needs the server afterwards
+//! (conversations to fetch, devices whose signatures to check, prekeys to top
+//! up, receipts to post) is recorded in the state and done after the commit,
+//! and again at the next sync if it failed.
+//!
+//! A message that cannot be decrypted changes no session. A duplicate (the same
+//! ciphertext posted again after a lost reply) is dropped. Sessions start afresh
+//! only on a positive signal: the peer's new prekey message, or three failures
+//! in a row, which the person is told about.
+
+use parley_api::{ConnectionStatus, Event, EventPayload, LiveFrame, Qualified, UserId, Uuid};
+
+use super::{Account, ConversationView, Update};
+use crate::ClientError;
+use crate::content::{self, Body, Envelope, ReceiptKind};
+use crate::device::{ChangedIdentity, Failure, INITIAL_PREKEYS, Incoming, Received};
+use crate::store::Tx;
+
+/// Failures in a row after which a session starts afresh.
+const FAILURES_BEFORE_RESET: u32 = 3;
+
+impl Account {
+    /// Fetches everything new from the server's queue, applies it and commits,
+    /// then does what needs the network. Posts the outbox first.
+    pub async fn sync(&mut self) -> Result<Vec<Update>, ClientError> {
+        self.flush_outbox().await?;
+        let mut updates = Vec::new();
+        loop {
+            self.refresh().await?;
+            let cursor = self.device.cursor();
+            let page = match self.api.notifications(self.device_id(), cursor).await {
+                Err(ClientError::Api { label, .. })
+                    if label == "notifications-lost" && cursor.is_some() =>
+                {
+                    updates.extend(self.lost(cursor).await?);
+                    continue;
+                }
+                other => other?,
+            };
+            updates.extend(self.apply_events(&page.notifications).await?);
+            if !page.has_more {
+                break;
+            }
+        }
+        updates.extend(self.follow_up().await?);
+        Ok(updates)
+    }
+
+    /// The events after the cursor were purged: start from what is left, and
+    /// say so in every conversation.
+    async fn lost(&mut self, cursor: Option<u64>) -> Result<Vec<Update>, ClientError> {
+        self.refresh_conversations().await?;
+        let tx = self.begin().await?;
+        // Another process may have dealt with it already.
+        if self.device.cursor() != cursor {
+            self.commit(tx).await?;
+            return Ok(Vec::new());
+        }
+        self.device.set_cursor(None);
+        let ids: Vec<Uuid> = self.state.conversations.keys().copied().collect();
+        for id in ids {
+            self.system(
+                id,
+                "This device was offline too long: messages sent meanwhile may be missing.",
+            );
+        }
+        self.commit(tx).await?;
+        Ok(vec![Update::NotificationsLost])
+    }
+
+    /// Opens the live socket from this device's cursor, after posting the
+    /// outbox and topping up the server's pool of this device's prekeys.
+    pub async fn connect(&mut self) -> Result<crate::api::LiveSocket, ClientError> {
+        self.flush_outbox().await?;
+        self.top_up_prekeys().await?;
+        self.refresh().await?;
+        self.device.connect(&self.api).await
+    }
+
+    /// Handles one frame of the live socket (see [`Account::connect`]).
+    pub async fn handle(&mut self, frame: &LiveFrame) -> Result<Vec<Update>, ClientError> {
+        let mut updates = match frame {
+            LiveFrame::Stored(event) => self.apply_events(std::slice::from_ref(event)).await?,
+            LiveFrame::Transient(t) => {
+                // Decrypting still advances a ratchet: committed, but the
+                // cursor stays (transient events are not in the queue).
+                let event = Event {
+                    id: 0,
+                    time: t.time,
+                    payload: t.payload.clone(),
+                };
+                let mut tx = self.begin().await?;
+                let incoming = self.device.incoming(&event);
+                let mut updates = Vec::new();
+                if let Some(item) = incoming {
+                    updates.extend(self.absorb(&mut tx, item).await?);
+                }
+                self.commit(tx).await?;
+                updates
+            }
+        };
+        updates.extend(self.follow_up().await?);
+        Ok(updates)
+    }
+
+    /// Decrypts and applies events and moves the cursor past them, in one
+    /// transaction. Events another process already applied are skipped.
+    async fn apply_events(&mut self, events: &[Event]) -> Result<Vec<Update>, ClientError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut updates = Vec::new();
+        for event in events {
+            if self.device.cursor().is_some_and(|c| event.id <= c) {
+                continue;
+            }
+            if let Some(item) = self.device.incoming(event) {
+                updates.extend(self.absorb(&mut tx, item).await?);
+            }
+            self.device.set_cursor(Some(event.id));
+        }
+        // A device met for the first time changes verification now, before
+        // anything is sent back to it.
+        self.recompute_all();
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("receive-before-commit", |_| std::process::abort());
+        self.commit(tx).await?;
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("receive-after-commit", |_| std::process::abort());
+        Ok(updates)
+    }
+
+    /// What needs the server after a receive: done now, and again next time
+    /// for whatever fails (the state says what is still to do).
+    async fn follow_up(&mut self) -> Result<Vec<Update>, ClientError> {
+        let mut updates = Vec::new();
+        let incomplete: Vec<Qualified<Uuid>> = self
+            .state
+            .conversations
+            .values()
+            .filter(|c| c.incomplete)
+            .map(|c| c.id.clone())
+            .collect();
+        for id in incomplete {
+            match self.api.conversation(&id).await {
+                Ok(c) => self.absorb_conversations(vec![c]).await?,
+                // Not (or no longer) a member: keep the history, stop sending.
+                Err(ClientError::Api {
+                    status: 403 | 404, ..
+                }) => {
+                    let tx = self.begin().await?;
+                    if let Some(c) = self.state.conversations.get_mut(&id.id) {
+                        c.members.clear();
+                        c.incomplete = false;
+                    }
+                    self.commit(tx).await?;
+                }
+                Err(e) => return Err(e),
+            }
+            updates.push(Update::Conversation(id));
+        }
+        let users = self.users_to_refresh();
+        if !users.is_empty() {
+            self.refresh_devices(&users).await?;
+        }
+        if self.device.prekeys_held() < usize::from(INITIAL_PREKEYS) {
+            self.top_up_prekeys().await?;
+        }
+        self.flush_outbox().await?;
+        Ok(updates)
+    }
+
+    /// Tops the server's pool of this device's one-time prekeys back up; the
+    /// new prekeys are committed before they are uploaded.
+    pub async fn top_up_prekeys(&mut self) -> Result<u64, ClientError> {
+        let count = self.api.prekey_count(self.device_id()).await?;
+        let wanted = u64::from(INITIAL_PREKEYS).saturating_sub(count);
+        if wanted == 0 {
+            return Ok(0);
+        }
+        let tx = self.begin().await?;
+        let uploads = self.device.new_prekeys(wanted);
+        self.commit(tx).await?;
+        self.api.upload_prekeys(self.device_id(), uploads).await?;
+        Ok(wanted)
+    }
+
+    /// Applies one received item (inside the receive transaction).
+    async fn absorb(&mut self, tx: &mut Tx, item: Incoming) -> Result<Vec<Update>, ClientError> {
+        let mut updates = Vec::new();
+        match item {
+            Incoming::Message(r) => {
+                self.note_device(r.from, r.sender);
+                self.ensure_conversation(&r.conversation);
+                if let Some(d) = self
+                    .state
+                    .peers
+                    .get_mut(&r.from)
+                    .and_then(|p| p.devices.get_mut(&r.sender))
+                {
+                    d.failures = 0;
+                }
+                updates.extend(self.absorb_message(tx, &r).await?);
+            }
+            Incoming::Undecryptable {
+                conversation,
+                from,
+                sender,
+                failure,
+                reason,
+            } => {
+                self.note_device(from, sender);
+                self.ensure_conversation(&conversation);
+                let text = match failure {
+                    Failure::Garbage => format!(
+                        "A message from device {sender} arrived damaged and could not be read."
+                    ),
+                    Failure::IdentityChanged(offered) => {
+                        if let Some(offered) = offered {
+                            self.identities_changed(&[ChangedIdentity {
+                                user: from,
+                                client: sender,
+                                offered,
+                            }]);
+                        }
+                        format!(
+                            "A message from device {sender} was refused: it was written with \
+                             another identity key than the one this device knows."
+                        )
+                    }
+                    Failure::Session => {
+                        let failures = self
+                            .state
+                            .peers
+                            .get_mut(&from)
+                            .and_then(|p| p.devices.get_mut(&sender))
+                            .map(|d| {
+                                d.failures += 1;
+                                d.failures
+                            })
+                            .unwrap_or(1);
+                        if failures >= FAILURES_BEFORE_RESET {
+                            self.device.reset_session(from, sender);
+                            if let Some(d) = self
+                                .state
+                                .peers
+                                .get_mut(&from)
+                                .and_then(|p| p.devices.get_mut(&sender))
+                            {
+                                d.failures = 0;
+                            }
+                            format!(
+                                "Messages from device {sender} failed to decrypt {FAILURES_BEFORE_RESET} \
+                                 times in a row: the session with it starts afresh with your next message."
+                            )
+                        } else {
+                            format!("A message from device {sender} could not be decrypted.")
+                        }
+                    }
+                };
+                let id = Uuid::new_v4().to_string();
+                let entry = super::Message::entry(
+                    id.clone(),
+                    (from, sender),
+                    self.now_ms() / 1000,
+                    super::MessageKind::Undecryptable { reason },
+                    text,
+                    false,
+                );
+                self.push(tx, &conversation, entry).await?;
+                updates.push(Update::Message { conversation, id });
+            }
+            Incoming::NotificationsLost => {}
+            Incoming::Event(event) => updates.extend(self.absorb_event(&event.payload)),
+        }
+        Ok(updates)
+    }
+
+    /// A conversation this device does not know yet: kept as incomplete (the
+    /// message is stored in it) and fetched after the commit.
+    fn ensure_conversation(&mut self, conversation: &Qualified<Uuid>) {
+        self.state
+            .conversations
+            .entry(conversation.id)
+            .or_insert_with(|| {
+                let mut c = ConversationView::new(
+                    conversation.clone(),
+                    parley_api::ConversationKind::Group,
+                    "(loading)".into(),
+                );
+                c.incomplete = true;
+                c
+            });
+    }
+
+    fn mark_incomplete(&mut self, conversation: &Qualified<Uuid>) {
+        self.ensure_conversation(conversation);
+        if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
+            c.incomplete = true;
+        }
+    }
+
+    /// A stored event other than a message (inside the receive transaction).
+    fn absorb_event(&mut self, payload: &EventPayload) -> Vec<Update> {
+        let mut updates = Vec::new();
+        match payload {
+            EventPayload::ConversationCreate { conversation } => {
+                self.absorb_one(conversation.clone());
+                updates.push(Update::Conversation(conversation.id.clone()));
+            }
+            EventPayload::MemberJoin { conversation, .. }
+            | EventPayload::MemberLeave { conversation, .. }
+            | EventPayload::Rename { conversation, .. }
+            | EventPayload::MessageTimerUpdate { conversation, .. }
+            | EventPayload::ReceiptModeUpdate { conversation, .. } => {
+                self.mark_incomplete(conversation);
+                let text = match payload {
+                    EventPayload::MemberJoin { members, .. } => format!(
+                        "{} joined.",
+                        members
+                            .iter()
+                            .map(|m| self.name_of(m.id.id))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    EventPayload::MemberLeave { users, .. } => format!(
+                        "{} left.",
+                        users
+                            .iter()
+                            .map(|u| self.name_of(u.id))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    EventPayload::Rename { name, .. } => format!("Renamed to {name}."),
+                    EventPayload::MessageTimerUpdate { message_timer, .. } => match message_timer {
+                        Some(ms) => format!(
+                            "Messages now disappear {} s after they are read.",
+                            ms / 1000
+                        ),
+                        None => "Messages no longer disappear.".into(),
+                    },
+                    _ => "Read receipts changed.".into(),
+                };
+                self.system(conversation.id, &text);
+                updates.push(Update::Conversation(conversation.clone()));
+            }
+            EventPayload::Connection { connection } => {
+                if let Some(conversation) = &connection.conversation
+                    && connection.status == ConnectionStatus::Accepted
+                {
+                    self.mark_incomplete(conversation);
+                    updates.push(Update::Conversation(conversation.clone()));
+                }
+            }
+            EventPayload::ClientAdd { .. } | EventPayload::ClientRemove { .. } => {
+                let me = self.user();
+                self.peer_mut(me).refresh = true;
+            }
+            EventPayload::Typing {
+                conversation,
+                from,
+                status,
+            } => updates.push(Update::Typing {
+                conversation: conversation.clone(),
+                from: *from,
+                started: *status == parley_api::TypingStatus::Started,
+            }),
+            _ => {}
+        }
+        updates
+    }
+
+    /// Applies a decrypted message (inside the receive transaction). A text,
+    /// knock or asset in a 1:1 gets a delivery receipt, queued in the outbox in
+    /// the same transaction.
+    async fn absorb_message(
+        &mut self,
+        tx: &mut Tx,
+        r: &Received,
+    ) -> Result<Option<Update>, ClientError> {
+        let conversation = r.conversation.clone();
+        let envelope = Envelope::parse(&r.plaintext).and_then(|e| match &e.body {
+            Some(Body::External(external)) => content::open_external(
+                external,
+                r.data.as_deref().ok_or_else(|| {
+                    ClientError::Decode("a large message arrived without its shared blob".into())
+                })?,
+            ),
+            _ => Ok(e),
+        });
+        let envelope = match envelope {
+            Ok(e) => e,
+            Err(e) => {
+                let id = Uuid::new_v4().to_string();
+                let entry = super::Message::entry(
+                    id.clone(),
+                    (r.from, r.sender),
+                    r.time.unix_timestamp(),
+                    super::MessageKind::Undecryptable {
+                        reason: e.to_string(),
+                    },
+                    "A message arrived that this app cannot read.".into(),
+                    false,
+                );
+                self.push(tx, &conversation, entry).await?;
+                return Ok(Some(Update::Message { conversation, id }));
+            }
+        };
+        let mine = r.from == self.user();
+        let update = self
+            .apply(
+                tx,
+                &conversation,
+                (r.from, r.sender),
+                r.time.unix_timestamp(),
+                &envelope,
+                false,
+            )
+            .await?;
+        let wants_receipt = self.is_one2one(conversation.id)
+            && !mine
+            && update.is_some()
+            && matches!(
+                envelope.body,
+                Some(Body::Text(_) | Body::Knock(_) | Body::Asset(_))
+            );
+        if wants_receipt {
+            self.enqueue_receipt(
+                tx,
+                &conversation,
+                ReceiptKind::Delivered,
+                r.from,
+                vec![envelope.message_id.clone()],
+            )
+            .await?;
+        }
+        Ok(update)
+    }
+
+    /// Users whose device lists are to fetch: devices met in messages, and this
+    /// user's own list after a device was added or removed.
+    fn users_to_refresh(&self) -> Vec<UserId> {
+        let mut users = self.unchecked_users();
+        for p in self.state.peers.values() {
+            if p.refresh && !users.contains(&p.user) {
+                users.push(p.user);
+            }
+        }
+        users
+    }
+}

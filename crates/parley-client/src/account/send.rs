@@ -1,0 +1,569 @@
+//! Sending, write-ahead: a message is encrypted for every device the device has
+//! a session with, and the advanced sessions, the history entry and an outbox
+//! row holding the ciphertexts are committed in one transaction; only then is
+//! it posted. After a crash or a lost reply the outbox posts the same
+//! ciphertexts again (never a re-encryption from an old state); the receiver
+//! drops the duplicate. When the server names missing devices, their prekeys
+//! are claimed, sessions opened and the plaintext encrypted for them alone in
+//! another committed step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use parley_api::{
+    ClientId, MessageSent, NewProteusMessage, Qualified, ReportMissing, UserId, Uuid,
+};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{Account, b64, damaged, history, json};
+use crate::ClientError;
+use crate::api::Delivery;
+use crate::content::{self, Body, Envelope, ReceiptKind};
+use crate::device::flatten;
+use crate::store::{Table, Tx};
+use crate::verification::Verification;
+
+/// How many times a send follows "devices missing" before giving up.
+const SEND_ATTEMPTS: usize = 4;
+
+/// An outbox row: a message encrypted and committed, not yet accepted.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    /// The row's name.
+    id: String,
+    conversation: Qualified<Uuid>,
+    /// The history entry it carries (none for receipts and delete-for-me).
+    entry: Option<String>,
+    /// Base64 of the plaintext, for devices the server names later.
+    plaintext: String,
+    /// Base64 of the shared blob.
+    data: Option<String>,
+    /// Whose devices it goes to.
+    users: Vec<UserId>,
+    /// Only these users' devices (the server checks no others).
+    only: bool,
+    /// New devices are not approved (a verified conversation).
+    strict: bool,
+    /// Ciphertexts, by user and device.
+    recipients: BTreeMap<UserId, BTreeMap<ClientId, String>>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.plaintext);
+    }
+}
+
+impl Pending {
+    fn message(&self, sender: ClientId) -> NewProteusMessage {
+        NewProteusMessage {
+            sender,
+            recipients: BTreeMap::from([(
+                self.conversation.domain.clone(),
+                self.recipients.clone(),
+            )]),
+            data: self.data.clone(),
+            transient: false,
+            report_missing: if self.only {
+                ReportMissing::Only {
+                    users: self.users.clone(),
+                }
+            } else {
+                ReportMissing::All
+            },
+        }
+    }
+}
+
+/// What a message is for the outbox.
+struct Outgoing<'a> {
+    conversation: &'a Qualified<Uuid>,
+    users: Vec<UserId>,
+    only: bool,
+    strict: bool,
+    plaintext: &'a [u8],
+    data: Option<&'a [u8]>,
+    entry: Option<String>,
+}
+
+impl Account {
+    /// Encrypts a message for every device with a session and puts it in the
+    /// outbox (inside the caller's transaction).
+    async fn enqueue(&mut self, tx: &mut Tx, out: Outgoing<'_>) -> Result<Pending, ClientError> {
+        let mut recipients = BTreeMap::new();
+        self.device
+            .encrypt_for(&out.users, out.plaintext, &mut recipients);
+        let pending = Pending {
+            id: Uuid::new_v4().to_string(),
+            conversation: out.conversation.clone(),
+            entry: out.entry,
+            plaintext: b64().encode(out.plaintext),
+            data: out.data.map(|d| b64().encode(d)),
+            users: out.users,
+            only: out.only,
+            strict: out.strict,
+            recipients,
+        };
+        tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
+            .await?;
+        Ok(pending)
+    }
+
+    /// Posts an outbox entry until the server accepts it or refuses it for
+    /// good. Each step that changes state commits before the next post.
+    async fn post(&mut self, mut pending: Pending) -> Result<MessageSent, ClientError> {
+        for _ in 0..SEND_ATTEMPTS {
+            let answer = self
+                .api
+                .post_proteus(&pending.conversation, &pending.message(self.device_id()))
+                .await;
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("send-after-post", |_| std::process::abort());
+            match answer {
+                Ok(Delivery::Sent(sent)) => {
+                    let mut tx = self.begin().await?;
+                    self.forget_deleted(&sent.deleted);
+                    self.settle(&mut tx, &pending, true).await?;
+                    self.commit(tx).await?;
+                    return Ok(sent);
+                }
+                Ok(Delivery::Missing(answer)) => {
+                    let claimed = self.api.claim_prekeys(&answer.missing).await?;
+                    let mut tx = self.begin().await?;
+                    self.forget_deleted(&answer.deleted);
+                    for (user, client) in flatten(&answer.deleted).chain(flatten(&answer.redundant))
+                    {
+                        if let Some(devices) = pending.recipients.get_mut(&user) {
+                            devices.remove(&client);
+                        }
+                    }
+                    pending.recipients.retain(|_, d| !d.is_empty());
+                    // The server's roster is the authority: a member this device
+                    // did not know of yet gets the message too.
+                    for (user, _) in flatten(&answer.missing) {
+                        if !pending.users.contains(&user) {
+                            pending.users.push(user);
+                        }
+                    }
+                    let opened = self.device.open_sessions(&claimed)?;
+                    self.learn_devices(&opened.new);
+                    self.identities_changed(&opened.changed);
+                    self.recompute_all();
+                    if pending.strict && !opened.new.is_empty() {
+                        // Nothing goes to a device the person has not approved.
+                        self.settle(&mut tx, &pending, false).await?;
+                        self.commit(tx).await?;
+                        return Err(ClientError::NewDevices(opened.new));
+                    }
+                    let plaintext = Zeroizing::new(
+                        b64()
+                            .decode(&pending.plaintext)
+                            .map_err(|_| damaged("outbox entry"))?,
+                    );
+                    let users = pending.users.clone();
+                    self.device
+                        .encrypt_for(&users, &plaintext, &mut pending.recipients);
+                    tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
+                        .await?;
+                    self.commit(tx).await?;
+                }
+                // Refused for good: the entry goes, and the person is told.
+                Err(e @ ClientError::Api { status, .. }) if (400..500).contains(&status) => {
+                    let mut tx = self.begin().await?;
+                    self.settle(&mut tx, &pending, false).await?;
+                    if pending.entry.is_some() {
+                        self.system(
+                            pending.conversation.id,
+                            &format!("A message could not be sent: {e}"),
+                        );
+                    }
+                    self.commit(tx).await?;
+                    return Err(e);
+                }
+                // Unreachable or failing server: it stays in the outbox.
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Unsettled)
+    }
+
+    /// Ends an outbox entry: accepted (its history entry is no longer pending)
+    /// or given up (its history entry goes).
+    async fn settle(
+        &mut self,
+        tx: &mut Tx,
+        pending: &Pending,
+        accepted: bool,
+    ) -> Result<(), ClientError> {
+        tx.delete(Table::Outbox, pending.id.as_bytes()).await?;
+        let Some(id) = &pending.entry else {
+            return Ok(());
+        };
+        let conversation = pending.conversation.id;
+        if accepted {
+            if let Some(mut m) = history::load(tx, conversation, id).await? {
+                m.pending = false;
+                history::store(tx, conversation, &m).await?;
+            }
+        } else {
+            history::shred(tx, conversation, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Devices the server reports deleted: their sessions and records go.
+    fn forget_deleted(&mut self, deleted: &parley_api::ClientMap) {
+        for (user, client) in flatten(deleted) {
+            self.device.forget(user, client);
+            if let Some(peer) = self.state.peers.get_mut(&user) {
+                peer.devices.remove(&client);
+            }
+        }
+    }
+
+    /// Posts what an earlier run committed but could not post (a crash, a lost
+    /// reply, a server that was down), oldest first. Stops at the first that
+    /// still cannot go.
+    pub async fn flush_outbox(&mut self) -> Result<usize, ClientError> {
+        let mut tx = self.store.read().await?;
+        let rows = tx.all(Table::Outbox).await?;
+        drop(tx);
+        let mut sent = 0;
+        for (_, bytes) in rows {
+            let pending: Pending =
+                serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
+            match self.post(pending).await {
+                Ok(_) => sent += 1,
+                // Refused for good (and said in the history), or new devices in
+                // a verified conversation: that entry is settled.
+                Err(ClientError::Api { status, .. }) if (400..500).contains(&status) => {}
+                Err(ClientError::NewDevices(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends content to the conversation's members, write-ahead, and records it
+    /// in the history. In a degraded conversation `confirm` must be set.
+    async fn send_envelope(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        envelope: &Envelope,
+        confirm: bool,
+    ) -> Result<(), ClientError> {
+        // What an earlier run left goes first.
+        self.flush_outbox().await?;
+        // Devices met in messages are checked before anything is sent to them.
+        let unchecked = self.unchecked_users();
+        if !unchecked.is_empty() {
+            self.refresh_devices(&unchecked).await?;
+        }
+        let plaintext = Zeroizing::new(envelope.to_bytes());
+        // Large content goes once, as the shared blob; each device gets its key.
+        let (plaintext, data) = if plaintext.len() > content::EXTERNAL_THRESHOLD {
+            let (small, blob) = content::seal_external(envelope)?;
+            (Zeroizing::new(small.to_bytes()), Some(blob))
+        } else {
+            (plaintext, None)
+        };
+        for _ in 0..2 {
+            let mut tx = self.begin().await?;
+            let conv = self
+                .state
+                .conversations
+                .get(&conversation.id)
+                .ok_or_else(|| ClientError::Storage("unknown conversation: sync first".into()))?;
+            let (members, degraded) = (
+                conv.members.clone(),
+                conv.verification == Verification::Degraded,
+            );
+            if degraded {
+                if !confirm {
+                    return Err(ClientError::Degraded);
+                }
+                self.accept_degraded_in(&tx, conversation);
+            }
+            let strict = self
+                .state
+                .conversations
+                .get(&conversation.id)
+                .is_some_and(|c| c.verification == Verification::Verified);
+            let me = (self.user(), self.device_id());
+            let now = self.now_ms() / 1000;
+            self.apply(&mut tx, conversation, me, now, envelope, true)
+                .await?;
+            let pending = self
+                .enqueue(
+                    &mut tx,
+                    Outgoing {
+                        conversation,
+                        users: members.clone(),
+                        only: false,
+                        strict,
+                        plaintext: &plaintext,
+                        data: data.as_deref(),
+                        entry: Some(envelope.message_id.clone()),
+                    },
+                )
+                .await?;
+            self.commit(tx).await?;
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("send-after-commit", |_| std::process::abort());
+            match self.post(pending).await {
+                Ok(_) => {
+                    // Learn what the members' devices publish, once per member.
+                    let unlisted: Vec<UserId> = members
+                        .iter()
+                        .filter(|u| !self.state.peers.get(u).is_some_and(|p| p.listed))
+                        .copied()
+                        .collect();
+                    if !unlisted.is_empty() {
+                        self.refresh_devices(&unlisted).await?;
+                    }
+                    return Ok(());
+                }
+                Err(ClientError::NewDevices(opened)) => {
+                    // A verified conversation met new devices: trusted ones (signed
+                    // by a pinned root) keep it verified; any other degrades it.
+                    let users: BTreeSet<UserId> = opened.iter().map(|n| n.user).collect();
+                    self.refresh_devices(&users.into_iter().collect::<Vec<_>>())
+                        .await?;
+                    let still = self
+                        .state
+                        .conversations
+                        .get(&conversation.id)
+                        .is_some_and(|c| c.verification == Verification::Verified);
+                    if !still {
+                        return Err(ClientError::Degraded);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Unsettled)
+    }
+
+    /// Sends content that is not a history entry to some users' devices only
+    /// (receipts, delete-for-me), write-ahead.
+    async fn send_only(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        users: Vec<UserId>,
+        plaintext: &[u8],
+    ) -> Result<(), ClientError> {
+        let mut tx = self.begin().await?;
+        let pending = self
+            .enqueue(
+                &mut tx,
+                Outgoing {
+                    conversation,
+                    users,
+                    only: true,
+                    strict: false,
+                    plaintext,
+                    data: None,
+                    entry: None,
+                },
+            )
+            .await?;
+        self.commit(tx).await?;
+        self.post(pending).await?;
+        Ok(())
+    }
+
+    /// Sends a text. In a degraded conversation `confirm` must be set (the person
+    /// was asked), which also marks the conversation non-verified.
+    pub async fn send_text(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        text: &str,
+        confirm: bool,
+    ) -> Result<String, ClientError> {
+        self.send_rich(conversation, content::Text::plain(text), confirm)
+            .await
+    }
+
+    /// Sends a text with mentions and link previews (which the sender makes:
+    /// recipients never fetch links). [`Account::mention`] helps build one.
+    pub async fn send_rich(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        text: content::Text,
+        confirm: bool,
+    ) -> Result<String, ClientError> {
+        self.refresh().await?;
+        let mut envelope = Envelope::new(Body::Text(text));
+        envelope.expires_after_ms = self
+            .state
+            .conversations
+            .get(&conversation.id)
+            .and_then(|c| c.message_timer);
+        // What a peer would refuse is refused here first.
+        Envelope::parse(&envelope.to_bytes())?;
+        self.send_and_record(conversation, envelope, confirm).await
+    }
+
+    /// A text mentioning `users`: each `@name` in `content` (their display
+    /// name or handle as typed) becomes a mention of that user.
+    pub fn mention(content: &str, users: &[(UserId, &str)]) -> content::Text {
+        let mut text = content::Text::plain(content);
+        for (user, name) in users {
+            let needle = format!("@{name}");
+            for (start, _) in content.match_indices(&needle) {
+                text.mentions.push(content::Mention {
+                    start: u32::try_from(start).unwrap_or(u32::MAX),
+                    length: u32::try_from(needle.len()).unwrap_or(u32::MAX),
+                    user_id: user.to_string(),
+                });
+            }
+        }
+        text
+    }
+
+    /// Sends a self-deleting text: it disappears `after_ms` after the recipient
+    /// first sees it (and from this device once sent).
+    pub async fn send_ephemeral(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        text: &str,
+        after_ms: u64,
+        confirm: bool,
+    ) -> Result<String, ClientError> {
+        let mut envelope = Envelope::text(text);
+        envelope.expires_after_ms = Some(after_ms);
+        self.send_and_record(conversation, envelope, confirm).await
+    }
+
+    /// Edits one of this user's texts.
+    pub async fn edit(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        message: &str,
+        text: &str,
+    ) -> Result<String, ClientError> {
+        let envelope = Envelope::new(Body::Edit(content::Edit {
+            replacing_message_id: message.to_owned(),
+            text: Some(content::Text::plain(text)),
+        }));
+        self.send_and_record(conversation, envelope, false).await
+    }
+
+    /// Deletes a message for everyone (only this user's own) or only for this
+    /// user (on all of their devices).
+    pub async fn delete(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        message: &str,
+        for_everyone: bool,
+    ) -> Result<(), ClientError> {
+        let envelope = Envelope::new(Body::Delete(content::Delete {
+            message_id: message.to_owned(),
+            for_everyone,
+        }));
+        if for_everyone {
+            self.send_and_record(conversation, envelope, false).await?;
+        } else {
+            // For me: the user's own other devices only; shredded here first.
+            let mut tx = self.begin().await?;
+            let me = (self.user(), self.device_id());
+            let now = self.now_ms() / 1000;
+            self.apply(&mut tx, conversation, me, now, &envelope, false)
+                .await?;
+            self.commit(tx).await?;
+            self.store.shred().await?;
+            self.send_only(conversation, vec![me.0], &envelope.to_bytes())
+                .await?;
+        }
+        if for_everyone {
+            self.store.shred().await?;
+        }
+        Ok(())
+    }
+
+    /// Reacts to a message (an empty emoji takes the reaction back).
+    pub async fn react(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        message: &str,
+        emoji: &str,
+    ) -> Result<(), ClientError> {
+        let envelope = Envelope::new(Body::Reaction(content::Reaction {
+            message_id: message.to_owned(),
+            emoji: emoji.to_owned(),
+        }));
+        self.send_and_record(conversation, envelope, false).await?;
+        Ok(())
+    }
+
+    /// Knocks.
+    pub async fn knock(&mut self, conversation: &Qualified<Uuid>) -> Result<String, ClientError> {
+        let envelope = Envelope::new(Body::Knock(content::Knock { hot: false }));
+        self.send_and_record(conversation, envelope, false).await
+    }
+
+    async fn send_and_record(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        envelope: Envelope,
+        confirm: bool,
+    ) -> Result<String, ClientError> {
+        self.send_envelope(conversation, &envelope, confirm).await?;
+        Ok(envelope.message_id)
+    }
+
+    /// Queues a receipt to one author in the outbox (inside the caller's
+    /// transaction); it is posted with the next flush.
+    pub(super) async fn enqueue_receipt(
+        &mut self,
+        tx: &mut Tx,
+        conversation: &Qualified<Uuid>,
+        kind: ReceiptKind,
+        author: UserId,
+        message_ids: Vec<String>,
+    ) -> Result<(), ClientError> {
+        let envelope = Envelope::new(Body::Receipt(content::Receipt {
+            kind: kind as i32,
+            message_ids,
+        }));
+        self.enqueue(
+            tx,
+            Outgoing {
+                conversation,
+                users: vec![author],
+                only: true,
+                strict: false,
+                plaintext: &envelope.to_bytes(),
+                data: None,
+                entry: None,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Receipts go to the author of each message only. They carry no content,
+    /// so they need no confirmation, but a device they reach for the first time
+    /// still counts for verification.
+    pub(super) async fn send_receipts(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        kind: ReceiptKind,
+        ids: Vec<(String, UserId)>,
+    ) -> Result<(), ClientError> {
+        let mut by_author: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+        for (id, author) in ids {
+            by_author.entry(author).or_default().push(id);
+        }
+        for (author, message_ids) in by_author {
+            let envelope = Envelope::new(Body::Receipt(content::Receipt {
+                kind: kind as i32,
+                message_ids,
+            }));
+            self.send_only(conversation, vec![author], &envelope.to_bytes())
+                .await?;
+        }
+        Ok(())
+    }
+}
