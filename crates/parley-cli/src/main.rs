@@ -227,6 +227,7 @@ enum BackupAction {
 }
 
 fn main() -> std::process::ExitCode {
+    parley_client::failpoints_from_env();
     let cli = Cli::parse();
     let json = cli.json;
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
@@ -369,6 +370,7 @@ fn message_json(account: &Account, m: &Message) -> Value {
         "delivered_to": m.delivered_to.len(),
         "read_by": m.read_by.len(),
         "expires_at": m.expires_at,
+        "pending": m.pending,
     })
 }
 

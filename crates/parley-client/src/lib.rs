@@ -26,3 +26,21 @@ pub mod trust;
 pub mod verification;
 
 pub use error::ClientError;
+
+/// Crash points for the kill tests. With the `failpoints` feature, reads
+/// `FAILPOINTS` (`name=return;name=return`): at a named point
+/// (`send-after-commit`, `send-after-post`, `receive-before-commit`,
+/// `receive-after-commit`) the process aborts on the spot, as a SIGKILL would
+/// end it. Without the feature (every release build) it does nothing.
+pub fn failpoints_from_env() {
+    #[cfg(feature = "failpoints")]
+    if let Ok(spec) = std::env::var("FAILPOINTS") {
+        for item in spec.split(';') {
+            if let Some((name, action)) = item.split_once('=') {
+                // A bad spec is a test's mistake: it shows as the crash not
+                // happening.
+                let _ = fail::cfg(name, action);
+            }
+        }
+    }
+}

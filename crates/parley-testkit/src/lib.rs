@@ -41,6 +41,14 @@ impl TestServer {
         Self { running, dir }
     }
 
+    /// Stops the server (clients then find nothing listening at its address).
+    ///
+    /// # Panics
+    /// When the server fails while stopping.
+    pub async fn stop(self) {
+        self.running.shutdown().await.expect("the server stops");
+    }
+
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.running.addr)

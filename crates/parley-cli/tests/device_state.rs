@@ -1,0 +1,211 @@
+//! A device's state under the ways people actually run it: a `listen` in one
+//! terminal while sends run in others, and processes that die at the worst
+//! moment (aborted at named crash points, as a SIGKILL would end them). After
+//! each, nothing is lost, nothing is shown twice, and no message key is used
+//! twice: the peer decrypts every message.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use parley_testkit::TestServer;
+use serde_json::Value;
+use support::Person;
+
+/// Ann and Ben, connected, with their 1:1 conversation.
+async fn ann_and_ben(s: &TestServer, root: &std::path::Path) -> (Person, Person) {
+    let ann = Person::new(root, "ann");
+    let ben = Person::new(root, "ben");
+    ann.register(s, "ann").await;
+    ben.register(s, "ben").await;
+    ann.ok(&["connect", "ben"]).await;
+    ben.ok(&["accept", "ann"]).await;
+    (ann, ben)
+}
+
+/// How many times each text appears in a history, and whether anything in it
+/// could not be decrypted.
+fn census(history: &Value) -> (BTreeMap<String, usize>, Vec<String>) {
+    let mut counts = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for m in history["messages"].as_array().expect("messages") {
+        match m["kind"]["kind"].as_str() {
+            Some("text") => {
+                *counts
+                    .entry(m["text"].as_str().unwrap_or_default().to_owned())
+                    .or_insert(0) += 1;
+            }
+            Some("undecryptable") => unreadable.push(m.to_string()),
+            _ => {}
+        }
+    }
+    (counts, unreadable)
+}
+
+/// Runs a command that must die at a crash point.
+async fn crashes(person: &Person, args: &[&str], point: &str) {
+    let spec = format!("{point}=return");
+    let out = person.run_with(args, &[("FAILPOINTS", &spec)]).await;
+    assert!(
+        !out.status.success() && out.status.code().is_none(),
+        "parley {args:?} should have been killed at {point}: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_and_twenty_senders_share_one_device() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let (ann, ben) = ann_and_ben(&s, root.path()).await;
+    let carol = Person::new(root.path(), "carol");
+    carol.register(&s, "carol").await;
+    carol.ok(&["connect", "ben"]).await;
+    ben.ok(&["accept", "carol"]).await;
+
+    // Ben keeps a listener open on his device...
+    let listener = {
+        let dir = ben.dir.clone();
+        tokio::spawn(async move { Person { dir }.run(&["listen", "--seconds", "15"]).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // ...while twenty sends run from other terminals on the same device, and
+    // Carol writes to him (so the listener and the senders, which sync first,
+    // all apply what arrives: each message exactly once).
+    let mut sends = Vec::new();
+    for i in 0..20 {
+        let dir = ben.dir.clone();
+        sends.push(tokio::spawn(async move {
+            Person { dir }.ok(&["send", "ann", &format!("P{i}")]).await
+        }));
+    }
+    for i in 0..10 {
+        carol.ok(&["send", "ben", &format!("C{i}")]).await;
+    }
+    for send in sends {
+        send.await.expect("a send ran");
+    }
+    let out = listener.await.expect("listener");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Ann decrypts every one of the twenty: no chain position was used twice
+    // (a reused key would arrive as a duplicate or fail to decrypt).
+    let (at_ann, unreadable) = census(&ann.ok(&["history", "ben"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    for i in 0..20 {
+        assert_eq!(
+            at_ann.get(&format!("P{i}")),
+            Some(&1),
+            "P{i} at Ann: {at_ann:?}"
+        );
+    }
+    // Ben's own history has all twenty and all of Carol's, once each.
+    let (at_ben, unreadable) = census(&ben.ok(&["history", "ann"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    for i in 0..20 {
+        assert_eq!(
+            at_ben.get(&format!("P{i}")),
+            Some(&1),
+            "P{i} at Ben: {at_ben:?}"
+        );
+    }
+    let (from_carol, _) = census(&ben.ok(&["history", "carol"]).await);
+    for i in 0..10 {
+        assert_eq!(from_carol.get(&format!("C{i}")), Some(&1), "{from_carol:?}");
+    }
+    // And the conversation goes on both ways.
+    ann.ok(&["send", "ben", "all twenty arrived"]).await;
+    let (at_ben, _) = census(&ben.ok(&["history", "ann"]).await);
+    assert_eq!(at_ben.get("all twenty arrived"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_while_sending_or_receiving_loses_and_repeats_nothing() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let (ann, ben) = ann_and_ben(&s, root.path()).await;
+    ben.ok(&["send", "ann", "before"]).await;
+    ann.ok(&["history", "ben"]).await;
+
+    // Killed after the encrypted message was committed, before it was posted:
+    // the next run posts the same ciphertext from the outbox.
+    crashes(
+        &ben,
+        &["send", "ann", "committed, not posted"],
+        "send-after-commit",
+    )
+    .await;
+    let history = ben.ok(&["history", "ann"]).await;
+    assert!(
+        history["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["text"] == "committed, not posted" && m["pending"] == false),
+        "posted from the outbox by the next run: {history}"
+    );
+    // Killed after the server accepted it, before the reply was recorded: the
+    // next run posts the same ciphertext again, and Ann drops the duplicate.
+    crashes(
+        &ben,
+        &["send", "ann", "posted, not recorded"],
+        "send-after-post",
+    )
+    .await;
+    let (at_ben, _) = census(&ben.ok(&["history", "ann"]).await);
+    ben.ok(&["send", "ann", "after the crashes"]).await;
+
+    // Ann: killed after decrypting but before committing, then after
+    // committing: each message is applied exactly once.
+    crashes(&ann, &["history", "ben"], "receive-before-commit").await;
+    ben.ok(&["send", "ann", "one more"]).await;
+    crashes(&ann, &["history", "ben"], "receive-after-commit").await;
+    let (at_ann, unreadable) = census(&ann.ok(&["history", "ben"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    for text in [
+        "before",
+        "committed, not posted",
+        "posted, not recorded",
+        "after the crashes",
+        "one more",
+    ] {
+        assert_eq!(at_ann.get(text), Some(&1), "{text:?} at Ann: {at_ann:?}");
+    }
+    for text in ["before", "committed, not posted", "posted, not recorded"] {
+        assert_eq!(at_ben.get(text), Some(&1), "{text:?} at Ben: {at_ben:?}");
+    }
+    // Nothing is left pending on Ben's device, and the conversation goes on.
+    let history = ben.ok(&["history", "ann"]).await;
+    assert!(
+        history["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .all(|m| m["pending"] != true),
+        "{history}"
+    );
+    ann.ok(&["send", "ben", "still talking"]).await;
+    let (at_ben, unreadable) = census(&ben.ok(&["history", "ann"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    assert_eq!(at_ben.get("still talking"), Some(&1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_conversations_work_with_the_server_down() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let (ann, ben) = ann_and_ben(&s, root.path()).await;
+    ann.ok(&["send", "ben", "kept on the device"]).await;
+    ben.ok(&["history", "ann"]).await;
+    s.stop().await;
+    let (at_ben, _) = census(&ben.ok(&["history", "ann"]).await);
+    assert_eq!(at_ben.get("kept on the device"), Some(&1));
+    let convs = ben.ok(&["convs"]).await;
+    assert_eq!(convs[0]["name"], "ann");
+    ben.ok(&["fingerprint"]).await;
+}
