@@ -501,6 +501,22 @@ impl Tx {
         value.map(|v| self.opened(table, key, &v)).transpose()
     }
 
+    /// A row exactly as the file holds it (sealed), for checks that it is gone
+    /// from disk after a delete.
+    pub async fn sealed(
+        &mut self,
+        table: Table,
+        name: &[u8],
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let key = self.key(table, name);
+        let sql = format!("SELECT value FROM {} WHERE key_h = ?", table.name());
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(key.as_slice())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(|e| db("cannot read the database", e))
+    }
+
     /// Writes a row (a new one goes last in its group's order; a changed one
     /// keeps its place).
     pub async fn put(

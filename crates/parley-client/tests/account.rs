@@ -5,12 +5,14 @@
 //! and then degraded, a session reset, a device restored from the recovery
 //! bundle, and a backup exported and imported.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use parley_api::{Qualified, Register, Uuid};
+use parley_api::{EventPayload, NewProteusMessage, Qualified, Register, ReportMissing, Uuid};
 use parley_client::ClientError;
 use parley_client::account::{Account, Message, MessageKind, Update};
 use parley_client::api::Api;
+use parley_client::store::{Store, Table};
 use parley_client::verification::Verification;
 use parley_testkit::TestServer;
 
@@ -694,4 +696,213 @@ async fn a_message_from_a_new_device_degrades_before_anything_is_sent_to_it() {
         })
         .count();
     assert_eq!(from_bob, 0, "receipts reach only the author");
+}
+
+/// What a lying server can inject into a device's queue, a replayed ciphertext
+/// and bytes that are not Proteus at all, is shown or dropped and resets no
+/// session: the next messages both ways run on the same sessions (no prekey is
+/// claimed for a new one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_duplicates_and_garbage_reset_nothing() {
+    let w = World::start().await;
+    let (mut alice, mut bob, group) = w.alice_and_bob_in("pair").await;
+    alice.send_text(&group, "one", false).await.expect("sent");
+    bob.sync().await.expect("synced");
+    bob.send_text(&group, "hi alice", false)
+        .await
+        .expect("sent");
+    alice.sync().await.expect("synced");
+
+    // The ciphertext of "one" as Bob's queue holds it.
+    let queue = bob
+        .api()
+        .notifications(bob.device_id(), None)
+        .await
+        .expect("queue");
+    let original = queue
+        .notifications
+        .iter()
+        .find_map(|e| match &e.payload {
+            EventPayload::OtrMessageAdd { data, .. } => Some(data.text.clone()),
+            _ => None,
+        })
+        .expect("a message in Bob's queue");
+    let (alice_keys, bob_keys) = (
+        prekeys_on_server(&alice).await,
+        prekeys_on_server(&bob).await,
+    );
+    for text in [original, "bm90IHByb3RldXMgYXQgYWxs".to_owned()] {
+        let message = NewProteusMessage {
+            sender: alice.device_id(),
+            recipients: BTreeMap::from([(
+                group.domain.clone(),
+                BTreeMap::from([(bob.user(), BTreeMap::from([(bob.device_id(), text)]))]),
+            )]),
+            data: None,
+            transient: false,
+            report_missing: ReportMissing::Only {
+                users: vec![bob.user()],
+            },
+        };
+        alice
+            .api()
+            .post_proteus(&group, &message)
+            .await
+            .expect("the server routes it");
+    }
+    bob.sync().await.expect("synced");
+    let history = bob.history(&group).await.expect("history");
+    assert_eq!(
+        texts(&history),
+        ["one", "hi alice"],
+        "the replay is not shown again"
+    );
+    let unreadable = history
+        .iter()
+        .filter(|m| matches!(m.kind, MessageKind::Undecryptable { .. }))
+        .count();
+    assert_eq!(unreadable, 1, "the garbage is shown once: {history:?}");
+
+    alice.send_text(&group, "two", false).await.expect("sent");
+    bob.sync().await.expect("synced");
+    bob.send_text(&group, "three", false).await.expect("sent");
+    alice.sync().await.expect("synced");
+    assert_eq!(
+        texts(&bob.history(&group).await.expect("history")),
+        ["one", "hi alice", "two", "three"]
+    );
+    assert_eq!(
+        texts(&alice.history(&group).await.expect("history")),
+        ["one", "hi alice", "two", "three"]
+    );
+    assert_eq!(
+        (
+            prekeys_on_server(&alice).await,
+            prekeys_on_server(&bob).await
+        ),
+        (alice_keys, bob_keys),
+        "no new session was started on either side"
+    );
+}
+
+/// A server that answers "no recovery bundle" for an account that has devices
+/// cannot make a new device fork the user's root key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolling_without_a_bundle_when_devices_exist_is_refused() {
+    let w = World::start().await;
+    let alice = w.register("alice").await;
+    let root = alice.root_fingerprint();
+    drop(alice);
+    // The server loses (or withholds) the bundle.
+    let db = w.server.dir().join("parley.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("server database");
+    sqlx::query("UPDATE users SET recovery_bundle = NULL")
+        .execute(&pool)
+        .await
+        .expect("bundle gone");
+    pool.close().await;
+    let e = Account::login(
+        &w.dir("alice-2"),
+        PASSPHRASE,
+        RECOVERY,
+        &w.server.url(),
+        "alice@example.com",
+        PASSWORD,
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(e.code(), "no-recovery-bundle", "{e}");
+    assert!(e.to_string().contains("existing devices"), "{e}");
+    // Nothing was uploaded: the first device still holds the only root.
+    let alice = Account::open(&w.dir("alice-1"), PASSPHRASE)
+        .await
+        .expect("reopened");
+    assert_eq!(alice.root_fingerprint(), root);
+    assert!(
+        alice
+            .api()
+            .recovery_bundle()
+            .await
+            .expect("asked")
+            .is_none()
+    );
+}
+
+/// The row as the database holds it (sealed), to look for it in the files.
+async fn sealed_row(dir: &std::path::Path, conversation: Uuid, id: &str) -> Vec<u8> {
+    let store = Store::open(dir, PASSPHRASE).await.expect("store");
+    let mut tx = store.read().await.expect("read");
+    let mut name = conversation.as_bytes().to_vec();
+    name.extend_from_slice(id.as_bytes());
+    let sealed = tx
+        .sealed(Table::Messages, &name)
+        .await
+        .expect("read")
+        .expect("the row exists");
+    drop(tx);
+    store.close().await;
+    sealed
+}
+
+fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).expect("dir").any(|e| {
+        std::fs::read(e.expect("entry").path())
+            .is_ok_and(|hay| hay.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+/// After a delete and after a self-deleting message expires, no file of the
+/// device holds the message's row, so nothing on disk decrypts to it, with the
+/// passphrase or without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_expired_messages_are_shredded() {
+    let w = World::start().await;
+    let (mut alice, mut bob, group) = w.alice_and_bob_in("pair").await;
+    let deleted = alice
+        .send_text(&group, "delete me", false)
+        .await
+        .expect("sent");
+    let expiring = alice
+        .send_ephemeral(&group, "burn me", 1_000, false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    let dir = w.dir("bob-1");
+    let rows = [
+        sealed_row(&dir, group.id, &deleted).await,
+        sealed_row(&dir, group.id, &expiring).await,
+    ];
+    for row in &rows {
+        assert!(
+            on_disk(&dir, &row[1..41]),
+            "the check can fail: the row is on disk"
+        );
+    }
+
+    bob.delete(&group, &deleted, false)
+        .await
+        .expect("deleted for me");
+    bob.open_conversation(&group).await.expect("shown");
+    let now = now_ms();
+    bob.set_clock(std::sync::Arc::new(move || now + 5_000));
+    let left = bob.history(&group).await.expect("history");
+    assert!(texts(&left).is_empty(), "{left:?}");
+    for row in &rows {
+        assert!(
+            !on_disk(&dir, &row[1..41]),
+            "the row is gone from every file"
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
 }
