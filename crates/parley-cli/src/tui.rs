@@ -288,8 +288,9 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, account: &mut Accou
             }
             frame = socket.next() => match frame {
                 Ok(Some(frame)) => {
-                    // Nothing is lost on an error (what was received is applied
-                    // all or nothing); the person is told.
+                    // Nothing is lost on an error: what was received is applied
+                    // all or nothing, and a frame after a failed one makes the
+                    // account read the queue from its cursor. The person is told.
                     let updates = account.handle(&frame).await.unwrap_or_else(|e| {
                         ui.status = e.to_string();
                         Vec::new()

@@ -178,6 +178,8 @@ pub struct Opened {
     pub new: Vec<NewDevice>,
     /// Bundles refused because their identity key is not the pinned one.
     pub changed: Vec<ChangedIdentity>,
+    /// Bundles that are malformed or badly signed: no session.
+    pub bad: Vec<(UserId, ClientId)>,
 }
 
 /// A registered device with its keys and sessions.
@@ -459,10 +461,19 @@ impl Device {
         self.sessions.remove(&(user, client));
     }
 
-    /// Forgets a removed device: session and pin.
+    /// Forgets a removed device's session. Its pinned identity stays: a device
+    /// id that comes back with another key is a changed identity, whatever the
+    /// server said in between.
     pub(crate) fn forget(&mut self, user: UserId, client: ClientId) {
         self.sessions.remove(&(user, client));
-        self.pins.remove(&(user, client));
+    }
+
+    /// Drops every session (a device restored from an old copy must not
+    /// encrypt from chain positions it may already have used); pins stay.
+    pub(crate) fn drop_all_sessions(&mut self) -> usize {
+        let n = self.sessions.len();
+        self.sessions.clear();
+        n
     }
 
     /// Forgets the session with a remote device: the next message to it claims a
@@ -499,11 +510,15 @@ impl Device {
                     {
                         continue;
                     }
-                    let bundle = PreKeyBundle::deserialize(&unb64(&prekey.key)?).map_err(|e| {
-                        ClientError::Crypto(format!(
-                            "device {client} of {user} sent a bad prekey: {e}"
-                        ))
-                    })?;
+                    // A bad bundle (any member can upload one) costs that
+                    // device its message, never the send to everyone else.
+                    let Some(bundle) = unb64(&prekey.key)
+                        .ok()
+                        .and_then(|b| PreKeyBundle::deserialize(&b).ok())
+                    else {
+                        opened.bad.push((*user, *client));
+                        continue;
+                    };
                     let key = *bundle.identity_key().public_key().as_bytes();
                     if !self.pin(*user, *client, key) {
                         opened.changed.push(ChangedIdentity {
@@ -513,10 +528,12 @@ impl Device {
                         });
                         continue;
                     }
-                    let session = Session::init_from_bundle(&self.identity, &bundle, &mut self.rng)
-                        .map_err(|e| {
-                            ClientError::Crypto(format!("device {client} of {user}: {e}"))
-                        })?;
+                    let Ok(session) =
+                        Session::init_from_bundle(&self.identity, &bundle, &mut self.rng)
+                    else {
+                        opened.bad.push((*user, *client));
+                        continue;
+                    };
                     opened.new.push(NewDevice {
                         user: *user,
                         client: *client,
@@ -564,6 +581,14 @@ impl Device {
             return Ok(None);
         }
         let envelope = unb64(&data.text).map_err(|e| (Failure::Garbage, e.to_string()))?;
+        // Everything the server could have damaged is checked before a key is
+        // spent on the message.
+        let blob = data
+            .data
+            .as_deref()
+            .map(unb64)
+            .transpose()
+            .map_err(|e| (Failure::Garbage, e.to_string()))?;
         let failed = |e: ProteusError| {
             let failure = match e {
                 ProteusError::Decode(_) => Failure::Garbage,
@@ -584,6 +609,18 @@ impl Device {
                 match session.decrypt(&self.identity, &mut self.prekeys, &mut self.rng, &envelope) {
                     Ok(p) => p,
                     Err(ProteusError::DuplicateMessage) => return Ok(None),
+                    Err(ProteusError::RemoteIdentityChanged) => {
+                        let offered = parley_proteus::Envelope::decode(&envelope)
+                            .ok()
+                            .and_then(|e| e.sender_identity().map(|k| *k.public_key().as_bytes()));
+                        return Err((
+                            Failure::IdentityChanged(offered),
+                            format!(
+                                "device {} of {from} wrote with another identity key than the one pinned for it",
+                                data.sender
+                            ),
+                        ));
+                    }
                     Err(e) => return Err(failed(e)),
                 }
             }
@@ -618,10 +655,7 @@ impl Device {
             from: *from,
             sender: data.sender,
             time: event.time,
-            data: match data.data.as_deref().map(unb64).transpose() {
-                Ok(d) => d,
-                Err(e) => return Err((Failure::Garbage, e.to_string())),
-            },
+            data: blob,
             plaintext,
         }))
     }

@@ -128,6 +128,7 @@ pub struct Store {
     pool: SqlitePool,
     keys: Arc<Keys>,
     dir: PathBuf,
+    copied: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -217,10 +218,33 @@ fn open(key: &[u8; 32], aad: &[u8], bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> 
         .map(Zeroizing::new)
 }
 
-const SCHEMA: &[&str] = &["CREATE TABLE IF NOT EXISTS keyring (
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS keyring (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         salt BLOB NOT NULL, m_kib INTEGER NOT NULL, t INTEGER NOT NULL, p INTEGER NOT NULL,
-        wrapped BLOB NOT NULL)"];
+        wrapped BLOB NOT NULL)",
+    // Which file this database was made in (device and inode), to notice a copy.
+    "CREATE TABLE IF NOT EXISTS origin (
+        id INTEGER PRIMARY KEY CHECK (id = 1), file BLOB NOT NULL)",
+];
+
+/// The file's identity on disk: a copy restored from a backup is another
+/// file, even with the same bytes. `None` where the platform does not say.
+fn file_identity(path: &Path) -> Option<Vec<u8>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        let mut id = m.dev().to_be_bytes().to_vec();
+        id.extend_from_slice(&m.ino().to_be_bytes());
+        Some(id)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
 
 fn table_sql(table: &str) -> [String; 2] {
     [
@@ -235,7 +259,108 @@ fn table_sql(table: &str) -> [String; 2] {
     ]
 }
 
+/// The keyring row: the wrapped storage key and how to unwrap it.
+struct Keyring {
+    salt: Vec<u8>,
+    m_kib: i64,
+    t: i64,
+    p: i64,
+    wrapped: Vec<u8>,
+}
+
+impl Keyring {
+    /// The storage key, with the passphrase.
+    async fn unwrap(self, passphrase: &str) -> Result<Zeroizing<[u8; 32]>, ClientError> {
+        let bad = || ClientError::Storage("the keyring is damaged".into());
+        let key = passphrase_key(
+            passphrase,
+            self.salt,
+            u32::try_from(self.m_kib).map_err(|_| bad())?,
+            u32::try_from(self.t).map_err(|_| bad())?,
+            u32::try_from(self.p).map_err(|_| bad())?,
+        )
+        .await?;
+        let storage = open(&key, KEYRING_AAD, &self.wrapped).ok_or(ClientError::WrongPassphrase)?;
+        Ok(Zeroizing::new(
+            <[u8; 32]>::try_from(storage.as_slice()).map_err(|_| bad())?,
+        ))
+    }
+}
+
+/// The keyring, if the database has one yet.
+async fn keyring(conn: &mut sqlx::SqliteConnection) -> Result<Option<Keyring>, ClientError> {
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'keyring'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| db("cannot read the database", e))?;
+    if exists == 0 {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT salt, m_kib, t, p, wrapped FROM keyring WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| db("cannot read the keyring", e))?;
+    Ok(row.map(|row| Keyring {
+        salt: row.get(0),
+        m_kib: row.get(1),
+        t: row.get(2),
+        p: row.get(3),
+        wrapped: row.get(4),
+    }))
+}
+
 impl Store {
+    /// Sets up a new database: its tables, and a storage key wrapped under the
+    /// passphrase (unless another process just did, under the same lock).
+    async fn create(
+        pool: &SqlitePool,
+        passphrase: &str,
+    ) -> Result<Zeroizing<[u8; 32]>, ClientError> {
+        let mut tx = pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db("the database stayed busy", e))?;
+        let mut statements: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
+        for t in Table::ALL {
+            statements.extend(table_sql(t.name()));
+        }
+        for s in statements {
+            sqlx::query(sqlx::AssertSqlSafe(s))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db("cannot set up the database", e))?;
+        }
+        if let Some(k) = keyring(&mut tx).await? {
+            let storage = k.unwrap(passphrase).await?;
+            tx.commit()
+                .await
+                .map_err(|e| db("cannot set up the database", e))?;
+            return Ok(storage);
+        }
+        let storage = random::<32>()?;
+        let salt = random::<16>()?.to_vec();
+        let key =
+            passphrase_key(passphrase, salt.clone(), ARGON2_M_KIB, ARGON2_T, ARGON2_P).await?;
+        let wrapped = seal(&key, KEYRING_AAD, storage.as_ref())?;
+        sqlx::query(
+            "INSERT INTO keyring (id, salt, m_kib, t, p, wrapped) VALUES (1, ?, ?, ?, ?, ?)",
+        )
+        .bind(salt)
+        .bind(i64::from(ARGON2_M_KIB))
+        .bind(i64::from(ARGON2_T))
+        .bind(i64::from(ARGON2_P))
+        .bind(wrapped)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| db("cannot write the keyring", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| db("cannot set up the database", e))?;
+        Ok(storage)
+    }
+
     /// Opens the device's database in `dir` (created if missing), with the
     /// passphrase that protects it. A wrong passphrase is
     /// [`ClientError::WrongPassphrase`]; a directory of the previous format is
@@ -271,62 +396,39 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| db(&format!("cannot open {}", path.display()), e))?;
+        // An existing store is unlocked without holding the write lock: the
+        // key derivation is slow by design, and other processes go on.
+        let existing = {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(|e| db("cannot open the database", e))?;
+            keyring(&mut conn).await?
+        };
+        let storage = match existing {
+            Some(k) => k.unwrap(passphrase).await?,
+            None => Self::create(&pool, passphrase).await?,
+        };
         let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(|e| db("the database is busy", e))?;
-        let mut statements: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
-        for t in Table::ALL {
-            statements.extend(table_sql(t.name()));
-        }
-        for s in statements {
-            sqlx::query(sqlx::AssertSqlSafe(s))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db("cannot set up the database", e))?;
-        }
-        let row = sqlx::query("SELECT salt, m_kib, t, p, wrapped FROM keyring WHERE id = 1")
+            .map_err(|e| db("the database stayed busy", e))?;
+        let here = file_identity(&path);
+        let recorded: Option<Vec<u8>> = sqlx::query_scalar("SELECT file FROM origin WHERE id = 1")
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| db("cannot read the keyring", e))?;
-        let storage = match row {
-            Some(row) => {
-                let salt: Vec<u8> = row.get(0);
-                let (m, t, p): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
-                let wrapped: Vec<u8> = row.get(4);
-                let bad = || ClientError::Storage("the keyring is damaged".into());
-                let key = passphrase_key(
-                    passphrase,
-                    salt,
-                    u32::try_from(m).map_err(|_| bad())?,
-                    u32::try_from(t).map_err(|_| bad())?,
-                    u32::try_from(p).map_err(|_| bad())?,
-                )
-                .await?;
-                let storage =
-                    open(&key, KEYRING_AAD, &wrapped).ok_or(ClientError::WrongPassphrase)?;
-                Zeroizing::new(<[u8; 32]>::try_from(storage.as_slice()).map_err(|_| bad())?)
+            .map_err(|e| db("cannot read the database", e))?;
+        let copied = match (&recorded, &here) {
+            (Some(before), Some(now)) => before != now,
+            (None, Some(now)) => {
+                sqlx::query("INSERT INTO origin (id, file) VALUES (1, ?)")
+                    .bind(now.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db("cannot write the database", e))?;
+                false
             }
-            None => {
-                let storage = random::<32>()?;
-                let salt = random::<16>()?.to_vec();
-                let key =
-                    passphrase_key(passphrase, salt.clone(), ARGON2_M_KIB, ARGON2_T, ARGON2_P)
-                        .await?;
-                let wrapped = seal(&key, KEYRING_AAD, storage.as_ref())?;
-                sqlx::query(
-                    "INSERT INTO keyring (id, salt, m_kib, t, p, wrapped) VALUES (1, ?, ?, ?, ?, ?)",
-                )
-                .bind(salt)
-                .bind(i64::from(ARGON2_M_KIB))
-                .bind(i64::from(ARGON2_T))
-                .bind(i64::from(ARGON2_P))
-                .bind(wrapped)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db("cannot write the keyring", e))?;
-                storage
-            }
+            (_, None) => false,
         };
         tx.commit()
             .await
@@ -335,7 +437,29 @@ impl Store {
             pool,
             keys: Arc::new(Keys::from_storage_key(&storage)),
             dir: dir.to_owned(),
+            copied,
         })
+    }
+
+    /// Whether this database is not the file it was made in: restored from a
+    /// copy (or moved to another disk). Its sessions may be behind chain
+    /// positions the original already used.
+    pub fn is_copy(&self) -> bool {
+        self.copied
+    }
+
+    /// Records this file as the database's own, once the caller has dealt
+    /// with it being a copy.
+    pub async fn adopt_file(&mut self) -> Result<(), ClientError> {
+        if let Some(here) = file_identity(&self.dir.join(DB_FILE)) {
+            sqlx::query("UPDATE origin SET file = ? WHERE id = 1")
+                .bind(here)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| db("cannot write the database", e))?;
+        }
+        self.copied = false;
+        Ok(())
     }
 
     /// Rewraps the storage key under a new passphrase; nothing else changes.
@@ -370,7 +494,9 @@ impl Store {
         .await
         .map_err(|e| db("cannot write the keyring", e))?;
         tx.commit().await?;
-        self.shred().await
+        // The old wrapping must not stay in the log.
+        self.shred().await?;
+        Ok(())
     }
 
     /// Starts the one write transaction of a change: other processes' writers
@@ -384,6 +510,7 @@ impl Store {
         Ok(Tx {
             tx,
             keys: self.keys.clone(),
+            deleted: false,
         })
     }
 
@@ -397,19 +524,20 @@ impl Store {
         Ok(Tx {
             tx,
             keys: self.keys.clone(),
+            deleted: false,
         })
     }
 
     /// Moves everything in the write-ahead log into the database and empties
     /// the log, so rows deleted with `secure_delete` are gone from every file.
-    /// Best effort when another process holds a read open: it is done again at
-    /// the next shred.
-    pub async fn shred(&self) -> Result<(), ClientError> {
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&self.pool)
+    /// `false` when another process's open read kept part of the log: the
+    /// caller tries again later.
+    pub async fn shred(&self) -> Result<bool, ClientError> {
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&self.pool)
             .await
             .map_err(|e| db("cannot checkpoint the database", e))?;
-        Ok(())
+        Ok(busy == 0)
     }
 
     /// The directory.
@@ -427,6 +555,7 @@ impl Store {
 pub struct Tx {
     tx: sqlx::Transaction<'static, Sqlite>,
     keys: Arc<Keys>,
+    deleted: bool,
 }
 
 impl std::fmt::Debug for Tx {
@@ -570,7 +699,14 @@ impl Tx {
             .execute(&mut *self.tx)
             .await
             .map_err(|e| db("cannot write the database", e))?;
+        self.deleted |= done.rows_affected() > 0;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Whether this transaction deleted rows (the caller shreds after the
+    /// commit).
+    pub fn deleted_rows(&self) -> bool {
+        self.deleted
     }
 
     /// Every row of a table, in insertion order.

@@ -228,4 +228,13 @@ impl<'a> Envelope<'a> {
     pub fn session_tag(&self) -> SessionTag {
         self.message.cipher_message().session_tag
     }
+
+    /// The identity key a prekey message claims for its sender (not yet
+    /// authenticated: only decryption proves it); `None` for other messages.
+    pub fn sender_identity(&self) -> Option<&IdentityKey> {
+        match &self.message {
+            Message::Keyed(pm) => Some(&pm.identity_key),
+            _ => None,
+        }
+    }
 }

@@ -465,10 +465,22 @@ impl Account {
             c.unread = 0;
             c.timers.extend(timers);
         }
+        if receipts {
+            // Queued with the change, so they go out even if the server is
+            // away now.
+            let mut by_author: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
+            for (id, author) in newly_read {
+                by_author.entry(author).or_default().push(id);
+            }
+            for (author, ids) in by_author {
+                self.enqueue_receipt(&mut tx, conversation, ReceiptKind::Read, author, ids)
+                    .await?;
+            }
+        }
         self.commit(tx).await?;
-        if receipts && !newly_read.is_empty() {
-            self.send_receipts(conversation, ReceiptKind::Read, newly_read)
-                .await?;
+        match self.flush_outbox().await {
+            Ok(_) | Err(ClientError::Transport(_)) => {}
+            Err(e) => return Err(e),
         }
         Ok(messages)
     }
@@ -522,8 +534,7 @@ impl Account {
         for (conversation, id) in gone {
             shred(&mut tx, conversation, &id).await?;
         }
-        self.commit(tx).await?;
-        self.store.shred().await
+        self.commit(tx).await
     }
 
     // --- backups ------------------------------------------------------------------

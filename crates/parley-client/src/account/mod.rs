@@ -173,6 +173,9 @@ pub struct Account {
     stale: bool,
     /// Notices for the history, written with the change's commit.
     notices: Vec<(Uuid, String)>,
+    /// A shred could not empty the log (another process was reading): tried
+    /// again after the next commit.
+    shred_due: bool,
 }
 
 impl std::fmt::Debug for Account {
@@ -311,6 +314,7 @@ impl Account {
             seen_version: None,
             stale: false,
             notices: Vec::new(),
+            shred_due: false,
         };
         // The keys are on disk before the server publishes any of them.
         let tx = account.store.begin().await?;
@@ -342,6 +346,7 @@ impl Account {
             seen_version: None,
             stale: true,
             notices: Vec::new(),
+            shred_due: false,
         };
         let mut tx = account.store.read().await?;
         if tx.get(Table::Meta, ACCOUNT_ROW).await?.is_none() {
@@ -366,7 +371,30 @@ impl Account {
             .clone()
             .ok_or(ClientError::NotLoggedIn)?;
         account.api.resume(&login);
+        if account.store.is_copy() {
+            account.restored_from_copy().await?;
+        }
         Ok(account)
+    }
+
+    /// This device's database was restored from a copy: its sessions may stand
+    /// at chain positions the original already used, so every one is dropped
+    /// before anything is sent (the next message to each device opens a fresh
+    /// session; pinned identities stay).
+    async fn restored_from_copy(&mut self) -> Result<(), ClientError> {
+        let tx = self.begin().await?;
+        self.device.drop_all_sessions();
+        let ids: Vec<Uuid> = self.state.conversations.keys().copied().collect();
+        for id in ids {
+            self.system(
+                id,
+                "This device was restored from a copy: its sessions start afresh, so no \
+                 message key is used twice. Messages sent to it meanwhile may not be readable.",
+            );
+        }
+        self.commit(tx).await?;
+        // Only once the sessions are gone is the copy this device's own file.
+        self.store.adopt_file().await
     }
 
     /// Replaces the clock (tests move time without sleeping).
@@ -427,9 +455,15 @@ impl Account {
                 tx.delete_by_key(*table, key).await?;
             }
         }
+        let shred = self.shred_due || tx.deleted_rows();
         tx.commit().await?;
         self.written = now;
         self.stale = false;
+        if shred {
+            // Deleted rows (messages, outbox entries with their plaintext) are
+            // overwritten in the file; the log that still holds them is emptied.
+            self.shred_due = !self.store.shred().await?;
+        }
         Ok(())
     }
 

@@ -186,10 +186,25 @@ impl Account {
     fn absorb_devices(&mut self, user: UserId, listed: Vec<PublicClient>) {
         let live: BTreeSet<ClientId> = listed.iter().map(|c| c.id).collect();
         let me = (self.user(), self.device_id());
+        let name = self.name_of(user);
         let peer = self.peer_mut(user);
         peer.listed = true;
         peer.refresh = false;
-        peer.devices.retain(|c, _| live.contains(c));
+        // A device that wrote here but is not in its owner's published list is
+        // one the server hides: kept, and never trusted.
+        let mut hidden = Vec::new();
+        peer.devices.retain(|c, d| {
+            if live.contains(c) {
+                return true;
+            }
+            if d.unchecked {
+                d.unchecked = false;
+                d.bad_signature = true;
+                hidden.push(*c);
+                return true;
+            }
+            false
+        });
         let mut changed = Vec::new();
         let mut pins = Vec::new();
         for c in listed {
@@ -232,6 +247,26 @@ impl Account {
             self.device.forget(user, gone);
         }
         self.identities_changed(&changed);
+        if !hidden.is_empty() {
+            let ids: Vec<Uuid> = self
+                .state
+                .conversations
+                .values()
+                .filter(|conv| conv.members.contains(&user))
+                .map(|conv| conv.id.id)
+                .collect();
+            for client in hidden {
+                for id in &ids {
+                    self.system(
+                        *id,
+                        &format!(
+                            "Device {client} wrote as {name} but is not among {name}'s devices: \
+                             do not trust what it says."
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// Learns devices this device opened sessions with.

@@ -8,8 +8,9 @@
 //!
 //! A message that cannot be decrypted changes no session. A duplicate (the same
 //! ciphertext posted again after a lost reply) is dropped. Sessions start afresh
-//! only on a positive signal: the peer's new prekey message, or three failures
-//! in a row, which the person is told about.
+//! only on a positive signal: the peer's new prekey message, or the person's
+//! reset, which repeated failures suggest to them. A failure alone never resets
+//! anything: it is not authenticated, so a server could make it up.
 
 use parley_api::{ConnectionStatus, Event, EventPayload, LiveFrame, Qualified, UserId, Uuid};
 
@@ -19,8 +20,8 @@ use crate::content::{self, Body, Envelope, ReceiptKind};
 use crate::device::{ChangedIdentity, Failure, INITIAL_PREKEYS, Incoming, Received};
 use crate::store::Tx;
 
-/// Failures in a row after which a session starts afresh.
-const FAILURES_BEFORE_RESET: u32 = 3;
+/// Failures in a row after which the person is told how to reset the session.
+const FAILURES_TO_TELL: u32 = 3;
 
 impl Account {
     /// Fetches everything new from the server's queue, applies it and commits,
@@ -83,7 +84,20 @@ impl Account {
     /// Handles one frame of the live socket (see [`Account::connect`]).
     pub async fn handle(&mut self, frame: &LiveFrame) -> Result<Vec<Update>, ClientError> {
         let mut updates = match frame {
-            LiveFrame::Stored(event) => self.apply_events(std::slice::from_ref(event)).await?,
+            LiveFrame::Stored(event) => {
+                self.refresh().await?;
+                if self
+                    .device
+                    .cursor()
+                    .is_some_and(|c| event.id > c.saturating_add(1))
+                {
+                    // A gap: an earlier frame was not applied (its change
+                    // failed, or it never came). Never skip past it: the
+                    // queue is read from the cursor instead.
+                    return self.sync().await;
+                }
+                self.apply_events(std::slice::from_ref(event)).await?
+            }
             LiveFrame::Transient(t) => {
                 // Decrypting still advances a ratchet: committed, but the
                 // cursor stays (transient events are not in the queue).
@@ -171,6 +185,7 @@ impl Account {
             self.top_up_prekeys().await?;
         }
         self.flush_outbox().await?;
+        self.purge_expired().await?;
         Ok(updates)
     }
 
@@ -243,19 +258,13 @@ impl Account {
                                 d.failures
                             })
                             .unwrap_or(1);
-                        if failures >= FAILURES_BEFORE_RESET {
-                            self.device.reset_session(from, sender);
-                            if let Some(d) = self
-                                .state
-                                .peers
-                                .get_mut(&from)
-                                .and_then(|p| p.devices.get_mut(&sender))
-                            {
-                                d.failures = 0;
-                            }
+                        if failures >= FAILURES_TO_TELL {
+                            // Only a person resets: a failure is not authenticated,
+                            // so a server could make them up.
                             format!(
-                                "Messages from device {sender} failed to decrypt {FAILURES_BEFORE_RESET} \
-                                 times in a row: the session with it starts afresh with your next message."
+                                "Messages from device {sender} failed to decrypt {failures} times \
+                                 in a row. If it goes on, reset the session with that device \
+                                 (`parley reset`): your next message starts a fresh one."
                             )
                         } else {
                             format!("A message from device {sender} could not be decrypted.")

@@ -26,6 +26,24 @@ use crate::verification::Verification;
 
 /// How many times a send follows "devices missing" before giving up.
 const SEND_ATTEMPTS: usize = 4;
+/// Tries of an outbox entry that keeps failing (not for the server being away)
+/// before it is given up.
+const POST_TRIES: u32 = 3;
+
+/// The server is away or busy: try again later, keep everything.
+fn is_away(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport(_) | ClientError::NotLoggedIn => true,
+        ClientError::Api { status, .. } => matches!(status, 401 | 408 | 429) || *status >= 500,
+        _ => false,
+    }
+}
+
+/// The server refused the message itself (not a member, a block, bad input):
+/// sending it again cannot help.
+fn refused_for_good(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status, .. } if (400..500).contains(status)) && !is_away(e)
+}
 
 /// An outbox row: a message encrypted and committed, not yet accepted.
 #[derive(Serialize, Deserialize)]
@@ -47,6 +65,9 @@ struct Pending {
     strict: bool,
     /// Ciphertexts, by user and device.
     recipients: BTreeMap<UserId, BTreeMap<ClientId, String>>,
+    /// Failed tries for reasons other than the server being away.
+    #[serde(default)]
+    tries: u32,
 }
 
 impl Drop for Pending {
@@ -104,6 +125,7 @@ impl Account {
             only: out.only,
             strict: out.strict,
             recipients,
+            tries: 0,
         };
         tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
             .await?;
@@ -111,8 +133,10 @@ impl Account {
     }
 
     /// Posts an outbox entry until the server accepts it or refuses it for
-    /// good. Each step that changes state commits before the next post.
-    async fn post(&mut self, mut pending: Pending) -> Result<MessageSent, ClientError> {
+    /// good. Each step that changes state commits before the next post, and
+    /// first checks the entry is still there: another process on this device
+    /// may have settled it meanwhile (`Ok(None)`).
+    async fn post(&mut self, mut pending: Pending) -> Result<Option<MessageSent>, ClientError> {
         for _ in 0..SEND_ATTEMPTS {
             let answer = self
                 .api
@@ -126,11 +150,19 @@ impl Account {
                     self.forget_deleted(&sent.deleted);
                     self.settle(&mut tx, &pending, true).await?;
                     self.commit(tx).await?;
-                    return Ok(sent);
+                    return Ok(Some(sent));
                 }
                 Ok(Delivery::Missing(answer)) => {
                     let claimed = self.api.claim_prekeys(&answer.missing).await?;
                     let mut tx = self.begin().await?;
+                    if tx
+                        .get(Table::Outbox, pending.id.as_bytes())
+                        .await?
+                        .is_none()
+                    {
+                        self.commit(tx).await?;
+                        return Ok(None);
+                    }
                     self.forget_deleted(&answer.deleted);
                     for (user, client) in flatten(&answer.deleted).chain(flatten(&answer.redundant))
                     {
@@ -139,11 +171,32 @@ impl Account {
                         }
                     }
                     pending.recipients.retain(|_, d| !d.is_empty());
-                    // The server's roster is the authority: a member this device
-                    // did not know of yet gets the message too.
-                    for (user, _) in flatten(&answer.missing) {
-                        if !pending.users.contains(&user) {
-                            pending.users.push(user);
+                    let strangers: Vec<UserId> = flatten(&answer.missing)
+                        .map(|(user, _)| user)
+                        .filter(|user| !pending.users.contains(user))
+                        .collect();
+                    if !strangers.is_empty() {
+                        if pending.only || pending.strict {
+                            // Only these users, or a verified conversation: the
+                            // server does not get to add a reader. The members
+                            // are fetched again (a join shows, and counts).
+                            if let Some(c) =
+                                self.state.conversations.get_mut(&pending.conversation.id)
+                            {
+                                c.incomplete = true;
+                            }
+                            if pending.strict {
+                                self.settle(&mut tx, &pending, false).await?;
+                                self.commit(tx).await?;
+                                return Err(ClientError::Degraded);
+                            }
+                        } else {
+                            // A member this device did not know of yet: the
+                            // server's roster is the authority for an
+                            // unverified conversation.
+                            pending.users.extend(strangers);
+                            pending.users.sort();
+                            pending.users.dedup();
                         }
                     }
                     let opened = self.device.open_sessions(&claimed)?;
@@ -169,7 +222,7 @@ impl Account {
                     self.commit(tx).await?;
                 }
                 // Refused for good: the entry goes, and the person is told.
-                Err(e @ ClientError::Api { status, .. }) if (400..500).contains(&status) => {
+                Err(e) if refused_for_good(&e) => {
                     let mut tx = self.begin().await?;
                     self.settle(&mut tx, &pending, false).await?;
                     if pending.entry.is_some() {
@@ -181,7 +234,7 @@ impl Account {
                     self.commit(tx).await?;
                     return Err(e);
                 }
-                // Unreachable or failing server: it stays in the outbox.
+                // Unreachable, busy or failing server: it stays in the outbox.
                 Err(e) => return Err(e),
             }
         }
@@ -223,8 +276,10 @@ impl Account {
     }
 
     /// Posts what an earlier run committed but could not post (a crash, a lost
-    /// reply, a server that was down), oldest first. Stops at the first that
-    /// still cannot go.
+    /// reply, a server that was down), oldest first. An entry that keeps
+    /// failing for another reason than the server being away is given up after
+    /// [`POST_TRIES`] tries, and the person told, so one bad entry never blocks
+    /// the rest. Fails only when the server cannot be reached.
     pub async fn flush_outbox(&mut self) -> Result<usize, ClientError> {
         let mut tx = self.store.read().await?;
         let rows = tx.all(Table::Outbox).await?;
@@ -233,16 +288,52 @@ impl Account {
         for (_, bytes) in rows {
             let pending: Pending =
                 serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
+            let (id, conversation, entry) = (
+                pending.id.clone(),
+                pending.conversation.clone(),
+                pending.entry.clone(),
+            );
             match self.post(pending).await {
-                Ok(_) => sent += 1,
-                // Refused for good (and said in the history), or new devices in
-                // a verified conversation: that entry is settled.
-                Err(ClientError::Api { status, .. }) if (400..500).contains(&status) => {}
-                Err(ClientError::NewDevices(_)) => {}
-                Err(e) => return Err(e),
+                Ok(Some(_)) => sent += 1,
+                Ok(None) => {}
+                // Settled (and said in the history) by `post`.
+                Err(ClientError::NewDevices(_) | ClientError::Degraded) => {}
+                Err(e) if refused_for_good(&e) => {}
+                Err(e) if is_away(&e) => return Err(e),
+                Err(e) => self.tried(&id, &conversation, entry.is_some(), &e).await?,
             }
         }
         Ok(sent)
+    }
+
+    /// Counts a failed try of an outbox entry; the last one gives it up.
+    async fn tried(
+        &mut self,
+        id: &str,
+        conversation: &Qualified<Uuid>,
+        has_entry: bool,
+        e: &ClientError,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.begin().await?;
+        let Some(bytes) = tx.get(Table::Outbox, id.as_bytes()).await? else {
+            return self.commit(tx).await;
+        };
+        let mut pending: Pending =
+            serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
+        pending.tries += 1;
+        if pending.tries >= POST_TRIES {
+            self.settle(&mut tx, &pending, false).await?;
+            if has_entry {
+                self.system(
+                    conversation.id,
+                    &format!("A message could not be sent after {POST_TRIES} tries: {e}"),
+                );
+            }
+        } else {
+            tx.put(Table::Outbox, id.as_bytes(), None, &json(&pending))
+                .await?;
+        }
+        self.commit(tx).await
     }
 
     /// Sends content to the conversation's members, write-ahead, and records it
@@ -472,12 +563,8 @@ impl Account {
             self.apply(&mut tx, conversation, me, now, &envelope, false)
                 .await?;
             self.commit(tx).await?;
-            self.store.shred().await?;
             self.send_only(conversation, vec![me.0], &envelope.to_bytes())
                 .await?;
-        }
-        if for_everyone {
-            self.store.shred().await?;
         }
         Ok(())
     }
@@ -540,30 +627,6 @@ impl Account {
             },
         )
         .await?;
-        Ok(())
-    }
-
-    /// Receipts go to the author of each message only. They carry no content,
-    /// so they need no confirmation, but a device they reach for the first time
-    /// still counts for verification.
-    pub(super) async fn send_receipts(
-        &mut self,
-        conversation: &Qualified<Uuid>,
-        kind: ReceiptKind,
-        ids: Vec<(String, UserId)>,
-    ) -> Result<(), ClientError> {
-        let mut by_author: BTreeMap<UserId, Vec<String>> = BTreeMap::new();
-        for (id, author) in ids {
-            by_author.entry(author).or_default().push(id);
-        }
-        for (author, message_ids) in by_author {
-            let envelope = Envelope::new(Body::Receipt(content::Receipt {
-                kind: kind as i32,
-                message_ids,
-            }));
-            self.send_only(conversation, vec![author], &envelope.to_bytes())
-                .await?;
-        }
         Ok(())
     }
 }
