@@ -1,9 +1,10 @@
 //! `parley`: Parley from the terminal. Every subcommand prints text for people or,
 //! with `--json`, one JSON document for scripts; `parley tui` is a chat window.
 //!
-//! Secrets never go on the command line: the local passphrase, the account
-//! password and the backup password come from `PARLEY_PASSPHRASE`,
-//! `PARLEY_PASSWORD` and `PARLEY_BACKUP_PASSWORD`, or are asked for.
+//! Secrets never go on the command line: the local passphrase, the recovery
+//! passphrase, the account password and the backup password come from
+//! `PARLEY_PASSPHRASE`, `PARLEY_RECOVERY_PASSPHRASE`, `PARLEY_PASSWORD` and
+//! `PARLEY_BACKUP_PASSWORD`, or are asked for.
 
 // A command-line program: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -27,7 +28,7 @@ use serde_json::{Value, json};
     name = "parley",
     version,
     about = "Parley: end-to-end encrypted messaging from the terminal",
-    after_help = "Secrets come from PARLEY_PASSPHRASE, PARLEY_PASSWORD and PARLEY_BACKUP_PASSWORD, or are asked for."
+    after_help = "Secrets come from PARLEY_PASSPHRASE, PARLEY_RECOVERY_PASSPHRASE, PARLEY_PASSWORD and PARLEY_BACKUP_PASSWORD, or are asked for."
 )]
 struct Cli {
     /// This device's directory: keys, sessions and history, all encrypted.
@@ -61,6 +62,11 @@ enum Command {
         /// A handle others find you by.
         #[arg(long)]
         handle: Option<String>,
+        /// Hardened mode: no recovery passphrase; a recovery code is printed
+        /// once, and the server never holds what opens your recovery bundle.
+        /// Lose the code and no new device can get your root key.
+        #[arg(long)]
+        hardened: bool,
     },
     /// Log in and add this device (your root key comes from your recovery bundle).
     Login {
@@ -259,7 +265,12 @@ fn hint(e: &ClientError) -> Option<&'static str> {
             "\n  Verify the new devices (`parley fingerprint <handle>`, `parley verify`) or send with --confirm."
         }
         ClientError::NotLoggedIn => "\n  Run `parley login --email <you>`.",
-        ClientError::WrongPassphrase => "\n  Check PARLEY_PASSPHRASE.",
+        ClientError::WrongPassphrase => {
+            "\n  Check PARLEY_PASSPHRASE (this device) or PARLEY_RECOVERY_PASSPHRASE (a new device)."
+        }
+        ClientError::WeakPassphrase(_) => {
+            "\n  Choose a longer PARLEY_RECOVERY_PASSPHRASE: four or more unrelated words."
+        }
         ClientError::Transport(_) => {
             "\n  Is the server running? `parley server` shows which one this device uses."
         }
@@ -429,6 +440,7 @@ async fn run(cli: Cli) -> Result<()> {
             name,
             code,
             handle,
+            hardened,
         } => {
             let server = saved_server(&dir)?;
             let Some(code) = code else {
@@ -440,29 +452,44 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let password = secret("PARLEY_PASSWORD", "Account password")?;
             let passphrase = passphrase()?;
-            let recovery = recovery_passphrase()?;
+            let register = Register {
+                name,
+                email,
+                email_code: code,
+                password,
+            };
             eprintln!("Creating your keys and registering this device…");
-            let account = Account::register(
-                &dir,
-                &passphrase,
-                &recovery,
-                &server,
-                &Register {
-                    name,
-                    email,
-                    email_code: code,
-                    password,
-                },
-            )
-            .await?;
+            let (account, recovery_code) = if hardened {
+                let (account, code) =
+                    Account::register_hardened(&dir, &passphrase, &server, &register).await?;
+                (account, Some(code.to_text()))
+            } else {
+                let recovery = recovery_passphrase()?;
+                let account =
+                    Account::register(&dir, &passphrase, &recovery, &server, &register).await?;
+                (account, None)
+            };
             if let Some(handle) = &handle {
                 account.set_handle(handle).await?;
             }
             let (user, device, fp) = (account.user(), account.device_id(), account.fingerprint());
             show(
                 json,
-                &json!({"user": user, "device": device, "fingerprint": fp, "root_fingerprint": account.root_fingerprint()}),
-                || format!("Registered. This device is {device}.\nFingerprint: {fp}"),
+                &json!({"user": user, "device": device, "fingerprint": fp,
+                        "root_fingerprint": account.root_fingerprint(),
+                        "recovery_code": recovery_code.as_deref()}),
+                || {
+                    let mut text =
+                        format!("Registered. This device is {device}.\nFingerprint: {fp}");
+                    if let Some(code) = &recovery_code {
+                        text.push_str(&format!(
+                            "\nRecovery code (write it down; it is shown once, and a new device \
+                             needs it as PARLEY_RECOVERY_PASSPHRASE):\n  {}",
+                            code.as_str()
+                        ));
+                    }
+                    text
+                },
             );
         }
         Command::Login { email } => {

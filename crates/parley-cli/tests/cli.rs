@@ -117,3 +117,58 @@ async fn two_people_chat_from_the_command_line() {
         assert!(!s.database_contains(needle.as_bytes()));
     }
 }
+
+/// Wickr's hardened mode: the recovery code is printed once, the server never
+/// gets what opens the bundle, and a new device needs the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hardened_account_adds_a_device_only_with_its_recovery_code() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let first = Person::new(root.path(), "dana-1");
+    first.ok(&["server", &s.url()]).await;
+    let email = "dana@example.com";
+    first
+        .ok(&["register", "--email", email, "--name", "dana"])
+        .await;
+    let code = s.code_for(email);
+    let v = first
+        .ok(&[
+            "register",
+            "--email",
+            email,
+            "--name",
+            "dana",
+            "--code",
+            &code,
+            "--hardened",
+        ])
+        .await;
+    let recovery = v["recovery_code"]
+        .as_str()
+        .expect("a recovery code")
+        .to_owned();
+    let root_fp = v["root_fingerprint"].as_str().expect("root").to_owned();
+
+    let second = Person::new(root.path(), "dana-2");
+    second.ok(&["server", &s.url()]).await;
+    // The recovery passphrase of the environment is not the code: refused.
+    assert_eq!(
+        second.fails(&["login", "--email", email]).await,
+        "wrong-passphrase"
+    );
+    let third = Person::new(root.path(), "dana-3");
+    third.ok(&["server", &s.url()]).await;
+    let out = third
+        .run_with(
+            &["login", "--email", email],
+            &[("PARLEY_RECOVERY_PASSPHRASE", &recovery)],
+        )
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["root_fingerprint"], root_fp.as_str());
+}

@@ -3,14 +3,15 @@
 //! [`api::Api`] speaks the HTTP API: typed calls, labelled errors
 //! ([`ClientError`]), and access tokens refreshed from the login cookie without the
 //! caller noticing. [`device::Device`] is one device's end-to-end encryption: its
-//! Proteus identity and prekeys, a session per remote device, sending to every
-//! device of a conversation (claiming prekeys and retrying when the server names
-//! missing devices) and decrypting what arrives.
+//! Proteus identity and prekeys, a session and a pinned identity key per remote
+//! device, encrypting and decrypting, with no I/O of its own.
 //!
 //! [`account::Account`] is what an app or bot holds: one user on one device, with
 //! the device's encrypted database ([`store`]), the user trust chain and recovery
 //! bundle ([`trust`]), message content ([`content`]), conversation history and
-//! verification states ([`verification`]).
+//! verification states ([`verification`]). Every change is one database
+//! transaction, committed before anything it produced leaves the device, so any
+//! number of processes may share a device and a crash loses nothing.
 //!
 //! Still to come: MLS.
 #![forbid(unsafe_code)]

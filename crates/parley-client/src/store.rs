@@ -386,6 +386,9 @@ impl Store {
             // ciphertext leaves.
             .synchronous(SqliteSynchronous::Full)
             .pragma("secure_delete", "ON")
+            // The log shrinks back to nothing whenever it is reset, so old
+            // page images (earlier session states) do not linger in it.
+            .pragma("journal_size_limit", "0")
             .busy_timeout(Duration::from_secs(60));
         // One connection: `data_version` and transactions are per connection.
         let pool = SqlitePoolOptions::new()

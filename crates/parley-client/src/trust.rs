@@ -26,6 +26,8 @@ const BUNDLE_VERSION: u8 = 2;
 const ARGON2_M_KIB: u32 = 128 * 1024;
 const ARGON2_T: u32 = 3;
 const ARGON2_P: u32 = 1;
+/// Format of hardened bundles: the bundle key stays with the user.
+const HARDENED_VERSION: u8 = 3;
 /// Format 2 header: version, salt.
 const HEADER_V2: usize = 1 + 16;
 /// scrypt cost of format 1 (read only): N = 2^15, r = 8, p = 1.
@@ -132,6 +134,7 @@ impl RootKey {
             )
         };
         let (kdf, header_len) = match bundle.first() {
+            Some(&HARDENED_VERSION) => return Self::open_hardened(bundle, passphrase),
             Some(&BUNDLE_VERSION) => (Kdf::Argon2id, HEADER_V2),
             Some(1) => {
                 if bundle.len() < HEADER_V1 {
@@ -161,6 +164,64 @@ impl RootKey {
         let secret: Zeroizing<[u8; 32]> =
             Zeroizing::new(secret.as_slice().try_into().map_err(|_| damaged())?);
         Ok(Self::from_secret(&secret))
+    }
+}
+
+impl RootKey {
+    /// Seals the root key for Wickr's hardened mode: the bundle key that opens
+    /// it never goes to the server; the user keeps it as the returned recovery
+    /// code, without which the bundle is useless.
+    pub fn seal_hardened_bundle(&self) -> Result<(Vec<u8>, RecoveryCode), ClientError> {
+        let key = random::<32>()?;
+        let header = [HARDENED_VERSION];
+        let mut out = header.to_vec();
+        out.extend(seal(&key, &header, self.secret().as_ref())?);
+        Ok((out, RecoveryCode(key)))
+    }
+
+    fn open_hardened(bundle: &[u8], code: &str) -> Result<Self, ClientError> {
+        let damaged = || ClientError::Decode("the recovery bundle is damaged".into());
+        let key = RecoveryCode::parse(code)?;
+        let (header, sealed_root) = bundle.split_at_checked(1).ok_or_else(damaged)?;
+        let secret = open(&key.0, header, sealed_root).ok_or(ClientError::WrongPassphrase)?;
+        let secret: Zeroizing<[u8; 32]> =
+            Zeroizing::new(secret.as_slice().try_into().map_err(|_| damaged())?);
+        Ok(Self::from_secret(&secret))
+    }
+}
+
+/// The key of a hardened recovery bundle, as the user keeps it: 64 hex digits
+/// in groups of four. Wiped when dropped, never shown by `Debug`.
+pub struct RecoveryCode(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecoveryCode(..)")
+    }
+}
+
+impl RecoveryCode {
+    /// The code to write down.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(fingerprint(&self.0))
+    }
+
+    /// A code as the user types it (spaces and case do not matter).
+    pub fn parse(text: &str) -> Result<Self, ClientError> {
+        let digits: Zeroizing<String> = Zeroizing::new(
+            text.chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect(),
+        );
+        let bytes = Zeroizing::new(
+            hex::decode(digits.as_bytes()).map_err(|_| ClientError::WrongPassphrase)?,
+        );
+        let key: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::WrongPassphrase)?;
+        Ok(Self(Zeroizing::new(key)))
     }
 }
 
@@ -359,6 +420,34 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_hardened_bundle_opens_with_its_recovery_code_only() {
+        let root = RootKey::generate().expect("root");
+        let (bundle, code) = root.seal_hardened_bundle().expect("sealed");
+        assert_eq!(
+            bundle.len(),
+            1 + 12 + 32 + 16,
+            "only the sealed root, no wrapped key"
+        );
+        let text = code.to_text();
+        let back = RootKey::open_recovery_bundle(&bundle, &text.to_uppercase())
+            .await
+            .expect("opens");
+        assert_eq!(back.public(), root.public());
+        let (_, other) = root.seal_hardened_bundle().expect("sealed");
+        for wrong in [
+            other.to_text().to_string(),
+            "correct horse".into(),
+            String::new(),
+        ] {
+            assert!(matches!(
+                RootKey::open_recovery_bundle(&bundle, &wrong).await,
+                Err(ClientError::WrongPassphrase)
+            ));
+        }
+        assert!(!format!("{code:?}").contains(&text[..4]));
     }
 
     #[test]

@@ -207,6 +207,17 @@ fn damaged(what: &str) -> ClientError {
     ClientError::Storage(format!("the saved {what} is damaged"))
 }
 
+/// How the root key is kept for the user's next devices.
+#[derive(Clone, Copy)]
+enum Recovery<'a> {
+    /// In a bundle the server keeps, opened with this passphrase.
+    Passphrase(&'a str),
+    /// Hardened: in a bundle whose key only the user keeps (a new account gets
+    /// one; an existing hardened account is opened with its code as the
+    /// passphrase).
+    Hardened,
+}
+
 /// What to do when enrolling a device finds no recovery bundle.
 fn no_bundle_with_devices() -> ClientError {
     ClientError::Api {
@@ -236,12 +247,42 @@ impl Account {
         let store = Self::fresh_store(dir, passphrase).await?;
         let api = Api::new(server)?;
         api.register(register).await?;
-        Self::enrol(api, store, recovery, &register.password).await
+        Ok(Self::enrol(
+            api,
+            store,
+            Recovery::Passphrase(recovery),
+            &register.password,
+        )
+        .await?
+        .0)
+    }
+
+    /// [`Account::register`] in Wickr's hardened mode: the key that opens the
+    /// recovery bundle never goes to the server. The returned recovery code is
+    /// the only way to add another device: show it to the person once, to
+    /// write down; [`Account::login`] takes it where a recovery passphrase
+    /// would go.
+    pub async fn register_hardened(
+        dir: &Path,
+        passphrase: &str,
+        server: &str,
+        register: &Register,
+    ) -> Result<(Self, trust::RecoveryCode), ClientError> {
+        let store = Self::fresh_store(dir, passphrase).await?;
+        let api = Api::new(server)?;
+        api.register(register).await?;
+        let (account, code) =
+            Self::enrol(api, store, Recovery::Hardened, &register.password).await?;
+        let code = code.ok_or_else(|| {
+            ClientError::Storage("the account already had a recovery bundle".into())
+        })?;
+        Ok((account, code))
     }
 
     /// Logs in and registers this device in `dir`. The root key comes from the
-    /// recovery bundle (opened with `recovery`); a user without one and without
-    /// devices is enrolled now.
+    /// recovery bundle, opened with `recovery` (the recovery passphrase, or the
+    /// recovery code of a hardened account); a user without a bundle and
+    /// without devices is enrolled now.
     pub async fn login(
         dir: &Path,
         passphrase: &str,
@@ -260,7 +301,11 @@ impl Account {
             ..Login::default()
         })
         .await?;
-        Self::enrol(api, store, recovery, password).await
+        Ok(
+            Self::enrol(api, store, Recovery::Passphrase(recovery), password)
+                .await?
+                .0,
+        )
     }
 
     async fn fresh_store(dir: &Path, passphrase: &str) -> Result<Store, ClientError> {
@@ -278,21 +323,37 @@ impl Account {
     async fn enrol(
         api: Api,
         store: Store,
-        recovery: &str,
+        recovery: Recovery<'_>,
         password: &str,
-    ) -> Result<Self, ClientError> {
+    ) -> Result<(Self, Option<trust::RecoveryCode>), ClientError> {
+        let mut code = None;
         let root = match api.recovery_bundle().await? {
-            Some(bundle) => RootKey::open_recovery_bundle(&bundle, recovery).await?,
+            Some(bundle) => {
+                let secret = match recovery {
+                    Recovery::Passphrase(p) => p,
+                    Recovery::Hardened => "",
+                };
+                RootKey::open_recovery_bundle(&bundle, secret).await?
+            }
             None => {
                 // A 404 from a server that has our devices is a server that
                 // lost or withholds the bundle: a new root would fork the user.
                 if !api.clients().await?.is_empty() {
                     return Err(no_bundle_with_devices());
                 }
-                trust::check_passphrase_strength(recovery)?;
                 let root = RootKey::generate()?;
-                api.put_recovery_bundle(&root.seal_recovery_bundle(recovery).await?)
-                    .await?;
+                let bundle = match recovery {
+                    Recovery::Passphrase(p) => {
+                        trust::check_passphrase_strength(p)?;
+                        root.seal_recovery_bundle(p).await?
+                    }
+                    Recovery::Hardened => {
+                        let (bundle, c) = root.seal_hardened_bundle()?;
+                        code = Some(c);
+                        bundle
+                    }
+                };
+                api.put_recovery_bundle(&bundle).await?;
                 root
             }
         };
@@ -328,7 +389,7 @@ impl Account {
         // This user's own devices count for every conversation's verification.
         let me = account.user();
         account.refresh_devices(&[me]).await?;
-        Ok(account)
+        Ok((account, code))
     }
 
     /// Opens the account saved in `dir`. Needs no server: everything local
