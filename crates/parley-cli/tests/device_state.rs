@@ -42,6 +42,17 @@ fn census(history: &Value) -> (BTreeMap<String, usize>, Vec<String>) {
     (counts, unreadable)
 }
 
+/// Each text is in the census exactly once.
+fn once(census: &BTreeMap<String, usize>, texts: impl IntoIterator<Item = String>, whose: &str) {
+    for text in texts {
+        assert_eq!(
+            census.get(&text),
+            Some(&1),
+            "{text:?} at {whose}: {census:?}"
+        );
+    }
+}
+
 /// Runs a command that must die at a crash point.
 async fn crashes(person: &Person, args: &[&str], point: &str) {
     let spec = format!("{point}=return");
@@ -97,27 +108,17 @@ async fn a_listener_and_twenty_senders_share_one_device() {
     // (a reused key would arrive as a duplicate or fail to decrypt).
     let (at_ann, unreadable) = census(&ann.ok(&["history", "ben"]).await);
     assert!(unreadable.is_empty(), "{unreadable:?}");
-    for i in 0..20 {
-        assert_eq!(
-            at_ann.get(&format!("P{i}")),
-            Some(&1),
-            "P{i} at Ann: {at_ann:?}"
-        );
-    }
+    once(&at_ann, (0..20).map(|i| format!("P{i}")), "Ann");
     // Ben's own history has all twenty and all of Carol's, once each.
     let (at_ben, unreadable) = census(&ben.ok(&["history", "ann"]).await);
     assert!(unreadable.is_empty(), "{unreadable:?}");
-    for i in 0..20 {
-        assert_eq!(
-            at_ben.get(&format!("P{i}")),
-            Some(&1),
-            "P{i} at Ben: {at_ben:?}"
-        );
-    }
+    once(&at_ben, (0..20).map(|i| format!("P{i}")), "Ben");
     let (from_carol, _) = census(&ben.ok(&["history", "carol"]).await);
-    for i in 0..10 {
-        assert_eq!(from_carol.get(&format!("C{i}")), Some(&1), "{from_carol:?}");
-    }
+    once(
+        &from_carol,
+        (0..10).map(|i| format!("C{i}")),
+        "Ben from Carol",
+    );
     // And the conversation goes on both ways.
     ann.ok(&["send", "ben", "all twenty arrived"]).await;
     let (at_ben, _) = census(&ben.ok(&["history", "ann"]).await);

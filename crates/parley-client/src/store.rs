@@ -150,8 +150,9 @@ fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>, ClientError> {
 }
 
 /// The passphrase key, computed off the async runtime (Argon2id takes a
-/// noticeable fraction of a second by design).
-async fn passphrase_key(
+/// noticeable fraction of a second by design). Settings outside what this
+/// client accepts are refused before anything is allocated.
+pub(crate) async fn passphrase_key(
     passphrase: &str,
     salt: Vec<u8>,
     m_kib: u32,
@@ -624,12 +625,7 @@ impl Tx {
         table: Table,
         key: &RowKey,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ClientError> {
-        let sql = format!("SELECT value FROM {} WHERE key_h = ?", table.name());
-        let value: Option<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(key.as_slice())
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(|e| db("cannot read the database", e))?;
+        let value = self.raw(table, key).await?;
         value.map(|v| self.opened(table, key, &v)).transpose()
     }
 
@@ -641,6 +637,10 @@ impl Tx {
         name: &[u8],
     ) -> Result<Option<Vec<u8>>, ClientError> {
         let key = self.key(table, name);
+        self.raw(table, &key).await
+    }
+
+    async fn raw(&mut self, table: Table, key: &RowKey) -> Result<Option<Vec<u8>>, ClientError> {
         let sql = format!("SELECT value FROM {} WHERE key_h = ?", table.name());
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(key.as_slice())

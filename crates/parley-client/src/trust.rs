@@ -256,28 +256,24 @@ async fn blocking_kdf(
     passphrase: &str,
     salt: Vec<u8>,
 ) -> Result<Zeroizing<[u8; 32]>, ClientError> {
-    let passphrase = Zeroizing::new(passphrase.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let mut key = Zeroizing::new([0u8; 32]);
-        match kdf {
-            Kdf::Argon2id => {
-                let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, Some(32))
-                    .map_err(|_| ClientError::Crypto("Argon2id settings".into()))?;
-                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-                    .hash_password_into(passphrase.as_bytes(), &salt, key.as_mut())
-                    .map_err(|_| ClientError::Crypto("Argon2id failed".into()))?;
-            }
-            Kdf::Scrypt => {
+    match kdf {
+        Kdf::Argon2id => {
+            crate::store::passphrase_key(passphrase, salt, ARGON2_M_KIB, ARGON2_T, ARGON2_P).await
+        }
+        Kdf::Scrypt => {
+            let passphrase = Zeroizing::new(passphrase.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let mut key = Zeroizing::new([0u8; 32]);
                 let params = scrypt::Params::new(LOG_N, SCRYPT_R, SCRYPT_P)
                     .map_err(|_| ClientError::Crypto("scrypt settings".into()))?;
                 scrypt::scrypt(passphrase.as_bytes(), &salt, &params, key.as_mut())
                     .map_err(|_| ClientError::Crypto("scrypt failed".into()))?;
-            }
+                Ok(key)
+            })
+            .await
+            .map_err(|_| ClientError::Crypto("the key derivation was interrupted".into()))?
         }
-        Ok(key)
-    })
-    .await
-    .map_err(|_| ClientError::Crypto("the key derivation was interrupted".into()))?
+    }
 }
 
 /// `nonce(12) ‖ AES-256-GCM(key, plaintext, aad)`.
