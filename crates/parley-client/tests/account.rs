@@ -911,3 +911,46 @@ fn now_ms() -> i64 {
     )
     .expect("fits")
 }
+
+/// With a user's root key pinned, a new device it signs keeps the conversation
+/// verified, even when that device writes first (its signature is checked right
+/// after the message is applied, before anything is sent back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_signed_by_a_pinned_root_keeps_the_conversation_verified() {
+    let w = World::start().await;
+    let (alice, mut bob, group) = w.alice_and_bob_in("pair").await;
+    bob.sync().await.expect("synced");
+    let root = alice.root_fingerprint().expect("alice has a root key");
+    bob.verify_user(alice.user(), &root).await.expect("pinned");
+    assert_eq!(
+        bob.conversation(&group).expect("known").verification,
+        Verification::Verified
+    );
+
+    let mut alice2 = w.second_device("alice", 2).await;
+    alice2.sync().await.expect("synced");
+    alice2
+        .send_text(&group, "my new laptop writes first", false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    assert_eq!(
+        bob.conversation(&group).expect("known").verification,
+        Verification::Verified,
+        "signed by the pinned root: still verified"
+    );
+    let history = bob.history(&group).await.expect("history");
+    assert!(texts(&history).contains(&"my new laptop writes first".to_owned()));
+    assert!(
+        !history.iter().any(|m| m.text.contains("no longer verified")),
+        "never degraded on the way: {history:?}"
+    );
+    bob.send_text(&group, "welcome, new laptop", false)
+        .await
+        .expect("sent without confirmation");
+    alice2.sync().await.expect("synced");
+    assert!(
+        texts(&alice2.history(&group).await.expect("history"))
+            .contains(&"welcome, new laptop".to_owned())
+    );
+}
