@@ -659,8 +659,20 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
                 }
                 None => account.send_text(&id, &text, confirm).await?,
             };
-            show(json, &json!({"sent": message}), || {
-                format!("Sent [{}].", &message[..8])
+            let pending = account
+                .message(&id, &message)
+                .await?
+                .is_some_and(|m| m.pending);
+            show(json, &json!({"sent": message, "pending": pending}), || {
+                if pending {
+                    format!(
+                        "Queued [{}]: the server cannot be reached now; it goes out with your \
+                         next command.",
+                        &message[..8]
+                    )
+                } else {
+                    format!("Sent [{}].", &message[..8])
+                }
             });
         }
         Command::Edit { conv, id, text } => {

@@ -209,4 +209,17 @@ async fn history_and_conversations_work_with_the_server_down() {
     let convs = ben.ok(&["convs"]).await;
     assert_eq!(convs[0]["name"], "ann");
     ben.ok(&["fingerprint"]).await;
+    // A message written now is committed and waits in the outbox, shown as
+    // pending (the crash tests show the outbox going out later).
+    let sent = ben.ok(&["send", "ann", "written offline"]).await;
+    assert_eq!(sent["pending"], true, "{sent}");
+    let history = ben.ok(&["history", "ann"]).await;
+    let entry = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["text"] == "written offline")
+        .cloned()
+        .expect("in the history");
+    assert_eq!(entry["pending"], true);
 }

@@ -942,7 +942,9 @@ async fn a_new_device_signed_by_a_pinned_root_keeps_the_conversation_verified() 
     let history = bob.history(&group).await.expect("history");
     assert!(texts(&history).contains(&"my new laptop writes first".to_owned()));
     assert!(
-        !history.iter().any(|m| m.text.contains("no longer verified")),
+        !history
+            .iter()
+            .any(|m| m.text.contains("no longer verified")),
         "never degraded on the way: {history:?}"
     );
     bob.send_text(&group, "welcome, new laptop", false)

@@ -344,12 +344,21 @@ impl Account {
         envelope: &Envelope,
         confirm: bool,
     ) -> Result<(), ClientError> {
-        // What an earlier run left goes first.
-        self.flush_outbox().await?;
-        // Devices met in messages are checked before anything is sent to them.
+        // What an earlier run left goes first; with the server away, this one
+        // joins it in the outbox.
+        match self.flush_outbox().await {
+            Err(e) if !is_away(&e) => return Err(e),
+            _ => {}
+        }
+        // Devices met in messages are checked before anything is sent to them
+        // (again with the next flush when the server is away: a verified
+        // conversation's post refuses devices nobody approved).
         let unchecked = self.unchecked_users();
         if !unchecked.is_empty() {
-            self.refresh_devices(&unchecked).await?;
+            match self.refresh_devices(&unchecked).await {
+                Err(e) if !is_away(&e) => return Err(e),
+                _ => {}
+            }
         }
         let plaintext = Zeroizing::new(envelope.to_bytes());
         // Large content goes once, as the shared blob; each device gets its key.
@@ -411,10 +420,18 @@ impl Account {
                         .copied()
                         .collect();
                     if !unlisted.is_empty() {
-                        self.refresh_devices(&unlisted).await?;
+                        // Sent already: a failure here must not read as a
+                        // failed send (the person would send it twice).
+                        match self.refresh_devices(&unlisted).await {
+                            Err(e) if !is_away(&e) => return Err(e),
+                            _ => {}
+                        }
                     }
                     return Ok(());
                 }
+                // Committed and in the outbox: it is pending (its history entry
+                // says so) and goes out with the next send, sync or connect.
+                Err(e) if is_away(&e) => return Ok(()),
                 Err(ClientError::NewDevices(opened)) => {
                     // A verified conversation met new devices: trusted ones (signed
                     // by a pinned root) keep it verified; any other degrades it.
@@ -460,12 +477,18 @@ impl Account {
             )
             .await?;
         self.commit(tx).await?;
-        self.post(pending).await?;
-        Ok(())
+        match self.post(pending).await {
+            // Queued: it goes out with the next flush.
+            Err(e) if is_away(&e) => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// Sends a text. In a degraded conversation `confirm` must be set (the person
-    /// was asked), which also marks the conversation non-verified.
+    /// was asked), which also marks the conversation non-verified. When the
+    /// server cannot be reached after the message was committed, it stays
+    /// pending ([`Message::pending`](super::Message::pending)) and goes out with
+    /// the next send, sync or connect.
     pub async fn send_text(
         &mut self,
         conversation: &Qualified<Uuid>,
