@@ -342,7 +342,7 @@ async fn open(dir: &Path) -> Result<Account> {
 async fn sync_or_offline(account: &mut Account) -> Result<()> {
     match account.sync().await {
         Ok(_) => Ok(()),
-        Err(e @ ClientError::Transport(_)) => {
+        Err(e @ (ClientError::Transport(_) | ClientError::Api { status: 500.., .. })) => {
             eprintln!("Offline ({e}): showing what is on this device.");
             Ok(())
         }
@@ -460,9 +460,22 @@ async fn run(cli: Cli) -> Result<()> {
             };
             eprintln!("Creating your keys and registering this device…");
             let (account, recovery_code) = if hardened {
-                let (account, code) =
-                    Account::register_hardened(&dir, &passphrase, &server, &register).await?;
-                (account, Some(code.to_text()))
+                let mut shown = None;
+                // Printed the moment the bundle is stored: whatever fails after,
+                // the person has the only key to it.
+                let mut show = |code: &parley_client::trust::RecoveryCode| {
+                    let text = code.to_text();
+                    eprintln!(
+                        "Your recovery code (write it down now; it is shown once, and a new \
+                         device needs it as PARLEY_RECOVERY_PASSPHRASE):\n  {}",
+                        text.as_str()
+                    );
+                    shown = Some(text);
+                };
+                let account =
+                    Account::register_hardened(&dir, &passphrase, &server, &register, &mut show)
+                        .await?;
+                (account, shown)
             } else {
                 let recovery = recovery_passphrase()?;
                 let account =
@@ -478,18 +491,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &json!({"user": user, "device": device, "fingerprint": fp,
                         "root_fingerprint": account.root_fingerprint(),
                         "recovery_code": recovery_code.as_deref()}),
-                || {
-                    let mut text =
-                        format!("Registered. This device is {device}.\nFingerprint: {fp}");
-                    if let Some(code) = &recovery_code {
-                        text.push_str(&format!(
-                            "\nRecovery code (write it down; it is shown once, and a new device \
-                             needs it as PARLEY_RECOVERY_PASSPHRASE):\n  {}",
-                            code.as_str()
-                        ));
-                    }
-                    text
-                },
+                || format!("Registered. This device is {device}.\nFingerprint: {fp}"),
             );
         }
         Command::Login { email } => {

@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
+use parley_client::store::{Store, Table};
 use parley_testkit::TestServer;
 use serde_json::Value;
 use support::Person;
@@ -222,4 +223,26 @@ async fn history_and_conversations_work_with_the_server_down() {
         .cloned()
         .expect("in the history");
     assert_eq!(entry["pending"], true);
+
+    // Deleted before it could go, it never will: its outbox entry is gone too.
+    let id = sent["sent"].as_str().expect("id")[..8].to_owned();
+    ben.ok(&["delete", "ann", &id]).await;
+    let (at_ben, _) = census(&ben.ok(&["history", "ann"]).await);
+    assert_eq!(at_ben.get("written offline"), None);
+    let store = Store::open(&ben.dir, "local passphrase")
+        .await
+        .expect("ben's store");
+    let mut tx = store.read().await.expect("read");
+    let queued: Vec<Value> = tx
+        .all(Table::Outbox)
+        .await
+        .expect("outbox")
+        .iter()
+        .map(|(_, row)| serde_json::from_slice(row).expect("an outbox row"))
+        .collect();
+    let full_id = sent["sent"].as_str().expect("id");
+    assert!(
+        queued.iter().all(|row| row["entry"] != full_id),
+        "withdrawn from the outbox: {queued:?}"
+    );
 }

@@ -277,6 +277,12 @@ impl Api {
             .post(format!("{}/v1/access", self.base))
             .send()
             .await?;
+        if resp.status().is_client_error() {
+            // The login cookie is gone, expired or revoked (a password change
+            // elsewhere): the person must log in again. Nothing they asked for
+            // was refused.
+            return Err(ClientError::NotLoggedIn);
+        }
         if !resp.status().is_success() {
             return Err(Self::refused(resp).await);
         }

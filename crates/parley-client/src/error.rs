@@ -48,6 +48,16 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The server is away, busy or wants a new login: nothing was refused, and
+    /// trying again later can succeed (what was queued stays queued).
+    pub fn is_away(&self) -> bool {
+        match self {
+            Self::Transport(_) | Self::NotLoggedIn => true,
+            Self::Api { status, .. } => matches!(status, 401 | 408 | 429) || *status >= 500,
+            _ => false,
+        }
+    }
+
     /// A stable label for every kind of error: the server's label when it
     /// refused, otherwise this client's.
     pub fn code(&self) -> &str {

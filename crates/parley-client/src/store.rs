@@ -260,6 +260,22 @@ fn table_sql(table: &str) -> [String; 2] {
     ]
 }
 
+/// Creates whatever table is missing (a database made by an earlier version
+/// gains the tables added since).
+async fn schema(conn: &mut sqlx::SqliteConnection) -> Result<(), ClientError> {
+    let mut statements: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
+    for t in Table::ALL {
+        statements.extend(table_sql(t.name()));
+    }
+    for s in statements {
+        sqlx::query(sqlx::AssertSqlSafe(s))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db("cannot set up the database", e))?;
+    }
+    Ok(())
+}
+
 /// The keyring row: the wrapped storage key and how to unwrap it.
 struct Keyring {
     salt: Vec<u8>,
@@ -323,16 +339,7 @@ impl Store {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| db("the database stayed busy", e))?;
-        let mut statements: Vec<String> = SCHEMA.iter().map(|s| (*s).to_owned()).collect();
-        for t in Table::ALL {
-            statements.extend(table_sql(t.name()));
-        }
-        for s in statements {
-            sqlx::query(sqlx::AssertSqlSafe(s))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db("cannot set up the database", e))?;
-        }
+        schema(&mut tx).await?;
         if let Some(k) = keyring(&mut tx).await? {
             let storage = k.unwrap(passphrase).await?;
             tx.commit()
@@ -417,6 +424,7 @@ impl Store {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| db("the database stayed busy", e))?;
+        schema(&mut tx).await?;
         let here = file_identity(&path);
         let recorded: Option<Vec<u8>> = sqlx::query_scalar("SELECT file FROM origin WHERE id = 1")
             .fetch_optional(&mut *tx)
@@ -702,13 +710,16 @@ impl Tx {
             .execute(&mut *self.tx)
             .await
             .map_err(|e| db("cannot write the database", e))?;
-        self.deleted |= done.rows_affected() > 0;
+        // History entries are what a person deletes: those are shredded.
+        // (Other rows are replaced as a matter of course; what they held is
+        // still in the history, or was never content.)
+        self.deleted |= table == Table::Messages && done.rows_affected() > 0;
         Ok(done.rows_affected() > 0)
     }
 
-    /// Whether this transaction deleted rows (the caller shreds after the
-    /// commit).
-    pub fn deleted_rows(&self) -> bool {
+    /// Whether this transaction deleted history entries (the caller shreds
+    /// after the commit).
+    pub fn deleted_messages(&self) -> bool {
         self.deleted
     }
 

@@ -360,6 +360,11 @@ impl Account {
                 let Some(mut target) = load(tx, conversation.id, &d.message_id).await? else {
                     return Ok(None);
                 };
+                if target.pending && target.from == from && mine {
+                    // Deleted before it could go: it never will.
+                    self.withdraw(tx, conversation.id, &d.message_id).await?;
+                    target.pending = false;
+                }
                 if d.for_everyone {
                     if target.from != from {
                         return Ok(None);
@@ -478,10 +483,7 @@ impl Account {
             }
         }
         self.commit(tx).await?;
-        match self.flush_outbox().await {
-            Ok(_) | Err(ClientError::Transport(_)) => {}
-            Err(e) => return Err(e),
-        }
+        self.flush_quietly().await?;
         Ok(messages)
     }
 

@@ -130,6 +130,8 @@ struct AccountRow {
     domain: String,
     login: Option<LoginState>,
     root: Option<String>,
+    #[serde(default)]
+    needs_conversations: bool,
 }
 
 #[derive(Default)]
@@ -138,6 +140,9 @@ struct State {
     /// The backend's domain (the `@domain` of this user's id).
     domain: String,
     login: Option<LoginState>,
+    /// The conversations this account had before this device came are still
+    /// to fetch.
+    needs_conversations: bool,
     conversations: BTreeMap<Uuid, ConversationView>,
     peers: BTreeMap<UserId, Peer>,
     /// Names of users, for display.
@@ -208,14 +213,13 @@ fn damaged(what: &str) -> ClientError {
 }
 
 /// How the root key is kept for the user's next devices.
-#[derive(Clone, Copy)]
 enum Recovery<'a> {
     /// In a bundle the server keeps, opened with this passphrase.
     Passphrase(&'a str),
-    /// Hardened: in a bundle whose key only the user keeps (a new account gets
-    /// one; an existing hardened account is opened with its code as the
-    /// passphrase).
-    Hardened,
+    /// Hardened: in a bundle whose key only the user keeps. The code is handed
+    /// to this callback the moment the bundle is on the server, before
+    /// anything else can fail.
+    Hardened(&'a mut (dyn FnMut(&trust::RecoveryCode) + Send)),
 }
 
 /// What to do when enrolling a device finds no recovery bundle.
@@ -247,36 +251,38 @@ impl Account {
         let store = Self::fresh_store(dir, passphrase).await?;
         let api = Api::new(server)?;
         api.register(register).await?;
-        Ok(Self::enrol(
+        Self::enrol(
             api,
             store,
             Recovery::Passphrase(recovery),
             &register.password,
         )
-        .await?
-        .0)
+        .await
     }
 
     /// [`Account::register`] in Wickr's hardened mode: the key that opens the
-    /// recovery bundle never goes to the server. The returned recovery code is
-    /// the only way to add another device: show it to the person once, to
-    /// write down; [`Account::login`] takes it where a recovery passphrase
+    /// recovery bundle never goes to the server. `show_code` gets the recovery
+    /// code as soon as the bundle is stored, before anything else can fail: it
+    /// is the only way to add another device, so the person must see it and
+    /// write it down. [`Account::login`] takes it where a recovery passphrase
     /// would go.
     pub async fn register_hardened(
         dir: &Path,
         passphrase: &str,
         server: &str,
         register: &Register,
-    ) -> Result<(Self, trust::RecoveryCode), ClientError> {
+        show_code: &mut (dyn FnMut(&trust::RecoveryCode) + Send),
+    ) -> Result<Self, ClientError> {
         let store = Self::fresh_store(dir, passphrase).await?;
         let api = Api::new(server)?;
         api.register(register).await?;
-        let (account, code) =
-            Self::enrol(api, store, Recovery::Hardened, &register.password).await?;
-        let code = code.ok_or_else(|| {
-            ClientError::Storage("the account already had a recovery bundle".into())
-        })?;
-        Ok((account, code))
+        Self::enrol(
+            api,
+            store,
+            Recovery::Hardened(show_code),
+            &register.password,
+        )
+        .await
     }
 
     /// Logs in and registers this device in `dir`. The root key comes from the
@@ -301,11 +307,7 @@ impl Account {
             ..Login::default()
         })
         .await?;
-        Ok(
-            Self::enrol(api, store, Recovery::Passphrase(recovery), password)
-                .await?
-                .0,
-        )
+        Self::enrol(api, store, Recovery::Passphrase(recovery), password).await
     }
 
     async fn fresh_store(dir: &Path, passphrase: &str) -> Result<Store, ClientError> {
@@ -325,13 +327,13 @@ impl Account {
         store: Store,
         recovery: Recovery<'_>,
         password: &str,
-    ) -> Result<(Self, Option<trust::RecoveryCode>), ClientError> {
-        let mut code = None;
+    ) -> Result<Self, ClientError> {
         let root = match api.recovery_bundle().await? {
             Some(bundle) => {
-                let secret = match recovery {
-                    Recovery::Passphrase(p) => p,
-                    Recovery::Hardened => "",
+                let Recovery::Passphrase(secret) = recovery else {
+                    return Err(ClientError::Storage(
+                        "this account already has a recovery bundle: log in instead".into(),
+                    ));
                 };
                 RootKey::open_recovery_bundle(&bundle, secret).await?
             }
@@ -342,18 +344,18 @@ impl Account {
                     return Err(no_bundle_with_devices());
                 }
                 let root = RootKey::generate()?;
-                let bundle = match recovery {
+                match recovery {
                     Recovery::Passphrase(p) => {
                         trust::check_passphrase_strength(p)?;
-                        root.seal_recovery_bundle(p).await?
+                        api.put_recovery_bundle(&root.seal_recovery_bundle(p).await?)
+                            .await?;
                     }
-                    Recovery::Hardened => {
-                        let (bundle, c) = root.seal_hardened_bundle()?;
-                        code = Some(c);
-                        bundle
+                    Recovery::Hardened(show_code) => {
+                        let (bundle, code) = root.seal_hardened_bundle()?;
+                        api.put_recovery_bundle(&bundle).await?;
+                        show_code(&code);
                     }
-                };
-                api.put_recovery_bundle(&bundle).await?;
+                }
                 root
             }
         };
@@ -384,12 +386,15 @@ impl Account {
         let client = account.api.add_client(&request).await?;
         let tx = account.begin().await?;
         account.device.set_id(client.id);
-        account.commit(tx).await?;
-        account.refresh_conversations().await?;
+        // What the account already has is fetched now, or by the next sync if
+        // the server is away: the device is registered either way.
+        account.state.needs_conversations = true;
         // This user's own devices count for every conversation's verification.
         let me = account.user();
-        account.refresh_devices(&[me]).await?;
-        Ok((account, code))
+        account.peer_mut(me).refresh = true;
+        account.commit(tx).await?;
+        let _ = account.follow_up().await;
+        Ok(account)
     }
 
     /// Opens the account saved in `dir`. Needs no server: everything local
@@ -516,13 +521,14 @@ impl Account {
                 tx.delete_by_key(*table, key).await?;
             }
         }
-        let shred = self.shred_due || tx.deleted_rows();
+        let shred = self.shred_due || tx.deleted_messages();
         tx.commit().await?;
         self.written = now;
         self.stale = false;
         if shred {
-            // Deleted rows (messages, outbox entries with their plaintext) are
-            // overwritten in the file; the log that still holds them is emptied.
+            // Deleted history entries are overwritten in the file; the log that
+            // still holds them (and the outbox rows that carried them) is
+            // emptied.
             self.shred_due = !self.store.shred().await?;
         }
         Ok(())
@@ -539,6 +545,7 @@ impl Account {
                 .root
                 .as_ref()
                 .map(|r| b64().encode(r.secret().as_ref())),
+            needs_conversations: self.state.needs_conversations,
         };
         rows.push((Table::Meta, ACCOUNT_ROW.to_vec(), json(&row)));
         zeroize::Zeroize::zeroize(&mut row.root);
@@ -592,6 +599,7 @@ impl Account {
             self.state.server = row.server;
             self.state.domain = row.domain;
             self.state.login = row.login;
+            self.state.needs_conversations = row.needs_conversations;
         }
         self.state.names = match tx.get(Table::Meta, NAMES_ROW).await? {
             Some(bytes) => serde_json::from_slice(&bytes).map_err(|_| damaged("names"))?,
@@ -760,7 +768,13 @@ impl Account {
     /// Re-reads every conversation's members and settings from the server.
     pub async fn refresh_conversations(&mut self) -> Result<(), ClientError> {
         let all = self.api.conversations().await?;
-        self.absorb_conversations(all).await
+        self.absorb_conversations(all).await?;
+        if self.state.needs_conversations {
+            let tx = self.begin().await?;
+            self.state.needs_conversations = false;
+            self.commit(tx).await?;
+        }
+        Ok(())
     }
 
     /// Stores conversations as the server describes them.

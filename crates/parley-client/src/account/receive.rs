@@ -27,7 +27,7 @@ impl Account {
     /// Fetches everything new from the server's queue, applies it and commits,
     /// then does what needs the network. Posts the outbox first.
     pub async fn sync(&mut self) -> Result<Vec<Update>, ClientError> {
-        self.flush_outbox().await?;
+        self.flush_quietly().await?;
         let mut updates = Vec::new();
         loop {
             self.refresh().await?;
@@ -75,7 +75,7 @@ impl Account {
     /// Opens the live socket from this device's cursor, after posting the
     /// outbox and topping up the server's pool of this device's prekeys.
     pub async fn connect(&mut self) -> Result<crate::api::LiveSocket, ClientError> {
-        self.flush_outbox().await?;
+        self.flush_quietly().await?;
         self.top_up_prekeys().await?;
         self.refresh().await?;
         self.device.connect(&self.api).await
@@ -150,8 +150,11 @@ impl Account {
 
     /// What needs the server after a receive: done now, and again next time
     /// for whatever fails (the state says what is still to do).
-    async fn follow_up(&mut self) -> Result<Vec<Update>, ClientError> {
+    pub(super) async fn follow_up(&mut self) -> Result<Vec<Update>, ClientError> {
         let mut updates = Vec::new();
+        if self.state.needs_conversations {
+            self.refresh_conversations().await?;
+        }
         let incomplete: Vec<Qualified<Uuid>> = self
             .state
             .conversations
@@ -184,7 +187,7 @@ impl Account {
         if self.device.prekeys_held() < usize::from(INITIAL_PREKEYS) {
             self.top_up_prekeys().await?;
         }
-        self.flush_outbox().await?;
+        self.flush_quietly().await?;
         self.purge_expired().await?;
         Ok(updates)
     }

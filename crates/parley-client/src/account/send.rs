@@ -30,19 +30,10 @@ const SEND_ATTEMPTS: usize = 4;
 /// before it is given up.
 const POST_TRIES: u32 = 3;
 
-/// The server is away or busy: try again later, keep everything.
-fn is_away(e: &ClientError) -> bool {
-    match e {
-        ClientError::Transport(_) | ClientError::NotLoggedIn => true,
-        ClientError::Api { status, .. } => matches!(status, 401 | 408 | 429) || *status >= 500,
-        _ => false,
-    }
-}
-
 /// The server refused the message itself (not a member, a block, bad input):
 /// sending it again cannot help.
 fn refused_for_good(e: &ClientError) -> bool {
-    matches!(e, ClientError::Api { status, .. } if (400..500).contains(status)) && !is_away(e)
+    matches!(e, ClientError::Api { status, .. } if (400..500).contains(status)) && !e.is_away()
 }
 
 /// An outbox row: a message encrypted and committed, not yet accepted.
@@ -155,14 +146,14 @@ impl Account {
                 Ok(Delivery::Missing(answer)) => {
                     let claimed = self.api.claim_prekeys(&answer.missing).await?;
                     let mut tx = self.begin().await?;
-                    if tx
-                        .get(Table::Outbox, pending.id.as_bytes())
-                        .await?
-                        .is_none()
-                    {
+                    // Another process on this device may have changed or
+                    // settled the entry meanwhile: work on what is stored.
+                    let Some(bytes) = tx.get(Table::Outbox, pending.id.as_bytes()).await? else {
                         self.commit(tx).await?;
                         return Ok(None);
-                    }
+                    };
+                    pending =
+                        serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
                     self.forget_deleted(&answer.deleted);
                     for (user, client) in flatten(&answer.deleted).chain(flatten(&answer.redundant))
                     {
@@ -299,11 +290,40 @@ impl Account {
                 // Settled (and said in the history) by `post`.
                 Err(ClientError::NewDevices(_) | ClientError::Degraded) => {}
                 Err(e) if refused_for_good(&e) => {}
-                Err(e) if is_away(&e) => return Err(e),
+                Err(e) if e.is_away() => return Err(e),
                 Err(e) => self.tried(&id, &conversation, entry.is_some(), &e).await?,
             }
         }
         Ok(sent)
+    }
+
+    /// Takes a message that is still pending back out of the outbox (it was
+    /// deleted before it could go): it is never posted (inside the caller's
+    /// transaction).
+    pub(super) async fn withdraw(
+        &mut self,
+        tx: &mut Tx,
+        conversation: Uuid,
+        entry: &str,
+    ) -> Result<(), ClientError> {
+        for (key, bytes) in tx.all(Table::Outbox).await? {
+            let pending: Pending =
+                serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
+            if pending.conversation.id == conversation && pending.entry.as_deref() == Some(entry) {
+                tx.delete_by_key(Table::Outbox, &key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Account::flush_outbox`] where sending is not the point (receiving,
+    /// showing): a server that is away leaves the entries queued, and does not
+    /// stop what the caller is doing. Only local failures are errors.
+    pub(super) async fn flush_quietly(&mut self) -> Result<(), ClientError> {
+        match self.flush_outbox().await {
+            Err(e) if !e.is_away() => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Counts a failed try of an outbox entry; the last one gives it up.
@@ -346,18 +366,22 @@ impl Account {
     ) -> Result<(), ClientError> {
         // What an earlier run left goes first; with the server away, this one
         // joins it in the outbox.
-        match self.flush_outbox().await {
-            Err(e) if !is_away(&e) => return Err(e),
-            _ => {}
-        }
-        // Devices met in messages are checked before anything is sent to them
-        // (again with the next flush when the server is away: a verified
-        // conversation's post refuses devices nobody approved).
+        self.flush_quietly().await?;
+        // Devices met in messages are checked before anything is sent to them.
+        // A verified conversation sends nothing while one cannot be checked
+        // (the server could hide a device's list to slip it in); an unverified
+        // one, which already accepts unchecked devices, is queued.
         let unchecked = self.unchecked_users();
-        if !unchecked.is_empty() {
-            match self.refresh_devices(&unchecked).await {
-                Err(e) if !is_away(&e) => return Err(e),
-                _ => {}
+        if !unchecked.is_empty()
+            && let Err(e) = self.refresh_devices(&unchecked).await
+        {
+            let verified = self
+                .state
+                .conversations
+                .get(&conversation.id)
+                .is_some_and(|c| c.verification == Verification::Verified);
+            if verified || !e.is_away() {
+                return Err(e);
             }
         }
         let plaintext = Zeroizing::new(envelope.to_bytes());
@@ -423,7 +447,7 @@ impl Account {
                         // Sent already: a failure here must not read as a
                         // failed send (the person would send it twice).
                         match self.refresh_devices(&unlisted).await {
-                            Err(e) if !is_away(&e) => return Err(e),
+                            Err(e) if !e.is_away() => return Err(e),
                             _ => {}
                         }
                     }
@@ -431,7 +455,7 @@ impl Account {
                 }
                 // Committed and in the outbox: it is pending (its history entry
                 // says so) and goes out with the next send, sync or connect.
-                Err(e) if is_away(&e) => return Ok(()),
+                Err(e) if e.is_away() => return Ok(()),
                 Err(ClientError::NewDevices(opened)) => {
                     // A verified conversation met new devices: trusted ones (signed
                     // by a pinned root) keep it verified; any other degrades it.
@@ -479,7 +503,7 @@ impl Account {
         self.commit(tx).await?;
         match self.post(pending).await {
             // Queued: it goes out with the next flush.
-            Err(e) if is_away(&e) => Ok(()),
+            Err(e) if e.is_away() => Ok(()),
             other => other.map(|_| ()),
         }
     }
