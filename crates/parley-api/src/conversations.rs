@@ -240,6 +240,10 @@ pub struct NewProteusMessage {
     /// Which missing devices refuse the message.
     #[serde(default)]
     pub report_missing: ReportMissing,
+    /// The sending device's send generation (its count of encryptions): once
+    /// delivered, the device's generation on the server is at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 /// The answer to a message: 201 when sent, 412 when devices were missing.

@@ -410,6 +410,17 @@ pub struct PushEndpoint {
     pub url: String,
 }
 
+/// `POST /v1/clients/{id}/generation`, both ways: the highest send generation a
+/// device has reported. A device's copy restored from an old backup finds the
+/// server ahead of it, and knows its sessions may already have used the chain
+/// positions it holds.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Generation {
+    /// The generation.
+    pub generation: u64,
+}
+
 /// `GET /v1/clients/{id}/prekeys`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -304,6 +304,24 @@ impl Api {
         Ok(count.count)
     }
 
+    /// Reports a device's send generation; the answer is the highest any copy
+    /// of the device has reported.
+    pub async fn raise_generation(
+        &self,
+        client: ClientId,
+        generation: u64,
+    ) -> Result<u64, ClientError> {
+        let path = format!("/v1/clients/{client}/generation");
+        let answer: parley_api::Generation = self
+            .json(
+                Method::POST,
+                &path,
+                Some(&parley_api::Generation { generation }),
+            )
+            .await?;
+        Ok(answer.generation)
+    }
+
     /// Adds prekeys to one of the user's devices.
     pub async fn upload_prekeys(
         &self,

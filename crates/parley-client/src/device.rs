@@ -42,6 +42,8 @@ struct SavedDevice {
     cursor: Option<u64>,
     next_prekey: u16,
     identity: String,
+    #[serde(default)]
+    generation: u64,
 }
 
 /// A session row: whose, and the session (base64 of its Proteus encoding).
@@ -193,6 +195,9 @@ pub struct Device {
     cursor: Option<u64>,
     /// The id the next new prekey gets (ids wrap below the last-resort id).
     next_prekey: u16,
+    /// How many times this device has encrypted (one per outgoing batch); the
+    /// server keeps the highest it has seen, so an old copy notices.
+    generation: u64,
     rng: UnwrapErr<SysRng>,
 }
 
@@ -257,6 +262,7 @@ impl Device {
             pins: HashMap::new(),
             cursor: None,
             next_prekey: INITIAL_PREKEYS,
+            generation: 0,
             rng,
         }
     }
@@ -317,6 +323,7 @@ impl Device {
             cursor: self.cursor,
             next_prekey: self.next_prekey,
             identity: b64(&self.identity.serialize()),
+            generation: self.generation,
         };
         let mut rows = vec![(Table::Meta, DEVICE_ROW.to_vec(), json(&saved))];
         for p in self.prekeys.values() {
@@ -388,6 +395,7 @@ impl Device {
             pins,
             cursor: saved.cursor,
             next_prekey: saved.next_prekey,
+            generation: saved.generation,
             rng: UnwrapErr(SysRng),
         }))
     }
@@ -546,14 +554,27 @@ impl Device {
         Ok(opened)
     }
 
+    /// This device's send generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Moves the send generation to at least `generation` (after learning
+    /// that another copy of this device got that far).
+    pub(crate) fn catch_up_generation(&mut self, generation: u64) {
+        self.generation = self.generation.max(generation);
+    }
+
     /// Encrypts `plaintext` for every device of `users` this device has a
-    /// session with (not itself), skipping devices already in `done`.
+    /// session with (not itself), skipping devices already in `done`; counts
+    /// one more generation.
     pub(crate) fn encrypt_for(
         &mut self,
         users: &[UserId],
         plaintext: &[u8],
         done: &mut BTreeMap<UserId, BTreeMap<ClientId, String>>,
-    ) {
+    ) -> u64 {
+        self.generation += 1;
         for ((user, client), session) in &mut self.sessions {
             if !users.contains(user) || (*user, *client) == (self.user, self.client) {
                 continue;
@@ -563,6 +584,7 @@ impl Device {
                 slot.insert(*client, b64(&session.encrypt(plaintext)));
             }
         }
+        self.generation
     }
 
     /// Decrypts an event if it is a message for this device: `Ok(None)` for

@@ -746,6 +746,7 @@ async fn injected_duplicates_and_garbage_reset_nothing() {
             report_missing: ReportMissing::Only {
                 users: vec![bob.user()],
             },
+            generation: None,
         };
         alice
             .api()
@@ -969,5 +970,71 @@ async fn a_new_device_signed_by_a_pinned_root_keeps_the_conversation_verified() 
     assert!(
         texts(&alice2.history(&group).await.expect("history"))
             .contains(&"welcome, new laptop".to_owned())
+    );
+}
+
+/// An old copy written back over the live files (same file, same inode, as
+/// `cp backup/* dir/` or a snapshot rollback does): the file looks like the
+/// device's own, but the server knows the device got further, so the copy
+/// drops its sessions before it encrypts anything and the peer reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_restored_over_the_same_file_notices_through_the_server() {
+    let w = World::start().await;
+    let (mut alice, bob, group) = w.alice_and_bob_in("pair").await;
+    alice.send_text(&group, "one", false).await.expect("sent");
+    let dir = w.dir("bob-1");
+    let mut bob = bob;
+    bob.sync().await.expect("synced");
+    bob.close().await;
+    let old: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("bob's directory")
+        .map(|e| {
+            let path = e.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("file");
+            (path, bytes)
+        })
+        .collect();
+
+    let mut bob = Account::open(&dir, PASSPHRASE).await.expect("reopened");
+    bob.send_text(&group, "two", false).await.expect("sent");
+    bob.send_text(&group, "three", false).await.expect("sent");
+    alice.sync().await.expect("synced");
+    bob.close().await;
+
+    // Written back into the same files.
+    for entry in std::fs::read_dir(&dir).expect("bob's directory") {
+        let path = entry.expect("entry").path();
+        if !old.iter().any(|(p, _)| *p == path) {
+            std::fs::remove_file(&path).expect("removed");
+        }
+    }
+    for (path, bytes) in &old {
+        std::fs::write(path, bytes).expect("written back in place");
+    }
+
+    let mut bob = Account::open(&dir, PASSPHRASE).await.expect("restored");
+    bob.send_text(&group, "back from the copy", false)
+        .await
+        .expect("sent");
+    alice.sync().await.expect("synced");
+    let at_alice = alice.history(&group).await.expect("history");
+    assert_eq!(
+        texts(&at_alice),
+        ["one", "two", "three", "back from the copy"],
+        "no key was used twice: {at_alice:?}"
+    );
+    assert!(
+        !at_alice
+            .iter()
+            .any(|m| matches!(m.kind, MessageKind::Undecryptable { .. })),
+        "{at_alice:?}"
+    );
+    alice
+        .send_text(&group, "welcome back", false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    assert!(
+        texts(&bob.history(&group).await.expect("history")).contains(&"welcome back".to_owned())
     );
 }

@@ -648,6 +648,26 @@ async fn prekeys_upload_count_and_claim(s: &TestServer) {
         ),
         2
     );
+    // The send generation only rises, and only the owner reports it.
+    let generation = format!("/v1/clients/{id}/generation");
+    for (report, now) in [(5, 5), (2, 5), (0, 5), (7, 7)] {
+        let (st, v) = s
+            .post(&generation, Some(&u.token), json!({"generation": report}))
+            .await;
+        assert_eq!(
+            (st.as_u16(), v["generation"].as_u64()),
+            (200, Some(now)),
+            "{v}"
+        );
+    }
+    let (st, v) = s
+        .post(&generation, Some(&peer.token), json!({"generation": 9}))
+        .await;
+    assert_eq!(
+        (st.as_u16(), v["label"].as_str()),
+        (404, Some("client-not-found")),
+        "{v}"
+    );
     let claim_path = format!("/v1/users/localhost/{}/prekeys/{id}", u.id);
     let mut got = HashSet::new();
     for _ in 0..2 {

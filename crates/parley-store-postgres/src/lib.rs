@@ -894,6 +894,24 @@ impl Store for PostgresStore {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn raise_generation(
+        &self,
+        user: UserId,
+        client: ClientId,
+        generation: u64,
+    ) -> StoreResult<Option<u64>> {
+        let g: Option<i64> = sqlx::query_scalar(
+            "UPDATE clients SET generation = GREATEST(generation, $1) WHERE user_id = $2 AND id = $3 RETURNING generation",
+        )
+        .bind(i64::try_from(generation).unwrap_or(i64::MAX))
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(g.map(|g| u64::try_from(g).unwrap_or(0)))
+    }
+
     async fn claim_prekey(
         &self,
         user: UserId,

@@ -455,6 +455,21 @@ async fn prekey_pool(s: &dyn Store) {
     .await
     .expect("add");
     assert_eq!(s.count_prekeys(u.id, ClientId(7)).await.expect("count"), 3);
+    // The send generation only rises.
+    for (raise, now) in [(5, 5), (3, 5), (0, 5), (9, 9)] {
+        assert_eq!(
+            s.raise_generation(u.id, ClientId(7), raise)
+                .await
+                .expect("raise"),
+            Some(now)
+        );
+    }
+    assert_eq!(
+        s.raise_generation(u.id, ClientId(8), 1)
+            .await
+            .expect("unknown"),
+        None
+    );
     let mut claimed = Vec::new();
     for _ in 0..3 {
         claimed.push(

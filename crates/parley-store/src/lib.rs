@@ -419,6 +419,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<()>;
     /// Unused one-time prekeys of a device (the last-resort one not counted).
     async fn count_prekeys(&self, user: UserId, client: ClientId) -> StoreResult<u64>;
+    /// Raises a device's send generation to at least `generation` (never
+    /// lowers it) and returns it; `None` for an unknown device.
+    async fn raise_generation(
+        &self,
+        user: UserId,
+        client: ClientId,
+        generation: u64,
+    ) -> StoreResult<Option<u64>>;
     /// Claims one prekey of a device: a one-time prekey, deleted in the same step so
     /// no two claims get the same one, or the last-resort prekey when none is left.
     /// `None` for an unknown device.

@@ -437,6 +437,8 @@ impl Account {
         conversation: &Qualified<Uuid>,
     ) -> Result<Vec<Message>, ClientError> {
         self.purge_expired().await?;
+        // Read receipts are encrypted in this change.
+        self.check_generation().await?;
         let mut tx = self.begin().await?;
         let now = self.now_ms();
         let Some(c) = self.state.conversations.get(&conversation.id) else {

@@ -181,6 +181,8 @@ pub struct Account {
     /// A shred could not empty the log (another process was reading): tried
     /// again after the next commit.
     shred_due: bool,
+    /// This process compared the device's send generation with the server's.
+    generation_checked: bool,
 }
 
 impl std::fmt::Debug for Account {
@@ -378,6 +380,7 @@ impl Account {
             stale: false,
             notices: Vec::new(),
             shred_due: false,
+            generation_checked: false,
         };
         // The keys are on disk before the server publishes any of them.
         let tx = account.store.begin().await?;
@@ -413,6 +416,7 @@ impl Account {
             stale: true,
             notices: Vec::new(),
             shred_due: false,
+            generation_checked: false,
         };
         let mut tx = account.store.read().await?;
         if tx.get(Table::Meta, ACCOUNT_ROW).await?.is_none() {
@@ -443,12 +447,39 @@ impl Account {
         Ok(account)
     }
 
-    /// This device's database was restored from a copy: its sessions may stand
-    /// at chain positions the original already used, so every one is dropped
-    /// before anything is sent (the next message to each device opens a fresh
-    /// session; pinned identities stay).
-    async fn restored_from_copy(&mut self) -> Result<(), ClientError> {
-        let tx = self.begin().await?;
+    /// Before this process encrypts anything: is this device an old copy? The
+    /// server keeps the highest send generation any copy of the device
+    /// reported; ahead of ours means another copy used chain positions ours
+    /// still holds, so every session is dropped first. With the server away
+    /// the check waits for the next call (the file-identity check on opening
+    /// covers restores to a new file meanwhile).
+    pub(super) async fn check_generation(&mut self) -> Result<(), ClientError> {
+        if self.generation_checked {
+            return Ok(());
+        }
+        self.refresh().await?;
+        let ours = self.device.generation();
+        let theirs = match self.api.raise_generation(self.device_id(), ours).await {
+            Ok(g) => g,
+            Err(e) if e.is_away() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if theirs > ours {
+            let tx = self.begin().await?;
+            // Another process of this same device may have caught up already.
+            if self.device.generation() < theirs {
+                self.device.catch_up_generation(theirs);
+                self.forget_all_sessions();
+            }
+            self.commit(tx).await?;
+        }
+        self.generation_checked = true;
+        Ok(())
+    }
+
+    /// Drops every session (their chain positions may have been used by
+    /// another copy of this device) and says so (inside a transaction).
+    fn forget_all_sessions(&mut self) {
         self.device.drop_all_sessions();
         let ids: Vec<Uuid> = self.state.conversations.keys().copied().collect();
         for id in ids {
@@ -458,6 +489,20 @@ impl Account {
                  message key is used twice. Messages sent to it meanwhile may not be readable.",
             );
         }
+    }
+
+    /// Closes the device's database; the account is done with.
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+
+    /// This device's database was restored from a copy: its sessions may stand
+    /// at chain positions the original already used, so every one is dropped
+    /// before anything is sent (the next message to each device opens a fresh
+    /// session; pinned identities stay).
+    async fn restored_from_copy(&mut self) -> Result<(), ClientError> {
+        let tx = self.begin().await?;
+        self.forget_all_sessions();
         self.commit(tx).await?;
         // Only once the sessions are gone is the copy this device's own file.
         self.store.adopt_file().await

@@ -27,6 +27,7 @@ impl Account {
     /// Fetches everything new from the server's queue, applies it and commits,
     /// then does what needs the network. Posts the outbox first.
     pub async fn sync(&mut self) -> Result<Vec<Update>, ClientError> {
+        self.check_generation().await?;
         self.flush_quietly().await?;
         let mut updates = Vec::new();
         loop {
@@ -75,6 +76,7 @@ impl Account {
     /// Opens the live socket from this device's cursor, after posting the
     /// outbox and topping up the server's pool of this device's prekeys.
     pub async fn connect(&mut self) -> Result<crate::api::LiveSocket, ClientError> {
+        self.check_generation().await?;
         self.flush_quietly().await?;
         self.top_up_prekeys().await?;
         self.refresh().await?;

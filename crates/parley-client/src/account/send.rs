@@ -59,6 +59,9 @@ struct Pending {
     /// Failed tries for reasons other than the server being away.
     #[serde(default)]
     tries: u32,
+    /// This device's send generation when it was encrypted.
+    #[serde(default)]
+    generation: u64,
 }
 
 impl Drop for Pending {
@@ -77,6 +80,7 @@ impl Pending {
             )]),
             data: self.data.clone(),
             transient: false,
+            generation: Some(self.generation),
             report_missing: if self.only {
                 ReportMissing::Only {
                     users: self.users.clone(),
@@ -104,7 +108,8 @@ impl Account {
     /// outbox (inside the caller's transaction).
     async fn enqueue(&mut self, tx: &mut Tx, out: Outgoing<'_>) -> Result<Pending, ClientError> {
         let mut recipients = BTreeMap::new();
-        self.device
+        let generation = self
+            .device
             .encrypt_for(&out.users, out.plaintext, &mut recipients);
         let pending = Pending {
             id: Uuid::new_v4().to_string(),
@@ -117,6 +122,7 @@ impl Account {
             strict: out.strict,
             recipients,
             tries: 0,
+            generation,
         };
         tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
             .await?;
@@ -206,8 +212,9 @@ impl Account {
                             .map_err(|_| damaged("outbox entry"))?,
                     );
                     let users = pending.users.clone();
-                    self.device
-                        .encrypt_for(&users, &plaintext, &mut pending.recipients);
+                    pending.generation =
+                        self.device
+                            .encrypt_for(&users, &plaintext, &mut pending.recipients);
                     tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
                         .await?;
                     self.commit(tx).await?;
@@ -364,6 +371,7 @@ impl Account {
         envelope: &Envelope,
         confirm: bool,
     ) -> Result<(), ClientError> {
+        self.check_generation().await?;
         // What an earlier run left goes first; with the server away, this one
         // joins it in the outbox.
         self.flush_quietly().await?;
@@ -485,6 +493,7 @@ impl Account {
         users: Vec<UserId>,
         plaintext: &[u8],
     ) -> Result<(), ClientError> {
+        self.check_generation().await?;
         let mut tx = self.begin().await?;
         let pending = self
             .enqueue(

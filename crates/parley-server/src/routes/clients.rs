@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use parley_api::{
-    Client, ClientId, ClientPrekey, NewClient, PasswordConfirmation, PrekeyCount, PrekeyMap,
-    PrekeyRequest, PublicClient, PushEndpoint, UploadPrekeys, UserId,
+    Client, ClientId, ClientPrekey, Generation, NewClient, PasswordConfirmation, PrekeyCount,
+    PrekeyMap, PrekeyRequest, PublicClient, PushEndpoint, UploadPrekeys, UserId,
 };
 
 use super::{ApiJson, ApiPath, AppState, Auth, done};
@@ -74,6 +74,21 @@ pub(super) async fn count(
 ) -> ApiResult<Json<PrekeyCount>> {
     Ok(Json(PrekeyCount {
         count: s.clients.count_prekeys(me.user, id).await?,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/clients/{id}/generation", tag = "clients", request_body = Generation, params(("id" = ClientId, Path)), responses((status = 200, description = "the device's generation now (never lowered)", body = Generation), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn generation(
+    State(s): State<AppState>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<ClientId>,
+    ApiJson(req): ApiJson<Generation>,
+) -> ApiResult<Json<Generation>> {
+    Ok(Json(Generation {
+        generation: s
+            .clients
+            .raise_generation(me.user, id, req.generation)
+            .await?,
     }))
 }
 

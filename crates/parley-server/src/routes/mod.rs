@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(clients::add, clients::list))
         .routes(routes!(clients::get, clients::remove))
         .routes(routes!(clients::upload, clients::count))
+        .routes(routes!(clients::generation))
         .routes(routes!(clients::public_list))
         .routes(routes!(clients::claim))
         .routes(routes!(clients::claim_many))

@@ -309,6 +309,20 @@ impl Clients {
         Ok(self.core.store.count_prekeys(user, id).await?)
     }
 
+    /// Raises one of the user's devices' send generation and returns it.
+    pub async fn raise_generation(
+        &self,
+        user: UserId,
+        id: ClientId,
+        generation: u64,
+    ) -> ApiResult<u64> {
+        self.core
+            .store
+            .raise_generation(user, id, generation)
+            .await?
+            .ok_or_else(client_not_found)
+    }
+
     /// Claims a prekey of someone's device.
     pub async fn claim(&self, domain: &str, user: UserId, id: ClientId) -> ApiResult<ClientPrekey> {
         self.core.local(domain)?;

@@ -208,6 +208,7 @@ impl Messages {
                 }
             }
         }
+        let generation = req.generation;
         let mut given = ByDevice::new();
         for (domain, users) in req.recipients {
             self.core.local(&domain)?;
@@ -288,6 +289,11 @@ impl Messages {
         match delivered {
             Some(devices) => {
                 tracing::debug!(devices = devices.len(), "message delivered");
+                if let Some(g) = generation {
+                    // After the delivery: a device that has seen 201 knows the
+                    // server holds at least this generation.
+                    self.core.store.raise_generation(me, req.sender, g).await?;
+                }
                 Ok(Outcome::Sent(answer))
             }
             None => {
