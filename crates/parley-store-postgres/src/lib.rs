@@ -1279,23 +1279,31 @@ impl Store for PostgresStore {
         at: i64,
         plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
-        // The conversation's row lock serialises its deliveries; it is taken and
-        // the roster read in one statement.
+        // The conversation's row lock serialises its deliveries with each other
+        // and with membership changes (which take it too). The roster is read in
+        // a second statement: under READ COMMITTED a statement sees the data as
+        // of its own start, so one that waited for the lock would see the
+        // members from before a join or leave that committed meanwhile.
         let mut tx = self.tx().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1::BIGINT FROM conversations WHERE id = $1 FOR UPDATE")
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
         let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
-            "WITH conv AS (SELECT id FROM conversations WHERE id = $1 FOR UPDATE) \
-             SELECT m.user_id, c.id FROM conv \
-             LEFT JOIN conversation_members m ON m.conversation_id = conv.id \
+            "SELECT m.user_id, c.id FROM conversation_members m \
              LEFT JOIN clients c ON c.user_id = m.user_id \
+             WHERE m.conversation_id = $1 \
              ORDER BY m.user_id COLLATE \"C\", c.id",
         )
         .bind(id.to_string())
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
         let roster = columns::roster(rows)?;
         let Some(outgoing) = plan(&roster) else {
             return Ok(Some(Posted {

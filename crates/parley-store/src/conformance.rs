@@ -38,6 +38,7 @@ pub async fn run(store: Arc<dyn Store>) {
     conversations(&*store).await;
     deliveries(&*store).await;
     concurrent_deliveries(store.clone()).await;
+    deliveries_follow_membership(store.clone()).await;
     push_endpoints(&*store).await;
     trust_chain(&*store).await;
 }
@@ -1163,6 +1164,113 @@ async fn concurrent_deliveries(s: Arc<dyn Store>) {
             "one order for every device"
         );
     }
+}
+
+/// Posts racing a member who joins and leaves: every message goes to exactly
+/// the members at the moment it is stored. A post waiting for the conversation
+/// while a join or leave commits must see the members after it (on PostgreSQL,
+/// a roster read in the statement that waited for the lock would not).
+async fn deliveries_follow_membership(s: Arc<dyn Store>) {
+    let a = user_with_devices(&*s, "churn-a@example.com", &[1]).await;
+    let b = user_with_devices(&*s, "churn-b@example.com", &[1]).await;
+    let c = user_with_devices(&*s, "churn-c@example.com", &[1]).await;
+    let conv = group(&a);
+    let member = |u: &User| MemberRecord {
+        user: u.id,
+        role: Role::Member,
+    };
+    s.create_conversation(&conv, &[member(&a), member(&b), member(&c)], QUIET)
+        .await
+        .expect("create");
+    let posters: Vec<_> = (0..6)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let plan: crate::DeliveryPlan = Arc::new(move |r: &Roster| {
+                        Some(
+                            r.members
+                                .iter()
+                                .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
+                                .map(|(user, client)| Outgoing {
+                                    user,
+                                    client,
+                                    payload: format!("m{t}-{i}"),
+                                })
+                                .collect(),
+                        )
+                    });
+                    s.post(conv.id, 10, plan)
+                        .await
+                        .expect("post")
+                        .expect("known");
+                }
+            })
+        })
+        .collect();
+    let churn = {
+        let s = s.clone();
+        let c = member(&c);
+        tokio::spawn(async move {
+            for _ in 0..12 {
+                s.change_conversation(
+                    conv.id,
+                    &ConversationChange::RemoveMember(c.user),
+                    Notify {
+                        payload: "left",
+                        at: 10,
+                    },
+                )
+                .await
+                .expect("leave");
+                tokio::task::yield_now().await;
+                s.change_conversation(
+                    conv.id,
+                    &ConversationChange::AddMembers {
+                        members: vec![c.clone()],
+                        max: 10,
+                    },
+                    Notify {
+                        payload: "joined",
+                        at: 10,
+                    },
+                )
+                .await
+                .expect("join");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for t in posters {
+        t.await.expect("poster");
+    }
+    churn.await.expect("churn");
+    // Alice's queue holds every message and every join and leave, in the one
+    // order they were stored: what Carol should have is what came while she
+    // was a member.
+    let mut expected = Vec::new();
+    let mut inside = true;
+    for p in payloads(&*s, &a, 1).await {
+        match p.as_str() {
+            "left" => inside = false,
+            "joined" => inside = true,
+            _ if inside => expected.push(p),
+            _ => {}
+        }
+    }
+    let got: Vec<String> = payloads(&*s, &c, 1)
+        .await
+        .into_iter()
+        .filter(|p| p != "left" && p != "joined")
+        .collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "Carol got {} messages; {} were stored while she was a member",
+        got.len(),
+        expected.len()
+    );
+    assert_eq!(got, expected, "exactly the messages of her membership");
 }
 
 async fn push_endpoints(s: &dyn Store) {
