@@ -224,59 +224,42 @@ async fn remove_client(
     Ok(true)
 }
 
-/// Appends an event to one device's queue (nothing if the device is gone).
-async fn enqueue(
+/// Appends an event to every device of these users (but `except`), each user
+/// with its own payload, through [`enqueue_many`]: one sorted fan-out, so queue
+/// heads are locked in (user, device) order whatever order the users are named
+/// in, and no two fan-outs can deadlock.
+async fn fan_out(
     tx: &mut Transaction<'static, Postgres>,
-    user: UserId,
-    client: ClientId,
-    notify: Notify<'_>,
-) -> StoreResult<Option<u64>> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "UPDATE queue_heads SET next_id = next_id + 1 WHERE user_id = $1 AND client_id = $2 \
-         RETURNING next_id - 1",
-    )
-    .bind(user.to_string())
-    .bind(client_id(client))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some(id) = id else { return Ok(None) };
-    sqlx::query(
-        "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(user.to_string())
-    .bind(client_id(client))
-    .bind(id)
-    .bind(notify.payload)
-    .bind(notify.at)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(Some(u64::try_from(id).map_err(|_| {
-        StoreError::Backend(format!("event id {id}"))
-    })?))
-}
-
-/// Appends an event to every device of a user but one.
-async fn enqueue_for_user(
-    tx: &mut Transaction<'static, Postgres>,
-    user: UserId,
-    except: Option<ClientId>,
-    notify: Notify<'_>,
+    events: &[(UserId, &str)],
+    except: Option<(UserId, ClientId)>,
+    at: i64,
 ) -> StoreResult<()> {
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE user_id = $1 ORDER BY id")
-        .bind(user.to_string())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-    for id in ids
-        .into_iter()
-        .map(parse_client_id)
-        .filter(|id| Some(*id) != except)
-    {
-        enqueue(tx, user, id, notify).await?;
+    let mut payloads: std::collections::BTreeMap<UserId, &str> = std::collections::BTreeMap::new();
+    for (user, payload) in events {
+        payloads.entry(*user).or_insert(payload);
     }
+    let users: Vec<String> = payloads.keys().map(ToString::to_string).collect();
+    let devices: Vec<(String, i64)> =
+        sqlx::query_as("SELECT user_id, id FROM clients WHERE user_id = ANY($1)")
+            .bind(&users)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+    let mut outgoing = Vec::with_capacity(devices.len());
+    for (user, client) in devices {
+        let (user, client) = (parse_user_id(&user)?, parse_client_id(client));
+        if except == Some((user, client)) {
+            continue;
+        }
+        if let Some(payload) = payloads.get(&user) {
+            outgoing.push(Outgoing {
+                user,
+                client,
+                payload: (*payload).to_owned(),
+            });
+        }
+    }
+    enqueue_many(tx, outgoing, at).await?;
     Ok(())
 }
 
@@ -566,7 +549,7 @@ impl Store for PostgresStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        enqueue_for_user(&mut tx, id, None, notify).await?;
+        fan_out(&mut tx, &[(id, notify.payload)], None, notify.at).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -831,7 +814,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        enqueue_for_user(&mut tx, c.user, Some(c.id), notify).await?;
+        fan_out(
+            &mut tx,
+            &[(c.user, notify.payload)],
+            Some((c.user, c.id)),
+            notify.at,
+        )
+        .await?;
         tx.commit().await.map_err(backend)?;
         Ok(added)
     }
@@ -866,7 +855,7 @@ impl Store for PostgresStore {
         if !remove_client(&mut tx, user, id).await? {
             return Err(StoreError::NotFound);
         }
-        enqueue_for_user(&mut tx, user, None, notify).await?;
+        fan_out(&mut tx, &[(user, notify.payload)], None, notify.at).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -1103,13 +1092,12 @@ impl Store for PostgresStore {
                 other => other,
             })?;
         }
-        for (user, payload) in &change.notify {
-            let notify = Notify {
-                payload,
-                at: change.at,
-            };
-            enqueue_for_user(&mut tx, *user, None, notify).await?;
-        }
+        let events: Vec<(UserId, &str)> = change
+            .notify
+            .iter()
+            .map(|(user, payload)| (*user, payload.as_str()))
+            .collect();
+        fan_out(&mut tx, &events, None, change.at).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -1121,9 +1109,12 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let mut tx = self.tx().await?;
         insert_conversation(&mut tx, conversation, members).await?;
-        for user in member_ids(&mut tx, conversation.id).await? {
-            enqueue_for_user(&mut tx, user, None, notify).await?;
-        }
+        let events: Vec<(UserId, &str)> = member_ids(&mut tx, conversation.id)
+            .await?
+            .into_iter()
+            .map(|user| (user, notify.payload))
+            .collect();
+        fan_out(&mut tx, &events, None, notify.at).await?;
         tx.commit().await.map_err(backend)
     }
 
@@ -1251,9 +1242,11 @@ impl Store for PostgresStore {
                     .map_err(backend)?;
             }
         }
-        for user in told {
-            enqueue_for_user(&mut tx, user, None, notify).await?;
-        }
+        let events: Vec<(UserId, &str)> = told
+            .into_iter()
+            .map(|user| (user, notify.payload))
+            .collect();
+        fan_out(&mut tx, &events, None, notify.at).await?;
         tx.commit().await.map_err(backend)
     }
 

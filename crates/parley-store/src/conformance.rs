@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use parley_api::{
-    ClientClass, ClientId, ClientType, ConnectionStatus, ConversationKind, CookieKind, Role,
+    ClientClass, ClientId, ClientType, ConnectionStatus, ConversationKind, CookieKind, Role, UserId,
 };
 use uuid::Uuid;
 
@@ -39,6 +39,7 @@ pub async fn run(store: Arc<dyn Store>) {
     deliveries(&*store).await;
     concurrent_deliveries(store.clone()).await;
     deliveries_follow_membership(store.clone()).await;
+    fan_outs_never_deadlock(store.clone()).await;
     push_endpoints(&*store).await;
     trust_chain(&*store).await;
 }
@@ -1227,7 +1228,7 @@ async fn deliveries_follow_membership(s: Arc<dyn Store>) {
                 s.change_conversation(
                     conv.id,
                     &ConversationChange::AddMembers {
-                        members: vec![c.clone()],
+                        members: vec![c],
                         max: 10,
                     },
                     Notify {
@@ -1271,6 +1272,71 @@ async fn deliveries_follow_membership(s: Arc<dyn Store>) {
         expected.len()
     );
     assert_eq!(got, expected, "exactly the messages of her membership");
+}
+
+/// Events for two users stored while deliveries reach the same two: every
+/// fan-out locks queue heads in one order, whatever order its caller names the
+/// users in, so none deadlocks (PostgreSQL would abort one with 40P01).
+async fn fan_outs_never_deadlock(s: Arc<dyn Store>) {
+    let x = user_with_devices(&*s, "lock-x@example.com", &[1, 2]).await;
+    let y = user_with_devices(&*s, "lock-y@example.com", &[1, 2]).await;
+    // The caller names the later one first.
+    let (first, second) = if x.id.to_string() > y.id.to_string() {
+        (x.id, y.id)
+    } else {
+        (y.id, x.id)
+    };
+    let conv = group(&x);
+    let member = |u: UserId| MemberRecord {
+        user: u,
+        role: Role::Member,
+    };
+    s.create_conversation(&conv, &[member(x.id), member(y.id)], QUIET)
+        .await
+        .expect("create");
+    let changes = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                let change = ConnectionChange {
+                    sides: Vec::new(),
+                    conversation: None,
+                    notify: vec![(first, "told".into()), (second, "told".into())],
+                    at: 5,
+                };
+                s.change_connection(&change).await.expect("no deadlock");
+            }
+        })
+    };
+    let posts = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                let plan: crate::DeliveryPlan = Arc::new(move |r: &Roster| {
+                    Some(
+                        r.members
+                            .iter()
+                            .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
+                            .map(|(user, client)| Outgoing {
+                                user,
+                                client,
+                                payload: "posted".into(),
+                            })
+                            .collect(),
+                    )
+                });
+                s.post(conv.id, 5, plan)
+                    .await
+                    .expect("no deadlock")
+                    .expect("known");
+            }
+        })
+    };
+    changes.await.expect("changes");
+    posts.await.expect("posts");
+    for (u, d) in [(&x, 1), (&x, 2), (&y, 1), (&y, 2)] {
+        assert_eq!(payloads(&*s, u, d).await.len(), 120, "every event stored");
+    }
 }
 
 async fn push_endpoints(s: &dyn Store) {
