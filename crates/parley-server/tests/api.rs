@@ -26,6 +26,7 @@ on_both_stores!(crate::support::GENEROUS =>
     device_queues_tell_the_other_devices,
     purged_events_answer_notifications_lost,
     the_websocket_pushes_events_live_and_catches_up,
+    cursors_beyond_any_queue_are_lost_not_overflowed,
     device_signatures_and_the_recovery_bundle,
 );
 
@@ -1011,6 +1012,43 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
     // A device that had read everything lost nothing.
     let (st, v) = notifications(s, &token, &a, Some(3), None).await;
     assert_eq!((st, types(&v)), (200, vec!["user.update"]));
+}
+
+/// A cursor near `u64::MAX`, on the queue and on the socket: told that events
+/// are lost, never a crash or a wrong answer.
+async fn cursors_beyond_any_queue_are_lost_not_overflowed(s: &TestServer) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let u = s.register("max@example.com").await;
+    let (_, a) = s.add_client(&u, "permanent", [1]).await;
+    let a = a["id"].as_str().expect("id").to_owned();
+    for since in [u64::MAX, u64::MAX - 1, i64::MAX as u64, i64::MAX as u64 + 1] {
+        let (st, v) = notifications(s, &u.token, &a, Some(since), None).await;
+        assert_eq!((st, label(&v)), (404, "notifications-lost"), "{since}: {v}");
+    }
+    let ws_base = s.base.replace("http://", "ws://");
+    let mut request = format!("{ws_base}/v1/await?client={a}&since={}", u64::MAX)
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", u.token).parse().expect("header"),
+    );
+    let (mut live, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgraded");
+    let closed = loop {
+        match live.next().await {
+            Some(Ok(WsMessage::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("the socket must close with a reason, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        closed.map(|f| f.reason.to_string()).as_deref(),
+        Some("notifications-lost")
+    );
 }
 
 async fn the_websocket_pushes_events_live_and_catches_up(s: &TestServer) {

@@ -25,7 +25,7 @@ use parley_store::{
     ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
     ConversationChange, ConversationRecord, Cookie, Delivered, DeliveryPlan, EventPage,
     MemberRecord, Notify, Outgoing, PasswordReset, Posted, PrekeyRecord, ProfileUpdate,
-    QueuedEvent, Roster, Store, StoreError, StoreResult, User, connection_columns,
+    QueuePosition, QueuedEvent, Roster, Store, StoreError, StoreResult, User, connection_columns,
     conversation_columns,
 };
 use sqlx::sqlite::{
@@ -1080,15 +1080,14 @@ impl Store for SqliteStore {
         let Some(head) = head else { return Ok(None) };
         let next: i64 = head.try_get("next_id").map_err(backend)?;
         let purged_before: i64 = head.try_get("purged_before").map_err(backend)?;
-        let after = since.map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX));
-        let lost = since.is_some() && (after + 1 < purged_before || after >= next);
+        let QueuePosition { after, lost } = QueuePosition::of(since, purged_before, next);
         let rows = sqlx::query(
             "SELECT id, payload, created_at FROM notifications \
              WHERE user_id = ? AND client_id = ? AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(user.to_string())
         .bind(client_id(client))
-        .bind(if lost { 0 } else { after })
+        .bind(after)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
         .fetch_all(&mut *tx)
         .await

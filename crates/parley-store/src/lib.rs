@@ -176,6 +176,84 @@ pub struct EventPage {
     pub lost: bool,
 }
 
+/// Where a page of a queue starts, and whether the device missed events: the
+/// one rule every backend applies to a cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePosition {
+    /// The page holds events with ids above this (0 when the device starts
+    /// over from what is left).
+    pub after: i64,
+    /// Events after the cursor were purged, or the cursor is beyond the queue.
+    pub lost: bool,
+}
+
+impl QueuePosition {
+    /// For a read after `since` (none: from the start), given the queue's head:
+    /// `next` is the id the next event gets and `purged_before` the oldest id
+    /// still kept. Any `since` gives an answer: a cursor beyond what a queue
+    /// can hold is lost, never an overflow.
+    pub fn of(since: Option<u64>, purged_before: i64, next: i64) -> Self {
+        let Some(since) = since else {
+            return Self {
+                after: 0,
+                lost: false,
+            };
+        };
+        let after = i64::try_from(since).unwrap_or(i64::MAX);
+        let lost = after
+            .checked_add(1)
+            .is_none_or(|first| first < purged_before)
+            || after >= next;
+        Self {
+            after: if lost { 0 } else { after },
+            lost,
+        }
+    }
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::QueuePosition;
+
+    #[test]
+    fn every_cursor_has_an_answer() {
+        // Events 5..10 are kept (next is 10).
+        let at = |since| QueuePosition::of(since, 5, 10);
+        assert_eq!(
+            at(None),
+            QueuePosition {
+                after: 0,
+                lost: false
+            }
+        );
+        assert_eq!(
+            at(Some(4)),
+            QueuePosition {
+                after: 4,
+                lost: false
+            }
+        );
+        assert_eq!(
+            at(Some(9)),
+            QueuePosition {
+                after: 9,
+                lost: false
+            }
+        );
+        assert!(at(Some(3)).lost, "event 4 was purged");
+        assert!(at(Some(10)).lost, "beyond the queue");
+        for since in [i64::MAX as u64 - 1, i64::MAX as u64, u64::MAX - 1, u64::MAX] {
+            assert_eq!(
+                at(Some(since)),
+                QueuePosition {
+                    after: 0,
+                    lost: true
+                }
+            );
+        }
+    }
+}
+
 /// An event to store with a change, in the same transaction.
 #[derive(Clone, Copy, Debug)]
 pub struct Notify<'a> {

@@ -123,7 +123,7 @@ async fn serve(
                         None => true,
                         // Already sent (it came from the store first).
                         Some(id) if id <= cursor => false,
-                        Some(id) if id == cursor + 1 => {
+                        Some(id) if cursor.checked_add(1) == Some(id) => {
                             cursor = id;
                             true
                         }
