@@ -34,6 +34,9 @@ pub struct Subscription {
     pub wake: watch::Receiver<u64>,
     /// Live frames for the user's devices.
     pub live: broadcast::Receiver<Live>,
+    /// Changes when the user's logins were ended (password changed or reset,
+    /// account deleted): the socket closes.
+    pub ended: watch::Receiver<u64>,
     _connected: Arc<()>,
 }
 
@@ -48,6 +51,8 @@ pub trait Wakeups: Send + Sync + std::fmt::Debug {
     fn publish(&self, user: UserId, frame: Live) -> bool;
     /// Whether a socket of this device is open.
     fn is_connected(&self, user: UserId, client: ClientId) -> bool;
+    /// Closes every open socket of `user` (their logins were ended).
+    fn end_sessions(&self, user: UserId);
 }
 
 /// Live frames a busy socket may fall behind by before it misses some (it then
@@ -57,6 +62,7 @@ const LIVE_BACKLOG: usize = 16;
 #[derive(Debug)]
 struct UserChannels {
     wake: watch::Sender<u64>,
+    ended: watch::Sender<u64>,
     live: broadcast::Sender<Live>,
     connected: HashMap<ClientId, Weak<()>>,
 }
@@ -87,6 +93,7 @@ impl Wakeups for LocalWakeups {
         users.retain(|_, u| u.in_use());
         let channels = users.entry(user).or_insert_with(|| UserChannels {
             wake: watch::channel(0).0,
+            ended: watch::channel(0).0,
             live: broadcast::channel(LIVE_BACKLOG).0,
             connected: HashMap::new(),
         });
@@ -101,6 +108,7 @@ impl Wakeups for LocalWakeups {
         };
         Subscription {
             wake: channels.wake.subscribe(),
+            ended: channels.ended.subscribe(),
             live: channels.live.subscribe(),
             _connected: connected,
         }
@@ -123,6 +131,12 @@ impl Wakeups for LocalWakeups {
             .get(&user)
             .and_then(|channels| channels.connected.get(&client))
             .is_some_and(|w| w.strong_count() > 0)
+    }
+
+    fn end_sessions(&self, user: UserId) {
+        if let Some(channels) = self.users().get(&user) {
+            channels.ended.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{PASSWORD, TestServer, client_id, key_for, new_client, next_event};
+use support::{PASSWORD, TestServer, client_id, cookie_of, key_for, new_client, next_event};
 
 on_both_stores!(crate::support::GENEROUS =>
     registration_by_email_code,
@@ -465,7 +465,28 @@ async fn password_change_and_account_deletion(s: &TestServer) {
         )
         .await;
     assert_eq!((st.as_u16(), label(&v)), (400, "weak-password"));
-    let (st, _, _) = s
+    // Someone else who knew the password is logged in, and a socket is open.
+    let (st, _, other_login) = s.login("ivy@example.com", PASSWORD, true, None).await;
+    assert_eq!(st, 200);
+    let other_login = other_login.expect("a login cookie");
+    let (_, device) = s.add_client(&u, "permanent", [9]).await;
+    let device = device["id"].as_str().expect("id").to_owned();
+    let mut live = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let ws = s.base.replace("http://", "ws://");
+        let mut request = format!("{ws}/v1/await?client={device}")
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", u.token).parse().expect("header"),
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("upgraded")
+            .0
+    };
+    let (st, v, headers) = s
         .call(
             Method::PUT,
             "/v1/self/password",
@@ -474,6 +495,27 @@ async fn password_change_and_account_deletion(s: &TestServer) {
         )
         .await;
     assert_eq!(st, 200);
+    assert!(
+        v["access_token"].is_string(),
+        "the caller stays logged in: {v}"
+    );
+    let fresh = cookie_of(&headers);
+    // Every earlier login is over; the caller's new one works.
+    assert_eq!(s.with_cookie("/v1/access", &u.cookie).await.0, 403);
+    assert_eq!(s.with_cookie("/v1/access", &other_login).await.0, 403);
+    assert_eq!(s.with_cookie("/v1/access", &fresh).await.0, 200);
+    // And the open socket is closed.
+    let reason = loop {
+        use futures_util::StreamExt as _;
+        match live.next().await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                break frame.map(|f| f.reason.to_string());
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the socket must close with a reason, got {other:?}"),
+        }
+    };
+    assert_eq!(reason.as_deref(), Some("logged-out"));
     assert_eq!(
         s.login("ivy@example.com", "Newer-pass-1", false, None)
             .await

@@ -579,6 +579,25 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn change_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM cookies WHERE user_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
     async fn delete_user(&self, id: UserId) -> StoreResult<()> {
         // Cookies, devices (with their prekeys and queues), resets, connections and
         // memberships go by ON DELETE CASCADE.

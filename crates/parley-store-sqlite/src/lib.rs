@@ -717,6 +717,25 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn change_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM cookies WHERE user_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
     async fn delete_user(&self, id: UserId) -> StoreResult<()> {
         // Cookies, devices (with their prekeys) and resets go by ON DELETE CASCADE.
         sqlx::query("DELETE FROM users WHERE id = ?")

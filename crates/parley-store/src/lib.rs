@@ -432,6 +432,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()>;
     /// Replaces the password hash.
     async fn set_password(&self, id: UserId, password_hash: &str) -> StoreResult<()>;
+    /// Sets a new password and ends every login (all cookies go), in one
+    /// transaction: whoever knew the old password is out.
+    async fn change_password(&self, id: UserId, password_hash: &str) -> StoreResult<()>;
     /// Deletes a user with their devices, prekeys, cookies and pending reset.
     async fn delete_user(&self, id: UserId) -> StoreResult<()>;
 

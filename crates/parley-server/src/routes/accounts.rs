@@ -156,16 +156,17 @@ pub(super) async fn put_handle(
     Ok(done())
 }
 
-#[utoipa::path(put, path = "/v1/self/password", tag = "users", request_body = ChangePassword, responses((status = 200, description = "changed"), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(put, path = "/v1/self/password", tag = "users", request_body = ChangePassword, responses((status = 200, description = "changed; every login ended, and the caller gets a new login cookie and access token", body = AccessToken), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_password(
     State(s): State<AppState>,
     Auth(me): Auth,
     ApiJson(req): ApiJson<ChangePassword>,
-) -> ApiResult<Json<serde_json::Value>> {
-    s.accounts
+) -> ApiResult<Response> {
+    let l = s
+        .accounts
         .change_password(me.user, &req.old_password, &req.new_password)
         .await?;
-    Ok(done())
+    Ok(logged_in(&s, StatusCode::OK, l))
 }
 
 #[utoipa::path(get, path = "/v1/users/{domain}/{id}", tag = "users", params(("domain" = String, Path), ("id" = Uuid, Path)), responses((status = 200, body = UserProfile), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]

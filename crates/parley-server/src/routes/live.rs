@@ -112,6 +112,10 @@ async fn serve(
             catch_up = page.has_more;
         }
         tokio::select! {
+            Ok(()) = sub.ended.changed() => {
+                close(&mut socket, "logged-out", send_timeout).await;
+                return;
+            }
             changed = sub.wake.changed() => match changed {
                 Ok(()) => catch_up = true,
                 Err(_) => return,

@@ -553,19 +553,23 @@ impl Accounts {
         Ok(user)
     }
 
-    /// Changes the password.
-    pub async fn change_password(&self, id: UserId, old: &str, new: &str) -> ApiResult<()> {
+    /// Changes the password and ends every login, then logs the caller in
+    /// afresh (a new cookie): whoever else knew the old password is out.
+    pub async fn change_password(&self, id: UserId, old: &str, new: &str) -> ApiResult<LoggedIn> {
         self.confirm_password(id, Some(old)).await?;
         passwords::check_policy(new)?;
         let hash = self.hash_password(new).await?;
-        self.core.store.set_password(id, &hash).await?;
-        Ok(())
+        self.core.store.change_password(id, &hash).await?;
+        self.core.wakeups.end_sessions(id);
+        tracing::info!(user = %id, "password changed: every login ended");
+        self.new_cookie(id, None, true).await
     }
 
     /// Deletes the account with its devices, prekeys and cookies.
     pub async fn delete(&self, id: UserId, password: Option<&str>) -> ApiResult<()> {
         self.confirm_password(id, password).await?;
         self.core.store.delete_user(id).await?;
+        self.core.wakeups.end_sessions(id);
         tracing::info!(user = %id, "account deleted");
         Ok(())
     }
@@ -662,6 +666,7 @@ impl Accounts {
             .store
             .complete_password_reset(key, reset.user, &hash)
             .await?;
+        self.core.wakeups.end_sessions(reset.user);
         Ok(())
     }
 }
