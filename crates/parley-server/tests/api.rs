@@ -27,6 +27,7 @@ on_both_stores!(crate::support::GENEROUS =>
     purged_events_answer_notifications_lost,
     the_websocket_pushes_events_live_and_catches_up,
     cursors_beyond_any_queue_are_lost_not_overflowed,
+    device_bound_tokens_act_only_as_their_device,
     device_signatures_and_the_recovery_bundle,
 );
 
@@ -1054,6 +1055,60 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
     // A device that had read everything lost nothing.
     let (st, v) = notifications(s, &token, &a, Some(3), None).await;
     assert_eq!((st, types(&v)), (200, vec!["user.update"]));
+}
+
+/// A token minted for one device (`/v1/access?client=`) reads only that
+/// device's queue and acts only as it.
+async fn device_bound_tokens_act_only_as_their_device(s: &TestServer) {
+    let u = s.register("bound@example.com").await;
+    let (_, a1) = s.add_client(&u, "permanent", [1]).await;
+    let (_, a2) = s.add_client(&u, "permanent", [2]).await;
+    let (a1, a2) = (
+        a1["id"].as_str().expect("id").to_owned(),
+        a2["id"].as_str().expect("id").to_owned(),
+    );
+    let (st, v) = s
+        .with_cookie(&format!("/v1/access?client={a1}"), &u.cookie)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let bound = v["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(notifications(s, &bound, &a1, None, None).await.0, 200);
+    let (st, v) = notifications(s, &bound, &a2, None, None).await;
+    assert_eq!((st, label(&v)), (403, "token-bound"), "{v}");
+    let (st, _) = s.get(&format!("/v1/clients/{a1}/prekeys"), &bound).await;
+    assert_eq!(st, 200);
+    let (st, v) = s.get(&format!("/v1/clients/{a2}/prekeys"), &bound).await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "token-bound"), "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/v1/clients/{a2}/generation"),
+            Some(&bound),
+            json!({"generation": 1}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "token-bound"), "{v}");
+    // The socket too.
+    let ws = s.base.replace("http://", "ws://");
+    let refused = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("{ws}/v1/await?client={a2}")
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {bound}").parse().expect("header"),
+        );
+        tokio_tungstenite::connect_async(request).await
+    };
+    assert!(
+        matches!(
+            refused,
+            Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 403
+        ),
+        "{refused:?}"
+    );
+    // An unbound token still acts as any of the user's devices.
+    assert_eq!(notifications(s, &u.token, &a2, None, None).await.0, 200);
 }
 
 /// A cursor near `u64::MAX`, on the queue and on the socket: told that events

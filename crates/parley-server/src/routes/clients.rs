@@ -8,7 +8,7 @@ use parley_api::{
     PrekeyMap, PrekeyRequest, PublicClient, PushEndpoint, UploadPrekeys, UserId,
 };
 
-use super::{ApiJson, ApiPath, AppState, Auth, done};
+use super::{ApiJson, ApiPath, AppState, Auth, acts_as, done};
 use crate::error::ApiResult;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
 use parley_api::{ErrorBody, Uuid};
@@ -62,6 +62,7 @@ pub(super) async fn upload(
     ApiPath(id): ApiPath<ClientId>,
     ApiJson(req): ApiJson<UploadPrekeys>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    acts_as(&me, id)?;
     s.clients.upload_prekeys(me.user, id, &req.prekeys).await?;
     Ok(done())
 }
@@ -72,6 +73,7 @@ pub(super) async fn count(
     Auth(me): Auth,
     ApiPath(id): ApiPath<ClientId>,
 ) -> ApiResult<Json<PrekeyCount>> {
+    acts_as(&me, id)?;
     Ok(Json(PrekeyCount {
         count: s.clients.count_prekeys(me.user, id).await?,
     }))
@@ -84,6 +86,7 @@ pub(super) async fn generation(
     ApiPath(id): ApiPath<ClientId>,
     ApiJson(req): ApiJson<Generation>,
 ) -> ApiResult<Json<Generation>> {
+    acts_as(&me, id)?;
     Ok(Json(Generation {
         generation: s
             .clients
@@ -126,6 +129,7 @@ pub(super) async fn set_push(
     ApiPath(id): ApiPath<ClientId>,
     ApiJson(req): ApiJson<PushEndpoint>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    acts_as(&me, id)?;
     s.clients
         .set_push_endpoint(me.user, id, Some(&req.url))
         .await?;
@@ -138,6 +142,7 @@ pub(super) async fn remove_push(
     Auth(me): Auth,
     ApiPath(id): ApiPath<ClientId>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    acts_as(&me, id)?;
     s.clients.set_push_endpoint(me.user, id, None).await?;
     Ok(done())
 }

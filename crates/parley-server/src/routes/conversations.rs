@@ -11,7 +11,7 @@ use parley_api::{
 };
 use serde::Deserialize;
 
-use super::{ApiJson, ApiPath, ApiQuery, AppState, Auth, done};
+use super::{ApiJson, ApiPath, ApiQuery, AppState, Auth, acts_as, done};
 use crate::error::ApiResult;
 use crate::services::messages::Outcome;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
@@ -186,6 +186,7 @@ pub(super) async fn post_proteus(
     ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
     ApiJson(req): ApiJson<NewProteusMessage>,
 ) -> ApiResult<Response> {
+    acts_as(&me, req.sender)?;
     Ok(
         match s.messages.post_proteus(me.user, &domain, id, req).await? {
             Outcome::Sent(sent) => (StatusCode::CREATED, Json(sent)).into_response(),

@@ -22,7 +22,7 @@ use parley_api::{ClientId, UserId};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use super::{ApiQuery, AppState};
+use super::{ApiQuery, AppState, acts_as};
 use crate::error::{ApiError, ApiResult};
 use crate::wakeups::Subscription;
 
@@ -51,6 +51,7 @@ pub(super) async fn open(
         .or(q.access_token)
         .ok_or_else(|| ApiError::unauthorized("missing-token", "send an access token"))?;
     let me = s.accounts.authenticate(bearer.trim())?;
+    acts_as(&me, q.client)?;
     let start = s.notifications.cursor(me.user, q.client).await?;
     let cursor = q.since.unwrap_or(start);
     // Subscribe before the 101 goes out: once the client sees the upgrade, the

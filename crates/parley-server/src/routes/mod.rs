@@ -187,6 +187,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 #[derive(Debug)]
 pub struct Auth(pub Claims);
 
+/// The device a request acts as: a token bound to a device (minted with
+/// `?client=`) acts only as that device; an unbound one as any of the user's
+/// devices (the service checks they are the user's).
+fn acts_as(me: &Claims, client: parley_api::ClientId) -> ApiResult<()> {
+    match me.client {
+        Some(bound) if bound != client => Err(ApiError::forbidden(
+            "token-bound",
+            "this access token belongs to another device",
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use parley_api::{ClientId, Event, NotificationPage, NotificationsLost};
 use serde::Deserialize;
 
-use super::{ApiQuery, AppState, Auth};
+use super::{ApiQuery, AppState, Auth, acts_as};
 use crate::error::ApiResult;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
 use parley_api::ErrorBody;
@@ -32,6 +32,7 @@ pub(super) async fn page(
     Auth(me): Auth,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
+    acts_as(&me, q.client)?;
     let page = s
         .notifications
         .page(me.user, q.client, q.since, q.size)
@@ -69,5 +70,6 @@ pub(super) async fn last(
     Auth(me): Auth,
     ApiQuery(q): ApiQuery<LastQuery>,
 ) -> ApiResult<Json<Event>> {
+    acts_as(&me, q.client)?;
     Ok(Json(s.notifications.last(me.user, q.client).await?))
 }
