@@ -28,6 +28,7 @@ on_both_stores!(crate::support::GENEROUS =>
     the_websocket_pushes_events_live_and_catches_up,
     cursors_beyond_any_queue_are_lost_not_overflowed,
     device_bound_tokens_act_only_as_their_device,
+    a_socket_ends_with_its_token,
     device_signatures_and_the_recovery_bundle,
 );
 
@@ -1055,6 +1056,51 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
     // A device that had read everything lost nothing.
     let (st, v) = notifications(s, &token, &a, Some(3), None).await;
     assert_eq!((st, types(&v)), (200, vec!["user.update"]));
+}
+
+/// A socket lives as long as the token it was opened with: past its expiry the
+/// next thing the socket does is close with `token-expired`.
+async fn a_socket_ends_with_its_token(s: &TestServer) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let u = s.register("expiry@example.com").await;
+    let (_, a) = s.add_client(&u, "permanent", [1]).await;
+    let a = a["id"].as_str().expect("id").to_owned();
+    let ws = s.base.replace("http://", "ws://");
+    let mut request = format!("{ws}/v1/await?client={a}")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", u.token).parse().expect("header"),
+    );
+    let (mut live, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgraded");
+    s.server.clock.advance(16 * 60);
+    // Something happens for the user (with a fresh token): the socket wakes,
+    // finds its token expired, and closes instead of delivering.
+    let token = s.with_cookie("/v1/access", &u.cookie).await.1["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    s.call(
+        Method::PUT,
+        "/v1/self",
+        Some(&token),
+        Some(json!({"name": "Later"})),
+    )
+    .await;
+    let reason = loop {
+        match live.next().await {
+            Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| f.reason.to_string()),
+            Some(Ok(WsMessage::Text(t))) => panic!("delivered after expiry: {t}"),
+            Some(Ok(_)) => {}
+            other => panic!("the socket must close with a reason, got {other:?}"),
+        }
+    };
+    assert_eq!(reason.as_deref(), Some("token-expired"));
 }
 
 /// A token minted for one device (`/v1/access?client=`) reads only that

@@ -18,12 +18,13 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use parley_api::{ClientId, UserId};
+use parley_api::ClientId;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::{ApiQuery, AppState, acts_as};
 use crate::error::{ApiError, ApiResult};
+use crate::tokens::Claims;
 use crate::wakeups::Subscription;
 
 /// The socket's read buffer: clients send only pongs and close frames.
@@ -61,7 +62,7 @@ pub(super) async fn open(
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(READ_BUFFER)
-        .on_upgrade(move |socket| serve(socket, s, sub, me.user, q.client, cursor)))
+        .on_upgrade(move |socket| serve(socket, s, sub, me, q.client, cursor)))
 }
 
 async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> bool {
@@ -75,15 +76,25 @@ async fn serve(
     mut socket: WebSocket,
     s: AppState,
     mut sub: Subscription,
-    user: UserId,
+    me: Claims,
     client: ClientId,
     mut cursor: u64,
 ) {
+    let user = me.user;
     let send_timeout = s.notifications.send_timeout();
+    // The socket lives as long as the token it was opened with: the client
+    // reconnects with a fresh one (a refresh needs a login that still stands).
+    let left = u64::try_from(me.expires.saturating_sub(s.notifications.now())).unwrap_or(0);
+    let expiry = tokio::time::sleep(Duration::from_secs(left));
+    tokio::pin!(expiry);
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     let mut catch_up = true;
     loop {
+        if s.notifications.now() >= me.expires {
+            close(&mut socket, "token-expired", send_timeout).await;
+            return;
+        }
         // Everything after the cursor from the store, page by page.
         while catch_up {
             let page = match s
@@ -113,6 +124,10 @@ async fn serve(
             catch_up = page.has_more;
         }
         tokio::select! {
+            () = &mut expiry => {
+                close(&mut socket, "token-expired", send_timeout).await;
+                return;
+            }
             Ok(()) = sub.ended.changed() => {
                 close(&mut socket, "logged-out", send_timeout).await;
                 return;

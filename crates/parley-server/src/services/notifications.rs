@@ -135,6 +135,11 @@ impl Notifications {
             .map_or(0, |e| e.id))
     }
 
+    /// The server's time (Unix seconds), to hold a socket to its token's expiry.
+    pub fn now(&self) -> i64 {
+        self.core.clock.now()
+    }
+
     /// How long one frame to a socket may take before the socket is cut.
     pub fn send_timeout(&self) -> std::time::Duration {
         self.core.settings.websocket_send_timeout
