@@ -88,6 +88,8 @@ async fn registration_by_email_code(s: &TestServer) {
     assert_eq!(me["qualified_id"]["domain"], "localhost");
     // The code is used up, and the address is taken.
     assert_eq!(s.post("/v1/register", None, ok).await.0, 403);
+    // Asking for a code for a registered address answers as for any other
+    // (addresses cannot be probed); the owner is told instead.
     let (st, v) = s
         .post(
             "/v1/activate/send",
@@ -95,7 +97,32 @@ async fn registration_by_email_code(s: &TestServer) {
             json!({"email": "ann@example.com"}),
         )
         .await;
-    assert_eq!((st.as_u16(), label(&v)), (409, "key-exists"));
+    assert_eq!(st, 200, "{v}");
+    let (fresh, _) = s
+        .post(
+            "/v1/activate/send",
+            None,
+            json!({"email": "nobody-yet@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        fresh, st,
+        "the same answer for an address without an account"
+    );
+    let told = std::fs::read_dir(s.outbox())
+        .expect("outbox")
+        .map(|e| std::fs::read_to_string(e.expect("mail").path()).expect("text"))
+        .filter(|m| m.contains("To: ann@example.com"))
+        .map(|m| {
+            m.replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("\r\n", " ")
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        told.iter().any(|m| m.contains("already has one")),
+        "the owner is told: {told:?}"
+    );
 }
 
 async fn wrong_code_four_times_invalidates_it(s: &TestServer) {

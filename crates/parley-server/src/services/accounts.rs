@@ -199,15 +199,23 @@ impl Accounts {
             .ok_or_else(|| ApiError::unauthorized("invalid-token", "the account no longer exists"))
     }
 
-    /// Sends a fresh 6-digit code to an address not yet registered.
+    /// Sends a fresh 6-digit code to an address not yet registered. For an
+    /// address that has an account the answer is the same (so addresses cannot
+    /// be probed) and its owner gets a mail saying so instead of a code.
     pub async fn send_activation_code(&self, email: &str, address: &str) -> ApiResult<()> {
         let email = normalise_email(email)?;
         self.core.limit(&format!("activate:{email}"), address)?;
         if self.core.store.user_by_email(&email).await?.is_some() {
-            return Err(ApiError::conflict(
-                "key-exists",
-                "an account with this address exists",
-            ));
+            let body = "Someone asked to create a Parley account with this address, which \
+                        already has one. If it was you, log in, or reset your password if \
+                        you forgot it. If it was not you, nothing changed and you need do \
+                        nothing.\n"
+                .to_owned();
+            return self
+                .core
+                .mailer
+                .send(&email, "Your Parley account", body)
+                .await;
         }
         let n = u32::from_le_bytes(random::<4>()) % 1_000_000;
         let code = format!("{n:06}");
