@@ -249,6 +249,15 @@ async fn three_users_one_offline_fan_out_and_catch_up(s: &TestServer) {
         )
         .await;
     assert_eq!(st, 403);
+    // Not even an add that would change nothing tells a stranger who is in it.
+    let (st, v) = s
+        .post(
+            &format!("/v1/conversations/localhost/{conv}/members"),
+            Some(&dave.user.token),
+            json!({"users": [{"id": bob.user.id, "domain": "localhost"}]}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "access-denied"), "{v}");
     // Nor can anyone send from a device that is not theirs.
     let (st, v) = send(s, &bob, a1, conv, &to, "spoof").await;
     assert_eq!((st.as_u16(), label(&v)), (403, "unknown-client"));

@@ -49,6 +49,17 @@ impl Loaded {
             .map(|m| m.role)
             .ok_or_else(not_a_member)
     }
+
+    /// Refuses anyone but an admin (a non-member as a non-member).
+    pub fn require_admin(&self, user: UserId) -> ApiResult<()> {
+        if self.role_of(user)? != Role::Admin {
+            return Err(ApiError::forbidden(
+                "action-denied",
+                "only an admin of this conversation may do this",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn not_a_member() -> ApiError {
@@ -261,12 +272,7 @@ impl Conversations {
         change: ConversationChange,
         event: EventPayload,
     ) -> ApiResult<()> {
-        if c.role_of(me)? != Role::Admin {
-            return Err(ApiError::forbidden(
-                "action-denied",
-                "only an admin of this conversation may do this",
-            ));
-        }
+        c.require_admin(me)?;
         self.group_change(c, change, event).await
     }
 
@@ -310,6 +316,9 @@ impl Conversations {
         req: &AddMembers,
     ) -> ApiResult<()> {
         let c = self.load(domain, id).await?;
+        // Membership and role first: nothing about the conversation or the
+        // users named may show to someone not allowed to add.
+        c.require_admin(me)?;
         let max = self.core.settings.max_conversation_members;
         if req.users.len() > max {
             return Err(too_many_members(max));
