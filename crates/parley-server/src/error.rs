@@ -69,6 +69,11 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", message)
     }
 
+    /// 429: too many of something open at once.
+    pub fn too_many(label: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, label, message)
+    }
+
     /// 429: slow down.
     pub fn rate_limited(retry_after: u64) -> Self {
         Self {

@@ -51,6 +51,8 @@ pub trait Wakeups: Send + Sync + std::fmt::Debug {
     fn publish(&self, user: UserId, frame: Live) -> bool;
     /// Whether a socket of this device is open.
     fn is_connected(&self, user: UserId, client: ClientId) -> bool;
+    /// How many sockets of this device are open.
+    fn sockets(&self, user: UserId, client: ClientId) -> usize;
     /// Closes every open socket of `user` (their logins were ended).
     fn end_sessions(&self, user: UserId);
 }
@@ -133,6 +135,13 @@ impl Wakeups for LocalWakeups {
             .is_some_and(|w| w.strong_count() > 0)
     }
 
+    fn sockets(&self, user: UserId, client: ClientId) -> usize {
+        self.users()
+            .get(&user)
+            .and_then(|channels| channels.connected.get(&client))
+            .map_or(0, Weak::strong_count)
+    }
+
     fn end_sessions(&self, user: UserId) {
         if let Some(channels) = self.users().get(&user) {
             channels.ended.send_modify(|n| *n = n.wrapping_add(1));
@@ -158,8 +167,10 @@ mod tests {
         assert!(!hub.is_connected(user, ClientId(8)));
         drop(first);
         assert!(hub.is_connected(user, client), "one socket is still open");
+        assert_eq!(hub.sockets(user, client), 1);
         drop(second);
         assert!(!hub.is_connected(user, client));
+        assert_eq!(hub.sockets(user, client), 0);
     }
 
     #[tokio::test]

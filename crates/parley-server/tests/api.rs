@@ -29,6 +29,7 @@ on_both_stores!(crate::support::GENEROUS =>
     cursors_beyond_any_queue_are_lost_not_overflowed,
     device_bound_tokens_act_only_as_their_device,
     a_socket_ends_with_its_token,
+    a_device_has_at_most_eight_sockets,
     device_signatures_and_the_recovery_bundle,
 );
 
@@ -613,6 +614,31 @@ async fn devices_within_the_limits(s: &TestServer) {
         )
         .await;
     assert_eq!((st.as_u16(), label(&v)), (403, "missing-auth"));
+    // What a person names a device goes into the new-device e-mail: no forged
+    // lines, no novels.
+    for (field, value) in [
+        ("model", "Laptop\r\nBcc: someone@example.com".to_owned()),
+        ("label", "work\u{7}".to_owned()),
+        ("cookie_label", "x".repeat(129)),
+    ] {
+        let mut req = new_client("permanent", [1], Some(PASSWORD));
+        req[field] = json!(value);
+        let (st, v) = s.post("/v1/clients", Some(&u.token), req).await;
+        assert_eq!(
+            (st.as_u16(), label(&v)),
+            (400, "bad-request"),
+            "{field}: {v}"
+        );
+    }
+    let (st, v, _) = s
+        .call(
+            Method::POST,
+            "/v1/login",
+            None,
+            Some(json!({"email": "kim@example.com", "password": PASSWORD, "label": "a\nb"})),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "bad-request"), "{v}");
     let (st, v) = s
         .post(
             "/v1/clients",
@@ -1083,6 +1109,48 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
     // A device that had read everything lost nothing.
     let (st, v) = notifications(s, &token, &a, Some(3), None).await;
     assert_eq!((st, types(&v)), (200, vec!["user.update"]));
+}
+
+/// Sockets per device are bounded: the ninth is refused with 429 until one
+/// closes.
+async fn a_device_has_at_most_eight_sockets(s: &TestServer) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let u = s.register("sockets@example.com").await;
+    let (_, a) = s.add_client(&u, "permanent", [1]).await;
+    let a = a["id"].as_str().expect("id").to_owned();
+    let ws = s.base.replace("http://", "ws://");
+    let open = || {
+        let mut request = format!("{ws}/v1/await?client={a}")
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", u.token).parse().expect("header"),
+        );
+        tokio_tungstenite::connect_async(request)
+    };
+    let mut sockets = Vec::new();
+    for _ in 0..8 {
+        sockets.push(open().await.expect("upgraded").0);
+    }
+    assert!(
+        matches!(
+            open().await,
+            Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 429
+        ),
+        "the ninth is refused"
+    );
+    drop(sockets.pop());
+    // The server notices the closed socket once its task ends.
+    let mut reopened = None;
+    for _ in 0..50 {
+        if let Ok((socket, _)) = open().await {
+            reopened = Some(socket);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(reopened.is_some(), "room again after one closed");
 }
 
 /// A socket lives as long as the token it was opened with: past its expiry the

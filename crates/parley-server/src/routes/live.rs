@@ -57,7 +57,7 @@ pub(super) async fn open(
     let cursor = q.since.unwrap_or(start);
     // Subscribe before the 101 goes out: once the client sees the upgrade, the
     // device counts as connected and gets live frames instead of push.
-    let sub = s.notifications.subscribe(me.user, q.client);
+    let sub = s.notifications.subscribe(me.user, q.client)?;
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)

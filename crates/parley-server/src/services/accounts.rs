@@ -290,6 +290,7 @@ impl Accounts {
     /// up, and an unknown account costs the same password check as a known one, so
     /// neither the answer nor its timing tells whether an account exists.
     pub async fn login(&self, req: &Login, address: &str) -> ApiResult<LoggedIn> {
+        super::check_label("label", req.label.as_deref())?;
         let account = match (&req.email, &req.handle) {
             (Some(email), None) => Account::Email(normalise_email(email)?),
             (None, Some(handle)) => Account::Handle(handle.trim().to_lowercase()),

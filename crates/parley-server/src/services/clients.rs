@@ -157,12 +157,7 @@ impl Clients {
             ("label", &req.label),
             ("cookie_label", &req.cookie_label),
         ] {
-            if value.as_ref().is_some_and(|v| v.len() > 256) {
-                return Err(ApiError::bad_request(
-                    "bad-request",
-                    format!("{what} is too long"),
-                ));
-            }
+            super::check_label(what, value.as_deref())?;
         }
         let trust = req
             .trust

@@ -151,6 +151,29 @@ impl Core {
 }
 
 /// Random bytes from the operating system.
+/// A short text a person chose that the server shows or mails back (a device
+/// model or label, a login's label): bounded, and without line breaks or other
+/// control characters, so it cannot forge lines in an e-mail or a log.
+pub(crate) fn check_label(what: &str, value: Option<&str>) -> crate::error::ApiResult<()> {
+    let Some(value) = value else { return Ok(()) };
+    if value.chars().count() > MAX_LABEL_CHARS {
+        return Err(crate::error::ApiError::bad_request(
+            "bad-request",
+            format!("{what} is longer than {MAX_LABEL_CHARS} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(crate::error::ApiError::bad_request(
+            "bad-request",
+            format!("{what} may not contain line breaks or other control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// See [`check_label`].
+const MAX_LABEL_CHARS: usize = 128;
+
 pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("the operating system provides randomness");

@@ -15,6 +15,10 @@ use parley_store::QueuedEvent;
 use super::Core;
 use crate::error::{ApiError, ApiResult};
 
+/// Sockets one device may have open at once (a client needs one; a few more
+/// cover reconnects that overlap and several windows).
+pub const MAX_SOCKETS_PER_DEVICE: usize = 8;
+
 /// A page, or the sign that events were lost (with what is left).
 #[derive(Debug)]
 pub struct Page {
@@ -146,9 +150,22 @@ impl Notifications {
     }
 
     /// What an open socket of this device listens to; the device counts as
-    /// connected while it lives.
-    pub fn subscribe(&self, user: UserId, client: ClientId) -> crate::wakeups::Subscription {
-        self.core.wakeups.subscribe(user, client)
+    /// connected while it lives. A device has at most
+    /// [`MAX_SOCKETS_PER_DEVICE`] open at once (429 `too-many-sockets`).
+    pub fn subscribe(
+        &self,
+        user: UserId,
+        client: ClientId,
+    ) -> ApiResult<crate::wakeups::Subscription> {
+        if self.core.wakeups.sockets(user, client) >= MAX_SOCKETS_PER_DEVICE {
+            return Err(ApiError::too_many(
+                "too-many-sockets",
+                format!(
+                    "this device has {MAX_SOCKETS_PER_DEVICE} sockets open already: close one first"
+                ),
+            ));
+        }
+        Ok(self.core.wakeups.subscribe(user, client))
     }
 
     /// The newest event of one of the user's devices.
