@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub max_conversation_members: Option<usize>,
     /// Allow `http://` push endpoints (default: only `https://`).
     pub push_allow_http: Option<bool>,
+    /// Allow push endpoints on loopback, private, link-local and unspecified
+    /// addresses (default: refused, so a device cannot make the server call
+    /// into its own network).
+    pub push_allow_private: Option<bool>,
 }
 
 /// Attempt limits, per 5 minutes: logins and code tries per account, and requests
@@ -138,6 +142,8 @@ pub struct Settings {
     pub max_conversation_members: usize,
     /// Whether push endpoints may be `http://`.
     pub push_allow_http: bool,
+    /// Whether push endpoints may be on internal addresses.
+    pub push_allow_private: bool,
     /// How long one WebSocket frame may take to go out before the socket is cut.
     pub websocket_send_timeout: std::time::Duration,
 }
@@ -163,6 +169,7 @@ impl Settings {
             notification_retention_days: parley_api::limits::NOTIFICATION_RETENTION_DAYS,
             max_conversation_members: parley_api::limits::MAX_CONVERSATION_MEMBERS,
             push_allow_http: false,
+            push_allow_private: false,
             websocket_send_timeout: std::time::Duration::from_secs(10),
         }
     }
@@ -252,6 +259,7 @@ impl Settings {
             s.max_conversation_members = max;
         }
         s.push_allow_http = file.push_allow_http.unwrap_or(false);
+        s.push_allow_private = file.push_allow_private.unwrap_or(false);
         Ok(s)
     }
 }

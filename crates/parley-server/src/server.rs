@@ -132,7 +132,7 @@ pub async fn start_with_store(
         per_account: Arc::new(RateLimiter::new(settings.limits.per_account, 300)),
         per_address: Arc::new(RateLimiter::new(settings.limits.per_address, 300)),
         wakeups: Arc::new(crate::wakeups::LocalWakeups::default()),
-        push: crate::push::PushSender::new().map_err(StartError::Tls)?,
+        push: crate::push::PushSender::new(settings.push_allow_private).map_err(StartError::Tls)?,
     };
     let notifications = Notifications::new(core.clone());
     let accounts = Accounts::new(core.clone());

@@ -257,6 +257,9 @@ impl Clients {
         if let Some(url) = url {
             crate::push::check_endpoint(url, self.core.settings.push_allow_http)
                 .map_err(|e| ApiError::bad_request("invalid-push-endpoint", e.0))?;
+            crate::push::check_destination(url, self.core.settings.push_allow_private)
+                .await
+                .map_err(|e| ApiError::bad_request("invalid-push-endpoint", e.0))?;
         }
         self.core
             .store

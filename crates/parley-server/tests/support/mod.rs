@@ -50,6 +50,8 @@ impl TestServer {
         // Small enough to reach in a test; push receivers are plain HTTP on loopback.
         settings.max_conversation_members = 5;
         settings.push_allow_http = true;
+        // The tests' push receiver listens on loopback.
+        settings.push_allow_private = true;
         settings.websocket_send_timeout = std::time::Duration::from_secs(2);
         let store: Arc<dyn parley_store::Store> = match backend {
             Backend::Sqlite => {
