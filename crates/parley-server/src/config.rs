@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// addresses (default: refused, so a device cannot make the server call
     /// into its own network).
     pub push_allow_private: Option<bool>,
+    /// Password hashes computed at once (default: one per core); four times as
+    /// many may wait, and more get 503 with `Retry-After`.
+    pub password_hash_concurrency: Option<usize>,
 }
 
 /// Attempt limits, per 5 minutes: logins and code tries per account, and requests
@@ -144,6 +147,8 @@ pub struct Settings {
     pub push_allow_http: bool,
     /// Whether push endpoints may be on internal addresses.
     pub push_allow_private: bool,
+    /// Password hashes computed at once.
+    pub password_hash_concurrency: usize,
     /// How long one WebSocket frame may take to go out before the socket is cut.
     pub websocket_send_timeout: std::time::Duration,
 }
@@ -170,6 +175,8 @@ impl Settings {
             max_conversation_members: parley_api::limits::MAX_CONVERSATION_MEMBERS,
             push_allow_http: false,
             push_allow_private: false,
+            password_hash_concurrency: std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get),
             websocket_send_timeout: std::time::Duration::from_secs(10),
         }
     }
@@ -260,6 +267,12 @@ impl Settings {
         }
         s.push_allow_http = file.push_allow_http.unwrap_or(false);
         s.push_allow_private = file.push_allow_private.unwrap_or(false);
+        if let Some(n) = file.password_hash_concurrency {
+            if !(1..=256).contains(&n) {
+                return Err(ConfigError("password_hash_concurrency is 1 to 256".into()));
+            }
+            s.password_hash_concurrency = n;
+        }
         Ok(s)
     }
 }

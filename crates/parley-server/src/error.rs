@@ -74,6 +74,18 @@ impl ApiError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, label, message)
     }
 
+    /// 503: too much work queued; try again in `retry_after` seconds.
+    pub fn busy(retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server-busy",
+                format!("the server is busy; try again in {retry_after} seconds"),
+            )
+        }
+    }
+
     /// 429: slow down.
     pub fn rate_limited(retry_after: u64) -> Self {
         Self {

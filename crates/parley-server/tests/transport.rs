@@ -371,6 +371,48 @@ fn fill_parameters(path: &str) -> String {
         .replace("{handle}", "nobody")
 }
 
+/// A flood of logins (unknown addresses cost a hash too) never makes the
+/// server hash without bound: past one running and four waiting, the answer is
+/// 503 with `Retry-After`, and nothing fails otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn password_hashing_is_bounded() {
+    let s = TestServer::start_with(Backend::Sqlite, support::GENEROUS, |settings| {
+        settings.password_hash_concurrency = 1;
+    })
+    .await
+    .expect("sqlite");
+    let logins: Vec<_> = (0..40)
+        .map(|i| {
+            let http = s.http.clone();
+            let url = format!("{}/v1/login", s.base);
+            tokio::spawn(async move {
+                let resp = http
+                    .post(url)
+                    .json(&serde_json::json!({"email": format!("flood{i}@example.com"), "password": "Whatever-1!"}))
+                    .send()
+                    .await
+                    .expect("request");
+                let retry = resp.headers().get("retry-after").is_some();
+                let status = resp.status().as_u16();
+                let body: serde_json::Value = resp.json().await.expect("json");
+                (status, body["label"].as_str().unwrap_or_default().to_owned(), retry)
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    for login in logins {
+        match login.await.expect("task") {
+            (503, label, true) if label == "server-busy" => busy += 1,
+            (403, label, _) if label == "invalid-credentials" => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "40 at once with room for 5: some are told to come back"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_are_limited_per_address_too() {
     let limits = Limits {

@@ -1,6 +1,8 @@
 //! Accounts: registration by e-mail code, login, tokens and cookies, profiles,
 //! handles, password change and reset, account deletion.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use parley_api::{
@@ -43,6 +45,21 @@ pub struct LoggedIn {
 #[derive(Clone, Debug)]
 pub struct Accounts {
     core: Core,
+    hashing: Arc<HashGate>,
+}
+
+/// Password hashing is the server's most expensive work (and what a flood of
+/// logins costs): at most one hash per permit runs, a bounded number wait, and
+/// the rest are told to come back (503 with `Retry-After`), so memory stays
+/// bounded whatever arrives.
+#[derive(Debug)]
+struct HashGate {
+    permits: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+    /// A hash no password matches, with the configured algorithm, checked for
+    /// unknown accounts so they take as long as known ones.
+    dummy: tokio::sync::OnceCell<String>,
 }
 
 /// How a login names the account.
@@ -50,16 +67,6 @@ enum Account {
     Email(String),
     Handle(String),
 }
-
-/// A hash no password matches, checked for unknown accounts so they take as long as
-/// known ones.
-static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    passwords::hash(
-        &hex::encode(random::<16>()),
-        passwords::PasswordHashing::Scrypt,
-    )
-    .unwrap_or_default()
-});
 
 /// The one answer for a user id that names nobody.
 pub(super) fn user_not_found() -> ApiError {
@@ -154,10 +161,45 @@ fn to_time(unix: i64) -> OffsetDateTime {
 impl Accounts {
     /// The service.
     pub fn new(core: Core) -> Self {
-        Self { core }
+        let concurrency = core.settings.password_hash_concurrency.max(1);
+        let hashing = Arc::new(HashGate {
+            permits: tokio::sync::Semaphore::new(concurrency),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_waiting: concurrency * 4,
+            dummy: tokio::sync::OnceCell::new(),
+        });
+        Self { core, hashing }
+    }
+
+    /// A turn to hash: waits behind at most [`HashGate::max_waiting`] others,
+    /// or answers 503.
+    async fn hash_turn(&self) -> ApiResult<tokio::sync::SemaphorePermit<'_>> {
+        use std::sync::atomic::Ordering;
+        let gate = &*self.hashing;
+        if gate.waiting.fetch_add(1, Ordering::SeqCst) >= gate.max_waiting {
+            gate.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::busy(1));
+        }
+        let permit = gate.permits.acquire().await;
+        gate.waiting.fetch_sub(1, Ordering::SeqCst);
+        permit.map_err(ApiError::internal)
+    }
+
+    /// The dummy hash (made once, off the runtime, with the configured
+    /// algorithm).
+    async fn dummy_hash(&self) -> ApiResult<&str> {
+        self.hashing
+            .dummy
+            .get_or_try_init(|| async {
+                let never = hex::encode(random::<16>());
+                self.hash_password(&never).await
+            })
+            .await
+            .map(String::as_str)
     }
 
     async fn hash_password(&self, password: &str) -> ApiResult<String> {
+        let _turn = self.hash_turn().await?;
         let password = zeroize::Zeroizing::new(password.to_owned());
         let algorithm = self.core.settings.password_hashing;
         tokio::task::spawn_blocking(move || passwords::hash(&password, algorithm))
@@ -168,6 +210,7 @@ impl Accounts {
     /// Whether `password` matches a stored hash, and whether the hash is outdated
     /// (slow by design: runs off the async runtime).
     async fn verify_hash(&self, stored: &str, password: &str) -> ApiResult<(bool, bool)> {
+        let _turn = self.hash_turn().await?;
         let (p, stored) = (
             zeroize::Zeroizing::new(password.to_owned()),
             stored.to_owned(),
@@ -310,7 +353,8 @@ impl Accounts {
             Account::Handle(h) => self.core.store.user_by_handle(h).await?,
         };
         let Some(user) = user else {
-            let _ = self.verify_hash(&DUMMY_HASH, &req.password).await;
+            let dummy = self.dummy_hash().await?.to_owned();
+            self.verify_hash(&dummy, &req.password).await?;
             return Err(invalid_credentials());
         };
         self.check_password(&user, &req.password).await?;

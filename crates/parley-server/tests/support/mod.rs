@@ -42,6 +42,15 @@ pub fn init() {
 
 impl TestServer {
     pub async fn start(backend: Backend, limits: Limits) -> Option<Self> {
+        Self::start_with(backend, limits, |_| {}).await
+    }
+
+    /// [`TestServer::start`] with settings changed by `tweak`.
+    pub async fn start_with(
+        backend: Backend,
+        limits: Limits,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Option<Self> {
         init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings::development(dir.path());
@@ -53,6 +62,7 @@ impl TestServer {
         // The tests' push receiver listens on loopback.
         settings.push_allow_private = true;
         settings.websocket_send_timeout = std::time::Duration::from_secs(2);
+        tweak(&mut settings);
         let store: Arc<dyn parley_store::Store> = match backend {
             Backend::Sqlite => {
                 let path = dir.path().join("parley.db");
