@@ -52,6 +52,48 @@ async fn logins_are_limited_per_account() {
     );
 }
 
+/// Guesses by handle and by e-mail count against one limit per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handle_and_email_guesses_share_one_limit() {
+    let s = TestServer::start(Backend::Sqlite, Limits::default())
+        .await
+        .expect("sqlite");
+    let u = s.register("sam@example.com").await;
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/self/handle",
+            Some(&u.token),
+            Some(json!({"handle": "sam"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    for i in 0..10 {
+        let name = if i % 2 == 0 {
+            json!({"email": "sam@example.com", "password": "Wrong-pass-1"})
+        } else {
+            json!({"handle": "sam", "password": "Wrong-pass-1"})
+        };
+        let (st, _, _) = s
+            .call(reqwest::Method::POST, "/v1/login", None, Some(name))
+            .await;
+        assert_eq!(st, 403);
+    }
+    for name in [
+        json!({"email": "sam@example.com", "password": PASSWORD}),
+        json!({"handle": "sam", "password": PASSWORD}),
+    ] {
+        let (st, v, _) = s
+            .call(reqwest::Method::POST, "/v1/login", None, Some(name))
+            .await;
+        assert_eq!(
+            (st.as_u16(), v["label"].as_str()),
+            (429, Some("too-many-requests")),
+            "five and five are ten"
+        );
+    }
+}
+
 /// A minimal SMTP server: accepts every message and hands it to the test.
 async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -357,6 +357,16 @@ impl Accounts {
             self.verify_hash(&dummy, &req.password).await?;
             return Err(invalid_credentials());
         };
+        // One limit per account whichever name it was reached by: guesses by
+        // handle and by e-mail add up. (The name's own count above came first,
+        // before anything was looked up.)
+        let other = match &account {
+            Account::Email(_) => user.handle.as_deref().map(|h| format!("login:{h}")),
+            Account::Handle(_) => Some(format!("login:{}", user.email)),
+        };
+        if let Some(other) = other {
+            self.core.count_account_attempt(&other)?;
+        }
         self.check_password(&user, &req.password).await?;
         self.new_cookie(user.id, req.label.clone(), req.persist)
             .await

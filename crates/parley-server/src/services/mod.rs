@@ -140,6 +140,14 @@ impl Core {
         }
     }
 
+    /// Counts one more attempt on an account's limit only (the address was
+    /// counted already).
+    pub fn count_account_attempt(&self, account: &str) -> crate::error::ApiResult<()> {
+        self.per_account
+            .check(account, self.clock.now())
+            .map_err(crate::error::ApiError::rate_limited)
+    }
+
     /// Counts an attempt against both the account's and the address's limit.
     pub fn limit(&self, account: &str, address: &str) -> crate::error::ApiResult<()> {
         let now = self.clock.now();
@@ -150,7 +158,6 @@ impl Core {
     }
 }
 
-/// Random bytes from the operating system.
 /// A short text a person chose that the server shows or mails back (a device
 /// model or label, a login's label): bounded, and without line breaks or other
 /// control characters, so it cannot forge lines in an e-mail or a log.
@@ -174,6 +181,7 @@ pub(crate) fn check_label(what: &str, value: Option<&str>) -> crate::error::ApiR
 /// See [`check_label`].
 const MAX_LABEL_CHARS: usize = 128;
 
+/// Random bytes from the operating system.
 pub(crate) fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("the operating system provides randomness");
