@@ -451,7 +451,7 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn record_activation_failure(&self, email: &str) -> StoreResult<u32> {
+    async fn count_activation_try(&self, email: &str) -> StoreResult<u32> {
         let row = sqlx::query(
             "UPDATE activation_codes SET tries = tries + 1 WHERE email = $1 RETURNING tries",
         )
@@ -723,7 +723,7 @@ impl Store for PostgresStore {
         .transpose()
     }
 
-    async fn record_password_reset_failure(&self, key: &str) -> StoreResult<u32> {
+    async fn count_password_reset_try(&self, key: &str) -> StoreResult<u32> {
         let row = sqlx::query(
             "UPDATE password_resets SET tries = tries + 1 WHERE key = $1 RETURNING tries",
         )

@@ -94,15 +94,11 @@ async fn activation_codes(s: &dyn Store) {
         Some(code.clone())
     );
     assert_eq!(
-        s.record_activation_failure("a@example.com")
-            .await
-            .expect("fail"),
+        s.count_activation_try("a@example.com").await.expect("fail"),
         1
     );
     assert_eq!(
-        s.record_activation_failure("a@example.com")
-            .await
-            .expect("fail"),
+        s.count_activation_try("a@example.com").await.expect("fail"),
         2
     );
     let newer = ActivationCode {
@@ -315,12 +311,7 @@ async fn password_resets(s: &dyn Store) {
         s.password_reset("key-1").await.expect("get"),
         Some(reset.clone())
     );
-    assert_eq!(
-        s.record_password_reset_failure("key-1")
-            .await
-            .expect("fail"),
-        1
-    );
+    assert_eq!(s.count_password_reset_try("key-1").await.expect("fail"), 1);
     s.put_password_reset(&reset).await.expect("replace");
     assert_eq!(
         s.password_reset("key-1")

@@ -406,8 +406,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn put_activation_code(&self, code: &ActivationCode) -> StoreResult<()>;
     /// The pending code for an address.
     async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>>;
-    /// Counts a wrong attempt; returns the tries so far.
-    async fn record_activation_failure(&self, email: &str) -> StoreResult<u32>;
+    /// Counts one try (before it is compared, so concurrent guesses cannot
+    /// share a try); returns the tries so far, this one included.
+    async fn count_activation_try(&self, email: &str) -> StoreResult<u32>;
     /// Forgets the code for an address.
     async fn delete_activation_code(&self, email: &str) -> StoreResult<()>;
 
@@ -453,8 +454,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn put_password_reset(&self, reset: &PasswordReset) -> StoreResult<()>;
     /// The pending reset with this key.
     async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>>;
-    /// Counts a wrong attempt; returns the tries so far.
-    async fn record_password_reset_failure(&self, key: &str) -> StoreResult<u32>;
+    /// Counts one try (before it is compared); returns the tries so far, this
+    /// one included.
+    async fn count_password_reset_try(&self, key: &str) -> StoreResult<u32>;
     /// Forgets a reset.
     async fn delete_password_reset(&self, key: &str) -> StoreResult<()>;
     /// Sets the new password, deletes the reset and every cookie of the user.

@@ -9,7 +9,7 @@ use parley_api::{
     AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, RecoveryBundle, Register,
     SelfProfile, UpdateProfile, UserId, UserProfile, limits,
 };
-use parley_store::{ActivationCode, Cookie, PasswordReset, ProfileUpdate, User};
+use parley_store::{ActivationCode, Cookie, PasswordReset, ProfileUpdate, StoreError, User};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -134,14 +134,16 @@ enum CodeCheck {
     Valid,
     /// Expired or out of tries: delete it.
     Dead,
-    /// Wrong: count the try.
+    /// Wrong (the try was counted before the comparison).
     Wrong,
 }
 
-/// The one rule for stored codes: hashed, compared in constant time, dead after
-/// [`MAX_CODE_TRIES`] wrong tries or once expired.
+/// The one rule for stored codes: hashed, compared in constant time, dead once
+/// expired or beyond [`MAX_CODE_TRIES`] tries. `tries` counts this one: every
+/// try is counted before it is compared, so guesses sent at once cannot share
+/// a try.
 fn check_code(given: &str, hash: &[u8], expires_at: i64, tries: u32, now: i64) -> CodeCheck {
-    if expires_at <= now || tries >= MAX_CODE_TRIES {
+    if expires_at <= now || tries > MAX_CODE_TRIES {
         CodeCheck::Dead
     } else if bool::from(sha256(given.trim().as_bytes()).ct_eq(hash)) {
         CodeCheck::Valid
@@ -293,11 +295,16 @@ impl Accounts {
             .await?
             .ok_or_else(invalid_code)?;
         let now = self.core.clock.now();
+        let tries = match self.core.store.count_activation_try(&email).await {
+            Ok(tries) => tries,
+            Err(StoreError::NotFound) => return Err(invalid_code()),
+            Err(e) => return Err(e.into()),
+        };
         match check_code(
             &req.email_code,
             &code.code_hash,
             code.expires_at,
-            code.tries,
+            tries,
             now,
         ) {
             CodeCheck::Valid => {}
@@ -306,7 +313,7 @@ impl Accounts {
                 return Err(invalid_code());
             }
             CodeCheck::Wrong => {
-                if self.core.store.record_activation_failure(&email).await? >= MAX_CODE_TRIES {
+                if tries >= MAX_CODE_TRIES {
                     self.core.store.delete_activation_code(&email).await?;
                 }
                 return Err(invalid_code());
@@ -552,7 +559,7 @@ impl Accounts {
             .set_recovery_bundle(id, Some(&bytes))
             .await
             .map_err(|e| match e {
-                parley_store::StoreError::NotFound => user_not_found(),
+                StoreError::NotFound => user_not_found(),
                 e => e.into(),
             })
     }
@@ -710,14 +717,19 @@ impl Accounts {
             .await?
             .ok_or_else(invalid_code)?;
         let now = self.core.clock.now();
-        match check_code(code, &reset.code_hash, reset.expires_at, reset.tries, now) {
+        let tries = match self.core.store.count_password_reset_try(key).await {
+            Ok(tries) => tries,
+            Err(StoreError::NotFound) => return Err(invalid_code()),
+            Err(e) => return Err(e.into()),
+        };
+        match check_code(code, &reset.code_hash, reset.expires_at, tries, now) {
             CodeCheck::Valid => {}
             CodeCheck::Dead => {
                 self.core.store.delete_password_reset(key).await?;
                 return Err(invalid_code());
             }
             CodeCheck::Wrong => {
-                if self.core.store.record_password_reset_failure(key).await? >= MAX_CODE_TRIES {
+                if tries >= MAX_CODE_TRIES {
                     self.core.store.delete_password_reset(key).await?;
                 }
                 return Err(invalid_code());
@@ -750,7 +762,13 @@ mod tests {
         );
         assert_eq!(
             check_code("123456", &hash, 100, MAX_CODE_TRIES, 99),
-            CodeCheck::Dead
+            CodeCheck::Valid,
+            "the last try counts"
+        );
+        assert_eq!(
+            check_code("123456", &hash, 100, MAX_CODE_TRIES + 1, 99),
+            CodeCheck::Dead,
+            "a try beyond the last is not even compared"
         );
     }
 }
