@@ -8,7 +8,10 @@ use std::collections::HashSet;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{PASSWORD, TestServer, client_id, cookie_of, key_for, new_client, next_event};
+use support::{
+    PASSWORD, TestServer, client_id, close_reason, cookie_of, key_for, new_client, next_event,
+    refused_with,
+};
 
 on_both_stores!(crate::support::GENEROUS =>
     registration_by_email_code,
@@ -501,21 +504,7 @@ async fn password_change_and_account_deletion(s: &TestServer) {
     let other_login = other_login.expect("a login cookie");
     let (_, device) = s.add_client(&u, "permanent", [9]).await;
     let device = device["id"].as_str().expect("id").to_owned();
-    let mut live = {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let ws = s.base.replace("http://", "ws://");
-        let mut request = format!("{ws}/v1/await?client={device}")
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", u.token).parse().expect("header"),
-        );
-        tokio_tungstenite::connect_async(request)
-            .await
-            .expect("upgraded")
-            .0
-    };
+    let mut live = s.upgrade(&u.token, &device, None).await.expect("upgraded");
     let (st, v, headers) = s
         .call(
             Method::PUT,
@@ -535,16 +524,7 @@ async fn password_change_and_account_deletion(s: &TestServer) {
     assert_eq!(s.with_cookie("/v1/access", &other_login).await.0, 403);
     assert_eq!(s.with_cookie("/v1/access", &fresh).await.0, 200);
     // And the open socket is closed.
-    let reason = loop {
-        use futures_util::StreamExt as _;
-        match live.next().await {
-            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
-                break frame.map(|f| f.reason.to_string());
-            }
-            Some(Ok(_)) => {}
-            other => panic!("the socket must close with a reason, got {other:?}"),
-        }
-    };
+    let reason = close_reason(&mut live, false).await;
     assert_eq!(reason.as_deref(), Some("logged-out"));
     assert_eq!(
         s.login("ivy@example.com", "Newer-pass-1", false, None)
@@ -1114,37 +1094,20 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
 /// Sockets per device are bounded: the ninth is refused with 429 until one
 /// closes.
 async fn a_device_has_at_most_eight_sockets(s: &TestServer) {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let u = s.register("sockets@example.com").await;
     let (_, a) = s.add_client(&u, "permanent", [1]).await;
     let a = a["id"].as_str().expect("id").to_owned();
-    let ws = s.base.replace("http://", "ws://");
-    let open = || {
-        let mut request = format!("{ws}/v1/await?client={a}")
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", u.token).parse().expect("header"),
-        );
-        tokio_tungstenite::connect_async(request)
-    };
     let mut sockets = Vec::new();
     for _ in 0..8 {
-        sockets.push(open().await.expect("upgraded").0);
+        sockets.push(s.upgrade(&u.token, &a, None).await.expect("upgraded"));
     }
-    assert!(
-        matches!(
-            open().await,
-            Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 429
-        ),
-        "the ninth is refused"
-    );
+    let ninth = s.upgrade(&u.token, &a, None).await;
+    assert_eq!(refused_with(&ninth), Some(429), "the ninth is refused");
     drop(sockets.pop());
     // The server notices the closed socket once its task ends.
     let mut reopened = None;
     for _ in 0..50 {
-        if let Ok((socket, _)) = open().await {
+        if let Ok(socket) = s.upgrade(&u.token, &a, None).await {
             reopened = Some(socket);
             break;
         }
@@ -1156,23 +1119,10 @@ async fn a_device_has_at_most_eight_sockets(s: &TestServer) {
 /// A socket lives as long as the token it was opened with: past its expiry the
 /// next thing the socket does is close with `token-expired`.
 async fn a_socket_ends_with_its_token(s: &TestServer) {
-    use futures_util::StreamExt as _;
-    use tokio_tungstenite::tungstenite::Message as WsMessage;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let u = s.register("expiry@example.com").await;
     let (_, a) = s.add_client(&u, "permanent", [1]).await;
     let a = a["id"].as_str().expect("id").to_owned();
-    let ws = s.base.replace("http://", "ws://");
-    let mut request = format!("{ws}/v1/await?client={a}")
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", u.token).parse().expect("header"),
-    );
-    let (mut live, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("upgraded");
+    let mut live = s.upgrade(&u.token, &a, None).await.expect("upgraded");
     s.server.clock.advance(16 * 60);
     // Something happens for the user (with a fresh token): the socket wakes,
     // finds its token expired, and closes instead of delivering.
@@ -1187,15 +1137,10 @@ async fn a_socket_ends_with_its_token(s: &TestServer) {
         Some(json!({"name": "Later"})),
     )
     .await;
-    let reason = loop {
-        match live.next().await {
-            Some(Ok(WsMessage::Close(frame))) => break frame.map(|f| f.reason.to_string()),
-            Some(Ok(WsMessage::Text(t))) => panic!("delivered after expiry: {t}"),
-            Some(Ok(_)) => {}
-            other => panic!("the socket must close with a reason, got {other:?}"),
-        }
-    };
-    assert_eq!(reason.as_deref(), Some("token-expired"));
+    assert_eq!(
+        close_reason(&mut live, true).await.as_deref(),
+        Some("token-expired")
+    );
 }
 
 /// A token minted for one device (`/v1/access?client=`) reads only that
@@ -1229,25 +1174,8 @@ async fn device_bound_tokens_act_only_as_their_device(s: &TestServer) {
         .await;
     assert_eq!((st.as_u16(), label(&v)), (403, "token-bound"), "{v}");
     // The socket too.
-    let ws = s.base.replace("http://", "ws://");
-    let refused = {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("{ws}/v1/await?client={a2}")
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {bound}").parse().expect("header"),
-        );
-        tokio_tungstenite::connect_async(request).await
-    };
-    assert!(
-        matches!(
-            refused,
-            Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 403
-        ),
-        "{refused:?}"
-    );
+    let refused = s.upgrade(&bound, &a2, None).await;
+    assert_eq!(refused_with(&refused), Some(403));
     // An unbound token still acts as any of the user's devices.
     assert_eq!(notifications(s, &u.token, &a2, None, None).await.0, 200);
 }
@@ -1255,9 +1183,6 @@ async fn device_bound_tokens_act_only_as_their_device(s: &TestServer) {
 /// A cursor near `u64::MAX`, on the queue and on the socket: told that events
 /// are lost, never a crash or a wrong answer.
 async fn cursors_beyond_any_queue_are_lost_not_overflowed(s: &TestServer) {
-    use futures_util::StreamExt as _;
-    use tokio_tungstenite::tungstenite::Message as WsMessage;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let u = s.register("max@example.com").await;
     let (_, a) = s.add_client(&u, "permanent", [1]).await;
     let a = a["id"].as_str().expect("id").to_owned();
@@ -1265,26 +1190,12 @@ async fn cursors_beyond_any_queue_are_lost_not_overflowed(s: &TestServer) {
         let (st, v) = notifications(s, &u.token, &a, Some(since), None).await;
         assert_eq!((st, label(&v)), (404, "notifications-lost"), "{since}: {v}");
     }
-    let ws_base = s.base.replace("http://", "ws://");
-    let mut request = format!("{ws_base}/v1/await?client={a}&since={}", u64::MAX)
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", u.token).parse().expect("header"),
-    );
-    let (mut live, _) = tokio_tungstenite::connect_async(request)
+    let mut live = s
+        .upgrade(&u.token, &a, Some(u64::MAX))
         .await
         .expect("upgraded");
-    let closed = loop {
-        match live.next().await {
-            Some(Ok(WsMessage::Close(frame))) => break frame,
-            Some(Ok(_)) => {}
-            other => panic!("the socket must close with a reason, got {other:?}"),
-        }
-    };
     assert_eq!(
-        closed.map(|f| f.reason.to_string()).as_deref(),
+        close_reason(&mut live, false).await.as_deref(),
         Some("notifications-lost")
     );
 }

@@ -328,6 +328,57 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Opens `/v1/await` for a device with the token in the `Authorization`
+    /// header; the server's refusal comes back as the error.
+    pub async fn upgrade(
+        &self,
+        token: &str,
+        client: &str,
+        since: Option<u64>,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let ws_base = self.base.replace("http://", "ws://");
+        let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
+        let mut request = format!("{ws_base}/v1/await?client={client}{since}")
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        tokio_tungstenite::connect_async(request)
+            .await
+            .map(|(ws, _)| ws)
+    }
+}
+
+/// The status of a refused upgrade.
+pub fn refused_with(result: &Result<Ws, tokio_tungstenite::tungstenite::Error>) -> Option<u16> {
+    match result {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Some(r.status().as_u16()),
+        _ => None,
+    }
+}
+
+/// Reads a socket until it closes; the close reason. A text frame first is a
+/// failure when `deliver_nothing`.
+pub async fn close_reason(ws: &mut Ws, deliver_nothing: bool) -> Option<String> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("the socket closes in time");
+        match frame {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()),
+            Some(Ok(Message::Text(t))) if deliver_nothing => panic!("delivered: {t}"),
+            Some(Ok(_)) => {}
+            other => panic!("the socket must close with a reason, got {other:?}"),
+        }
+    }
+}
+
 /// The next JSON frame of a socket (within 10 seconds).
 pub async fn next_event(ws: &mut Ws) -> Value {
     use futures_util::StreamExt;
