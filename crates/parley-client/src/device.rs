@@ -574,7 +574,8 @@ impl Device {
         plaintext: &[u8],
         done: &mut BTreeMap<UserId, BTreeMap<ClientId, String>>,
     ) -> u64 {
-        self.generation += 1;
+        // Saturating: the count comes back from the server too, which may lie.
+        self.generation = self.generation.saturating_add(1);
         for ((user, client), session) in &mut self.sessions {
             if !users.contains(user) || (*user, *client) == (self.user, self.client) {
                 continue;

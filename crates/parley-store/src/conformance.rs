@@ -739,6 +739,24 @@ async fn payloads(s: &dyn Store, u: &User, client: u64) -> Vec<String> {
         .collect()
 }
 
+/// A delivery plan: `payload` to every device of every member on the roster.
+fn to_everyone(payload: impl Into<String>) -> crate::DeliveryPlan {
+    let payload: String = payload.into();
+    Arc::new(move |r: &Roster| {
+        Some(
+            r.members
+                .iter()
+                .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
+                .map(|(user, client)| Outgoing {
+                    user,
+                    client,
+                    payload: payload.clone(),
+                })
+                .collect(),
+        )
+    })
+}
+
 fn group(creator: &User) -> ConversationRecord {
     ConversationRecord {
         id: Uuid::new_v4(),
@@ -1126,19 +1144,7 @@ async fn concurrent_deliveries(s: Arc<dyn Store>) {
         .map(|n| {
             let s = s.clone();
             tokio::spawn(async move {
-                let plan: crate::DeliveryPlan = Arc::new(move |r: &Roster| {
-                    Some(
-                        r.members
-                            .iter()
-                            .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
-                            .map(|(user, client)| Outgoing {
-                                user,
-                                client,
-                                payload: format!("m{n}"),
-                            })
-                            .collect(),
-                    )
-                });
+                let plan = to_everyone(format!("m{n}"));
                 s.post(conv.id, 10, plan).await
             })
         })
@@ -1179,19 +1185,7 @@ async fn deliveries_follow_membership(s: Arc<dyn Store>) {
             let s = s.clone();
             tokio::spawn(async move {
                 for i in 0..40 {
-                    let plan: crate::DeliveryPlan = Arc::new(move |r: &Roster| {
-                        Some(
-                            r.members
-                                .iter()
-                                .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
-                                .map(|(user, client)| Outgoing {
-                                    user,
-                                    client,
-                                    payload: format!("m{t}-{i}"),
-                                })
-                                .collect(),
-                        )
-                    });
+                    let plan = to_everyone(format!("m{t}-{i}"));
                     s.post(conv.id, 10, plan)
                         .await
                         .expect("post")
@@ -1303,19 +1297,7 @@ async fn fan_outs_never_deadlock(s: Arc<dyn Store>) {
         let s = s.clone();
         tokio::spawn(async move {
             for _ in 0..60 {
-                let plan: crate::DeliveryPlan = Arc::new(move |r: &Roster| {
-                    Some(
-                        r.members
-                            .iter()
-                            .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
-                            .map(|(user, client)| Outgoing {
-                                user,
-                                client,
-                                payload: "posted".into(),
-                            })
-                            .collect(),
-                    )
-                });
+                let plan = to_everyone("posted");
                 s.post(conv.id, 5, plan)
                     .await
                     .expect("no deadlock")

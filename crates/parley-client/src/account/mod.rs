@@ -250,14 +250,12 @@ impl Account {
         register: &Register,
     ) -> Result<Self, ClientError> {
         trust::check_passphrase_strength(recovery)?;
-        let store = Self::fresh_store(dir, passphrase).await?;
-        let api = Api::new(server)?;
-        api.register(register).await?;
-        Self::enrol(
-            api,
-            store,
+        Self::register_with(
+            dir,
+            passphrase,
+            server,
+            register,
             Recovery::Passphrase(recovery),
-            &register.password,
         )
         .await
     }
@@ -275,16 +273,28 @@ impl Account {
         register: &Register,
         show_code: &mut (dyn FnMut(&trust::RecoveryCode) + Send),
     ) -> Result<Self, ClientError> {
+        Self::register_with(
+            dir,
+            passphrase,
+            server,
+            register,
+            Recovery::Hardened(show_code),
+        )
+        .await
+    }
+
+    /// Creates the account on the server and enrols this device.
+    async fn register_with(
+        dir: &Path,
+        passphrase: &str,
+        server: &str,
+        register: &Register,
+        recovery: Recovery<'_>,
+    ) -> Result<Self, ClientError> {
         let store = Self::fresh_store(dir, passphrase).await?;
         let api = Api::new(server)?;
         api.register(register).await?;
-        Self::enrol(
-            api,
-            store,
-            Recovery::Hardened(show_code),
-            &register.password,
-        )
-        .await
+        Self::enrol(api, store, recovery, &register.password).await
     }
 
     /// Logs in and registers this device in `dir`. The root key comes from the
