@@ -477,11 +477,16 @@ pub enum EventPayload {
         /// The receiving user's side of it.
         connection: Connection,
     },
-    /// The user was made a member of a new conversation.
+    /// The user was made a member of a new conversation. The event names it;
+    /// its name and members are fetched (`GET /v1/conversations/…`), so that
+    /// a group of hundreds does not write its member list into every device's
+    /// queue.
     #[serde(rename = "conversation.create")]
     ConversationCreate {
         /// The conversation.
-        conversation: Conversation,
+        conversation: Qualified<Uuid>,
+        /// Who made it.
+        from: Uuid,
     },
     /// Users joined.
     #[serde(rename = "conversation.member-join")]
@@ -650,6 +655,15 @@ pub mod limits {
     pub const MAX_CLIENTS_PER_PREKEY_CLAIM: usize = 500;
     /// Events per page of `GET /v1/notifications` (at most).
     pub const MAX_NOTIFICATION_PAGE: usize = 1000;
+    /// Most bytes of events in one notification page (a page holds at least one
+    /// event whatever its size).
+    pub const MAX_NOTIFICATION_PAGE_BYTES: usize = 1024 * 1024;
+    /// Most bytes one message may write into queues in all: its ciphertexts,
+    /// plus its data blob once per device (the blob is copied to every device).
+    /// A full group (500 members, 8 devices each) can still get a 12 KiB blob.
+    pub const MAX_MESSAGE_FANOUT_BYTES: usize = 64 * 1024 * 1024;
+    /// Most users one request may add to a group.
+    pub const MAX_MEMBERS_PER_ADD: usize = 64;
     /// Events are kept this many days.
     pub const NOTIFICATION_RETENTION_DAYS: i64 = 28;
     /// Members of a group, unless the server is configured otherwise.

@@ -27,6 +27,15 @@ struct World {
     dirs: tempfile::TempDir,
 }
 
+/// Connects two accounts: `a` asks, `b` accepts (only connections may be
+/// put into a group).
+async fn connect(a: &mut Account, b: &mut Account) {
+    let b_id = a.qualified(b.user());
+    let a_id = b.qualified(a.user());
+    a.connect_to(&b_id).await.expect("requested");
+    b.accept(&a_id).await.expect("accepted");
+}
+
 impl World {
     async fn start() -> Self {
         Self {
@@ -35,10 +44,12 @@ impl World {
         }
     }
 
-    /// Alice and Bob, registered, in a new group `name` that Alice made.
+    /// Alice and Bob, registered and connected, in a new group `name` that
+    /// Alice made.
     async fn alice_and_bob_in(&self, name: &str) -> (Account, Account, Qualified<Uuid>) {
         let mut alice = self.register("alice").await;
-        let bob = self.register("bob").await;
+        let mut bob = self.register("bob").await;
+        connect(&mut alice, &mut bob).await;
         let bob_id = alice.find("bob").await.expect("found");
         let group = alice
             .create_group(name, vec![bob_id], false)
@@ -187,6 +198,7 @@ async fn three_people_chat_verify_and_recover() {
     );
 
     // --- A group with read receipts; Carol is offline --------------------------
+    connect(&mut alice, &mut carol).await;
     let carol_id = alice.find("carol").await.expect("found");
     let group = alice
         .create_group("team", vec![bob_id.clone(), carol_id.clone()], true)
@@ -643,6 +655,8 @@ async fn a_message_from_a_new_device_degrades_before_anything_is_sent_to_it() {
     let mut alice = w.register("alice").await;
     let mut bob = w.register("bob").await;
     let mut carol = w.register("carol").await;
+    connect(&mut alice, &mut bob).await;
+    connect(&mut alice, &mut carol).await;
     let bob_id = alice.find("bob").await.expect("found");
     let carol_id = alice.find("carol").await.expect("found");
     let group = alice

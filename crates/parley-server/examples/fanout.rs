@@ -63,7 +63,7 @@ struct Args {
 }
 
 mod common;
-use common::{PASSWORD, register};
+use common::{PASSWORD, connect, register};
 
 /// The clock every latency is measured on (senders and receivers share it).
 fn since_start() -> u64 {
@@ -183,6 +183,15 @@ async fn run_shape(
                 )
                 .await?,
             );
+        }
+        for d in &devices[1..] {
+            connect(
+                http,
+                &a.url,
+                (devices[0].user, &devices[0].token),
+                (d.user, &d.token),
+            )
+            .await?;
         }
         let users: Vec<_> = devices[1..]
             .iter()
@@ -366,15 +375,15 @@ async fn bare_broadcast(receivers: usize, frame_len: usize, seconds: u64) -> any
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    common::memory_kib(pid, "VmRSS:")
 }
 
 async fn idle_memory(http: &reqwest::Client, a: &Args, run: &str, pid: u32) -> anyhow::Result<()> {
+    // A device may have 8 sockets open at once: enough devices for the most.
+    let most = a.idle.iter().copied().max().unwrap_or(0);
     let devices = {
         let mut v = Vec::new();
-        for i in 0..4 {
+        for i in 0..most.div_ceil(8) {
             v.push(device(http, a, &format!("{run}-idle-{i}@load.example")).await?);
         }
         Arc::new(v)

@@ -5,7 +5,8 @@
 //! cargo run --release -p parley-server --example load -- \
 //!     --url http://127.0.0.1:8080 --data-dir /tmp/pd --concurrency 32 --seconds 10
 //! ```
-//! The server's attempt limits must allow the load (`[limits]` in its config). The
+//! The server's attempt limits must allow the load (`[limits]` in its config,
+//! `prekey_claims` included). The
 //! data directory is read only for the e-mail outbox, to register the test users.
 
 #![allow(
@@ -39,7 +40,7 @@ struct Args {
 }
 
 mod common;
-use common::{PASSWORD, register};
+use common::{PASSWORD, connect, register};
 
 /// Runs `work` on `concurrency` workers for `seconds`; returns (successes, latencies).
 async fn measure<F, Fut>(a: &Args, work: F) -> (u64, Vec<Duration>, Duration)
@@ -110,6 +111,13 @@ async fn main() -> anyhow::Result<()> {
         &a.url,
         &a.data_dir,
         &format!("claimer-{run}@load.example"),
+    )
+    .await?;
+    connect(
+        &http,
+        &a.url,
+        (claimer.user, &claimer.access_token),
+        (owner.user, &owner.access_token),
     )
     .await?;
 

@@ -46,10 +46,25 @@ pub struct FileConfig {
     /// Password hashes computed at once (default: one per core); four times as
     /// many may wait, and more get 503 with `Retry-After`.
     pub password_hash_concurrency: Option<usize>,
+    /// Connections open at once (default: as many as the open-files limit
+    /// allows, after raising it to the system's hard limit).
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request's headers, and a new
+    /// connection its first request (default 10).
+    pub header_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a request's body (default 30).
+    pub body_timeout_seconds: Option<u64>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed: the client's address is then the last
+    /// one in `X-Forwarded-For` that is not a proxy, and cookies are `Secure`
+    /// when the proxy says it received HTTPS.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
-/// Attempt limits, per 5 minutes: logins and code tries per account, and requests
-/// that count attempts per client address.
+/// Attempt limits, per 5 minutes: logins and code tries per account, requests
+/// that count attempts per client address, and prekey claims per device and
+/// claimer.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -57,6 +72,14 @@ pub struct Limits {
     pub per_account: u32,
     /// Attempts per client address.
     pub per_address: u32,
+    /// Claims of one device's prekeys by one user (enough for a session lost
+    /// and remade a few times, too few to drain a pool of a hundred).
+    #[serde(default = "default_prekey_claims")]
+    pub prekey_claims: u32,
+}
+
+fn default_prekey_claims() -> u32 {
+    5
 }
 
 impl Default for Limits {
@@ -64,6 +87,7 @@ impl Default for Limits {
         Self {
             per_account: 10,
             per_address: 300,
+            prekey_claims: default_prekey_claims(),
         }
     }
 }
@@ -151,6 +175,14 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     /// How long one WebSocket frame may take to go out before the socket is cut.
     pub websocket_send_timeout: std::time::Duration,
+    /// Connections open at once (`None`: what the open-files limit allows).
+    pub max_connections: Option<usize>,
+    /// Time to send a request's headers (and a connection's first request).
+    pub header_timeout: std::time::Duration,
+    /// Time to send a request's body.
+    pub body_timeout: std::time::Duration,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A configuration a person must fix, with what to fix.
@@ -178,6 +210,10 @@ impl Settings {
             password_hash_concurrency: std::thread::available_parallelism()
                 .map_or(1, std::num::NonZeroUsize::get),
             websocket_send_timeout: std::time::Duration::from_secs(10),
+            max_connections: None,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -273,6 +309,44 @@ impl Settings {
             }
             s.password_hash_concurrency = n;
         }
+        if let Some(n) = file.max_connections {
+            if n < 16 {
+                return Err(ConfigError("max_connections is at least 16".into()));
+            }
+            s.max_connections = Some(n);
+        }
+        for (name, value, slot) in [
+            (
+                "header_timeout_seconds",
+                file.header_timeout_seconds,
+                &mut s.header_timeout,
+            ),
+            (
+                "body_timeout_seconds",
+                file.body_timeout_seconds,
+                &mut s.body_timeout,
+            ),
+        ] {
+            if let Some(secs) = value {
+                if !(1..=600).contains(&secs) {
+                    return Err(ConfigError(format!("{name} is 1 to 600")));
+                }
+                *slot = std::time::Duration::from_secs(secs);
+            }
+        }
+        s.trusted_proxies = file
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "trusted_proxies: {p:?} is not an address or a CIDR range"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(s)
     }
 }

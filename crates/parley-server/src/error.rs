@@ -69,6 +69,11 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", message)
     }
 
+    /// 408: the request did not arrive in time.
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request-timeout", message)
+    }
+
     /// 429: too many of something open at once.
     pub fn too_many(label: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, label, message)
@@ -136,15 +141,7 @@ impl From<StoreError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        match r {
-            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::too_large("the request body is too large")
-            }
-            JsonRejection::MissingJsonContentType(_) => {
-                Self::bad_request("bad-request", "send the body as application/json")
-            }
-            other => Self::bad_request("bad-request", other.body_text()),
-        }
+        Self::bad_request("bad-request", r.body_text())
     }
 }
 

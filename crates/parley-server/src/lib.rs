@@ -18,4 +18,5 @@ pub mod server;
 pub mod services;
 pub mod tls;
 pub mod tokens;
+pub mod transport;
 pub mod wakeups;

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue};
 use axum_server::Handle;
 use parley_store::Store;
@@ -27,8 +26,7 @@ use crate::services::messages::Messages;
 use crate::services::notifications::Notifications;
 use crate::tokens::TokenKeys;
 
-/// Largest request body.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub use crate::transport::MAX_BODY_BYTES;
 
 /// Why the server could not start, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +69,26 @@ impl RunningServer {
     pub fn handle(&self) -> Handle<SocketAddr> {
         self.handle.clone()
     }
+}
+
+/// HTTP/1.1 with deadlines: a connection's first request and every request's
+/// headers within `header_timeout`. An idle kept-alive connection is waiting
+/// for headers, so it is closed after the same time.
+///
+/// HTTP/2 is not served (the TLS configuration offers only HTTP/1.1), but the
+/// connection builder cannot turn it off where WebSocket upgrades are served:
+/// a client that speaks it anyway is allowed no streams, so it never gets a
+/// request in and the first-request deadline closes its connection.
+fn bounded<A: axum_server::Address, Acc>(
+    mut server: axum_server::Server<A, Acc>,
+    settings: &Settings,
+) -> axum_server::Server<A, Acc> {
+    let http = server.http_builder();
+    http.http1()
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(64 * 1024);
+    http.http2().max_concurrent_streams(0);
+    server.first_request_timeout(settings.header_timeout)
 }
 
 /// Opens the configured store.
@@ -140,14 +158,18 @@ pub async fn start_with_store(
     let conversations = Conversations::new(core.clone(), connections.clone());
     let state = AppState {
         messages: Messages::new(core.clone(), conversations.clone(), connections.clone()),
-        clients: Clients::new(core, accounts.clone()),
+        clients: Clients::new(core, accounts.clone(), connections.clone()),
         notifications,
         accounts,
         connections,
         conversations,
         tls: tls.is_some(),
+        trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
     };
-    let mut app = router(state).layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let mut app = router(state).layer(axum::middleware::from_fn_with_state(
+        settings.body_timeout,
+        crate::transport::bounded_body,
+    ));
     if tls.is_some() {
         app = app.layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("strict-transport-security"),
@@ -165,19 +187,39 @@ pub async fn start_with_store(
         .map_err(|e| StartError::Io(e.to_string()))?;
     let handle = Handle::new();
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let fit = crate::transport::connections_that_fit();
+    let max_connections = match settings.max_connections {
+        Some(wanted) if wanted > fit => {
+            tracing::warn!(
+                wanted,
+                fit,
+                "max_connections is more than the open-files limit allows: using what fits"
+            );
+            fit
+        }
+        Some(wanted) => wanted,
+        None => fit,
+    };
+    tracing::info!(max_connections, "connection limit");
+    let capped = crate::transport::Capped::new(max_connections);
     let task = match tls {
         None => {
             let server = axum_server::from_tcp(listener)
                 .map_err(|e| StartError::Io(e.to_string()))?
+                .acceptor(capped)
                 .handle(handle.clone());
-            tokio::spawn(server.serve(service))
+            tokio::spawn(bounded(server, &settings).serve(service))
         }
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            let server = axum_server::tls_rustls::from_tcp_rustls(listener, config)
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(settings.header_timeout)
+                .acceptor(capped);
+            let server = axum_server::from_tcp(listener)
                 .map_err(|e| StartError::Io(e.to_string()))?
+                .acceptor(acceptor)
                 .handle(handle.clone());
-            tokio::spawn(server.serve(service))
+            tokio::spawn(bounded(server, &settings).serve(service))
         }
     };
     Ok(RunningServer {

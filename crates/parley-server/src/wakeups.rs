@@ -34,9 +34,10 @@ pub struct Subscription {
     pub wake: watch::Receiver<u64>,
     /// Live frames for the user's devices.
     pub live: broadcast::Receiver<Live>,
-    /// Changes when the user's logins were ended (password changed or reset,
-    /// account deleted): the socket closes.
-    pub ended: watch::Receiver<u64>,
+    /// Changes when some of the user's logins ended (a logout, logins removed,
+    /// the password changed or reset, the account deleted): the socket closes
+    /// if its own login is among them.
+    pub logins: watch::Receiver<u64>,
     _connected: Arc<()>,
 }
 
@@ -53,8 +54,9 @@ pub trait Wakeups: Send + Sync + std::fmt::Debug {
     fn is_connected(&self, user: UserId, client: ClientId) -> bool;
     /// How many sockets of this device are open.
     fn sockets(&self, user: UserId, client: ClientId) -> usize;
-    /// Closes every open socket of `user` (their logins were ended).
-    fn end_sessions(&self, user: UserId);
+    /// Tells every open socket of `user` that some of the user's logins
+    /// ended: each checks its own and closes if it is gone.
+    fn logins_changed(&self, user: UserId);
 }
 
 /// Live frames a busy socket may fall behind by before it misses some (it then
@@ -64,7 +66,7 @@ const LIVE_BACKLOG: usize = 16;
 #[derive(Debug)]
 struct UserChannels {
     wake: watch::Sender<u64>,
-    ended: watch::Sender<u64>,
+    logins: watch::Sender<u64>,
     live: broadcast::Sender<Live>,
     connected: HashMap<ClientId, Weak<()>>,
 }
@@ -95,7 +97,7 @@ impl Wakeups for LocalWakeups {
         users.retain(|_, u| u.in_use());
         let channels = users.entry(user).or_insert_with(|| UserChannels {
             wake: watch::channel(0).0,
-            ended: watch::channel(0).0,
+            logins: watch::channel(0).0,
             live: broadcast::channel(LIVE_BACKLOG).0,
             connected: HashMap::new(),
         });
@@ -110,7 +112,7 @@ impl Wakeups for LocalWakeups {
         };
         Subscription {
             wake: channels.wake.subscribe(),
-            ended: channels.ended.subscribe(),
+            logins: channels.logins.subscribe(),
             live: channels.live.subscribe(),
             _connected: connected,
         }
@@ -142,9 +144,9 @@ impl Wakeups for LocalWakeups {
             .map_or(0, Weak::strong_count)
     }
 
-    fn end_sessions(&self, user: UserId) {
+    fn logins_changed(&self, user: UserId) {
         if let Some(channels) = self.users().get(&user) {
-            channels.ended.send_modify(|n| *n = n.wrapping_add(1));
+            channels.logins.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }

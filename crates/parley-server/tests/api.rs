@@ -34,7 +34,33 @@ on_both_stores!(crate::support::GENEROUS =>
     a_socket_ends_with_its_token,
     a_device_has_at_most_eight_sockets,
     device_signatures_and_the_recovery_bundle,
+    a_pending_reset_is_neither_replaced_nor_given_fresh_tries,
+    prekeys_are_claimed_only_within_a_relationship,
+    logging_out_closes_that_logins_sockets_only,
+    notification_pages_are_bounded_in_bytes,
 );
+
+/// Connects two users: `a` asks, `b` accepts (prekeys are claimed only
+/// within a relationship).
+async fn connect(s: &TestServer, a: &support::User, b: &support::User) {
+    let (st, v) = s
+        .post(
+            &format!("/v1/connections/localhost/{}", b.id),
+            Some(&a.token),
+            json!({}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/connections/localhost/{}", a.id),
+            Some(&b.token),
+            Some(json!({"status": "accepted"})),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+}
 
 fn label(v: &Value) -> &str {
     v["label"].as_str().unwrap_or_default()
@@ -331,7 +357,8 @@ async fn password_reset_as_the_whitepaper_says(s: &TestServer) {
         s.post("/v1/password-reset/complete", None, body).await.0,
         403
     );
-    // One pending per account: a new request replaces it, and it works once.
+    // One pending per account: once its tries are used up a new request
+    // replaces it, and it works once.
     s.post(
         "/v1/password-reset",
         None,
@@ -574,8 +601,8 @@ async fn password_change_and_account_deletion(s: &TestServer) {
         .await;
     assert_eq!(
         (st.as_u16(), label(&v)),
-        (404, "client-not-found"),
-        "devices and prekeys are gone"
+        (403, "not-related"),
+        "a deleted account is nobody's connection"
     );
     assert_eq!(
         s.with_cookie("/v1/access", &u.cookie).await.0,
@@ -715,6 +742,7 @@ async fn devices_within_the_limits(s: &TestServer) {
 async fn prekeys_upload_count_and_claim(s: &TestServer) {
     let u = s.register("mia@example.com").await;
     let peer = s.register("ned@example.com").await;
+    connect(s, &peer, &u).await;
     let (_, c) = s.add_client(&u, "permanent", [1, 2]).await;
     let id = client_id(&c);
     let count = |v: Value| v["count"].as_u64().expect("count");
@@ -827,6 +855,7 @@ async fn prekeys_upload_count_and_claim(s: &TestServer) {
 async fn concurrent_prekey_claims_never_share_a_prekey(s: &TestServer) {
     let u = s.register("olga@example.com").await;
     let peer = s.register("pete@example.com").await;
+    connect(s, &peer, &u).await;
     let (_, c) = s.add_client(&u, "permanent", 0..40).await;
     let path = format!("/v1/users/localhost/{}/prekeys/{}", u.id, client_id(&c));
     // 64 claims in flight at once, each on its own task and connection.
@@ -1359,4 +1388,251 @@ async fn device_signatures_and_the_recovery_bundle(s: &TestServer) {
     }
     let (st, _) = s.get(path, &other.token).await;
     assert_eq!(st, 404, "each user reads only their own");
+}
+
+/// How many password-reset mails went to `to`.
+fn reset_mails(s: &TestServer, to: &str) -> usize {
+    std::fs::read_dir(s.outbox())
+        .expect("outbox exists")
+        .map(|e| std::fs::read_to_string(e.expect("entry").path()).expect("mail"))
+        .filter(|m| m.contains(&format!("To: {to}")) && m.contains("key:"))
+        .count()
+}
+
+async fn a_pending_reset_is_neither_replaced_nor_given_fresh_tries(s: &TestServer) {
+    let email = "rita@example.com";
+    s.register(email).await;
+    // Ten requests at once start one reset: one code, one mail.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (http, url) = (s.http.clone(), format!("{}/v1/password-reset", s.base));
+            tokio::spawn(async move {
+                http.post(url)
+                    .json(&json!({"email": email}))
+                    .send()
+                    .await
+                    .expect("send")
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("task"), 201);
+    }
+    assert_eq!(reset_mails(s, email), 1, "one reset for ten requests");
+    let (key, code) = reset_key_and_code(&s.last_mail_to(email));
+    // A wrong try, then a new request: the pending code stands with the
+    // tries it has left (the request answers alike and mails nothing).
+    let wrong = json!({"key": key, "code": "wrong", "password": "New-secret-1"});
+    let (st, _) = s
+        .post("/v1/password-reset/complete", None, wrong.clone())
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .post("/v1/password-reset", None, json!({"email": email}))
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(reset_mails(s, email), 1);
+    for _ in 0..2 {
+        let (st, _) = s
+            .post("/v1/password-reset/complete", None, wrong.clone())
+            .await;
+        assert_eq!(st, 403);
+    }
+    let right = json!({"key": key, "code": code, "password": "New-secret-1"});
+    let (st, v) = s.post("/v1/password-reset/complete", None, right).await;
+    assert_eq!(
+        (st.as_u16(), label(&v)),
+        (403, "invalid-code"),
+        "three tries in all, not three after each request"
+    );
+    // Used up, a new request starts a new reset.
+    s.post("/v1/password-reset", None, json!({"email": email}))
+        .await;
+    assert_eq!(reset_mails(s, email), 2);
+    let (key, code) = reset_key_and_code(&s.last_mail_to(email));
+    let right = json!({"key": key, "code": code, "password": "New-secret-1"});
+    assert_eq!(
+        s.post("/v1/password-reset/complete", None, right).await.0,
+        200
+    );
+}
+
+async fn prekeys_are_claimed_only_within_a_relationship(s: &TestServer) {
+    let owner = s.register("pia@example.com").await;
+    let stranger = s.register("pim@example.com").await;
+    let (_, c) = s.add_client(&owner, "permanent", 1..=10).await;
+    let id = client_id(&c);
+    let count = || async {
+        s.get(&format!("/v1/clients/{id}/prekeys"), &owner.token)
+            .await
+            .1["count"]
+            .as_u64()
+            .expect("count")
+    };
+    let path = format!("/v1/users/localhost/{}/prekeys/{id}", owner.id);
+    // A stranger gets nothing, whether the device exists or not, one by one
+    // or many at once.
+    let (st, v) = s.get(&path, &stranger.token).await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "not-related"), "{v}");
+    let (st, v) = s
+        .get(
+            &format!("/v1/users/localhost/{}/prekeys/999", owner.id),
+            &stranger.token,
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "not-related"), "{v}");
+    let body = json!({"localhost": {owner.id.to_string(): [id.to_string()]}});
+    let (st, v) = s
+        .post(
+            "/v1/users/list-prekeys",
+            Some(&stranger.token),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["localhost"][owner.id.to_string()][id.to_string()],
+        Value::Null
+    );
+    assert_eq!(count().await, 10, "nothing was taken");
+    // Connected, they may.
+    let (st, v) = s
+        .post(
+            &format!("/v1/connections/localhost/{}", owner.id),
+            Some(&stranger.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, _) = s.get(&path, &stranger.token).await;
+    assert_eq!(st, 403, "a request alone is not a relationship");
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/connections/localhost/{}", stranger.id),
+            Some(&owner.token),
+            Some(json!({"status": "accepted"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.get(&path, &stranger.token).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s
+        .post("/v1/users/list-prekeys", Some(&stranger.token), body)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["localhost"][owner.id.to_string()][id.to_string()]["id"].is_u64());
+    assert_eq!(count().await, 8);
+    // A block ends it.
+    let (st, _, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/v1/connections/localhost/{}", stranger.id),
+            Some(&owner.token),
+            Some(json!({"status": "blocked"})),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, _) = s.get(&path, &stranger.token).await;
+    assert_eq!(st, 403);
+    // The owner may always claim their own devices' prekeys.
+    let (st, _) = s.get(&path, &owner.token).await;
+    assert_eq!(st, 200);
+}
+
+async fn logging_out_closes_that_logins_sockets_only(s: &TestServer) {
+    let u = s.register("lou@example.com").await;
+    let (_, c) = s.add_client(&u, "permanent", [1]).await;
+    let id = client_id(&c);
+    // A second login of the same account, with its own socket.
+    let (st, v, cookie2) = s.login("lou@example.com", PASSWORD, true, None).await;
+    assert_eq!(st, 200, "{v}");
+    let cookie2 = cookie2.expect("cookie");
+    let token2 = v["access_token"].as_str().expect("token").to_owned();
+    let mut first = s.connect(&u.token, id, None).await;
+    let mut second = s.connect(&token2, id, None).await;
+    // Logging out of the second login closes its socket ...
+    let (st, _) = s.with_cookie("/v1/access/logout", &cookie2).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        close_reason(&mut second, true).await.as_deref(),
+        Some("logged-out")
+    );
+    // ... and not the first one's, which still gets events.
+    let (_, c2) = s.add_client(&u, "temporary", [2]).await;
+    let added = next_event(&mut first).await;
+    assert_eq!(added["payload"]["type"], "user.client-add", "{added}");
+    assert_eq!(added["payload"]["client"]["id"], c2["id"]);
+}
+
+async fn notification_pages_are_bounded_in_bytes(s: &TestServer) {
+    let u = s.register("pag@example.com").await;
+    let (_, c) = s.add_client(&u, "permanent", [1]).await;
+    let id = client_id(&c);
+    // Twelve events of about 200 KiB each: messages from a second device, in
+    // a group of one.
+    let (st, v) = s
+        .post(
+            "/v1/conversations",
+            Some(&u.token),
+            json!({"name": "notes", "users": []}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let conv = v["id"]["id"].as_str().expect("id").to_owned();
+    let (_, c2) = s.add_client(&u, "temporary", [2]).await;
+    let other = client_id(&c2);
+    use base64::Engine as _;
+    let big = base64::engine::general_purpose::STANDARD.encode(vec![1u8; 150 * 1024]);
+    for _ in 0..12 {
+        let (st, v) = s
+            .post(
+                &format!("/v1/conversations/localhost/{conv}/proteus/messages"),
+                Some(&u.token),
+                json!({"sender": other, "recipients": {"localhost": {u.id.to_string(): {id.to_string(): big}}}}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    // Pages of at most 1 MiB, however many events were asked for; paging
+    // through them loses nothing.
+    let mut since = None::<u64>;
+    let mut messages = 0;
+    let mut pages = 0;
+    loop {
+        let query = since.map(|s| format!("&since={s}")).unwrap_or_default();
+        let resp = s
+            .http
+            .get(format!(
+                "{}/v1/notifications?client={id}&size=1000{query}",
+                s.base
+            ))
+            .bearer_auth(&u.token)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let body = resp.bytes().await.expect("body");
+        assert!(
+            body.len() <= 1024 * 1024 + 64 * 1024,
+            "{} bytes",
+            body.len()
+        );
+        let page: Value = serde_json::from_slice(&body).expect("json");
+        let events = page["notifications"].as_array().expect("events");
+        pages += 1;
+        messages += events
+            .iter()
+            .filter(|e| e["payload"]["type"] == "conversation.otr-message-add")
+            .count();
+        since = events.last().and_then(|e| e["id"].as_u64()).or(since);
+        if page["has_more"] == false {
+            break;
+        }
+        assert!(!events.is_empty());
+    }
+    assert_eq!(messages, 12);
+    assert!(pages >= 2, "{pages} pages");
 }

@@ -21,6 +21,8 @@ on_both_stores!(crate::support::GENEROUS =>
     typing_and_transient_messages_reach_open_sockets_only,
     offline_devices_get_a_push_wake_up,
     a_stalled_socket_is_cut_and_recovers_by_fetching,
+    groups_take_only_connections_and_blocks_hold_inside_them,
+    a_message_that_would_flood_queues_is_refused,
 );
 
 fn label(v: &Value) -> &str {
@@ -48,7 +50,42 @@ async fn person(s: &TestServer, email: &str, devices: usize) -> Person {
     Person { user, devices: ids }
 }
 
+/// Connects two people (a request and its acceptance) unless they are already.
+async fn connect_pair(s: &TestServer, a: &Person, b: &Person) {
+    let (_, side) = s
+        .get(
+            &format!("/v1/connections/localhost/{}", b.user.id),
+            &a.user.token,
+        )
+        .await;
+    if side["status"] == "accepted" {
+        return;
+    }
+    let (st, v) = s
+        .post(
+            &format!("/v1/connections/localhost/{}", b.user.id),
+            Some(&a.user.token),
+            json!({}),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/connections/localhost/{}", a.user.id),
+            Some(&b.user.token),
+            Some(json!({"status": "accepted"})),
+        )
+        .await;
+    assert!(st.is_success(), "{v}");
+}
+
+/// A group `by` makes with `with` (connected with each first: only connected
+/// users may be added).
 async fn create_group(s: &TestServer, by: &Person, name: &str, with: &[&Person]) -> Uuid {
+    for p in with {
+        connect_pair(s, by, p).await;
+    }
     let users: Vec<Value> = with
         .iter()
         .map(|p| json!({"id": p.user.id, "domain": "localhost"}))
@@ -107,17 +144,27 @@ async fn next_of(ws: &mut Ws, kind: &str) -> Value {
     }
 }
 
-/// A device's whole queue.
+/// A device's whole queue (page by page: pages are bounded in bytes).
 async fn queue(s: &TestServer, p: &Person, device: ClientId) -> Vec<Value> {
-    let (st, v) = s
-        .get(
-            &format!("/v1/notifications?client={device}&size=1000"),
-            &p.user.token,
-        )
-        .await;
-    assert_eq!(st, 200, "{v}");
-    assert_eq!(v["has_more"], false);
-    v["notifications"].as_array().expect("events").clone()
+    let mut all = Vec::new();
+    loop {
+        let since = all
+            .last()
+            .and_then(|e: &Value| e["id"].as_u64())
+            .map(|id| format!("&since={id}"))
+            .unwrap_or_default();
+        let (st, v) = s
+            .get(
+                &format!("/v1/notifications?client={device}&size=1000{since}"),
+                &p.user.token,
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        all.extend(v["notifications"].as_array().expect("events").clone());
+        if v["has_more"] == false {
+            return all;
+        }
+    }
 }
 
 fn decoded_text(event: &Value) -> String {
@@ -165,7 +212,12 @@ async fn three_users_one_offline_fan_out_and_catch_up(s: &TestServer) {
     // Carol is offline.
     let conv = create_group(s, &alice, "Plans", &[&bob, &carol]).await;
     let created = next_of(&mut ws_b1, "conversation.create").await;
-    assert_eq!(created["payload"]["conversation"]["name"], "Plans");
+    // The event names the conversation; its members are fetched, not copied
+    // into every device's queue.
+    assert_eq!(created["payload"]["conversation"]["id"], conv.to_string());
+    assert_eq!(created["payload"]["from"], alice.user.id.to_string());
+    assert!(created["payload"].get("members").is_none(), "{created}");
+    assert!(created.to_string().len() < 400, "{created}");
     next_of(&mut ws_a2, "conversation.create").await;
 
     // Alice forgets her own second device: 412 names exactly it; nothing delivered.
@@ -215,8 +267,7 @@ async fn three_users_one_offline_fan_out_and_catch_up(s: &TestServer) {
     let (st, v) = send(s, &bob, b1, conv, &to, "hi all").await;
     assert_eq!(st, 201, "{v}");
     let mut ws_c1 = s.connect(&carol.user.token, c1, Some(0)).await;
-    let first = next_event(&mut ws_c1).await;
-    assert_eq!(first["payload"]["type"], "conversation.create");
+    let first = next_of(&mut ws_c1, "conversation.create").await;
     let second = next_event(&mut ws_c1).await;
     assert_eq!(decoded_text(&second), format!("hello for {c1}"));
     let third = next_event(&mut ws_c1).await;
@@ -505,6 +556,9 @@ async fn admins_members_and_group_settings(s: &TestServer) {
         person(s, "o4@example.com", 1).await,
     ];
     let conv = create_group(s, &alice, "Team", &[&bob]).await;
+    for o in &others {
+        connect_pair(s, &alice, o).await;
+    }
     let path = |rest: &str| format!("/v1/conversations/localhost/{conv}{rest}");
     let mut ws_bob = s.connect(&bob.user.token, bob.devices[0], None).await;
 
@@ -644,20 +698,35 @@ async fn admins_members_and_group_settings(s: &TestServer) {
     let (_, c) = s.get(&path(""), &alice.user.token).await;
     assert_eq!(c["members"].as_array().map(Vec::len), Some(3));
 
-    // Paging Alice's conversations.
+    // Paging Alice's conversations: three groups and her five 1:1s.
     create_group(s, &alice, "Second", &[]).await;
     create_group(s, &alice, "Third", &[]).await;
-    let (st, page) = s.get("/v1/conversations?size=2", &alice.user.token).await;
-    assert_eq!((st.as_u16(), &page["has_more"]), (200, &json!(true)));
-    let last = page["conversations"][1]["id"]["id"].as_str().expect("id");
-    let (_, rest) = s
-        .get(
-            &format!("/v1/conversations?size=2&start={last}"),
-            &alice.user.token,
-        )
-        .await;
-    assert_eq!(rest["has_more"], false);
-    assert_eq!(rest["conversations"].as_array().map(Vec::len), Some(1));
+    let mut seen = std::collections::HashSet::new();
+    let mut start = String::new();
+    loop {
+        let (st, page) = s
+            .get(
+                &format!("/v1/conversations?size=3{start}"),
+                &alice.user.token,
+            )
+            .await;
+        assert_eq!(st, 200, "{page}");
+        let ids: Vec<&str> = page["conversations"]
+            .as_array()
+            .expect("conversations")
+            .iter()
+            .map(|c| c["id"]["id"].as_str().expect("id"))
+            .collect();
+        assert!(ids.len() <= 3);
+        for id in &ids {
+            assert!(seen.insert((*id).to_owned()), "{id} on two pages");
+        }
+        if page["has_more"] == false {
+            break;
+        }
+        start = format!("&start={}", ids.last().expect("a full page"));
+    }
+    assert_eq!(seen.len(), 8);
     let (st, _) = s.get("/v1/conversations?size=0", &alice.user.token).await;
     assert_eq!(st, 400);
 }
@@ -900,4 +969,165 @@ async fn a_stalled_socket_is_cut_and_recovers_by_fetching(s: &TestServer) {
         .collect();
     let want: Vec<String> = (0..SENT).map(|n| format!("{n:03}")).collect();
     assert_eq!(texts, want);
+}
+
+async fn groups_take_only_connections_and_blocks_hold_inside_them(s: &TestServer) {
+    let alice = person(s, "gia@example.com", 1).await;
+    let bob = person(s, "gus@example.com", 1).await;
+    let carol = person(s, "gwen@example.com", 1).await;
+    let stranger = person(s, "gil@example.com", 1).await;
+    let conv = create_group(s, &alice, "Club", &[&bob]).await;
+    let members = format!("/v1/conversations/localhost/{conv}/members");
+    let one = |id: Uuid| json!({"users": [{"id": id, "domain": "localhost"}]});
+
+    // A stranger cannot be put into a group, at creation or later; an id
+    // nobody has gets the same answer, so ids cannot be probed.
+    for id in [stranger.user.id, Uuid::new_v4()] {
+        let (st, v) = s.post(&members, Some(&alice.user.token), one(id)).await;
+        assert_eq!((st.as_u16(), label(&v)), (403, "not-connected"), "{v}");
+        let (st, v) = s
+            .post(
+                "/v1/conversations",
+                Some(&alice.user.token),
+                json!({"name": "x", "users": [{"id": id, "domain": "localhost"}]}),
+            )
+            .await;
+        assert_eq!((st.as_u16(), label(&v)), (403, "not-connected"), "{v}");
+    }
+    assert!(
+        queue(s, &stranger, stranger.devices[0])
+            .await
+            .iter()
+            .all(|e| e["payload"]["type"] != "conversation.create"
+                && e["payload"]["type"] != "conversation.member-join"),
+        "the stranger's queue got nothing"
+    );
+    // A connection may be added.
+    connect_pair(s, &alice, &carol).await;
+    let (st, v) = s
+        .post(&members, Some(&alice.user.token), one(carol.user.id))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // One request adds at most 64 users (each is named in every member's event).
+    let many: Vec<Value> = (0..65)
+        .map(|_| json!({"id": Uuid::new_v4(), "domain": "localhost"}))
+        .collect();
+    let (st, v) = s
+        .post(&members, Some(&alice.user.token), json!({"users": many}))
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "too-many-users"), "{v}");
+
+    // Bob blocks Alice. In the group neither reaches the other: she need not
+    // encrypt for him, what she does encrypt is answered as redundant and
+    // not delivered, and the same the other way. Carol hears both.
+    let (st, v) = set_connection(s, &bob, &alice, "blocked").await;
+    assert_eq!(st, 200, "{v}");
+    let bob_before = queue(s, &bob, bob.devices[0]).await.len();
+    let (st, v) = send(
+        s,
+        &alice,
+        alice.devices[0],
+        conv,
+        &devices_of(&[&carol], None),
+        "only carol",
+    )
+    .await;
+    assert_eq!(st, 201, "bob is not missing: {v}");
+    let (st, v) = send(
+        s,
+        &alice,
+        alice.devices[0],
+        conv,
+        &devices_of(&[&bob, &carol], None),
+        "both",
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        device_map(&v["redundant"]),
+        HashMap::from([(bob.user.id.to_string(), vec![bob.devices[0].to_string()])])
+    );
+    assert_eq!(
+        queue(s, &bob, bob.devices[0]).await.len(),
+        bob_before,
+        "nothing from Alice reached Bob"
+    );
+    let alice_before = queue(s, &alice, alice.devices[0]).await.len();
+    let (st, v) = send(
+        s,
+        &bob,
+        bob.devices[0],
+        conv,
+        &devices_of(&[&alice, &carol], None),
+        "from bob",
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        queue(s, &alice, alice.devices[0]).await.len(),
+        alice_before,
+        "nothing from Bob reached Alice"
+    );
+    let texts: Vec<String> = queue(s, &carol, carol.devices[0])
+        .await
+        .iter()
+        .filter(|e| e["payload"]["type"] == "conversation.otr-message-add")
+        .map(decoded_text)
+        .collect();
+    let c1 = carol.devices[0];
+    assert_eq!(
+        texts,
+        [
+            format!("only carol for {c1}"),
+            format!("both for {c1}"),
+            format!("from bob for {c1}")
+        ]
+    );
+    // Unblocked, they reach each other again.
+    let (st, _) = set_connection(s, &bob, &alice, "accepted").await;
+    assert_eq!(st, 200);
+    let (st, v) = send(
+        s,
+        &alice,
+        alice.devices[0],
+        conv,
+        &devices_of(&[&carol], None),
+        "again",
+    )
+    .await;
+    assert_eq!(st, 412, "Bob is expected again: {v}");
+}
+
+async fn a_message_that_would_flood_queues_is_refused(s: &TestServer) {
+    let alice = person(s, "fay@example.com", 1).await;
+    let bob = person(s, "fin@example.com", 1).await;
+    let conv = create_group(s, &alice, "Flood", &[&bob]).await;
+    // A 96 KiB data blob named for 600 devices would write about 75 MiB.
+    let blob = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 96 * 1024]);
+    let mut devices = serde_json::Map::new();
+    for n in 0..600u64 {
+        devices.insert(format!("{:x}", 0x1000 + n), json!(b64("x")));
+    }
+    devices.insert(bob.devices[0].to_string(), json!(b64("x")));
+    let before = queue(s, &bob, bob.devices[0]).await.len();
+    let (st, v) = s
+        .post(
+            &format!("/v1/conversations/localhost/{conv}/proteus/messages"),
+            Some(&alice.user.token),
+            json!({"sender": alice.devices[0], "data": blob,
+                   "recipients": {"localhost": {bob.user.id.to_string(): devices}}}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (413, "too-large"), "{v}");
+    assert_eq!(queue(s, &bob, bob.devices[0]).await.len(), before);
+    // The same blob for the one real device goes through.
+    let (st, v) = s
+        .post(
+            &format!("/v1/conversations/localhost/{conv}/proteus/messages"),
+            Some(&alice.user.token),
+            json!({"sender": alice.devices[0], "data": blob,
+                   "recipients": {"localhost": {bob.user.id.to_string(): {bob.devices[0].to_string(): b64("x")}}}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
 }

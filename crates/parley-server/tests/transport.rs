@@ -458,8 +458,8 @@ async fn password_hashing_is_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_are_limited_per_address_too() {
     let limits = Limits {
-        per_account: 1000,
         per_address: 5,
+        ..support::GENEROUS
     };
     let s = TestServer::start(Backend::Sqlite, limits)
         .await
@@ -544,4 +544,302 @@ async fn a_changed_hash_setting_rehashes_passwords_at_login() {
         stored_hash().await.starts_with("14|8|1|"),
         "re-hashed with scrypt at login"
     );
+}
+
+/// Reads from a raw connection until the server closes it; what it sent.
+/// Panics if it is still open after `within`.
+async fn read_until_closed(conn: &mut TcpStream, within: std::time::Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A server whose deadlines are short enough to watch.
+async fn impatient_server(max_connections: Option<usize>) -> TestServer {
+    TestServer::start_with(Backend::Sqlite, support::GENEROUS, |settings| {
+        settings.header_timeout = std::time::Duration::from_secs(1);
+        settings.body_timeout = std::time::Duration::from_secs(1);
+        settings.max_connections = max_connections;
+    })
+    .await
+    .expect("sqlite")
+}
+
+/// Slow-loris: half-sent headers, a connection that sends nothing, an idle
+/// kept-alive connection and a body that trickles are all cut after their
+/// deadline, and a body that is too slow is answered 408 with
+/// `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    let s = impatient_server(None).await;
+    let addr = s.server.addr;
+    let patience = std::time::Duration::from_secs(5);
+
+    let mut half = TcpStream::connect(addr).await.expect("connect");
+    half.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    read_until_closed(&mut half, patience).await;
+    read_until_closed(&mut silent, patience).await;
+
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut idle, patience).await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+
+    let mut trickle = TcpStream::connect(addr).await.expect("connect");
+    trickle
+        .write_all(
+            b"POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"em",
+        )
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut trickle, patience).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(answer.contains("request-timeout"), "{answer}");
+
+    // HTTP/2 in plain text gets no request in, and its connection is cut
+    // after the first-request deadline like any other.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let resp = h2.get(format!("{}/v1/openapi.json", s.base)).send().await;
+    assert!(
+        resp.as_ref().map_or(true, |r| !r.status().is_success()),
+        "{resp:?}"
+    );
+    let mut h2 = TcpStream::connect(addr).await.expect("connect");
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("write");
+    read_until_closed(&mut h2, patience).await;
+
+    // The server still answers everyone else.
+    let resp = s
+        .http
+        .get(format!("{}/v1/openapi.json", s.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+}
+
+/// Beyond `max_connections` a new connection is closed at once; when one
+/// closes, there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped() {
+    let s = impatient_server(Some(3)).await;
+    let addr = s.server.addr;
+    // Idle connections hold their slots until the header deadline.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut extra = TcpStream::connect(addr).await.expect("the kernel accepts");
+    let _ = extra
+        .write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = read_until_closed(&mut extra, std::time::Duration::from_millis(900)).await;
+    assert!(answer.is_empty(), "refused without an answer: {answer}");
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let resp = s
+        .http
+        .get(format!("{}/v1/openapi.json", s.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+}
+
+/// A body over the limit is answered 413 with `Connection: close`, and a
+/// JSON array where an object is expected is a 400 that changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_and_arrays_are_refused() {
+    let s = TestServer::start(Backend::Sqlite, support::GENEROUS)
+        .await
+        .expect("sqlite");
+    let resp = s
+        .http
+        .post(format!("{}/v1/login", s.base))
+        .header("content-type", "application/json")
+        .body(vec![b' '; parley_server::server::MAX_BODY_BYTES + 1])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        resp.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["label"], "too-large");
+
+    let u = s.register("arr@example.com").await;
+    for body in [
+        json!(["arr@example.com", PASSWORD, true]),
+        json!("arr@example.com"),
+        json!(null),
+    ] {
+        let (st, v) = s.post("/v1/login", None, body).await;
+        assert_eq!(
+            (st.as_u16(), v["label"].as_str()),
+            (400, Some("bad-request")),
+            "{v}"
+        );
+    }
+    let (st, v, _) = s
+        .call(
+            reqwest::Method::PUT,
+            "/v1/self",
+            Some(&u.token),
+            Some(json!(["Mallory"])),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let (_, me) = s.get("/v1/self", &u.token).await;
+    assert_eq!(me["name"], "Test", "nothing changed");
+}
+
+/// Behind a trusted proxy the client's address comes from
+/// `X-Forwarded-For` (so attempt limits count per client, not per proxy) and
+/// cookies are `Secure` when it says it received HTTPS; anyone else's
+/// forwarding headers are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
+    let limits = Limits {
+        per_address: 3,
+        ..support::GENEROUS
+    };
+    for trusted in [true, false] {
+        let s = TestServer::start_with(Backend::Sqlite, limits, |settings| {
+            if trusted {
+                settings.trusted_proxies = vec!["127.0.0.0/8".parse().expect("cidr")];
+            }
+        })
+        .await
+        .expect("sqlite");
+        s.register("prox@example.com").await;
+        let login = |client: &'static str| {
+            s.http
+                .post(format!("{}/v1/login", s.base))
+                .header("x-forwarded-for", format!("{client}, 127.0.0.1"))
+                .header("x-forwarded-proto", "https")
+                .json(&json!({"email": "prox@example.com", "password": PASSWORD}))
+                .send()
+        };
+        // Until the address's limit (registering counted against 127.0.0.1
+        // too, which is the address when the proxy is not believed).
+        let mut ok = 0;
+        loop {
+            let resp = login("203.0.113.7").await.expect("request");
+            if resp.status() == 429 {
+                break;
+            }
+            assert_eq!(resp.status(), 200);
+            let cookie = resp.headers()["set-cookie"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            assert_eq!(cookie.contains("; Secure"), trusted, "{cookie}");
+            ok += 1;
+            assert!(ok <= 3, "the limit holds");
+        }
+        if trusted {
+            assert_eq!(ok, 3, "three tries from the forwarded address");
+        }
+        let other = login("198.51.100.9").await.expect("request").status();
+        assert_eq!(
+            other,
+            if trusted { 200 } else { 429 },
+            "another client behind the proxy counts apart only when the proxy is trusted"
+        );
+    }
+}
+
+/// Prekey claims are limited per claimer and device: the third claim of one
+/// device by one user within five minutes is refused, another claimer is not
+/// affected, and a claim of many devices that would pass the limit takes
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prekey_claims_are_limited_per_claimer_and_device() {
+    let limits = Limits {
+        prekey_claims: 2,
+        ..support::GENEROUS
+    };
+    let s = TestServer::start(Backend::Sqlite, limits)
+        .await
+        .expect("sqlite");
+    let owner = s.register("own@example.com").await;
+    let (_, c) = s.add_client(&owner, "permanent", 1..=20).await;
+    let device = support::client_id(&c);
+    let path = format!("/v1/users/localhost/{}/prekeys/{device}", owner.id);
+    let mut claimers = Vec::new();
+    for email in ["cl1@example.com", "cl2@example.com"] {
+        let claimer = s.register(email).await;
+        let (st, v) = s
+            .post(
+                &format!("/v1/connections/localhost/{}", owner.id),
+                Some(&claimer.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        let (st, v, _) = s
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/connections/localhost/{}", claimer.id),
+                Some(&owner.token),
+                Some(json!({"status": "accepted"})),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        claimers.push(claimer);
+    }
+    for _ in 0..2 {
+        assert_eq!(s.get(&path, &claimers[0].token).await.0, 200);
+    }
+    let (st, v) = s.get(&path, &claimers[0].token).await;
+    assert_eq!(
+        (st.as_u16(), v["label"].as_str()),
+        (429, Some("too-many-requests")),
+        "{v}"
+    );
+    let many = json!({"localhost": {owner.id.to_string(): [device.to_string()]}});
+    let (st, _) = s
+        .post(
+            "/v1/users/list-prekeys",
+            Some(&claimers[0].token),
+            many.clone(),
+        )
+        .await;
+    assert_eq!(st, 429);
+    let (_, count) = s
+        .get(&format!("/v1/clients/{device}/prekeys"), &owner.token)
+        .await;
+    assert_eq!(count["count"], 18, "two taken, no more");
+    let (st, v) = s
+        .post("/v1/users/list-prekeys", Some(&claimers[1].token), many)
+        .await;
+    assert_eq!(st, 200, "another claimer: {v}");
 }

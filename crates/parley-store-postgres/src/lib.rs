@@ -688,21 +688,29 @@ impl Store for PostgresStore {
         Ok(removed)
     }
 
-    async fn put_password_reset(&self, r: &PasswordReset) -> StoreResult<()> {
-        sqlx::query(
+    async fn start_password_reset(
+        &self,
+        r: &PasswordReset,
+        now: i64,
+        max_tries: u32,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
             "INSERT INTO password_resets (key, user_id, code_hash, expires_at, tries) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, \
-             code_hash = excluded.code_hash, expires_at = excluded.expires_at, tries = excluded.tries",
+             code_hash = excluded.code_hash, expires_at = excluded.expires_at, tries = excluded.tries \
+             WHERE password_resets.expires_at <= $6 OR password_resets.tries >= $7",
         )
         .bind(&r.key)
         .bind(r.user.to_string())
         .bind(&r.code_hash)
         .bind(r.expires_at)
         .bind(i64::from(r.tries))
+        .bind(now)
+        .bind(i64::from(max_tries))
         .execute(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
@@ -1056,6 +1064,26 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         rows.into_iter().map(columns::connection).collect()
+    }
+
+    async fn blocks_involving(&self, user: UserId) -> StoreResult<Vec<UserId>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT to_id FROM connections WHERE from_id = $1 AND status = 'blocked' UNION SELECT from_id FROM connections WHERE to_id = $1 AND status = 'blocked'")
+        .bind(user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        ids.iter()
+            .map(|id| parley_store::columns::parse_user_id(id))
+            .collect()
+    }
+
+    async fn share_conversation(&self, a: UserId, b: UserId) -> StoreResult<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM conversation_members a JOIN conversation_members b ON a.conversation_id = b.conversation_id WHERE a.user_id = $1 AND b.user_id = $2)")
+        .bind(a.to_string())
+        .bind(b.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)
     }
 
     async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()> {

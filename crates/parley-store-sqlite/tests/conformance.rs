@@ -150,3 +150,57 @@ async fn a_failing_delivery_fails_alone_in_its_batch() {
         "the creation event, 19 from the batch and one after"
     );
 }
+
+/// Migration 0007: a `conversation.create` event queued in the old shape (the
+/// whole conversation, members and all) is rewritten to name the
+/// conversation, and reads as today's event; anything else is left alone, and
+/// running the rewrite again changes nothing.
+#[tokio::test]
+async fn queued_create_events_are_rewritten_to_name_the_conversation() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("parley.db");
+    drop(SqliteStore::open(&path).await.expect("opens"));
+    // Straight into the table, as an older server would have queued it.
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .foreign_keys(false);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("raw pool");
+    let conv = "6f2a7c0e-8d3b-4f6e-9a51-2b7c9d0e1f23";
+    let creator = "0b9d8e7f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
+    let old = format!(
+        r#"{{"type":"conversation.create","conversation":{{"id":{{"id":"{conv}","domain":"localhost"}},"type":"group","name":"Plans","creator":"{creator}","members":[{{"id":{{"id":"{creator}","domain":"localhost"}},"role":"admin"}}],"message_timer":null,"receipt_mode":0}}}}"#
+    );
+    let other = r#"{"type":"user.client-remove","client":"a1"}"#;
+    for (id, payload) in [(1, old.as_str()), (2, other)] {
+        sqlx::query("INSERT INTO notifications (user_id, client_id, id, payload, created_at) VALUES ('u', 1, ?, ?, 0)")
+            .bind(id)
+            .bind(payload)
+            .execute(&pool)
+            .await
+            .expect("insert");
+    }
+    let rewrite = include_str!("../migrations/0007_create_events_refer.sql");
+    for _ in 0..2 {
+        sqlx::raw_sql(rewrite)
+            .execute(&pool)
+            .await
+            .expect("rewrite");
+    }
+    let rows: Vec<String> = sqlx::query_scalar("SELECT payload FROM notifications ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .expect("read");
+    let event: parley_api::EventPayload = serde_json::from_str(&rows[0]).expect("today's shape");
+    match event {
+        parley_api::EventPayload::ConversationCreate { conversation, from } => {
+            assert_eq!(conversation.id.to_string(), conv);
+            assert_eq!(conversation.domain, "localhost");
+            assert_eq!(from.to_string(), creator);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rows[1], other, "other events untouched");
+}

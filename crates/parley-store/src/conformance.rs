@@ -306,19 +306,44 @@ async fn password_resets(s: &dyn Store) {
         expires_at: 500,
         tries: 0,
     };
-    s.put_password_reset(&reset).await.expect("put");
+    assert!(s.start_password_reset(&reset, 100, 3).await.expect("put"));
     assert_eq!(
         s.password_reset("key-1").await.expect("get"),
         Some(reset.clone())
     );
     assert_eq!(s.count_password_reset_try("key-1").await.expect("fail"), 1);
-    s.put_password_reset(&reset).await.expect("replace");
-    assert_eq!(
-        s.password_reset("key-1")
+    // A second request while the first is live changes nothing: not the
+    // code, not the tries.
+    let second = PasswordReset {
+        code_hash: vec![4; 32],
+        ..reset.clone()
+    };
+    assert!(!s.start_password_reset(&second, 100, 3).await.expect("kept"));
+    let kept = s
+        .password_reset("key-1")
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!((kept.code_hash, kept.tries), (vec![3; 32], 1));
+    // Once its tries are used up, or it expired, a new one replaces it.
+    s.count_password_reset_try("key-1").await.expect("try");
+    s.count_password_reset_try("key-1").await.expect("try");
+    assert!(
+        s.start_password_reset(&second, 100, 3)
             .await
-            .expect("get")
-            .map(|r| r.tries),
-        Some(0)
+            .expect("replace")
+    );
+    let replaced = s
+        .password_reset("key-1")
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!((replaced.code_hash, replaced.tries), (vec![4; 32], 0));
+    assert!(!s.start_password_reset(&reset, 499, 3).await.expect("live"));
+    assert!(
+        s.start_password_reset(&reset, 500, 3)
+            .await
+            .expect("expired")
     );
     s.complete_password_reset("key-1", u.id, "reset-hash")
         .await
@@ -336,7 +361,7 @@ async fn password_resets(s: &dyn Store) {
         s.cookies(u.id).await.expect("cookies").is_empty(),
         "every cookie dropped"
     );
-    s.put_password_reset(&reset).await.expect("put");
+    assert!(s.start_password_reset(&reset, 100, 3).await.expect("put"));
     s.delete_password_reset("key-1").await.expect("delete");
     assert_eq!(s.password_reset("key-1").await.expect("get"), None);
 }
@@ -850,9 +875,42 @@ async fn connections(s: &dyn Store) {
         (mine[0].status, mine[0].conversation),
         (ConnectionStatus::Accepted, Some(one2one.id))
     );
+    // Who shares a conversation, and who is blocked, both ways.
+    let c = user_with_devices(s, "conn-c@example.com", &[1]).await;
+    assert!(s.share_conversation(a.id, b.id).await.expect("read"));
+    assert!(s.share_conversation(b.id, a.id).await.expect("read"));
+    assert!(!s.share_conversation(a.id, c.id).await.expect("read"));
+    assert!(s.blocks_involving(a.id).await.expect("read").is_empty());
+    s.change_connection(&ConnectionChange {
+        sides: vec![(
+            ConnectionRecord {
+                conversation: Some(one2one.id),
+                ..side(&b, &a, ConnectionStatus::Blocked)
+            },
+            Some(ConnectionStatus::Accepted),
+        )],
+        conversation: None,
+        notify: vec![],
+        at: 7,
+    })
+    .await
+    .expect("block");
+    assert_eq!(
+        s.blocks_involving(a.id).await.expect("read"),
+        [b.id],
+        "blocked"
+    );
+    assert_eq!(
+        s.blocks_involving(b.id).await.expect("read"),
+        [a.id],
+        "blocker"
+    );
+    assert!(s.blocks_involving(c.id).await.expect("read").is_empty());
     // Deleting a user takes their connections and memberships with them.
     s.delete_user(a.id).await.expect("delete");
     assert!(s.connections(b.id).await.expect("list").is_empty());
+    assert!(s.blocks_involving(b.id).await.expect("read").is_empty());
+    assert!(!s.share_conversation(a.id, b.id).await.expect("read"));
     assert_eq!(
         s.roster(one2one.id).await.expect("roster"),
         Some(Roster {

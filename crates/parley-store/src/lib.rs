@@ -450,8 +450,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Removes the cookies with these labels; returns how many.
     async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64>;
 
-    /// Stores a reset, replacing any pending one with the same key.
-    async fn put_password_reset(&self, reset: &PasswordReset) -> StoreResult<()>;
+    /// Stores a reset unless one with the same key is still live (unexpired at
+    /// `now`, with fewer than `max_tries` tries): a second request must not
+    /// replace a pending code or give it fresh tries. One statement, so two
+    /// requests at once cannot both start one. True if stored.
+    async fn start_password_reset(
+        &self,
+        reset: &PasswordReset,
+        now: i64,
+        max_tries: u32,
+    ) -> StoreResult<bool>;
     /// The pending reset with this key.
     async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>>;
     /// Counts one try (before it is compared); returns the tries so far, this
@@ -537,6 +545,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>>;
     /// Every side a user owns, most recently changed first.
     async fn connections(&self, from: UserId) -> StoreResult<Vec<ConnectionRecord>>;
+    /// The users between whom and `user` a block stands, whoever blocked.
+    async fn blocks_involving(&self, user: UserId) -> StoreResult<Vec<UserId>>;
+    /// Whether two users are members of one conversation.
+    async fn share_conversation(&self, a: UserId, b: UserId) -> StoreResult<bool>;
     /// Applies a connection change atomically (see [`ConnectionChange`]).
     async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()>;
 

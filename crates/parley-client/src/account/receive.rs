@@ -322,9 +322,10 @@ impl Account {
     fn absorb_event(&mut self, payload: &EventPayload) -> Vec<Update> {
         let mut updates = Vec::new();
         match payload {
-            EventPayload::ConversationCreate { conversation } => {
-                self.absorb_one(conversation.clone());
-                updates.push(Update::Conversation(conversation.id.clone()));
+            EventPayload::ConversationCreate { conversation, .. } => {
+                // Its name and members are fetched with the next refresh.
+                self.mark_incomplete(conversation);
+                updates.push(Update::Conversation(conversation.clone()));
             }
             EventPayload::MemberJoin { conversation, .. }
             | EventPayload::MemberLeave { conversation, .. }

@@ -46,3 +46,36 @@ pub(crate) async fn register(
         .json()
         .await?)
 }
+
+/// Connects two users, each given as (id, access token): `a` asks, `b`
+/// accepts (only connections may share a group, and prekeys are claimed only
+/// within a relationship).
+pub(crate) async fn connect(
+    http: &reqwest::Client,
+    url: &str,
+    a: (uuid::Uuid, &str),
+    b: (uuid::Uuid, &str),
+) -> anyhow::Result<()> {
+    http.post(format!("{url}/v1/connections/localhost/{}", b.0))
+        .bearer_auth(a.1)
+        .json(&json!({}))
+        .send()
+        .await?
+        .error_for_status()?;
+    http.put(format!("{url}/v1/connections/localhost/{}", a.0))
+        .bearer_auth(b.1)
+        .json(&json!({"status": "accepted"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// A process's memory from `/proc/<pid>/status`: its resident size now
+/// (`VmRSS`) or its peak (`VmHWM`), in KiB.
+#[allow(dead_code, reason = "each generator includes this module; not all read memory")]
+pub(crate) fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -21,31 +21,33 @@ use parley_api::{ErrorBody, Uuid};
 #[utoipa::path(post, path = "/v1/activate/send", tag = "accounts", request_body = SendActivationCode, responses((status = 200, description = "code sent"), (status = 409, description = "address taken", body = ErrorBody), (status = 429, description = "too many attempts", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn send_activation(
     State(s): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     ApiJson(req): ApiJson<SendActivationCode>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    s.accounts.send_activation_code(&req.email, &peer).await?;
+    s.accounts
+        .send_activation_code(&req.email, &peer.address)
+        .await?;
     Ok(done())
 }
 
 #[utoipa::path(post, path = "/v1/register", tag = "accounts", request_body = Register, responses((status = 201, description = "registered and logged in; sets the login cookie", body = AccessToken), (status = 403, description = "wrong or expired code", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn register(
     State(s): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     ApiJson(req): ApiJson<Register>,
 ) -> ApiResult<Response> {
-    let l = s.accounts.register(&req, &peer).await?;
-    Ok(logged_in(&s, StatusCode::CREATED, l))
+    let l = s.accounts.register(&req, &peer.address).await?;
+    Ok(logged_in(&peer, StatusCode::CREATED, l))
 }
 
 #[utoipa::path(post, path = "/v1/login", tag = "accounts", request_body = Login, responses((status = 200, description = "logged in; sets the login cookie", body = AccessToken), (status = 403, description = "wrong credentials", body = ErrorBody), (status = 429, description = "too many attempts", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn login(
     State(s): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     ApiJson(req): ApiJson<Login>,
 ) -> ApiResult<Response> {
-    let l = s.accounts.login(&req, &peer).await?;
-    Ok(logged_in(&s, StatusCode::OK, l))
+    let l = s.accounts.login(&req, &peer.address).await?;
+    Ok(logged_in(&peer, StatusCode::OK, l))
 }
 
 #[derive(Deserialize)]
@@ -99,21 +101,23 @@ pub(super) async fn remove_cookies(
 #[utoipa::path(post, path = "/v1/password-reset", tag = "accounts", request_body = PasswordResetRequest, responses((status = 201, description = "a key and code were mailed if the address has an account"), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn request_reset(
     State(s): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     ApiJson(req): ApiJson<PasswordResetRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    s.accounts.request_password_reset(&req.email, &peer).await?;
+    s.accounts
+        .request_password_reset(&req.email, &peer.address)
+        .await?;
     Ok((StatusCode::CREATED, done()))
 }
 
 #[utoipa::path(post, path = "/v1/password-reset/complete", tag = "accounts", request_body = PasswordResetComplete, responses((status = 200, description = "password changed; every login cookie dropped"), (status = 403, description = "wrong, expired or used-up code", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn complete_reset(
     State(s): State<AppState>,
-    Peer(peer): Peer,
+    peer: Peer,
     ApiJson(req): ApiJson<PasswordResetComplete>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts
-        .complete_password_reset(&req.key, &req.code, &req.password, &peer)
+        .complete_password_reset(&req.key, &req.code, &req.password, &peer.address)
         .await?;
     Ok(done())
 }
@@ -160,13 +164,14 @@ pub(super) async fn put_handle(
 pub(super) async fn put_password(
     State(s): State<AppState>,
     Auth(me): Auth,
+    peer: Peer,
     ApiJson(req): ApiJson<ChangePassword>,
 ) -> ApiResult<Response> {
     let l = s
         .accounts
         .change_password(me.user, &req.old_password, &req.new_password)
         .await?;
-    Ok(logged_in(&s, StatusCode::OK, l))
+    Ok(logged_in(&peer, StatusCode::OK, l))
 }
 
 #[utoipa::path(get, path = "/v1/users/{domain}/{id}", tag = "users", params(("domain" = String, Path), ("id" = Uuid, Path)), responses((status = 200, body = UserProfile), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]

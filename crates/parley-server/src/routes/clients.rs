@@ -104,22 +104,22 @@ pub(super) async fn public_list(
     Ok(Json(s.clients.public_list(&domain, id).await?))
 }
 
-#[utoipa::path(get, path = "/v1/users/{domain}/{id}/prekeys/{client}", tag = "clients", params(("domain" = String, Path), ("id" = Uuid, Path), ("client" = ClientId, Path)), responses((status = 200, body = ClientPrekey), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{domain}/{id}/prekeys/{client}", tag = "clients", params(("domain" = String, Path), ("id" = Uuid, Path), ("client" = ClientId, Path)), responses((status = 200, body = ClientPrekey), (status = 404, body = ErrorBody), (status = 403, description = "not connected or in a conversation with this user", body = ErrorBody), (status = 429, description = "this device's prekeys were claimed too often", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim(
     State(s): State<AppState>,
-    Auth(_): Auth,
+    Auth(me): Auth,
     ApiPath((domain, id, client)): ApiPath<(String, UserId, ClientId)>,
 ) -> ApiResult<Json<ClientPrekey>> {
-    Ok(Json(s.clients.claim(&domain, id, client).await?))
+    Ok(Json(s.clients.claim(me.user, &domain, id, client).await?))
 }
 
-#[utoipa::path(post, path = "/v1/users/list-prekeys", tag = "clients", request_body(content = Object, description = "domain → user id → [device id]"), responses((status = 200, description = "domain → user → device → prekey or null", body = Object), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/users/list-prekeys", tag = "clients", request_body(content = Object, description = "domain → user id → [device id]"), responses((status = 200, description = "domain → user → device → prekey or null (unknown, or a user you are not related to)", body = Object), (status = 429, description = "a device's prekeys were claimed too often", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim_many(
     State(s): State<AppState>,
-    Auth(_): Auth,
+    Auth(me): Auth,
     ApiJson(req): ApiJson<PrekeyRequest>,
 ) -> ApiResult<Json<PrekeyMap>> {
-    Ok(Json(s.clients.claim_many(&req).await?))
+    Ok(Json(s.clients.claim_many(me.user, &req).await?))
 }
 
 #[utoipa::path(put, path = "/v1/clients/{id}/push", tag = "clients", request_body = PushEndpoint, params(("id" = ClientId, Path)), responses((status = 200, description = "set"), (status = 404, body = ErrorBody), (status = 400, description = "not an acceptable endpoint", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]

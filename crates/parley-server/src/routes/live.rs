@@ -58,6 +58,15 @@ pub(super) async fn open(
     // Subscribe before the 101 goes out: once the client sees the upgrade, the
     // device counts as connected and gets live frames instead of push.
     let sub = s.notifications.subscribe(me.user, q.client)?;
+    // After subscribing, so that a logout from now on is heard by the socket:
+    // a token whose login has ended opens nothing (it would otherwise hold a
+    // socket until it expired).
+    if !s.accounts.login_stands(&me).await? {
+        return Err(ApiError::unauthorized(
+            "logged-out",
+            "this token's login has ended: log in again",
+        ));
+    }
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
@@ -128,9 +137,12 @@ async fn serve(
                 close(&mut socket, "token-expired", send_timeout).await;
                 return;
             }
-            Ok(()) = sub.ended.changed() => {
-                close(&mut socket, "logged-out", send_timeout).await;
-                return;
+            Ok(()) = sub.logins.changed() => {
+                // A store failure counts as ended: the client simply reconnects.
+                if !s.accounts.login_stands(&me).await.unwrap_or(false) {
+                    close(&mut socket, "logged-out", send_timeout).await;
+                    return;
+                }
             }
             changed = sub.wake.changed() => match changed {
                 Ok(()) => catch_up = true,

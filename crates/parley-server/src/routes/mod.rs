@@ -40,6 +40,8 @@ pub struct AppState {
     pub messages: crate::services::messages::Messages,
     /// Whether the server speaks TLS (cookies get `Secure`).
     pub tls: bool,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
 }
 
 /// The name of the cookie carrying the user token.
@@ -145,14 +147,41 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A JSON body whose rejections are API errors.
+/// A JSON object body whose rejections are API errors. Every request body of the
+/// API is an object: an array (which serde would read into a struct field by
+/// field) or any other JSON value is refused.
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::trim)
+            .is_some_and(|m| {
+                m.eq_ignore_ascii_case("application/json")
+                    || (m.len() > 5 && m[m.len() - 5..].eq_ignore_ascii_case("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request("bad-request", e.body_text()))?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                "the body must be a JSON object",
+            ));
+        }
+        let Json(value) = Json::<T>::from_bytes(&bytes)?;
         Ok(Self(value))
     }
 }
@@ -221,20 +250,93 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// The caller's IP address, for attempt limits.
+/// Where a request comes from: the client's address (for attempt limits) and
+/// whether it reached us over HTTPS (cookies get `Secure`). Behind a trusted
+/// reverse proxy both come from its `X-Forwarded-For` and `X-Forwarded-Proto`;
+/// from anyone else those headers are ignored.
 #[derive(Debug)]
-pub struct Peer(pub String);
+pub struct Peer {
+    /// The client's IP address.
+    pub address: String,
+    /// Whether the client used HTTPS.
+    pub secure: bool,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
+impl FromRequestParts<AppState> for Peer {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let direct = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_default();
-        Ok(Self(ip))
+            .map(|c| c.0.ip());
+        Ok(peer_of(
+            direct,
+            &parts.headers,
+            state.tls,
+            &state.trusted_proxies,
+        ))
     }
+}
+
+/// The rule behind [`Peer`]: walk `X-Forwarded-For` from the right (the entry
+/// the nearest proxy added) past trusted proxies; the first untrusted address is
+/// the client. Entries left of it are the client's own words and are never
+/// read. An entry that is not an address (`ip:port` and `[v6]:port` are) stops
+/// the walk at the last address read. Only a trusted proxy's headers are read
+/// at all; IPv4 addresses written as IPv6 (`::ffff:10.0.0.1`) count as IPv4.
+pub fn peer_of(
+    direct: Option<std::net::IpAddr>,
+    headers: &HeaderMap,
+    tls: bool,
+    trusted: &[ipnet::IpNet],
+) -> Peer {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let Some(direct) = direct.map(|ip| ip.to_canonical()) else {
+        return Peer {
+            address: String::new(),
+            secure: tls,
+        };
+    };
+    if !is_trusted(&direct) {
+        return Peer {
+            address: direct.to_string(),
+            secure: tls,
+        };
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = direct;
+    for entry in entries.iter().rev() {
+        let Some(ip) = forwarded_address(entry) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    let proto_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    Peer {
+        address: client.to_string(),
+        secure: tls || proto_https,
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, with or without a port.
+fn forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))?;
+    Some(ip.to_canonical())
 }
 
 /// The user token from the `parley` cookie.
@@ -251,8 +353,8 @@ pub fn user_token(headers: &HeaderMap) -> ApiResult<String> {
 }
 
 /// A login answer: the access token as JSON and the user token as a cookie.
-pub fn logged_in(state: &AppState, status: axum::http::StatusCode, l: LoggedIn) -> Response {
-    let secure = if state.tls { "; Secure" } else { "" };
+pub fn logged_in(peer: &Peer, status: axum::http::StatusCode, l: LoggedIn) -> Response {
+    let secure = if peer.secure { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE_NAME}={}; Path=/v1/access; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         l.user_token, l.cookie_seconds
@@ -267,4 +369,58 @@ pub fn logged_in(state: &AppState, status: axum::http::StatusCode, l: LoggedIn) 
 /// An empty JSON object, for changes that answer nothing.
 pub fn done() -> Json<serde_json::Value> {
     Json(serde_json::json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(forwarded: &str, proto: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", forwarded.parse().expect("header"));
+        h.insert("x-forwarded-proto", proto.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec![
+            "10.0.0.0/8".parse().expect("cidr"),
+            "127.0.0.1/32".parse().expect("cidr"),
+        ];
+        let proxy = Some("127.0.0.1".parse().expect("ip"));
+        let stranger = Some("192.0.2.1".parse().expect("ip"));
+        let peer = |direct, h: &HeaderMap| {
+            let p = peer_of(direct, h, false, &trusted);
+            (p.address, p.secure)
+        };
+        // The rightmost untrusted address is the client; a spoofed entry to
+        // its left is not believed.
+        let h = headers("6.6.6.6, 203.0.113.5, 10.1.2.3", "https");
+        assert_eq!(peer(proxy, &h), ("203.0.113.5".into(), true));
+        // Junk the client wrote left of its address is never read; ports
+        // and IPv4-in-IPv6 are understood.
+        let h = headers("not-an-ip, [2001:db8::1]:443, 10.1.2.3:80", "https");
+        assert_eq!(peer(proxy, &h), ("2001:db8::1".into(), true));
+        let h = headers("203.0.113.5, ::ffff:10.1.2.3", "https");
+        assert_eq!(peer(proxy, &h), ("203.0.113.5".into(), true));
+        let mapped = Some("::ffff:127.0.0.1".parse().expect("ip"));
+        let h = headers("203.0.113.5", "http");
+        assert_eq!(peer(mapped, &h), ("203.0.113.5".into(), false));
+        // Only proxies in the chain: the leftmost of them.
+        let h = headers("10.9.9.9, 10.1.2.3", "http");
+        assert_eq!(peer(proxy, &h), ("10.9.9.9".into(), false));
+        // Junk where a proxy should have written: the last address read.
+        let h = headers("203.0.113.5, not-an-ip", "https");
+        assert_eq!(peer(proxy, &h), ("127.0.0.1".into(), true));
+        let h = headers("203.0.113.5, nonsense, 10.1.2.3", "https");
+        assert_eq!(peer(proxy, &h), ("10.1.2.3".into(), true));
+        // From anyone else, the headers are ignored.
+        let h = headers("203.0.113.5", "https");
+        assert_eq!(peer(stranger, &h), ("192.0.2.1".into(), false));
+        assert!(
+            peer_of(stranger, &h, true, &trusted).secure,
+            "TLS of our own"
+        );
+    }
 }

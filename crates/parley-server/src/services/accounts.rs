@@ -409,16 +409,18 @@ impl Accounts {
             expires: cookie.expires_at,
             connection: u64::from_le_bytes(random::<8>()),
             client: None,
-            cookie: Some(cookie.id),
+            cookie: Some(cookie.id.clone()),
         });
         Ok(LoggedIn {
-            access: self.access_token(user, None),
+            access: self.access_token(user, None, cookie.id),
             user_token,
             cookie_seconds: seconds,
         })
     }
 
-    fn access_token(&self, user: UserId, client: Option<ClientId>) -> AccessToken {
+    /// An access token of the login `cookie` (named in it, so that a socket
+    /// opened with it closes when that login ends).
+    fn access_token(&self, user: UserId, client: Option<ClientId>, cookie: String) -> AccessToken {
         let seconds = limits::ACCESS_TOKEN_SECONDS;
         let token = self.core.tokens.issue(&Claims {
             kind: Kind::Access,
@@ -426,7 +428,7 @@ impl Accounts {
             expires: self.core.clock.now() + i64::try_from(seconds).unwrap_or(900),
             connection: u64::from_le_bytes(random::<8>()),
             client,
-            cookie: None,
+            cookie: Some(cookie),
         });
         AccessToken {
             access_token: token,
@@ -466,7 +468,7 @@ impl Accounts {
         {
             return Err(ApiError::not_found("client-not-found", "no such device"));
         }
-        Ok(self.access_token(claims.user, client))
+        Ok(self.access_token(claims.user, client, claims.cookie.unwrap_or_default()))
     }
 
     /// Revokes the cookie behind a user token.
@@ -474,7 +476,16 @@ impl Accounts {
         let claims = self.valid_cookie(user_token).await?;
         let id = claims.cookie.unwrap_or_default();
         self.core.store.remove_cookie(claims.user, &id).await?;
+        self.core.wakeups.logins_changed(claims.user);
         Ok(())
+    }
+
+    /// Whether the login an access token came from still stands (its cookie
+    /// was not removed by a logout, a password change or reset, or the
+    /// account's deletion). Asked by open sockets when the user's logins change.
+    pub async fn login_stands(&self, access: &Claims) -> ApiResult<bool> {
+        let id = access.cookie.as_deref().unwrap_or_default();
+        Ok(self.core.store.cookie(access.user, id).await?.is_some())
     }
 
     /// Checks an access token (signature and expiry; no database).
@@ -630,7 +641,7 @@ impl Accounts {
         passwords::check_policy(new)?;
         let hash = self.hash_password(new).await?;
         self.core.store.change_password(id, &hash).await?;
-        self.core.wakeups.end_sessions(id);
+        self.core.wakeups.logins_changed(id);
         tracing::info!(user = %id, "password changed: every login ended");
         self.new_cookie(id, None, true).await
     }
@@ -639,7 +650,7 @@ impl Accounts {
     pub async fn delete(&self, id: UserId, password: Option<&str>) -> ApiResult<()> {
         self.confirm_password(id, password).await?;
         self.core.store.delete_user(id).await?;
-        self.core.wakeups.end_sessions(id);
+        self.core.wakeups.logins_changed(id);
         tracing::info!(user = %id, "account deleted");
         Ok(())
     }
@@ -668,6 +679,7 @@ impl Accounts {
     ) -> ApiResult<()> {
         self.confirm_password(id, Some(password)).await?;
         self.core.store.remove_cookies_by_label(id, labels).await?;
+        self.core.wakeups.logins_changed(id);
         Ok(())
     }
 
@@ -681,24 +693,41 @@ impl Accounts {
         };
         let key = B64.encode(Sha256::digest(user.id.as_bytes()));
         let code = B64.encode(random::<24>());
-        self.core
+        let now = self.core.clock.now();
+        let started = self
+            .core
             .store
-            .put_password_reset(&PasswordReset {
-                key: key.clone(),
-                user: user.id,
-                code_hash: sha256(code.as_bytes()),
-                expires_at: self.core.clock.now() + PASSWORD_RESET_SECONDS,
-                tries: 0,
-            })
+            .start_password_reset(
+                &PasswordReset {
+                    key: key.clone(),
+                    user: user.id,
+                    code_hash: sha256(code.as_bytes()),
+                    expires_at: now + PASSWORD_RESET_SECONDS,
+                    tries: 0,
+                },
+                now,
+                MAX_CODE_TRIES,
+            )
             .await?;
+        if !started {
+            // One is pending: its code stands, with the tries it has left.
+            // The answer is the same, so nobody learns a reset is under way.
+            return Ok(());
+        }
         let body = format!(
             "To choose a new Parley password, use\n\nkey: {key}\ncode: {code}\n\nwithin one \
              hour. If you did not ask for this, ignore this message: your password is unchanged.\n"
         );
-        self.core
+        let sent = self
+            .core
             .mailer
             .send(&email, "Reset your Parley password", body)
-            .await
+            .await;
+        if sent.is_err() {
+            // Nobody got the code: a later request must be able to start again.
+            self.core.store.delete_password_reset(&key).await?;
+        }
+        sent
     }
 
     /// Completes a reset: new password, every login dropped.
@@ -741,7 +770,7 @@ impl Accounts {
             .store
             .complete_password_reset(key, reset.user, &hash)
             .await?;
-        self.core.wakeups.end_sessions(reset.user);
+        self.core.wakeups.logins_changed(reset.user);
         Ok(())
     }
 }

@@ -1,6 +1,10 @@
 //! Devices and their prekeys: registration within the limits, listing, removal,
 //! uploads, counts and claims. A claimed prekey is gone; the last-resort one is
 //! handed out when the pool is empty and never removed.
+//!
+//! Prekeys are claimed only by users related to their owner (see
+//! [`Connections::related`]), at most `limits.prekey_claims` times (5) per device
+//! per claimer in five minutes, so nobody can empty a stranger's pool.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -12,16 +16,29 @@ use parley_api::{
 };
 use parley_store::{ClientRecord, PrekeyRecord};
 
+use std::sync::Arc;
+
 use super::accounts::Accounts;
+use super::connections::Connections;
 use super::notifications::payload;
 use super::{Core, random};
 use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::RateLimiter;
 
 /// Devices and prekeys.
 #[derive(Clone, Debug)]
 pub struct Clients {
     core: Core,
     accounts: Accounts,
+    connections: Connections,
+    claims: Arc<RateLimiter>,
+}
+
+fn not_related() -> ApiError {
+    ApiError::forbidden(
+        "not-related",
+        "you may claim prekeys only of people you are connected or in a conversation with",
+    )
 }
 
 fn client_not_found() -> ApiError {
@@ -138,8 +155,21 @@ fn to_prekey(p: PrekeyRecord) -> Prekey {
 
 impl Clients {
     /// The service.
-    pub fn new(core: Core, accounts: Accounts) -> Self {
-        Self { core, accounts }
+    pub fn new(core: Core, accounts: Accounts, connections: Connections) -> Self {
+        let claims = Arc::new(RateLimiter::new(core.settings.limits.prekey_claims, 300));
+        Self {
+            core,
+            accounts,
+            connections,
+            claims,
+        }
+    }
+
+    /// Counts a claim of `user`'s device `id` by `me` (429 beyond the limit).
+    fn count_claim(&self, me: UserId, user: UserId, id: ClientId) -> ApiResult<()> {
+        self.claims
+            .check(&format!("{me}:{user}:{id}"), self.core.clock.now())
+            .map_err(ApiError::rate_limited)
     }
 
     /// Registers a device (password re-authentication) and tells the user by e-mail.
@@ -321,9 +351,20 @@ impl Clients {
             .ok_or_else(client_not_found)
     }
 
-    /// Claims a prekey of someone's device.
-    pub async fn claim(&self, domain: &str, user: UserId, id: ClientId) -> ApiResult<ClientPrekey> {
+    /// Claims a prekey of a device of someone `me` is related to (403
+    /// `not-related` otherwise, whether or not the device exists).
+    pub async fn claim(
+        &self,
+        me: UserId,
+        domain: &str,
+        user: UserId,
+        id: ClientId,
+    ) -> ApiResult<ClientPrekey> {
         self.core.local(domain)?;
+        if !self.connections.related(me, user).await? {
+            return Err(not_related());
+        }
+        self.count_claim(me, user, id)?;
         let prekey = self
             .core
             .store
@@ -336,12 +377,16 @@ impl Clients {
         })
     }
 
-    /// Claims prekeys for many users' devices at once (`null` for unknown devices).
-    pub async fn claim_many(&self, request: &PrekeyRequest) -> ApiResult<PrekeyMap> {
+    /// Claims prekeys for many users' devices at once: `null` for unknown
+    /// devices and for every device of a user `me` is not related to (a
+    /// sender's view of a group may be behind; one stranger must not fail the
+    /// rest). Beyond the claim limit for any device, nothing is claimed (429).
+    pub async fn claim_many(&self, me: UserId, request: &PrekeyRequest) -> ApiResult<PrekeyMap> {
+        // Each user costs lookups whether or not devices are named for them.
         let total: usize = request
             .values()
             .flat_map(|users| users.values())
-            .map(Vec::len)
+            .map(|devices| devices.len().max(1))
             .sum();
         if total > limits::MAX_CLIENTS_PER_PREKEY_CLAIM {
             return Err(ApiError::bad_request(
@@ -352,14 +397,31 @@ impl Clients {
                 ),
             ));
         }
-        let mut answer = PrekeyMap::new();
+        // Who may be claimed from, and every claim counted, before any
+        // prekey is taken.
+        let mut related = HashSet::new();
         for (domain, users) in request {
             self.core.local(domain)?;
+            for (user, clients) in users {
+                if self.connections.related(me, *user).await? {
+                    related.insert(*user);
+                    for client in clients {
+                        self.count_claim(me, *user, *client)?;
+                    }
+                }
+            }
+        }
+        let mut answer = PrekeyMap::new();
+        for (domain, users) in request {
             let mut by_user = BTreeMap::new();
             for (user, clients) in users {
                 let mut by_client = BTreeMap::new();
                 for client in clients {
-                    let prekey = self.core.store.claim_prekey(*user, *client).await?;
+                    let prekey = if related.contains(user) {
+                        self.core.store.claim_prekey(*user, *client).await?
+                    } else {
+                        None
+                    };
                     by_client.insert(*client, prekey.map(to_prekey));
                 }
                 by_user.insert(*user, by_client);

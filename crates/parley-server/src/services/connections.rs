@@ -7,8 +7,12 @@
 //! compare-and-set on both sides, so two people acting at once cannot leave a pair
 //! half-changed; a lost race is simply re-read and re-decided.
 //!
-//! Team-mates will skip this step: [`Connections::may_talk`] is the one place that
-//! decides whether two users may share a 1:1 conversation or a message.
+//! The rules of who may reach whom live here and nowhere else:
+//! [`Connections::may_talk`] (no block: a 1:1 conversation or a message),
+//! [`Connections::may_add`] (connected: adding to a group),
+//! [`Connections::related`] (claiming prekeys) and [`Connections::blocked_with`]
+//! (whom a group message skips). Team-mates will pass `may_add` and `related`
+//! when teams arrive.
 
 use parley_api::{
     Connection, ConnectionStatus, ConversationKind, EventPayload, OffsetDateTime, Role, UserId,
@@ -76,6 +80,40 @@ impl Connections {
             |s: Option<ConnectionRecord>| s.is_some_and(|r| r.status == ConnectionStatus::Blocked);
         Ok(!blocked(self.core.store.connection(a, b).await?)
             && !blocked(self.core.store.connection(b, a).await?))
+    }
+
+    /// Whether `me` may add `other` to a group: they are connected (both sides
+    /// accepted, so neither has blocked the other since).
+    pub async fn may_add(&self, me: UserId, other: UserId) -> ApiResult<bool> {
+        let accepted =
+            |s: Option<ConnectionRecord>| s.is_some_and(|r| r.status == ConnectionStatus::Accepted);
+        Ok(accepted(self.core.store.connection(me, other).await?)
+            && accepted(self.core.store.connection(other, me).await?))
+    }
+
+    /// Whether `me` and `other` know each other well enough for `me` to claim
+    /// `other`'s prekeys: the same user, connected, or in a conversation
+    /// together, and no block between them.
+    pub async fn related(&self, me: UserId, other: UserId) -> ApiResult<bool> {
+        if me == other {
+            return Ok(true);
+        }
+        if !self.may_talk(me, other).await? {
+            return Ok(false);
+        }
+        Ok(self.may_add(me, other).await? || self.core.store.share_conversation(me, other).await?)
+    }
+
+    /// The users between whom and `me` a block stands, whoever blocked: inside
+    /// a group, messages between them are not delivered.
+    pub async fn blocked_with(&self, me: UserId) -> ApiResult<std::collections::BTreeSet<UserId>> {
+        Ok(self
+            .core
+            .store
+            .blocks_involving(me)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Checks that the other user is local, exists and is not the caller.

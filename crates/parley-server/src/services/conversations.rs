@@ -1,6 +1,10 @@
 //! Group conversations: creation, members and roles, name, self-deleting timer and
 //! receipt mode, leaving, and typing indicators.
 //!
+//! Only users connected with the adder may be put into a group. Events name the
+//! conversation rather than carry it: a client fetches what it needs, so a group
+//! of hundreds does not copy its member list into thousands of queues.
+//!
 //! Admins change a group; anyone may leave. Every change is stored with its
 //! `conversation.*` event for each device of every member (a removed member
 //! included) in one transaction. Typing goes only to open sockets and is never
@@ -143,7 +147,8 @@ impl Conversations {
         }
     }
 
-    /// Local users to add: existing, not the caller, not blocked either way.
+    /// Local users to add: existing, not the caller, and connected with the
+    /// caller (a stranger cannot be put into a group, and a block ends it).
     async fn resolve_users(
         &self,
         me: UserId,
@@ -155,16 +160,14 @@ impl Conversations {
             if u.id == me || !out.insert(u.id) {
                 continue;
             }
-            if self.core.store.user(u.id).await?.is_none() {
-                return Err(ApiError::not_found(
-                    "not-found",
-                    format!("no user {}", u.id),
-                ));
-            }
-            if !self.connections.may_talk(me, u.id).await? {
+            // Connections go when an account goes, so this also refuses
+            // users who do not exist, without telling them apart. (Read
+            // before the change commits: a block landing in between takes
+            // effect from the next change.)
+            if !self.connections.may_add(me, u.id).await? {
                 return Err(ApiError::forbidden(
                     "not-connected",
-                    "one of these users cannot be added: a block stands between you",
+                    format!("{} cannot be added: you are not connected with them", u.id),
                 ));
             }
         }
@@ -204,7 +207,8 @@ impl Conversations {
             members: members.clone(),
         });
         let event = payload(&EventPayload::ConversationCreate {
-            conversation: conversation.clone(),
+            conversation: conversation.id.clone(),
+            from: me,
         });
         self.core
             .store
@@ -283,10 +287,7 @@ impl Conversations {
         event: EventPayload,
     ) -> ApiResult<()> {
         if c.record.kind != ConversationKind::Group {
-            return Err(ApiError::forbidden(
-                "invalid-op",
-                "a 1:1 conversation cannot be changed",
-            ));
+            return Err(one2one_is_fixed());
         }
         let event = payload(&event);
         let max = self.core.settings.max_conversation_members;
@@ -319,9 +320,20 @@ impl Conversations {
         // Membership and role first: nothing about the conversation or the
         // users named may show to someone not allowed to add.
         c.require_admin(me)?;
+        if c.record.kind != ConversationKind::Group {
+            return Err(one2one_is_fixed());
+        }
         let max = self.core.settings.max_conversation_members;
-        if req.users.len() > max {
-            return Err(too_many_members(max));
+        if req.users.len() > limits::MAX_MEMBERS_PER_ADD {
+            // Each new member is named in the event every member's devices
+            // get: the number per request bounds what one request writes.
+            return Err(ApiError::bad_request(
+                "too-many-users",
+                format!(
+                    "add at most {} users per request",
+                    limits::MAX_MEMBERS_PER_ADD
+                ),
+            ));
         }
         let mut users = self.resolve_users(me, &req.users).await?;
         users.retain(|u| c.members.iter().all(|m| m.user != *u));
@@ -472,7 +484,12 @@ impl Conversations {
             self.core.clock.now(),
         )
         .into();
-        for m in c.members.iter().filter(|m| m.user != me) {
+        let blocked = self.connections.blocked_with(me).await?;
+        for m in c
+            .members
+            .iter()
+            .filter(|m| m.user != me && !blocked.contains(&m.user))
+        {
             self.core.wakeups.publish(
                 m.user,
                 Live {
@@ -484,6 +501,10 @@ impl Conversations {
         }
         Ok(())
     }
+}
+
+fn one2one_is_fixed() -> ApiError {
+    ApiError::forbidden("invalid-op", "a 1:1 conversation cannot be changed")
 }
 
 fn too_many_members(max: usize) -> ApiError {

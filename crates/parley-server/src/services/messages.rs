@@ -8,13 +8,19 @@
 //! event per device and answers 201, naming the devices it dropped because their
 //! users are not members (`redundant`) or because they no longer exist (`deleted`).
 //! The server never looks inside a ciphertext; it only checks it is base64.
+//!
+//! In a group, members with a block between them and the sender (whoever
+//! blocked) are left out: not expected, not delivered to, and their devices are
+//! answered as `redundant`. A message may write at most
+//! [`limits::MAX_MESSAGE_FANOUT_BYTES`] into queues, since its data blob is
+//! copied to every device.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use parley_api::{
     ClientId, ClientMap, ConversationId, ConversationKind, EventPayload, MessageSent,
-    NewProteusMessage, OffsetDateTime, ProteusMessage, ReportMissing, UserId,
+    NewProteusMessage, OffsetDateTime, ProteusMessage, ReportMissing, UserId, limits,
 };
 use std::sync::Arc;
 
@@ -118,11 +124,36 @@ struct Message {
     conversation: Qualified<ConversationId>,
     time: OffsetDateTime,
     data: Option<String>,
+    /// Members with a block between them and the sender: in a group they are
+    /// neither expected nor delivered to, whoever blocked.
+    skip: BTreeSet<UserId>,
 }
 
 impl Message {
     fn check(&self, roster: &Roster) -> Check {
-        check(roster, self.me, self.sender, &self.given, &self.report)
+        if self.skip.is_empty() {
+            return check(roster, self.me, self.sender, &self.given, &self.report);
+        }
+        let roster = Roster {
+            members: roster
+                .members
+                .iter()
+                .filter(|(user, _)| !self.skip.contains(user))
+                .cloned()
+                .collect(),
+        };
+        check(&roster, self.me, self.sender, &self.given, &self.report)
+    }
+
+    /// An upper bound of the bytes this message writes into queues: every
+    /// ciphertext, and the data blob once per device it names.
+    fn fan_out_bytes(&self) -> usize {
+        let data = self.data.as_ref().map_or(0, String::len);
+        self.given
+            .values()
+            .flat_map(BTreeMap::values)
+            .map(|text| text.len().saturating_add(data).saturating_add(256))
+            .fold(0usize, usize::saturating_add)
     }
 
     /// The event one device receives.
@@ -187,7 +218,8 @@ impl Messages {
         req: NewProteusMessage,
     ) -> ApiResult<Outcome> {
         // Membership is checked by the delivery plan, on the roster it delivers to;
-        // only a 1:1 needs its members up front, for the block check.
+        // only a 1:1 needs its members up front, for the block check (a group
+        // needs the sender's blocks).
         let record = self.conversations.record(domain, id).await?;
         if self.core.store.client(me, req.sender).await?.is_none() {
             return Err(ApiError::forbidden(
@@ -195,7 +227,12 @@ impl Messages {
                 "the sending device is not one of yours",
             ));
         }
-        if record.kind == ConversationKind::One2one {
+        let mut skip = BTreeSet::new();
+        if record.kind == ConversationKind::Group {
+            // Read before the delivery commits: a block placed while this
+            // message is in flight holds from the next one.
+            skip = self.connections.blocked_with(me).await?;
+        } else {
             let members = self.core.store.members(id).await?;
             let conversation = Loaded { record, members };
             conversation.role_of(me)?;
@@ -235,7 +272,14 @@ impl Messages {
             conversation: self.core.qualified(id),
             time,
             data: req.data,
+            skip,
         });
+        if message.fan_out_bytes() > limits::MAX_MESSAGE_FANOUT_BYTES {
+            return Err(ApiError::too_large(format!(
+                "this message would write more than {} MiB into queues: its data blob is copied to every device; send a smaller one",
+                limits::MAX_MESSAGE_FANOUT_BYTES / (1024 * 1024)
+            )));
+        }
         let (roster, delivered) =
             if req.transient {
                 let roster = self.core.store.roster(id).await?.ok_or_else(|| {

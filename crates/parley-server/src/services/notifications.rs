@@ -1,5 +1,9 @@
 //! Each device's event queue: paging with a cursor, the newest event, retention.
 //!
+//! A page holds at most `size` events and at most
+//! [`limits::MAX_NOTIFICATION_PAGE_BYTES`] of them (but always one, however
+//! large).
+//!
 //! Events are written by the other services, in the same transaction as the change
 //! they report (`Notify` in the store). Here they are read. Events older than the
 //! retention (28 days by default) are purged at most once a minute, when someone
@@ -18,6 +22,9 @@ use crate::error::{ApiError, ApiResult};
 /// Sockets one device may have open at once (a client needs one; a few more
 /// cover reconnects that overlap and several windows).
 pub const MAX_SOCKETS_PER_DEVICE: usize = 8;
+
+/// Events read from the store at a time while a page is filled.
+const PAGE_CHUNK: usize = 16;
 
 /// A page, or the sign that events were lost (with what is left).
 #[derive(Debug)]
@@ -106,20 +113,54 @@ impl Notifications {
             ));
         }
         self.purge_if_due().await?;
-        let page = self
-            .core
-            .store
-            .events(user, client, since, size)
-            .await?
-            .ok_or_else(|| ApiError::not_found("client-not-found", "no such device"))?;
+        // Read in small chunks and stop at the byte budget, so that a queue of
+        // large events never sits in memory a whole page at a time.
+        let mut events = Vec::new();
+        let mut bytes = 0usize;
+        let mut cursor = since;
+        let mut lost = false;
+        let has_more = loop {
+            let want = (size - events.len()).min(PAGE_CHUNK);
+            let chunk = self
+                .core
+                .store
+                .events(user, client, cursor, want)
+                .await?
+                .ok_or_else(|| ApiError::not_found("client-not-found", "no such device"))?;
+            if events.is_empty() {
+                lost = chunk.lost;
+            } else if chunk.lost {
+                // Purged while this page was read: stop here, and the next
+                // page (from the last event sent) says what was lost.
+                break true;
+            }
+            let mut cut = false;
+            for event in chunk.events {
+                let len = event.payload.len();
+                if !events.is_empty()
+                    && bytes.saturating_add(len) > limits::MAX_NOTIFICATION_PAGE_BYTES
+                {
+                    cut = true;
+                    break;
+                }
+                bytes = bytes.saturating_add(len);
+                cursor = Some(event.id);
+                events.push(Self::to_api(event)?);
+            }
+            if cut {
+                break true;
+            }
+            if !chunk.has_more {
+                break false;
+            }
+            if events.len() >= size {
+                break true;
+            }
+        };
         Ok(Page {
-            events: page
-                .events
-                .into_iter()
-                .map(Self::to_api)
-                .collect::<ApiResult<_>>()?,
-            has_more: page.has_more,
-            lost: page.lost,
+            events,
+            has_more,
+            lost,
         })
     }
 

@@ -21,6 +21,7 @@ pub const PASSWORD: &str = "Secret-123!";
 pub const GENEROUS: Limits = Limits {
     per_account: 1000,
     per_address: 100_000,
+    prekey_claims: 100_000,
 };
 
 pub struct TestServer {
