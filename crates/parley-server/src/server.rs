@@ -142,7 +142,7 @@ pub async fn start_with_store(
         None => None,
     };
     let core = Core {
-        store,
+        devices: store.clone(),
         clock: clock.clone(),
         mailer,
         tokens: Arc::new(tokens),
@@ -152,13 +152,26 @@ pub async fn start_with_store(
         wakeups: Arc::new(crate::wakeups::LocalWakeups::default()),
         push: crate::push::PushSender::new(settings.push_allow_private).map_err(StartError::Tls)?,
     };
-    let notifications = Notifications::new(core.clone());
-    let accounts = Accounts::new(core.clone());
-    let connections = Connections::new(core.clone());
-    let conversations = Conversations::new(core.clone(), connections.clone());
+    // Each service gets the store of what it owns (ARCHITECTURE.md's table).
+    let notifications = Notifications::new(core.clone(), store.clone());
+    let accounts = Accounts::new(core.clone(), store.clone());
+    let connections = Connections::new(core.clone(), store.clone(), accounts.clone());
+    let conversations = Conversations::new(core.clone(), store.clone(), connections.clone());
+    let clients = Clients::new(
+        core.clone(),
+        store.clone(),
+        accounts.clone(),
+        connections.clone(),
+    );
     let state = AppState {
-        messages: Messages::new(core.clone(), conversations.clone(), connections.clone()),
-        clients: Clients::new(core, accounts.clone(), connections.clone()),
+        messages: Messages::new(
+            core,
+            store,
+            conversations.clone(),
+            connections.clone(),
+            clients.clone(),
+        ),
+        clients,
         notifications,
         accounts,
         connections,

@@ -1560,6 +1560,9 @@ async fn logging_out_closes_that_logins_sockets_only(s: &TestServer) {
         close_reason(&mut second, true).await.as_deref(),
         Some("logged-out")
     );
+    // Its access token, still unexpired, opens no new socket.
+    let refused = s.upgrade(&token2, &id.to_string(), None).await;
+    assert_eq!(refused_with(&refused), Some(401));
     // ... and not the first one's, which still gets events.
     let (_, c2) = s.add_client(&u, "temporary", [2]).await;
     let added = next_event(&mut first).await;

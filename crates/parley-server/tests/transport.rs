@@ -497,7 +497,7 @@ async fn a_changed_hash_setting_rehashes_passwords_at_login() {
     };
     let stored_hash = || async {
         let store = SqliteStore::open(&db).await.expect("store");
-        let user = parley_store::Store::user_by_email(&store, "uma@example.com")
+        let user = parley_store::AccountStore::user_by_email(&store, "uma@example.com")
             .await
             .expect("get");
         user.expect("user").password_hash

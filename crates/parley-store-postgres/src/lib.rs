@@ -18,11 +18,11 @@ use parley_store::columns::{
     timer,
 };
 use parley_store::{
-    ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
-    ConversationChange, ConversationRecord, Cookie, Delivered, DeliveryPlan, EventPage,
-    MemberRecord, Notify, Outgoing, PasswordReset, Posted, PrekeyRecord, ProfileUpdate,
-    QueuePosition, QueuedEvent, Roster, Store, StoreError, StoreResult, User, connection_columns,
-    conversation_columns,
+    AccountStore, ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
+    ConnectionStore, ConversationChange, ConversationRecord, ConversationStore, Cookie, Delivered,
+    DeliveryPlan, DeviceStore, EventPage, MemberRecord, Notify, Outgoing, PasswordReset, Posted,
+    PrekeyRecord, ProfileUpdate, QueuePosition, QueueStore, QueuedEvent, Roster, StoreError,
+    StoreResult, User, connection_columns, conversation_columns,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgConnection, Postgres, Row, Transaction};
@@ -417,7 +417,7 @@ fn event_row(r: &PgRow) -> StoreResult<QueuedEvent> {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl AccountStore for PostgresStore {
     async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES ($1, $2, $3, $4) \
@@ -782,6 +782,32 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
+        let updated = sqlx::query("UPDATE users SET recovery_bundle = $1 WHERE id = $2")
+            .bind(bundle)
+            .bind(user.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+        let row: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = $1")
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.flatten())
+    }
+}
+
+#[async_trait]
+impl DeviceStore for PostgresStore {
     async fn add_client(
         &self,
         c: &ClientRecord,
@@ -959,6 +985,44 @@ impl Store for PostgresStore {
         last.as_ref().map(prekey_row).transpose()
     }
 
+    async fn set_push_endpoint(
+        &self,
+        user: UserId,
+        client: ClientId,
+        url: Option<&str>,
+    ) -> StoreResult<()> {
+        let mut tx = self.tx().await?;
+        require_client(&mut tx, user, client).await?;
+        match url {
+            Some(url) => sqlx::query(
+                "INSERT INTO push_endpoints (user_id, client_id, url) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET url = excluded.url",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(url),
+            None => sqlx::query("DELETE FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
+                .bind(user.to_string())
+                .bind(client_id(client)),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl QueueStore for PostgresStore {
     async fn events(
         &self,
         user: UserId,
@@ -1038,7 +1102,10 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(backend)?;
         Ok(purged)
     }
+}
 
+#[async_trait]
+impl ConnectionStore for PostgresStore {
     async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>> {
         let row: Option<ConnectionRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -1146,7 +1213,10 @@ impl Store for PostgresStore {
         fan_out(&mut tx, &events, None, change.at).await?;
         tx.commit().await.map_err(backend)
     }
+}
 
+#[async_trait]
+impl ConversationStore for PostgresStore {
     async fn create_conversation(
         &self,
         conversation: &ConversationRecord,
@@ -1356,63 +1426,5 @@ impl Store for PostgresStore {
             roster,
             delivered: Some(delivered),
         }))
-    }
-
-    async fn set_push_endpoint(
-        &self,
-        user: UserId,
-        client: ClientId,
-        url: Option<&str>,
-    ) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
-        require_client(&mut tx, user, client).await?;
-        match url {
-            Some(url) => sqlx::query(
-                "INSERT INTO push_endpoints (user_id, client_id, url) VALUES ($1, $2, $3) \
-                 ON CONFLICT (user_id, client_id) DO UPDATE SET url = excluded.url",
-            )
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .bind(url),
-            None => sqlx::query("DELETE FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
-                .bind(user.to_string())
-                .bind(client_id(client)),
-        }
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
-    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
-        let updated = sqlx::query("UPDATE users SET recovery_bundle = $1 WHERE id = $2")
-            .bind(bundle)
-            .bind(user.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
-    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
-        let row: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = $1")
-                .bind(user.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(row.flatten())
     }
 }

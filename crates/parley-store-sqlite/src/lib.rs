@@ -22,11 +22,11 @@ use parley_store::columns::{
     timer,
 };
 use parley_store::{
-    ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
-    ConversationChange, ConversationRecord, Cookie, Delivered, DeliveryPlan, EventPage,
-    MemberRecord, Notify, Outgoing, PasswordReset, Posted, PrekeyRecord, ProfileUpdate,
-    QueuePosition, QueuedEvent, Roster, Store, StoreError, StoreResult, User, connection_columns,
-    conversation_columns,
+    AccountStore, ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
+    ConnectionStore, ConversationChange, ConversationRecord, ConversationStore, Cookie, Delivered,
+    DeliveryPlan, DeviceStore, EventPage, MemberRecord, Notify, Outgoing, PasswordReset, Posted,
+    PrekeyRecord, ProfileUpdate, QueuePosition, QueueStore, QueuedEvent, Roster, StoreError,
+    StoreResult, User, connection_columns, conversation_columns,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -555,7 +555,7 @@ fn event_row(r: &SqliteRow) -> StoreResult<QueuedEvent> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl AccountStore for SqliteStore {
     async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES (?, ?, ?, ?) \
@@ -917,6 +917,33 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        let updated = sqlx::query("UPDATE users SET recovery_bundle = ? WHERE id = ?")
+            .bind(bundle)
+            .bind(user.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
+        let row: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = ?")
+                .bind(user.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(row.flatten())
+    }
+}
+
+#[async_trait]
+impl DeviceStore for SqliteStore {
     async fn add_client(
         &self,
         c: &ClientRecord,
@@ -1087,6 +1114,44 @@ impl Store for SqliteStore {
         last.as_ref().map(prekey_row).transpose()
     }
 
+    async fn set_push_endpoint(
+        &self,
+        user: UserId,
+        client: ClientId,
+        url: Option<&str>,
+    ) -> StoreResult<()> {
+        let (_writer, mut tx) = self.write_tx().await?;
+        require_client(&mut tx, user, client).await?;
+        match url {
+            Some(url) => sqlx::query(
+                "INSERT INTO push_endpoints (user_id, client_id, url) VALUES (?, ?, ?) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET url = excluded.url",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(url),
+            None => sqlx::query("DELETE FROM push_endpoints WHERE user_id = ? AND client_id = ?")
+                .bind(user.to_string())
+                .bind(client_id(client)),
+        }
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = ? AND client_id = ?")
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
     async fn events(
         &self,
         user: UserId,
@@ -1166,7 +1231,10 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(purged)
     }
+}
 
+#[async_trait]
+impl ConnectionStore for SqliteStore {
     async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>> {
         let row: Option<ConnectionRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -1261,7 +1329,10 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(backend)
     }
+}
 
+#[async_trait]
+impl ConversationStore for SqliteStore {
     async fn create_conversation(
         &self,
         conversation: &ConversationRecord,
@@ -1438,64 +1509,5 @@ impl Store for SqliteStore {
         answer
             .await
             .map_err(|_| StoreError::Backend("the delivery writer has stopped".into()))?
-    }
-
-    async fn set_push_endpoint(
-        &self,
-        user: UserId,
-        client: ClientId,
-        url: Option<&str>,
-    ) -> StoreResult<()> {
-        let (_writer, mut tx) = self.write_tx().await?;
-        require_client(&mut tx, user, client).await?;
-        match url {
-            Some(url) => sqlx::query(
-                "INSERT INTO push_endpoints (user_id, client_id, url) VALUES (?, ?, ?) \
-                 ON CONFLICT (user_id, client_id) DO UPDATE SET url = excluded.url",
-            )
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .bind(url),
-            None => sqlx::query("DELETE FROM push_endpoints WHERE user_id = ? AND client_id = ?")
-                .bind(user.to_string())
-                .bind(client_id(client)),
-        }
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = ? AND client_id = ?")
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
-    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
-        let (_writer, mut tx) = self.write_tx().await?;
-        let updated = sqlx::query("UPDATE users SET recovery_bundle = ? WHERE id = ?")
-            .bind(bundle)
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>> {
-        let row: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = ?")
-                .bind(user.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(row.flatten())
     }
 }

@@ -19,7 +19,7 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
     let path = dir.path().join("parley.db");
     {
         let store = SqliteStore::open(&path).await.expect("opens");
-        parley_store::Store::put_activation_code(
+        parley_store::AccountStore::put_activation_code(
             &store,
             &parley_store::ActivationCode {
                 email: "x@example.com".into(),
@@ -32,7 +32,7 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
         .expect("put");
     }
     let store = SqliteStore::open(&path).await.expect("reopens");
-    let code = parley_store::Store::activation_code(&store, "x@example.com")
+    let code = parley_store::AccountStore::activation_code(&store, "x@example.com")
         .await
         .expect("get");
     assert!(code.is_some());
@@ -45,8 +45,8 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
 async fn a_failing_delivery_fails_alone_in_its_batch() {
     use parley_api::{ClientClass, ClientId, ClientType, ConversationKind, Role};
     use parley_store::{
-        ClientRecord, ConversationRecord, DeliveryPlan, MemberRecord, Notify, Outgoing,
-        PrekeyRecord, Roster, Store, User,
+        AccountStore, ClientRecord, ConversationRecord, ConversationStore, DeliveryPlan,
+        DeviceStore, MemberRecord, Notify, Outgoing, PrekeyRecord, QueueStore, Roster, User,
     };
 
     let dir = tempfile::tempdir().expect("temp dir");

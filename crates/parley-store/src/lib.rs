@@ -398,10 +398,21 @@ pub struct Posted {
     pub delivered: Option<Vec<Delivered>>,
 }
 
-/// The server's storage. Every operation is atomic: it happens entirely or not at
-/// all, whatever runs concurrently.
+/// The server's storage: one trait per concept, each owned by one service
+/// (ARCHITECTURE.md says which). Every operation is atomic: it happens
+/// entirely or not at all, whatever runs concurrently. A backend implements
+/// them all; `Store` is their sum, for wiring and for the conformance story.
+pub trait Store:
+    AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore
+{
+}
+
+impl<T: AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore> Store for T {}
+
+/// Accounts: activation codes, users and profiles, login cookies, password
+/// resets and the recovery bundle. Owned by the accounts service.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a code for an address, replacing any earlier one.
     async fn put_activation_code(&self, code: &ActivationCode) -> StoreResult<()>;
     /// The pending code for an address.
@@ -411,7 +422,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn count_activation_try(&self, email: &str) -> StoreResult<u32>;
     /// Forgets the code for an address.
     async fn delete_activation_code(&self, email: &str) -> StoreResult<()>;
-
     /// Creates a user and consumes the address's activation code.
     /// `Conflict("email")` if the address is taken.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
@@ -438,7 +448,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn change_password(&self, id: UserId, password_hash: &str) -> StoreResult<()>;
     /// Deletes a user with their devices, prekeys, cookies and pending reset.
     async fn delete_user(&self, id: UserId) -> StoreResult<()>;
-
     /// Adds a cookie; beyond `max_per_kind` of its kind the oldest are dropped.
     async fn add_cookie(&self, cookie: &Cookie, max_per_kind: usize) -> StoreResult<()>;
     /// One cookie.
@@ -449,7 +458,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn remove_cookie(&self, user: UserId, id: &str) -> StoreResult<()>;
     /// Removes the cookies with these labels; returns how many.
     async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64>;
-
     /// Stores a reset unless one with the same key is still live (unexpired at
     /// `now`, with fewer than `max_tries` tries): a second request must not
     /// replace a pending code or give it fresh tries. One statement, so two
@@ -474,7 +482,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         user: UserId,
         password_hash: &str,
     ) -> StoreResult<()>;
+    /// Replaces (or with `None` removes) the user's recovery bundle, an opaque
+    /// encrypted blob. `NotFound` for an unknown user.
+    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()>;
+    /// The user's recovery bundle.
+    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
+}
 
+/// Devices: registration and removal, prekeys, the send generation and push
+/// endpoints. Owned by the devices (clients) service.
+#[async_trait]
+pub trait DeviceStore: Send + Sync + std::fmt::Debug + 'static {
     /// Registers a device with its prekeys and an empty event queue, and queues
     /// `notify` for the user's other devices. A temporary device replaces the user's
     /// previous temporary one; a permanent one beyond `max_permanent` is refused with
@@ -499,7 +517,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         id: ClientId,
         notify: Notify<'_>,
     ) -> StoreResult<()>;
-
     /// Adds prekeys to a device (an existing id is replaced). `NotFound` for an
     /// unknown device.
     async fn add_prekeys(
@@ -526,7 +543,23 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         user: UserId,
         client: ClientId,
     ) -> StoreResult<Option<PrekeyRecord>>;
+    /// Sets (or with `None` removes) a device's push endpoint. `NotFound` for an
+    /// unknown device.
+    async fn set_push_endpoint(
+        &self,
+        user: UserId,
+        client: ClientId,
+        url: Option<&str>,
+    ) -> StoreResult<()>;
+    /// A device's push endpoint.
+    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>>;
+}
 
+/// Each device's event queue, read and purged (events are written by the
+/// other stores, in the transaction of the change they report). Owned by the
+/// notifications service.
+#[async_trait]
+pub trait QueueStore: Send + Sync + std::fmt::Debug + 'static {
     /// Up to `limit` events of a device's queue after `since` (from the start when
     /// `None`). `None` for an unknown device.
     async fn events(
@@ -540,7 +573,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>>;
     /// Deletes every event created before `before`; returns how many.
     async fn purge_events(&self, before: i64) -> StoreResult<u64>;
+}
 
+/// Connections between users, and who may reach whom (blocks, shared
+/// conversations). Owned by the connections service.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + std::fmt::Debug + 'static {
     /// `from`'s side of the connection with `to`.
     async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>>;
     /// Every side a user owns, most recently changed first.
@@ -551,7 +589,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn share_conversation(&self, a: UserId, b: UserId) -> StoreResult<bool>;
     /// Applies a connection change atomically (see [`ConnectionChange`]).
     async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()>;
+}
 
+/// Conversations, their members and message delivery. Owned by the
+/// conversations and messages services.
+#[async_trait]
+pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Creates a conversation with its members and queues `notify` for every
     /// member's devices.
     async fn create_conversation(
@@ -593,25 +636,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         at: i64,
         plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>>;
-
-    /// Sets (or with `None` removes) a device's push endpoint. `NotFound` for an
-    /// unknown device.
-    async fn set_push_endpoint(
-        &self,
-        user: UserId,
-        client: ClientId,
-        url: Option<&str>,
-    ) -> StoreResult<()>;
-    /// A device's push endpoint.
-    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>>;
-
-    // --- the user's recovery bundle -------------------------------------------
-
-    /// Replaces (or with `None` removes) the user's recovery bundle, an opaque
-    /// encrypted blob. `NotFound` for an unknown user.
-    async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()>;
-    /// The user's recovery bundle.
-    async fn recovery_bundle(&self, user: UserId) -> StoreResult<Option<Vec<u8>>>;
 }
 
 /// The columns of a [`columns::ConnectionRow`], in order, as a literal for

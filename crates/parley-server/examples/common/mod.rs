@@ -73,7 +73,10 @@ pub(crate) async fn connect(
 
 /// A process's memory from `/proc/<pid>/status`: its resident size now
 /// (`VmRSS`) or its peak (`VmHWM`), in KiB.
-#[allow(dead_code, reason = "each generator includes this module; not all read memory")]
+#[allow(
+    dead_code,
+    reason = "each generator includes this module; not all read memory"
+)]
 pub(crate) fn memory_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;

@@ -62,7 +62,12 @@ pub(super) async fn refresh(
     ApiQuery(q): ApiQuery<RefreshQuery>,
 ) -> ApiResult<Json<AccessToken>> {
     let token = user_token(&headers)?;
-    Ok(Json(s.accounts.refresh(&token, q.client).await?))
+    let login = s.accounts.check_login(&token).await?;
+    if let Some(client) = q.client {
+        // A token bound to a device the user does not have is refused (404).
+        s.clients.get(login.user, client).await?;
+    }
+    Ok(Json(s.accounts.access_for(&login, q.client)))
 }
 
 #[utoipa::path(post, path = "/v1/access/logout", tag = "accounts", responses((status = 200, description = "the login cookie is revoked"), (status = 403, description = "no valid login cookie", body = ErrorBody)))]

@@ -9,7 +9,9 @@ use parley_api::{
     AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, RecoveryBundle, Register,
     SelfProfile, UpdateProfile, UserId, UserProfile, limits,
 };
-use parley_store::{ActivationCode, Cookie, PasswordReset, ProfileUpdate, StoreError, User};
+use parley_store::{
+    AccountStore, ActivationCode, Cookie, PasswordReset, ProfileUpdate, StoreError, User,
+};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -45,6 +47,7 @@ pub struct LoggedIn {
 #[derive(Clone, Debug)]
 pub struct Accounts {
     core: Core,
+    store: Arc<dyn AccountStore>,
     hashing: Arc<HashGate>,
 }
 
@@ -162,7 +165,7 @@ fn to_time(unix: i64) -> OffsetDateTime {
 
 impl Accounts {
     /// The service.
-    pub fn new(core: Core) -> Self {
+    pub fn new(core: Core, store: Arc<dyn AccountStore>) -> Self {
         let concurrency = core.settings.password_hash_concurrency.max(1);
         let hashing = Arc::new(HashGate {
             permits: tokio::sync::Semaphore::new(concurrency),
@@ -170,7 +173,11 @@ impl Accounts {
             max_waiting: concurrency * 4,
             dummy: tokio::sync::OnceCell::new(),
         });
-        Self { core, hashing }
+        Self {
+            core,
+            store,
+            hashing,
+        }
     }
 
     /// A turn to hash: waits behind at most [`HashGate::max_waiting`] others,
@@ -231,14 +238,13 @@ impl Accounts {
         }
         if outdated {
             let hash = self.hash_password(password).await?;
-            self.core.store.set_password(user.id, &hash).await?;
+            self.store.set_password(user.id, &hash).await?;
         }
         Ok(())
     }
 
     async fn user(&self, id: UserId) -> ApiResult<User> {
-        self.core
-            .store
+        self.store
             .user(id)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid-token", "the account no longer exists"))
@@ -250,7 +256,7 @@ impl Accounts {
     pub async fn send_activation_code(&self, email: &str, address: &str) -> ApiResult<()> {
         let email = normalise_email(email)?;
         self.core.limit(&format!("activate:{email}"), address)?;
-        if self.core.store.user_by_email(&email).await?.is_some() {
+        if self.store.user_by_email(&email).await?.is_some() {
             let body = "Someone asked to create a Parley account with this address, which \
                         already has one. If it was you, log in, or reset your password if \
                         you forgot it. If it was not you, nothing changed and you need do \
@@ -264,8 +270,7 @@ impl Accounts {
         }
         let n = u32::from_le_bytes(random::<4>()) % 1_000_000;
         let code = format!("{n:06}");
-        self.core
-            .store
+        self.store
             .put_activation_code(&ActivationCode {
                 email: email.clone(),
                 code_hash: sha256(code.as_bytes()),
@@ -289,13 +294,12 @@ impl Accounts {
         let name = check_name(&req.name)?;
         self.core.limit(&format!("code:{email}"), address)?;
         let code = self
-            .core
             .store
             .activation_code(&email)
             .await?
             .ok_or_else(invalid_code)?;
         let now = self.core.clock.now();
-        let tries = match self.core.store.count_activation_try(&email).await {
+        let tries = match self.store.count_activation_try(&email).await {
             Ok(tries) => tries,
             Err(StoreError::NotFound) => return Err(invalid_code()),
             Err(e) => return Err(e.into()),
@@ -309,12 +313,12 @@ impl Accounts {
         ) {
             CodeCheck::Valid => {}
             CodeCheck::Dead => {
-                self.core.store.delete_activation_code(&email).await?;
+                self.store.delete_activation_code(&email).await?;
                 return Err(invalid_code());
             }
             CodeCheck::Wrong => {
                 if tries >= MAX_CODE_TRIES {
-                    self.core.store.delete_activation_code(&email).await?;
+                    self.store.delete_activation_code(&email).await?;
                 }
                 return Err(invalid_code());
             }
@@ -331,7 +335,7 @@ impl Accounts {
             picture: None,
             created_at: self.core.clock.now(),
         };
-        self.core.store.create_user(&user).await?;
+        self.store.create_user(&user).await?;
         tracing::info!(user = %user.id, "account created");
         self.new_cookie(user.id, None, true).await
     }
@@ -356,8 +360,8 @@ impl Accounts {
         };
         self.core.limit(&key, address)?;
         let user = match &account {
-            Account::Email(e) => self.core.store.user_by_email(e).await?,
-            Account::Handle(h) => self.core.store.user_by_handle(h).await?,
+            Account::Email(e) => self.store.user_by_email(e).await?,
+            Account::Handle(h) => self.store.user_by_handle(h).await?,
         };
         let Some(user) = user else {
             let dummy = self.dummy_hash().await?.to_owned();
@@ -399,8 +403,7 @@ impl Accounts {
             created_at: now,
             expires_at: now + seconds,
         };
-        self.core
-            .store
+        self.store
             .add_cookie(&cookie, limits::MAX_COOKIES_PER_KIND)
             .await?;
         let user_token = self.core.tokens.issue(&Claims {
@@ -447,7 +450,7 @@ impl Accounts {
                 ApiError::forbidden("invalid-credentials", format!("{e}: log in again"))
             })?;
         let id = claims.cookie.as_deref().unwrap_or_default();
-        if self.core.store.cookie(claims.user, id).await?.is_none() {
+        if self.store.cookie(claims.user, id).await?.is_none() {
             return Err(ApiError::forbidden(
                 "invalid-credentials",
                 "logged out: log in again",
@@ -456,26 +459,29 @@ impl Accounts {
         Ok(claims)
     }
 
-    /// A new access token for a valid, unrevoked user token.
-    pub async fn refresh(
-        &self,
-        user_token: &str,
-        client: Option<ClientId>,
-    ) -> ApiResult<AccessToken> {
-        let claims = self.valid_cookie(user_token).await?;
-        if let Some(client) = client
-            && self.core.store.client(claims.user, client).await?.is_none()
-        {
-            return Err(ApiError::not_found("client-not-found", "no such device"));
-        }
-        Ok(self.access_token(claims.user, client, claims.cookie.unwrap_or_default()))
+    /// The login behind a user token, if it is valid and not revoked (403
+    /// otherwise): the first half of a refresh.
+    pub async fn check_login(&self, user_token: &str) -> ApiResult<Claims> {
+        self.valid_cookie(user_token).await
+    }
+
+    /// A new access token for a login [`Accounts::check_login`] accepted,
+    /// bound to `client` if given (the caller checks the device is the
+    /// user's: devices are not this service's).
+    pub fn access_for(&self, login: &Claims, client: Option<ClientId>) -> AccessToken {
+        self.access_token(login.user, client, login.cookie.clone().unwrap_or_default())
+    }
+
+    /// Whether a user exists.
+    pub async fn exists(&self, id: UserId) -> ApiResult<bool> {
+        Ok(self.store.user(id).await?.is_some())
     }
 
     /// Revokes the cookie behind a user token.
     pub async fn logout(&self, user_token: &str) -> ApiResult<()> {
         let claims = self.valid_cookie(user_token).await?;
         let id = claims.cookie.unwrap_or_default();
-        self.core.store.remove_cookie(claims.user, &id).await?;
+        self.store.remove_cookie(claims.user, &id).await?;
         self.core.wakeups.logins_changed(claims.user);
         Ok(())
     }
@@ -485,7 +491,7 @@ impl Accounts {
     /// account's deletion). Asked by open sockets when the user's logins change.
     pub async fn login_stands(&self, access: &Claims) -> ApiResult<bool> {
         let id = access.cookie.as_deref().unwrap_or_default();
-        Ok(self.core.store.cookie(access.user, id).await?.is_some())
+        Ok(self.store.cookie(access.user, id).await?.is_some())
     }
 
     /// Checks an access token (signature and expiry; no database).
@@ -541,8 +547,7 @@ impl Accounts {
             user: id,
             update: req.clone(),
         });
-        self.core
-            .store
+        self.store
             .update_profile(id, &update, self.core.notify(&event))
             .await?;
         self.core.announce_users(&[id]);
@@ -565,8 +570,7 @@ impl Accounts {
                 ),
             ));
         }
-        self.core
-            .store
+        self.store
             .set_recovery_bundle(id, Some(&bytes))
             .await
             .map_err(|e| match e {
@@ -577,7 +581,7 @@ impl Accounts {
 
     /// The user's recovery bundle.
     pub async fn recovery_bundle(&self, id: UserId) -> ApiResult<RecoveryBundle> {
-        let bytes = self.core.store.recovery_bundle(id).await?.ok_or_else(|| {
+        let bytes = self.store.recovery_bundle(id).await?.ok_or_else(|| {
             ApiError::not_found(
                 "no-recovery-bundle",
                 "this account has no recovery bundle yet: create one on a device that has the root key",
@@ -591,7 +595,7 @@ impl Accounts {
     /// Sets the user's unique handle.
     pub async fn set_handle(&self, id: UserId, handle: &str) -> ApiResult<()> {
         check_handle(handle)?;
-        self.core.store.set_handle(id, handle).await?;
+        self.store.set_handle(id, handle).await?;
         Ok(())
     }
 
@@ -608,17 +612,13 @@ impl Accounts {
     /// Another user's public profile.
     pub async fn user_profile(&self, domain: &str, id: UserId) -> ApiResult<UserProfile> {
         self.core.local(domain)?;
-        let u = self.core.store.user(id).await?;
+        let u = self.store.user(id).await?;
         u.map(|u| self.public(u)).ok_or_else(user_not_found)
     }
 
     /// A user by handle.
     pub async fn by_handle(&self, handle: &str) -> ApiResult<UserProfile> {
-        let u = self
-            .core
-            .store
-            .user_by_handle(&handle.to_lowercase())
-            .await?;
+        let u = self.store.user_by_handle(&handle.to_lowercase()).await?;
         u.map(|u| self.public(u))
             .ok_or_else(|| ApiError::not_found("not-found", "no such handle"))
     }
@@ -640,7 +640,7 @@ impl Accounts {
         self.confirm_password(id, Some(old)).await?;
         passwords::check_policy(new)?;
         let hash = self.hash_password(new).await?;
-        self.core.store.change_password(id, &hash).await?;
+        self.store.change_password(id, &hash).await?;
         self.core.wakeups.logins_changed(id);
         tracing::info!(user = %id, "password changed: every login ended");
         self.new_cookie(id, None, true).await
@@ -649,7 +649,7 @@ impl Accounts {
     /// Deletes the account with its devices, prekeys and cookies.
     pub async fn delete(&self, id: UserId, password: Option<&str>) -> ApiResult<()> {
         self.confirm_password(id, password).await?;
-        self.core.store.delete_user(id).await?;
+        self.store.delete_user(id).await?;
         self.core.wakeups.logins_changed(id);
         tracing::info!(user = %id, "account deleted");
         Ok(())
@@ -657,7 +657,7 @@ impl Accounts {
 
     /// The user's logins.
     pub async fn cookies(&self, id: UserId) -> ApiResult<Vec<CookieInfo>> {
-        let cookies = self.core.store.cookies(id).await?;
+        let cookies = self.store.cookies(id).await?;
         Ok(cookies
             .into_iter()
             .map(|c| CookieInfo {
@@ -678,7 +678,7 @@ impl Accounts {
         password: &str,
     ) -> ApiResult<()> {
         self.confirm_password(id, Some(password)).await?;
-        self.core.store.remove_cookies_by_label(id, labels).await?;
+        self.store.remove_cookies_by_label(id, labels).await?;
         self.core.wakeups.logins_changed(id);
         Ok(())
     }
@@ -688,14 +688,13 @@ impl Accounts {
     pub async fn request_password_reset(&self, email: &str, address: &str) -> ApiResult<()> {
         let email = normalise_email(email)?;
         self.core.limit(&format!("reset:{email}"), address)?;
-        let Some(user) = self.core.store.user_by_email(&email).await? else {
+        let Some(user) = self.store.user_by_email(&email).await? else {
             return Ok(());
         };
         let key = B64.encode(Sha256::digest(user.id.as_bytes()));
         let code = B64.encode(random::<24>());
         let now = self.core.clock.now();
         let started = self
-            .core
             .store
             .start_password_reset(
                 &PasswordReset {
@@ -725,7 +724,7 @@ impl Accounts {
             .await;
         if sent.is_err() {
             // Nobody got the code: a later request must be able to start again.
-            self.core.store.delete_password_reset(&key).await?;
+            self.store.delete_password_reset(&key).await?;
         }
         sent
     }
@@ -740,13 +739,12 @@ impl Accounts {
     ) -> ApiResult<()> {
         self.core.limit(&format!("reset-code:{key}"), address)?;
         let reset = self
-            .core
             .store
             .password_reset(key)
             .await?
             .ok_or_else(invalid_code)?;
         let now = self.core.clock.now();
-        let tries = match self.core.store.count_password_reset_try(key).await {
+        let tries = match self.store.count_password_reset_try(key).await {
             Ok(tries) => tries,
             Err(StoreError::NotFound) => return Err(invalid_code()),
             Err(e) => return Err(e.into()),
@@ -754,20 +752,19 @@ impl Accounts {
         match check_code(code, &reset.code_hash, reset.expires_at, tries, now) {
             CodeCheck::Valid => {}
             CodeCheck::Dead => {
-                self.core.store.delete_password_reset(key).await?;
+                self.store.delete_password_reset(key).await?;
                 return Err(invalid_code());
             }
             CodeCheck::Wrong => {
                 if tries >= MAX_CODE_TRIES {
-                    self.core.store.delete_password_reset(key).await?;
+                    self.store.delete_password_reset(key).await?;
                 }
                 return Err(invalid_code());
             }
         }
         passwords::check_policy(password)?;
         let hash = self.hash_password(password).await?;
-        self.core
-            .store
+        self.store
             .complete_password_reset(key, reset.user, &hash)
             .await?;
         self.core.wakeups.logins_changed(reset.user);

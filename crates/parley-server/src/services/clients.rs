@@ -14,7 +14,7 @@ use parley_api::{
     Client, ClientId, ClientPrekey, DeviceTrust, EventPayload, NewClient, OffsetDateTime, Prekey,
     PrekeyMap, PrekeyRequest, PublicClient, UserId, limits,
 };
-use parley_store::{ClientRecord, PrekeyRecord};
+use parley_store::{ClientRecord, DeviceStore, PrekeyRecord};
 
 use std::sync::Arc;
 
@@ -29,6 +29,7 @@ use crate::ratelimit::RateLimiter;
 #[derive(Clone, Debug)]
 pub struct Clients {
     core: Core,
+    store: Arc<dyn DeviceStore>,
     accounts: Accounts,
     connections: Connections,
     claims: Arc<RateLimiter>,
@@ -155,10 +156,16 @@ fn to_prekey(p: PrekeyRecord) -> Prekey {
 
 impl Clients {
     /// The service.
-    pub fn new(core: Core, accounts: Accounts, connections: Connections) -> Self {
+    pub fn new(
+        core: Core,
+        store: Arc<dyn DeviceStore>,
+        accounts: Accounts,
+        connections: Connections,
+    ) -> Self {
         let claims = Arc::new(RateLimiter::new(core.settings.limits.prekey_claims, 300));
         Self {
             core,
+            store,
             accounts,
             connections,
             claims,
@@ -214,7 +221,6 @@ impl Clients {
         });
         let notify = self.core.notify(&event);
         let added = self
-            .core
             .store
             .add_client(&record, &prekeys, limits::MAX_PERMANENT_CLIENTS, notify)
             .await?;
@@ -236,7 +242,6 @@ impl Clients {
     /// The user's devices.
     pub async fn list(&self, user: UserId) -> ApiResult<Vec<Client>> {
         Ok(self
-            .core
             .store
             .clients(user)
             .await?
@@ -247,12 +252,27 @@ impl Clients {
 
     /// One of the user's devices.
     pub async fn get(&self, user: UserId, id: ClientId) -> ApiResult<Client> {
-        self.core
-            .store
+        self.store
             .client(user, id)
             .await?
             .map(to_api)
             .ok_or_else(client_not_found)
+    }
+
+    /// Whether the user has this device.
+    pub async fn exists(&self, user: UserId, id: ClientId) -> ApiResult<bool> {
+        Ok(self.store.client(user, id).await?.is_some())
+    }
+
+    /// The ids of the user's devices.
+    pub async fn ids(&self, user: UserId) -> ApiResult<Vec<ClientId>> {
+        Ok(self
+            .store
+            .clients(user)
+            .await?
+            .iter()
+            .map(|c| c.id)
+            .collect())
     }
 
     /// Removes one of the user's devices (password re-authentication).
@@ -262,15 +282,13 @@ impl Clients {
         id: ClientId,
         password: Option<&str>,
     ) -> ApiResult<()> {
-        self.core
-            .store
+        self.store
             .client(user, id)
             .await?
             .ok_or_else(client_not_found)?;
         self.accounts.confirm_password(user, password).await?;
         let event = payload(&EventPayload::ClientRemove { client: id });
-        self.core
-            .store
+        self.store
             .delete_client(user, id, self.core.notify(&event))
             .await
             .inspect(|()| self.core.announce_users(&[user]))
@@ -291,8 +309,7 @@ impl Clients {
                 .await
                 .map_err(|e| ApiError::bad_request("invalid-push-endpoint", e.0))?;
         }
-        self.core
-            .store
+        self.store
             .set_push_endpoint(user, id, url)
             .await
             .map_err(device_error)
@@ -301,7 +318,7 @@ impl Clients {
     /// Anyone's devices (ids and classes only).
     pub async fn public_list(&self, domain: &str, user: UserId) -> ApiResult<Vec<PublicClient>> {
         self.core.local(domain)?;
-        let clients = self.core.store.clients(user).await?;
+        let clients = self.store.clients(user).await?;
         Ok(clients
             .into_iter()
             .map(|c| PublicClient {
@@ -320,8 +337,7 @@ impl Clients {
         prekeys: &[Prekey],
     ) -> ApiResult<()> {
         let records = check_prekeys(prekeys)?;
-        self.core
-            .store
+        self.store
             .add_prekeys(user, id, &records)
             .await
             .map_err(device_error)
@@ -329,12 +345,11 @@ impl Clients {
 
     /// Unused one-time prekeys of one of the user's devices.
     pub async fn count_prekeys(&self, user: UserId, id: ClientId) -> ApiResult<u64> {
-        self.core
-            .store
+        self.store
             .client(user, id)
             .await?
             .ok_or_else(client_not_found)?;
-        Ok(self.core.store.count_prekeys(user, id).await?)
+        Ok(self.store.count_prekeys(user, id).await?)
     }
 
     /// Raises one of the user's devices' send generation and returns it.
@@ -344,8 +359,7 @@ impl Clients {
         id: ClientId,
         generation: u64,
     ) -> ApiResult<u64> {
-        self.core
-            .store
+        self.store
             .raise_generation(user, id, generation)
             .await?
             .ok_or_else(client_not_found)
@@ -366,7 +380,6 @@ impl Clients {
         }
         self.count_claim(me, user, id)?;
         let prekey = self
-            .core
             .store
             .claim_prekey(user, id)
             .await?
@@ -418,7 +431,7 @@ impl Clients {
                 let mut by_client = BTreeMap::new();
                 for client in clients {
                     let prekey = if related.contains(user) {
-                        self.core.store.claim_prekey(*user, *client).await?
+                        self.store.claim_prekey(*user, *client).await?
                     } else {
                         None
                     };

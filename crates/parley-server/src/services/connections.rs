@@ -17,11 +17,15 @@
 use parley_api::{
     Connection, ConnectionStatus, ConversationKind, EventPayload, OffsetDateTime, Role, UserId,
 };
+use std::sync::Arc;
+
 use parley_store::{
-    ConnectionChange, ConnectionRecord, ConversationRecord, MemberRecord, StoreError,
+    ConnectionChange, ConnectionRecord, ConnectionStore, ConversationRecord, MemberRecord,
+    StoreError,
 };
 
 use super::Core;
+use super::accounts::Accounts;
 use super::notifications::payload;
 use crate::error::{ApiError, ApiResult};
 
@@ -32,6 +36,8 @@ const ATTEMPTS: usize = 4;
 #[derive(Clone, Debug)]
 pub struct Connections {
     core: Core,
+    store: Arc<dyn ConnectionStore>,
+    accounts: Accounts,
 }
 
 /// What a decision writes.
@@ -46,8 +52,12 @@ struct Decision {
 
 impl Connections {
     /// The service.
-    pub fn new(core: Core) -> Self {
-        Self { core }
+    pub fn new(core: Core, store: Arc<dyn ConnectionStore>, accounts: Accounts) -> Self {
+        Self {
+            core,
+            store,
+            accounts,
+        }
     }
 
     fn to_api(&self, r: &ConnectionRecord) -> Connection {
@@ -63,14 +73,14 @@ impl Connections {
 
     /// The caller's sides, most recently changed first.
     pub async fn list(&self, me: UserId) -> ApiResult<Vec<Connection>> {
-        let sides = self.core.store.connections(me).await?;
+        let sides = self.store.connections(me).await?;
         Ok(sides.iter().map(|r| self.to_api(r)).collect())
     }
 
     /// The caller's side with one user.
     pub async fn get(&self, me: UserId, domain: &str, other: UserId) -> ApiResult<Connection> {
         self.core.local(domain)?;
-        let side = self.core.store.connection(me, other).await?;
+        let side = self.store.connection(me, other).await?;
         side.map(|r| self.to_api(&r)).ok_or_else(no_connection)
     }
 
@@ -78,8 +88,8 @@ impl Connections {
     pub async fn may_talk(&self, a: UserId, b: UserId) -> ApiResult<bool> {
         let blocked =
             |s: Option<ConnectionRecord>| s.is_some_and(|r| r.status == ConnectionStatus::Blocked);
-        Ok(!blocked(self.core.store.connection(a, b).await?)
-            && !blocked(self.core.store.connection(b, a).await?))
+        Ok(!blocked(self.store.connection(a, b).await?)
+            && !blocked(self.store.connection(b, a).await?))
     }
 
     /// Whether `me` may add `other` to a group: they are connected (both sides
@@ -87,8 +97,8 @@ impl Connections {
     pub async fn may_add(&self, me: UserId, other: UserId) -> ApiResult<bool> {
         let accepted =
             |s: Option<ConnectionRecord>| s.is_some_and(|r| r.status == ConnectionStatus::Accepted);
-        Ok(accepted(self.core.store.connection(me, other).await?)
-            && accepted(self.core.store.connection(other, me).await?))
+        Ok(accepted(self.store.connection(me, other).await?)
+            && accepted(self.store.connection(other, me).await?))
     }
 
     /// Whether `me` and `other` know each other well enough for `me` to claim
@@ -101,19 +111,13 @@ impl Connections {
         if !self.may_talk(me, other).await? {
             return Ok(false);
         }
-        Ok(self.may_add(me, other).await? || self.core.store.share_conversation(me, other).await?)
+        Ok(self.may_add(me, other).await? || self.store.share_conversation(me, other).await?)
     }
 
     /// The users between whom and `me` a block stands, whoever blocked: inside
     /// a group, messages between them are not delivered.
     pub async fn blocked_with(&self, me: UserId) -> ApiResult<std::collections::BTreeSet<UserId>> {
-        Ok(self
-            .core
-            .store
-            .blocks_involving(me)
-            .await?
-            .into_iter()
-            .collect())
+        Ok(self.store.blocks_involving(me).await?.into_iter().collect())
     }
 
     /// Checks that the other user is local, exists and is not the caller.
@@ -125,7 +129,7 @@ impl Connections {
                 "you cannot connect to yourself",
             ));
         }
-        if self.core.store.user(other).await?.is_none() {
+        if !self.accounts.exists(other).await? {
             return Err(super::accounts::user_not_found());
         }
         Ok(())
@@ -228,8 +232,8 @@ impl Connections {
         ) -> ApiResult<Option<Decision>>,
     ) -> ApiResult<Connection> {
         for _ in 0..ATTEMPTS {
-            let mine = self.core.store.connection(me, other).await?;
-            let theirs = self.core.store.connection(other, me).await?;
+            let mine = self.store.connection(me, other).await?;
+            let theirs = self.store.connection(other, me).await?;
             let Some(d) = decide(
                 mine.as_ref().map(|r| r.status),
                 theirs.as_ref().map(|r| r.status),
@@ -303,7 +307,7 @@ impl Connections {
                 notify,
                 at: now,
             };
-            match self.core.store.change_connection(&change).await {
+            match self.store.change_connection(&change).await {
                 Ok(()) => {
                     self.core.announce_users(&told);
                     tracing::info!(status = ?d.mine, "connection changed");

@@ -17,7 +17,9 @@ use parley_api::{
     AddMembers, Conversation, ConversationId, ConversationKind, ConversationPage, EventPayload,
     Member, NewConversation, Qualified, Role, TypingStatus, UserId, limits,
 };
-use parley_store::{ConversationChange, ConversationRecord, MemberRecord, StoreError};
+use parley_store::{
+    ConversationChange, ConversationRecord, ConversationStore, MemberRecord, StoreError,
+};
 
 use super::Core;
 use super::connections::Connections;
@@ -32,6 +34,7 @@ const MAX_TIMER_MS: u64 = 366 * 24 * 3600 * 1000;
 #[derive(Clone, Debug)]
 pub struct Conversations {
     core: Core,
+    store: Arc<dyn ConversationStore>,
     connections: Connections,
 }
 
@@ -107,15 +110,18 @@ fn check_receipt_mode(mode: u8) -> ApiResult<()> {
 
 impl Conversations {
     /// The service.
-    pub fn new(core: Core, connections: Connections) -> Self {
-        Self { core, connections }
+    pub fn new(core: Core, store: Arc<dyn ConversationStore>, connections: Connections) -> Self {
+        Self {
+            core,
+            store,
+            connections,
+        }
     }
 
     /// A conversation's settings; 404 if there is none.
     pub async fn record(&self, domain: &str, id: ConversationId) -> ApiResult<ConversationRecord> {
         self.core.local(domain)?;
-        self.core
-            .store
+        self.store
             .conversation(id)
             .await?
             .ok_or_else(|| ApiError::not_found("no-conversation", "no such conversation"))
@@ -124,7 +130,7 @@ impl Conversations {
     /// A conversation and its members; 404 if there is none.
     pub async fn load(&self, domain: &str, id: ConversationId) -> ApiResult<Loaded> {
         let record = self.record(domain, id).await?;
-        let members = self.core.store.members(id).await?;
+        let members = self.store.members(id).await?;
         Ok(Loaded { record, members })
     }
 
@@ -210,8 +216,7 @@ impl Conversations {
             conversation: conversation.id.clone(),
             from: me,
         });
-        self.core
-            .store
+        self.store
             .create_conversation(&record, &members, self.core.notify(&event))
             .await
             .map_err(|e| match e {
@@ -250,16 +255,12 @@ impl Conversations {
                 format!("size is 1 to {}", limits::MAX_CONVERSATION_PAGE),
             ));
         }
-        let mut records = self
-            .core
-            .store
-            .conversations_of(me, start, size + 1)
-            .await?;
+        let mut records = self.store.conversations_of(me, start, size + 1).await?;
         let has_more = records.len() > size;
         records.truncate(size);
         let mut conversations = Vec::with_capacity(records.len());
         for record in records {
-            let members = self.core.store.members(record.id).await?;
+            let members = self.store.members(record.id).await?;
             conversations.push(self.to_api(Loaded { record, members }));
         }
         Ok(ConversationPage {
@@ -291,8 +292,7 @@ impl Conversations {
         }
         let event = payload(&event);
         let max = self.core.settings.max_conversation_members;
-        self.core
-            .store
+        self.store
             .change_conversation(c.record.id, &change, self.core.notify(&event))
             .await
             .map_err(|e| match e {

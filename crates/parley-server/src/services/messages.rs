@@ -25,9 +25,10 @@ use parley_api::{
 use std::sync::Arc;
 
 use parley_api::Qualified;
-use parley_store::{DeliveryPlan, Outgoing, Roster};
+use parley_store::{ConversationStore, DeliveryPlan, Outgoing, Roster};
 
 use super::Core;
+use super::clients::Clients;
 use super::connections::Connections;
 use super::conversations::{Conversations, Loaded};
 use super::notifications::{payload, transient_frame};
@@ -38,8 +39,10 @@ use crate::wakeups::Live;
 #[derive(Clone, Debug)]
 pub struct Messages {
     core: Core,
+    store: Arc<dyn ConversationStore>,
     conversations: Conversations,
     connections: Connections,
+    clients: Clients,
 }
 
 /// The answer to a send.
@@ -201,11 +204,19 @@ fn base64_ok(s: &str) -> bool {
 
 impl Messages {
     /// The service.
-    pub fn new(core: Core, conversations: Conversations, connections: Connections) -> Self {
+    pub fn new(
+        core: Core,
+        store: Arc<dyn ConversationStore>,
+        conversations: Conversations,
+        connections: Connections,
+        clients: Clients,
+    ) -> Self {
         Self {
             core,
+            store,
             conversations,
             connections,
+            clients,
         }
     }
 
@@ -221,7 +232,7 @@ impl Messages {
         // only a 1:1 needs its members up front, for the block check (a group
         // needs the sender's blocks).
         let record = self.conversations.record(domain, id).await?;
-        if self.core.store.client(me, req.sender).await?.is_none() {
+        if !self.clients.exists(me, req.sender).await? {
             return Err(ApiError::forbidden(
                 "unknown-client",
                 "the sending device is not one of yours",
@@ -233,7 +244,7 @@ impl Messages {
             // message is in flight holds from the next one.
             skip = self.connections.blocked_with(me).await?;
         } else {
-            let members = self.core.store.members(id).await?;
+            let members = self.store.members(id).await?;
             let conversation = Loaded { record, members };
             conversation.role_of(me)?;
             for other in conversation.members.iter().filter(|m| m.user != me) {
@@ -282,7 +293,7 @@ impl Messages {
         }
         let (roster, delivered) =
             if req.transient {
-                let roster = self.core.store.roster(id).await?.ok_or_else(|| {
+                let roster = self.store.roster(id).await?.ok_or_else(|| {
                     ApiError::not_found("no-conversation", "no such conversation")
                 })?;
                 let c = message.check(&roster);
@@ -305,7 +316,7 @@ impl Messages {
                     let message = message.clone();
                     Arc::new(move |roster: &Roster| message.plan(roster))
                 };
-                let posted = self.core.store.post(id, at, plan).await?.ok_or_else(|| {
+                let posted = self.store.post(id, at, plan).await?.ok_or_else(|| {
                     ApiError::not_found("no-conversation", "no such conversation")
                 })?;
                 let delivered = posted.delivered.map(|stored| {
@@ -337,8 +348,8 @@ impl Messages {
                     // After the delivery, and never failing it: a 500 here
                     // would make the sender post the message again. A miss is
                     // made up by the device's next delivered post.
-                    if let Err(e) = self.core.store.raise_generation(me, req.sender, g).await {
-                        tracing::warn!(error = %e, "could not record a device's generation");
+                    if let Err(e) = self.clients.raise_generation(me, req.sender, g).await {
+                        tracing::warn!(label = e.label(), "could not record a device's generation");
                     }
                 }
                 Ok(Outcome::Sent(answer))
@@ -362,9 +373,9 @@ impl Messages {
             by_user.entry(*user).or_default().push(*client);
         }
         for (user, clients) in by_user {
-            let existing = self.core.store.clients(user).await?;
+            let existing = self.clients.ids(user).await?;
             for client in clients {
-                let map = if existing.iter().any(|c| c.id == client) {
+                let map = if existing.contains(&client) {
                     &mut redundant
                 } else {
                     &mut deleted

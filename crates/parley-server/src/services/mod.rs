@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use parley_api::{ClientId, UserId};
-use parley_store::Store;
+use parley_store::DeviceStore;
 
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -22,8 +22,9 @@ pub mod notifications;
 /// What every service shares.
 #[derive(Clone, Debug)]
 pub struct Core {
-    /// Storage.
-    pub store: Arc<dyn Store>,
+    /// Devices, to find where to push a wake-up (each service holds the
+    /// store of what it owns; this is the one shared read).
+    pub devices: Arc<dyn DeviceStore>,
     /// Time.
     pub clock: Clock,
     /// Outgoing mail.
@@ -80,7 +81,7 @@ impl Core {
         let users = users.to_vec();
         tokio::spawn(async move {
             for user in users {
-                match core.store.clients(user).await {
+                match core.devices.clients(user).await {
                     Ok(clients) => {
                         let devices: Vec<_> = clients.iter().map(|c| (user, c.id)).collect();
                         core.push_offline(&devices).await;
@@ -132,7 +133,7 @@ impl Core {
             if self.wakeups.is_connected(*user, *client) {
                 continue;
             }
-            match self.store.push_endpoint(*user, *client).await {
+            match self.devices.push_endpoint(*user, *client).await {
                 Ok(Some(url)) => self.push.wake(&url).await,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read a push endpoint"),

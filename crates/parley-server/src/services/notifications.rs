@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use parley_api::{ClientId, Event, EventPayload, OffsetDateTime, TransientEvent, UserId, limits};
-use parley_store::QueuedEvent;
+use parley_store::{QueueStore, QueuedEvent};
 
 use super::Core;
 use crate::error::{ApiError, ApiResult};
@@ -41,6 +41,7 @@ pub struct Page {
 #[derive(Clone, Debug)]
 pub struct Notifications {
     core: Core,
+    store: Arc<dyn QueueStore>,
     last_purge: Arc<AtomicI64>,
 }
 
@@ -61,9 +62,10 @@ pub fn transient_frame(event: &EventPayload, at: i64) -> String {
 
 impl Notifications {
     /// The service.
-    pub fn new(core: Core) -> Self {
+    pub fn new(core: Core, store: Arc<dyn QueueStore>) -> Self {
         Self {
             core,
+            store,
             last_purge: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
@@ -90,7 +92,7 @@ impl Notifications {
             return Ok(());
         }
         let retention = self.core.settings.notification_retention_days * 24 * 3600;
-        let purged = self.core.store.purge_events(now - retention).await?;
+        let purged = self.store.purge_events(now - retention).await?;
         if purged > 0 {
             tracing::info!(purged, "expired events purged");
         }
@@ -122,7 +124,6 @@ impl Notifications {
         let has_more = loop {
             let want = (size - events.len()).min(PAGE_CHUNK);
             let chunk = self
-                .core
                 .store
                 .events(user, client, cursor, want)
                 .await?
@@ -167,13 +168,11 @@ impl Notifications {
     /// Where a new socket starts: after the newest event (checking the device is the
     /// user's).
     pub async fn cursor(&self, user: UserId, client: ClientId) -> ApiResult<u64> {
-        self.core
-            .store
+        self.store
             .events(user, client, None, 0)
             .await?
             .ok_or_else(|| ApiError::not_found("client-not-found", "no such device"))?;
         Ok(self
-            .core
             .store
             .last_event(user, client)
             .await?
@@ -211,7 +210,7 @@ impl Notifications {
 
     /// The newest event of one of the user's devices.
     pub async fn last(&self, user: UserId, client: ClientId) -> ApiResult<Event> {
-        let event = self.core.store.last_event(user, client).await?;
+        let event = self.store.last_event(user, client).await?;
         event
             .map(Self::to_api)
             .transpose()?
