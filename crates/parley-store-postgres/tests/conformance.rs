@@ -7,14 +7,21 @@ use std::sync::Arc;
 
 use parley_store_postgres::PostgresStore;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_passes_the_conformance_story() {
+/// A fresh database of its own on the server `PARLEY_TEST_POSTGRES` names.
+async fn fresh() -> Option<parley_store::conformance::Fresh> {
     let Ok(url) = std::env::var("PARLEY_TEST_POSTGRES") else {
         eprintln!("NOTICE: PARLEY_TEST_POSTGRES is not set; the PostgreSQL store was not tested");
-        return;
+        return None;
     };
     let store = PostgresStore::open_fresh_database(&url)
         .await
         .expect("fresh database");
-    parley_store::conformance::run(Arc::new(store)).await;
+    Some(parley_store::conformance::Fresh {
+        store: Arc::new(store),
+        keep: Box::new(()),
+    })
+}
+
+mod conformance {
+    parley_store::conformance_tests!(super::fresh);
 }

@@ -4,13 +4,20 @@ use std::sync::Arc;
 
 use parley_store_sqlite::SqliteStore;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_passes_the_conformance_story() {
+/// A fresh SQLite file in a temporary directory.
+async fn fresh() -> Option<parley_store::conformance::Fresh> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(&dir.path().join("parley.db"))
         .await
         .expect("opens");
-    parley_store::conformance::run(Arc::new(store)).await;
+    Some(parley_store::conformance::Fresh {
+        store: Arc::new(store),
+        keep: Box::new(dir),
+    })
+}
+
+mod conformance {
+    parley_store::conformance_tests!(super::fresh);
 }
 
 #[tokio::test]

@@ -1,0 +1,232 @@
+//! The one test story every storage backend must pass.
+//!
+//! Each backend's tests expand [`conformance_tests!`](crate::conformance_tests):
+//! one test per scenario, each on a fresh, empty store. The story uses only the
+//! store traits, so the same expectations hold for every backend.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use parley_api::{
+    ClientClass, ClientId, ClientType, ConnectionStatus, ConversationKind, CookieKind, Role, UserId,
+};
+use uuid::Uuid;
+
+use crate::{
+    ActivationCode, ClientRecord, ConnectionChange, ConnectionRecord, ConversationChange,
+    ConversationRecord, Cookie, MemberRecord, Notify, Outgoing, PasswordReset, PrekeyRecord,
+    ProfileUpdate, Roster, Store, StoreError, User,
+};
+
+mod accounts;
+mod connections;
+mod conversations;
+mod devices;
+mod queues;
+
+use accounts::*;
+use connections::*;
+use conversations::*;
+use devices::*;
+use queues::*;
+
+/// A notification payload for changes whose events the scenario does not look at.
+const QUIET: Notify<'static> = Notify {
+    payload: "{}",
+    at: 1_700_000_000,
+};
+
+/// A fresh, empty store for one scenario, with whatever must live as long as
+/// it (a temporary directory).
+#[derive(Debug)]
+pub struct Fresh {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Kept until the scenario ends.
+    pub keep: Box<dyn std::any::Any + Send>,
+}
+
+/// Every scenario's name, in the order they were written.
+pub const SCENARIOS: &[&str] = &[
+    "activation_codes",
+    "users",
+    "cookies",
+    "password_resets",
+    "clients",
+    "prekey_pool",
+    "concurrent_prekey_claims",
+    "concurrent_permanent_clients",
+    "event_queues",
+    "connections",
+    "conversations",
+    "deliveries",
+    "concurrent_deliveries",
+    "deliveries_follow_membership",
+    "fan_outs_never_deadlock",
+    "push_endpoints",
+    "trust_chain",
+];
+
+/// Runs one scenario against `store`.
+///
+/// # Panics
+/// When the backend does not do what the scenario expects, or `name` is not
+/// one of [`SCENARIOS`].
+pub async fn run_one(name: &str, store: Arc<dyn Store>) {
+    match name {
+        "activation_codes" => activation_codes(&*store).await,
+        "users" => users(&*store).await,
+        "cookies" => cookies(&*store).await,
+        "password_resets" => password_resets(&*store).await,
+        "clients" => clients(&*store).await,
+        "prekey_pool" => prekey_pool(&*store).await,
+        "concurrent_prekey_claims" => concurrent_prekey_claims(store).await,
+        "concurrent_permanent_clients" => concurrent_permanent_clients(store).await,
+        "event_queues" => event_queues(&*store).await,
+        "connections" => connections(&*store).await,
+        "conversations" => conversations(&*store).await,
+        "deliveries" => deliveries(&*store).await,
+        "concurrent_deliveries" => concurrent_deliveries(store).await,
+        "deliveries_follow_membership" => deliveries_follow_membership(store).await,
+        "fan_outs_never_deadlock" => fan_outs_never_deadlock(store).await,
+        "push_endpoints" => push_endpoints(&*store).await,
+        "trust_chain" => trust_chain(&*store).await,
+        other => panic!("no scenario {other}"),
+    }
+}
+
+/// One `#[tokio::test]` per scenario, each on a fresh store from `$open` (an
+/// async function giving `Option<Fresh>`; `None` skips, after the function
+/// has said why), so the first failure does not hide the rest. Also a test
+/// that no scenario is left out.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:path) => {
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, push_endpoints, trust_chain);
+    };
+    (@each $open:path; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if let Some(fresh) = $open().await {
+                    $crate::conformance::run_one(stringify!($name), fresh.store).await;
+                    drop(fresh.keep);
+                }
+            }
+        )*
+
+        #[test]
+        fn every_scenario_has_a_test() {
+            let listed: &[&str] = &[$(stringify!($name)),*];
+            assert_eq!(listed, $crate::conformance::SCENARIOS);
+        }
+    };
+}
+
+fn user(email: &str) -> User {
+    User {
+        id: Uuid::new_v4(),
+        name: "Test User".into(),
+        email: email.into(),
+        handle: None,
+        password_hash: "14|8|1|salt|hash".into(),
+        accent_id: 0,
+        locale: "en".into(),
+        picture: None,
+        created_at: 1_700_000_000,
+    }
+}
+
+fn client(user: &User, id: u64, kind: ClientType) -> ClientRecord {
+    ClientRecord {
+        user: user.id,
+        id: ClientId(id),
+        kind,
+        class: ClientClass::Desktop,
+        model: Some("model".into()),
+        label: None,
+        cookie_label: None,
+        created_at: 1_700_000_000,
+        trust: None,
+    }
+}
+
+fn prekeys(ids: impl IntoIterator<Item = u16>) -> Vec<PrekeyRecord> {
+    ids.into_iter()
+        .map(|id| PrekeyRecord {
+            id,
+            key: format!("key-{id}"),
+        })
+        .collect()
+}
+
+fn cookie(u: &User, id: &str, kind: CookieKind, at: i64, label: Option<&str>) -> Cookie {
+    Cookie {
+        id: id.into(),
+        user: u.id,
+        label: label.map(Into::into),
+        kind,
+        created_at: at,
+        expires_at: at + 1000,
+    }
+}
+
+/// A user with permanent devices `ids`, each with an empty queue.
+async fn user_with_devices(s: &dyn Store, email: &str, ids: &[u64]) -> User {
+    let u = user(email);
+    s.create_user(&u).await.expect("create");
+    for id in ids {
+        s.add_client(
+            &client(&u, *id, ClientType::Permanent),
+            &prekeys([65535]),
+            7,
+            QUIET,
+        )
+        .await
+        .expect("device");
+    }
+    u
+}
+
+/// The payloads in a device's queue, oldest first, without the [`QUIET`] ones.
+async fn payloads(s: &dyn Store, u: &User, client: u64) -> Vec<String> {
+    s.events(u.id, ClientId(client), None, 1000)
+        .await
+        .expect("page")
+        .expect("known device")
+        .events
+        .into_iter()
+        .map(|e| e.payload)
+        .filter(|p| p != QUIET.payload)
+        .collect()
+}
+
+/// A delivery plan: `payload` to every device of every member on the roster.
+fn to_everyone(payload: impl Into<String>) -> crate::DeliveryPlan {
+    let payload: String = payload.into();
+    Arc::new(move |r: &Roster| {
+        Some(
+            r.members
+                .iter()
+                .flat_map(|(u, cs)| cs.iter().map(move |c| (*u, *c)))
+                .map(|(user, client)| Outgoing {
+                    user,
+                    client,
+                    payload: payload.clone(),
+                })
+                .collect(),
+        )
+    })
+}
+
+fn group(creator: &User) -> ConversationRecord {
+    ConversationRecord {
+        id: Uuid::new_v4(),
+        kind: ConversationKind::Group,
+        name: Some("group".into()),
+        creator: creator.id,
+        message_timer: None,
+        receipt_mode: 0,
+        created_at: 1_700_000_000,
+    }
+}
