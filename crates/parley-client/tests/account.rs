@@ -932,6 +932,7 @@ async fn deleted_and_expired_messages_are_shredded() {
     }
 }
 
+#[expect(clippy::disallowed_methods, reason = "the client reads the wall clock")]
 fn now_ms() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()

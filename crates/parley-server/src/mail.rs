@@ -91,6 +91,11 @@ impl Mailer {
     }
 }
 
+/// A unique, ordered outbox file name; not a time any rule depends on.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "names outbox files in the order they were written, whatever the test clock says"
+)]
 fn time_stamp() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

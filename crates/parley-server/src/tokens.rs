@@ -212,6 +212,10 @@ mod tests {
             "same key after restart"
         );
         // Rotation: a newer key signs, the old one still verifies.
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a plain test: the newer key file needs a later modification time"
+        )]
         std::thread::sleep(std::time::Duration::from_millis(20));
         write_private(&dir.path().join("new.seed"), &hex::encode([9u8; 32])).expect("write");
         let rotated = TokenKeys::load_or_create(dir.path()).expect("reload");
