@@ -33,4 +33,5 @@ pub use message::{Envelope, SessionTag};
 pub use session::{MAX_SESSION_STATES, PreKeyStore, Session};
 pub use state::{MAX_COUNTER_GAP, MAX_RECV_CHAINS, MAX_SKIPPED_KEYS};
 
+#[cfg(feature = "kat")]
 pub mod kat;
