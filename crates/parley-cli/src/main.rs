@@ -283,18 +283,23 @@ fn default_dir() -> PathBuf {
     home.join(".local/share/parley/default")
 }
 
-/// A secret from the environment, or asked for on the terminal.
+/// A secret from the environment, or asked for on the terminal without
+/// echoing it (from a pipe, the first line of standard input).
 fn secret(var: &str, prompt: &str) -> Result<String> {
+    use std::io::IsTerminal as _;
     if let Ok(v) = std::env::var(var) {
         return Ok(v);
     }
-    eprint!("{prompt}: ");
-    std::io::stderr().flush().ok();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading from the terminal")?;
+    let line = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("{prompt}: ")).context("reading from the terminal")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading standard input")?;
+        line
+    };
     let line = line.trim_end_matches(['\r', '\n']).to_owned();
     if line.is_empty() {
         bail!("{prompt} is required (or set {var})");

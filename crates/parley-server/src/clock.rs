@@ -13,7 +13,10 @@ pub struct Clock {
 
 impl Clock {
     /// Unix seconds now.
-    #[expect(clippy::disallowed_methods, reason = "the clock is where time comes from")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the clock is where time comes from"
+    )]
     pub fn now(&self) -> i64 {
         let system = SystemTime::now()
             .duration_since(UNIX_EPOCH)
