@@ -43,11 +43,21 @@ pub struct View {
     pub conversations: Vec<ConversationRow>,
     /// The selected conversation's messages, each with its sender's name.
     pub messages: Vec<(String, Message)>,
+    /// Where the selected conversation is in the list now (`None`: it is
+    /// gone, or there is none).
+    pub selected: Option<usize>,
 }
 
 impl View {
-    /// Reads the account; `selected` picks the conversation whose messages show.
-    pub async fn of(account: &mut Account, selected: usize) -> Result<Self, ClientError> {
+    /// Reads the account; `selected` is the conversation whose messages show.
+    /// The selection is a conversation, not a row: it stays on the same
+    /// conversation however the list re-sorts as messages arrive. With none
+    /// yet, the first conversation is selected; one that is gone stays
+    /// selected, showing nothing, so that nothing typed goes elsewhere.
+    pub async fn of(
+        account: &mut Account,
+        selected: &mut Option<Qualified<Uuid>>,
+    ) -> Result<Self, ClientError> {
         let conversations: Vec<ConversationRow> = account
             .conversations()
             .await?
@@ -59,7 +69,13 @@ impl View {
                 verification: c.verification,
             })
             .collect();
-        let history = match conversations.get(selected) {
+        if selected.is_none() {
+            *selected = conversations.first().map(|c| c.id.clone());
+        }
+        let index = selected
+            .as_ref()
+            .and_then(|id| conversations.iter().position(|c| &c.id == id));
+        let history = match index.and_then(|i| conversations.get(i)) {
             Some(c) => account.history(&c.id).await?,
             None => Vec::new(),
         };
@@ -77,6 +93,7 @@ impl View {
         Ok(Self {
             conversations,
             messages,
+            selected: index,
         })
     }
 }
@@ -84,8 +101,9 @@ impl View {
 /// The interface's own state.
 #[derive(Debug, Default)]
 pub struct Ui {
-    /// The selected conversation (index into the list).
-    pub selected: usize,
+    /// The selected conversation: what is shown, and where a message typed
+    /// goes.
+    pub selected: Option<Qualified<Uuid>>,
     /// What is being typed.
     pub input: String,
     /// The last thing to tell the person (errors, confirmations).
@@ -175,7 +193,7 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, ui: &Ui) {
             ListItem::new(Line::from(spans))
         })
         .collect();
-    let mut state = ListState::default().with_selected(Some(ui.selected));
+    let mut state = ListState::default().with_selected(view.selected);
     frame.render_stateful_widget(
         List::new(items)
             .block(
@@ -188,7 +206,7 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, ui: &Ui) {
         &mut state,
     );
 
-    let selected = view.conversations.get(ui.selected);
+    let selected = view.selected.and_then(|i| view.conversations.get(i));
     let title = selected.map_or_else(
         || "No conversation yet: connect with someone (parley connect)".to_owned(),
         |c| match c.verification {
@@ -264,15 +282,15 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, account: &mut Accou
     let mut socket = account.connect().await?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let mut view = View::of(account, ui.selected).await?;
+        let mut view = View::of(account, &mut ui.selected).await?;
         // The shown conversation counts as read (and its self-deleting timers start).
-        if let Some(c) = view.conversations.get(ui.selected)
+        if let Some(c) = view.selected.and_then(|i| view.conversations.get(i))
             && c.unread > 0
         {
             if let Err(e) = account.open_conversation(&c.id).await {
                 ui.status = e.to_string();
             }
-            view = View::of(account, ui.selected).await?;
+            view = View::of(account, &mut ui.selected).await?;
         }
         terminal.draw(|f| draw(f, &view, &ui))?;
         if ui.quit {
@@ -323,14 +341,28 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, account: &mut Accou
 }
 
 /// Applies one key press: moves the selection, edits the input line, sends.
+/// A message goes to the selected conversation, whatever the list shows now.
 pub async fn on_key(account: &mut Account, view: &View, ui: &mut Ui, key: KeyEvent) {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    let conversation = view.conversations.get(ui.selected).map(|c| c.id.clone());
+    let conversation = ui.selected.clone();
+    let step = |by: isize| {
+        let last = view.conversations.len().checked_sub(1)?;
+        let at = view
+            .selected
+            .map_or(0, |i| i.saturating_add_signed(by).min(last));
+        view.conversations.get(at).map(|c| c.id.clone())
+    };
     match key.code {
         KeyCode::Char('c') if ctrl => ui.quit = true,
-        KeyCode::Up => ui.selected = ui.selected.saturating_sub(1),
+        KeyCode::Up => {
+            if let Some(id) = step(-1) {
+                ui.selected = Some(id);
+            }
+        }
         KeyCode::Down | KeyCode::Tab => {
-            ui.selected = (ui.selected + 1).min(view.conversations.len().saturating_sub(1));
+            if let Some(id) = step(1) {
+                ui.selected = Some(id);
+            }
         }
         KeyCode::Esc => {
             ui.confirm_pending = false;

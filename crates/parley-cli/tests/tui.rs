@@ -79,7 +79,7 @@ async fn the_chat_window_shows_and_sends() {
 
     // Bob's window before he reads: the conversation with 2 unread.
     let ui = Ui::default();
-    let shown = screen(&View::of(&mut bob, 0).await.expect("view"), &ui);
+    let shown = screen(&View::of(&mut bob, &mut None).await.expect("view"), &ui);
     assert!(shown.contains("alice (2)"), "{shown}");
     assert!(shown.contains("alice: lunch today? (edited)"), "{shown}");
     assert!(shown.contains("Ctrl-C quit"), "the help bar\n{shown}");
@@ -93,12 +93,17 @@ async fn the_chat_window_shows_and_sends() {
             std::time::Instant::now() + std::time::Duration::from_secs(5),
         ),
     );
-    let shown = screen(&View::of(&mut bob, 0).await.expect("view"), &typing);
+    let shown = screen(
+        &View::of(&mut bob, &mut typing.selected)
+            .await
+            .expect("view"),
+        &typing,
+    );
     assert!(shown.contains("alice is typing…"), "{shown}");
 
     // Bob types and presses Enter: the message really goes out.
     let mut ui = Ui::default();
-    let view = View::of(&mut bob, 0).await.expect("view");
+    let view = View::of(&mut bob, &mut ui.selected).await.expect("view");
     for ch in "yes!".chars() {
         on_key(
             &mut bob,
@@ -119,7 +124,7 @@ async fn the_chat_window_shows_and_sends() {
     assert!(ui.input.is_empty() && ui.status.is_empty(), "{}", ui.status);
     alice.sync().await.expect("synced");
     let at_alice = screen(
-        &View::of(&mut alice, 0).await.expect("view"),
+        &View::of(&mut alice, &mut None).await.expect("view"),
         &Ui::default(),
     );
     assert!(at_alice.contains("bob: yes!"), "{at_alice}");
@@ -136,9 +141,111 @@ async fn the_chat_window_shows_and_sends() {
             .expect("verified");
     }
     let at_alice = screen(
-        &View::of(&mut alice, 0).await.expect("view"),
+        &View::of(&mut alice, &mut None).await.expect("view"),
         &Ui::default(),
     );
     assert!(at_alice.contains("✔ bob"), "{at_alice}");
     assert!(at_alice.contains("bob — verified"), "{at_alice}");
+}
+
+/// The selection is a conversation, not a row: Ben reads Ann, a message in
+/// another conversation moves that one to the top of the list, and what Ben
+/// types still goes to Ann (a row number would have sent it to the group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_elsewhere_never_moves_the_send_target() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut ann = register(&s, dir.path(), "ann").await;
+    let mut ben = register(&s, dir.path(), "ben").await;
+    let mut cat = register(&s, dir.path(), "cat").await;
+    let me = |a: &Account| parley_api::Qualified {
+        id: a.user(),
+        domain: "localhost".into(),
+    };
+    ann.connect_to(&me(&ben)).await.expect("requested");
+    let with_ann = ben.accept(&me(&ann)).await.expect("accepted");
+    cat.connect_to(&me(&ben)).await.expect("requested");
+    ben.accept(&me(&cat)).await.expect("accepted");
+    cat.sync().await.expect("synced");
+    let team = cat
+        .create_group("team", vec![me(&ben)], false)
+        .await
+        .expect("group");
+    ann.sync().await.expect("synced");
+    ann.send_text(&with_ann, "hi ben", false)
+        .await
+        .expect("sent");
+    ben.sync().await.expect("synced");
+
+    // Ben moves down the list to Ann's conversation and starts typing.
+    let mut ui = Ui::default();
+    let mut view = View::of(&mut ben, &mut ui.selected).await.expect("view");
+    for _ in 0..view.conversations.len() {
+        if ui.selected.as_ref() == Some(&with_ann) {
+            break;
+        }
+        on_key(
+            &mut ben,
+            &view,
+            &mut ui,
+            KeyEvent::new(KeyCode::Down, KeyModifiers::NONE),
+        )
+        .await;
+        view = View::of(&mut ben, &mut ui.selected).await.expect("view");
+    }
+    assert_eq!(ui.selected.as_ref(), Some(&with_ann));
+    for ch in "private answer for ann".chars() {
+        on_key(
+            &mut ben,
+            &view,
+            &mut ui,
+            KeyEvent::new(KeyCode::Char(ch), KeyModifiers::NONE),
+        )
+        .await;
+    }
+    // Meanwhile Cat writes in the group: it becomes the most recent (a few
+    // seconds later, by the server's clock), and the list re-sorts under
+    // Ben's cursor.
+    s.running.clock.advance(5);
+    cat.send_text(&team, "team news", false)
+        .await
+        .expect("sent");
+    ben.sync().await.expect("synced");
+    let view = View::of(&mut ben, &mut ui.selected).await.expect("view");
+    assert_eq!(view.conversations[0].id, team, "the group moved to the top");
+    let shown = screen(&view, &ui);
+    assert!(shown.contains("┌ann"), "still showing Ann\n{shown}");
+    on_key(
+        &mut ben,
+        &view,
+        &mut ui,
+        KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE),
+    )
+    .await;
+    assert!(ui.status.is_empty(), "{}", ui.status);
+
+    ann.sync().await.expect("synced");
+    let at_ann: Vec<String> = ann
+        .history(&with_ann)
+        .await
+        .expect("history")
+        .iter()
+        .map(|m| m.body())
+        .collect();
+    assert!(
+        at_ann.iter().any(|t| t == "private answer for ann"),
+        "{at_ann:?}"
+    );
+    cat.sync().await.expect("synced");
+    let at_cat: Vec<String> = cat
+        .history(&team)
+        .await
+        .expect("history")
+        .iter()
+        .map(|m| m.body())
+        .collect();
+    assert!(
+        !at_cat.iter().any(|t| t.contains("private answer")),
+        "nothing went to the group: {at_cat:?}"
+    );
 }
