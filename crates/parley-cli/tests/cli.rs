@@ -59,6 +59,18 @@ async fn two_people_chat_from_the_command_line() {
         (Some("standup at 11"), Some(true))
     );
     assert_eq!(m["reactions"]["bob"], "👍");
+    // Someone else's message cannot be edited or deleted for everyone: a
+    // labelled refusal and a failing exit, not "Edited." and no change.
+    assert_eq!(
+        bob.fails(&["edit", "team", &id, "mine now"]).await,
+        "not-yours"
+    );
+    assert_eq!(
+        bob.fails(&["delete", "team", &id, "--everyone"]).await,
+        "not-yours"
+    );
+    let history = alice.ok(&["history", "team"]).await;
+    assert_eq!(history["messages"][0]["text"], "standup at 11", "unchanged");
 
     // Verify Alice's device by fingerprint: the 1:1 becomes verified.
     let mine = alice.ok(&["fingerprint"]).await;

@@ -45,6 +45,15 @@ pub enum ClientError {
     /// Sending kept finding new missing devices.
     #[error("the conversation's devices kept changing; try again")]
     Unsettled,
+    /// This client refused before anything was sent: a stable label and what
+    /// to do (editing someone else's message, one that is not there).
+    #[error("{message}")]
+    Refused {
+        /// Stable label (match on this).
+        label: &'static str,
+        /// For people.
+        message: String,
+    },
 }
 
 impl ClientError {
@@ -72,6 +81,7 @@ impl ClientError {
             Self::Storage(_) => "local-store",
             Self::NewDevices(_) | Self::Degraded => "degraded",
             Self::Unsettled => "unsettled",
+            Self::Refused { label, .. } => label,
         }
     }
 }

@@ -583,13 +583,40 @@ impl Account {
         self.send_and_record(conversation, envelope, confirm).await
     }
 
-    /// Edits one of this user's texts.
+    /// Refuses, before anything is sent, to change a message that is not
+    /// this user's own or is not in this conversation (the other devices would
+    /// ignore such a change; reporting success would be a lie).
+    async fn own_message(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        message: &str,
+    ) -> Result<(), ClientError> {
+        let mut tx = self.begin().await?;
+        let found = super::history::load(&mut tx, conversation.id, message).await?;
+        self.commit(tx).await?;
+        match found {
+            Some(m) if m.mine && !m.deleted => Ok(()),
+            Some(m) if !m.mine => Err(ClientError::Refused {
+                label: "not-yours",
+                message: "only the sender may edit a message or delete it for everyone; \
+                          delete it for yourself instead"
+                    .into(),
+            }),
+            _ => Err(ClientError::Refused {
+                label: "no-such-message",
+                message: format!("no message {message} in this conversation"),
+            }),
+        }
+    }
+
+    /// Edits one of this user's texts (`not-yours` for anyone else's).
     pub async fn edit(
         &mut self,
         conversation: &Qualified<Uuid>,
         message: &str,
         text: &str,
     ) -> Result<String, ClientError> {
+        self.own_message(conversation, message).await?;
         let envelope = Envelope::new(Body::Edit(content::Edit {
             replacing_message_id: message.to_owned(),
             text: Some(content::Text::plain(text)),
@@ -597,14 +624,17 @@ impl Account {
         self.send_and_record(conversation, envelope, false).await
     }
 
-    /// Deletes a message for everyone (only this user's own) or only for this
-    /// user (on all of their devices).
+    /// Deletes a message for everyone (only this user's own: `not-yours`
+    /// otherwise) or only for this user (on all of their devices).
     pub async fn delete(
         &mut self,
         conversation: &Qualified<Uuid>,
         message: &str,
         for_everyone: bool,
     ) -> Result<(), ClientError> {
+        if for_everyone {
+            self.own_message(conversation, message).await?;
+        }
         let envelope = Envelope::new(Body::Delete(content::Delete {
             message_id: message.to_owned(),
             for_everyone,
