@@ -499,6 +499,17 @@ async fn run(cli: Cli) -> Result<()> {
                 || format!("Registered. This device is {device}.\nFingerprint: {fp}"),
             );
         }
+        Command::Login { email } if Account::holds_device(&dir) => {
+            // After a logout: the same device logs in again.
+            let password = secret("PARLEY_PASSWORD", "Account password")?;
+            let account = Account::log_in_again(&dir, &passphrase()?, &email, &password).await?;
+            let (device, fp) = (account.device_id(), account.fingerprint());
+            show(
+                json,
+                &json!({"user": account.user(), "device": device, "fingerprint": fp, "root_fingerprint": account.root_fingerprint()}),
+                || format!("Logged in again. This device is {device}.\nFingerprint: {fp}"),
+            );
+        }
         Command::Login { email } => {
             let server = saved_server(&dir)?;
             let password = secret("PARLEY_PASSWORD", "Account password")?;

@@ -124,6 +124,18 @@ async fn two_people_chat_from_the_command_line() {
     assert_eq!(devices[0]["this_device"], true);
     alice.ok(&["logout"]).await;
     assert_eq!(alice.fails(&["convs"]).await, "not-logged-in");
+    // A logout can be undone: the same device logs in again, with its history;
+    // another account's credentials are refused and change nothing.
+    assert_eq!(
+        alice.fails(&["login", "--email", "bob@example.com"]).await,
+        "other-account"
+    );
+    assert_eq!(alice.fails(&["convs"]).await, "not-logged-in");
+    let again = alice.ok(&["login", "--email", "alice@example.com"]).await;
+    assert_eq!(again["device"], devices[0]["client"], "the same device");
+    let history = alice.ok(&["history", "team"]).await;
+    assert_eq!(history["messages"][0]["text"], "standup at 11");
+    alice.ok(&["logout"]).await;
 
     for needle in ["hi from the command line", "standup at 1"] {
         assert!(!s.database_contains(needle.as_bytes()));

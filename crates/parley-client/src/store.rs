@@ -328,6 +328,32 @@ async fn keyring(conn: &mut sqlx::SqliteConnection) -> Result<Option<Keyring>, C
     }))
 }
 
+/// Only the user may enter the directory or read the database: the directory
+/// becomes 0700 and the database file is created (or kept) 0600; SQLite gives
+/// its journal files the database's permissions.
+fn owner_only(dir: &Path, db_file: &Path) -> Result<(), ClientError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let fail = |what: &Path, e: std::io::Error| {
+            ClientError::Storage(format!("cannot make {} private: {e}", what.display()))
+        };
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| fail(dir, e))?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db_file)
+            .map_err(|e| fail(db_file, e))?;
+        std::fs::set_permissions(db_file, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| fail(db_file, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, db_file);
+    Ok(())
+}
+
 impl Store {
     /// Sets up a new database: its tables, and a storage key wrapped under the
     /// passphrase (unless another process just did, under the same lock).
@@ -385,6 +411,7 @@ impl Store {
         std::fs::create_dir_all(dir)
             .map_err(|e| ClientError::Storage(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(DB_FILE);
+        owner_only(dir, &path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| db("database address", e))?
             .filename(&path)
@@ -786,6 +813,27 @@ mod tests {
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn only_the_owner_can_read_the_directory_and_its_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().expect("dir");
+        let dir = root.path().join("device");
+        std::fs::create_dir_all(&dir).expect("a directory made with the default mode");
+        let store = Store::open(&dir, "a passphrase").await.expect("open");
+        let mut tx = store.begin().await.expect("begin");
+        tx.put(Table::Messages, b"m1", None, b"words")
+            .await
+            .expect("put");
+        tx.commit().await.expect("commit");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for entry in std::fs::read_dir(&dir).expect("read") {
+            let path = entry.expect("entry").path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
     }
 
     #[tokio::test]

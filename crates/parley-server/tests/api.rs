@@ -40,28 +40,6 @@ on_both_stores!(crate::support::GENEROUS =>
     notification_pages_are_bounded_in_bytes,
 );
 
-/// Connects two users: `a` asks, `b` accepts (prekeys are claimed only
-/// within a relationship).
-async fn connect(s: &TestServer, a: &support::User, b: &support::User) {
-    let (st, v) = s
-        .post(
-            &format!("/v1/connections/localhost/{}", b.id),
-            Some(&a.token),
-            json!({}),
-        )
-        .await;
-    assert!(st.is_success(), "{v}");
-    let (st, v, _) = s
-        .call(
-            Method::PUT,
-            &format!("/v1/connections/localhost/{}", a.id),
-            Some(&b.token),
-            Some(json!({"status": "accepted"})),
-        )
-        .await;
-    assert!(st.is_success(), "{v}");
-}
-
 fn label(v: &Value) -> &str {
     v["label"].as_str().unwrap_or_default()
 }
@@ -742,7 +720,7 @@ async fn devices_within_the_limits(s: &TestServer) {
 async fn prekeys_upload_count_and_claim(s: &TestServer) {
     let u = s.register("mia@example.com").await;
     let peer = s.register("ned@example.com").await;
-    connect(s, &peer, &u).await;
+    s.connect_users(&peer, &u).await;
     let (_, c) = s.add_client(&u, "permanent", [1, 2]).await;
     let id = client_id(&c);
     let count = |v: Value| v["count"].as_u64().expect("count");
@@ -855,7 +833,7 @@ async fn prekeys_upload_count_and_claim(s: &TestServer) {
 async fn concurrent_prekey_claims_never_share_a_prekey(s: &TestServer) {
     let u = s.register("olga@example.com").await;
     let peer = s.register("pete@example.com").await;
-    connect(s, &peer, &u).await;
+    s.connect_users(&peer, &u).await;
     let (_, c) = s.add_client(&u, "permanent", 0..40).await;
     let path = format!("/v1/users/localhost/{}/prekeys/{}", u.id, client_id(&c));
     // 64 claims in flight at once, each on its own task and connection.

@@ -61,23 +61,7 @@ async fn connect_pair(s: &TestServer, a: &Person, b: &Person) {
     if side["status"] == "accepted" {
         return;
     }
-    let (st, v) = s
-        .post(
-            &format!("/v1/connections/localhost/{}", b.user.id),
-            Some(&a.user.token),
-            json!({}),
-        )
-        .await;
-    assert!(st.is_success(), "{v}");
-    let (st, v, _) = s
-        .call(
-            Method::PUT,
-            &format!("/v1/connections/localhost/{}", a.user.id),
-            Some(&b.user.token),
-            Some(json!({"status": "accepted"})),
-        )
-        .await;
-    assert!(st.is_success(), "{v}");
+    s.connect_users(&a.user, &b.user).await;
 }
 
 /// A group `by` makes with `with` (connected with each first: only connected

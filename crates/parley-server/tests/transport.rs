@@ -797,23 +797,7 @@ async fn prekey_claims_are_limited_per_claimer_and_device() {
     let mut claimers = Vec::new();
     for email in ["cl1@example.com", "cl2@example.com"] {
         let claimer = s.register(email).await;
-        let (st, v) = s
-            .post(
-                &format!("/v1/connections/localhost/{}", owner.id),
-                Some(&claimer.token),
-                json!({}),
-            )
-            .await;
-        assert_eq!(st, 201, "{v}");
-        let (st, v, _) = s
-            .call(
-                reqwest::Method::PUT,
-                &format!("/v1/connections/localhost/{}", claimer.id),
-                Some(&owner.token),
-                Some(json!({"status": "accepted"})),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
+        s.connect_users(&claimer, &owner).await;
         claimers.push(claimer);
     }
     for _ in 0..2 {

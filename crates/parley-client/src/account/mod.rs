@@ -410,9 +410,68 @@ impl Account {
         Ok(account)
     }
 
+    /// Whether `dir` holds a device's database (logged in or not).
+    pub fn holds_device(dir: &Path) -> bool {
+        dir.join(crate::store::DB_FILE).exists()
+    }
+
+    /// Logs the device saved in `dir` in again after a logout (or after its
+    /// login was ended by a password change elsewhere): the same device, keys
+    /// and history, with a new login. Refused (`other-account`) when the
+    /// credentials are another account's.
+    pub async fn log_in_again(
+        dir: &Path,
+        passphrase: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<Self, ClientError> {
+        let mut account = Self::open_device(dir, passphrase).await?;
+        let api = Api::new(&account.state.server)?;
+        api.login(&Login {
+            email: Some(email.to_owned()),
+            password: password.to_owned(),
+            label: Some("parley".into()),
+            persist: true,
+            ..Login::default()
+        })
+        .await?;
+        if api.user() != Some(account.user()) {
+            // Not this device's account: that login is not kept.
+            let _ = api.logout().await;
+            return Err(ClientError::Refused {
+                label: "other-account",
+                message: format!(
+                    "{} holds a device of another account: log in with that account's \
+                     e-mail, or use another directory",
+                    dir.display()
+                ),
+            });
+        }
+        let tx = account.begin().await?;
+        account.state.login = api.login_state();
+        account.api = api;
+        account.commit(tx).await?;
+        Ok(account)
+    }
+
     /// Opens the account saved in `dir`. Needs no server: everything local
     /// works offline.
     pub async fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        let mut account = Self::open_device(dir, passphrase).await?;
+        let login = account
+            .state
+            .login
+            .clone()
+            .ok_or(ClientError::NotLoggedIn)?;
+        account.api.resume(&login);
+        if account.store.is_copy() {
+            account.restored_from_copy().await?;
+        }
+        Ok(account)
+    }
+
+    /// The device saved in `dir`, logged in or not.
+    async fn open_device(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
         let store = Store::open(dir, passphrase).await?;
         let mut account = Self {
             api: Api::new("http://unset.invalid")?,
@@ -445,15 +504,6 @@ impl Account {
             )));
         }
         account.api = Api::new(&account.state.server)?;
-        let login = account
-            .state
-            .login
-            .clone()
-            .ok_or(ClientError::NotLoggedIn)?;
-        account.api.resume(&login);
-        if account.store.is_copy() {
-            account.restored_from_copy().await?;
-        }
         Ok(account)
     }
 

@@ -213,6 +213,28 @@ impl TestServer {
         (s, v, cookie)
     }
 
+    /// Connects two users: `a` asks, `b` accepts (only connections may share
+    /// a group; prekeys are claimed only within a relationship).
+    pub async fn connect_users(&self, a: &User, b: &User) {
+        let (st, v) = self
+            .post(
+                &format!("/v1/connections/localhost/{}", b.id),
+                Some(&a.token),
+                json!({}),
+            )
+            .await;
+        assert!(st.is_success(), "{v}");
+        let (st, v, _) = self
+            .call(
+                Method::PUT,
+                &format!("/v1/connections/localhost/{}", a.id),
+                Some(&b.token),
+                Some(json!({"status": "accepted"})),
+            )
+            .await;
+        assert!(st.is_success(), "{v}");
+    }
+
     pub async fn add_client(
         &self,
         user: &User,
