@@ -102,6 +102,10 @@ pub struct Register {
     pub email_code: String,
     /// The new password.
     pub password: String,
+    /// A handle to take with the account, in the same step: if it is taken
+    /// (409 `handle-exists`) nothing is created and the code still works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
 }
 
 /// `POST /v1/login`: by e-mail or handle.

@@ -74,8 +74,18 @@ enum Command {
         #[arg(long)]
         email: String,
     },
-    /// Log out on this device (keys and history stay, encrypted).
+    /// Log out on this device (keys and history stay, encrypted; `login`
+    /// brings it back).
     Logout,
+    /// Change your handle or your name.
+    Profile {
+        /// A new handle others find you by.
+        #[arg(long)]
+        handle: Option<String>,
+        /// A new name as others see it.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// List your devices, or remove one.
     Devices {
         /// Remove this device (its id).
@@ -457,11 +467,14 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let password = secret("PARLEY_PASSWORD", "Account password")?;
             let passphrase = passphrase()?;
+            // The handle is taken with the account, in one step: a taken
+            // handle creates nothing, and the same code works with another.
             let register = Register {
                 name,
                 email,
                 email_code: code,
                 password,
+                handle,
             };
             eprintln!("Creating your keys and registering this device…");
             let (account, recovery_code) = if hardened {
@@ -487,9 +500,6 @@ async fn run(cli: Cli) -> Result<()> {
                     Account::register(&dir, &passphrase, &recovery, &server, &register).await?;
                 (account, None)
             };
-            if let Some(handle) = &handle {
-                account.set_handle(handle).await?;
-            }
             let (user, device, fp) = (account.user(), account.device_id(), account.fingerprint());
             show(
                 json,
@@ -524,6 +534,21 @@ async fn run(cli: Cli) -> Result<()> {
                 &json!({"user": account.user(), "device": device, "fingerprint": fp, "root_fingerprint": account.root_fingerprint()}),
                 || format!("Logged in. This device is {device}.\nFingerprint: {fp}"),
             );
+        }
+        Command::Profile { handle, name } => {
+            let account = open(&dir).await?;
+            if handle.is_none() && name.is_none() {
+                bail!("give --handle or --name (or both)");
+            }
+            if let Some(h) = &handle {
+                account.set_handle(h).await?;
+            }
+            if let Some(n) = &name {
+                account.set_name(n).await?;
+            }
+            show(json, &json!({"handle": handle, "name": name}), || {
+                "Profile changed.".into()
+            });
         }
         Command::Logout => {
             let account = Account::open(&dir, &passphrase()?).await?;

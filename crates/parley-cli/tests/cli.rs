@@ -196,3 +196,45 @@ async fn a_hardened_account_adds_a_device_only_with_its_recovery_code() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["root_fingerprint"], root_fp.as_str());
 }
+
+/// Registration is all or nothing: a taken handle creates no account and no
+/// device, and the same code then works with another handle. The handle and
+/// the name can be changed later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_handle_leaves_nothing_behind() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let ann = Person::new(root.path(), "ann");
+    ann.register(&s, "ann").await;
+    let other = Person::new(root.path(), "other");
+    other.ok(&["server", &s.url()]).await;
+    let email = "other@example.com";
+    other
+        .ok(&["register", "--email", email, "--name", "Other"])
+        .await;
+    let code = s.code_for(email);
+    let register = |handle: &'static str| {
+        [
+            "register", "--email", email, "--name", "Other", "--code", &code, "--handle", handle,
+        ]
+        .map(str::to_owned)
+    };
+    let taken = register("ann");
+    let args: Vec<&str> = taken.iter().map(String::as_str).collect();
+    assert_eq!(other.fails(&args).await, "handle-exists");
+    let free = register("otto");
+    let args: Vec<&str> = free.iter().map(String::as_str).collect();
+    let v = other.ok(&args).await;
+    assert!(v["device"].is_string(), "{v}");
+    // Others find the new account by its handle.
+    ann.ok(&["connect", "otto"]).await;
+
+    other.ok(&["profile", "--name", "Otto Other"]).await;
+    assert_eq!(
+        other.fails(&["profile", "--handle", "ann"]).await,
+        "handle-exists"
+    );
+    other.ok(&["profile", "--handle", "otto2"]).await;
+    ann.ok(&["connect", "otto2"]).await;
+    assert_eq!(ann.fails(&["connect", "otto"]).await, "not-found");
+}

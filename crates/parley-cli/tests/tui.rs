@@ -28,6 +28,7 @@ async fn register(s: &TestServer, dir: &std::path::Path, name: &str) -> Account 
             email: email.clone(),
             email_code: s.code_for(&email),
             password: "Secret-123!".into(),
+            handle: None,
         },
     )
     .await

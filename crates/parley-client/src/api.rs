@@ -488,6 +488,15 @@ impl Api {
         self.json(Method::GET, &path, None::<&()>).await
     }
 
+    /// Changes this user's profile (the fields given).
+    pub async fn update_profile(
+        &self,
+        update: &parley_api::UpdateProfile,
+    ) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.json(Method::PUT, "/v1/self", Some(update)).await?;
+        Ok(())
+    }
+
     /// Sets this user's handle.
     pub async fn set_handle(&self, handle: &str) -> Result<(), ClientError> {
         let body = parley_api::SetHandle {

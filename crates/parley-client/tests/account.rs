@@ -73,6 +73,7 @@ impl World {
             email: email.clone(),
             email_code: self.server.code_for(&email),
             password: PASSWORD.into(),
+            handle: None,
         };
         let account = Account::register(
             &self.dir(&format!("{name}-1")),

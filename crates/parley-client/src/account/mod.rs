@@ -804,6 +804,16 @@ impl Account {
         self.api.set_handle(handle).await
     }
 
+    /// Sets this user's display name.
+    pub async fn set_name(&self, name: &str) -> Result<(), ClientError> {
+        self.api
+            .update_profile(&parley_api::UpdateProfile {
+                name: Some(name.to_owned()),
+                ..parley_api::UpdateProfile::default()
+            })
+            .await
+    }
+
     /// The name shown for a user.
     pub fn name_of(&self, user: UserId) -> String {
         self.state

@@ -324,11 +324,14 @@ impl Accounts {
             }
         }
         passwords::check_policy(&req.password)?;
+        if let Some(handle) = &req.handle {
+            check_handle(handle)?;
+        }
         let user = User {
             id: UserId::new_v4(),
             name,
             email,
-            handle: None,
+            handle: req.handle.clone(),
             password_hash: self.hash_password(&req.password).await?,
             accent_id: 0,
             locale: "en".into(),
