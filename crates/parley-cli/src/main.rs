@@ -662,7 +662,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Add { conv, handle } => {
             let mut account = open(&dir).await?;
-            let id = account.find_conversation(&conv)?;
+            let id = account.find_conversation(&conv).await?;
             let user = person(&mut account, &handle).await?;
             account.add_member(&id, user).await?;
             show(json, &json!({"added": handle}), || {
@@ -671,7 +671,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Remove { conv, handle } => {
             let mut account = open(&dir).await?;
-            let id = account.find_conversation(&conv)?;
+            let id = account.find_conversation(&conv).await?;
             let user = person(&mut account, &handle).await?;
             account.remove_member(&id, &user).await?;
             show(json, &json!({"removed": handle}), || {
@@ -693,7 +693,7 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
             ephemeral,
         } => {
             let mut account = open(dir).await?;
-            let id = account.find_conversation(&conv)?;
+            let id = account.find_conversation(&conv).await?;
             let message = match ephemeral {
                 Some(secs) => {
                     account
@@ -720,14 +720,14 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
         }
         Command::Edit { conv, id, text } => {
             let mut account = open(dir).await?;
-            let c = account.find_conversation(&conv)?;
+            let c = account.find_conversation(&conv).await?;
             let target = full_id(&mut account, &c, &id).await?;
             account.edit(&c, &target, &text).await?;
             show(json, &json!({"edited": target}), || "Edited.".into());
         }
         Command::Delete { conv, id, everyone } => {
             let mut account = open(dir).await?;
-            let c = account.find_conversation(&conv)?;
+            let c = account.find_conversation(&conv).await?;
             let target = full_id(&mut account, &c, &id).await?;
             account.delete(&c, &target, everyone).await?;
             show(
@@ -738,20 +738,20 @@ async fn run_messages(command: Command, dir: &Path, json: bool) -> Result<()> {
         }
         Command::React { conv, id, emoji } => {
             let mut account = open(dir).await?;
-            let c = account.find_conversation(&conv)?;
+            let c = account.find_conversation(&conv).await?;
             let target = full_id(&mut account, &c, &id).await?;
             account.react(&c, &target, &emoji).await?;
             show(json, &json!({"reacted": target}), || "Reacted.".into());
         }
         Command::Knock { conv } => {
             let mut account = open(dir).await?;
-            let c = account.find_conversation(&conv)?;
+            let c = account.find_conversation(&conv).await?;
             let id = account.knock(&c).await?;
             show(json, &json!({"sent": id}), || "Knocked.".into());
         }
         Command::History { conv, limit } => {
             let mut account = open(dir).await?;
-            let c = account.find_conversation(&conv)?;
+            let c = account.find_conversation(&conv).await?;
             let mut messages = account.open_conversation(&c).await?;
             if let Some(limit) = limit {
                 let skip = messages.len().saturating_sub(limit);

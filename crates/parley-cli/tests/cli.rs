@@ -201,7 +201,7 @@ async fn a_hardened_account_adds_a_device_only_with_its_recovery_code() {
 /// device, and the same code then works with another handle. The handle and
 /// the name can be changed later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_taken_handle_leaves_nothing_behind() {
+async fn a_taken_handle_leaves_nothing_behind_and_handles_name_conversations() {
     let s = TestServer::start().await;
     let root = tempfile::tempdir().expect("temp dir");
     let ann = Person::new(root.path(), "ann");
@@ -237,4 +237,24 @@ async fn a_taken_handle_leaves_nothing_behind() {
     other.ok(&["profile", "--handle", "otto2"]).await;
     ann.ok(&["connect", "otto2"]).await;
     assert_eq!(ann.fails(&["connect", "otto"]).await, "not-found");
+
+    // A 1:1 answers to the other person's handle, whatever their name; two
+    // groups with one name are told apart by id, not guessed.
+    other.ok(&["accept", "ann"]).await;
+    ann.ok(&["convs"]).await;
+    ann.ok(&["send", "otto2", "by handle"]).await;
+    ann.ok(&["send", "@otto2", "by @handle"]).await;
+    let history = other.ok(&["history", "ann"]).await;
+    assert_eq!(
+        history["messages"].as_array().map(Vec::len),
+        Some(2),
+        "{history}"
+    );
+    ann.ok(&["create", "dup", "otto2"]).await;
+    ann.ok(&["create", "dup", "otto2"]).await;
+    assert_eq!(ann.fails(&["send", "dup", "?"]).await, "ambiguous");
+    assert_eq!(
+        ann.fails(&["send", "nobody", "?"]).await,
+        "no-such-conversation"
+    );
 }

@@ -943,27 +943,57 @@ impl Account {
         Ok(all)
     }
 
-    /// Finds a conversation by id, id prefix or name (case-insensitive).
-    pub fn find_conversation(&self, what: &str) -> Result<Qualified<Uuid>, ClientError> {
+    /// A conversation named by a person: a group by its name or the start of
+    /// its id; a 1:1 by the other person's handle (`carol` or `@carol`, asked
+    /// of the server when no conversation has that name) or their name. Two
+    /// conversations with one name are told apart by id, never guessed
+    /// (`ambiguous`); none is `no-such-conversation`.
+    pub async fn find_conversation(&mut self, what: &str) -> Result<Qualified<Uuid>, ClientError> {
+        let handle = what.strip_prefix('@');
         let what_lower = what.to_lowercase();
-        let matches: Vec<&ConversationView> = self
-            .state
+        let matches: Vec<&ConversationView> = if handle.is_some() {
+            Vec::new()
+        } else {
+            self.state
+                .conversations
+                .values()
+                .filter(|c| {
+                    c.id.id.to_string().starts_with(&what_lower)
+                        || c.name.to_lowercase() == what_lower
+                })
+                .collect()
+        };
+        match matches.as_slice() {
+            [one] => return Ok(one.id.clone()),
+            [] => {}
+            several => {
+                let ids: Vec<String> = several
+                    .iter()
+                    .map(|c| c.id.id.simple().to_string()[..8].to_owned())
+                    .collect();
+                return Err(ClientError::Refused {
+                    label: "ambiguous",
+                    message: format!(
+                        "{what:?} names {} conversations ({}): give the start of the id instead",
+                        several.len(),
+                        ids.join(", ")
+                    ),
+                });
+            }
+        }
+        let no_such = || ClientError::Refused {
+            label: "no-such-conversation",
+            message: format!("no conversation called {what:?}: `parley convs` lists them"),
+        };
+        let Ok(user) = self.find(handle.unwrap_or(what)).await else {
+            return Err(no_such());
+        };
+        self.state
             .conversations
             .values()
-            .filter(|c| {
-                c.id.id.to_string().starts_with(&what_lower) || c.name.to_lowercase() == what_lower
-            })
-            .collect();
-        match matches.as_slice() {
-            [one] => Ok(one.id.clone()),
-            [] => Err(ClientError::Storage(format!(
-                "no conversation called {what:?}: `parley convs` lists them"
-            ))),
-            _ => Err(ClientError::Storage(format!(
-                "{what:?} names {} conversations: use more of the id",
-                matches.len()
-            ))),
-        }
+            .find(|c| c.kind == ConversationKind::One2one && c.members.contains(&user.id))
+            .map(|c| c.id.clone())
+            .ok_or_else(no_such)
     }
 
     /// One conversation.
