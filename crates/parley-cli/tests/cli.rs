@@ -107,7 +107,10 @@ async fn two_people_chat_from_the_command_line() {
     assert_eq!(one2one["verification"], "verified");
 
     // Errors a person can act on, with stable labels.
-    assert_eq!(bob.fails(&["send", "nowhere", "x"]).await, "local-store");
+    assert_eq!(
+        bob.fails(&["send", "nowhere", "x"]).await,
+        "no-such-conversation"
+    );
     let stranger = Person::new(root.path(), "nobody");
     assert_eq!(stranger.fails(&["convs"]).await, "local-store");
 
