@@ -901,21 +901,38 @@ async fn listen(dir: &Path, json: bool, count: Option<usize>, seconds: Option<u6
     let mut account = Account::open(dir, &passphrase()?).await?;
     let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut printed = 0;
+    let mut backoff = Backoff::default();
     if !json {
         eprintln!("Listening… (Ctrl-C to stop)");
     }
     loop {
-        let mut socket = account.connect().await?;
+        let mut socket = match account.connect().await {
+            Ok(socket) => {
+                if backoff.failed {
+                    eprintln!("parley: reconnected");
+                }
+                backoff = Backoff::default();
+                socket
+            }
+            Err(e) if e.is_away() => {
+                if !backoff.wait(&e, deadline).await {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         loop {
             let next = socket.next();
             let frame = match deadline {
                 Some(d) => match tokio::time::timeout_at(d, next).await {
-                    Ok(frame) => frame?,
+                    Ok(frame) => frame,
                     Err(_) => return Ok(()),
                 },
-                None => next.await?,
+                None => next.await,
             };
-            let Some(frame) = frame else { break };
+            // A broken socket is the server going away: reconnect below.
+            let Ok(Some(frame)) = frame else { break };
             for update in account.handle(&frame).await? {
                 let Update::Message { conversation, id } = update else {
                     continue;
@@ -942,7 +959,48 @@ async fn listen(dir: &Path, json: bool, count: Option<usize>, seconds: Option<u6
                 }
             }
         }
-        // The server closed the socket: catch up through the queue, then reconnect.
-        account.sync().await?;
+        // The socket closed: catch up through the queue, then reconnect. With
+        // the server away, the next connection's catch-up does it instead.
+        match account.sync().await {
+            Ok(_) => {}
+            Err(e) if e.is_away() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waiting between reconnections: 1 s, doubling up to 30 s, said on stderr.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+    failed: bool,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: Duration::from_secs(1),
+            failed: false,
+        }
+    }
+}
+
+impl Backoff {
+    /// Waits before the next try; false when the deadline comes first.
+    async fn wait(&mut self, why: &ClientError, deadline: Option<tokio::time::Instant>) -> bool {
+        eprintln!("parley: {why}; reconnecting in {} s", self.next.as_secs());
+        self.failed = true;
+        let until = tokio::time::Instant::now() + self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+        match deadline {
+            Some(d) if d <= until => {
+                tokio::time::sleep_until(d).await;
+                false
+            }
+            _ => {
+                tokio::time::sleep_until(until).await;
+                true
+            }
+        }
     }
 }

@@ -261,3 +261,35 @@ async fn a_taken_handle_leaves_nothing_behind_and_handles_name_conversations() {
         "no-such-conversation"
     );
 }
+
+/// `parley listen` outlives a server restart: it says it is reconnecting,
+/// backs off, and prints what arrives once the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_reconnects_when_the_server_restarts() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let alice = Person::new(root.path(), "alice");
+    let bob = Person::new(root.path(), "bob");
+    alice.register(&s, "alice").await;
+    bob.register(&s, "bob").await;
+    alice.ok(&["connect", "bob"]).await;
+    bob.ok(&["accept", "alice"]).await;
+    alice.ok(&["convs"]).await;
+    let listener = {
+        let dir = bob.dir.clone();
+        tokio::spawn(async move {
+            Person { dir }
+                .run(&["listen", "--count", "1", "--seconds", "60"])
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let _s = s.restart(std::time::Duration::from_secs(3)).await;
+    alice.ok(&["send", "bob", "after the restart"]).await;
+    let out = listener.await.expect("listener");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("reconnecting in"), "{stderr}");
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(line["text"], "after the restart");
+}

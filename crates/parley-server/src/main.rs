@@ -73,11 +73,11 @@ fn run(settings: Settings) -> anyhow::Result<()> {
             server.addr,
             data_dir.display()
         );
-        let handle = server.handle();
+        let stopper = server.stopper();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 tracing::info!("shutting down");
-                handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                stopper.stop();
             }
         });
         server.wait().await.context("serving")

@@ -49,14 +49,31 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Its clock (tests move it).
     pub clock: Clock,
-    handle: Handle<SocketAddr>,
+    stopper: Stopper,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-impl RunningServer {
-    /// Stops accepting, lets requests in flight finish (up to 10 s), and waits.
-    pub async fn shutdown(self) -> std::io::Result<()> {
+/// Stops a server from elsewhere (a signal handler).
+#[derive(Clone, Debug)]
+pub struct Stopper {
+    handle: Handle<SocketAddr>,
+    sockets: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Stopper {
+    /// Stops accepting, closes open WebSockets with `server-stopping` (their
+    /// clients reconnect elsewhere or later), and lets requests in flight
+    /// finish (up to 10 s).
+    pub fn stop(&self) {
+        self.sockets.send_replace(true);
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+    }
+}
+
+impl RunningServer {
+    /// Stops (see [`Stopper::stop`]) and waits.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.stopper.stop();
         self.task.await.map_err(std::io::Error::other)?
     }
 
@@ -65,9 +82,9 @@ impl RunningServer {
         self.task.await.map_err(std::io::Error::other)?
     }
 
-    /// A handle that can stop the server from elsewhere.
-    pub fn handle(&self) -> Handle<SocketAddr> {
-        self.handle.clone()
+    /// What can stop the server from elsewhere.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 }
 
@@ -141,6 +158,7 @@ pub async fn start_with_store(
         Some(t) => Some(crate::tls::server_config(&t.cert, &t.key).map_err(StartError::Tls)?),
         None => None,
     };
+    let stopping = Arc::new(tokio::sync::watch::channel(false).0);
     let core = Core {
         devices: store.clone(),
         clock: clock.clone(),
@@ -178,6 +196,7 @@ pub async fn start_with_store(
         conversations,
         tls: tls.is_some(),
         trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+        stopping: stopping.subscribe(),
     };
     let mut app = router(state).layer(axum::middleware::from_fn_with_state(
         settings.body_timeout,
@@ -238,7 +257,10 @@ pub async fn start_with_store(
     Ok(RunningServer {
         addr,
         clock,
-        handle,
+        stopper: Stopper {
+            handle,
+            sockets: stopping,
+        },
         task,
     })
 }

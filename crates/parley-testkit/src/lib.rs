@@ -26,19 +26,39 @@ impl TestServer {
     /// # Panics
     /// When the server cannot start: a test cannot go on without it.
     pub async fn start() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("a temporary directory for the server");
-        let mut settings = Settings::development(dir.path());
-        settings.listen = "127.0.0.1:0".parse().expect("a loopback address");
-        let path = dir.path().join("parley.db");
+        let running = Self::run(dir.path(), "127.0.0.1:0").await;
+        Self { running, dir }
+    }
+
+    async fn run(dir: &Path, listen: &str) -> RunningServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut settings = Settings::development(dir);
+        settings.listen = listen.parse().expect("a loopback address");
+        let path = dir.join("parley.db");
         settings.database = Database::Sqlite(path.clone());
         let store = parley_store_sqlite::SqliteStore::open(&path)
             .await
             .expect("the SQLite store opens");
-        let running = start_with_store(settings, Arc::new(store), Default::default())
+        start_with_store(settings, Arc::new(store), Default::default())
             .await
-            .expect("the server starts");
-        Self { running, dir }
+            .expect("the server starts")
+    }
+
+    /// Stops the server, waits `down` (clients find nothing listening), and
+    /// starts it again at the same address with the same data.
+    ///
+    /// # Panics
+    /// When the server fails to stop or to start again.
+    pub async fn restart(self, down: std::time::Duration) -> Self {
+        let addr = self.running.addr;
+        self.running.shutdown().await.expect("the server stops");
+        tokio::time::sleep(down).await;
+        let running = Self::run(self.dir.path(), &addr.to_string()).await;
+        Self {
+            running,
+            dir: self.dir,
+        }
     }
 
     /// Stops the server (clients then find nothing listening at its address).

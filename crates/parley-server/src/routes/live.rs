@@ -99,6 +99,7 @@ async fn serve(
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.tick().await;
     let mut catch_up = true;
+    let mut stopping = s.stopping.clone();
     loop {
         if s.notifications.now() >= me.expires {
             close(&mut socket, "token-expired", send_timeout).await;
@@ -133,6 +134,13 @@ async fn serve(
             catch_up = page.has_more;
         }
         tokio::select! {
+            () = async {
+                // The guard `wait_for` returns is dropped at once.
+                let _ = stopping.wait_for(|stop| *stop).await;
+            } => {
+                close(&mut socket, "server-stopping", send_timeout).await;
+                return;
+            }
             () = &mut expiry => {
                 close(&mut socket, "token-expired", send_timeout).await;
                 return;

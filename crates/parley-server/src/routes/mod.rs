@@ -42,6 +42,8 @@ pub struct AppState {
     pub tls: bool,
     /// Reverse proxies whose forwarding headers are believed.
     pub trusted_proxies: std::sync::Arc<Vec<ipnet::IpNet>>,
+    /// Becomes true when the server stops: open sockets close.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The name of the cookie carrying the user token.
