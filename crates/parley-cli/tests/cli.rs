@@ -87,7 +87,7 @@ async fn two_people_chat_from_the_command_line() {
             "00ff",
         ])
         .await;
-    assert_eq!(wrong, "crypto");
+    assert_eq!(wrong, "wrong-fingerprint");
     bob.ok(&[
         "verify",
         "alice",
@@ -111,6 +111,9 @@ async fn two_people_chat_from_the_command_line() {
         bob.fails(&["send", "nowhere", "x"]).await,
         "no-such-conversation"
     );
+    for not_a_server in ["not-a-url", "ftp://example.com"] {
+        assert_eq!(bob.fails(&["server", not_a_server]).await, "bad-url");
+    }
     let stranger = Person::new(root.path(), "nobody");
     assert_eq!(stranger.fails(&["convs"]).await, "local-store");
 

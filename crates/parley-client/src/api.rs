@@ -108,9 +108,19 @@ impl Api {
     pub fn new(base: &str) -> Result<Self, ClientError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = base.trim_end_matches('/').to_owned();
-        reqwest::Url::parse(&base).map_err(|e| {
-            ClientError::Transport(format!("{base:?} is not a server address: {e}"))
-        })?;
+        let bad = |why: String| ClientError::Refused {
+            label: "bad-url",
+            message: format!(
+                "{base:?} is not a server address ({why}): give http://host:port or https://host"
+            ),
+        };
+        let url = reqwest::Url::parse(&base).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad(format!("{}:// is not http or https", url.scheme())));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(bad("no host".into()));
+        }
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
@@ -200,7 +210,13 @@ impl Api {
         if let Some(body) = body {
             req = req.json(body);
         }
-        Ok(req.send().await?)
+        req.send().await.map_err(|e| self.unreachable(e))
+    }
+
+    /// A failed request, naming the server (never the request's URL, which
+    /// may carry a token).
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Transport(format!("{}: {}", self.base, e.without_url()))
     }
 
     /// Sends a request; on 401 refreshes the token once and repeats it.
@@ -276,7 +292,8 @@ impl Api {
             .http
             .post(format!("{}/v1/access", self.base))
             .send()
-            .await?;
+            .await
+            .map_err(|e| self.unreachable(e))?;
         if resp.status().is_client_error() {
             // The login cookie is gone, expired or revoked (a password change
             // elsewhere): the person must log in again. Nothing they asked for
@@ -439,7 +456,8 @@ impl Api {
             .http
             .post(format!("{}/v1/access/logout", self.base))
             .send()
-            .await?;
+            .await
+            .map_err(|e| self.unreachable(e))?;
         *self.token.lock().expect("the token lock is never poisoned") = None;
         if !resp.status().is_success() {
             return Err(Self::refused(resp).await);

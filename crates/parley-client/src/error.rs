@@ -18,7 +18,7 @@ pub enum ClientError {
     #[error("log in first")]
     NotLoggedIn,
     /// The server could not be reached or the connection broke.
-    #[error("cannot reach the server: {0}")]
+    #[error("cannot reach the server {0}")]
     Transport(String),
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]

@@ -378,7 +378,10 @@ impl Account {
             .peers
             .get_mut(&user)
             .and_then(|p| p.devices.get_mut(&client))
-            .ok_or_else(|| ClientError::Storage(format!("{user} has no device {client}")))?;
+            .ok_or_else(|| ClientError::Refused {
+                label: "no-such-device",
+                message: format!("{user} has no device {client}: `parley fingerprint` lists them"),
+            })?;
         if d.identity_changed.as_deref() == Some(wanted.as_str()) {
             let key: [u8; 32] = hex::decode(&wanted)
                 .ok()
@@ -393,9 +396,12 @@ impl Account {
         } else if d.identity_key.as_deref() == Some(wanted.as_str()) {
             d.verified = true;
         } else {
-            return Err(ClientError::Crypto(
-                "that fingerprint is not this device's: do not verify it".into(),
-            ));
+            return Err(ClientError::Refused {
+                label: "wrong-fingerprint",
+                message: "that fingerprint is not this device's: do not verify it; compare it \
+                          again with the other person"
+                    .into(),
+            });
         }
         self.recompute_all();
         self.commit(tx).await
