@@ -1,0 +1,87 @@
+//! What a command prints: JSON for scripts, a line for people, and what a person can do about an error.
+
+use super::*;
+
+/// What a person can do about an error.
+pub(crate) fn hint(e: &ClientError) -> Option<&'static str> {
+    Some(match e {
+        ClientError::Degraded | ClientError::NewDevices(_) => {
+            "\n  Verify the new devices (`parley fingerprint <handle>`, `parley verify`) or send with --confirm."
+        }
+        ClientError::NotLoggedIn => "\n  Run `parley login --email <you>`.",
+        ClientError::WrongPassphrase => {
+            "\n  Check PARLEY_PASSPHRASE (this device) or PARLEY_RECOVERY_PASSPHRASE (a new device)."
+        }
+        ClientError::WeakPassphrase(_) => {
+            "\n  Choose a longer PARLEY_RECOVERY_PASSPHRASE: four or more unrelated words."
+        }
+        ClientError::Transport(_) => {
+            "\n  Is the server running? `parley server` shows which one this device uses."
+        }
+        _ => return None,
+    })
+}
+
+/// Prints a JSON document or the text for people.
+pub(crate) fn show(json: bool, value: &Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+pub(crate) fn message_json(account: &Account, m: &Message) -> Value {
+    json!({
+        "id": m.id,
+        "from": m.from,
+        "from_name": account.name_of(m.from),
+        "sender_device": m.sender,
+        "time": m.time,
+        "kind": m.kind,
+        "text": m.text,
+        "mine": m.mine,
+        "edited": m.edited,
+        "deleted": m.deleted,
+        "reactions": m.reactions.iter().map(|(u, e)| (account.name_of(*u), e.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        "delivered_to": m.delivered_to.len(),
+        "read_by": m.read_by.len(),
+        "expires_at": m.expires_at,
+        "pending": m.pending,
+    })
+}
+
+pub(crate) fn message_line(account: &Account, m: &Message) -> String {
+    let who = if m.mine {
+        "you".to_owned()
+    } else {
+        account.name_of(m.from)
+    };
+    let body = if m.is_notice() {
+        format!("* {}", m.body())
+    } else {
+        m.body()
+    };
+    let mut extras = Vec::new();
+    if m.edited {
+        extras.push("edited".to_owned());
+    }
+    if !m.reactions.is_empty() {
+        extras.push(m.reactions.values().cloned().collect::<Vec<_>>().join(""));
+    }
+    if m.mine && !m.read_by.is_empty() {
+        extras.push(format!("read by {}", m.read_by.len()));
+    } else if m.mine && !m.delivered_to.is_empty() {
+        extras.push("delivered".into());
+    }
+    if m.expires_after_ms.is_some() {
+        extras.push("self-deleting".into());
+    }
+    let extras = if extras.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", extras.join(", "))
+    };
+    let short = &m.id[..m.id.len().min(8)];
+    format!("[{short}] {who}: {body}{extras}")
+}
