@@ -126,6 +126,10 @@ impl Api {
             .cookie_provider(jar.clone())
             // A server that stops answering must not hang a person's command.
             .connect_timeout(std::time::Duration::from_secs(10))
+            // Never reuse a connection the server may be closing as idle
+            // (Parley's default header deadline is 10 s): a request sent on
+            // it would fail as if the server were away.
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;

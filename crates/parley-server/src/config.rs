@@ -72,8 +72,9 @@ pub struct Limits {
     pub per_account: u32,
     /// Attempts per client address.
     pub per_address: u32,
-    /// Claims of one device's prekeys by one user (enough for a session lost
-    /// and remade a few times, too few to drain a pool of a hundred).
+    /// One-time prekeys of one device one user may take (enough for a session
+    /// lost and remade a few times, too few to drain a pool of a hundred);
+    /// beyond it, claims get the last-resort prekey.
     #[serde(default = "default_prekey_claims")]
     pub prekey_claims: u32,
 }

@@ -154,21 +154,24 @@ impl DeviceStore for PostgresStore {
         &self,
         user: UserId,
         client: ClientId,
+        one_time: bool,
     ) -> StoreResult<Option<PrekeyRecord>> {
         // One statement: the row is locked as it is chosen, and a concurrent claim
         // skips it rather than waiting for it, so no prekey is handed out twice.
-        let claimed = sqlx::query(
-            "DELETE FROM prekeys WHERE seq = (SELECT seq FROM prekeys \
-             WHERE user_id = $1 AND client_id = $2 AND id <> 65535 ORDER BY id LIMIT 1 \
-             FOR UPDATE SKIP LOCKED) RETURNING id, key",
-        )
-        .bind(user.to_string())
-        .bind(client_id(client))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        if let Some(row) = claimed {
-            return prekey_row(&row).map(Some);
+        if one_time {
+            let claimed = sqlx::query(
+                "DELETE FROM prekeys WHERE seq = (SELECT seq FROM prekeys \
+                 WHERE user_id = $1 AND client_id = $2 AND id <> 65535 ORDER BY id LIMIT 1 \
+                 FOR UPDATE SKIP LOCKED) RETURNING id, key",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+            if let Some(row) = claimed {
+                return prekey_row(&row).map(Some);
+            }
         }
         let last = sqlx::query(
             "SELECT id, key FROM prekeys WHERE user_id = $1 AND client_id = $2 AND id = 65535",

@@ -148,20 +148,23 @@ impl DeviceStore for SqliteStore {
         &self,
         user: UserId,
         client: ClientId,
+        one_time: bool,
     ) -> StoreResult<Option<PrekeyRecord>> {
         // One statement: SQLite runs it under the write lock, so it is atomic.
-        let claimed = sqlx::query(
-            "DELETE FROM prekeys WHERE rowid = (SELECT rowid FROM prekeys \
-             WHERE user_id = ?1 AND client_id = ?2 AND id <> 65535 ORDER BY id LIMIT 1) \
-             RETURNING id, key",
-        )
-        .bind(user.to_string())
-        .bind(client_id(client))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        if let Some(row) = claimed {
-            return prekey_row(&row).map(Some);
+        if one_time {
+            let claimed = sqlx::query(
+                "DELETE FROM prekeys WHERE rowid = (SELECT rowid FROM prekeys \
+                 WHERE user_id = ?1 AND client_id = ?2 AND id <> 65535 ORDER BY id LIMIT 1) \
+                 RETURNING id, key",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+            if let Some(row) = claimed {
+                return prekey_row(&row).map(Some);
+            }
         }
         let last = sqlx::query(
             "SELECT id, key FROM prekeys WHERE user_id = ? AND client_id = ? AND id = 65535",

@@ -104,7 +104,7 @@ pub(super) async fn public_list(
     Ok(Json(s.clients.public_list(&domain, id).await?))
 }
 
-#[utoipa::path(get, path = "/v1/users/{domain}/{id}/prekeys/{client}", tag = "clients", params(("domain" = String, Path), ("id" = Uuid, Path), ("client" = ClientId, Path)), responses((status = 200, body = ClientPrekey), (status = 404, body = ErrorBody), (status = 403, description = "not connected or in a conversation with this user", body = ErrorBody), (status = 429, description = "this device's prekeys were claimed too often", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/users/{domain}/{id}/prekeys/{client}", tag = "clients", params(("domain" = String, Path), ("id" = Uuid, Path), ("client" = ClientId, Path)), responses((status = 200, body = ClientPrekey), (status = 404, body = ErrorBody), (status = 403, description = "not connected or in a conversation with this user", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim(
     State(s): State<AppState>,
     Auth(me): Auth,
@@ -113,7 +113,7 @@ pub(super) async fn claim(
     Ok(Json(s.clients.claim(me.user, &domain, id, client).await?))
 }
 
-#[utoipa::path(post, path = "/v1/users/list-prekeys", tag = "clients", request_body(content = Object, description = "domain → user id → [device id]"), responses((status = 200, description = "domain → user → device → prekey or null (unknown, or a user you are not related to)", body = Object), (status = 429, description = "a device's prekeys were claimed too often", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/users/list-prekeys", tag = "clients", request_body(content = Object, description = "domain → user id → [device id]"), responses((status = 200, description = "domain → user → device → prekey or null (unknown, or a user you are not related to)", body = Object), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn claim_many(
     State(s): State<AppState>,
     Auth(me): Auth,

@@ -3,8 +3,10 @@
 //! handed out when the pool is empty and never removed.
 //!
 //! Prekeys are claimed only by users related to their owner (see
-//! [`Connections::related`]), at most `limits.prekey_claims` times (5) per device
-//! per claimer in five minutes, so nobody can empty a stranger's pool.
+//! [`Connections::related`]), and one claimer takes at most
+//! `limits.prekey_claims` (5) one-time prekeys of a device in five minutes;
+//! beyond that it gets the last-resort prekey. Nobody can empty a pool, and
+//! nobody is refused a session.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -172,11 +174,14 @@ impl Clients {
         }
     }
 
-    /// Counts a claim of `user`'s device `id` by `me` (429 beyond the limit).
-    fn count_claim(&self, me: UserId, user: UserId, id: ClientId) -> ApiResult<()> {
+    /// Counts a claim of `user`'s device `id` by `me`: whether it may take a
+    /// one-time prekey. Beyond the limit the claimer gets the last-resort
+    /// prekey instead, so a session can still start but nobody can empty the
+    /// pool (and a client that claims too eagerly keeps working).
+    fn may_take_one_time(&self, me: UserId, user: UserId, id: ClientId) -> bool {
         self.claims
             .check(&format!("{me}:{user}:{id}"), self.core.clock.now())
-            .map_err(ApiError::rate_limited)
+            .is_ok()
     }
 
     /// Registers a device (password re-authentication) and tells the user by e-mail.
@@ -378,10 +383,10 @@ impl Clients {
         if !self.connections.related(me, user).await? {
             return Err(not_related());
         }
-        self.count_claim(me, user, id)?;
+        let one_time = self.may_take_one_time(me, user, id);
         let prekey = self
             .store
-            .claim_prekey(user, id)
+            .claim_prekey(user, id, one_time)
             .await?
             .ok_or_else(client_not_found)?;
         Ok(ClientPrekey {
@@ -393,7 +398,7 @@ impl Clients {
     /// Claims prekeys for many users' devices at once: `null` for unknown
     /// devices and for every device of a user `me` is not related to (a
     /// sender's view of a group may be behind; one stranger must not fail the
-    /// rest). Beyond the claim limit for any device, nothing is claimed (429).
+    /// rest). Beyond the claim limit for a device, its last-resort prekey.
     pub async fn claim_many(&self, me: UserId, request: &PrekeyRequest) -> ApiResult<PrekeyMap> {
         // Each user costs lookups whether or not devices are named for them.
         let total: usize = request
@@ -410,17 +415,13 @@ impl Clients {
                 ),
             ));
         }
-        // Who may be claimed from, and every claim counted, before any
-        // prekey is taken.
+        // Who may be claimed from, before any prekey is taken.
         let mut related = HashSet::new();
         for (domain, users) in request {
             self.core.local(domain)?;
-            for (user, clients) in users {
+            for user in users.keys() {
                 if self.connections.related(me, *user).await? {
                     related.insert(*user);
-                    for client in clients {
-                        self.count_claim(me, *user, *client)?;
-                    }
                 }
             }
         }
@@ -431,7 +432,8 @@ impl Clients {
                 let mut by_client = BTreeMap::new();
                 for client in clients {
                     let prekey = if related.contains(user) {
-                        self.store.claim_prekey(*user, *client).await?
+                        let one_time = self.may_take_one_time(me, *user, *client);
+                        self.store.claim_prekey(*user, *client, one_time).await?
                     } else {
                         None
                     };

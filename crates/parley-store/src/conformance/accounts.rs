@@ -144,7 +144,9 @@ pub(super) async fn users(s: &dyn Store) {
     assert!(s.clients(other.id).await.expect("clients").is_empty());
     assert!(s.cookies(other.id).await.expect("cookies").is_empty());
     assert_eq!(
-        s.claim_prekey(other.id, ClientId(1)).await.expect("claim"),
+        s.claim_prekey(other.id, ClientId(1), true)
+            .await
+            .expect("claim"),
         None
     );
     assert_eq!(

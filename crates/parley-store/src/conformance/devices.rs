@@ -31,7 +31,9 @@ pub(super) async fn clients(s: &dyn Store) {
         "nothing written"
     );
     assert_eq!(
-        s.claim_prekey(u.id, ClientId(3)).await.expect("claim"),
+        s.claim_prekey(u.id, ClientId(3), true)
+            .await
+            .expect("claim"),
         None
     );
 
@@ -80,7 +82,9 @@ pub(super) async fn clients(s: &dyn Store) {
         .expect("delete");
     assert_eq!(s.client(u.id, ClientId(20)).await.expect("get"), None);
     assert_eq!(
-        s.claim_prekey(u.id, ClientId(20)).await.expect("claim"),
+        s.claim_prekey(u.id, ClientId(20), true)
+            .await
+            .expect("claim"),
         None
     );
     let left: Vec<String> = s
@@ -124,10 +128,20 @@ pub(super) async fn prekey_pool(s: &dyn Store) {
             .expect("unknown"),
         None
     );
+    // A claimer past its limit gets the last-resort prekey, and the pool is
+    // untouched.
+    assert_eq!(
+        s.claim_prekey(u.id, ClientId(7), false)
+            .await
+            .expect("claim")
+            .map(|p| p.id),
+        Some(65535)
+    );
+    assert_eq!(s.count_prekeys(u.id, ClientId(7)).await.expect("count"), 3);
     let mut claimed = Vec::new();
     for _ in 0..3 {
         claimed.push(
-            s.claim_prekey(u.id, ClientId(7))
+            s.claim_prekey(u.id, ClientId(7), true)
                 .await
                 .expect("claim")
                 .expect("known")
@@ -139,7 +153,7 @@ pub(super) async fn prekey_pool(s: &dyn Store) {
     assert_eq!(s.count_prekeys(u.id, ClientId(7)).await.expect("count"), 0);
     for _ in 0..2 {
         let last = s
-            .claim_prekey(u.id, ClientId(7))
+            .claim_prekey(u.id, ClientId(7), true)
             .await
             .expect("claim")
             .expect("known");
@@ -170,7 +184,9 @@ pub(super) async fn prekey_pool(s: &dyn Store) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(
-        s.claim_prekey(u.id, ClientId(99)).await.expect("claim"),
+        s.claim_prekey(u.id, ClientId(99), true)
+            .await
+            .expect("claim"),
         None
     );
 }
@@ -187,7 +203,7 @@ pub(super) async fn concurrent_prekey_claims(s: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..CLAIMS)
         .map(|_| {
             let s = s.clone();
-            tokio::spawn(async move { s.claim_prekey(u.id, ClientId(1)).await })
+            tokio::spawn(async move { s.claim_prekey(u.id, ClientId(1), true).await })
         })
         .collect();
     let mut seen = HashSet::new();

@@ -1,0 +1,197 @@
+//! Conversations as this device keeps them: finding one by what a person
+//! calls it, creating groups, members and settings, and what the list shows.
+
+use super::*;
+
+impl Account {
+    /// Re-reads every conversation's members and settings from the server.
+    pub async fn refresh_conversations(&mut self) -> Result<(), ClientError> {
+        let all = self.api.conversations().await?;
+        self.absorb_conversations(all).await?;
+        if self.state.needs_conversations {
+            let tx = self.begin().await?;
+            self.state.needs_conversations = false;
+            self.commit(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores conversations as the server describes them.
+    pub(super) async fn absorb_conversations(
+        &mut self,
+        all: Vec<Conversation>,
+    ) -> Result<(), ClientError> {
+        let names = self
+            .fetch_names(all.iter().flat_map(|c| c.members.iter().map(|m| m.id.id)))
+            .await;
+        let tx = self.begin().await?;
+        self.state.names.extend(names);
+        for c in all {
+            self.absorb_one(c);
+        }
+        self.commit(tx).await
+    }
+
+    /// One conversation as the server describes it (inside a transaction).
+    pub(super) fn absorb_one(&mut self, c: Conversation) {
+        let me = self.user();
+        let members: Vec<UserId> = c.members.iter().map(|m| m.id.id).collect();
+        let name = match (&c.kind, &c.name) {
+            (ConversationKind::Group, Some(n)) => n.clone(),
+            _ => members
+                .iter()
+                .find(|u| **u != me)
+                .map(|u| self.name_of(*u))
+                .unwrap_or_else(|| "(just you)".into()),
+        };
+        let entry = self
+            .state
+            .conversations
+            .entry(c.id.id)
+            .or_insert_with(|| ConversationView::new(c.id.clone(), c.kind, name.clone()));
+        entry.kind = c.kind;
+        entry.name = name;
+        entry.members = members;
+        entry.message_timer = c.message_timer;
+        entry.receipt_mode = c.receipt_mode;
+        entry.incomplete = false;
+        let id = c.id.id;
+        self.recompute(id);
+    }
+
+    /// Conversations, most recent activity first (local: works offline).
+    pub async fn conversations(&mut self) -> Result<Vec<ConversationView>, ClientError> {
+        self.purge_expired().await?;
+        let mut all: Vec<ConversationView> = self.state.conversations.values().cloned().collect();
+        all.sort_by_key(|c| std::cmp::Reverse(c.last_activity));
+        Ok(all)
+    }
+
+    /// A conversation named by a person: a group by its name or the start of
+    /// its id; a 1:1 by the other person's handle (`carol` or `@carol`, asked
+    /// of the server when no conversation has that name) or their name. Two
+    /// conversations with one name are told apart by id, never guessed
+    /// (`ambiguous`); none is `no-such-conversation`.
+    pub async fn find_conversation(&mut self, what: &str) -> Result<Qualified<Uuid>, ClientError> {
+        let handle = what.strip_prefix('@');
+        let what_lower = what.to_lowercase();
+        let matches: Vec<&ConversationView> = if handle.is_some() {
+            Vec::new()
+        } else {
+            self.state
+                .conversations
+                .values()
+                .filter(|c| {
+                    c.id.id.to_string().starts_with(&what_lower)
+                        || c.name.to_lowercase() == what_lower
+                })
+                .collect()
+        };
+        match matches.as_slice() {
+            [one] => return Ok(one.id.clone()),
+            [] => {}
+            several => {
+                let ids: Vec<String> = several
+                    .iter()
+                    .map(|c| c.id.id.simple().to_string()[..8].to_owned())
+                    .collect();
+                return Err(ClientError::Refused {
+                    label: "ambiguous",
+                    message: format!(
+                        "{what:?} names {} conversations ({}): give the start of the id instead",
+                        several.len(),
+                        ids.join(", ")
+                    ),
+                });
+            }
+        }
+        let no_such = || ClientError::Refused {
+            label: "no-such-conversation",
+            message: format!("no conversation called {what:?}: `parley convs` lists them"),
+        };
+        let Ok(user) = self.find(handle.unwrap_or(what)).await else {
+            return Err(no_such());
+        };
+        self.state
+            .conversations
+            .values()
+            .find(|c| c.kind == ConversationKind::One2one && c.members.contains(&user.id))
+            .map(|c| c.id.clone())
+            .ok_or_else(no_such)
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, id: &Qualified<Uuid>) -> Option<&ConversationView> {
+        self.state.conversations.get(&id.id)
+    }
+
+    /// Creates a group with these members.
+    pub async fn create_group(
+        &mut self,
+        name: &str,
+        users: Vec<Qualified<Uuid>>,
+        receipts: bool,
+    ) -> Result<Qualified<Uuid>, ClientError> {
+        let c = self
+            .api
+            .create_conversation(&NewConversation {
+                name: name.to_owned(),
+                users,
+                message_timer: None,
+                receipt_mode: u8::from(receipts),
+            })
+            .await?;
+        let id = c.id.clone();
+        self.absorb_conversations(vec![c]).await?;
+        Ok(id)
+    }
+
+    /// Adds a member to a group.
+    pub async fn add_member(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        user: Qualified<Uuid>,
+    ) -> Result<(), ClientError> {
+        self.api.add_members(conversation, vec![user]).await?;
+        let c = self.api.conversation(conversation).await?;
+        self.absorb_conversations(vec![c]).await
+    }
+
+    /// Removes a member from a group.
+    pub async fn remove_member(
+        &mut self,
+        conversation: &Qualified<Uuid>,
+        user: &Qualified<Uuid>,
+    ) -> Result<(), ClientError> {
+        self.api.remove_member(conversation, user).await?;
+        let c = self.api.conversation(conversation).await?;
+        self.absorb_conversations(vec![c]).await
+    }
+
+    /// Sends a typing indicator.
+    pub async fn typing(
+        &self,
+        conversation: &Qualified<Uuid>,
+        started: bool,
+    ) -> Result<(), ClientError> {
+        self.api.typing(conversation, started).await
+    }
+}
+
+impl ConversationView {
+    pub(super) fn new(id: Qualified<Uuid>, kind: ConversationKind, name: String) -> Self {
+        Self {
+            id,
+            kind,
+            name,
+            members: Vec::new(),
+            message_timer: None,
+            receipt_mode: 0,
+            verification: Verification::NonVerified,
+            unread: 0,
+            last_activity: 0,
+            incomplete: false,
+            timers: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! People: finding them by handle, their names, connection requests and
+//! answers.
+
+use super::*;
+
+impl Account {
+    /// Finds a user by handle (with or without `@`).
+    pub async fn find(&mut self, handle: &str) -> Result<Qualified<Uuid>, ClientError> {
+        let profile = self
+            .api
+            .user_by_handle(handle.trim_start_matches('@'))
+            .await?;
+        if self.state.names.get(&profile.qualified_id.id) != Some(&profile.name) {
+            let tx = self.begin().await?;
+            self.state
+                .names
+                .insert(profile.qualified_id.id, profile.name.clone());
+            self.commit(tx).await?;
+        }
+        Ok(profile.qualified_id)
+    }
+
+    /// Sets this user's handle.
+    pub async fn set_handle(&self, handle: &str) -> Result<(), ClientError> {
+        self.api.set_handle(handle).await
+    }
+
+    /// Sets this user's display name.
+    pub async fn set_name(&self, name: &str) -> Result<(), ClientError> {
+        self.api
+            .update_profile(&parley_api::UpdateProfile {
+                name: Some(name.to_owned()),
+                ..parley_api::UpdateProfile::default()
+            })
+            .await
+    }
+
+    /// The name shown for a user.
+    pub fn name_of(&self, user: UserId) -> String {
+        self.state
+            .names
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| user.to_string()[..8].to_owned())
+    }
+
+    /// Names of these users not known yet, from the server (outside any
+    /// transaction; the caller stores them in its own).
+    pub(super) async fn fetch_names(
+        &self,
+        users: impl IntoIterator<Item = UserId>,
+    ) -> BTreeMap<UserId, String> {
+        let mut found = BTreeMap::new();
+        for user in users {
+            if self.state.names.contains_key(&user) || found.contains_key(&user) {
+                continue;
+            }
+            if let Ok(p) = self.api.user_profile(&self.qualified(user)).await {
+                found.insert(user, p.name);
+            }
+        }
+        found
+    }
+
+    /// Asks to connect with a user.
+    pub async fn connect_to(&mut self, user: &Qualified<Uuid>) -> Result<(), ClientError> {
+        self.api.request_connection(user).await?;
+        Ok(())
+    }
+
+    /// Connection requests waiting for this user's answer.
+    pub async fn requests(&mut self) -> Result<Vec<(UserId, String)>, ClientError> {
+        let pending: Vec<UserId> = self
+            .api
+            .connections()
+            .await?
+            .into_iter()
+            .filter(|c| c.status == ConnectionStatus::Pending)
+            .map(|c| c.to.id)
+            .collect();
+        let names = self.fetch_names(pending.iter().copied()).await;
+        if !names.is_empty() {
+            let tx = self.begin().await?;
+            self.state.names.extend(names);
+            self.commit(tx).await?;
+        }
+        Ok(pending.into_iter().map(|u| (u, self.name_of(u))).collect())
+    }
+
+    /// Accepts a connection request; the 1:1 conversation appears.
+    pub async fn accept(&mut self, user: &Qualified<Uuid>) -> Result<Qualified<Uuid>, ClientError> {
+        let connection = self
+            .api
+            .update_connection(user, ConnectionStatus::Accepted)
+            .await?;
+        self.refresh_conversations().await?;
+        connection.conversation.ok_or_else(|| {
+            ClientError::Decode("the accepted connection has no conversation".into())
+        })
+    }
+}
