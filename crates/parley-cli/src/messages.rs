@@ -132,25 +132,38 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
                 }
                 Some(handle) => {
                     let user = person(&mut account, &handle).await?;
-                    let devices = account.peer_devices(user.id).await?;
-                    show(json, &serde_json::to_value(&devices)?, || {
-                        devices
-                            .iter()
-                            .map(|d| {
-                                format!(
-                                    "{} {}  {}{}",
-                                    d.client,
-                                    d.fingerprint.as_deref().unwrap_or("?"),
-                                    if d.verified {
-                                        "verified"
-                                    } else {
-                                        "not verified"
-                                    },
-                                    if d.flagged { "  INVALID SIGNATURE" } else { "" }
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("\n")
+                    let identity = account.identity_of(user.id).await?;
+                    show(json, &serde_json::to_value(&identity)?, || {
+                        let mut lines = vec![
+                            format!(
+                                "{handle}'s root key: {}{}",
+                                identity.root_fingerprint.as_deref().unwrap_or("(none yet)"),
+                                if identity.root_verified {
+                                    "  verified"
+                                } else {
+                                    "  not verified: compare it with them"
+                                }
+                            ),
+                            format!(
+                                "Safety number (they see the same): {}",
+                                identity.safety_number.as_deref().unwrap_or("(none yet)")
+                            ),
+                            "Devices:".to_owned(),
+                        ];
+                        lines.extend(identity.devices.iter().map(|d| {
+                            format!(
+                                "  {} {}  {}{}",
+                                d.client,
+                                d.fingerprint.as_deref().unwrap_or("?"),
+                                if d.verified {
+                                    "verified"
+                                } else {
+                                    "not verified"
+                                },
+                                if d.flagged { "  INVALID SIGNATURE" } else { "" }
+                            )
+                        }));
+                        lines.join("\n")
                     });
                 }
             }

@@ -75,7 +75,13 @@ async fn two_people_chat_from_the_command_line() {
     // Verify Alice's device by fingerprint: the 1:1 becomes verified.
     let mine = alice.ok(&["fingerprint"]).await;
     let seen = bob.ok(&["fingerprint", "alice"]).await;
-    assert_eq!(seen[0]["fingerprint"], mine["fingerprint"]);
+    assert_eq!(seen["devices"][0]["fingerprint"], mine["fingerprint"]);
+    // Alice's root key as Bob sees it is the one Alice has, and both see one
+    // safety number.
+    assert_eq!(seen["root_fingerprint"], mine["root_fingerprint"], "{seen}");
+    let theirs = alice.ok(&["fingerprint", "bob"]).await;
+    assert!(seen["safety_number"].is_string(), "{seen}");
+    assert_eq!(seen["safety_number"], theirs["safety_number"]);
     let device = mine["device"].as_str().expect("device").to_owned();
     let wrong = bob
         .fails(&[

@@ -52,7 +52,7 @@ use crate::verification::Verification;
 
 pub use history::{LinkPreview, Message, MessageKind};
 use peers::Peer;
-pub use peers::{DeviceView, KnownDevice};
+pub use peers::{DeviceView, KnownDevice, PersonIdentity, safety_number};
 
 /// The meta row holding the account (server, login, root key).
 const ACCOUNT_ROW: &[u8] = b"account";

@@ -75,6 +75,43 @@ pub struct DeviceView {
     pub this_device: bool,
 }
 
+/// What a person compares with another to trust them ([`Account::identity_of`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct PersonIdentity {
+    /// Their root key, in groups of four; `None` while no device of theirs is
+    /// signed (or devices disagree on the key).
+    pub root_fingerprint: Option<String>,
+    /// Whether this user verified that root key.
+    pub root_verified: bool,
+    /// Six groups of five digits from both root keys: the two people see the
+    /// same number, and read it to each other.
+    pub safety_number: Option<String>,
+    /// Their devices.
+    pub devices: Vec<DeviceView>,
+}
+
+/// The safety number of two root keys: SHA-512 over a label and both keys in
+/// sorted order, read as six five-digit groups (each from five bytes, modulo
+/// 100000), so both sides get the same digits.
+pub fn safety_number(a: &[u8; 32], b: &[u8; 32]) -> String {
+    use sha2::{Digest as _, Sha512};
+    let (first, second) = if a <= b { (a, b) } else { (b, a) };
+    let digest = Sha512::new()
+        .chain_update(b"parley safety number v1")
+        .chain_update(first)
+        .chain_update(second)
+        .finalize();
+    digest
+        .chunks(5)
+        .take(6)
+        .map(|c| {
+            let n = c.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+            format!("{:05}", n % 100_000)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn key_fingerprint(hex_key: &str) -> Option<String> {
     hex::decode(hex_key)
         .ok()
@@ -407,6 +444,43 @@ impl Account {
         self.commit(tx).await
     }
 
+    /// What a person compares with another to trust them: the root key their
+    /// devices are signed by (in groups of four), whether it is verified here,
+    /// and a short safety number both of them see alike, made from both root
+    /// keys. Fetches the user's devices first.
+    pub async fn identity_of(&mut self, user: UserId) -> Result<PersonIdentity, ClientError> {
+        let devices = self.peer_devices(user).await?;
+        let mut roots: Vec<&str> = devices
+            .iter()
+            .filter(|d| !d.flagged)
+            .filter_map(|d| d.signed_by.as_deref())
+            .collect();
+        roots.sort_unstable();
+        roots.dedup();
+        // Devices signed by two root keys: neither is shown as the person's.
+        let root = match roots.as_slice() {
+            // Shown in groups of four; the key is its hex without the spaces.
+            [one] => hex::decode(one.replace(' ', ""))
+                .ok()
+                .and_then(|k| <[u8; 32]>::try_from(k).ok()),
+            _ => None,
+        };
+        let pinned = self
+            .state
+            .peers
+            .get(&user)
+            .and_then(|p| p.pinned_root.clone());
+        let mine = self.root.as_ref().map(|r| *r.public());
+        Ok(PersonIdentity {
+            root_fingerprint: root.map(|k| crate::trust::fingerprint(&k)),
+            root_verified: root.is_some_and(|k| pinned.as_deref() == Some(&hex::encode(k))),
+            safety_number: root
+                .zip(mine)
+                .map(|(theirs, mine)| safety_number(&mine, &theirs)),
+            devices,
+        })
+    }
+
     /// Pins a user's root key after the person compared its fingerprint: every
     /// device it signs is trusted from now on, without another check (Wickr).
     pub async fn verify_user(
@@ -423,9 +497,11 @@ impl Account {
             .values()
             .any(|d| d.signed_by.as_deref() == Some(wanted.as_str()))
         {
-            return Err(ClientError::Crypto(
-                "no device of this user is signed by that root key: do not verify it".into(),
-            ));
+            return Err(ClientError::Refused {
+                label: "wrong-fingerprint",
+                message: "no device of this user is signed by that root key: do not verify it"
+                    .into(),
+            });
         }
         peer.pinned_root = Some(wanted);
         self.recompute_all();
@@ -512,5 +588,27 @@ impl Account {
         if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
             c.verification = verification::accept_degraded(c.verification);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sides_see_one_safety_number() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let n = safety_number(&a, &b);
+        assert_eq!(n, safety_number(&b, &a));
+        assert_eq!(n.len(), 6 * 5 + 5, "{n}");
+        assert!(
+            n.split(' ')
+                .all(|g| g.len() == 5 && g.bytes().all(|c| c.is_ascii_digit()))
+        );
+        assert_ne!(
+            n,
+            safety_number(&a, &[3u8; 32]),
+            "another key, another number"
+        );
     }
 }
