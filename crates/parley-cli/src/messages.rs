@@ -82,6 +82,9 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
                 &json!({"verification": verification,
                         "messages": messages.iter().map(|m| message_json(&account, m)).collect::<Vec<_>>()}),
                 || {
+                    if messages.is_empty() {
+                        return "No messages yet.".into();
+                    }
                     messages
                         .iter()
                         .map(|m| message_line(&account, m))
