@@ -190,7 +190,7 @@ async fn a_hardened_account_adds_a_device_only_with_its_recovery_code() {
     // The recovery passphrase of the environment is not the code: refused.
     assert_eq!(
         second.fails(&["login", "--email", email]).await,
-        "wrong-passphrase"
+        "wrong-recovery-passphrase"
     );
     let third = Person::new(root.path(), "dana-3");
     third.ok(&["server", &s.url()]).await;

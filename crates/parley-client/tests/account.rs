@@ -189,8 +189,8 @@ async fn three_people_chat_verify_and_recover() {
             PASSWORD
         )
         .await
-        .is_err_and(|e| matches!(e, ClientError::WrongPassphrase)),
-        "the bundle does not open with another passphrase"
+        .is_err_and(|e| e.code() == "wrong-recovery-passphrase"),
+        "the bundle does not open with another passphrase, and the error says which"
     );
     let own = alice.devices().await.expect("devices");
     assert!(

@@ -321,7 +321,19 @@ impl Account {
             ..Login::default()
         })
         .await?;
-        Self::enrol(api, store, Recovery::Passphrase(recovery), password).await
+        Self::enrol(api, store, Recovery::Passphrase(recovery), password)
+            .await
+            .map_err(|e| match e {
+                // The local store opened: what did not open is the bundle.
+                ClientError::WrongPassphrase => ClientError::Refused {
+                    label: "wrong-recovery-passphrase",
+                    message: "the recovery passphrase (or recovery code) does not open your \
+                              recovery bundle; nothing was registered: log in again with the \
+                              right one and the same local passphrase"
+                        .into(),
+                },
+                other => other,
+            })
     }
 
     async fn fresh_store(dir: &Path, passphrase: &str) -> Result<Store, ClientError> {
