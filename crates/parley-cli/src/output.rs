@@ -31,6 +31,8 @@ pub(crate) fn show(json: bool, value: &Value, text: impl FnOnce() -> String) {
     }
 }
 
+/// A message for scripts: times in Unix seconds, people by id (names change
+/// and repeat; `from_name` is for showing).
 pub(crate) fn message_json(account: &Account, m: &Message) -> Value {
     json!({
         "id": m.id,
@@ -43,10 +45,10 @@ pub(crate) fn message_json(account: &Account, m: &Message) -> Value {
         "mine": m.mine,
         "edited": m.edited,
         "deleted": m.deleted,
-        "reactions": m.reactions.iter().map(|(u, e)| (account.name_of(*u), e.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        "reactions": m.reactions.iter().map(|(u, e)| (u.to_string(), e.clone())).collect::<std::collections::BTreeMap<_, _>>(),
         "delivered_to": m.delivered_to.len(),
         "read_by": m.read_by.len(),
-        "expires_at": m.expires_at,
+        "expires_at": m.expires_at.map(|ms| ms.div_euclid(1000)),
         "pending": m.pending,
     })
 }
@@ -57,11 +59,12 @@ pub(crate) fn message_line(account: &Account, m: &Message) -> String {
     } else {
         account.name_of(m.from)
     };
-    let body = if m.is_notice() {
-        format!("* {}", m.body())
-    } else {
-        m.body()
-    };
+    let short = &m.id[..m.id.len().min(8)];
+    if m.is_notice() {
+        // A notice is nobody's words: no name in front of it.
+        return format!("[{short}] * {}", m.body());
+    }
+    let body = m.body();
     let mut extras = Vec::new();
     if m.edited {
         extras.push("edited".to_owned());
@@ -82,6 +85,5 @@ pub(crate) fn message_line(account: &Account, m: &Message) -> String {
     } else {
         format!("  ({})", extras.join(", "))
     };
-    let short = &m.id[..m.id.len().min(8)];
     format!("[{short}] {who}: {body}{extras}")
 }

@@ -58,7 +58,10 @@ async fn two_people_chat_from_the_command_line() {
         (m["text"].as_str(), m["edited"].as_bool()),
         (Some("standup at 11"), Some(true))
     );
-    assert_eq!(m["reactions"]["bob"], "👍");
+    // Reactions are keyed by the reacting user's id (names change and repeat).
+    let bob_id = alice.ok(&["fingerprint", "bob"]).await["devices"][0]["user"].clone();
+    let bob_id = bob_id.as_str().expect("an id");
+    assert_eq!(m["reactions"][bob_id], "👍", "{m}");
     // Someone else's message cannot be edited or deleted for everyone: a
     // labelled refusal and a failing exit, not "Edited." and no change.
     assert_eq!(
