@@ -47,40 +47,67 @@ pub(crate) async fn listen(
             };
             // A broken socket is the server going away: reconnect below.
             let Ok(Some(frame)) = frame else { break };
-            for update in account.handle(&frame).await? {
-                let Update::Message { conversation, id } = update else {
-                    continue;
-                };
-                let Some(m) = account.message(&conversation, &id).await? else {
-                    continue;
-                };
-                let name = account
-                    .conversation(&conversation)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-                if json {
-                    let mut v = message_json(&account, &m);
-                    v["conversation"] = json!(conversation.id);
-                    v["conversation_name"] = json!(name);
-                    println!("{v}");
-                } else {
-                    println!("{name}: {}", message_line(&account, &m));
-                }
-                std::io::stdout().flush().ok();
-                printed += 1;
-                if count.is_some_and(|c| printed >= c) {
+            let updates = match account.handle(&frame).await {
+                Ok(updates) => updates,
+                // The server went away while this frame was handled:
+                // reconnect. What it applied before failing is in the
+                // history but not printed here.
+                Err(e) if e.is_away() => break,
+                Err(e) => return Err(e.into()),
+            };
+            if print(&mut account, updates, json, &mut printed, count).await? {
+                return Ok(());
+            }
+        }
+        // The socket closed: catch up through the queue (printing what it
+        // brings), then reconnect. With the server away, the next
+        // connection's catch-up does it instead.
+        match account.sync().await {
+            Ok(updates) => {
+                if print(&mut account, updates, json, &mut printed, count).await? {
                     return Ok(());
                 }
             }
-        }
-        // The socket closed: catch up through the queue, then reconnect. With
-        // the server away, the next connection's catch-up does it instead.
-        match account.sync().await {
-            Ok(_) => {}
             Err(e) if e.is_away() => {}
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Prints the messages among `updates`; true once `count` are printed.
+async fn print(
+    account: &mut Account,
+    updates: Vec<Update>,
+    json: bool,
+    printed: &mut usize,
+    count: Option<usize>,
+) -> Result<bool> {
+    for update in updates {
+        let Update::Message { conversation, id } = update else {
+            continue;
+        };
+        let Some(m) = account.message(&conversation, &id).await? else {
+            continue;
+        };
+        let name = account
+            .conversation(&conversation)
+            .map(|c| c.name.clone())
+            .unwrap_or_default();
+        if json {
+            let mut v = message_json(account, &m);
+            v["conversation"] = json!(conversation.id);
+            v["conversation_name"] = json!(name);
+            println!("{v}");
+        } else {
+            println!("{name}: {}", message_line(account, &m));
+        }
+        std::io::stdout().flush().ok();
+        *printed += 1;
+        if count.is_some_and(|c| *printed >= c) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Waiting between reconnections: 1 s, doubling up to 30 s, said on stderr.

@@ -386,7 +386,7 @@ async fn run(cli: Cli) -> Result<()> {
                 || format!("Registered. This device is {device}.\nFingerprint: {fp}"),
             );
         }
-        Command::Login { email } if Account::holds_device(&dir) => {
+        Command::Login { email } if Account::holds_device(&dir, &passphrase()?).await? => {
             // After a logout: the same device logs in again.
             let password = secret("PARLEY_PASSWORD", "Account password")?;
             let account = Account::log_in_again(&dir, &passphrase()?, &email, &password).await?;

@@ -67,57 +67,68 @@ impl Account {
         Ok(all)
     }
 
-    /// A conversation named by a person: a group by its name or the start of
-    /// its id; a 1:1 by the other person's handle (`carol` or `@carol`, asked
-    /// of the server when no conversation has that name) or their name. Two
-    /// conversations with one name are told apart by id, never guessed
-    /// (`ambiguous`); none is `no-such-conversation`.
+    /// A conversation named by a person: a group by its name, any by the start
+    /// of its id (8 characters or more), a 1:1 by the other person's handle
+    /// (`carol` or `@carol`, asked of the server) or, when the server is away,
+    /// by their name. A name that someone else chose (a group's, a person's
+    /// display name) never wins over a handle that says otherwise: when they
+    /// disagree, or two conversations share a name, the answer is `ambiguous`
+    /// with their ids, never a guess; none is `no-such-conversation`.
     pub async fn find_conversation(&mut self, what: &str) -> Result<Qualified<Uuid>, ClientError> {
         let handle = what.strip_prefix('@');
         let what_lower = what.to_lowercase();
-        let matches: Vec<&ConversationView> = if handle.is_some() {
+        let by_name: Vec<Qualified<Uuid>> = if handle.is_some() {
             Vec::new()
         } else {
             self.state
                 .conversations
                 .values()
                 .filter(|c| {
-                    c.id.id.to_string().starts_with(&what_lower)
+                    (what_lower.len() >= 8 && c.id.id.to_string().starts_with(&what_lower))
                         || c.name.to_lowercase() == what_lower
                 })
+                .map(|c| c.id.clone())
                 .collect()
         };
-        match matches.as_slice() {
-            [one] => return Ok(one.id.clone()),
-            [] => {}
+        let by_handle = match self.find(handle.unwrap_or(what)).await {
+            Ok(user) => self
+                .state
+                .conversations
+                .values()
+                .find(|c| c.kind == ConversationKind::One2one && c.members.contains(&user.id))
+                .map(|c| c.id.clone()),
+            Err(ClientError::Api { status: 404, .. }) => None,
+            // Offline: names are all there is (a 1:1 by handle needs the server).
+            Err(e) if e.is_away() && !by_name.is_empty() => None,
+            Err(e) => return Err(e),
+        };
+        let mut candidates = by_name;
+        if let Some(one2one) = by_handle
+            && !candidates.contains(&one2one)
+        {
+            candidates.push(one2one);
+        }
+        match candidates.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(ClientError::Refused {
+                label: "no-such-conversation",
+                message: format!("no conversation called {what:?}: `parley convs` lists them"),
+            }),
             several => {
                 let ids: Vec<String> = several
                     .iter()
-                    .map(|c| c.id.id.simple().to_string()[..8].to_owned())
+                    .map(|c| c.id.simple().to_string()[..8].to_owned())
                     .collect();
-                return Err(ClientError::Refused {
+                Err(ClientError::Refused {
                     label: "ambiguous",
                     message: format!(
                         "{what:?} names {} conversations ({}): give the start of the id instead",
                         several.len(),
                         ids.join(", ")
                     ),
-                });
+                })
             }
         }
-        let no_such = || ClientError::Refused {
-            label: "no-such-conversation",
-            message: format!("no conversation called {what:?}: `parley convs` lists them"),
-        };
-        let Ok(user) = self.find(handle.unwrap_or(what)).await else {
-            return Err(no_such());
-        };
-        self.state
-            .conversations
-            .values()
-            .find(|c| c.kind == ConversationKind::One2one && c.members.contains(&user.id))
-            .map(|c| c.id.clone())
-            .ok_or_else(no_such)
     }
 
     /// One conversation.

@@ -424,9 +424,19 @@ impl Account {
         Ok(account)
     }
 
-    /// Whether `dir` holds a device's database (logged in or not).
-    pub fn holds_device(dir: &Path) -> bool {
-        dir.join(crate::store::DB_FILE).exists()
+    /// Whether `dir` holds a device of an account (logged in or not). A
+    /// database without an account (a first login or registration that
+    /// failed before the device was saved) is not one: it takes a new login.
+    pub async fn holds_device(dir: &Path, passphrase: &str) -> Result<bool, ClientError> {
+        if !dir.join(crate::store::DB_FILE).exists() {
+            return Ok(false);
+        }
+        let store = Store::open(dir, passphrase).await?;
+        let mut tx = store.read().await?;
+        let found = tx.get(Table::Meta, ACCOUNT_ROW).await?.is_some();
+        drop(tx);
+        store.close().await;
+        Ok(found)
     }
 
     /// Logs the device saved in `dir` in again after a logout (or after its
@@ -471,16 +481,13 @@ impl Account {
     /// Opens the account saved in `dir`. Needs no server: everything local
     /// works offline.
     pub async fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
-        let mut account = Self::open_device(dir, passphrase).await?;
+        let account = Self::open_device(dir, passphrase).await?;
         let login = account
             .state
             .login
             .clone()
             .ok_or(ClientError::NotLoggedIn)?;
         account.api.resume(&login);
-        if account.store.is_copy() {
-            account.restored_from_copy().await?;
-        }
         Ok(account)
     }
 
@@ -518,6 +525,11 @@ impl Account {
             )));
         }
         account.api = Api::new(&account.state.server)?;
+        // Logged in or logging in again: a restored copy never encrypts from
+        // chain positions the original may have used.
+        if account.store.is_copy() {
+            account.restored_from_copy().await?;
+        }
         Ok(account)
     }
 

@@ -10,8 +10,8 @@
 //! The server never looks inside a ciphertext; it only checks it is base64.
 //!
 //! In a group, members with a block between them and the sender (whoever
-//! blocked) are left out: not expected, not delivered to, and their devices are
-//! answered as `redundant`. A message may write at most
+//! blocked) are left out: not expected, not delivered to, and what was
+//! encrypted for them is dropped silently (answering it would reveal the block). A message may write at most
 //! [`limits::MAX_MESSAGE_FANOUT_BYTES`] into queues, since its data blob is
 //! copied to every device.
 
@@ -137,6 +137,9 @@ impl Message {
         if self.skip.is_empty() {
             return check(roster, self.me, self.sender, &self.given, &self.report);
         }
+        // Members with a block are neither expected nor delivered to, and
+        // what the sender encrypted for them is dropped without a word (as
+        // `redundant` it would tell the sender who blocked them).
         let roster = Roster {
             members: roster
                 .members
@@ -145,7 +148,9 @@ impl Message {
                 .cloned()
                 .collect(),
         };
-        check(&roster, self.me, self.sender, &self.given, &self.report)
+        let mut given = self.given.clone();
+        given.retain(|user, _| !self.skip.contains(user));
+        check(&roster, self.me, self.sender, &given, &self.report)
     }
 
     /// An upper bound of the bytes this message writes into queues: every
