@@ -31,6 +31,30 @@ pub enum ConnectionStatus {
     Cancelled,
 }
 
+impl ConnectionStatus {
+    /// Every status.
+    pub const ALL: [Self; 6] = [
+        Self::Sent,
+        Self::Pending,
+        Self::Accepted,
+        Self::Ignored,
+        Self::Blocked,
+        Self::Cancelled,
+    ];
+
+    /// The status's JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Ignored => "ignored",
+            Self::Blocked => "blocked",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// `PUT /v1/connections/{domain}/{uid}`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,10 +1,11 @@
 //! Proteus speed: session set-up, encrypt+decrypt in an established session (1 KiB and
-//! 64 KiB, one way) and ping-pong (a DH ratchet step per message); the primitives they
-//! are made of (X25519, ChaCha20 over 1 KiB, HMAC-SHA256 over 1 KiB); and vodozemac's
-//! Olm, Matrix's double ratchet, doing the same work (its wire encoding included, as
-//! ours is).
+//! 64 KiB, one way) and ping-pong (a DH ratchet step per message); and the primitives
+//! they are made of (X25519, ChaCha20 over 1 KiB, HMAC-SHA256 over 1 KiB).
 //!
 //! `cargo bench -p parley-proteus`
+//!
+//! vodozemac's Olm doing the same work, for comparison, is measured apart, in
+//! `parley-bench-compare` (so that no build of this crate compiles vodozemac).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -17,7 +18,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use parley_proteus::{IdentityKeyPair, PreKey, PreKeyBundle, PreKeyId, Session};
 use rand_core::SeedableRng;
 use sha2::Sha256;
-use vodozemac::olm::{Account, OlmMessage, SessionConfig};
 
 const KIB: usize = 1024;
 
@@ -157,55 +157,5 @@ fn proteus(c: &mut Criterion) {
     g.finish();
 }
 
-fn olm_established() -> (vodozemac::olm::Session, vodozemac::olm::Session) {
-    let alice = Account::new();
-    let mut bob = Account::new();
-    bob.generate_one_time_keys(1);
-    let otk = *bob.one_time_keys().values().next().expect("one key");
-    let mut a = alice
-        .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
-        .expect("outbound");
-    let OlmMessage::PreKey(m) = a.encrypt(b"hi").expect("encrypts") else {
-        unreachable!("the first message is a pre-key message")
-    };
-    let mut b = bob
-        .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &m)
-        .expect("inbound")
-        .session;
-    let reply = b.encrypt(b"yo").expect("encrypts");
-    a.decrypt(&reply).expect("reply");
-    (a, b)
-}
-
-/// Olm's encrypt, its wire bytes, and decrypt from those bytes.
-fn olm_send(
-    from: &mut vodozemac::olm::Session,
-    to: &mut vodozemac::olm::Session,
-    pt: &[u8],
-) -> Vec<u8> {
-    let (kind, bytes) = from.encrypt(pt).expect("encrypts").to_parts();
-    let msg = OlmMessage::from_parts(kind, black_box(&bytes)).expect("parses");
-    to.decrypt(&msg).expect("decrypts")
-}
-
-fn olm(c: &mut Criterion) {
-    let mut g = c.benchmark_group("vodozemac_olm");
-    let plaintext = vec![0x5au8; KIB];
-    let (mut a, mut b) = olm_established();
-    g.throughput(Throughput::Bytes(KIB as u64));
-    g.bench_function("encrypt_decrypt_one_way/1024", |bench| {
-        bench.iter(|| olm_send(&mut a, &mut b, black_box(&plaintext)))
-    });
-    let (mut a, mut b) = olm_established();
-    g.throughput(Throughput::Bytes(2 * KIB as u64));
-    g.bench_function("ping_pong_1KiB", |bench| {
-        bench.iter(|| {
-            olm_send(&mut a, &mut b, black_box(&plaintext));
-            olm_send(&mut b, &mut a, black_box(&plaintext))
-        })
-    });
-    g.finish();
-}
-
-criterion_group!(benches, primitives, proteus, olm);
+criterion_group!(benches, primitives, proteus);
 criterion_main!(benches);

@@ -25,7 +25,9 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// Serve HTTPS.
     pub tls: Option<TlsConfig>,
-    /// Send e-mail by SMTP instead of writing it to the outbox.
+    /// Send e-mail by SMTP instead of writing it to the outbox; see [`SmtpConfig`]
+    /// for the `[smtp]` table (host, port, `security` = none, starttls or tls,
+    /// username and password).
     pub smtp: Option<SmtpConfig>,
     /// Sender address of e-mail.
     pub mail_from: Option<String>,
@@ -64,7 +66,9 @@ pub struct FileConfig {
 
 /// Attempt limits, per 5 minutes: logins and code tries per account, requests
 /// that count attempts per client address, and prekey claims per device and
-/// claimer.
+/// claimer. A key may spend its whole allowance at once, then gets one more
+/// attempt each 5 minutes / limit (`Retry-After` says when); 0 refuses every
+/// attempt.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -103,19 +107,143 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
-/// An SMTP relay.
+/// An SMTP relay, the `[smtp]` table:
+///
+/// ```toml
+/// [smtp]
+/// host = "smtp.example.com"
+/// security = "starttls"   # "none" (the default), "starttls" or "tls"
+/// port = 587              # default: 25 for "none", 587 for "starttls", 465 for "tls"
+/// username = "parley"     # both or neither
+/// password = "…"
+/// ```
+///
+/// Combinations that cannot be meant are refused at start ([`SmtpConfig::check`]):
+/// a password sent in clear text to another machine, half a login, and a
+/// security mode on the port of the other kind (465 is implicit TLS, 25 and 587
+/// plain SMTP).
 #[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "SmtpFile")]
 pub struct SmtpConfig {
-    /// Host name.
+    /// Host name (or address); with TLS, the name the relay's certificate must carry.
     pub host: String,
-    /// Port (default 25).
-    #[serde(default = "default_smtp_port")]
+    /// Port (default: the security mode's, see [`SmtpSecurity::default_port`]).
     pub port: u16,
+    /// How the connection is secured (default: not at all, for a relay on this
+    /// machine or a trusted network).
+    pub security: SmtpSecurity,
     /// User name, if the relay wants one.
     pub username: Option<String>,
     /// Password, if the relay wants one.
     pub password: Option<String>,
+}
+
+/// How the connection to the SMTP relay is secured. With `starttls` and `tls` the
+/// relay's certificate is checked against the system's trusted roots (rustls with
+/// the platform verifier), and TLS 1.2 is the least accepted.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// `none`: plain SMTP, nothing encrypted; for a relay on this machine or a
+    /// trusted network (the default).
+    #[default]
+    None,
+    /// `starttls`: a plain connection the relay must upgrade with STARTTLS before
+    /// anything else is sent; a relay that does not offer it gets no mail (no
+    /// fall-back to plain text). Usually port 587 (or 25 between relays).
+    Starttls,
+    /// `tls`: TLS from the first byte ("implicit TLS", SMTPS). Usually port 465.
+    Tls,
+}
+
+impl SmtpSecurity {
+    /// The port when none is given: 25 for `none`, 587 for `starttls`, 465 for `tls`.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::None => 25,
+            SmtpSecurity::Starttls => 587,
+            SmtpSecurity::Tls => 465,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SmtpSecurity::None => "none",
+            SmtpSecurity::Starttls => "starttls",
+            SmtpSecurity::Tls => "tls",
+        }
+    }
+}
+
+/// `[smtp]` as written, before the port's default (which depends on the mode).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpFile {
+    host: String,
+    port: Option<u16>,
+    #[serde(default)]
+    security: SmtpSecurity,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl From<SmtpFile> for SmtpConfig {
+    fn from(f: SmtpFile) -> Self {
+        Self {
+            port: f.port.unwrap_or_else(|| f.security.default_port()),
+            host: f.host,
+            security: f.security,
+            username: f.username,
+            password: f.password,
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// Refuses combinations that cannot be meant, saying what to change.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let mode = self.security.name();
+        if self.host.trim().is_empty() {
+            return Err(ConfigError("smtp: host is empty".into()));
+        }
+        match (&self.username, &self.password) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError(
+                    "smtp: username and password go together: give both or neither".into(),
+                ));
+            }
+            (Some(_), Some(_)) if self.security == SmtpSecurity::None && !self.is_local() => {
+                return Err(ConfigError(format!(
+                    "smtp: security = \"none\" would send the password in clear text to {}; \
+                     set security = \"starttls\" or \"tls\" (a password over plain SMTP is \
+                     only for a relay on this machine)",
+                    self.host
+                )));
+            }
+            _ => {}
+        }
+        match (self.security, self.port) {
+            (SmtpSecurity::None | SmtpSecurity::Starttls, 465) => Err(ConfigError(format!(
+                "smtp: port 465 is implicit TLS, but security = \"{mode}\" starts in plain \
+                 text; set security = \"tls\" (or the relay's plain SMTP port)"
+            ))),
+            (SmtpSecurity::Tls, port @ (25 | 587)) => Err(ConfigError(format!(
+                "smtp: port {port} starts in plain text, but security = \"tls\" starts with \
+                 a TLS handshake; set security = \"starttls\" for port {port}, or port 465 \
+                 for implicit TLS"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the relay is on this machine (a name or a loopback address).
+    fn is_local(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 impl std::fmt::Debug for SmtpConfig {
@@ -123,13 +251,10 @@ impl std::fmt::Debug for SmtpConfig {
         f.debug_struct("SmtpConfig")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("security", &self.security)
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
-}
-
-fn default_smtp_port() -> u16 {
-    25
 }
 
 /// Where the data lives.
@@ -276,6 +401,9 @@ impl Settings {
             }
         }
         s.tls = file.tls;
+        if let Some(smtp) = &file.smtp {
+            smtp.check()?;
+        }
         s.smtp = file.smtp;
         if let Some(from) = file.mail_from {
             s.mail_from = from;
@@ -349,5 +477,119 @@ impl Settings {
             })
             .collect::<Result<_, _>>()?;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn smtp(toml: &str) -> Result<SmtpConfig, String> {
+        let file: FileConfig = toml::from_str(toml).map_err(|e| e.to_string())?;
+        Ok(file.smtp.expect("an [smtp] table"))
+    }
+
+    #[test]
+    fn smtp_security_defaults_to_none_on_port_25() {
+        let s = smtp("[smtp]\nhost = \"127.0.0.1\"").expect("parses");
+        assert_eq!((s.security, s.port), (SmtpSecurity::None, 25));
+        assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn smtp_security_modes_and_their_ports() {
+        for (mode, security, port) in [
+            ("none", SmtpSecurity::None, 25),
+            ("starttls", SmtpSecurity::Starttls, 587),
+            ("tls", SmtpSecurity::Tls, 465),
+        ] {
+            let s = smtp(&format!(
+                "[smtp]\nhost = \"smtp.example.com\"\nsecurity = \"{mode}\""
+            ))
+            .expect("parses");
+            assert_eq!((s.security, s.port), (security, port), "{mode}");
+            assert!(s.check().is_ok(), "{mode}");
+        }
+        // A port given wins over the mode's.
+        let s = smtp("[smtp]\nhost = \"smtp.example.com\"\nsecurity = \"tls\"\nport = 2465")
+            .expect("parses");
+        assert_eq!((s.security, s.port), (SmtpSecurity::Tls, 2465));
+        assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn unknown_smtp_security_is_refused() {
+        for mode in ["ssl", "STARTTLS", ""] {
+            let e = smtp(&format!("[smtp]\nhost = \"h\"\nsecurity = \"{mode}\""))
+                .expect_err("not a mode");
+            assert!(e.contains("none") && e.contains("starttls"), "{e}");
+        }
+    }
+
+    #[test]
+    fn smtp_combinations_that_cannot_be_meant_are_refused() {
+        let with = |extra: &str| {
+            smtp(&format!("[smtp]\nhost = \"smtp.example.com\"\n{extra}"))
+                .expect("parses")
+                .check()
+                .map_err(|e| e.0)
+        };
+        let login = "username = \"u\"\npassword = \"p\"";
+        let e = with(login).expect_err("a password in clear text");
+        assert!(e.contains("clear text") && e.contains("starttls"), "{e}");
+        assert!(with(&format!("security = \"starttls\"\n{login}")).is_ok());
+        assert!(with(&format!("security = \"tls\"\n{login}")).is_ok());
+        let e = with("username = \"u\"").expect_err("half a login");
+        assert!(e.contains("both or neither"), "{e}");
+        let e = with("security = \"starttls\"\npassword = \"p\"").expect_err("half a login");
+        assert!(e.contains("both or neither"), "{e}");
+        for wrong in [
+            "security = \"tls\"\nport = 587",
+            "security = \"tls\"\nport = 25",
+            "security = \"starttls\"\nport = 465",
+            "port = 465",
+        ] {
+            let e = with(wrong).expect_err(wrong);
+            assert!(e.contains("465"), "{wrong}: {e}");
+        }
+        assert!(
+            with("security = \"starttls\"\nport = 25").is_ok(),
+            "STARTTLS on 25"
+        );
+        // A relay on this machine may take a password over plain SMTP.
+        for local in ["localhost", "127.0.0.1", "::1", "[::1]"] {
+            let s = smtp(&format!("[smtp]\nhost = \"{local}\"\n{login}")).expect("parses");
+            assert!(s.check().is_ok(), "{local}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_smtp_combination_stops_the_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("parley.toml");
+        std::fs::write(
+            &path,
+            "[smtp]\nhost = \"smtp.example.com\"\nsecurity = \"tls\"\nport = 587\n",
+        )
+        .expect("write");
+        let e = Settings::resolve(Some(path.as_path()), None, Some(dir.path().to_owned()))
+            .expect_err("refused");
+        assert!(e.0.starts_with("smtp: port 587"), "{e}");
+        std::fs::write(
+            &path,
+            "[smtp]\nhost = \"smtp.example.com\"\nsecurity = \"starttls\"\n",
+        )
+        .expect("write");
+        let s = Settings::resolve(Some(path.as_path()), None, Some(dir.path().to_owned()))
+            .expect("valid");
+        let smtp = s.smtp.expect("smtp");
+        assert_eq!((smtp.security, smtp.port), (SmtpSecurity::Starttls, 587));
+    }
+
+    #[test]
+    fn the_smtp_password_stays_out_of_debug() {
+        let s =
+            smtp("[smtp]\nhost = \"h\"\nusername = \"u\"\npassword = \"hunter2\"").expect("parses");
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -7,9 +7,9 @@ mod support;
 use std::sync::Arc;
 
 use parley_server::config::Limits;
-use parley_server::config::{Settings, SmtpConfig, TlsConfig};
+use parley_server::config::{Settings, SmtpConfig, SmtpSecurity, TlsConfig};
 use parley_server::server::start_with_store;
-use parley_store_sqlite::SqliteStore;
+use parley_store_sqlite::Sqlite;
 use rustls::crypto::ring::{cipher_suite, default_provider};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
@@ -147,12 +147,11 @@ async fn codes_go_out_by_smtp_when_configured() {
     settings.smtp = Some(SmtpConfig {
         host: "127.0.0.1".into(),
         port,
+        security: SmtpSecurity::None,
         username: None,
         password: None,
     });
-    let store = SqliteStore::open(&dir.path().join("p.db"))
-        .await
-        .expect("store");
+    let store = Sqlite::open(&dir.path().join("p.db")).await.expect("store");
     let server = start_with_store(settings, Arc::new(store), Default::default())
         .await
         .expect("starts");
@@ -196,9 +195,7 @@ async fn tls_server() -> TlsServer {
         cert: dir.path().join("cert.pem"),
         key: dir.path().join("key.pem"),
     });
-    let store = SqliteStore::open(&dir.path().join("p.db"))
-        .await
-        .expect("store");
+    let store = Sqlite::open(&dir.path().join("p.db")).await.expect("store");
     let server = start_with_store(settings, Arc::new(store), Default::default())
         .await
         .expect("starts");
@@ -489,14 +486,14 @@ async fn a_changed_hash_setting_rehashes_passwords_at_login() {
         settings.password_hashing = hashing;
         let db = db.clone();
         async move {
-            let store = SqliteStore::open(&db).await.expect("store");
+            let store = Sqlite::open(&db).await.expect("store");
             start_with_store(settings, Arc::new(store), Default::default())
                 .await
                 .expect("starts")
         }
     };
     let stored_hash = || async {
-        let store = SqliteStore::open(&db).await.expect("store");
+        let store = Sqlite::open(&db).await.expect("store");
         let user = parley_store::AccountStore::user_by_email(&store, "uma@example.com")
             .await
             .expect("get");

@@ -1,19 +1,15 @@
 //! Parley's embedded default store: one SQLite file in WAL mode.
 //!
-//! Owns: its SQL and its `migrations/` (never edit a shipped migration; add one).
-//! Writes that read first (`add_client`, `add_cookie`) take the write lock up front
-//! (`BEGIN IMMEDIATE`), so concurrent requests queue instead of failing; single
-//! statements such as a prekey claim are atomic on their own. Writers queue on an
-//! in-process lock first. Message deliveries go through one writer task that
-//! commits all waiting deliveries together (group commit), each in its own
-//! savepoint.
+//! Owns: the SQLite [`Dialect`] (the statements whose text differs from
+//! PostgreSQL's, its write lock, its bulk enqueue and its group-committing
+//! delivery writer) and its `migrations/` (never edit a shipped migration; add
+//! one). Every other statement is `parley-store-sql`'s. Writers queue on an
+//! in-process lock, then take SQLite's write lock up front (`BEGIN
+//! IMMEDIATE`), so concurrent requests queue instead of failing; single
+//! statements such as a prekey claim are atomic on their own. Message
+//! deliveries go through one writer task that commits all waiting deliveries
+//! together (group commit), each in its own savepoint.
 #![forbid(unsafe_code)]
-
-mod accounts;
-mod connections;
-mod conversations;
-mod devices;
-mod queues;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,28 +17,21 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parley_api::ConversationId;
-use parley_api::{ClientId, ClientType, CookieKind, UserId};
-use parley_store::columns::{
-    self, ConnectionRow, ConversationRow, client_class, client_id, client_type, connection_status,
-    conversation_kind, parse_client_class, parse_client_id, parse_client_type, parse_user_id, role,
-    timer,
-};
-use parley_store::{
-    AccountStore, ActivationCode, AddedClient, ClientRecord, ConnectionChange, ConnectionRecord,
-    ConnectionStore, ConversationChange, ConversationRecord, ConversationStore, Cookie, Delivered,
-    DeliveryPlan, DeviceStore, EventPage, MemberRecord, Notify, Outgoing, PasswordReset, Posted,
-    PrekeyRecord, ProfileUpdate, QueuePosition, QueueStore, QueuedEvent, Roster, StoreError,
-    StoreResult, User, connection_columns, conversation_columns,
-};
+use parley_store::{Delivered, DeliveryPlan, Outgoing, Posted, StoreError, StoreResult};
+use parley_store_sql::columns::{client_id, event_id};
+use parley_store_sql::{Dialect, SqlStore, Tx};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
 
 /// The SQLite store.
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// SQLite's part of the store: its pool, its writer queue and its delivery
+/// writer.
 #[derive(Clone, Debug)]
-pub struct SqliteStore {
+pub struct Sqlite {
     pool: SqlitePool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     deliveries: tokio::sync::mpsc::UnboundedSender<PostJob>,
@@ -133,11 +122,8 @@ async fn post_batch(
     results
 }
 
-async fn post_one(
-    tx: &mut Transaction<'static, Sqlite>,
-    job: &PostJob,
-) -> StoreResult<Option<Posted>> {
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = ?")
+async fn post_one(tx: &mut Tx<Sqlite>, job: &PostJob) -> StoreResult<Option<Posted>> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = $1")
         .bind(job.id.to_string())
         .fetch_optional(&mut **tx)
         .await
@@ -145,7 +131,7 @@ async fn post_one(
     if exists.is_none() {
         return Ok(None);
     }
-    let roster = roster_in(tx, job.id).await?;
+    let roster = SqliteStore::roster_in(tx, job.id).await?;
     // A plan that panics fails its own delivery, not the writer every delivery needs.
     let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.plan)(&roster)))
         .map_err(|_| StoreError::Backend("the delivery plan panicked".into()))?;
@@ -155,7 +141,7 @@ async fn post_one(
             delivered: None,
         }));
     };
-    let delivered = enqueue_many(tx, outgoing, job.at).await?;
+    let delivered = Sqlite::enqueue_many(tx, outgoing, job.at).await?;
     Ok(Some(Posted {
         roster,
         delivered: Some(delivered),
@@ -178,32 +164,24 @@ fn backend(e: sqlx::Error) -> StoreError {
     }
 }
 
-impl SqliteStore {
+impl Sqlite {
     /// Opens (creating if needed) the database file and applies migrations.
-    pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        Self::connect(options).await
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        Self::connect(SqliteConnectOptions::new().filename(path)).await
     }
 
     /// Opens a `sqlite:` URL (for example `sqlite://parley.db`).
-    pub async fn open_url(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(backend)?
+    pub async fn open_url(url: &str) -> StoreResult<SqliteStore> {
+        Self::connect(SqliteConnectOptions::from_str(url).map_err(backend)?).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> StoreResult<SqliteStore> {
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> StoreResult<Self> {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -216,22 +194,35 @@ impl SqliteStore {
         let writer = std::sync::Arc::<tokio::sync::Mutex<()>>::default();
         let (deliveries, jobs) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(deliveries_writer(pool.clone(), writer.clone(), jobs));
-        Ok(Self {
+        Ok(SqlStore::new(Self {
             pool,
             writer,
             deliveries,
-        })
+        }))
+    }
+}
+
+#[async_trait]
+impl Dialect for Sqlite {
+    type Db = sqlx::Sqlite;
+    type Guard = tokio::sync::OwnedMutexGuard<()>;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
-    /// A write transaction. Writers queue on an in-process lock first, so they wait
-    /// their turn without SQLite's sleeping busy handler; `BEGIN IMMEDIATE` still
-    /// guards against other processes.
-    async fn write_tx(
-        &self,
-    ) -> StoreResult<(
-        tokio::sync::OwnedMutexGuard<()>,
-        Transaction<'static, Sqlite>,
-    )> {
+    fn error(e: sqlx::Error) -> StoreError {
+        backend(e)
+    }
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    /// Writers queue on an in-process lock first, so they wait their turn
+    /// without SQLite's sleeping busy handler; `BEGIN IMMEDIATE` still guards
+    /// against other processes.
+    async fn write_tx(&self) -> StoreResult<(Self::Guard, Tx<Self>)> {
         let writer = self.writer.clone().lock_owned().await;
         let tx = self
             .pool
@@ -240,190 +231,67 @@ impl SqliteStore {
             .map_err(backend)?;
         Ok((writer, tx))
     }
-}
 
-fn user_row(r: &SqliteRow) -> StoreResult<User> {
-    Ok(User {
-        id: parse_user_id(&r.try_get::<String, _>("id").map_err(backend)?)?,
-        name: r.try_get("name").map_err(backend)?,
-        email: r.try_get("email").map_err(backend)?,
-        handle: r.try_get("handle").map_err(backend)?,
-        password_hash: r.try_get("password_hash").map_err(backend)?,
-        accent_id: r.try_get("accent_id").map_err(backend)?,
-        locale: r.try_get("locale").map_err(backend)?,
-        picture: r.try_get("picture").map_err(backend)?,
-        created_at: r.try_get("created_at").map_err(backend)?,
-    })
-}
+    async fn enqueue_many(
+        tx: &mut Tx<Self>,
+        outgoing: Vec<Outgoing>,
+        at: i64,
+    ) -> StoreResult<Vec<Delivered>> {
+        enqueue_many(tx, outgoing, at).await
+    }
 
-fn cookie_row(r: &SqliteRow) -> StoreResult<Cookie> {
-    let persistent: bool = r.try_get("persistent").map_err(backend)?;
-    Ok(Cookie {
-        id: r.try_get("id").map_err(backend)?,
-        user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
-        label: r.try_get("label").map_err(backend)?,
-        kind: if persistent {
-            CookieKind::Persistent
-        } else {
-            CookieKind::Session
-        },
-        created_at: r.try_get("created_at").map_err(backend)?,
-        expires_at: r.try_get("expires_at").map_err(backend)?,
-    })
-}
-
-fn client_row(r: &SqliteRow) -> StoreResult<ClientRecord> {
-    Ok(ClientRecord {
-        user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
-        id: parse_client_id(r.try_get("id").map_err(backend)?),
-        kind: parse_client_type(&r.try_get::<String, _>("kind").map_err(backend)?)?,
-        class: parse_client_class(&r.try_get::<String, _>("class").map_err(backend)?)?,
-        model: r.try_get("model").map_err(backend)?,
-        label: r.try_get("label").map_err(backend)?,
-        cookie_label: r.try_get("cookie_label").map_err(backend)?,
-        created_at: r.try_get("created_at").map_err(backend)?,
-        trust: r.try_get("trust").map_err(backend)?,
-    })
-}
-
-fn prekey_row(r: &SqliteRow) -> StoreResult<PrekeyRecord> {
-    let id: i64 = r.try_get("id").map_err(backend)?;
-    Ok(PrekeyRecord {
-        id: u16::try_from(id).map_err(|_| StoreError::Backend(format!("prekey id {id}")))?,
-        key: r.try_get("key").map_err(backend)?,
-    })
-}
-
-fn tries(r: &SqliteRow) -> StoreResult<u32> {
-    let t: i64 = r.try_get("tries").map_err(backend)?;
-    u32::try_from(t).map_err(|_| StoreError::Backend(format!("tries {t}")))
-}
-
-/// `NotFound` unless the user has this device (inside the caller's transaction).
-async fn require_client(
-    tx: &mut Transaction<'static, Sqlite>,
-    user: UserId,
-    client: ClientId,
-) -> StoreResult<()> {
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM clients WHERE user_id = ? AND id = ?")
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .fetch_optional(&mut **tx)
+    async fn post(
+        &self,
+        id: ConversationId,
+        at: i64,
+        plan: DeliveryPlan,
+    ) -> StoreResult<Option<Posted>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.deliveries
+            .send(PostJob {
+                id,
+                at,
+                plan,
+                reply,
+            })
+            .map_err(|_| StoreError::Backend("the delivery writer has stopped".into()))?;
+        answer
             .await
-            .map_err(backend)?;
-    exists.map(|_| ()).ok_or(StoreError::NotFound)
-}
-
-async fn insert_prekeys(
-    tx: &mut Transaction<'static, Sqlite>,
-    user: UserId,
-    client: ClientId,
-    prekeys: &[PrekeyRecord],
-) -> StoreResult<()> {
-    for p in prekeys {
-        sqlx::query(
-            "INSERT INTO prekeys (user_id, client_id, id, key) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (user_id, client_id, id) DO UPDATE SET key = excluded.key",
-        )
-        .bind(user.to_string())
-        .bind(client_id(client))
-        .bind(i64::from(p.id))
-        .bind(&p.key)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
+            .map_err(|_| StoreError::Backend("the delivery writer has stopped".into()))?
     }
-    Ok(())
-}
 
-/// Deletes a device with its prekeys and the cookies with its cookie label.
-async fn remove_client(
-    tx: &mut Transaction<'static, Sqlite>,
-    user: UserId,
-    id: ClientId,
-) -> StoreResult<bool> {
-    let label: Option<Option<String>> = sqlx::query_scalar(
-        "DELETE FROM clients WHERE user_id = ? AND id = ? RETURNING cookie_label",
-    )
-    .bind(user.to_string())
-    .bind(client_id(id))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some(label) = label else { return Ok(false) };
-    if let Some(label) = label {
-        sqlx::query("DELETE FROM cookies WHERE user_id = ? AND label = ?")
-            .bind(user.to_string())
-            .bind(label)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    Ok(true)
-}
-
-/// Appends an event to one device's queue (nothing if the device is gone).
-async fn enqueue(
-    tx: &mut Transaction<'static, Sqlite>,
-    user: UserId,
-    client: ClientId,
-    notify: Notify<'_>,
-) -> StoreResult<Option<u64>> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "UPDATE queue_heads SET next_id = next_id + 1 WHERE user_id = ? AND client_id = ? \
-         RETURNING next_id - 1",
-    )
-    .bind(user.to_string())
-    .bind(client_id(client))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some(id) = id else { return Ok(None) };
-    sqlx::query(
-        "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(user.to_string())
-    .bind(client_id(client))
-    .bind(id)
-    .bind(notify.payload)
-    .bind(notify.at)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(Some(u64::try_from(id).map_err(|_| {
-        StoreError::Backend(format!("event id {id}"))
-    })?))
-}
-
-/// Appends an event to every device of a user but one.
-async fn enqueue_for_user(
-    tx: &mut Transaction<'static, Sqlite>,
-    user: UserId,
-    except: Option<ClientId>,
-    notify: Notify<'_>,
-) -> StoreResult<()> {
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE user_id = ?")
-        .bind(user.to_string())
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-    for id in ids
-        .into_iter()
-        .map(parse_client_id)
-        .filter(|id| Some(*id) != except)
-    {
-        enqueue(tx, user, id, notify).await?;
-    }
-    Ok(())
+    // SQLite writes one transaction at a time: nothing to lock.
+    const LOCK_USER: Option<&'static str> = None;
+    const LOCK_HEADS: Option<&'static str> = None;
+    const LOCK_CONVERSATION: &'static str =
+        "SELECT CAST(1 AS BIGINT) FROM conversations WHERE id = $1";
+    const DEVICES_OF: &'static str =
+        "SELECT user_id, id FROM clients WHERE user_id IN (SELECT value FROM json_each($1))";
+    const CLIENTS_OLDEST_FIRST: &'static str =
+        "SELECT * FROM clients WHERE user_id = $1 ORDER BY created_at, rowid";
+    const COOKIES_NEWEST_FIRST: &'static str =
+        "SELECT * FROM cookies WHERE user_id = $1 ORDER BY created_at, rowid";
+    const EVICT_COOKIES: &'static str = "DELETE FROM cookies WHERE user_id = $1 AND persistent = $2 AND id NOT IN \
+         (SELECT id FROM cookies WHERE user_id = $1 AND persistent = $2 \
+          ORDER BY created_at DESC, rowid DESC LIMIT $3)";
+    const RAISE_GENERATION: &'static str = "UPDATE clients SET generation = MAX(generation, $1) \
+         WHERE user_id = $2 AND id = $3 RETURNING generation";
+    // One statement: SQLite runs it under the write lock, so it is atomic.
+    const CLAIM_ONE_TIME_PREKEY: &'static str = "DELETE FROM prekeys WHERE rowid = (SELECT rowid FROM prekeys \
+         WHERE user_id = $1 AND client_id = $2 AND id <> 65535 ORDER BY id LIMIT 1) \
+         RETURNING id, key";
+    const ROSTER: &'static str = "SELECT m.user_id, c.id FROM conversation_members m \
+         LEFT JOIN clients c ON c.user_id = m.user_id \
+         WHERE m.conversation_id = $1 ORDER BY m.user_id, c.id";
+    const MEMBER_IDS: &'static str = "SELECT user_id FROM conversation_members \
+         WHERE conversation_id = $1 ORDER BY user_id";
 }
 
 /// Appends one event to each of many devices' queues in two statements (devices
 /// that are gone get none): the rows travel as one JSON parameter, which keeps a
 /// 50-member fan-out from paying for 100 statements.
 async fn enqueue_many(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Tx<Sqlite>,
     outgoing: Vec<Outgoing>,
     at: i64,
 ) -> StoreResult<Vec<Delivered>> {
@@ -437,7 +305,7 @@ async fn enqueue_many(
     let keys_json = serde_json::to_string(&keys).map_err(|e| StoreError::Backend(e.to_string()))?;
     let heads: Vec<(String, i64, i64)> = sqlx::query_as(
         "UPDATE queue_heads SET next_id = next_id + 1 \
-         WHERE (user_id, client_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?)) \
+         WHERE (user_id, client_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each($1)) \
          RETURNING user_id, client_id, next_id - 1",
     )
     .bind(&keys_json)
@@ -456,14 +324,14 @@ async fn enqueue_many(
         delivered.push(Delivered {
             user: o.user,
             client: o.client,
-            id: u64::try_from(id).map_err(|_| StoreError::Backend(format!("event id {id}")))?,
+            id: event_id(id)?,
             payload: o.payload,
         });
     }
     let rows_json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
     sqlx::query(
         "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ? FROM json_each(?)",
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $1 FROM json_each($2)",
     )
     .bind(at)
     .bind(&rows_json)
@@ -471,91 +339,4 @@ async fn enqueue_many(
     .await
     .map_err(backend)?;
     Ok(delivered)
-}
-
-/// The devices of a conversation's members, read inside `tx`.
-async fn roster_in(
-    tx: &mut Transaction<'static, Sqlite>,
-    conversation: ConversationId,
-) -> StoreResult<Roster> {
-    let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT m.user_id, c.id FROM conversation_members m \
-         LEFT JOIN clients c ON c.user_id = m.user_id \
-         WHERE m.conversation_id = ? ORDER BY m.user_id, c.id",
-    )
-    .bind(conversation.to_string())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    parley_store::columns::roster(rows)
-}
-
-/// The members of a conversation, read inside `tx`.
-async fn member_ids(
-    tx: &mut Transaction<'static, Sqlite>,
-    conversation: ConversationId,
-) -> StoreResult<Vec<UserId>> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT user_id FROM conversation_members WHERE conversation_id = ? ORDER BY user_id",
-    )
-    .bind(conversation.to_string())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    ids.iter().map(|u| parse_user_id(u)).collect()
-}
-
-async fn insert_conversation(
-    tx: &mut Transaction<'static, Sqlite>,
-    c: &ConversationRecord,
-    members: &[MemberRecord],
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO conversations (id, kind, name, creator, message_timer, receipt_mode, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(c.id.to_string())
-    .bind(conversation_kind(c.kind))
-    .bind(&c.name)
-    .bind(c.creator.to_string())
-    .bind(timer(c.message_timer))
-    .bind(i64::from(c.receipt_mode))
-    .bind(c.created_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    insert_members(tx, c.id, members).await
-}
-
-async fn insert_members(
-    tx: &mut Transaction<'static, Sqlite>,
-    conversation: ConversationId,
-    members: &[MemberRecord],
-) -> StoreResult<()> {
-    for m in members {
-        sqlx::query(
-            "INSERT INTO conversation_members (conversation_id, user_id, role) VALUES (?, ?, ?) \
-             ON CONFLICT (conversation_id, user_id) DO NOTHING",
-        )
-        .bind(conversation.to_string())
-        .bind(m.user.to_string())
-        .bind(role(m.role))
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| match backend(e) {
-            // The user does not exist (any more).
-            StoreError::Backend(_) => StoreError::NotFound,
-            other => other,
-        })?;
-    }
-    Ok(())
-}
-
-fn event_row(r: &SqliteRow) -> StoreResult<QueuedEvent> {
-    let id: i64 = r.try_get("id").map_err(backend)?;
-    Ok(QueuedEvent {
-        id: u64::try_from(id).map_err(|_| StoreError::Backend(format!("event id {id}")))?,
-        payload: r.try_get("payload").map_err(backend)?,
-        created_at: r.try_get("created_at").map_err(backend)?,
-    })
 }

@@ -1,9 +1,11 @@
 //! The server's storage, in domain operations.
 //!
 //! Owns: the [`Store`] trait (what the services may ask of storage, each operation
-//! atomic), its records, [`StoreError`], and [`conformance`], the one test story
-//! every backend must pass. Knows nothing about SQL, HTTP, passwords or tokens:
-//! secrets arrive already hashed, times as Unix seconds chosen by the caller.
+//! atomic), its records, [`StoreError`], [`conformance`], the one test story
+//! every backend must pass (with its model-based test), and [`memory`], the
+//! in-memory reference model every backend must agree with (for tests, not for
+//! production). Knows nothing about SQL, HTTP, passwords or tokens: secrets
+//! arrive already hashed, times as Unix seconds chosen by the caller.
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
@@ -13,6 +15,7 @@ use parley_api::{
 };
 
 pub mod conformance;
+pub mod memory;
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
@@ -639,38 +642,3 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
         plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>>;
 }
-
-/// The columns of a [`columns::ConnectionRow`], in order, as a literal for
-/// `concat!` (SQL text must be literal).
-#[macro_export]
-macro_rules! connection_columns {
-    () => {
-        "from_id, to_id, status, conversation_id, updated_at"
-    };
-}
-
-/// The columns of a [`columns::ConversationRow`], in order, each prefixed with
-/// the table alias given (for joins), as a literal for `concat!`.
-#[macro_export]
-macro_rules! conversation_columns {
-    ($t:literal) => {
-        concat!(
-            $t,
-            ".id, ",
-            $t,
-            ".kind, ",
-            $t,
-            ".name, ",
-            $t,
-            ".creator, ",
-            $t,
-            ".message_timer, ",
-            $t,
-            ".receipt_mode, ",
-            $t,
-            ".created_at"
-        )
-    };
-}
-
-pub mod columns;

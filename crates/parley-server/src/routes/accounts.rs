@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parley_api::{
     AccessToken, ChangePassword, ClientId, CookieList, Login, PasswordConfirmation,
@@ -12,7 +12,7 @@ use parley_api::{
 use serde::Deserialize;
 
 use super::{
-    ApiJson, ApiPath, ApiQuery, AppState, Auth, COOKIE_NAME, Peer, done, logged_in, user_token,
+    ApiJson, ApiPath, ApiQuery, AppState, Auth, Peer, done, logged_in, set_login_cookie, user_token,
 };
 use crate::error::ApiResult;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
@@ -74,10 +74,7 @@ pub(super) async fn refresh(
 pub(super) async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
     s.accounts.logout(&user_token(&headers)?).await?;
     let mut response = done().into_response();
-    let expired = format!("{COOKIE_NAME}=; Path=/v1/access; HttpOnly; SameSite=Strict; Max-Age=0");
-    if let Ok(v) = HeaderValue::from_str(&expired) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    set_login_cookie(&mut response, "", 0, false);
     Ok(response)
 }
 

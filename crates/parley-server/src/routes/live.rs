@@ -157,6 +157,12 @@ async fn serve(
                 Err(_) => return,
             },
             live = sub.live.recv() => match live {
+                // The expiry timer runs on the runtime's clock; the token's on the
+                // server's. Nothing is delivered past the latter either.
+                Ok(_) if s.notifications.now() >= me.expires => {
+                    close(&mut socket, "token-expired", send_timeout).await;
+                    return;
+                }
                 Ok(live) if live.client.is_none_or(|c| c == client) => {
                     let next = match live.id {
                         // Transient: send as it comes.

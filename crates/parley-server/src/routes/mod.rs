@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use cookie::{Cookie, SameSite};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ApiResult};
@@ -341,30 +342,39 @@ fn forwarded_address(entry: &str) -> Option<std::net::IpAddr> {
     Some(ip.to_canonical())
 }
 
-/// The user token from the `parley` cookie.
+/// The user token from the `parley` cookie (the first, if a client sent several).
 pub fn user_token(headers: &HeaderMap) -> ApiResult<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
-        .map(|(_, v)| v.to_owned())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE_NAME)
+        .map(|c| c.value().to_owned())
         .ok_or_else(|| ApiError::forbidden("missing-cookie", "no login cookie: log in first"))
+}
+
+/// Sets the login cookie on `response`: `value` for `max_age` seconds (0 removes
+/// it), sent back only to `/v1/access`, out of scripts' and other sites' reach, and
+/// only over HTTPS when `secure`.
+pub fn set_login_cookie(response: &mut Response, value: &str, max_age: i64, secure: bool) {
+    let cookie = Cookie::build((COOKIE_NAME, value))
+        .path("/v1/access")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .max_age(time::Duration::seconds(max_age))
+        .secure(secure)
+        .build();
+    if let Ok(v) = HeaderValue::from_str(&cookie.to_string()) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
 }
 
 /// A login answer: the access token as JSON and the user token as a cookie.
 pub fn logged_in(peer: &Peer, status: axum::http::StatusCode, l: LoggedIn) -> Response {
-    let secure = if peer.secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{COOKIE_NAME}={}; Path=/v1/access; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        l.user_token, l.cookie_seconds
-    );
     let mut response = (status, Json(l.access)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    set_login_cookie(&mut response, &l.user_token, l.cookie_seconds, peer.secure);
     response
 }
 
@@ -423,6 +433,50 @@ mod tests {
         assert!(
             peer_of(stranger, &h, true, &trusted).secure,
             "TLS of our own"
+        );
+    }
+
+    #[test]
+    fn the_login_cookie_is_read_and_written() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "other=1; parley=tok.en=; x=2".parse().expect("header"),
+        );
+        h.append(header::COOKIE, "parley=second".parse().expect("header"));
+        assert_eq!(user_token(&h).expect("a cookie"), "tok.en=", "the first");
+        assert!(user_token(&HeaderMap::new()).is_err());
+        let attributes = |value: &str, max_age: i64, secure: bool| {
+            let mut response = done().into_response();
+            set_login_cookie(&mut response, value, max_age, secure);
+            let c = response.headers()[header::SET_COOKIE]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            let mut parts: Vec<String> = c.split("; ").map(str::to_owned).collect();
+            parts.sort();
+            parts
+        };
+        assert_eq!(
+            attributes("tok", 60, true),
+            [
+                "HttpOnly",
+                "Max-Age=60",
+                "Path=/v1/access",
+                "SameSite=Strict",
+                "Secure",
+                "parley=tok"
+            ]
+        );
+        assert_eq!(
+            attributes("", 0, false),
+            [
+                "HttpOnly",
+                "Max-Age=0",
+                "Path=/v1/access",
+                "SameSite=Strict",
+                "parley="
+            ]
         );
     }
 }

@@ -211,8 +211,8 @@ impl Connections {
                     "invalid-transition",
                     format!(
                         "a connection that is {} cannot become {}",
-                        parley_store::columns::connection_status(from),
-                        parley_store::columns::connection_status(status)
+                        from.as_str(),
+                        status.as_str()
                     ),
                 )),
             }

@@ -2,7 +2,10 @@
 //!
 //! Each backend's tests expand [`conformance_tests!`](crate::conformance_tests):
 //! one test per scenario, each on a fresh, empty store. The story uses only the
-//! store traits, so the same expectations hold for every backend.
+//! store traits, so the same expectations hold for every backend. They also
+//! expand [`model_tests!`](crate::model_tests): the [`model`]-based test, random
+//! sequences of operations whose every answer must be the reference model's
+//! ([`crate::memory::MemoryStore`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ mod accounts;
 mod connections;
 mod conversations;
 mod devices;
+pub mod model;
 mod queues;
 
 use accounts::*;
@@ -119,6 +123,22 @@ macro_rules! conformance_tests {
         fn every_scenario_has_a_test() {
             let listed: &[&str] = &[$(stringify!($name)),*];
             assert_eq!(listed, $crate::conformance::SCENARIOS);
+        }
+    };
+}
+
+/// One `#[test]`, `agrees_with_the_model`, running the model-based test
+/// ([`model::run`]): proptest sequences of operations (24, or as many as
+/// `PARLEY_MODEL_CASES` says), each on a fresh store from `$open` (the same
+/// function as for [`conformance_tests!`](crate::conformance_tests): `None`
+/// skips, after the function has said why) and a fresh reference model. The
+/// backend needs no dependency of its own: the test builds its own runtime.
+#[macro_export]
+macro_rules! model_tests {
+    ($open:path) => {
+        #[test]
+        fn agrees_with_the_model() {
+            $crate::conformance::model::run($open);
         }
     };
 }

@@ -1,9 +1,36 @@
-//! Devices: registration and removal, prekeys, send generations and push endpoints, on PostgreSQL.
+//! Devices: registration and removal, prekeys, send generations and push endpoints.
 
-use super::*;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use parley_api::{ClientId, ClientType, UserId};
+use parley_store::{
+    AddedClient, ClientRecord, DeviceStore, Notify, PrekeyRecord, StoreError, StoreResult,
+};
+
+use crate::columns::{ClientRow, client_class, client_id, client_type, parse_client_id, prekey};
+use crate::{Dialect, SqlStore};
 
 #[async_trait]
-impl DeviceStore for PostgresStore {
+impl<D> DeviceStore for SqlStore<D>
+where
+    D: Dialect,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<i32>: Encode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
+{
     async fn add_client(
         &self,
         c: &ClientRecord,
@@ -11,7 +38,7 @@ impl DeviceStore for PostgresStore {
         max_permanent: usize,
         notify: Notify<'_>,
     ) -> StoreResult<AddedClient> {
-        let mut tx = self.user_tx(c.user).await?;
+        let (_guard, mut tx) = self.user_tx(c.user).await?;
         let mut added = AddedClient::default();
         match c.kind {
             ClientType::Permanent => {
@@ -21,7 +48,7 @@ impl DeviceStore for PostgresStore {
                 .bind(c.user.to_string())
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(backend)?;
+                .map_err(D::error)?;
                 if usize::try_from(count).unwrap_or(usize::MAX) >= max_permanent {
                     return Err(StoreError::TooManyClients);
                 }
@@ -33,9 +60,9 @@ impl DeviceStore for PostgresStore {
                 .bind(c.user.to_string())
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(backend)?;
+                .map_err(D::error)?;
                 if let Some(old) = old {
-                    remove_client(&mut tx, c.user, parse_client_id(old)).await?;
+                    Self::remove_client(&mut tx, c.user, parse_client_id(old)).await?;
                     added.replaced = Some(parse_client_id(old));
                 }
             }
@@ -55,42 +82,43 @@ impl DeviceStore for PostgresStore {
         .bind(&c.trust)
         .execute(&mut *tx)
         .await
-        .map_err(backend)?;
-        insert_prekeys(&mut tx, c.user, c.id, prekeys).await?;
+        .map_err(D::error)?;
+        Self::insert_prekeys(&mut tx, c.user, c.id, prekeys).await?;
         sqlx::query("INSERT INTO queue_heads (user_id, client_id) VALUES ($1, $2)")
             .bind(c.user.to_string())
             .bind(client_id(c.id))
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-        fan_out(
+            .map_err(D::error)?;
+        Self::fan_out(
             &mut tx,
             &[(c.user, notify.payload)],
             Some((c.user, c.id)),
             notify.at,
         )
         .await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await.map_err(D::error)?;
         Ok(added)
     }
 
     async fn clients(&self, user: UserId) -> StoreResult<Vec<ClientRecord>> {
-        let rows = sqlx::query("SELECT * FROM clients WHERE user_id = $1 ORDER BY created_at, seq")
+        let rows: Vec<ClientRow> = sqlx::query_as(D::CLIENTS_OLDEST_FIRST)
             .bind(user.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await
-            .map_err(backend)?;
-        rows.iter().map(client_row).collect()
+            .map_err(D::error)?;
+        rows.into_iter().map(ClientRow::record).collect()
     }
 
     async fn client(&self, user: UserId, id: ClientId) -> StoreResult<Option<ClientRecord>> {
-        let row = sqlx::query("SELECT * FROM clients WHERE user_id = $1 AND id = $2")
-            .bind(user.to_string())
-            .bind(client_id(id))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(client_row).transpose()
+        let row: Option<ClientRow> =
+            sqlx::query_as("SELECT * FROM clients WHERE user_id = $1 AND id = $2")
+                .bind(user.to_string())
+                .bind(client_id(id))
+                .fetch_optional(self.pool())
+                .await
+                .map_err(D::error)?;
+        row.map(ClientRow::record).transpose()
     }
 
     async fn delete_client(
@@ -99,13 +127,13 @@ impl DeviceStore for PostgresStore {
         id: ClientId,
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let mut tx = self.user_tx(user).await?;
-        lock_heads(&mut tx, user).await?;
-        if !remove_client(&mut tx, user, id).await? {
+        let (_guard, mut tx) = self.user_tx(user).await?;
+        Self::lock_heads(&mut tx, user).await?;
+        if !Self::remove_client(&mut tx, user, id).await? {
             return Err(StoreError::NotFound);
         }
-        fan_out(&mut tx, &[(user, notify.payload)], None, notify.at).await?;
-        tx.commit().await.map_err(backend)
+        Self::fan_out(&mut tx, &[(user, notify.payload)], None, notify.at).await?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn add_prekeys(
@@ -114,10 +142,10 @@ impl DeviceStore for PostgresStore {
         client: ClientId,
         prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
-        require_client(&mut tx, user, client).await?;
-        insert_prekeys(&mut tx, user, client, prekeys).await?;
-        tx.commit().await.map_err(backend)
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        Self::require_client(&mut tx, user, client).await?;
+        Self::insert_prekeys(&mut tx, user, client, prekeys).await?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn count_prekeys(&self, user: UserId, client: ClientId) -> StoreResult<u64> {
@@ -126,9 +154,9 @@ impl DeviceStore for PostgresStore {
         )
         .bind(user.to_string())
         .bind(client_id(client))
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -138,15 +166,13 @@ impl DeviceStore for PostgresStore {
         client: ClientId,
         generation: u64,
     ) -> StoreResult<Option<u64>> {
-        let g: Option<i64> = sqlx::query_scalar(
-            "UPDATE clients SET generation = GREATEST(generation, $1) WHERE user_id = $2 AND id = $3 RETURNING generation",
-        )
-        .bind(i64::try_from(generation).unwrap_or(i64::MAX))
-        .bind(user.to_string())
-        .bind(client_id(client))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        let g: Option<i64> = sqlx::query_scalar(D::RAISE_GENERATION)
+            .bind(i64::try_from(generation).unwrap_or(i64::MAX))
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .fetch_optional(self.pool())
+            .await
+            .map_err(D::error)?;
         Ok(g.map(|g| u64::try_from(g).unwrap_or(0)))
     }
 
@@ -156,32 +182,27 @@ impl DeviceStore for PostgresStore {
         client: ClientId,
         one_time: bool,
     ) -> StoreResult<Option<PrekeyRecord>> {
-        // One statement: the row is locked as it is chosen, and a concurrent claim
-        // skips it rather than waiting for it, so no prekey is handed out twice.
+        // One statement, which the dialect makes atomic.
         if one_time {
-            let claimed = sqlx::query(
-                "DELETE FROM prekeys WHERE seq = (SELECT seq FROM prekeys \
-                 WHERE user_id = $1 AND client_id = $2 AND id <> 65535 ORDER BY id LIMIT 1 \
-                 FOR UPDATE SKIP LOCKED) RETURNING id, key",
-            )
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+            let claimed: Option<(i64, String)> = sqlx::query_as(D::CLAIM_ONE_TIME_PREKEY)
+                .bind(user.to_string())
+                .bind(client_id(client))
+                .fetch_optional(self.pool())
+                .await
+                .map_err(D::error)?;
             if let Some(row) = claimed {
-                return prekey_row(&row).map(Some);
+                return prekey(row).map(Some);
             }
         }
-        let last = sqlx::query(
+        let last: Option<(i64, String)> = sqlx::query_as(
             "SELECT id, key FROM prekeys WHERE user_id = $1 AND client_id = $2 AND id = 65535",
         )
         .bind(user.to_string())
         .bind(client_id(client))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
-        .map_err(backend)?;
-        last.as_ref().map(prekey_row).transpose()
+        .map_err(D::error)?;
+        last.map(prekey).transpose()
     }
 
     async fn set_push_endpoint(
@@ -190,8 +211,8 @@ impl DeviceStore for PostgresStore {
         client: ClientId,
         url: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
-        require_client(&mut tx, user, client).await?;
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        Self::require_client(&mut tx, user, client).await?;
         match url {
             Some(url) => sqlx::query(
                 "INSERT INTO push_endpoints (user_id, client_id, url) VALUES ($1, $2, $3) \
@@ -206,16 +227,16 @@ impl DeviceStore for PostgresStore {
         }
         .execute(&mut *tx)
         .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        .map_err(D::error)?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
         sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
             .bind(user.to_string())
             .bind(client_id(client))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await
-            .map_err(backend)
+            .map_err(D::error)
     }
 }

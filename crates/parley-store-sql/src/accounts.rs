@@ -1,9 +1,37 @@
-//! Accounts: activation codes, users, cookies, password resets and the recovery bundle, on PostgreSQL.
+//! Accounts: activation codes, users, cookies, password resets and the recovery bundle.
 
-use super::*;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use parley_api::{CookieKind, UserId};
+use parley_store::{
+    AccountStore, ActivationCode, Cookie, Notify, PasswordReset, ProfileUpdate, StoreError,
+    StoreResult, User,
+};
+
+use crate::columns::{ActivationRow, CookieRow, ResetRow, UserRow, tries, user_columns};
+use crate::{Dialect, SqlStore};
 
 #[async_trait]
-impl AccountStore for PostgresStore {
+impl<D> AccountStore for SqlStore<D>
+where
+    D: Dialect,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<i32>: Encode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
+{
     async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES ($1, $2, $3, $4) \
@@ -14,52 +42,45 @@ impl AccountStore for PostgresStore {
         .bind(&c.code_hash)
         .bind(c.expires_at)
         .bind(i64::from(c.tries))
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         Ok(())
     }
 
     async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>> {
-        let row = sqlx::query("SELECT * FROM activation_codes WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.map(|r| {
-            Ok(ActivationCode {
-                email: r.try_get("email").map_err(backend)?,
-                code_hash: r.try_get("code_hash").map_err(backend)?,
-                expires_at: r.try_get("expires_at").map_err(backend)?,
-                tries: tries(&r)?,
-            })
-        })
-        .transpose()
+        let row: Option<ActivationRow> =
+            sqlx::query_as("SELECT * FROM activation_codes WHERE email = $1")
+                .bind(email)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(D::error)?;
+        row.map(ActivationRow::record).transpose()
     }
 
     async fn count_activation_try(&self, email: &str) -> StoreResult<u32> {
-        let row = sqlx::query(
+        let t: i64 = sqlx::query_scalar(
             "UPDATE activation_codes SET tries = tries + 1 WHERE email = $1 RETURNING tries",
         )
         .bind(email)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
-        .map_err(backend)?
+        .map_err(D::error)?
         .ok_or(StoreError::NotFound)?;
-        tries(&row)
+        tries(t)
     }
 
     async fn delete_activation_code(&self, email: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM activation_codes WHERE email = $1")
             .bind(email)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
-            .map_err(backend)?;
+            .map_err(D::error)?;
         Ok(())
     }
 
     async fn create_user(&self, u: &User) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
         sqlx::query(
             "INSERT INTO users (id, name, email, handle, password_hash, accent_id, locale, \
              picture, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -75,40 +96,52 @@ impl AccountStore for PostgresStore {
         .bind(u.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         sqlx::query("DELETE FROM activation_codes WHERE email = $1")
             .bind(&u.email)
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+            .map_err(D::error)?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_row).transpose()
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(D::error)?;
+        row.map(UserRow::record).transpose()
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE email = $1")
-            .bind(email)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_row).transpose()
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(D::error)?;
+        row.map(UserRow::record).transpose()
     }
 
     async fn user_by_handle(&self, handle: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE handle = $1")
-            .bind(handle)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(user_row).transpose()
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE handle = $1"
+        ))
+        .bind(handle)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(D::error)?;
+        row.map(UserRow::record).transpose()
     }
 
     async fn update_profile(
@@ -117,7 +150,7 @@ impl AccountStore for PostgresStore {
         p: &ProfileUpdate,
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let mut tx = self.user_tx(id).await?;
+        let (_guard, mut tx) = self.user_tx(id).await?;
         let done = sqlx::query(
             "UPDATE users SET name = COALESCE($1, name), accent_id = COALESCE($2, accent_id), \
              locale = COALESCE($3, locale), picture = CASE WHEN $4 THEN $5 ELSE picture END \
@@ -131,22 +164,22 @@ impl AccountStore for PostgresStore {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
+        .map_err(D::error)?;
+        if D::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
-        fan_out(&mut tx, &[(id, notify.payload)], None, notify.at).await?;
-        tx.commit().await.map_err(backend)
+        Self::fan_out(&mut tx, &[(id, notify.payload)], None, notify.at).await?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()> {
         let done = sqlx::query("UPDATE users SET handle = $1 WHERE id = $2")
             .bind(handle)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
+            .map_err(D::error)?;
+        if D::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
@@ -156,50 +189,50 @@ impl AccountStore for PostgresStore {
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
+            .map_err(D::error)?;
+        if D::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
     }
 
     async fn change_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
+        let (_guard, mut tx) = self.user_tx(id).await?;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-        if done.rows_affected() == 0 {
+            .map_err(D::error)?;
+        if D::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
         sqlx::query("DELETE FROM cookies WHERE user_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+            .map_err(D::error)?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn delete_user(&self, id: UserId) -> StoreResult<()> {
         // Cookies, devices (with their prekeys and queues), resets, connections and
         // memberships go by ON DELETE CASCADE.
-        let mut tx = self.user_tx(id).await?;
-        lock_heads(&mut tx, id).await?;
+        let (_guard, mut tx) = self.user_tx(id).await?;
+        Self::lock_heads(&mut tx, id).await?;
         sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+            .map_err(D::error)?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn add_cookie(&self, c: &Cookie, max_per_kind: usize) -> StoreResult<()> {
         let persistent = c.kind == CookieKind::Persistent;
-        let mut tx = self.user_tx(c.user).await?;
+        let (_guard, mut tx) = self.user_tx(c.user).await?;
         sqlx::query(
             "INSERT INTO cookies (user_id, id, label, persistent, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -212,65 +245,60 @@ impl AccountStore for PostgresStore {
         .bind(c.expires_at)
         .execute(&mut *tx)
         .await
-        .map_err(backend)?;
-        sqlx::query(
-            "DELETE FROM cookies WHERE user_id = $1 AND persistent = $2 AND id NOT IN \
-             (SELECT id FROM cookies WHERE user_id = $1 AND persistent = $2 \
-              ORDER BY created_at DESC, seq DESC LIMIT $3)",
-        )
-        .bind(c.user.to_string())
-        .bind(persistent)
-        .bind(i64::try_from(max_per_kind).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        .map_err(D::error)?;
+        sqlx::query(D::EVICT_COOKIES)
+            .bind(c.user.to_string())
+            .bind(persistent)
+            .bind(i64::try_from(max_per_kind).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(D::error)?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn cookie(&self, user: UserId, id: &str) -> StoreResult<Option<Cookie>> {
-        let row = sqlx::query("SELECT * FROM cookies WHERE user_id = $1 AND id = $2")
-            .bind(user.to_string())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(cookie_row).transpose()
+        let row: Option<CookieRow> =
+            sqlx::query_as("SELECT * FROM cookies WHERE user_id = $1 AND id = $2")
+                .bind(user.to_string())
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(D::error)?;
+        row.map(CookieRow::record).transpose()
     }
 
     async fn cookies(&self, user: UserId) -> StoreResult<Vec<Cookie>> {
-        let rows = sqlx::query(
-            "SELECT * FROM cookies WHERE user_id = $1 ORDER BY created_at DESC, seq DESC",
-        )
-        .bind(user.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(cookie_row).collect()
+        let rows: Vec<CookieRow> = sqlx::query_as(D::COOKIES_NEWEST_FIRST)
+            .bind(user.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(D::error)?;
+        rows.into_iter().map(CookieRow::record).collect()
     }
 
     async fn remove_cookie(&self, user: UserId, id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND id = $2")
             .bind(user.to_string())
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
-            .map_err(backend)?;
+            .map_err(D::error)?;
         Ok(())
     }
 
     async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64> {
-        let mut tx = self.tx().await?;
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
         let mut removed = 0;
         for label in labels {
-            removed += sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND label = $2")
+            let done = sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND label = $2")
                 .bind(user.to_string())
                 .bind(label)
                 .execute(&mut *tx)
                 .await
-                .map_err(backend)?
-                .rows_affected();
+                .map_err(D::error)?;
+            removed += D::rows_affected(&done);
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await.map_err(D::error)?;
         Ok(removed)
     }
 
@@ -293,48 +321,39 @@ impl AccountStore for PostgresStore {
         .bind(i64::from(r.tries))
         .bind(now)
         .bind(i64::from(max_tries))
-        .execute(&self.pool)
+        .execute(self.pool())
         .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        .map_err(D::error)?;
+        Ok(D::rows_affected(&done) == 1)
     }
 
     async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
-        let row = sqlx::query("SELECT * FROM password_resets WHERE key = $1")
+        let row: Option<ResetRow> = sqlx::query_as("SELECT * FROM password_resets WHERE key = $1")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await
-            .map_err(backend)?;
-        row.map(|r| {
-            Ok(PasswordReset {
-                key: r.try_get("key").map_err(backend)?,
-                user: parse_user_id(&r.try_get::<String, _>("user_id").map_err(backend)?)?,
-                code_hash: r.try_get("code_hash").map_err(backend)?,
-                expires_at: r.try_get("expires_at").map_err(backend)?,
-                tries: tries(&r)?,
-            })
-        })
-        .transpose()
+            .map_err(D::error)?;
+        row.map(ResetRow::record).transpose()
     }
 
     async fn count_password_reset_try(&self, key: &str) -> StoreResult<u32> {
-        let row = sqlx::query(
+        let t: i64 = sqlx::query_scalar(
             "UPDATE password_resets SET tries = tries + 1 WHERE key = $1 RETURNING tries",
         )
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
-        .map_err(backend)?
+        .map_err(D::error)?
         .ok_or(StoreError::NotFound)?;
-        tries(&row)
+        tries(t)
     }
 
     async fn delete_password_reset(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM password_resets WHERE key = $1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
-            .map_err(backend)?;
+            .map_err(D::error)?;
         Ok(())
     }
 
@@ -344,14 +363,14 @@ impl AccountStore for PostgresStore {
         user: UserId,
         hash: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.user_tx(user).await?;
+        let (_guard, mut tx) = self.user_tx(user).await?;
         let gone = sqlx::query("DELETE FROM password_resets WHERE key = $1 AND user_id = $2")
             .bind(key)
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-        if gone.rows_affected() == 0 {
+            .map_err(D::error)?;
+        if D::rows_affected(&gone) == 0 {
             return Err(StoreError::NotFound);
         }
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
@@ -359,23 +378,23 @@ impl AccountStore for PostgresStore {
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
+            .map_err(D::error)?;
         sqlx::query("DELETE FROM cookies WHERE user_id = $1")
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+            .map_err(D::error)?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
         let updated = sqlx::query("UPDATE users SET recovery_bundle = $1 WHERE id = $2")
             .bind(bundle)
             .bind(user.to_string())
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
-            .map_err(backend)?;
-        if updated.rows_affected() == 0 {
+            .map_err(D::error)?;
+        if D::rows_affected(&updated) == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
@@ -385,9 +404,9 @@ impl AccountStore for PostgresStore {
         let row: Option<Option<Vec<u8>>> =
             sqlx::query_scalar("SELECT recovery_bundle FROM users WHERE id = $1")
                 .bind(user.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool())
                 .await
-                .map_err(backend)?;
+                .map_err(D::error)?;
         Ok(row.flatten())
     }
 }

@@ -1,9 +1,34 @@
-//! Connections between users, blocks, and who shares a conversation, on PostgreSQL.
+//! Connections between users, blocks, and who shares a conversation.
 
-use super::*;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use parley_api::UserId;
+use parley_store::{ConnectionChange, ConnectionRecord, ConnectionStore, StoreError, StoreResult};
+
+use crate::columns::{self, ConnectionRow, connection_columns, connection_status, parse_user_id};
+use crate::{Dialect, SqlStore};
 
 #[async_trait]
-impl ConnectionStore for PostgresStore {
+impl<D> ConnectionStore for SqlStore<D>
+where
+    D: Dialect,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<i32>: Encode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
+{
     async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>> {
         let row: Option<ConnectionRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -12,9 +37,9 @@ impl ConnectionStore for PostgresStore {
         ))
         .bind(from.to_string())
         .bind(to.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         row.map(columns::connection).transpose()
     }
 
@@ -25,48 +50,43 @@ impl ConnectionStore for PostgresStore {
             " FROM connections WHERE from_id = $1 ORDER BY updated_at DESC, to_id"
         ))
         .bind(from.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         rows.into_iter().map(columns::connection).collect()
     }
 
     async fn blocks_involving(&self, user: UserId) -> StoreResult<Vec<UserId>> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT to_id FROM connections WHERE from_id = $1 AND status = 'blocked' UNION SELECT from_id FROM connections WHERE to_id = $1 AND status = 'blocked'")
+        let ids: Vec<String> = sqlx::query_scalar("SELECT to_id FROM connections WHERE from_id = $1 AND status = 'blocked' UNION SELECT from_id FROM connections WHERE to_id = $2 AND status = 'blocked'")
         .bind(user.to_string())
-        .fetch_all(&self.pool)
+        .bind(user.to_string())
+        .fetch_all(self.pool())
         .await
-        .map_err(backend)?;
-        ids.iter()
-            .map(|id| parley_store::columns::parse_user_id(id))
-            .collect()
+        .map_err(D::error)?;
+        ids.iter().map(|id| parse_user_id(id)).collect()
     }
 
     async fn share_conversation(&self, a: UserId, b: UserId) -> StoreResult<bool> {
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM conversation_members a JOIN conversation_members b ON a.conversation_id = b.conversation_id WHERE a.user_id = $1 AND b.user_id = $2)")
         .bind(a.to_string())
         .bind(b.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await
-        .map_err(backend)
+        .map_err(D::error)
     }
 
     async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
         // Both users' rows, in id order, so two changes to one pair queue.
-        let mut users: Vec<String> = change
+        let mut users: Vec<UserId> = change
             .sides
             .iter()
-            .flat_map(|(s, _)| [s.from.to_string(), s.to.to_string()])
+            .flat_map(|(s, _)| [s.from, s.to])
             .collect();
-        users.sort();
+        users.sort_by_key(ToString::to_string);
         users.dedup();
-        for user in &users {
-            sqlx::query("SELECT 1::BIGINT FROM users WHERE id = $1 FOR UPDATE")
-                .bind(user)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
+        for user in users {
+            Self::lock_user(&mut tx, user).await?;
         }
         for (side, expected) in &change.sides {
             let now: Option<String> = sqlx::query_scalar(
@@ -76,13 +96,13 @@ impl ConnectionStore for PostgresStore {
             .bind(side.to.to_string())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(backend)?;
+            .map_err(D::error)?;
             if now.as_deref() != expected.map(connection_status) {
                 return Err(StoreError::Conflict("connection"));
             }
         }
         if let Some((conversation, members)) = &change.conversation {
-            insert_conversation(&mut tx, conversation, members).await?;
+            Self::insert_conversation(&mut tx, conversation, members).await?;
         }
         for (side, _) in &change.sides {
             sqlx::query(
@@ -98,7 +118,7 @@ impl ConnectionStore for PostgresStore {
             .bind(side.updated_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| match backend(e) {
+            .map_err(|e| match D::error(e) {
                 StoreError::Backend(_) => StoreError::NotFound,
                 other => other,
             })?;
@@ -108,7 +128,7 @@ impl ConnectionStore for PostgresStore {
             .iter()
             .map(|(user, payload)| (*user, payload.as_str()))
             .collect();
-        fan_out(&mut tx, &events, None, change.at).await?;
-        tx.commit().await.map_err(backend)
+        Self::fan_out(&mut tx, &events, None, change.at).await?;
+        tx.commit().await.map_err(D::error)
     }
 }

@@ -1,36 +1,64 @@
-//! Conversations, members, rosters and message delivery, on PostgreSQL.
+//! Conversations, members, rosters and message delivery.
 
-use super::*;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use parley_api::{ConversationId, UserId};
+use parley_store::{
+    ConversationChange, ConversationRecord, ConversationStore, DeliveryPlan, MemberRecord, Notify,
+    Posted, Roster, StoreError, StoreResult,
+};
+
+use crate::columns::{self, ConversationRow, conversation_columns, role, timer};
+use crate::{Dialect, SqlStore};
 
 #[async_trait]
-impl ConversationStore for PostgresStore {
+impl<D> ConversationStore for SqlStore<D>
+where
+    D: Dialect,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<i32>: Encode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
+{
     async fn create_conversation(
         &self,
         conversation: &ConversationRecord,
         members: &[MemberRecord],
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
-        insert_conversation(&mut tx, conversation, members).await?;
-        let events: Vec<(UserId, &str)> = member_ids(&mut tx, conversation.id)
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        Self::insert_conversation(&mut tx, conversation, members).await?;
+        let events: Vec<(UserId, &str)> = Self::member_ids(&mut tx, conversation.id)
             .await?
             .into_iter()
             .map(|user| (user, notify.payload))
             .collect();
-        fan_out(&mut tx, &events, None, notify.at).await?;
-        tx.commit().await.map_err(backend)
+        Self::fan_out(&mut tx, &events, None, notify.at).await?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
         let row: Option<ConversationRow> = sqlx::query_as(concat!(
             "SELECT ",
-            conversation_columns!("c"),
+            conversation_columns!(),
             " FROM conversations c WHERE c.id = $1"
         ))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         row.map(columns::conversation).transpose()
     }
 
@@ -40,9 +68,9 @@ impl ConversationStore for PostgresStore {
              ORDER BY user_id",
         )
         .bind(id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         rows.into_iter().map(columns::member).collect()
     }
 
@@ -54,16 +82,16 @@ impl ConversationStore for PostgresStore {
     ) -> StoreResult<Vec<ConversationRecord>> {
         let rows: Vec<ConversationRow> = sqlx::query_as(concat!(
             "SELECT ",
-            conversation_columns!("c"),
+            conversation_columns!(),
             " FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.user_id = $1 AND m.conversation_id > $2 ORDER BY m.conversation_id LIMIT $3"
         ))
         .bind(user.to_string())
         .bind(after.map(|a| a.to_string()).unwrap_or_default())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
-        .map_err(backend)?;
+        .map_err(D::error)?;
         rows.into_iter().map(columns::conversation).collect()
     }
 
@@ -73,21 +101,20 @@ impl ConversationStore for PostgresStore {
         change: &ConversationChange,
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let mut tx = self.tx().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM conversations WHERE id = $1 FOR UPDATE")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let exists: Option<i64> = sqlx::query_scalar(D::LOCK_CONVERSATION)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(D::error)?;
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
-        let mut told = member_ids(&mut tx, id).await?;
+        let mut told = Self::member_ids(&mut tx, id).await?;
         match change {
             ConversationChange::AddMembers { members, max } => {
-                insert_members(&mut tx, id, members).await?;
-                let after = member_ids(&mut tx, id).await?;
+                Self::insert_members(&mut tx, id, members).await?;
+                let after = Self::member_ids(&mut tx, id).await?;
                 if after.len() > *max {
                     return Err(StoreError::Limit("members"));
                 }
@@ -101,8 +128,8 @@ impl ConversationStore for PostgresStore {
                 .bind(user.to_string())
                 .execute(&mut *tx)
                 .await
-                .map_err(backend)?;
-                if gone.rows_affected() == 0 {
+                .map_err(D::error)?;
+                if D::rows_affected(&gone) == 0 {
                     return Err(StoreError::NotFound);
                 }
             }
@@ -115,8 +142,8 @@ impl ConversationStore for PostgresStore {
                 .bind(member.user.to_string())
                 .execute(&mut *tx)
                 .await
-                .map_err(backend)?;
-                if changed.rows_affected() == 0 {
+                .map_err(D::error)?;
+                if D::rows_affected(&changed) == 0 {
                     return Err(StoreError::NotFound);
                 }
             }
@@ -126,7 +153,7 @@ impl ConversationStore for PostgresStore {
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await
-                    .map_err(backend)?;
+                    .map_err(D::error)?;
             }
             ConversationChange::MessageTimer(ms) => {
                 sqlx::query("UPDATE conversations SET message_timer = $1 WHERE id = $2")
@@ -134,7 +161,7 @@ impl ConversationStore for PostgresStore {
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await
-                    .map_err(backend)?;
+                    .map_err(D::error)?;
             }
             ConversationChange::ReceiptMode(mode) => {
                 sqlx::query("UPDATE conversations SET receipt_mode = $1 WHERE id = $2")
@@ -142,30 +169,30 @@ impl ConversationStore for PostgresStore {
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await
-                    .map_err(backend)?;
+                    .map_err(D::error)?;
             }
         }
         let events: Vec<(UserId, &str)> = told
             .into_iter()
             .map(|user| (user, notify.payload))
             .collect();
-        fan_out(&mut tx, &events, None, notify.at).await?;
-        tx.commit().await.map_err(backend)
+        Self::fan_out(&mut tx, &events, None, notify.at).await?;
+        tx.commit().await.map_err(D::error)
     }
 
     async fn roster(&self, id: ConversationId) -> StoreResult<Option<Roster>> {
-        let mut tx = self.tx().await?;
+        let mut tx = self.pool().begin().await.map_err(D::error)?;
         let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM conversations WHERE id = $1")
+            sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM conversations WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(backend)?;
+                .map_err(D::error)?;
         if exists.is_none() {
             return Ok(None);
         }
-        let roster = roster_in(&mut tx, id).await?;
-        tx.commit().await.map_err(backend)?;
+        let roster = Self::roster_in(&mut tx, id).await?;
+        tx.commit().await.map_err(D::error)?;
         Ok(Some(roster))
     }
 
@@ -175,43 +202,6 @@ impl ConversationStore for PostgresStore {
         at: i64,
         plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
-        // The conversation's row lock serialises its deliveries with each other
-        // and with membership changes (which take it too). The roster is read in
-        // a second statement: under READ COMMITTED a statement sees the data as
-        // of its own start, so one that waited for the lock would see the
-        // members from before a join or leave that committed meanwhile.
-        let mut tx = self.tx().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM conversations WHERE id = $1 FOR UPDATE")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT m.user_id, c.id FROM conversation_members m \
-             LEFT JOIN clients c ON c.user_id = m.user_id \
-             WHERE m.conversation_id = $1 \
-             ORDER BY m.user_id COLLATE \"C\", c.id",
-        )
-        .bind(id.to_string())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let roster = columns::roster(rows)?;
-        let Some(outgoing) = plan(&roster) else {
-            return Ok(Some(Posted {
-                roster,
-                delivered: None,
-            }));
-        };
-        let delivered = enqueue_many(&mut tx, outgoing, at).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(Posted {
-            roster,
-            delivered: Some(delivered),
-        }))
+        self.dialect.post(id, at, plan).await
     }
 }

@@ -1,0 +1,113 @@
+//! The SQL both store backends share.
+//!
+//! Owns: every store operation whose SQL reads the same on SQLite and
+//! PostgreSQL, written once over sqlx's generic `Database` as [`SqlStore`]; how
+//! rows are decoded and how enums are written in columns ([`columns`]); the one
+//! fan-out every change's events go through. A backend supplies a [`Dialect`]:
+//! its pool and transactions, the few statements whose text differs (locks,
+//! insertion order), its bulk enqueue and its message delivery. Knows nothing
+//! of which database runs underneath; never holds a connection itself.
+//!
+//! Statements use `$1`-style parameters, which both drivers read.
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use parley_api::ConversationId;
+use parley_store::{Delivered, DeliveryPlan, Outgoing, Posted, StoreError, StoreResult};
+use sqlx::{Database, Pool, Transaction};
+
+mod accounts;
+pub mod columns;
+mod connections;
+mod conversations;
+mod devices;
+mod queues;
+mod shared;
+
+/// A transaction on a dialect's database.
+pub type Tx<D> = Transaction<'static, <D as Dialect>::Db>;
+
+/// What a backend brings: its database, how it opens transactions and takes
+/// locks, and the statements whose text differs between databases.
+#[async_trait]
+pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
+    /// The sqlx database.
+    type Db: Database;
+    /// Held as long as a write transaction is open (SQLite queues its writers
+    /// in process; PostgreSQL needs nothing).
+    type Guard: Send;
+
+    /// The connection pool.
+    fn pool(&self) -> &Pool<Self::Db>;
+    /// A database error as a store error (unique violations name the rule).
+    fn error(e: sqlx::Error) -> StoreError;
+    /// How many rows a statement changed.
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+    /// A transaction for a change.
+    async fn write_tx(&self) -> StoreResult<(Self::Guard, Tx<Self>)>;
+    /// Appends one event to each of many devices' queues (devices that are gone
+    /// get none), locking queue heads in (user, device) order.
+    async fn enqueue_many(
+        tx: &mut Tx<Self>,
+        outgoing: Vec<Outgoing>,
+        at: i64,
+    ) -> StoreResult<Vec<Delivered>>;
+    /// Delivers a message (see `ConversationStore::post`).
+    async fn post(
+        &self,
+        id: ConversationId,
+        at: i64,
+        plan: DeliveryPlan,
+    ) -> StoreResult<Option<Posted>>;
+
+    /// Locks a user's row for the rest of the transaction, if the database
+    /// locks rows (`$1`: the user).
+    const LOCK_USER: Option<&'static str>;
+    /// Locks a user's queue heads in device order (`$1`: the user).
+    const LOCK_HEADS: Option<&'static str>;
+    /// Whether a conversation exists, locking it for the transaction where the
+    /// database locks rows (`$1`: the conversation).
+    const LOCK_CONVERSATION: &'static str;
+    /// `(user_id, id)` of every device of the users named in `$1`, a JSON array
+    /// of user ids.
+    const DEVICES_OF: &'static str;
+    /// A user's devices, oldest first (ties: in insertion order).
+    const CLIENTS_OLDEST_FIRST: &'static str;
+    /// A user's cookies, newest first (ties: the later inserted first).
+    const COOKIES_NEWEST_FIRST: &'static str;
+    /// Deletes all but the newest `$3` cookies of user `$1` with persistence `$2`.
+    const EVICT_COOKIES: &'static str;
+    /// Raises a device's generation to at least `$1`, returning it.
+    const RAISE_GENERATION: &'static str;
+    /// Deletes and returns `(id, key)` of the lowest one-time prekey of a
+    /// device, never giving one row to two concurrent claims.
+    const CLAIM_ONE_TIME_PREKEY: &'static str;
+    /// `(user_id, client id)` rows of a conversation's members with their
+    /// devices, ordered by user id (bytewise) then device.
+    const ROSTER: &'static str;
+    /// A conversation's member ids, ordered bytewise.
+    const MEMBER_IDS: &'static str;
+}
+
+/// The store traits over a [`Dialect`]: what `SqliteStore` and
+/// `PostgresStore` are.
+#[derive(Clone, Debug)]
+pub struct SqlStore<D> {
+    dialect: D,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// A store over a backend's dialect.
+    pub fn new(dialect: D) -> Self {
+        Self { dialect }
+    }
+
+    /// The backend's dialect.
+    pub fn dialect(&self) -> &D {
+        &self.dialect
+    }
+
+    fn pool(&self) -> &Pool<D::Db> {
+        self.dialect.pool()
+    }
+}

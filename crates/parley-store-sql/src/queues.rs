@@ -1,0 +1,110 @@
+//! Reading and purging each device's event queue.
+
+use async_trait::async_trait;
+use parley_api::{ClientId, UserId};
+use parley_store::{EventPage, QueuePosition, QueueStore, QueuedEvent, StoreResult};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
+
+use crate::columns::{client_id, event};
+use crate::{Dialect, SqlStore};
+
+#[async_trait]
+impl<D> QueueStore for SqlStore<D>
+where
+    D: Dialect,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db>,
+    for<'q> Option<i32>: Encode<'q, D::Db>,
+    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn events(
+        &self,
+        user: UserId,
+        client: ClientId,
+        since: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Option<EventPage>> {
+        // One read transaction: the head and the page agree.
+        let mut tx = self.pool().begin().await.map_err(D::error)?;
+        let head: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT next_id, purged_before FROM queue_heads WHERE user_id = $1 AND client_id = $2",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(D::error)?;
+        let Some((next, purged_before)) = head else {
+            return Ok(None);
+        };
+        let QueuePosition { after, lost } = QueuePosition::of(since, purged_before, next);
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, payload, created_at FROM notifications \
+             WHERE user_id = $1 AND client_id = $2 AND id > $3 ORDER BY id LIMIT $4",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(D::error)?;
+        let mut events = rows
+            .into_iter()
+            .map(event)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let has_more = events.len() > limit;
+        events.truncate(limit);
+        Ok(Some(EventPage {
+            events,
+            has_more,
+            lost,
+        }))
+    }
+
+    async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>> {
+        let row: Option<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, payload, created_at FROM notifications \
+             WHERE user_id = $1 AND client_id = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_optional(self.pool())
+        .await
+        .map_err(D::error)?;
+        row.map(event).transpose()
+    }
+
+    async fn purge_events(&self, before: i64) -> StoreResult<u64> {
+        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let done = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(D::error)?;
+        let purged = D::rows_affected(&done);
+        if purged > 0 {
+            sqlx::query(
+                "UPDATE queue_heads SET purged_before = COALESCE((SELECT MIN(n.id) \
+                 FROM notifications n WHERE n.user_id = queue_heads.user_id \
+                 AND n.client_id = queue_heads.client_id), next_id)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(D::error)?;
+        }
+        tx.commit().await.map_err(D::error)?;
+        Ok(purged)
+    }
+}
