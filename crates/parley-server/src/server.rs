@@ -8,8 +8,8 @@ use std::time::Duration;
 use axum::http::{HeaderName, HeaderValue};
 use axum_server::Handle;
 use parley_store::Store;
-use parley_store_postgres::Postgres;
-use parley_store_sqlite::Sqlite;
+use parley_store_postgres::PostgresStore;
+use parley_store_sqlite::SqliteStore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::clock::Clock;
@@ -111,9 +111,9 @@ fn bounded<A: axum_server::Address, Acc>(
 /// Opens the configured store.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
     Ok(match &settings.database {
-        Database::Sqlite(path) => Arc::new(Sqlite::open(path).await?),
-        Database::SqliteUrl(url) => Arc::new(Sqlite::open_url(url).await?),
-        Database::Postgres(url) => Arc::new(Postgres::open_url(url).await?),
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path).await?),
+        Database::SqliteUrl(url) => Arc::new(SqliteStore::open_url(url).await?),
+        Database::Postgres(url) => Arc::new(PostgresStore::open_url(url).await?),
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parley_server::config::Limits;
 use parley_server::config::{Settings, SmtpConfig, SmtpSecurity, TlsConfig};
 use parley_server::server::start_with_store;
-use parley_store_sqlite::Sqlite;
+use parley_store_sqlite::SqliteStore;
 use rustls::crypto::ring::{cipher_suite, default_provider};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
@@ -151,7 +151,9 @@ async fn codes_go_out_by_smtp_when_configured() {
         username: None,
         password: None,
     });
-    let store = Sqlite::open(&dir.path().join("p.db")).await.expect("store");
+    let store = SqliteStore::open(&dir.path().join("p.db"))
+        .await
+        .expect("store");
     let server = start_with_store(settings, Arc::new(store), Default::default())
         .await
         .expect("starts");
@@ -195,7 +197,9 @@ async fn tls_server() -> TlsServer {
         cert: dir.path().join("cert.pem"),
         key: dir.path().join("key.pem"),
     });
-    let store = Sqlite::open(&dir.path().join("p.db")).await.expect("store");
+    let store = SqliteStore::open(&dir.path().join("p.db"))
+        .await
+        .expect("store");
     let server = start_with_store(settings, Arc::new(store), Default::default())
         .await
         .expect("starts");
@@ -486,14 +490,14 @@ async fn a_changed_hash_setting_rehashes_passwords_at_login() {
         settings.password_hashing = hashing;
         let db = db.clone();
         async move {
-            let store = Sqlite::open(&db).await.expect("store");
+            let store = SqliteStore::open(&db).await.expect("store");
             start_with_store(settings, Arc::new(store), Default::default())
                 .await
                 .expect("starts")
         }
     };
     let stored_hash = || async {
-        let store = Sqlite::open(&db).await.expect("store");
+        let store = SqliteStore::open(&db).await.expect("store");
         let user = parley_store::AccountStore::user_by_email(&store, "uma@example.com")
             .await
             .expect("get");

@@ -10,6 +10,13 @@
 //! locked in (user, device) order, so no two changes deadlock.
 #![forbid(unsafe_code)]
 
+/// The store operations both backends share, compiled here for PostgreSQL.
+#[path = "../../parley-store-sql/ops/mod.rs"]
+mod ops;
+
+/// The store the shared operations implement the store traits for.
+type Store = PostgresStore;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,16 +24,13 @@ use async_trait::async_trait;
 use parley_api::ConversationId;
 use parley_store::{Delivered, DeliveryPlan, Outgoing, Posted, StoreError, StoreResult};
 use parley_store_sql::columns::{client_id, event_id};
-use parley_store_sql::{Dialect, SqlStore, Tx};
+use parley_store_sql::{Dialect, Tx};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 use sqlx::{Connection, Executor, PgConnection};
 
-/// The PostgreSQL store.
-pub type PostgresStore = SqlStore<Postgres>;
-
 /// PostgreSQL's part of the store: its pool.
 #[derive(Clone, Debug)]
-pub struct Postgres {
+pub struct PostgresStore {
     pool: PgPool,
 }
 
@@ -46,15 +50,15 @@ fn backend(e: sqlx::Error) -> StoreError {
     }
 }
 
-impl Postgres {
+impl PostgresStore {
     /// Connects to a `postgres://` URL and applies migrations.
-    pub async fn open_url(url: &str) -> StoreResult<PostgresStore> {
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
         Self::connect(PgConnectOptions::from_str(url).map_err(backend)?).await
     }
 
     /// Creates a new, empty database next to the one `url` names and opens it: each
     /// test gets its own. Needs the right to create databases.
-    pub async fn open_fresh_database(url: &str) -> StoreResult<PostgresStore> {
+    pub async fn open_fresh_database(url: &str) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url).map_err(backend)?;
         let name = format!("parley_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect_with(&options)
@@ -69,7 +73,7 @@ impl Postgres {
         Self::connect(options.database(&name)).await
     }
 
-    async fn connect(options: PgConnectOptions) -> StoreResult<PostgresStore> {
+    async fn connect(options: PgConnectOptions) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -80,12 +84,12 @@ impl Postgres {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the PostgreSQL database: {e}")))?;
-        Ok(SqlStore::new(Self { pool }))
+        Ok(Self { pool })
     }
 }
 
 #[async_trait]
-impl Dialect for Postgres {
+impl Dialect for PostgresStore {
     type Db = sqlx::Postgres;
     type Guard = ();
 
@@ -113,7 +117,7 @@ impl Dialect for Postgres {
         enqueue_many(tx, outgoing, at).await
     }
 
-    async fn post(
+    async fn deliver(
         &self,
         id: ConversationId,
         at: i64,
@@ -180,7 +184,7 @@ impl Dialect for Postgres {
 /// that are gone get none): the heads are locked in (user, device) order first, as
 /// everywhere, then advanced and the events inserted from arrays.
 async fn enqueue_many(
-    tx: &mut Tx<Postgres>,
+    tx: &mut Tx<PostgresStore>,
     outgoing: Vec<Outgoing>,
     at: i64,
 ) -> StoreResult<Vec<Delivered>> {

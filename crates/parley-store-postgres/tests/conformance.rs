@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use parley_store_postgres::Postgres;
+use parley_store_postgres::PostgresStore;
 
 /// A fresh database of its own on the server `PARLEY_TEST_POSTGRES` names.
 async fn fresh() -> Option<parley_store::conformance::Fresh> {
@@ -13,7 +13,7 @@ async fn fresh() -> Option<parley_store::conformance::Fresh> {
         eprintln!("NOTICE: PARLEY_TEST_POSTGRES is not set; the PostgreSQL store was not tested");
         return None;
     };
-    let store = Postgres::open_fresh_database(&url)
+    let store = PostgresStore::open_fresh_database(&url)
         .await
         .expect("fresh database");
     Some(parley_store::conformance::Fresh {

@@ -194,20 +194,20 @@ pub fn parse_user_id(s: &str) -> StoreResult<uuid::Uuid> {
 }
 
 /// The columns of a [`ConnectionRow`], in order.
+#[macro_export]
 macro_rules! connection_columns {
     () => {
         "from_id, to_id, status, conversation_id, updated_at"
     };
 }
-pub(crate) use connection_columns;
 
 /// The columns of a [`ConversationRow`], in order, of the table aliased `c`.
+#[macro_export]
 macro_rules! conversation_columns {
     () => {
         "c.id, c.kind, c.name, c.creator, c.message_timer, c.receipt_mode, c.created_at"
     };
 }
-pub(crate) use conversation_columns;
 
 /// Reads a count the database keeps as a signed integer.
 fn count(v: i64, what: &str) -> StoreResult<u32> {
@@ -216,7 +216,7 @@ fn count(v: i64, what: &str) -> StoreResult<u32> {
 
 /// A `users` row.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct UserRow {
+pub struct UserRow {
     id: String,
     name: String,
     email: String,
@@ -229,15 +229,15 @@ pub(crate) struct UserRow {
 }
 
 /// The columns of a [`UserRow`].
+#[macro_export]
 macro_rules! user_columns {
     () => {
         "id, name, email, handle, password_hash, accent_id, locale, picture, created_at"
     };
 }
-pub(crate) use user_columns;
 
 impl UserRow {
-    pub(crate) fn record(self) -> StoreResult<User> {
+    pub fn record(self) -> StoreResult<User> {
         Ok(User {
             id: parse_user_id(&self.id)?,
             name: self.name,
@@ -254,7 +254,7 @@ impl UserRow {
 
 /// A `cookies` row.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct CookieRow {
+pub struct CookieRow {
     user_id: String,
     id: String,
     label: Option<String>,
@@ -264,7 +264,7 @@ pub(crate) struct CookieRow {
 }
 
 impl CookieRow {
-    pub(crate) fn record(self) -> StoreResult<Cookie> {
+    pub fn record(self) -> StoreResult<Cookie> {
         Ok(Cookie {
             id: self.id,
             user: parse_user_id(&self.user_id)?,
@@ -282,7 +282,7 @@ impl CookieRow {
 
 /// A `clients` row.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ClientRow {
+pub struct ClientRow {
     user_id: String,
     id: i64,
     kind: String,
@@ -295,7 +295,7 @@ pub(crate) struct ClientRow {
 }
 
 impl ClientRow {
-    pub(crate) fn record(self) -> StoreResult<ClientRecord> {
+    pub fn record(self) -> StoreResult<ClientRecord> {
         Ok(ClientRecord {
             user: parse_user_id(&self.user_id)?,
             id: parse_client_id(self.id),
@@ -312,7 +312,7 @@ impl ClientRow {
 
 /// An `activation_codes` row.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ActivationRow {
+pub struct ActivationRow {
     email: String,
     code_hash: Vec<u8>,
     expires_at: i64,
@@ -320,7 +320,7 @@ pub(crate) struct ActivationRow {
 }
 
 impl ActivationRow {
-    pub(crate) fn record(self) -> StoreResult<ActivationCode> {
+    pub fn record(self) -> StoreResult<ActivationCode> {
         Ok(ActivationCode {
             email: self.email,
             code_hash: self.code_hash,
@@ -332,7 +332,7 @@ impl ActivationRow {
 
 /// A `password_resets` row.
 #[derive(Debug, sqlx::FromRow)]
-pub(crate) struct ResetRow {
+pub struct ResetRow {
     key: String,
     user_id: String,
     code_hash: Vec<u8>,
@@ -341,7 +341,7 @@ pub(crate) struct ResetRow {
 }
 
 impl ResetRow {
-    pub(crate) fn record(self) -> StoreResult<PasswordReset> {
+    pub fn record(self) -> StoreResult<PasswordReset> {
         Ok(PasswordReset {
             key: self.key,
             user: parse_user_id(&self.user_id)?,
@@ -353,12 +353,12 @@ impl ResetRow {
 }
 
 /// Reads a tries counter.
-pub(crate) fn tries(v: i64) -> StoreResult<u32> {
+pub fn tries(v: i64) -> StoreResult<u32> {
     count(v, "tries")
 }
 
 /// Reads an `(id, key)` row of `prekeys`.
-pub(crate) fn prekey((id, key): (i64, String)) -> StoreResult<PrekeyRecord> {
+pub fn prekey((id, key): (i64, String)) -> StoreResult<PrekeyRecord> {
     Ok(PrekeyRecord {
         id: u16::try_from(id).map_err(|_| StoreError::Backend(format!("prekey id {id}")))?,
         key,
@@ -366,7 +366,7 @@ pub(crate) fn prekey((id, key): (i64, String)) -> StoreResult<PrekeyRecord> {
 }
 
 /// Reads an `(id, payload, created_at)` row of `notifications`.
-pub(crate) fn event((id, payload, created_at): (i64, String, i64)) -> StoreResult<QueuedEvent> {
+pub fn event((id, payload, created_at): (i64, String, i64)) -> StoreResult<QueuedEvent> {
     Ok(QueuedEvent {
         id: event_id(id)?,
         payload,
@@ -377,4 +377,10 @@ pub(crate) fn event((id, payload, created_at): (i64, String, i64)) -> StoreResul
 /// Reads an event id.
 pub fn event_id(id: i64) -> StoreResult<u64> {
     u64::try_from(id).map_err(|_| StoreError::Backend(format!("event id {id}")))
+}
+
+/// User ids as the JSON array of text that [`Dialect::DEVICES_OF`](crate::Dialect::DEVICES_OF) takes.
+pub fn user_ids_json<'a>(users: impl IntoIterator<Item = &'a parley_api::UserId>) -> String {
+    let users: Vec<String> = users.into_iter().map(ToString::to_string).collect();
+    serde_json::to_string(&users).expect("a list of strings is JSON")
 }

@@ -1,14 +1,14 @@
-//! The SQL both store backends share.
+//! What both store backends share.
 //!
-//! Owns: every store operation whose SQL reads the same on SQLite and
-//! PostgreSQL, written once over sqlx's generic `Database` as [`SqlStore`]; how
-//! rows are decoded and how enums are written in columns ([`columns`]); the one
-//! fan-out every change's events go through. A backend supplies a [`Dialect`]:
-//! its pool and transactions, the few statements whose text differs (locks,
-//! insertion order), its bulk enqueue and its message delivery. Knows nothing
-//! of which database runs underneath; never holds a connection itself.
-//!
-//! Statements use `$1`-style parameters, which both drivers read.
+//! Owns: the [`Dialect`] a backend implements (its pool and transactions, the
+//! few statements whose text differs between databases, its bulk enqueue and
+//! its message delivery), how rows are decoded and how enums are written in
+//! columns ([`columns`]), and, in `ops/` beside `src/`, the store operations
+//! themselves, written once: each backend compiles `ops/` as a module of its
+//! own (`#[path = "../../parley-store-sql/ops/mod.rs"] mod ops;`) for its own
+//! database, so the shared code is plain, concrete Rust rather than generic
+//! over sqlx's `Database` with a wall of bounds. Knows nothing of which
+//! database runs underneath; never holds a connection itself.
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
@@ -16,19 +16,14 @@ use parley_api::ConversationId;
 use parley_store::{Delivered, DeliveryPlan, Outgoing, Posted, StoreError, StoreResult};
 use sqlx::{Database, Pool, Transaction};
 
-mod accounts;
 pub mod columns;
-mod connections;
-mod conversations;
-mod devices;
-mod queues;
-mod shared;
 
 /// A transaction on a dialect's database.
 pub type Tx<D> = Transaction<'static, <D as Dialect>::Db>;
 
-/// What a backend brings: its database, how it opens transactions and takes
-/// locks, and the statements whose text differs between databases.
+/// What a backend brings to the shared operations: its database, how it opens
+/// transactions, its bulk enqueue and delivery, and the statements whose text
+/// differs between databases.
 #[async_trait]
 pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// The sqlx database.
@@ -52,8 +47,8 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
         outgoing: Vec<Outgoing>,
         at: i64,
     ) -> StoreResult<Vec<Delivered>>;
-    /// Delivers a message (see `ConversationStore::post`).
-    async fn post(
+    /// Delivers a message (`ConversationStore::post`).
+    async fn deliver(
         &self,
         id: ConversationId,
         at: i64,
@@ -87,27 +82,4 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     const ROSTER: &'static str;
     /// A conversation's member ids, ordered bytewise.
     const MEMBER_IDS: &'static str;
-}
-
-/// The store traits over a [`Dialect`]: what `SqliteStore` and
-/// `PostgresStore` are.
-#[derive(Clone, Debug)]
-pub struct SqlStore<D> {
-    dialect: D,
-}
-
-impl<D: Dialect> SqlStore<D> {
-    /// A store over a backend's dialect.
-    pub fn new(dialect: D) -> Self {
-        Self { dialect }
-    }
-
-    /// The backend's dialect.
-    pub fn dialect(&self) -> &D {
-        &self.dialect
-    }
-
-    fn pool(&self) -> &Pool<D::Db> {
-        self.dialect.pool()
-    }
 }

@@ -11,6 +11,13 @@
 //! together (group commit), each in its own savepoint.
 #![forbid(unsafe_code)]
 
+/// The store operations both backends share, compiled here for SQLite.
+#[path = "../../parley-store-sql/ops/mod.rs"]
+mod ops;
+
+/// The store the shared operations implement the store traits for.
+type Store = SqliteStore;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,19 +26,16 @@ use async_trait::async_trait;
 use parley_api::ConversationId;
 use parley_store::{Delivered, DeliveryPlan, Outgoing, Posted, StoreError, StoreResult};
 use parley_store_sql::columns::{client_id, event_id};
-use parley_store_sql::{Dialect, SqlStore, Tx};
+use parley_store_sql::{Dialect, Tx};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
 
-/// The SQLite store.
-pub type SqliteStore = SqlStore<Sqlite>;
-
 /// SQLite's part of the store: its pool, its writer queue and its delivery
 /// writer.
 #[derive(Clone, Debug)]
-pub struct Sqlite {
+pub struct SqliteStore {
     pool: SqlitePool,
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     deliveries: tokio::sync::mpsc::UnboundedSender<PostJob>,
@@ -122,7 +126,7 @@ async fn post_batch(
     results
 }
 
-async fn post_one(tx: &mut Tx<Sqlite>, job: &PostJob) -> StoreResult<Option<Posted>> {
+async fn post_one(tx: &mut Tx<SqliteStore>, job: &PostJob) -> StoreResult<Option<Posted>> {
     let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM conversations WHERE id = $1")
         .bind(job.id.to_string())
         .fetch_optional(&mut **tx)
@@ -141,7 +145,7 @@ async fn post_one(tx: &mut Tx<Sqlite>, job: &PostJob) -> StoreResult<Option<Post
             delivered: None,
         }));
     };
-    let delivered = Sqlite::enqueue_many(tx, outgoing, job.at).await?;
+    let delivered = SqliteStore::enqueue_many(tx, outgoing, job.at).await?;
     Ok(Some(Posted {
         roster,
         delivered: Some(delivered),
@@ -164,18 +168,18 @@ fn backend(e: sqlx::Error) -> StoreError {
     }
 }
 
-impl Sqlite {
+impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
-    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+    pub async fn open(path: &Path) -> StoreResult<Self> {
         Self::connect(SqliteConnectOptions::new().filename(path)).await
     }
 
     /// Opens a `sqlite:` URL (for example `sqlite://parley.db`).
-    pub async fn open_url(url: &str) -> StoreResult<SqliteStore> {
+    pub async fn open_url(url: &str) -> StoreResult<Self> {
         Self::connect(SqliteConnectOptions::from_str(url).map_err(backend)?).await
     }
 
-    async fn connect(options: SqliteConnectOptions) -> StoreResult<SqliteStore> {
+    async fn connect(options: SqliteConnectOptions) -> StoreResult<Self> {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -194,16 +198,16 @@ impl Sqlite {
         let writer = std::sync::Arc::<tokio::sync::Mutex<()>>::default();
         let (deliveries, jobs) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(deliveries_writer(pool.clone(), writer.clone(), jobs));
-        Ok(SqlStore::new(Self {
+        Ok(Self {
             pool,
             writer,
             deliveries,
-        }))
+        })
     }
 }
 
 #[async_trait]
-impl Dialect for Sqlite {
+impl Dialect for SqliteStore {
     type Db = sqlx::Sqlite;
     type Guard = tokio::sync::OwnedMutexGuard<()>;
 
@@ -240,7 +244,7 @@ impl Dialect for Sqlite {
         enqueue_many(tx, outgoing, at).await
     }
 
-    async fn post(
+    async fn deliver(
         &self,
         id: ConversationId,
         at: i64,
@@ -270,7 +274,7 @@ impl Dialect for Sqlite {
     const CLIENTS_OLDEST_FIRST: &'static str =
         "SELECT * FROM clients WHERE user_id = $1 ORDER BY created_at, rowid";
     const COOKIES_NEWEST_FIRST: &'static str =
-        "SELECT * FROM cookies WHERE user_id = $1 ORDER BY created_at, rowid";
+        "SELECT * FROM cookies WHERE user_id = $1 ORDER BY created_at DESC, rowid DESC";
     const EVICT_COOKIES: &'static str = "DELETE FROM cookies WHERE user_id = $1 AND persistent = $2 AND id NOT IN \
          (SELECT id FROM cookies WHERE user_id = $1 AND persistent = $2 \
           ORDER BY created_at DESC, rowid DESC LIMIT $3)";
@@ -291,7 +295,7 @@ impl Dialect for Sqlite {
 /// that are gone get none): the rows travel as one JSON parameter, which keeps a
 /// 50-member fan-out from paying for 100 statements.
 async fn enqueue_many(
-    tx: &mut Tx<Sqlite>,
+    tx: &mut Tx<SqliteStore>,
     outgoing: Vec<Outgoing>,
     at: i64,
 ) -> StoreResult<Vec<Delivered>> {

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use parley_store_sqlite::Sqlite;
+use parley_store_sqlite::SqliteStore;
 
 /// A fresh SQLite file in a temporary directory.
 async fn fresh() -> Option<parley_store::conformance::Fresh> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Sqlite::open(&dir.path().join("parley.db"))
+    let store = SqliteStore::open(&dir.path().join("parley.db"))
         .await
         .expect("opens");
     Some(parley_store::conformance::Fresh {
@@ -26,7 +26,7 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("parley.db");
     {
-        let store = Sqlite::open(&path).await.expect("opens");
+        let store = SqliteStore::open(&path).await.expect("opens");
         parley_store::AccountStore::put_activation_code(
             &store,
             &parley_store::ActivationCode {
@@ -39,7 +39,7 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
         .await
         .expect("put");
     }
-    let store = Sqlite::open(&path).await.expect("reopens");
+    let store = SqliteStore::open(&path).await.expect("reopens");
     let code = parley_store::AccountStore::activation_code(&store, "x@example.com")
         .await
         .expect("get");
@@ -59,7 +59,7 @@ async fn a_failing_delivery_fails_alone_in_its_batch() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(
-        Sqlite::open(&dir.path().join("parley.db"))
+        SqliteStore::open(&dir.path().join("parley.db"))
             .await
             .expect("opens"),
     );
@@ -168,7 +168,7 @@ async fn queued_create_events_are_rewritten_to_name_the_conversation() {
     use sqlx::sqlite::SqliteConnectOptions;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("parley.db");
-    drop(Sqlite::open(&path).await.expect("opens"));
+    drop(SqliteStore::open(&path).await.expect("opens"));
     // Straight into the table, as an older server would have queued it.
     let options = SqliteConnectOptions::new()
         .filename(&path)

@@ -37,7 +37,7 @@ impl TestServer {
         settings.listen = listen.parse().expect("a loopback address");
         let path = dir.join("parley.db");
         settings.database = Database::Sqlite(path.clone());
-        let store = parley_store_sqlite::Sqlite::open(&path)
+        let store = parley_store_sqlite::SqliteStore::open(&path)
             .await
             .expect("the SQLite store opens");
         start_with_store(settings, Arc::new(store), Default::default())

@@ -10,8 +10,8 @@ use parley_api::{AccessToken, ClientId, Prekey};
 use parley_server::config::Limits;
 use parley_server::config::{Database, Settings};
 use parley_server::server::{RunningServer, start_with_store};
-use parley_store_postgres::Postgres;
-use parley_store_sqlite::Sqlite;
+use parley_store_postgres::PostgresStore;
+use parley_store_sqlite::SqliteStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -68,14 +68,18 @@ impl TestServer {
             Backend::Sqlite => {
                 let path = dir.path().join("parley.db");
                 settings.database = Database::Sqlite(path.clone());
-                Arc::new(Sqlite::open(&path).await.expect("sqlite"))
+                Arc::new(SqliteStore::open(&path).await.expect("sqlite"))
             }
             Backend::Postgres => {
                 let Ok(url) = std::env::var("PARLEY_TEST_POSTGRES") else {
                     eprintln!("NOTICE: PARLEY_TEST_POSTGRES is not set; skipped on PostgreSQL");
                     return None;
                 };
-                Arc::new(Postgres::open_fresh_database(&url).await.expect("postgres"))
+                Arc::new(
+                    PostgresStore::open_fresh_database(&url)
+                        .await
+                        .expect("postgres"),
+                )
             }
         };
         let server = start_with_store(settings, store, Default::default())

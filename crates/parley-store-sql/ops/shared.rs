@@ -8,49 +8,34 @@ use parley_api::{ClientId, ConversationId, UserId};
 use parley_store::{
     ConversationRecord, MemberRecord, Outgoing, PrekeyRecord, Roster, StoreError, StoreResult,
 };
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
-use crate::columns::{
-    self, client_id, conversation_kind, parse_client_id, parse_user_id, role, timer,
+use super::{Store, Tx};
+use parley_store_sql::Dialect;
+use parley_store_sql::columns::{
+    self, client_id, conversation_kind, parse_client_id, parse_user_id, role, timer, user_ids_json,
 };
-use crate::{Dialect, SqlStore, Tx};
 
-impl<D> SqlStore<D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<i32>: Encode<'q, D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
-    usize: ColumnIndex<<D::Db as Database>::Row>,
-    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
-{
+impl Store {
     /// A write transaction holding the lock on one user's row, so that writes
     /// which read first (counting devices or cookies) see no concurrent change
     /// for that user.
-    pub(crate) async fn user_tx(&self, user: UserId) -> StoreResult<(D::Guard, Tx<D>)> {
-        let (guard, mut tx) = self.dialect.write_tx().await?;
+    pub(crate) async fn user_tx(
+        &self,
+        user: UserId,
+    ) -> StoreResult<(<Store as Dialect>::Guard, Tx)> {
+        let (guard, mut tx) = self.write_tx().await?;
         Self::lock_user(&mut tx, user).await?;
         Ok((guard, tx))
     }
 
     /// Locks a user's row, where the database locks rows.
-    pub(crate) async fn lock_user(tx: &mut Tx<D>, user: UserId) -> StoreResult<()> {
-        if let Some(sql) = D::LOCK_USER {
+    pub(crate) async fn lock_user(tx: &mut Tx, user: UserId) -> StoreResult<()> {
+        if let Some(sql) = Store::LOCK_USER {
             sqlx::query(sql)
                 .bind(user.to_string())
                 .fetch_optional(&mut **tx)
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         }
         Ok(())
     }
@@ -58,13 +43,13 @@ where
     /// Locks every queue head of a user, in device order, before removing any:
     /// queue heads are always locked in (user, device) order, so deliveries and
     /// removals cannot deadlock.
-    pub(crate) async fn lock_heads(tx: &mut Tx<D>, user: UserId) -> StoreResult<()> {
-        if let Some(sql) = D::LOCK_HEADS {
+    pub(crate) async fn lock_heads(tx: &mut Tx, user: UserId) -> StoreResult<()> {
+        if let Some(sql) = Store::LOCK_HEADS {
             sqlx::query(sql)
                 .bind(user.to_string())
                 .fetch_all(&mut **tx)
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         }
         Ok(())
     }
@@ -74,7 +59,7 @@ where
     /// bulk enqueue: every change's events take this path, in (user, device)
     /// order.
     pub(crate) async fn fan_out(
-        tx: &mut Tx<D>,
+        tx: &mut Tx,
         events: &[(UserId, &str)],
         except: Option<(UserId, ClientId)>,
         at: i64,
@@ -86,14 +71,11 @@ where
         if payloads.is_empty() {
             return Ok(());
         }
-        let users: Vec<String> = payloads.keys().map(ToString::to_string).collect();
-        let users =
-            serde_json::to_string(&users).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let devices: Vec<(String, i64)> = sqlx::query_as(D::DEVICES_OF)
-            .bind(users)
+        let devices: Vec<(String, i64)> = sqlx::query_as(Store::DEVICES_OF)
+            .bind(user_ids_json(payloads.keys()))
             .fetch_all(&mut **tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         let mut outgoing = Vec::with_capacity(devices.len());
         for (user, client) in devices {
             let (user, client) = (parse_user_id(&user)?, parse_client_id(client));
@@ -109,37 +91,40 @@ where
             }
         }
         outgoing.sort_by_key(|o| (o.user.to_string(), o.client));
-        D::enqueue_many(tx, outgoing, at).await?;
+        Store::enqueue_many(tx, outgoing, at).await?;
         Ok(())
     }
 
     /// The devices of a conversation's members, read inside `tx`.
-    pub async fn roster_in(tx: &mut Tx<D>, conversation: ConversationId) -> StoreResult<Roster> {
-        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(D::ROSTER)
+    pub(crate) async fn roster_in(
+        tx: &mut Tx,
+        conversation: ConversationId,
+    ) -> StoreResult<Roster> {
+        let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(Store::ROSTER)
             .bind(conversation.to_string())
             .fetch_all(&mut **tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         columns::roster(rows)
     }
 
     /// The members of a conversation, read inside `tx`.
     pub(crate) async fn member_ids(
-        tx: &mut Tx<D>,
+        tx: &mut Tx,
         conversation: ConversationId,
     ) -> StoreResult<Vec<UserId>> {
-        let ids: Vec<String> = sqlx::query_scalar(D::MEMBER_IDS)
+        let ids: Vec<String> = sqlx::query_scalar(Store::MEMBER_IDS)
             .bind(conversation.to_string())
             .fetch_all(&mut **tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         ids.iter().map(|u| parse_user_id(u)).collect()
     }
 
     /// `NotFound` unless the user has this device (inside the caller's
     /// transaction).
     pub(crate) async fn require_client(
-        tx: &mut Tx<D>,
+        tx: &mut Tx,
         user: UserId,
         client: ClientId,
     ) -> StoreResult<()> {
@@ -150,12 +135,12 @@ where
         .bind(client_id(client))
         .fetch_optional(&mut **tx)
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         exists.map(|_| ()).ok_or(StoreError::NotFound)
     }
 
     pub(crate) async fn insert_prekeys(
-        tx: &mut Tx<D>,
+        tx: &mut Tx,
         user: UserId,
         client: ClientId,
         prekeys: &[PrekeyRecord],
@@ -171,14 +156,14 @@ where
             .bind(&p.key)
             .execute(&mut **tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         }
         Ok(())
     }
 
     /// Deletes a device with its prekeys and the cookies with its cookie label.
     pub(crate) async fn remove_client(
-        tx: &mut Tx<D>,
+        tx: &mut Tx,
         user: UserId,
         id: ClientId,
     ) -> StoreResult<bool> {
@@ -189,7 +174,7 @@ where
         .bind(client_id(id))
         .fetch_optional(&mut **tx)
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         let Some(label) = label else { return Ok(false) };
         if let Some(label) = label {
             sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND label = $2")
@@ -197,13 +182,13 @@ where
                 .bind(label)
                 .execute(&mut **tx)
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         }
         Ok(true)
     }
 
     pub(crate) async fn insert_conversation(
-        tx: &mut Tx<D>,
+        tx: &mut Tx,
         c: &ConversationRecord,
         members: &[MemberRecord],
     ) -> StoreResult<()> {
@@ -220,12 +205,12 @@ where
         .bind(c.created_at)
         .execute(&mut **tx)
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         Self::insert_members(tx, c.id, members).await
     }
 
     pub(crate) async fn insert_members(
-        tx: &mut Tx<D>,
+        tx: &mut Tx,
         conversation: ConversationId,
         members: &[MemberRecord],
     ) -> StoreResult<()> {
@@ -239,7 +224,7 @@ where
             .bind(role(m.role))
             .execute(&mut **tx)
             .await
-            .map_err(|e| match D::error(e) {
+            .map_err(|e| match Store::error(e) {
                 // The user does not exist (any more).
                 StoreError::Backend(_) => StoreError::NotFound,
                 other => other,

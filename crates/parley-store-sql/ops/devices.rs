@@ -1,36 +1,20 @@
 //! Devices: registration and removal, prekeys, send generations and push endpoints.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use parley_api::{ClientId, ClientType, UserId};
 use parley_store::{
     AddedClient, ClientRecord, DeviceStore, Notify, PrekeyRecord, StoreError, StoreResult,
 };
 
-use crate::columns::{ClientRow, client_class, client_id, client_type, parse_client_id, prekey};
-use crate::{Dialect, SqlStore};
+use super::Store;
+use parley_store_sql::Dialect;
+use parley_store_sql::columns::{
+    ClientRow, client_class, client_id, client_type, parse_client_id, prekey,
+};
 
 #[async_trait]
-impl<D> DeviceStore for SqlStore<D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<i32>: Encode<'q, D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
-    usize: ColumnIndex<<D::Db as Database>::Row>,
-    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
-{
+impl DeviceStore for Store {
     async fn add_client(
         &self,
         c: &ClientRecord,
@@ -48,7 +32,7 @@ where
                 .bind(c.user.to_string())
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
                 if usize::try_from(count).unwrap_or(usize::MAX) >= max_permanent {
                     return Err(StoreError::TooManyClients);
                 }
@@ -60,7 +44,7 @@ where
                 .bind(c.user.to_string())
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
                 if let Some(old) = old {
                     Self::remove_client(&mut tx, c.user, parse_client_id(old)).await?;
                     added.replaced = Some(parse_client_id(old));
@@ -82,14 +66,14 @@ where
         .bind(&c.trust)
         .execute(&mut *tx)
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         Self::insert_prekeys(&mut tx, c.user, c.id, prekeys).await?;
         sqlx::query("INSERT INTO queue_heads (user_id, client_id) VALUES ($1, $2)")
             .bind(c.user.to_string())
             .bind(client_id(c.id))
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         Self::fan_out(
             &mut tx,
             &[(c.user, notify.payload)],
@@ -97,16 +81,16 @@ where
             notify.at,
         )
         .await?;
-        tx.commit().await.map_err(D::error)?;
+        tx.commit().await.map_err(Store::error)?;
         Ok(added)
     }
 
     async fn clients(&self, user: UserId) -> StoreResult<Vec<ClientRecord>> {
-        let rows: Vec<ClientRow> = sqlx::query_as(D::CLIENTS_OLDEST_FIRST)
+        let rows: Vec<ClientRow> = sqlx::query_as(Store::CLIENTS_OLDEST_FIRST)
             .bind(user.to_string())
             .fetch_all(self.pool())
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         rows.into_iter().map(ClientRow::record).collect()
     }
 
@@ -117,7 +101,7 @@ where
                 .bind(client_id(id))
                 .fetch_optional(self.pool())
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         row.map(ClientRow::record).transpose()
     }
 
@@ -133,7 +117,7 @@ where
             return Err(StoreError::NotFound);
         }
         Self::fan_out(&mut tx, &[(user, notify.payload)], None, notify.at).await?;
-        tx.commit().await.map_err(D::error)
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn add_prekeys(
@@ -142,10 +126,10 @@ where
         client: ClientId,
         prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let (_guard, mut tx) = self.write_tx().await?;
         Self::require_client(&mut tx, user, client).await?;
         Self::insert_prekeys(&mut tx, user, client, prekeys).await?;
-        tx.commit().await.map_err(D::error)
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn count_prekeys(&self, user: UserId, client: ClientId) -> StoreResult<u64> {
@@ -156,7 +140,7 @@ where
         .bind(client_id(client))
         .fetch_one(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -166,13 +150,13 @@ where
         client: ClientId,
         generation: u64,
     ) -> StoreResult<Option<u64>> {
-        let g: Option<i64> = sqlx::query_scalar(D::RAISE_GENERATION)
+        let g: Option<i64> = sqlx::query_scalar(Store::RAISE_GENERATION)
             .bind(i64::try_from(generation).unwrap_or(i64::MAX))
             .bind(user.to_string())
             .bind(client_id(client))
             .fetch_optional(self.pool())
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         Ok(g.map(|g| u64::try_from(g).unwrap_or(0)))
     }
 
@@ -184,12 +168,12 @@ where
     ) -> StoreResult<Option<PrekeyRecord>> {
         // One statement, which the dialect makes atomic.
         if one_time {
-            let claimed: Option<(i64, String)> = sqlx::query_as(D::CLAIM_ONE_TIME_PREKEY)
+            let claimed: Option<(i64, String)> = sqlx::query_as(Store::CLAIM_ONE_TIME_PREKEY)
                 .bind(user.to_string())
                 .bind(client_id(client))
                 .fetch_optional(self.pool())
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
             if let Some(row) = claimed {
                 return prekey(row).map(Some);
             }
@@ -201,7 +185,7 @@ where
         .bind(client_id(client))
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         last.map(prekey).transpose()
     }
 
@@ -211,7 +195,7 @@ where
         client: ClientId,
         url: Option<&str>,
     ) -> StoreResult<()> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let (_guard, mut tx) = self.write_tx().await?;
         Self::require_client(&mut tx, user, client).await?;
         match url {
             Some(url) => sqlx::query(
@@ -227,8 +211,8 @@ where
         }
         .execute(&mut *tx)
         .await
-        .map_err(D::error)?;
-        tx.commit().await.map_err(D::error)
+        .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
@@ -237,6 +221,6 @@ where
             .bind(client_id(client))
             .fetch_optional(self.pool())
             .await
-            .map_err(D::error)
+            .map_err(Store::error)
     }
 }

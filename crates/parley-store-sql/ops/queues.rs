@@ -3,31 +3,13 @@
 use async_trait::async_trait;
 use parley_api::{ClientId, UserId};
 use parley_store::{EventPage, QueuePosition, QueueStore, QueuedEvent, StoreResult};
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
-use crate::columns::{client_id, event};
-use crate::{Dialect, SqlStore};
+use super::Store;
+use parley_store_sql::Dialect;
+use parley_store_sql::columns::{client_id, event};
 
 #[async_trait]
-impl<D> QueueStore for SqlStore<D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<i32>: Encode<'q, D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
-    usize: ColumnIndex<<D::Db as Database>::Row>,
-    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
-{
+impl QueueStore for Store {
     async fn events(
         &self,
         user: UserId,
@@ -36,7 +18,7 @@ where
         limit: usize,
     ) -> StoreResult<Option<EventPage>> {
         // One read transaction: the head and the page agree.
-        let mut tx = self.pool().begin().await.map_err(D::error)?;
+        let mut tx = self.pool().begin().await.map_err(Store::error)?;
         let head: Option<(i64, i64)> = sqlx::query_as(
             "SELECT next_id, purged_before FROM queue_heads WHERE user_id = $1 AND client_id = $2",
         )
@@ -44,7 +26,7 @@ where
         .bind(client_id(client))
         .fetch_optional(&mut *tx)
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         let Some((next, purged_before)) = head else {
             return Ok(None);
         };
@@ -59,7 +41,7 @@ where
         .bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1))
         .fetch_all(&mut *tx)
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         let mut events = rows
             .into_iter()
             .map(event)
@@ -82,18 +64,18 @@ where
         .bind(client_id(client))
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         row.map(event).transpose()
     }
 
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let (_guard, mut tx) = self.write_tx().await?;
         let done = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
             .bind(before)
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        let purged = D::rows_affected(&done);
+            .map_err(Store::error)?;
+        let purged = Store::rows_affected(&done);
         if purged > 0 {
             sqlx::query(
                 "UPDATE queue_heads SET purged_before = COALESCE((SELECT MIN(n.id) \
@@ -102,9 +84,9 @@ where
             )
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         }
-        tx.commit().await.map_err(D::error)?;
+        tx.commit().await.map_err(Store::error)?;
         Ok(purged)
     }
 }

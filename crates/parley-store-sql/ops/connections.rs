@@ -1,58 +1,40 @@
 //! Connections between users, blocks, and who shares a conversation.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use parley_api::UserId;
 use parley_store::{ConnectionChange, ConnectionRecord, ConnectionStore, StoreError, StoreResult};
 
-use crate::columns::{self, ConnectionRow, connection_columns, connection_status, parse_user_id};
-use crate::{Dialect, SqlStore};
+use super::Store;
+use parley_store_sql::Dialect;
+use parley_store_sql::columns::{self, ConnectionRow, connection_status, parse_user_id};
 
 #[async_trait]
-impl<D> ConnectionStore for SqlStore<D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<i32>: Encode<'q, D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
-    usize: ColumnIndex<<D::Db as Database>::Row>,
-    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
-{
+impl ConnectionStore for Store {
     async fn connection(&self, from: UserId, to: UserId) -> StoreResult<Option<ConnectionRecord>> {
         let row: Option<ConnectionRow> = sqlx::query_as(concat!(
             "SELECT ",
-            connection_columns!(),
+            parley_store_sql::connection_columns!(),
             " FROM connections WHERE from_id = $1 AND to_id = $2"
         ))
         .bind(from.to_string())
         .bind(to.to_string())
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         row.map(columns::connection).transpose()
     }
 
     async fn connections(&self, from: UserId) -> StoreResult<Vec<ConnectionRecord>> {
         let rows: Vec<ConnectionRow> = sqlx::query_as(concat!(
             "SELECT ",
-            connection_columns!(),
+            parley_store_sql::connection_columns!(),
             " FROM connections WHERE from_id = $1 ORDER BY updated_at DESC, to_id"
         ))
         .bind(from.to_string())
         .fetch_all(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         rows.into_iter().map(columns::connection).collect()
     }
 
@@ -62,7 +44,7 @@ where
         .bind(user.to_string())
         .fetch_all(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         ids.iter().map(|id| parse_user_id(id)).collect()
     }
 
@@ -72,11 +54,11 @@ where
         .bind(b.to_string())
         .fetch_one(self.pool())
         .await
-        .map_err(D::error)
+        .map_err(Store::error)
     }
 
     async fn change_connection(&self, change: &ConnectionChange) -> StoreResult<()> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let (_guard, mut tx) = self.write_tx().await?;
         // Both users' rows, in id order, so two changes to one pair queue.
         let mut users: Vec<UserId> = change
             .sides
@@ -96,7 +78,7 @@ where
             .bind(side.to.to_string())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
             if now.as_deref() != expected.map(connection_status) {
                 return Err(StoreError::Conflict("connection"));
             }
@@ -118,7 +100,7 @@ where
             .bind(side.updated_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| match D::error(e) {
+            .map_err(|e| match Store::error(e) {
                 StoreError::Backend(_) => StoreError::NotFound,
                 other => other,
             })?;
@@ -129,6 +111,6 @@ where
             .map(|(user, payload)| (*user, payload.as_str()))
             .collect();
         Self::fan_out(&mut tx, &events, None, change.at).await?;
-        tx.commit().await.map_err(D::error)
+        tx.commit().await.map_err(Store::error)
     }
 }

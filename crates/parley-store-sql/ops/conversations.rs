@@ -1,7 +1,6 @@
 //! Conversations, members, rosters and message delivery.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use parley_api::{ConversationId, UserId};
 use parley_store::{
@@ -9,36 +8,19 @@ use parley_store::{
     Posted, Roster, StoreError, StoreResult,
 };
 
-use crate::columns::{self, ConversationRow, conversation_columns, role, timer};
-use crate::{Dialect, SqlStore};
+use super::Store;
+use parley_store_sql::Dialect;
+use parley_store_sql::columns::{self, ConversationRow, role, timer};
 
 #[async_trait]
-impl<D> ConversationStore for SqlStore<D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<i32>: Encode<'q, D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
-    usize: ColumnIndex<<D::Db as Database>::Row>,
-    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
-{
+impl ConversationStore for Store {
     async fn create_conversation(
         &self,
         conversation: &ConversationRecord,
         members: &[MemberRecord],
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let (_guard, mut tx) = self.write_tx().await?;
         Self::insert_conversation(&mut tx, conversation, members).await?;
         let events: Vec<(UserId, &str)> = Self::member_ids(&mut tx, conversation.id)
             .await?
@@ -46,19 +28,19 @@ where
             .map(|user| (user, notify.payload))
             .collect();
         Self::fan_out(&mut tx, &events, None, notify.at).await?;
-        tx.commit().await.map_err(D::error)
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
         let row: Option<ConversationRow> = sqlx::query_as(concat!(
             "SELECT ",
-            conversation_columns!(),
+            parley_store_sql::conversation_columns!(),
             " FROM conversations c WHERE c.id = $1"
         ))
         .bind(id.to_string())
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         row.map(columns::conversation).transpose()
     }
 
@@ -70,7 +52,7 @@ where
         .bind(id.to_string())
         .fetch_all(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         rows.into_iter().map(columns::member).collect()
     }
 
@@ -82,7 +64,7 @@ where
     ) -> StoreResult<Vec<ConversationRecord>> {
         let rows: Vec<ConversationRow> = sqlx::query_as(concat!(
             "SELECT ",
-            conversation_columns!(),
+            parley_store_sql::conversation_columns!(),
             " FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.user_id = $1 AND m.conversation_id > $2 ORDER BY m.conversation_id LIMIT $3"
         ))
@@ -91,7 +73,7 @@ where
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         rows.into_iter().map(columns::conversation).collect()
     }
 
@@ -101,12 +83,12 @@ where
         change: &ConversationChange,
         notify: Notify<'_>,
     ) -> StoreResult<()> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
-        let exists: Option<i64> = sqlx::query_scalar(D::LOCK_CONVERSATION)
+        let (_guard, mut tx) = self.write_tx().await?;
+        let exists: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         if exists.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -128,8 +110,8 @@ where
                 .bind(user.to_string())
                 .execute(&mut *tx)
                 .await
-                .map_err(D::error)?;
-                if D::rows_affected(&gone) == 0 {
+                .map_err(Store::error)?;
+                if Store::rows_affected(&gone) == 0 {
                     return Err(StoreError::NotFound);
                 }
             }
@@ -142,8 +124,8 @@ where
                 .bind(member.user.to_string())
                 .execute(&mut *tx)
                 .await
-                .map_err(D::error)?;
-                if D::rows_affected(&changed) == 0 {
+                .map_err(Store::error)?;
+                if Store::rows_affected(&changed) == 0 {
                     return Err(StoreError::NotFound);
                 }
             }
@@ -153,7 +135,7 @@ where
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await
-                    .map_err(D::error)?;
+                    .map_err(Store::error)?;
             }
             ConversationChange::MessageTimer(ms) => {
                 sqlx::query("UPDATE conversations SET message_timer = $1 WHERE id = $2")
@@ -161,7 +143,7 @@ where
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await
-                    .map_err(D::error)?;
+                    .map_err(Store::error)?;
             }
             ConversationChange::ReceiptMode(mode) => {
                 sqlx::query("UPDATE conversations SET receipt_mode = $1 WHERE id = $2")
@@ -169,7 +151,7 @@ where
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await
-                    .map_err(D::error)?;
+                    .map_err(Store::error)?;
             }
         }
         let events: Vec<(UserId, &str)> = told
@@ -177,22 +159,22 @@ where
             .map(|user| (user, notify.payload))
             .collect();
         Self::fan_out(&mut tx, &events, None, notify.at).await?;
-        tx.commit().await.map_err(D::error)
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn roster(&self, id: ConversationId) -> StoreResult<Option<Roster>> {
-        let mut tx = self.pool().begin().await.map_err(D::error)?;
+        let mut tx = self.pool().begin().await.map_err(Store::error)?;
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM conversations WHERE id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         if exists.is_none() {
             return Ok(None);
         }
         let roster = Self::roster_in(&mut tx, id).await?;
-        tx.commit().await.map_err(D::error)?;
+        tx.commit().await.map_err(Store::error)?;
         Ok(Some(roster))
     }
 
@@ -202,6 +184,6 @@ where
         at: i64,
         plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
-        self.dialect.post(id, at, plan).await
+        self.deliver(id, at, plan).await
     }
 }

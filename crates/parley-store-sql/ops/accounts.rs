@@ -1,7 +1,6 @@
 //! Accounts: activation codes, users, cookies, password resets and the recovery bundle.
 
 use async_trait::async_trait;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use parley_api::{CookieKind, UserId};
 use parley_store::{
@@ -9,29 +8,12 @@ use parley_store::{
     StoreResult, User,
 };
 
-use crate::columns::{ActivationRow, CookieRow, ResetRow, UserRow, tries, user_columns};
-use crate::{Dialect, SqlStore};
+use super::Store;
+use parley_store_sql::Dialect;
+use parley_store_sql::columns::{ActivationRow, CookieRow, ResetRow, UserRow, tries};
 
 #[async_trait]
-impl<D> AccountStore for SqlStore<D>
-where
-    D: Dialect,
-    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
-    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
-    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> i32: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> bool: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
-    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
-    for<'q> Option<String>: Encode<'q, D::Db>,
-    for<'q> Option<i64>: Encode<'q, D::Db>,
-    for<'q> Option<i32>: Encode<'q, D::Db>,
-    for<'q> Option<&'q [u8]>: Encode<'q, D::Db>,
-    usize: ColumnIndex<<D::Db as Database>::Row>,
-    for<'a> &'a str: ColumnIndex<<D::Db as Database>::Row>,
-{
+impl AccountStore for Store {
     async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES ($1, $2, $3, $4) \
@@ -44,7 +26,7 @@ where
         .bind(i64::from(c.tries))
         .execute(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         Ok(())
     }
 
@@ -54,7 +36,7 @@ where
                 .bind(email)
                 .fetch_optional(self.pool())
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         row.map(ActivationRow::record).transpose()
     }
 
@@ -65,7 +47,7 @@ where
         .bind(email)
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?
+        .map_err(Store::error)?
         .ok_or(StoreError::NotFound)?;
         tries(t)
     }
@@ -75,12 +57,12 @@ where
             .bind(email)
             .execute(self.pool())
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         Ok(())
     }
 
     async fn create_user(&self, u: &User) -> StoreResult<()> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let (_guard, mut tx) = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO users (id, name, email, handle, password_hash, accent_id, locale, \
              picture, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -96,51 +78,51 @@ where
         .bind(u.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         sqlx::query("DELETE FROM activation_codes WHERE email = $1")
             .bind(&u.email)
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        tx.commit().await.map_err(D::error)
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(concat!(
             "SELECT ",
-            user_columns!(),
+            parley_store_sql::user_columns!(),
             " FROM users WHERE id = $1"
         ))
         .bind(id.to_string())
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         row.map(UserRow::record).transpose()
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(concat!(
             "SELECT ",
-            user_columns!(),
+            parley_store_sql::user_columns!(),
             " FROM users WHERE email = $1"
         ))
         .bind(email)
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         row.map(UserRow::record).transpose()
     }
 
     async fn user_by_handle(&self, handle: &str) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(concat!(
             "SELECT ",
-            user_columns!(),
+            parley_store_sql::user_columns!(),
             " FROM users WHERE handle = $1"
         ))
         .bind(handle)
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?;
+        .map_err(Store::error)?;
         row.map(UserRow::record).transpose()
     }
 
@@ -164,12 +146,12 @@ where
         .bind(id.to_string())
         .execute(&mut *tx)
         .await
-        .map_err(D::error)?;
-        if D::rows_affected(&done) == 0 {
+        .map_err(Store::error)?;
+        if Store::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
         Self::fan_out(&mut tx, &[(id, notify.payload)], None, notify.at).await?;
-        tx.commit().await.map_err(D::error)
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()> {
@@ -178,8 +160,8 @@ where
             .bind(id.to_string())
             .execute(self.pool())
             .await
-            .map_err(D::error)?;
-        if D::rows_affected(&done) == 0 {
+            .map_err(Store::error)?;
+        if Store::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
@@ -191,8 +173,8 @@ where
             .bind(id.to_string())
             .execute(self.pool())
             .await
-            .map_err(D::error)?;
-        if D::rows_affected(&done) == 0 {
+            .map_err(Store::error)?;
+        if Store::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
@@ -205,16 +187,16 @@ where
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        if D::rows_affected(&done) == 0 {
+            .map_err(Store::error)?;
+        if Store::rows_affected(&done) == 0 {
             return Err(StoreError::NotFound);
         }
         sqlx::query("DELETE FROM cookies WHERE user_id = $1")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        tx.commit().await.map_err(D::error)
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn delete_user(&self, id: UserId) -> StoreResult<()> {
@@ -226,8 +208,8 @@ where
             .bind(id.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        tx.commit().await.map_err(D::error)
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn add_cookie(&self, c: &Cookie, max_per_kind: usize) -> StoreResult<()> {
@@ -245,15 +227,15 @@ where
         .bind(c.expires_at)
         .execute(&mut *tx)
         .await
-        .map_err(D::error)?;
-        sqlx::query(D::EVICT_COOKIES)
+        .map_err(Store::error)?;
+        sqlx::query(Store::EVICT_COOKIES)
             .bind(c.user.to_string())
             .bind(persistent)
             .bind(i64::try_from(max_per_kind).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        tx.commit().await.map_err(D::error)
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn cookie(&self, user: UserId, id: &str) -> StoreResult<Option<Cookie>> {
@@ -263,16 +245,16 @@ where
                 .bind(id)
                 .fetch_optional(self.pool())
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         row.map(CookieRow::record).transpose()
     }
 
     async fn cookies(&self, user: UserId) -> StoreResult<Vec<Cookie>> {
-        let rows: Vec<CookieRow> = sqlx::query_as(D::COOKIES_NEWEST_FIRST)
+        let rows: Vec<CookieRow> = sqlx::query_as(Store::COOKIES_NEWEST_FIRST)
             .bind(user.to_string())
             .fetch_all(self.pool())
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         rows.into_iter().map(CookieRow::record).collect()
     }
 
@@ -282,12 +264,12 @@ where
             .bind(id)
             .execute(self.pool())
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         Ok(())
     }
 
     async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64> {
-        let (_guard, mut tx) = self.dialect.write_tx().await?;
+        let (_guard, mut tx) = self.write_tx().await?;
         let mut removed = 0;
         for label in labels {
             let done = sqlx::query("DELETE FROM cookies WHERE user_id = $1 AND label = $2")
@@ -295,10 +277,10 @@ where
                 .bind(label)
                 .execute(&mut *tx)
                 .await
-                .map_err(D::error)?;
-            removed += D::rows_affected(&done);
+                .map_err(Store::error)?;
+            removed += Store::rows_affected(&done);
         }
-        tx.commit().await.map_err(D::error)?;
+        tx.commit().await.map_err(Store::error)?;
         Ok(removed)
     }
 
@@ -323,8 +305,8 @@ where
         .bind(i64::from(max_tries))
         .execute(self.pool())
         .await
-        .map_err(D::error)?;
-        Ok(D::rows_affected(&done) == 1)
+        .map_err(Store::error)?;
+        Ok(Store::rows_affected(&done) == 1)
     }
 
     async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
@@ -332,7 +314,7 @@ where
             .bind(key)
             .fetch_optional(self.pool())
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         row.map(ResetRow::record).transpose()
     }
 
@@ -343,7 +325,7 @@ where
         .bind(key)
         .fetch_optional(self.pool())
         .await
-        .map_err(D::error)?
+        .map_err(Store::error)?
         .ok_or(StoreError::NotFound)?;
         tries(t)
     }
@@ -353,7 +335,7 @@ where
             .bind(key)
             .execute(self.pool())
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         Ok(())
     }
 
@@ -369,8 +351,8 @@ where
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        if D::rows_affected(&gone) == 0 {
+            .map_err(Store::error)?;
+        if Store::rows_affected(&gone) == 0 {
             return Err(StoreError::NotFound);
         }
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
@@ -378,13 +360,13 @@ where
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
+            .map_err(Store::error)?;
         sqlx::query("DELETE FROM cookies WHERE user_id = $1")
             .bind(user.to_string())
             .execute(&mut *tx)
             .await
-            .map_err(D::error)?;
-        tx.commit().await.map_err(D::error)
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)
     }
 
     async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
@@ -393,8 +375,8 @@ where
             .bind(user.to_string())
             .execute(self.pool())
             .await
-            .map_err(D::error)?;
-        if D::rows_affected(&updated) == 0 {
+            .map_err(Store::error)?;
+        if Store::rows_affected(&updated) == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
@@ -406,7 +388,7 @@ where
                 .bind(user.to_string())
                 .fetch_optional(self.pool())
                 .await
-                .map_err(D::error)?;
+                .map_err(Store::error)?;
         Ok(row.flatten())
     }
 }
