@@ -162,7 +162,7 @@ async fn wrong_code_four_times_invalidates_it(s: &TestServer) {
     )
     .await;
     let code = s.activation_code("bob@example.com");
-    s.server.clock.advance(14 * 24 * 3600 + 1);
+    s.running.clock.advance(14 * 24 * 3600 + 1);
     let body = json!({"name": "Bob", "email": "bob@example.com", "email_code": code, "password": PASSWORD});
     assert_eq!(s.post("/v1/register", None, body).await.0, 403);
 }
@@ -239,7 +239,7 @@ async fn expired_and_tampered_tokens_are_refused(s: &TestServer) {
     assert_eq!((st.as_u16(), label(&v)), (401, "missing-token"));
     // The cookie token is not an access token.
     assert_eq!(s.get("/v1/self", &u.cookie).await.0, 401);
-    s.server.clock.advance(15 * 60 + 1);
+    s.running.clock.advance(15 * 60 + 1);
     let (st, v) = s.get("/v1/self", &u.token).await;
     assert_eq!(
         (st.as_u16(), label(&v)),
@@ -249,7 +249,7 @@ async fn expired_and_tampered_tokens_are_refused(s: &TestServer) {
     let (st, fresh) = s.with_cookie("/v1/access", &u.cookie).await;
     assert_eq!(st, 200, "the cookie still works: {fresh}");
     // Past a persistent cookie's year, the cookie is dead too.
-    s.server.clock.advance(366 * 24 * 3600);
+    s.running.clock.advance(366 * 24 * 3600);
     assert_eq!(s.with_cookie("/v1/access", &u.cookie).await.0, 403);
 }
 
@@ -261,7 +261,7 @@ async fn cookies_are_listed_limited_and_removed_by_label(s: &TestServer) {
             .login("erin@example.com", PASSWORD, false, Some(label))
             .await;
         assert_eq!(st, 200);
-        s.server.clock.advance(1);
+        s.running.clock.advance(1);
     }
     let (st, v) = s.get("/v1/cookies", &u.token).await;
     assert_eq!(st, 200);
@@ -385,7 +385,7 @@ async fn password_reset_as_the_whitepaper_says(s: &TestServer) {
     )
     .await;
     let (key, code) = reset_key_and_code(&s.last_mail_to("frank@example.com"));
-    s.server.clock.advance(3601);
+    s.running.clock.advance(3601);
     let body = json!({"key": key, "code": code, "password": "Other-secret-2"});
     assert_eq!(
         s.post("/v1/password-reset/complete", None, body).await.0,
@@ -1076,7 +1076,7 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
         types(&notifications(s, &u.token, &a, None, None).await.1).len(),
         3
     );
-    s.server.clock.advance(29 * 24 * 3600);
+    s.running.clock.advance(29 * 24 * 3600);
     let token = s.with_cookie("/v1/access", &u.cookie).await.1["access_token"]
         .as_str()
         .expect("token")
@@ -1130,7 +1130,7 @@ async fn a_socket_ends_with_its_token(s: &TestServer) {
     let (_, a) = s.add_client(&u, "permanent", [1]).await;
     let a = a["id"].as_str().expect("id").to_owned();
     let mut live = s.upgrade(&u.token, &a, None).await.expect("upgraded");
-    s.server.clock.advance(16 * 60);
+    s.running.clock.advance(16 * 60);
     // Something happens for the user (with a fresh token): the socket wakes,
     // finds its token expired, and closes instead of delivering.
     let token = s.with_cookie("/v1/access", &u.cookie).await.1["access_token"]

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use parley_api::ClientId;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{TestServer, User, Ws, client_id, next_event};
+use support::{TestServer, User, Ws, client_id, close_reason, next_event};
 use uuid::Uuid;
 
 on_both_stores!(crate::support::GENEROUS =>
@@ -23,6 +23,7 @@ on_both_stores!(crate::support::GENEROUS =>
     a_stalled_socket_is_cut_and_recovers_by_fetching,
     groups_take_only_connections_and_blocks_hold_inside_them,
     a_message_that_would_flood_queues_is_refused,
+    live_frames_stop_when_the_token_expires,
 );
 
 fn label(v: &Value) -> &str {
@@ -1115,4 +1116,30 @@ async fn a_message_that_would_flood_queues_is_refused(s: &TestServer) {
         )
         .await;
     assert_eq!(st, 201, "{v}");
+}
+
+/// A socket delivers nothing once its token has expired by the server's clock,
+/// live frames included (a typing notice is only ever live).
+async fn live_frames_stop_when_the_token_expires(s: &TestServer) {
+    let alice = person(s, "lia@example.com", 1).await;
+    let bob = person(s, "lou@example.com", 1).await;
+    let conv = create_group(s, &alice, "Chat", &[&bob]).await;
+    let mut ws_bob = s.connect(&bob.user.token, bob.devices[0], None).await;
+    s.running.clock.advance(16 * 60);
+    let token = s.with_cookie("/v1/access", &alice.user.cookie).await.1["access_token"]
+        .as_str()
+        .expect("a fresh token for alice")
+        .to_owned();
+    let (st, v) = s
+        .post(
+            &format!("/v1/conversations/localhost/{conv}/typing"),
+            Some(&token),
+            json!({"status": "started"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        close_reason(&mut ws_bob, true).await.as_deref(),
+        Some("token-expired")
+    );
 }

@@ -45,7 +45,7 @@ async fn logins_are_limited_per_account() {
     // Another account is not affected; the window passes.
     let (st, _, _) = s.login("someone@example.com", PASSWORD, false, None).await;
     assert_eq!(st, 403);
-    s.server.clock.advance(301);
+    s.running.clock.advance(301);
     assert_eq!(
         s.login("rita@example.com", PASSWORD, false, None).await.0,
         200
@@ -139,26 +139,20 @@ async fn smtp_sink() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codes_go_out_by_smtp_when_configured() {
-    support::init();
     let (port, mut inbox) = smtp_sink().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let mut settings = Settings::development(dir.path());
-    settings.listen = "127.0.0.1:0".parse().expect("addr");
-    settings.smtp = Some(SmtpConfig {
-        host: "127.0.0.1".into(),
-        port,
-        security: SmtpSecurity::None,
-        username: None,
-        password: None,
-    });
-    let store = SqliteStore::open(&dir.path().join("p.db"))
-        .await
-        .expect("store");
-    let server = start_with_store(settings, Arc::new(store), Default::default())
-        .await
-        .expect("starts");
+    let server = parley_testkit::TestServer::start_on(Backend::Sqlite, |settings| {
+        settings.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: SmtpSecurity::None,
+            username: None,
+            password: None,
+        });
+    })
+    .await
+    .expect("SQLite always runs");
     let resp = reqwest::Client::new()
-        .post(format!("http://{}/v1/activate/send", server.addr))
+        .post(format!("{}/v1/activate/send", server.url()))
         .json(&json!({"email": "sam@example.com"}))
         .send()
         .await
@@ -170,44 +164,34 @@ async fn codes_go_out_by_smtp_when_configured() {
         .expect("message");
     assert!(message.contains("To: sam@example.com"), "{message}");
     assert!(message.contains("verification code is"), "{message}");
-    assert!(
-        !dir.path().join("outbox").exists(),
-        "nothing written to the outbox"
-    );
-    server.shutdown().await.expect("stops");
+    assert!(!server.outbox().exists(), "nothing written to the outbox");
+    server.stop().await;
 }
 
 struct TlsServer {
-    server: parley_server::server::RunningServer,
+    server: parley_testkit::TestServer,
     cert: CertificateDer<'static>,
     cert_pem: String,
-    _dir: tempfile::TempDir,
 }
 
 async fn tls_server() -> TlsServer {
-    support::init();
-    let dir = tempfile::tempdir().expect("dir");
     let key = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
     let cert_pem = key.cert.pem();
-    std::fs::write(dir.path().join("cert.pem"), &cert_pem).expect("write");
-    std::fs::write(dir.path().join("key.pem"), key.signing_key.serialize_pem()).expect("write");
-    let mut settings = Settings::development(dir.path());
-    settings.listen = "127.0.0.1:0".parse().expect("addr");
-    settings.tls = Some(TlsConfig {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    });
-    let store = SqliteStore::open(&dir.path().join("p.db"))
-        .await
-        .expect("store");
-    let server = start_with_store(settings, Arc::new(store), Default::default())
-        .await
-        .expect("starts");
+    let server = parley_testkit::TestServer::start_on(Backend::Sqlite, |settings| {
+        let dir = &settings.data_dir;
+        std::fs::write(dir.join("cert.pem"), &cert_pem).expect("write");
+        std::fs::write(dir.join("key.pem"), key.signing_key.serialize_pem()).expect("write");
+        settings.tls = Some(TlsConfig {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        });
+    })
+    .await
+    .expect("SQLite always runs");
     TlsServer {
         server,
         cert: key.cert.der().clone(),
         cert_pem,
-        _dir: dir,
     }
 }
 
@@ -218,7 +202,7 @@ async fn https_with_hsts_and_secure_cookies() {
         .add_root_certificate(reqwest::Certificate::from_pem(t.cert_pem.as_bytes()).expect("pem"))
         .build()
         .expect("client");
-    let base = format!("https://localhost:{}", t.server.addr.port());
+    let base = format!("https://localhost:{}", t.server.running.addr.port());
     let resp = client
         .post(format!("{base}/v1/activate/send"))
         .json(&json!({"email": "tia@example.com"}))
@@ -233,7 +217,7 @@ async fn https_with_hsts_and_secure_cookies() {
         .to_str()
         .expect("ascii");
     assert!(hsts.contains("max-age=31536000"));
-    let mail = std::fs::read_dir(t._dir.path().join("outbox"))
+    let mail = std::fs::read_dir(t.server.outbox())
         .expect("outbox")
         .next()
         .expect("mail");
@@ -273,7 +257,9 @@ async fn handshake(
         .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tcp = TcpStream::connect(t.server.addr).await.expect("connect");
+    let tcp = TcpStream::connect(t.server.running.addr)
+        .await
+        .expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
@@ -584,7 +570,7 @@ async fn impatient_server(max_connections: Option<usize>) -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off() {
     let s = impatient_server(None).await;
-    let addr = s.server.addr;
+    let addr = s.running.addr;
     let patience = std::time::Duration::from_secs(5);
 
     let mut half = TcpStream::connect(addr).await.expect("connect");
@@ -649,7 +635,7 @@ async fn slow_clients_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_capped() {
     let s = impatient_server(Some(3)).await;
-    let addr = s.server.addr;
+    let addr = s.running.addr;
     // Idle connections hold their slots until the header deadline.
     let mut held = Vec::new();
     for _ in 0..3 {

@@ -34,20 +34,13 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+/// A database error as a store error: a broken uniqueness rule names the
+/// rule, by the constraint the database reports.
 fn backend(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let m = db.message();
-            if m.contains("users_email_key") {
-                StoreError::Conflict("email")
-            } else if m.contains("users_handle_key") {
-                StoreError::Conflict("handle")
-            } else {
-                StoreError::Conflict("record")
-            }
-        }
-        _ => StoreError::Backend(e.to_string()),
-    }
+    parley_store_sql::store_error(
+        e,
+        &[("users_email_key", "email"), ("users_handle_key", "handle")],
+    )
 }
 
 impl PostgresStore {

@@ -10,7 +10,7 @@ use parley_store::{
 
 use super::Store;
 use parley_store_sql::Dialect;
-use parley_store_sql::columns::{ActivationRow, CookieRow, ResetRow, UserRow, tries};
+use parley_store_sql::columns::{ActivationRow, CookieRow, ResetRow, UserRow};
 
 #[async_trait]
 impl AccountStore for Store {
@@ -31,34 +31,23 @@ impl AccountStore for Store {
     }
 
     async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>> {
-        let row: Option<ActivationRow> =
-            sqlx::query_as("SELECT * FROM activation_codes WHERE email = $1")
-                .bind(email)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(Store::error)?;
+        let row: Option<ActivationRow> = self
+            .keyed_row("SELECT * FROM activation_codes WHERE email = $1", email)
+            .await?;
         row.map(ActivationRow::record).transpose()
     }
 
     async fn count_activation_try(&self, email: &str) -> StoreResult<u32> {
-        let t: i64 = sqlx::query_scalar(
+        self.count_try(
             "UPDATE activation_codes SET tries = tries + 1 WHERE email = $1 RETURNING tries",
+            email,
         )
-        .bind(email)
-        .fetch_optional(self.pool())
         .await
-        .map_err(Store::error)?
-        .ok_or(StoreError::NotFound)?;
-        tries(t)
     }
 
     async fn delete_activation_code(&self, email: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM activation_codes WHERE email = $1")
-            .bind(email)
-            .execute(self.pool())
+        self.keyed_delete("DELETE FROM activation_codes WHERE email = $1", email)
             .await
-            .map_err(Store::error)?;
-        Ok(())
     }
 
     async fn create_user(&self, u: &User) -> StoreResult<()> {
@@ -310,33 +299,23 @@ impl AccountStore for Store {
     }
 
     async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
-        let row: Option<ResetRow> = sqlx::query_as("SELECT * FROM password_resets WHERE key = $1")
-            .bind(key)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(Store::error)?;
+        let row: Option<ResetRow> = self
+            .keyed_row("SELECT * FROM password_resets WHERE key = $1", key)
+            .await?;
         row.map(ResetRow::record).transpose()
     }
 
     async fn count_password_reset_try(&self, key: &str) -> StoreResult<u32> {
-        let t: i64 = sqlx::query_scalar(
+        self.count_try(
             "UPDATE password_resets SET tries = tries + 1 WHERE key = $1 RETURNING tries",
+            key,
         )
-        .bind(key)
-        .fetch_optional(self.pool())
         .await
-        .map_err(Store::error)?
-        .ok_or(StoreError::NotFound)?;
-        tries(t)
     }
 
     async fn delete_password_reset(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM password_resets WHERE key = $1")
-            .bind(key)
-            .execute(self.pool())
+        self.keyed_delete("DELETE FROM password_resets WHERE key = $1", key)
             .await
-            .map_err(Store::error)?;
-        Ok(())
     }
 
     async fn complete_password_reset(

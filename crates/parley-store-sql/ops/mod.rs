@@ -19,5 +19,8 @@ mod shared;
 /// The backend's store, which these operations implement the store traits for.
 use super::Store;
 
+/// The backend's database.
+type Db = <Store as parley_store_sql::Dialect>::Db;
+
 /// A transaction on the backend's database.
-type Tx = sqlx::Transaction<'static, <Store as parley_store_sql::Dialect>::Db>;
+type Tx = sqlx::Transaction<'static, Db>;

@@ -9,10 +9,11 @@ use parley_store::{
     ConversationRecord, MemberRecord, Outgoing, PrekeyRecord, Roster, StoreError, StoreResult,
 };
 
-use super::{Store, Tx};
+use super::{Db, Store, Tx};
 use parley_store_sql::Dialect;
 use parley_store_sql::columns::{
-    self, client_id, conversation_kind, parse_client_id, parse_user_id, role, timer, user_ids_json,
+    self, client_id, conversation_kind, parse_client_id, parse_user_id, role, timer, tries,
+    user_ids_json,
 };
 
 impl Store {
@@ -26,6 +27,42 @@ impl Store {
         let (guard, mut tx) = self.write_tx().await?;
         Self::lock_user(&mut tx, user).await?;
         Ok((guard, tx))
+    }
+
+    /// The row a one-time code (activation or reset) is kept in, by its key
+    /// (`$1`).
+    pub(crate) async fn keyed_row<R>(&self, sql: &'static str, key: &str) -> StoreResult<Option<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
+    {
+        sqlx::query_as(sql)
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Store::error)
+    }
+
+    /// Counts one try of a one-time code (before it is compared, so concurrent
+    /// guesses cannot share a try): `sql` adds one to the row keyed `$1` and
+    /// returns the tries. `NotFound` if there is no such code.
+    pub(crate) async fn count_try(&self, sql: &'static str, key: &str) -> StoreResult<u32> {
+        let t: i64 = sqlx::query_scalar(sql)
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Store::error)?
+            .ok_or(StoreError::NotFound)?;
+        tries(t)
+    }
+
+    /// Forgets a one-time code by its key (`$1`).
+    pub(crate) async fn keyed_delete(&self, sql: &'static str, key: &str) -> StoreResult<()> {
+        sqlx::query(sql)
+            .bind(key)
+            .execute(self.pool())
+            .await
+            .map_err(Store::error)?;
+        Ok(())
     }
 
     /// Locks a user's row, where the database locks rows.

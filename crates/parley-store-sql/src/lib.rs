@@ -83,3 +83,21 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// A conversation's member ids, ordered bytewise.
     const MEMBER_IDS: &'static str;
 }
+
+/// A database error as a store error. A unique violation becomes
+/// `Conflict(label)` for the first `(constraint, label)` whose constraint
+/// the database's message names, `Conflict("record")` for any other; every
+/// other failure is `Backend`.
+pub fn store_error(e: sqlx::Error, unique: &[(&str, &'static str)]) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let message = db.message();
+            let label = unique
+                .iter()
+                .find(|(constraint, _)| message.contains(constraint))
+                .map_or("record", |(_, label)| *label);
+            StoreError::Conflict(label)
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
+}

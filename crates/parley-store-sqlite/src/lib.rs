@@ -152,20 +152,10 @@ async fn post_one(tx: &mut Tx<SqliteStore>, job: &PostJob) -> StoreResult<Option
     }))
 }
 
+/// A database error as a store error: a broken uniqueness rule names the
+/// rule, by the constraint the database reports.
 fn backend(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let m = db.message();
-            if m.contains("users.email") {
-                StoreError::Conflict("email")
-            } else if m.contains("users.handle") {
-                StoreError::Conflict("handle")
-            } else {
-                StoreError::Conflict("record")
-            }
-        }
-        _ => StoreError::Backend(e.to_string()),
-    }
+    parley_store_sql::store_error(e, &[("users.email", "email"), ("users.handle", "handle")])
 }
 
 impl SqliteStore {

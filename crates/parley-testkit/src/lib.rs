@@ -1,9 +1,13 @@
-//! A real Parley server for tests: the whole server on a loopback port with a
-//! SQLite file in a temporary directory, e-mail written to an outbox there, and
-//! the server's clock under the test's control. Nothing is mocked.
+//! A real Parley server for tests: the whole server on a loopback port with its
+//! store (a SQLite file in a temporary directory, a fresh PostgreSQL database,
+//! or the in-memory reference store), e-mail written to an outbox in that
+//! directory, and the server's clock under the test's control. Nothing of the
+//! server is mocked.
 //!
-//! Used by the client SDK's, the CLI's and bots' tests. The server's own tests
-//! have their own harness, which also runs every scenario on PostgreSQL.
+//! The one harness for every test that needs a server: the server's own, the
+//! client SDK's, the CLI's and bots'. PostgreSQL runs when
+//! `PARLEY_TEST_POSTGRES` holds a connection URL; without it,
+//! [`TestServer::start_on`] prints a notice and gives `None`.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -11,52 +15,112 @@ use std::sync::Arc;
 
 use parley_server::config::{Database, Settings};
 use parley_server::server::{RunningServer, start_with_store};
+use parley_store::Store;
+
+/// Which store the server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the server's directory (the default).
+    Sqlite,
+    /// A fresh database on the PostgreSQL server `PARLEY_TEST_POSTGRES` names.
+    Postgres,
+    /// The in-memory reference store: fastest, lost when the server stops.
+    Memory,
+}
 
 /// A running server and its directory (database, outbox).
 #[derive(Debug)]
 pub struct TestServer {
     /// The server: its address and clock.
     pub running: RunningServer,
+    backend: Backend,
+    settings: Settings,
     dir: tempfile::TempDir,
 }
 
 impl TestServer {
-    /// Starts a server with development settings on `127.0.0.1:0`.
+    /// Starts a server with development settings on `127.0.0.1:0`, on SQLite.
     ///
     /// # Panics
     /// When the server cannot start: a test cannot go on without it.
     pub async fn start() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory for the server");
-        let running = Self::run(dir.path(), "127.0.0.1:0").await;
-        Self { running, dir }
+        Self::start_on(Backend::Sqlite, |_| {})
+            .await
+            .expect("SQLite always runs")
     }
 
-    async fn run(dir: &Path, listen: &str) -> RunningServer {
+    /// Starts a server on `backend` with development settings on
+    /// `127.0.0.1:0`, changed by `tweak`. `None` (with a notice) for
+    /// PostgreSQL when `PARLEY_TEST_POSTGRES` is not set.
+    ///
+    /// # Panics
+    /// When the server or its store cannot start.
+    pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> Option<Self> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut settings = Settings::development(dir);
-        settings.listen = listen.parse().expect("a loopback address");
-        let path = dir.join("parley.db");
-        settings.database = Database::Sqlite(path.clone());
-        let store = parley_store_sqlite::SqliteStore::open(&path)
+        let dir = tempfile::tempdir().expect("a temporary directory for the server");
+        let mut settings = Settings::development(dir.path());
+        settings.listen = "127.0.0.1:0".parse().expect("a loopback address");
+        tweak(&mut settings);
+        let store: Arc<dyn Store> = match backend {
+            Backend::Sqlite => {
+                let path = dir.path().join("parley.db");
+                settings.database = Database::Sqlite(path.clone());
+                Arc::new(open_sqlite(&path).await)
+            }
+            Backend::Postgres => {
+                let Ok(url) = std::env::var("PARLEY_TEST_POSTGRES") else {
+                    skipped_notice();
+                    return None;
+                };
+                Arc::new(
+                    parley_store_postgres::PostgresStore::open_fresh_database(&url)
+                        .await
+                        .expect("a fresh PostgreSQL database"),
+                )
+            }
+            Backend::Memory => Arc::new(parley_store::memory::MemoryStore::new()),
+        };
+        let running = start_with_store(settings.clone(), store, Default::default())
             .await
-            .expect("the SQLite store opens");
-        start_with_store(settings, Arc::new(store), Default::default())
-            .await
-            .expect("the server starts")
+            .expect("the server starts");
+        Some(Self {
+            running,
+            backend,
+            settings,
+            dir,
+        })
+    }
+
+    /// Which store the server runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Stops the server, waits `down` (clients find nothing listening), and
-    /// starts it again at the same address with the same data.
+    /// starts it again at the same address with the same data and settings.
     ///
     /// # Panics
-    /// When the server fails to stop or to start again.
+    /// When the server fails to stop or to start again, or does not run on
+    /// SQLite (the only store a test can reopen).
     pub async fn restart(self, down: std::time::Duration) -> Self {
+        assert_eq!(
+            self.backend,
+            Backend::Sqlite,
+            "only a SQLite server can be restarted with its data"
+        );
         let addr = self.running.addr;
         self.running.shutdown().await.expect("the server stops");
         tokio::time::sleep(down).await;
-        let running = Self::run(self.dir.path(), &addr.to_string()).await;
+        let mut settings = self.settings;
+        settings.listen = addr;
+        let store = open_sqlite(&self.dir.path().join("parley.db")).await;
+        let running = start_with_store(settings.clone(), Arc::new(store), Default::default())
+            .await
+            .expect("the server starts again");
         Self {
             running,
+            backend: self.backend,
+            settings,
             dir: self.dir,
         }
     }
@@ -77,6 +141,11 @@ impl TestServer {
     /// The server's directory (database file, outbox).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The server's e-mail outbox.
+    pub fn outbox(&self) -> std::path::PathBuf {
+        self.dir.path().join("outbox")
     }
 
     /// The newest e-mail verification code sent to `email`.
@@ -109,4 +178,18 @@ impl TestServer {
                 .is_ok_and(|hay| hay.windows(needle.len()).any(|w| w == needle))
         })
     }
+}
+
+async fn open_sqlite(path: &Path) -> parley_store_sqlite::SqliteStore {
+    parley_store_sqlite::SqliteStore::open(path)
+        .await
+        .expect("the SQLite store opens")
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says so where the test runner shows it"
+)]
+fn skipped_notice() {
+    eprintln!("NOTICE: PARLEY_TEST_POSTGRES is not set: this test is skipped on PostgreSQL");
 }

@@ -101,12 +101,14 @@ async fn serve(
     let mut catch_up = true;
     let mut stopping = s.stopping.clone();
     loop {
-        if s.notifications.now() >= me.expires {
-            close(&mut socket, "token-expired", send_timeout).await;
-            return;
-        }
-        // Everything after the cursor from the store, page by page.
+        // Everything after the cursor from the store, page by page; each page
+        // only while the socket may still deliver (a page read may return
+        // what was stored after the token expired).
         while catch_up {
+            if let Some(reason) = ended(&s, &me, &mut sub).await {
+                close(&mut socket, reason, send_timeout).await;
+                return;
+            }
             let page = match s
                 .notifications
                 .page(user, client, Some(cursor), Some(100))
@@ -120,6 +122,10 @@ async fn serve(
             };
             if page.lost {
                 close(&mut socket, "notifications-lost", send_timeout).await;
+                return;
+            }
+            if let Some(reason) = ended(&s, &me, &mut sub).await {
+                close(&mut socket, reason, send_timeout).await;
                 return;
             }
             for event in page.events {
@@ -157,13 +163,11 @@ async fn serve(
                 Err(_) => return,
             },
             live = sub.live.recv() => match live {
-                // The expiry timer runs on the runtime's clock; the token's on the
-                // server's. Nothing is delivered past the latter either.
-                Ok(_) if s.notifications.now() >= me.expires => {
-                    close(&mut socket, "token-expired", send_timeout).await;
-                    return;
-                }
                 Ok(live) if live.client.is_none_or(|c| c == client) => {
+                    if let Some(reason) = ended(&s, &me, &mut sub).await {
+                        close(&mut socket, reason, send_timeout).await;
+                        return;
+                    }
                     let next = match live.id {
                         // Transient: send as it comes.
                         None => true,
@@ -197,6 +201,23 @@ async fn serve(
             },
         }
     }
+}
+
+/// Why the socket must close before it delivers anything more, if it must:
+/// its token expired by the server's clock (the expiry timer runs on the
+/// runtime's, which a test's clock does not move), or its login ended
+/// meanwhile (a store failure counts as ended: the client simply reconnects).
+async fn ended(s: &AppState, me: &Claims, sub: &mut Subscription) -> Option<&'static str> {
+    if s.notifications.now() >= me.expires {
+        return Some("token-expired");
+    }
+    if sub.logins.has_changed().unwrap_or(false) {
+        sub.logins.borrow_and_update();
+        if !s.accounts.login_stands(me).await.unwrap_or(false) {
+            return Some("logged-out");
+        }
+    }
+    None
 }
 
 async fn close(socket: &mut WebSocket, reason: &str, timeout: Duration) {

@@ -1,17 +1,11 @@
-//! A real server on a loopback port, on a temporary SQLite file or a fresh
-//! PostgreSQL database, and a small HTTP client for black-box tests.
+//! The server's black-box tests over [`parley_testkit`]'s real server (a
+//! temporary SQLite file or a fresh PostgreSQL database): settings small
+//! enough to reach, an HTTP client, and the scenario helpers.
 
 #![allow(dead_code, unreachable_pub, clippy::print_stderr)]
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use parley_api::{AccessToken, ClientId, Prekey};
-use parley_server::config::Limits;
-use parley_server::config::{Database, Settings};
-use parley_server::server::{RunningServer, start_with_store};
-use parley_store_postgres::PostgresStore;
-use parley_store_sqlite::SqliteStore;
+use parley_server::config::{Limits, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -24,18 +18,22 @@ pub const GENEROUS: Limits = Limits {
     prekey_claims: 100_000,
 };
 
+/// A server from [`parley_testkit`] with an HTTP client for black-box calls.
 pub struct TestServer {
-    pub server: RunningServer,
+    pub kit: parley_testkit::TestServer,
     pub base: String,
-    pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
+impl std::ops::Deref for TestServer {
+    type Target = parley_testkit::TestServer;
+
+    fn deref(&self) -> &parley_testkit::TestServer {
+        &self.kit
+    }
 }
+
+pub use parley_testkit::Backend;
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -52,51 +50,20 @@ impl TestServer {
         limits: Limits,
         tweak: impl FnOnce(&mut Settings),
     ) -> Option<Self> {
-        init();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut settings = Settings::development(dir.path());
-        settings.listen = "127.0.0.1:0".parse().expect("addr");
-        settings.limits = limits;
-        // Small enough to reach in a test; push receivers are plain HTTP on loopback.
-        settings.max_conversation_members = 5;
-        settings.push_allow_http = true;
-        // The tests' push receiver listens on loopback.
-        settings.push_allow_private = true;
-        settings.websocket_send_timeout = std::time::Duration::from_secs(2);
-        tweak(&mut settings);
-        let store: Arc<dyn parley_store::Store> = match backend {
-            Backend::Sqlite => {
-                let path = dir.path().join("parley.db");
-                settings.database = Database::Sqlite(path.clone());
-                Arc::new(SqliteStore::open(&path).await.expect("sqlite"))
-            }
-            Backend::Postgres => {
-                let Ok(url) = std::env::var("PARLEY_TEST_POSTGRES") else {
-                    eprintln!("NOTICE: PARLEY_TEST_POSTGRES is not set; skipped on PostgreSQL");
-                    return None;
-                };
-                Arc::new(
-                    PostgresStore::open_fresh_database(&url)
-                        .await
-                        .expect("postgres"),
-                )
-            }
-        };
-        let server = start_with_store(settings, store, Default::default())
-            .await
-            .expect("server starts");
-        let base = format!("http://{}", server.addr);
-        let http = reqwest::Client::builder().build().expect("client");
-        Some(Self {
-            server,
-            base,
-            dir,
-            http,
+        let kit = parley_testkit::TestServer::start_on(backend, |settings| {
+            settings.limits = limits;
+            // Small enough to reach in a test; push receivers are plain HTTP on loopback.
+            settings.max_conversation_members = 5;
+            settings.push_allow_http = true;
+            // The tests' push receiver listens on loopback.
+            settings.push_allow_private = true;
+            settings.websocket_send_timeout = std::time::Duration::from_secs(2);
+            tweak(settings);
         })
-    }
-
-    pub fn outbox(&self) -> PathBuf {
-        self.dir.path().join("outbox")
+        .await?;
+        let base = kit.url();
+        let http = reqwest::Client::builder().build().expect("client");
+        Some(Self { kit, base, http })
     }
 
     /// The newest e-mail to `to`, as text.

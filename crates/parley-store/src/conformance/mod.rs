@@ -128,7 +128,7 @@ macro_rules! conformance_tests {
 }
 
 /// One `#[test]`, `agrees_with_the_model`, running the model-based test
-/// ([`model::run`]): proptest sequences of operations (24, or as many as
+/// ([`model::run`]): proptest sequences of operations (256, or as many as
 /// `PARLEY_MODEL_CASES` says), each on a fresh store from `$open` (the same
 /// function as for [`conformance_tests!`](crate::conformance_tests): `None`
 /// skips, after the function has said why) and a fresh reference model. The
