@@ -70,23 +70,40 @@ impl QueueStore for Store {
 
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
         let (_guard, mut tx) = self.write_tx().await?;
+        // Each queue that loses events marks everything up to the newest one
+        // it lost as purged (a cursor before it has missed something). The
+        // heads are changed one by one in (user, device) order, the order
+        // every fan-out locks them in, so a purge and a delivery never
+        // deadlock; and each gets its value from what was deleted, not from a
+        // snapshot a concurrent delivery may have moved on from.
+        let mut heads: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, client_id, MAX(id) FROM notifications WHERE created_at < $1 \
+             GROUP BY user_id, client_id",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        heads.sort();
+        for (user, client, last) in &heads {
+            sqlx::query(
+                "UPDATE queue_heads SET purged_before = \
+                 CASE WHEN purged_before > $3 THEN purged_before ELSE $3 END \
+                 WHERE user_id = $1 AND client_id = $2",
+            )
+            .bind(user)
+            .bind(client)
+            .bind(last.saturating_add(1))
+            .execute(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        }
         let done = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
             .bind(before)
             .execute(&mut *tx)
             .await
             .map_err(Store::error)?;
-        let purged = Store::rows_affected(&done);
-        if purged > 0 {
-            sqlx::query(
-                "UPDATE queue_heads SET purged_before = COALESCE((SELECT MIN(n.id) \
-                 FROM notifications n WHERE n.user_id = queue_heads.user_id \
-                 AND n.client_id = queue_heads.client_id), next_id)",
-            )
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        }
         tx.commit().await.map_err(Store::error)?;
-        Ok(purged)
+        Ok(Store::rows_affected(&done))
     }
 }

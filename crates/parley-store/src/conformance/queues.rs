@@ -113,6 +113,32 @@ pub(super) async fn event_queues(s: &dyn Store) {
         .expect("page")
         .expect("known");
     assert!(page.lost, "a cursor from the future is not this queue's");
+    // A clock that stepped back: events 7, 8, 9 at 50, 45, 60. Purging before
+    // 46 takes event 8 but leaves 7: a cursor at 7 missed 8 and is lost.
+    for at in [50, 45, 60] {
+        let update = Notify {
+            payload: r#"{"type":"user.update"}"#,
+            at,
+        };
+        s.update_profile(u.id, &ProfileUpdate::default(), update)
+            .await
+            .expect("update");
+    }
+    s.purge_events(46).await.expect("purge");
+    let page = s
+        .events(u.id, ClientId(1), Some(7), 10)
+        .await
+        .expect("page")
+        .expect("known");
+    assert!(page.lost, "event 8 went: a cursor before it missed it");
+    assert_eq!(page.events.iter().map(|e| e.id).collect::<Vec<_>>(), [7, 9]);
+    let page = s
+        .events(u.id, ClientId(1), Some(8), 10)
+        .await
+        .expect("page")
+        .expect("known");
+    assert!(!page.lost, "a cursor at 8 missed nothing");
+    assert_eq!(page.events.iter().map(|e| e.id).collect::<Vec<_>>(), [9]);
     // Removing a device tells the others and drops its queue.
     let removed = Notify {
         payload: r#"{"type":"user.client-remove"}"#,

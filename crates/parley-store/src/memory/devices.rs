@@ -115,20 +115,28 @@ impl State {
         })
     }
 
-    /// Deletes every event created before `before`. If any went, every queue's
-    /// `purged_before` becomes its oldest remaining id (or its next one).
+    /// Deletes every event created before `before`; a queue that lost events
+    /// has `purged_before` raised past the newest one it lost.
     fn purge_events(&mut self, before: i64) -> u64 {
         let mut purged = 0u64;
         for row in self.clients.values_mut() {
-            let had = row.queue.events.len();
-            row.queue.events.retain(|_, e| e.created_at >= before);
-            purged += u64::try_from(had - row.queue.events.len()).unwrap_or(u64::MAX);
-        }
-        if purged > 0 {
-            for row in self.clients.values_mut() {
-                let queue = &mut row.queue;
-                queue.purged_before = queue.events.keys().next().copied().unwrap_or(queue.next_id);
+            let queue = &mut row.queue;
+            let gone: Vec<_> = queue
+                .events
+                .iter()
+                .filter(|(_, e)| e.created_at < before)
+                .map(|(id, _)| *id)
+                .collect();
+            // Everything up to the newest event purged counts as purged: a
+            // cursor before it has missed something, even if older events
+            // are still there.
+            if let Some(last) = gone.last() {
+                queue.purged_before = queue.purged_before.max(*last + 1);
             }
+            for id in &gone {
+                queue.events.remove(id);
+            }
+            purged += u64::try_from(gone.len()).unwrap_or(u64::MAX);
         }
         purged
     }
