@@ -5,12 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::{ClientId, Qualified};
-
-/// A conversation id: a random UUID v4.
-pub type ConversationId = Uuid;
+use crate::{ClientId, ConversationId, Qualified, UserId};
 
 /// Where one user stands with another. Each side of a pair has its own status.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -68,16 +64,16 @@ pub struct ConnectionUpdate {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connection {
     /// The owner of this side.
-    pub from: Uuid,
+    pub from: UserId,
     /// The other user.
-    pub to: Qualified<Uuid>,
+    pub to: Qualified<UserId>,
     /// Where `from` stands with `to`.
     pub status: ConnectionStatus,
     /// When it last changed.
     #[serde(with = "time::serde::rfc3339")]
     pub last_update: OffsetDateTime,
     /// The 1:1 conversation, once accepted.
-    pub conversation: Option<Qualified<Uuid>>,
+    pub conversation: Option<Qualified<ConversationId>>,
 }
 
 /// Group or 1:1.
@@ -107,7 +103,7 @@ pub enum Role {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Member {
     /// Who.
-    pub id: Qualified<Uuid>,
+    pub id: Qualified<UserId>,
     /// Their role.
     pub role: Role,
 }
@@ -117,14 +113,14 @@ pub struct Member {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Conversation {
     /// Its id.
-    pub id: Qualified<Uuid>,
+    pub id: Qualified<ConversationId>,
     /// Group or 1:1.
     #[serde(rename = "type")]
     pub kind: ConversationKind,
     /// The group's name (none for 1:1).
     pub name: Option<String>,
     /// Who created it.
-    pub creator: Uuid,
+    pub creator: UserId,
     /// Every member, the caller included.
     pub members: Vec<Member>,
     /// Self-deleting timer for every message, in milliseconds.
@@ -141,7 +137,7 @@ pub struct NewConversation {
     pub name: String,
     /// The other members (the creator joins as admin).
     #[serde(default)]
-    pub users: Vec<Qualified<Uuid>>,
+    pub users: Vec<Qualified<UserId>>,
     /// Self-deleting timer in milliseconds.
     #[serde(default)]
     pub message_timer: Option<u64>,
@@ -165,7 +161,7 @@ pub struct ConversationPage {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddMembers {
     /// Who to add.
-    pub users: Vec<Qualified<Uuid>>,
+    pub users: Vec<Qualified<UserId>>,
     /// Their role (member by default).
     #[serde(default)]
     pub role: Option<Role>,
@@ -223,10 +219,10 @@ pub struct Typing {
 }
 
 /// Devices, by domain and user: `domain → user → [device]`.
-pub type ClientMap = BTreeMap<String, BTreeMap<Uuid, Vec<ClientId>>>;
+pub type ClientMap = BTreeMap<String, BTreeMap<UserId, Vec<ClientId>>>;
 
 /// Ciphertexts, by domain, user and device: `domain → user → device → base64`.
-pub type Recipients = BTreeMap<String, BTreeMap<Uuid, BTreeMap<ClientId, String>>>;
+pub type Recipients = BTreeMap<String, BTreeMap<UserId, BTreeMap<ClientId, String>>>;
 
 /// Which missing devices refuse a message.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -241,7 +237,7 @@ pub enum ReportMissing {
     /// Only missing devices of these users refuse the message.
     Only {
         /// Whose devices must all be there.
-        users: Vec<Uuid>,
+        users: Vec<UserId>,
     },
 }
 

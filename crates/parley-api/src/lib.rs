@@ -18,8 +18,68 @@ pub use conversations::*;
 mod trust;
 pub use trust::*;
 
-/// A user id: a random UUID v4.
-pub type UserId = Uuid;
+/// Declares an id that is a random UUID v4 underneath, as its own type so
+/// that one kind of id is never taken for another. Written and read as the
+/// hyphenated lowercase UUID; ordered as that text is.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+        #[serde(transparent)]
+        #[cfg_attr(
+            feature = "openapi",
+            derive(utoipa::ToSchema),
+            schema(value_type = String, format = Uuid)
+        )]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new random id.
+            pub fn random() -> Self {
+                Self(Uuid::new_v4())
+            }
+
+            /// The id's 16 bytes.
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::from_str(s).map(Self)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A user id: a random UUID v4.
+    UserId
+);
+uuid_id!(
+    /// A conversation id: a random UUID v4.
+    ConversationId
+);
 
 /// A device (client) id: random 64 bits, written as lowercase hex.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -139,7 +199,7 @@ pub struct AccessToken {
     /// Seconds until the token expires.
     pub expires_in: u64,
     /// Whose token it is.
-    pub user: Uuid,
+    pub user: UserId,
 }
 
 /// `GET /v1/self`
@@ -147,7 +207,7 @@ pub struct AccessToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SelfProfile {
     /// The user's qualified id.
-    pub qualified_id: Qualified<Uuid>,
+    pub qualified_id: Qualified<UserId>,
     /// Display name.
     pub name: String,
     /// E-mail address.
@@ -167,7 +227,7 @@ pub struct SelfProfile {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserProfile {
     /// The user's qualified id.
-    pub qualified_id: Qualified<Uuid>,
+    pub qualified_id: Qualified<UserId>,
     /// Display name.
     pub name: String,
     /// Unique handle, once set.
@@ -471,7 +531,7 @@ pub enum EventPayload {
     #[serde(rename = "user.update")]
     UserUpdate {
         /// Whose profile.
-        user: Uuid,
+        user: UserId,
         /// The changed fields.
         update: UpdateProfile,
     },
@@ -488,17 +548,17 @@ pub enum EventPayload {
     #[serde(rename = "conversation.create")]
     ConversationCreate {
         /// The conversation.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who made it.
-        from: Uuid,
+        from: UserId,
     },
     /// Users joined.
     #[serde(rename = "conversation.member-join")]
     MemberJoin {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who added them.
-        from: Uuid,
+        from: UserId,
         /// The new members.
         members: Vec<Member>,
     },
@@ -506,19 +566,19 @@ pub enum EventPayload {
     #[serde(rename = "conversation.member-leave")]
     MemberLeave {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who removed them (themselves when they left).
-        from: Uuid,
+        from: UserId,
         /// Who is gone.
-        users: Vec<Qualified<Uuid>>,
+        users: Vec<Qualified<UserId>>,
     },
     /// A member's role changed.
     #[serde(rename = "conversation.member-update")]
     MemberUpdate {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who changed it.
-        from: Uuid,
+        from: UserId,
         /// The member with the new role.
         member: Member,
     },
@@ -526,9 +586,9 @@ pub enum EventPayload {
     #[serde(rename = "conversation.rename")]
     Rename {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who renamed it.
-        from: Uuid,
+        from: UserId,
         /// The new name.
         name: String,
     },
@@ -536,9 +596,9 @@ pub enum EventPayload {
     #[serde(rename = "conversation.message-timer-update")]
     MessageTimerUpdate {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who changed it.
-        from: Uuid,
+        from: UserId,
         /// Milliseconds, or none.
         message_timer: Option<u64>,
     },
@@ -546,9 +606,9 @@ pub enum EventPayload {
     #[serde(rename = "conversation.receipt-mode-update")]
     ReceiptModeUpdate {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who changed it.
-        from: Uuid,
+        from: UserId,
         /// 0 off, 1 on.
         receipt_mode: u8,
     },
@@ -556,9 +616,9 @@ pub enum EventPayload {
     #[serde(rename = "conversation.otr-message-add")]
     OtrMessageAdd {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// The sending user.
-        from: Uuid,
+        from: UserId,
         /// The server's time for the message.
         #[serde(with = "time::serde::rfc3339")]
         time: OffsetDateTime,
@@ -569,9 +629,9 @@ pub enum EventPayload {
     #[serde(rename = "conversation.typing")]
     Typing {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who.
-        from: Uuid,
+        from: UserId,
         /// Started or stopped.
         status: TypingStatus,
     },

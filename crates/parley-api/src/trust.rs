@@ -9,7 +9,6 @@
 //! client makes them.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// Domain separation for device signatures.
 pub const DEVICE_SIGNATURE_LABEL: &[u8] = b"parley device identity v1";
@@ -30,7 +29,7 @@ pub struct DeviceTrust {
 /// The bytes a root key signs for one device: the label, the user's id (16
 /// bytes) and the device's identity key (32 bytes). Binding the user id stops a
 /// signature being replayed onto another account.
-pub fn device_signature_message(user: Uuid, identity_key: &[u8; 32]) -> Vec<u8> {
+pub fn device_signature_message(user: crate::UserId, identity_key: &[u8; 32]) -> Vec<u8> {
     let mut message = Vec::with_capacity(DEVICE_SIGNATURE_LABEL.len() + 16 + 32);
     message.extend_from_slice(DEVICE_SIGNATURE_LABEL);
     message.extend_from_slice(user.as_bytes());

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use parley_api::{ClientId, Qualified, Register, Uuid};
+use parley_api::{ClientId, Qualified, Register, UserId};
 use parley_client::ClientError;
 use parley_client::account::{Account, Message, Update};
 use parley_client::api::Api;
@@ -297,8 +297,8 @@ async fn sync_or_offline(account: &mut Account) -> Result<()> {
     }
 }
 
-async fn person(account: &mut Account, who: &str) -> Result<Qualified<Uuid>> {
-    if let Ok(id) = Uuid::parse_str(who) {
+async fn person(account: &mut Account, who: &str) -> Result<Qualified<UserId>> {
+    if let Ok(id) = who.parse::<UserId>() {
         return Ok(account.qualified(id));
     }
     account

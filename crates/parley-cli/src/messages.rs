@@ -215,7 +215,7 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
 /// A message id from its first characters (as `history` shows them).
 pub(crate) async fn full_id(
     account: &mut Account,
-    conv: &Qualified<Uuid>,
+    conv: &Qualified<parley_api::ConversationId>,
     prefix: &str,
 ) -> Result<String> {
     let matches: Vec<String> = account

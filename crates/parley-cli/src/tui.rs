@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use parley_api::{Qualified, Uuid};
+use parley_api::{ConversationId, Qualified};
 use parley_client::ClientError;
 use parley_client::account::{Account, Message, MessageKind, Update};
 use parley_client::verification::Verification;
@@ -27,7 +27,7 @@ const TYPING_SHOWN: Duration = Duration::from_secs(6);
 #[derive(Clone, Debug)]
 pub struct ConversationRow {
     /// Its id.
-    pub id: Qualified<Uuid>,
+    pub id: Qualified<ConversationId>,
     /// Its name.
     pub name: String,
     /// Unread messages.
@@ -56,7 +56,7 @@ impl View {
     /// selected, showing nothing, so that nothing typed goes elsewhere.
     pub async fn of(
         account: &mut Account,
-        selected: &mut Option<Qualified<Uuid>>,
+        selected: &mut Option<Qualified<ConversationId>>,
     ) -> Result<Self, ClientError> {
         let conversations: Vec<ConversationRow> = account
             .conversations()
@@ -103,7 +103,7 @@ impl View {
 pub struct Ui {
     /// The selected conversation: what is shown, and where a message typed
     /// goes.
-    pub selected: Option<Qualified<Uuid>>,
+    pub selected: Option<Qualified<ConversationId>>,
     /// What is being typed.
     pub input: String,
     /// The last thing to tell the person (errors, confirmations).
@@ -111,7 +111,7 @@ pub struct Ui {
     /// A send was refused because the conversation is degraded; Ctrl-Y sends it.
     pub confirm_pending: bool,
     /// Who is typing where, until when.
-    pub typing: HashMap<Uuid, (String, Instant)>,
+    pub typing: HashMap<ConversationId, (String, Instant)>,
     quit: bool,
     typing_sent: Option<Instant>,
 }

@@ -13,7 +13,7 @@ use parley_api::{
     Conversation, ConversationId, ConversationPage, ErrorBody, Login, MessageSent, NewClient,
     NewConversation, NewProteusMessage, NotificationPage, PasswordConfirmation, Prekey,
     PrekeyCount, PrekeyMap, PrekeyRequest, PublicClient, Qualified, RecoveryBundle, Register,
-    SendActivationCode, UploadPrekeys, UserId, UserProfile, Uuid,
+    SendActivationCode, UploadPrekeys, UserId, UserProfile,
 };
 use reqwest::Method;
 use reqwest::cookie::CookieStore as _;
@@ -487,7 +487,7 @@ impl Api {
     /// Anyone's devices, with their published signatures.
     pub async fn user_clients(
         &self,
-        user: &Qualified<Uuid>,
+        user: &Qualified<UserId>,
     ) -> Result<Vec<PublicClient>, ClientError> {
         let path = format!("/v1/users/{}/{}/clients", user.domain, user.id);
         self.json(Method::GET, &path, None::<&()>).await
@@ -499,7 +499,7 @@ impl Api {
     }
 
     /// A user's profile.
-    pub async fn user_profile(&self, user: &Qualified<Uuid>) -> Result<UserProfile, ClientError> {
+    pub async fn user_profile(&self, user: &Qualified<UserId>) -> Result<UserProfile, ClientError> {
         let path = format!("/v1/users/{}/{}", user.domain, user.id);
         self.json(Method::GET, &path, None::<&()>).await
     }
@@ -533,7 +533,7 @@ impl Api {
     /// Asks to connect with a user.
     pub async fn request_connection(
         &self,
-        user: &Qualified<Uuid>,
+        user: &Qualified<UserId>,
     ) -> Result<Connection, ClientError> {
         let path = format!("/v1/connections/{}/{}", user.domain, user.id);
         self.json(Method::POST, &path, None::<&()>).await
@@ -542,7 +542,7 @@ impl Api {
     /// Accepts, ignores, blocks or cancels a connection.
     pub async fn update_connection(
         &self,
-        user: &Qualified<Uuid>,
+        user: &Qualified<UserId>,
         status: ConnectionStatus,
     ) -> Result<Connection, ClientError> {
         let path = format!("/v1/connections/{}/{}", user.domain, user.id);
@@ -578,7 +578,7 @@ impl Api {
     pub async fn add_members(
         &self,
         id: &Qualified<ConversationId>,
-        users: Vec<Qualified<Uuid>>,
+        users: Vec<Qualified<UserId>>,
     ) -> Result<(), ClientError> {
         let path = format!("/v1/conversations/{}/{}/members", id.domain, id.id);
         let body = AddMembers { users, role: None };
@@ -590,7 +590,7 @@ impl Api {
     pub async fn remove_member(
         &self,
         id: &Qualified<ConversationId>,
-        user: &Qualified<Uuid>,
+        user: &Qualified<UserId>,
     ) -> Result<(), ClientError> {
         let path = format!(
             "/v1/conversations/{}/{}/members/{}/{}",
@@ -668,7 +668,7 @@ mod tests {
             access_token: "secret-token".into(),
             token_type: "Bearer".into(),
             expires_in: 900,
-            user: UserId::nil(),
+            user: UserId::default(),
         });
         let shown = format!("{api:?}");
         assert!(!shown.contains("secret-token"), "{shown}");

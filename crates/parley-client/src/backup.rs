@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn only_the_same_user_with_the_password_opens_a_backup() {
-        let (me, other) = (UserId::new_v4(), UserId::new_v4());
+        let (me, other) = (UserId::random(), UserId::random());
         let sealed = seal(me, "backup-password", b"history").expect("sealed");
         assert_eq!(
             open(&sealed, "backup-password", me)

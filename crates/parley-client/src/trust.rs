@@ -463,7 +463,7 @@ mod tests {
     #[test]
     fn device_signatures_bind_the_user_and_the_key() {
         let root = RootKey::generate().expect("root");
-        let (user, other) = (UserId::new_v4(), UserId::new_v4());
+        let (user, other) = (UserId::random(), UserId::random());
         let trust = root.sign_device(user, &[5; 32]);
         assert_eq!(
             check_device(user, Some(&trust)),

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 
-use parley_api::{EventPayload, NewProteusMessage, Qualified, Register, ReportMissing, Uuid};
+use parley_api::{
+    ConversationId, EventPayload, NewProteusMessage, Qualified, Register, ReportMissing,
+};
 use parley_client::ClientError;
 use parley_client::account::{Account, Message, MessageKind, Update};
 use parley_client::api::Api;
@@ -46,7 +48,7 @@ impl World {
 
     /// Alice and Bob, registered and connected, in a new group `name` that
     /// Alice made.
-    async fn alice_and_bob_in(&self, name: &str) -> (Account, Account, Qualified<Uuid>) {
+    async fn alice_and_bob_in(&self, name: &str) -> (Account, Account, Qualified<ConversationId>) {
         let mut alice = self.register("alice").await;
         let mut bob = self.register("bob").await;
         connect(&mut alice, &mut bob).await;
@@ -125,7 +127,7 @@ async fn prekeys_on_server(account: &Account) -> u64 {
         .expect("count")
 }
 
-fn qualified(id: Uuid) -> Qualified<Uuid> {
+fn qualified<T>(id: T) -> Qualified<T> {
     Qualified {
         id,
         domain: "localhost".into(),
@@ -867,7 +869,7 @@ async fn enrolling_without_a_bundle_when_devices_exist_is_refused() {
 }
 
 /// The row as the database holds it (sealed), to look for it in the files.
-async fn sealed_row(dir: &std::path::Path, conversation: Uuid, id: &str) -> Vec<u8> {
+async fn sealed_row(dir: &std::path::Path, conversation: ConversationId, id: &str) -> Vec<u8> {
     let store = Store::open(dir, PASSPHRASE).await.expect("store");
     let mut tx = store.read().await.expect("read");
     let mut name = conversation.as_bytes().to_vec();

@@ -79,7 +79,7 @@ fn small_socket() -> WebSocketConfig {
 }
 
 struct Device {
-    user: uuid::Uuid,
+    user: parley_api::UserId,
     client: ClientId,
     token: String,
 }

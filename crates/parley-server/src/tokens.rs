@@ -173,7 +173,7 @@ mod tests {
     fn claims(kind: Kind, expires: i64) -> Claims {
         Claims {
             kind,
-            user: uuid::Uuid::new_v4(),
+            user: parley_api::UserId::random(),
             expires,
             connection: 7,
             client: Some(ClientId(42)),

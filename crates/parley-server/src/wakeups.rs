@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn a_device_is_connected_while_a_subscription_lives() {
         let hub = LocalWakeups::default();
-        let (user, client) = (UserId::new_v4(), ClientId(7));
+        let (user, client) = (UserId::random(), ClientId(7));
         assert!(!hub.is_connected(user, client));
         let first = hub.subscribe(user, client);
         let second = hub.subscribe(user, client);
@@ -178,7 +178,7 @@ mod tests {
     #[tokio::test]
     async fn wake_ups_and_live_frames_reach_subscribers() {
         let hub = LocalWakeups::default();
-        let user = UserId::new_v4();
+        let user = UserId::random();
         let frame: Arc<str> = Arc::from("{}");
         let event = Live {
             client: None,

@@ -7,7 +7,7 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
-use parley_api::ClientId;
+use parley_api::{ClientId, UserId};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{TestServer, User, Ws, client_id, close_reason, next_event};
@@ -92,7 +92,7 @@ async fn send(
     from: &Person,
     sender: ClientId,
     conv: Uuid,
-    to: &[(Uuid, ClientId)],
+    to: &[(UserId, ClientId)],
     text: &str,
 ) -> (reqwest::StatusCode, Value) {
     let mut recipients: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -111,7 +111,7 @@ async fn send(
 }
 
 /// Every device of these people, except `but`.
-fn devices_of(people: &[&Person], but: Option<ClientId>) -> Vec<(Uuid, ClientId)> {
+fn devices_of(people: &[&Person], but: Option<ClientId>) -> Vec<(UserId, ClientId)> {
     people
         .iter()
         .flat_map(|p| p.devices.iter().map(|d| (p.user.id, *d)))
@@ -963,11 +963,11 @@ async fn groups_take_only_connections_and_blocks_hold_inside_them(s: &TestServer
     let stranger = person(s, "gil@example.com", 1).await;
     let conv = create_group(s, &alice, "Club", &[&bob]).await;
     let members = format!("/v1/conversations/localhost/{conv}/members");
-    let one = |id: Uuid| json!({"users": [{"id": id, "domain": "localhost"}]});
+    let one = |id: UserId| json!({"users": [{"id": id, "domain": "localhost"}]});
 
     // A stranger cannot be put into a group, at creation or later; an id
     // nobody has gets the same answer, so ids cannot be probed.
-    for id in [stranger.user.id, Uuid::new_v4()] {
+    for id in [stranger.user.id, UserId::random()] {
         let (st, v) = s.post(&members, Some(&alice.user.token), one(id)).await;
         assert_eq!((st.as_u16(), label(&v)), (403, "not-connected"), "{v}");
         let (st, v) = s

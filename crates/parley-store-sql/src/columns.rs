@@ -120,7 +120,10 @@ pub fn connection(row: ConnectionRow) -> StoreResult<ConnectionRecord> {
         from: parse_user_id(&from)?,
         to: parse_user_id(&to)?,
         status: parse_connection_status(&status)?,
-        conversation: conversation.as_deref().map(parse_user_id).transpose()?,
+        conversation: conversation
+            .as_deref()
+            .map(parse_conversation_id)
+            .transpose()?,
         updated_at,
     })
 }
@@ -141,7 +144,7 @@ pub type ConversationRow = (
 pub fn conversation(row: ConversationRow) -> StoreResult<ConversationRecord> {
     let (id, kind, name, creator, message_timer, receipt_mode, created_at) = row;
     Ok(ConversationRecord {
-        id: parse_user_id(&id)?,
+        id: parse_conversation_id(&id)?,
         kind: parse_conversation_kind(&kind)?,
         name,
         creator: parse_user_id(&creator)?,
@@ -188,9 +191,15 @@ pub fn parse_client_id(v: i64) -> parley_api::ClientId {
 }
 
 /// User ids are kept as their hyphenated text.
-pub fn parse_user_id(s: &str) -> StoreResult<uuid::Uuid> {
+pub fn parse_user_id(s: &str) -> StoreResult<parley_api::UserId> {
     s.parse()
         .map_err(|_| StoreError::Backend(format!("bad user id {s:?} in storage")))
+}
+
+/// Conversation ids are kept as their hyphenated text.
+pub fn parse_conversation_id(s: &str) -> StoreResult<parley_api::ConversationId> {
+    s.parse()
+        .map_err(|_| StoreError::Backend(format!("bad conversation id {s:?} in storage")))
 }
 
 /// The columns of a [`ConnectionRow`], in order.

@@ -68,7 +68,7 @@ async fn a_failing_delivery_fails_alone_in_its_batch() {
         at: 1,
     };
     let user = User {
-        id: uuid::Uuid::new_v4(),
+        id: parley_api::UserId::random(),
         name: "Batch".into(),
         email: "batch@example.com".into(),
         handle: None,
@@ -99,7 +99,7 @@ async fn a_failing_delivery_fails_alone_in_its_batch() {
         .await
         .expect("device");
     let conv = ConversationRecord {
-        id: uuid::Uuid::new_v4(),
+        id: parley_api::ConversationId::random(),
         kind: ConversationKind::Group,
         name: Some("batch".into()),
         creator: user.id,

@@ -27,7 +27,7 @@ async fn debug_shows_no_secrets() {
     let store = MemoryStore::new();
     store
         .create_user(&User {
-            id: uuid::Uuid::new_v4(),
+            id: parley_api::UserId::random(),
             name: "Secretive".into(),
             email: "secret@example.com".into(),
             handle: None,

@@ -74,10 +74,13 @@ impl Account {
     /// display name) never wins over a handle that says otherwise: when they
     /// disagree, or two conversations share a name, the answer is `ambiguous`
     /// with their ids, never a guess; none is `no-such-conversation`.
-    pub async fn find_conversation(&mut self, what: &str) -> Result<Qualified<Uuid>, ClientError> {
+    pub async fn find_conversation(
+        &mut self,
+        what: &str,
+    ) -> Result<Qualified<ConversationId>, ClientError> {
         let handle = what.strip_prefix('@');
         let what_lower = what.to_lowercase();
-        let by_name: Vec<Qualified<Uuid>> = if handle.is_some() {
+        let by_name: Vec<Qualified<ConversationId>> = if handle.is_some() {
             Vec::new()
         } else {
             self.state
@@ -117,7 +120,7 @@ impl Account {
             several => {
                 let ids: Vec<String> = several
                     .iter()
-                    .map(|c| c.id.simple().to_string()[..8].to_owned())
+                    .map(|c| c.id.0.simple().to_string()[..8].to_owned())
                     .collect();
                 Err(ClientError::Refused {
                     label: "ambiguous",
@@ -132,7 +135,7 @@ impl Account {
     }
 
     /// One conversation.
-    pub fn conversation(&self, id: &Qualified<Uuid>) -> Option<&ConversationView> {
+    pub fn conversation(&self, id: &Qualified<ConversationId>) -> Option<&ConversationView> {
         self.state.conversations.get(&id.id)
     }
 
@@ -140,9 +143,9 @@ impl Account {
     pub async fn create_group(
         &mut self,
         name: &str,
-        users: Vec<Qualified<Uuid>>,
+        users: Vec<Qualified<UserId>>,
         receipts: bool,
-    ) -> Result<Qualified<Uuid>, ClientError> {
+    ) -> Result<Qualified<ConversationId>, ClientError> {
         let c = self
             .api
             .create_conversation(&NewConversation {
@@ -160,8 +163,8 @@ impl Account {
     /// Adds a member to a group.
     pub async fn add_member(
         &mut self,
-        conversation: &Qualified<Uuid>,
-        user: Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
+        user: Qualified<UserId>,
     ) -> Result<(), ClientError> {
         self.api.add_members(conversation, vec![user]).await?;
         let c = self.api.conversation(conversation).await?;
@@ -171,8 +174,8 @@ impl Account {
     /// Removes a member from a group.
     pub async fn remove_member(
         &mut self,
-        conversation: &Qualified<Uuid>,
-        user: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
+        user: &Qualified<UserId>,
     ) -> Result<(), ClientError> {
         self.api.remove_member(conversation, user).await?;
         let c = self.api.conversation(conversation).await?;
@@ -182,7 +185,7 @@ impl Account {
     /// Sends a typing indicator.
     pub async fn typing(
         &self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         started: bool,
     ) -> Result<(), ClientError> {
         self.api.typing(conversation, started).await
@@ -190,7 +193,7 @@ impl Account {
 }
 
 impl ConversationView {
-    pub(super) fn new(id: Qualified<Uuid>, kind: ConversationKind, name: String) -> Self {
+    pub(super) fn new(id: Qualified<ConversationId>, kind: ConversationKind, name: String) -> Self {
         Self {
             id,
             kind,

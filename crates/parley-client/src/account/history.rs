@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use parley_api::{ClientId, ConversationKind, Qualified, UserId, Uuid};
+use parley_api::{ClientId, ConversationId, ConversationKind, Qualified, UserId, Uuid};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -99,7 +99,7 @@ fn annotations(t: &content::Text) -> (Vec<UserId>, Vec<LinkPreview>) {
     (
         t.mentions
             .iter()
-            .filter_map(|m| Uuid::parse_str(&m.user_id).ok())
+            .filter_map(|m| m.user_id.parse().ok())
             .collect(),
         t.link_previews
             .iter()
@@ -179,7 +179,7 @@ impl std::fmt::Debug for Message {
 }
 
 /// The row name of an entry: conversation and message id.
-fn entry_name(conversation: Uuid, id: &str) -> Vec<u8> {
+fn entry_name(conversation: ConversationId, id: &str) -> Vec<u8> {
     let mut name = conversation.as_bytes().to_vec();
     name.extend_from_slice(id.as_bytes());
     name
@@ -188,7 +188,7 @@ fn entry_name(conversation: Uuid, id: &str) -> Vec<u8> {
 /// Reads one entry.
 pub(super) async fn load(
     tx: &mut Tx,
-    conversation: Uuid,
+    conversation: ConversationId,
     id: &str,
 ) -> Result<Option<Message>, ClientError> {
     tx.get(Table::Messages, &entry_name(conversation, id))
@@ -198,7 +198,11 @@ pub(super) async fn load(
 }
 
 /// Writes one entry (a new one goes last).
-pub(super) async fn store(tx: &mut Tx, conversation: Uuid, m: &Message) -> Result<(), ClientError> {
+pub(super) async fn store(
+    tx: &mut Tx,
+    conversation: ConversationId,
+    m: &Message,
+) -> Result<(), ClientError> {
     tx.put(
         Table::Messages,
         &entry_name(conversation, &m.id),
@@ -210,13 +214,17 @@ pub(super) async fn store(tx: &mut Tx, conversation: Uuid, m: &Message) -> Resul
 }
 
 /// Deletes one entry (the row is overwritten on disk: `secure_delete`).
-pub(super) async fn shred(tx: &mut Tx, conversation: Uuid, id: &str) -> Result<bool, ClientError> {
+pub(super) async fn shred(
+    tx: &mut Tx,
+    conversation: ConversationId,
+    id: &str,
+) -> Result<bool, ClientError> {
     tx.delete(Table::Messages, &entry_name(conversation, id))
         .await
 }
 
 /// A conversation's whole history, oldest first.
-async fn load_all(tx: &mut Tx, conversation: Uuid) -> Result<Vec<Message>, ClientError> {
+async fn load_all(tx: &mut Tx, conversation: ConversationId) -> Result<Vec<Message>, ClientError> {
     tx.group(Table::Messages, conversation.as_bytes())
         .await?
         .into_iter()
@@ -236,7 +244,7 @@ impl Account {
     pub(super) async fn push(
         &mut self,
         tx: &mut Tx,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         message: Message,
     ) -> Result<(), ClientError> {
         let Some(c) = self.state.conversations.get_mut(&conversation.id) else {
@@ -254,7 +262,7 @@ impl Account {
 
     /// A notice from the app in a conversation: written with the change's
     /// commit.
-    pub(super) fn system(&mut self, id: Uuid, text: &str) {
+    pub(super) fn system(&mut self, id: ConversationId, text: &str) {
         self.notices.push((id, text.to_owned()));
     }
 
@@ -280,7 +288,7 @@ impl Account {
     pub(super) async fn apply(
         &mut self,
         tx: &mut Tx,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         (from, sender): (UserId, ClientId),
         time: i64,
         envelope: &Envelope,
@@ -434,7 +442,7 @@ impl Account {
     /// timers start, and read receipts go out when the conversation has them on.
     pub async fn open_conversation(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
     ) -> Result<Vec<Message>, ClientError> {
         self.purge_expired().await?;
         // Read receipts are encrypted in this change.
@@ -492,7 +500,7 @@ impl Account {
     /// The history without marking anything read (local: works offline).
     pub async fn history(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
     ) -> Result<Vec<Message>, ClientError> {
         self.purge_expired().await?;
         let mut tx = self.store.read().await?;
@@ -502,7 +510,7 @@ impl Account {
     /// One history entry.
     pub async fn message(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         id: &str,
     ) -> Result<Option<Message>, ClientError> {
         let mut tx = self.store.read().await?;
@@ -615,7 +623,7 @@ impl Account {
     }
 
     /// Whether a conversation is a 1:1.
-    pub(super) fn is_one2one(&self, conversation: Uuid) -> bool {
+    pub(super) fn is_one2one(&self, conversation: ConversationId) -> bool {
         self.state
             .conversations
             .get(&conversation)

@@ -37,8 +37,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use parley_api::{
-    ClientId, ConnectionStatus, Conversation, ConversationKind, NewConversation, OffsetDateTime,
-    Qualified, UserId, Uuid,
+    ClientId, ConnectionStatus, Conversation, ConversationId, ConversationKind, NewConversation,
+    OffsetDateTime, Qualified, UserId,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -65,7 +65,7 @@ const NAMES_ROW: &[u8] = b"names";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConversationView {
     /// Its id.
-    pub id: Qualified<Uuid>,
+    pub id: Qualified<ConversationId>,
     /// Group or 1:1.
     pub kind: ConversationKind,
     /// The group's name; for a 1:1, the peer's name.
@@ -98,23 +98,23 @@ pub enum Update {
     /// A new history entry.
     Message {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Its id.
         id: String,
     },
     /// A message was edited, deleted, reacted to or receipted.
     Changed {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Which.
         id: String,
     },
     /// A conversation appeared or changed (members, name, settings).
-    Conversation(Qualified<Uuid>),
+    Conversation(Qualified<ConversationId>),
     /// Someone is typing (or stopped).
     Typing {
         /// Where.
-        conversation: Qualified<Uuid>,
+        conversation: Qualified<ConversationId>,
         /// Who.
         from: UserId,
         /// Started (true) or stopped.
@@ -146,7 +146,7 @@ struct State {
     /// The conversations this account had before this device came are still
     /// to fetch.
     needs_conversations: bool,
-    conversations: BTreeMap<Uuid, ConversationView>,
+    conversations: BTreeMap<ConversationId, ConversationView>,
     peers: BTreeMap<UserId, Peer>,
     /// Names of users, for display.
     names: BTreeMap<UserId, String>,
@@ -180,7 +180,7 @@ pub struct Account {
     /// its commit): reload at the next transaction.
     stale: bool,
     /// Notices for the history, written with the change's commit.
-    notices: Vec<(Uuid, String)>,
+    notices: Vec<(ConversationId, String)>,
     /// A shred could not empty the log (another process was reading): tried
     /// again after the next commit.
     shred_due: bool,
@@ -236,7 +236,7 @@ impl Account {
         let store = Store::open(dir, passphrase).await?;
         let mut account = Self {
             api: Api::new("http://unset.invalid")?,
-            device: Device::generate(UserId::nil()),
+            device: Device::generate(UserId::default()),
             store,
             root: None,
             state: State::default(),
@@ -307,7 +307,7 @@ impl Account {
     /// another copy of this device) and says so (inside a transaction).
     fn forget_all_sessions(&mut self) {
         self.device.drop_all_sessions();
-        let ids: Vec<Uuid> = self.state.conversations.keys().copied().collect();
+        let ids: Vec<ConversationId> = self.state.conversations.keys().copied().collect();
         for id in ids {
             self.system(
                 id,
@@ -535,7 +535,7 @@ impl Account {
     }
 
     /// A user of this user's backend.
-    pub fn qualified(&self, id: Uuid) -> Qualified<Uuid> {
+    pub fn qualified<T>(&self, id: T) -> Qualified<T> {
         Qualified {
             id,
             domain: self.domain(),

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use parley_api::{ClientId, PublicClient, UserId, Uuid};
+use parley_api::{ClientId, ConversationId, PublicClient, UserId};
 use serde::{Deserialize, Serialize};
 
 use super::{Account, normalise};
@@ -285,7 +285,7 @@ impl Account {
         }
         self.identities_changed(&changed);
         if !hidden.is_empty() {
-            let ids: Vec<Uuid> = self
+            let ids: Vec<ConversationId> = self
                 .state
                 .conversations
                 .values()
@@ -335,7 +335,7 @@ impl Account {
                 self.name_of(c.user),
                 c.client
             );
-            let ids: Vec<Uuid> = self
+            let ids: Vec<ConversationId> = self
                 .state
                 .conversations
                 .values()
@@ -530,14 +530,14 @@ impl Account {
     }
 
     pub(super) fn recompute_all(&mut self) {
-        let ids: Vec<Uuid> = self.state.conversations.keys().copied().collect();
+        let ids: Vec<ConversationId> = self.state.conversations.keys().copied().collect();
         for id in ids {
             self.recompute(id);
         }
     }
 
     /// Applies the whitepaper's verification rules to one conversation.
-    pub(super) fn recompute(&mut self, id: Uuid) {
+    pub(super) fn recompute(&mut self, id: ConversationId) {
         let Some(conv) = self.state.conversations.get(&id) else {
             return;
         };
@@ -573,7 +573,7 @@ impl Account {
     /// Accepts a degraded conversation as non-verified, so messages can be sent.
     pub async fn accept_degraded(
         &mut self,
-        conversation: &parley_api::Qualified<Uuid>,
+        conversation: &parley_api::Qualified<ConversationId>,
     ) -> Result<(), ClientError> {
         let tx = self.begin().await?;
         self.accept_degraded_in(&tx, conversation);
@@ -583,7 +583,7 @@ impl Account {
     pub(super) fn accept_degraded_in(
         &mut self,
         _tx: &Tx,
-        conversation: &parley_api::Qualified<Uuid>,
+        conversation: &parley_api::Qualified<ConversationId>,
     ) {
         if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
             c.verification = verification::accept_degraded(c.verification);

@@ -5,7 +5,7 @@ use super::*;
 
 impl Account {
     /// Finds a user by handle (with or without `@`).
-    pub async fn find(&mut self, handle: &str) -> Result<Qualified<Uuid>, ClientError> {
+    pub async fn find(&mut self, handle: &str) -> Result<Qualified<UserId>, ClientError> {
         let profile = self
             .api
             .user_by_handle(handle.trim_start_matches('@'))
@@ -63,7 +63,7 @@ impl Account {
     }
 
     /// Asks to connect with a user.
-    pub async fn connect_to(&mut self, user: &Qualified<Uuid>) -> Result<(), ClientError> {
+    pub async fn connect_to(&mut self, user: &Qualified<UserId>) -> Result<(), ClientError> {
         self.api.request_connection(user).await?;
         Ok(())
     }
@@ -88,7 +88,10 @@ impl Account {
     }
 
     /// Accepts a connection request; the 1:1 conversation appears.
-    pub async fn accept(&mut self, user: &Qualified<Uuid>) -> Result<Qualified<Uuid>, ClientError> {
+    pub async fn accept(
+        &mut self,
+        user: &Qualified<UserId>,
+    ) -> Result<Qualified<ConversationId>, ClientError> {
         let connection = self
             .api
             .update_connection(user, ConnectionStatus::Accepted)

@@ -12,7 +12,9 @@
 //! reset, which repeated failures suggest to them. A failure alone never resets
 //! anything: it is not authenticated, so a server could make it up.
 
-use parley_api::{ConnectionStatus, Event, EventPayload, LiveFrame, Qualified, UserId, Uuid};
+use parley_api::{
+    ConnectionStatus, ConversationId, Event, EventPayload, LiveFrame, Qualified, UserId, Uuid,
+};
 
 use super::{Account, ConversationView, Update};
 use crate::ClientError;
@@ -62,7 +64,7 @@ impl Account {
             return Ok(Vec::new());
         }
         self.device.set_cursor(None);
-        let ids: Vec<Uuid> = self.state.conversations.keys().copied().collect();
+        let ids: Vec<ConversationId> = self.state.conversations.keys().copied().collect();
         for id in ids {
             self.system(
                 id,
@@ -157,7 +159,7 @@ impl Account {
         if self.state.needs_conversations {
             self.refresh_conversations().await?;
         }
-        let incomplete: Vec<Qualified<Uuid>> = self
+        let incomplete: Vec<Qualified<ConversationId>> = self
             .state
             .conversations
             .values()
@@ -296,7 +298,7 @@ impl Account {
 
     /// A conversation this device does not know yet: kept as incomplete (the
     /// message is stored in it) and fetched after the commit.
-    fn ensure_conversation(&mut self, conversation: &Qualified<Uuid>) {
+    fn ensure_conversation(&mut self, conversation: &Qualified<ConversationId>) {
         self.state
             .conversations
             .entry(conversation.id)
@@ -311,7 +313,7 @@ impl Account {
             });
     }
 
-    fn mark_incomplete(&mut self, conversation: &Qualified<Uuid>) {
+    fn mark_incomplete(&mut self, conversation: &Qualified<ConversationId>) {
         self.ensure_conversation(conversation);
         if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
             c.incomplete = true;

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use parley_api::{
-    ClientId, MessageSent, NewProteusMessage, Qualified, ReportMissing, UserId, Uuid,
+    ClientId, ConversationId, MessageSent, NewProteusMessage, Qualified, ReportMissing, UserId,
+    Uuid,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -41,7 +42,7 @@ fn refused_for_good(e: &ClientError) -> bool {
 struct Pending {
     /// The row's name.
     id: String,
-    conversation: Qualified<Uuid>,
+    conversation: Qualified<ConversationId>,
     /// The history entry it carries (none for receipts and delete-for-me).
     entry: Option<String>,
     /// Base64 of the plaintext, for devices the server names later.
@@ -94,7 +95,7 @@ impl Pending {
 
 /// What a message is for the outbox.
 struct Outgoing<'a> {
-    conversation: &'a Qualified<Uuid>,
+    conversation: &'a Qualified<ConversationId>,
     users: Vec<UserId>,
     only: bool,
     strict: bool,
@@ -310,7 +311,7 @@ impl Account {
     pub(super) async fn withdraw(
         &mut self,
         tx: &mut Tx,
-        conversation: Uuid,
+        conversation: ConversationId,
         entry: &str,
     ) -> Result<(), ClientError> {
         for (key, bytes) in tx.all(Table::Outbox).await? {
@@ -337,7 +338,7 @@ impl Account {
     async fn tried(
         &mut self,
         id: &str,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         has_entry: bool,
         e: &ClientError,
     ) -> Result<(), ClientError> {
@@ -367,7 +368,7 @@ impl Account {
     /// in the history. In a degraded conversation `confirm` must be set.
     async fn send_envelope(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         envelope: &Envelope,
         confirm: bool,
     ) -> Result<(), ClientError> {
@@ -489,7 +490,7 @@ impl Account {
     /// (receipts, delete-for-me), write-ahead.
     async fn send_only(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         users: Vec<UserId>,
         plaintext: &[u8],
     ) -> Result<(), ClientError> {
@@ -524,7 +525,7 @@ impl Account {
     /// the next send, sync or connect.
     pub async fn send_text(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         text: &str,
         confirm: bool,
     ) -> Result<String, ClientError> {
@@ -536,7 +537,7 @@ impl Account {
     /// recipients never fetch links). [`Account::mention`] helps build one.
     pub async fn send_rich(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         text: content::Text,
         confirm: bool,
     ) -> Result<String, ClientError> {
@@ -573,7 +574,7 @@ impl Account {
     /// first sees it (and from this device once sent).
     pub async fn send_ephemeral(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         text: &str,
         after_ms: u64,
         confirm: bool,
@@ -588,7 +589,7 @@ impl Account {
     /// ignore such a change; reporting success would be a lie).
     async fn own_message(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         message: &str,
     ) -> Result<(), ClientError> {
         let mut tx = self.begin().await?;
@@ -612,7 +613,7 @@ impl Account {
     /// Edits one of this user's texts (`not-yours` for anyone else's).
     pub async fn edit(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         message: &str,
         text: &str,
     ) -> Result<String, ClientError> {
@@ -628,7 +629,7 @@ impl Account {
     /// otherwise) or only for this user (on all of their devices).
     pub async fn delete(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         message: &str,
         for_everyone: bool,
     ) -> Result<(), ClientError> {
@@ -658,7 +659,7 @@ impl Account {
     /// Reacts to a message (an empty emoji takes the reaction back).
     pub async fn react(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         message: &str,
         emoji: &str,
     ) -> Result<(), ClientError> {
@@ -671,14 +672,17 @@ impl Account {
     }
 
     /// Knocks.
-    pub async fn knock(&mut self, conversation: &Qualified<Uuid>) -> Result<String, ClientError> {
+    pub async fn knock(
+        &mut self,
+        conversation: &Qualified<ConversationId>,
+    ) -> Result<String, ClientError> {
         let envelope = Envelope::new(Body::Knock(content::Knock { hot: false }));
         self.send_and_record(conversation, envelope, false).await
     }
 
     async fn send_and_record(
         &mut self,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         envelope: Envelope,
         confirm: bool,
     ) -> Result<String, ClientError> {
@@ -691,7 +695,7 @@ impl Account {
     pub(super) async fn enqueue_receipt(
         &mut self,
         tx: &mut Tx,
-        conversation: &Qualified<Uuid>,
+        conversation: &Qualified<ConversationId>,
         kind: ReceiptKind,
         author: UserId,
         message_ids: Vec<String>,

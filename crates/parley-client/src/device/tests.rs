@@ -10,7 +10,7 @@ use super::*;
 
 /// A device with an id, as registration leaves it.
 fn device(client: u64) -> Device {
-    let mut d = Device::generate(UserId::new_v4());
+    let mut d = Device::generate(UserId::random());
     d.set_id(ClientId(client));
     d
 }
@@ -31,7 +31,7 @@ fn message(from: &Device, to: &Device, text: String) -> Event {
         time: parley_api::OffsetDateTime::UNIX_EPOCH,
         payload: EventPayload::OtrMessageAdd {
             conversation: Qualified {
-                id: uuid::Uuid::nil(),
+                id: parley_api::ConversationId::default(),
                 domain: "example.com".into(),
             },
             from: from.user,

@@ -53,8 +53,8 @@ pub(crate) async fn register(
 pub(crate) async fn connect(
     http: &reqwest::Client,
     url: &str,
-    a: (uuid::Uuid, &str),
-    b: (uuid::Uuid, &str),
+    a: (parley_api::UserId, &str),
+    b: (parley_api::UserId, &str),
 ) -> anyhow::Result<()> {
     http.post(format!("{url}/v1/connections/localhost/{}", b.0))
         .bearer_auth(a.1)

@@ -250,7 +250,7 @@ impl Connections {
             let mut conversation_id = existing;
             if d.one2one && existing.is_none() {
                 let record = ConversationRecord {
-                    id: uuid::Uuid::new_v4(),
+                    id: parley_api::ConversationId::random(),
                     kind: ConversationKind::One2one,
                     name: None,
                     creator: me,

@@ -191,7 +191,7 @@ impl Conversations {
         }
         let others = self.resolve_users(me, &req.users).await?;
         let record = ConversationRecord {
-            id: uuid::Uuid::new_v4(),
+            id: ConversationId::random(),
             kind: ConversationKind::Group,
             name: Some(name),
             creator: me,

@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn the_check_names_missing_extra_and_delivered_devices() {
-        let (me, bob, eve) = (UserId::new_v4(), UserId::new_v4(), UserId::new_v4());
+        let (me, bob, eve) = (UserId::random(), UserId::random(), UserId::random());
         let roster = Roster {
             members: vec![(me, ids(&[1, 2])), (bob, ids(&[3, 4]))],
         };

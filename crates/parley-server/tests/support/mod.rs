@@ -268,7 +268,7 @@ pub fn cookie_of(h: &reqwest::header::HeaderMap) -> String {
 #[derive(Clone, Debug)]
 pub struct User {
     pub token: String,
-    pub id: uuid::Uuid,
+    pub id: parley_api::UserId,
     pub cookie: String,
     pub email: String,
 }

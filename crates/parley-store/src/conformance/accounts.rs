@@ -96,7 +96,7 @@ pub(super) async fn users(s: &dyn Store) {
     );
     assert_eq!(got.locale, "en", "untouched fields stay");
     assert!(matches!(
-        s.update_profile(Uuid::new_v4(), &ProfileUpdate::default(), QUIET)
+        s.update_profile(UserId::random(), &ProfileUpdate::default(), QUIET)
             .await,
         Err(StoreError::NotFound)
     ));

@@ -33,7 +33,7 @@ pub(super) async fn conversations(s: &dyn Store) {
         s.create_conversation(
             &ghost,
             &[MemberRecord {
-                user: Uuid::new_v4(),
+                user: UserId::random(),
                 role: Role::Member
             }],
             QUIET
@@ -132,7 +132,7 @@ pub(super) async fn conversations(s: &dyn Store) {
     ));
     assert!(matches!(
         s.change_conversation(
-            Uuid::new_v4(),
+            ConversationId::random(),
             &ConversationChange::Rename("x".into()),
             QUIET
         )
@@ -197,7 +197,10 @@ pub(super) async fn deliveries(s: &dyn Store) {
             members: expected.clone()
         })
     );
-    assert_eq!(s.roster(Uuid::new_v4()).await.expect("roster"), None);
+    assert_eq!(
+        s.roster(ConversationId::random()).await.expect("roster"),
+        None
+    );
     // A refused plan writes nothing and returns the roster it saw.
     let posted = s
         .post(conv.id, 9, Arc::new(|_| None))
@@ -251,7 +254,7 @@ pub(super) async fn deliveries(s: &dyn Store) {
         Some("to 1")
     );
     assert!(
-        s.post(Uuid::new_v4(), 9, plan)
+        s.post(ConversationId::random(), 9, plan)
             .await
             .expect("post")
             .is_none()

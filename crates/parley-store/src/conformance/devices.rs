@@ -316,10 +316,13 @@ pub(super) async fn trust_chain(s: &dyn Store) {
         Some(vec![0, 255, 7, 9])
     );
     assert!(matches!(
-        s.set_recovery_bundle(Uuid::new_v4(), Some(&[1])).await,
+        s.set_recovery_bundle(UserId::random(), Some(&[1])).await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(s.recovery_bundle(Uuid::new_v4()).await.expect("read"), None);
+    assert_eq!(
+        s.recovery_bundle(UserId::random()).await.expect("read"),
+        None
+    );
     s.set_recovery_bundle(u.id, None).await.expect("remove");
     assert_eq!(s.recovery_bundle(u.id).await.expect("read"), None);
 }

@@ -11,9 +11,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use parley_api::{
-    ClientClass, ClientId, ClientType, ConnectionStatus, ConversationKind, CookieKind, Role, UserId,
+    ClientClass, ClientId, ClientType, ConnectionStatus, ConversationId, ConversationKind,
+    CookieKind, Role, UserId,
 };
-use uuid::Uuid;
 
 use crate::{
     ActivationCode, ClientRecord, ConnectionChange, ConnectionRecord, ConversationChange,
@@ -145,7 +145,7 @@ macro_rules! model_tests {
 
 fn user(email: &str) -> User {
     User {
-        id: Uuid::new_v4(),
+        id: UserId::random(),
         name: "Test User".into(),
         email: email.into(),
         handle: None,
@@ -241,7 +241,7 @@ fn to_everyone(payload: impl Into<String>) -> crate::DeliveryPlan {
 
 fn group(creator: &User) -> ConversationRecord {
     ConversationRecord {
-        id: Uuid::new_v4(),
+        id: ConversationId::random(),
         kind: ConversationKind::Group,
         name: Some("group".into()),
         creator: creator.id,

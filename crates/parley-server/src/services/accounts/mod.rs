@@ -328,7 +328,7 @@ impl Accounts {
             check_handle(handle)?;
         }
         let user = User {
-            id: UserId::new_v4(),
+            id: UserId::random(),
             name,
             email,
             handle: req.handle.clone(),

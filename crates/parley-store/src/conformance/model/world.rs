@@ -15,15 +15,15 @@ pub const MAX_OPS: usize = 40;
 
 /// The users: their ids sort (as text) in the order 1, 2, 0.
 pub(super) const USERS: [UserId; 3] = [
-    Uuid::from_u128(0xc0de_0000_0000_4000_8000_0000_0000_0001),
-    Uuid::from_u128(0x3a11_0000_0000_4000_8000_0000_0000_0002),
-    Uuid::from_u128(0x9b0b_0000_0000_4000_8000_0000_0000_0003),
+    UserId(Uuid::from_u128(0xc0de_0000_0000_4000_8000_0000_0000_0001)),
+    UserId(Uuid::from_u128(0x3a11_0000_0000_4000_8000_0000_0000_0002)),
+    UserId(Uuid::from_u128(0x9b0b_0000_0000_4000_8000_0000_0000_0003)),
 ];
 
 /// The conversations: their ids sort (as text) in the order 1, 0.
 pub(super) const CONVERSATIONS: [ConversationId; 2] = [
-    Uuid::from_u128(0x7c00_0000_0000_4000_8000_0000_0000_0001),
-    Uuid::from_u128(0x1c00_0000_0000_4000_8000_0000_0000_0002),
+    ConversationId(Uuid::from_u128(0x7c00_0000_0000_4000_8000_0000_0000_0001)),
+    ConversationId(Uuid::from_u128(0x1c00_0000_0000_4000_8000_0000_0000_0002)),
 ];
 
 pub(super) const EMAILS: [&str; 3] = ["ann@example.com", "ben@example.com", "cat@example.com"];
