@@ -2,8 +2,8 @@
 //! refused before the key derivation.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use parley_api::Uuid;
+use parley_api::UserId;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = parley_client::backup::open(data, "fuzz password", Uuid::nil());
+    let _ = parley_client::backup::open(data, "fuzz password", UserId::default());
 });
