@@ -175,4 +175,4 @@ impl IntoResponse for ApiError {
 }
 
 /// A result whose error is an API answer.
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

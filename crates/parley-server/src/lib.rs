@@ -8,15 +8,15 @@
 
 pub mod clock;
 pub mod config;
-pub mod error;
-pub mod mail;
+pub(crate) mod error;
+pub(crate) mod mail;
 pub mod passwords;
 pub mod push;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod routes;
 pub mod server;
-pub mod services;
-pub mod tls;
+pub(crate) mod services;
+pub(crate) mod tls;
 pub mod tokens;
-pub mod transport;
-pub mod wakeups;
+pub(crate) mod transport;
+pub(crate) mod wakeups;

@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Builds the server's TLS configuration from PEM files.
-pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, String> {
+pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("reading the TLS certificate {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()

@@ -34,7 +34,7 @@ const RESERVED_FILES: u64 = 256;
 
 /// Raises the soft open-files limit to the hard one where the system allows,
 /// and returns how many connections fit under it.
-pub fn connections_that_fit() -> usize {
+pub(crate) fn connections_that_fit() -> usize {
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
         Err(e) => {
@@ -50,14 +50,14 @@ pub fn connections_that_fit() -> usize {
 /// Accepts a connection only while fewer than the cap are open; beyond it the
 /// connection is closed at once (and a warning logged at most every 10 s).
 #[derive(Clone, Debug)]
-pub struct Capped {
+pub(crate) struct Capped {
     slots: Arc<Semaphore>,
     last_warning: Arc<AtomicI64>,
 }
 
 impl Capped {
     /// At most `max` connections at once.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
             last_warning: Arc::new(AtomicI64::new(i64::MIN)),
@@ -101,7 +101,7 @@ impl<I, S> axum_server::accept::Accept<I, S> for Capped {
 
 /// A connection holding one of the cap's slots until it closes.
 #[derive(Debug)]
-pub struct Permitted<I> {
+pub(crate) struct Permitted<I> {
     inner: I,
     _permit: OwnedSemaphorePermit,
 }
@@ -150,7 +150,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Permitted<I> {
 /// [`MAX_BODY_BYTES`]: a body sent too slowly gets 408, one too large 413, and
 /// both close the connection (`Connection: close`), since the rest of the body
 /// is still on its way.
-pub async fn bounded_body(
+pub(crate) async fn bounded_body(
     axum::extract::State(deadline): axum::extract::State<Duration>,
     request: Request,
     next: Next,

@@ -79,7 +79,7 @@ impl UserChannels {
 
 /// Wake-ups within one process.
 #[derive(Debug, Default)]
-pub struct LocalWakeups {
+pub(crate) struct LocalWakeups {
     users: Mutex<HashMap<UserId, UserChannels>>,
 }
 
@@ -152,7 +152,7 @@ impl Wakeups for LocalWakeups {
 }
 
 /// The shared handle.
-pub type SharedWakeups = Arc<dyn Wakeups>;
+pub(crate) type SharedWakeups = Arc<dyn Wakeups>;
 
 #[cfg(test)]
 mod tests {

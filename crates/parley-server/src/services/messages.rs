@@ -59,7 +59,7 @@ type ByDevice = BTreeMap<UserId, BTreeMap<ClientId, String>>;
 
 /// How a message's devices compare with a conversation's.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Check {
+pub(crate) struct Check {
     /// Whether the sender is a member.
     pub sender_is_member: bool,
     /// Devices of members the message lacks (those the report mode counts).
@@ -72,7 +72,7 @@ pub struct Check {
 
 /// Compares the devices a message is for with the conversation's `roster`. The
 /// sending device itself is never expected.
-pub fn check(
+pub(crate) fn check(
     roster: &Roster,
     me: UserId,
     sender: ClientId,

@@ -12,12 +12,12 @@ use crate::mail::Mailer;
 use crate::ratelimit::RateLimiter;
 use crate::tokens::TokenKeys;
 
-pub mod accounts;
-pub mod clients;
-pub mod connections;
-pub mod conversations;
-pub mod messages;
-pub mod notifications;
+pub(crate) mod accounts;
+pub(crate) mod clients;
+pub(crate) mod connections;
+pub(crate) mod conversations;
+pub(crate) mod messages;
+pub(crate) mod notifications;
 
 /// What every service shares.
 #[derive(Clone, Debug)]

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiResult};
 
 /// Sockets one device may have open at once (a client needs one; a few more
 /// cover reconnects that overlap and several windows).
-pub const MAX_SOCKETS_PER_DEVICE: usize = 8;
+pub(crate) const MAX_SOCKETS_PER_DEVICE: usize = 8;
 
 /// Events read from the store at a time while a page is filled.
 const PAGE_CHUNK: usize = 16;
@@ -46,12 +46,12 @@ pub struct Notifications {
 }
 
 /// Serialises an event for the store.
-pub fn payload(event: &EventPayload) -> String {
+pub(crate) fn payload(event: &EventPayload) -> String {
     serde_json::to_string(event).expect("events serialize")
 }
 
 /// Serialises an event that is sent to open sockets only, stamped `at`.
-pub fn transient_frame(event: &EventPayload, at: i64) -> String {
+pub(crate) fn transient_frame(event: &EventPayload, at: i64) -> String {
     let frame = TransientEvent {
         transient: true,
         time: OffsetDateTime::from_unix_timestamp(at).unwrap_or(OffsetDateTime::UNIX_EPOCH),

@@ -22,15 +22,15 @@ use crate::passwords;
 use crate::tokens::{Claims, Kind};
 
 /// Codes by e-mail are valid for 14 days.
-pub const ACTIVATION_CODE_SECONDS: i64 = 14 * 24 * 3600;
+pub(crate) const ACTIVATION_CODE_SECONDS: i64 = 14 * 24 * 3600;
 /// Wrong tries that invalidate a code.
-pub const MAX_CODE_TRIES: u32 = 3;
+pub(crate) const MAX_CODE_TRIES: u32 = 3;
 /// A password reset is valid for one hour.
-pub const PASSWORD_RESET_SECONDS: i64 = 3600;
+pub(crate) const PASSWORD_RESET_SECONDS: i64 = 3600;
 /// Persistent cookies last a year, session cookies a week.
-pub const PERSISTENT_COOKIE_SECONDS: i64 = 365 * 24 * 3600;
+pub(crate) const PERSISTENT_COOKIE_SECONDS: i64 = 365 * 24 * 3600;
 /// See [`PERSISTENT_COOKIE_SECONDS`].
-pub const SESSION_COOKIE_SECONDS: i64 = 7 * 24 * 3600;
+pub(crate) const SESSION_COOKIE_SECONDS: i64 = 7 * 24 * 3600;
 
 /// A login's result: the access token and the user token for the cookie.
 #[derive(Debug)]
@@ -88,7 +88,7 @@ fn invalid_code() -> ApiError {
 }
 
 /// Lower-case, trimmed, and plausibly an address.
-pub fn normalise_email(email: &str) -> ApiResult<String> {
+pub(crate) fn normalise_email(email: &str) -> ApiResult<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -116,7 +116,7 @@ fn check_name(name: &str) -> ApiResult<String> {
 }
 
 /// 2–256 characters of `a-z0-9_.-`.
-pub fn check_handle(handle: &str) -> ApiResult<()> {
+pub(crate) fn check_handle(handle: &str) -> ApiResult<()> {
     let ok = (2..=256).contains(&handle.len())
         && handle
             .bytes()
