@@ -20,7 +20,7 @@ pub mod account;
 pub mod api;
 pub mod backup;
 pub mod content;
-pub mod device;
+pub(crate) mod device;
 mod error;
 pub mod store;
 pub mod trust;

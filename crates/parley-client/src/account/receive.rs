@@ -290,7 +290,6 @@ impl Account {
                 self.push(tx, &conversation, entry).await?;
                 updates.push(Update::Message { conversation, id });
             }
-            Incoming::NotificationsLost => {}
             Incoming::Event(event) => updates.extend(self.absorb_event(&event.payload)),
         }
         Ok(updates)

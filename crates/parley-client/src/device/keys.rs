@@ -14,7 +14,7 @@ use rand_core::UnwrapErr;
 use super::{Device, b64};
 
 /// One-time prekeys a device keeps on the server.
-pub const INITIAL_PREKEYS: u16 = 100;
+pub(crate) const INITIAL_PREKEYS: u16 = 100;
 
 impl Device {
     /// New keys for a device that is not registered yet: an identity, a batch of
@@ -109,27 +109,27 @@ impl Device {
 
     /// How many one-time prekeys this device holds (it falls when a peer starts
     /// a session with one).
-    pub fn prekeys_held(&self) -> usize {
+    pub(crate) fn prekeys_held(&self) -> usize {
         self.prekeys.len().saturating_sub(1)
     }
 
     /// This device's id.
-    pub fn id(&self) -> ClientId {
+    pub(crate) fn id(&self) -> ClientId {
         self.client
     }
 
     /// This device's identity fingerprint (hex).
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         self.identity.public_key().fingerprint()
     }
 
     /// This device's identity key.
-    pub fn identity_key(&self) -> [u8; 32] {
+    pub(crate) fn identity_key(&self) -> [u8; 32] {
         *self.identity.public_key().public_key().as_bytes()
     }
 
     /// The owner.
-    pub fn user(&self) -> UserId {
+    pub(crate) fn user(&self) -> UserId {
         self.user
     }
 }

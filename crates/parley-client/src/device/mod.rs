@@ -39,12 +39,12 @@ use rand_core::UnwrapErr;
 
 use crate::ClientError;
 
-pub use keys::INITIAL_PREKEYS;
-pub use receive::{Failure, Incoming, Received};
-pub use sessions::{ChangedIdentity, NewDevice, Opened};
+pub(crate) use keys::INITIAL_PREKEYS;
+pub(crate) use receive::{Failure, Incoming, Received};
+pub(crate) use sessions::{ChangedIdentity, NewDevice};
 
 /// A registered device with its keys and sessions.
-pub struct Device {
+pub(crate) struct Device {
     user: UserId,
     client: ClientId,
     identity: IdentityKeyPair,

@@ -15,7 +15,7 @@ use crate::api::Api;
 
 /// A decrypted message.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Received {
+pub(crate) struct Received {
     /// Where.
     pub conversation: Qualified<ConversationId>,
     /// The sending user.
@@ -32,7 +32,7 @@ pub struct Received {
 
 /// Why a message could not be decrypted: what it means for the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Not a Proteus message at all (damaged, or injected by the server): says
     /// nothing about the session.
     Garbage,
@@ -45,7 +45,7 @@ pub enum Failure {
 
 /// What arrived for this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A message, decrypted.
     Message(Received),
     /// A message that could not be decrypted: shown as such, with who sent it, so
@@ -62,10 +62,6 @@ pub enum Incoming {
         /// Why.
         reason: String,
     },
-    /// Events after this device's cursor were purged before it fetched them
-    /// (it was offline longer than the retention period). The user must be told
-    /// that messages may be missing.
-    NotificationsLost,
     /// Any other stored event (conversation and device changes), for the caller's
     /// state.
     Event(Event),
@@ -213,7 +209,7 @@ impl Device {
 
     /// Opens this device's live socket from where it left off: what it missed
     /// arrives first, in order, then live events.
-    pub async fn connect(&self, api: &Api) -> Result<crate::api::LiveSocket, ClientError> {
+    pub(crate) async fn connect(&self, api: &Api) -> Result<crate::api::LiveSocket, ClientError> {
         api.connect_live(self.client, Some(self.cursor.unwrap_or(0)))
             .await
     }

@@ -26,7 +26,7 @@ pub struct NewDevice {
 /// A remote device whose bundle or message carried another identity key than
 /// the one pinned for it: refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChangedIdentity {
+pub(crate) struct ChangedIdentity {
     /// The owner.
     pub user: UserId,
     /// The device.
@@ -37,7 +37,7 @@ pub struct ChangedIdentity {
 
 /// What opening sessions from claimed bundles did.
 #[derive(Debug, Default)]
-pub struct Opened {
+pub(crate) struct Opened {
     /// Sessions opened.
     pub new: Vec<NewDevice>,
     /// Bundles refused because their identity key is not the pinned one.
@@ -48,7 +48,7 @@ pub struct Opened {
 
 impl Device {
     /// The identity key pinned for a remote device.
-    pub fn pinned_identity(&self, user: UserId, client: ClientId) -> Option<[u8; 32]> {
+    pub(crate) fn pinned_identity(&self, user: UserId, client: ClientId) -> Option<[u8; 32]> {
         self.pins.get(&(user, client)).copied()
     }
 
@@ -82,12 +82,12 @@ impl Device {
 
     /// Forgets the session with a remote device: the next message to it claims a
     /// fresh prekey and starts a new session (with the same pinned identity).
-    pub fn reset_session(&mut self, user: UserId, client: ClientId) -> bool {
+    pub(crate) fn reset_session(&mut self, user: UserId, client: ClientId) -> bool {
         self.sessions.remove(&(user, client)).is_some()
     }
 
     /// The devices of `user` this device has sessions with.
-    pub fn sessions_of(&self, user: UserId) -> Vec<ClientId> {
+    pub(crate) fn sessions_of(&self, user: UserId) -> Vec<ClientId> {
         self.sessions
             .keys()
             .filter(|(u, _)| *u == user)
@@ -96,7 +96,8 @@ impl Device {
     }
 
     /// Whether this device has a session with a remote device.
-    pub fn has_session(&self, user: UserId, client: ClientId) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_session(&self, user: UserId, client: ClientId) -> bool {
         self.sessions.contains_key(&(user, client))
     }
 
