@@ -20,22 +20,61 @@ pub const MAX_TEXT: usize = 64 * 1024;
 /// Mentions and link previews per text.
 pub const MAX_ANNOTATIONS: usize = 64;
 
-/// One message's content.
-#[derive(Clone, PartialEq, prost::Message)]
+/// One message's content, checked: made here, or decoded from a peer and
+/// passed [`EnvelopeIn::validate`]. It has no decoder of its own, so content
+/// from a peer cannot become one any other way.
+#[derive(Clone, PartialEq)]
 pub struct Envelope {
+    /// [`CONTENT_VERSION`] of the sender.
+    pub version: u32,
+    /// The message's id (a UUID, hyphenated).
+    pub message_id: String,
+    /// Self-deleting: the message is removed this long after the recipient first
+    /// shows it.
+    pub expires_after_ms: Option<u64>,
+    /// What it is (`None`: a kind this client does not know).
+    pub body: Option<Body>,
+}
+
+/// Message content is private: `Debug` shows the id and the kind, not what.
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("version", &self.version)
+            .field("message_id", &self.message_id)
+            .field("kind", &self.body.as_ref().map(Body::kind))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One message's content as it travels (Protocol Buffers): what a peer sent,
+/// decoded but not yet checked. Only [`EnvelopeIn::validate`] makes it an
+/// [`Envelope`] the client acts on.
+#[derive(Clone, PartialEq, prost::Message)]
+#[prost(skip_debug)]
+pub struct EnvelopeIn {
     /// [`CONTENT_VERSION`] of the sender.
     #[prost(uint32, tag = "1")]
     pub version: u32,
     /// The message's id (a UUID, hyphenated).
     #[prost(string, tag = "2")]
     pub message_id: String,
-    /// Self-deleting: the message is removed this long after the recipient first
-    /// shows it.
+    /// Self-deleting, in milliseconds.
     #[prost(uint64, optional, tag = "3")]
     pub expires_after_ms: Option<u64>,
     /// What it is.
     #[prost(oneof = "Body", tags = "10, 11, 12, 13, 14, 15, 16, 17")]
     pub body: Option<Body>,
+}
+
+/// Unchecked content is as private as checked content.
+impl std::fmt::Debug for EnvelopeIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeIn")
+            .field("version", &self.version)
+            .field("kind", &self.body.as_ref().map(Body::kind))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The kinds of content.
@@ -66,6 +105,22 @@ pub enum Body {
     /// devices instead of once per device.
     #[prost(message, tag = "17")]
     External(External),
+}
+
+impl Body {
+    /// What kind of content this is, for logs and errors (never the content).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Text(_) => "text",
+            Self::Edit(_) => "edit",
+            Self::Delete(_) => "delete",
+            Self::Reaction(_) => "reaction",
+            Self::Receipt(_) => "receipt",
+            Self::Knock(_) => "knock",
+            Self::Asset(_) => "asset",
+            Self::External(_) => "external",
+        }
+    }
 }
 
 /// The key to a large message sent once as the shared `data` blob.
@@ -297,13 +352,31 @@ impl Envelope {
 
     /// The bytes to encrypt.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.encode_to_vec()
+        EnvelopeIn {
+            version: self.version,
+            message_id: self.message_id.clone(),
+            expires_after_ms: self.expires_after_ms,
+            body: self.body.clone(),
+        }
+        .encode_to_vec()
     }
 
-    /// Decodes and checks content from a peer. Unknown fields are skipped; a
-    /// body of a kind this client does not know is kept as `None`.
+    /// Decodes and checks content from a peer: [`EnvelopeIn::decode`], then
+    /// [`EnvelopeIn::validate`].
     pub fn parse(bytes: &[u8]) -> Result<Self, ClientError> {
-        let envelope = Self::decode(bytes).map_err(|e| invalid(e.to_string()))?;
+        EnvelopeIn::decode(bytes)
+            .map_err(|e| invalid(e.to_string()))?
+            .validate()
+    }
+}
+
+impl EnvelopeIn {
+    /// Checks content from a peer: a version, well-formed ids, text within its
+    /// limits with mentions and previews inside it, bounded receipts and
+    /// reactions, a 32-byte external key and hash. Unknown fields were skipped
+    /// by the decoder; a body of a kind this client does not know stays `None`.
+    pub fn validate(self) -> Result<Envelope, ClientError> {
+        let envelope = self;
         if envelope.version == 0 {
             return Err(invalid("no version"));
         }
@@ -339,7 +412,12 @@ impl Envelope {
             }
             Some(Body::Knock(_) | Body::Asset(_)) | None => {}
         }
-        Ok(envelope)
+        Ok(Envelope {
+            version: envelope.version,
+            message_id: envelope.message_id,
+            expires_after_ms: envelope.expires_after_ms,
+            body: envelope.body,
+        })
     }
 }
 
@@ -376,6 +454,22 @@ mod tests {
         no_id.message_id = "x".into();
         assert!(Envelope::parse(&no_id.to_bytes()).is_err());
         assert!(Envelope::parse(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn decoded_content_is_used_only_once_validated() {
+        let unchecked = EnvelopeIn {
+            version: 0,
+            message_id: "not an id".into(),
+            expires_after_ms: None,
+            body: None,
+        };
+        let decoded = EnvelopeIn::decode(unchecked.encode_to_vec().as_slice())
+            .expect("well-formed Protocol Buffers decode");
+        assert!(decoded.validate().is_err(), "no version, no valid id");
+        let shown = format!("{:?}", Envelope::text("secret words"));
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("text"), "{shown}");
     }
 
     #[test]

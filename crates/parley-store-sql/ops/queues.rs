@@ -71,11 +71,13 @@ impl QueueStore for Store {
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
         let (_guard, mut tx) = self.write_tx().await?;
         // Each queue that loses events marks everything up to the newest one
-        // it lost as purged (a cursor before it has missed something). The
-        // heads are changed one by one in (user, device) order, the order
-        // every fan-out locks them in, so a purge and a delivery never
-        // deadlock; and each gets its value from what was deleted, not from a
-        // snapshot a concurrent delivery may have moved on from.
+        // it lost as purged (a cursor before it has missed something). Queue
+        // by queue in (user, device) order, the order every fan-out locks
+        // heads in, so a purge and a delivery never deadlock: the head is
+        // raised first (locking it), then exactly the events counted are
+        // deleted, so no event goes without its head saying so (an event
+        // another node stored meanwhile with an older clock waits for the
+        // next purge).
         let mut heads: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT user_id, client_id, MAX(id) FROM notifications WHERE created_at < $1 \
              GROUP BY user_id, client_id",
@@ -85,6 +87,7 @@ impl QueueStore for Store {
         .await
         .map_err(Store::error)?;
         heads.sort();
+        let mut purged = 0;
         for (user, client, last) in &heads {
             sqlx::query(
                 "UPDATE queue_heads SET purged_before = \
@@ -97,13 +100,20 @@ impl QueueStore for Store {
             .execute(&mut *tx)
             .await
             .map_err(Store::error)?;
-        }
-        let done = sqlx::query("DELETE FROM notifications WHERE created_at < $1")
+            let done = sqlx::query(
+                "DELETE FROM notifications WHERE user_id = $1 AND client_id = $2 \
+                 AND id <= $3 AND created_at < $4",
+            )
+            .bind(user)
+            .bind(client)
+            .bind(last)
             .bind(before)
             .execute(&mut *tx)
             .await
             .map_err(Store::error)?;
+            purged += Store::rows_affected(&done);
+        }
         tx.commit().await.map_err(Store::error)?;
-        Ok(Store::rows_affected(&done))
+        Ok(purged)
     }
 }

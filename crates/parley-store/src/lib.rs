@@ -183,8 +183,9 @@ pub struct EventPage {
 /// one rule every backend applies to a cursor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueuePosition {
-    /// The page holds events with ids above this (0 when the device starts
-    /// over from what is left).
+    /// The page holds events with ids above this: the cursor itself, or 0
+    /// when the cursor is not this queue's (beyond it) and the device starts
+    /// over from what is left.
     pub after: i64,
     /// Events after the cursor were purged, or the cursor is beyond the queue.
     pub lost: bool,
@@ -192,9 +193,12 @@ pub struct QueuePosition {
 
 impl QueuePosition {
     /// For a read after `since` (none: from the start), given the queue's head:
-    /// `next` is the id the next event gets and `purged_before` the oldest id
-    /// still kept. Any `since` gives an answer: a cursor beyond what a queue
-    /// can hold is lost, never an overflow.
+    /// `next` is the id the next event gets and `purged_before` the id before
+    /// which events may have been purged (every event below it that the purge
+    /// took). Any `since` gives an answer: a cursor beyond what a queue can
+    /// hold is lost, never an overflow. A cursor before a purged event is
+    /// lost too, but keeps its place: the device is not sent again what it
+    /// already has.
     pub fn of(since: Option<u64>, purged_before: i64, next: i64) -> Self {
         let Some(since) = since else {
             return Self {
@@ -203,13 +207,13 @@ impl QueuePosition {
             };
         };
         let after = i64::try_from(since).unwrap_or(i64::MAX);
-        let lost = after
+        let beyond = after >= next;
+        let missed = after
             .checked_add(1)
-            .is_none_or(|first| first < purged_before)
-            || after >= next;
+            .is_none_or(|first| first < purged_before);
         Self {
-            after: if lost { 0 } else { after },
-            lost,
+            after: if beyond { 0 } else { after },
+            lost: beyond || missed,
         }
     }
 }
@@ -243,7 +247,14 @@ mod position_tests {
                 lost: false
             }
         );
-        assert!(at(Some(3)).lost, "event 4 was purged");
+        assert_eq!(
+            at(Some(3)),
+            QueuePosition {
+                after: 3,
+                lost: true
+            },
+            "event 4 was purged: lost, but what the device has is not sent again"
+        );
         assert!(at(Some(10)).lost, "beyond the queue");
         for since in [i64::MAX as u64 - 1, i64::MAX as u64, u64::MAX - 1, u64::MAX] {
             assert_eq!(
@@ -576,7 +587,9 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<Option<EventPage>>;
     /// The newest event of a device's queue.
     async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>>;
-    /// Deletes every event created before `before`; returns how many.
+    /// Deletes every event created before `before`; returns how many. A
+    /// queue that lost events is marked as purged up to the newest one it lost
+    /// (see [`QueuePosition`]), in the same transaction.
     async fn purge_events(&self, before: i64) -> StoreResult<u64>;
 }
 

@@ -186,6 +186,10 @@ pub struct Account {
     shred_due: bool,
     /// This process compared the device's send generation with the server's.
     generation_checked: bool,
+    /// The cursor this process had when the server said events after it were
+    /// lost: starting over from what is left, events up to it (which this
+    /// device already applied, if a purge left them) are not applied again.
+    lost_floor: Option<u64>,
 }
 
 impl std::fmt::Debug for Account {
@@ -247,6 +251,7 @@ impl Account {
             notices: Vec::new(),
             shred_due: false,
             generation_checked: false,
+            lost_floor: None,
         };
         let mut tx = account.store.read().await?;
         if tx.get(Table::Meta, ACCOUNT_ROW).await?.is_none() {

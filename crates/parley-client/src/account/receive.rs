@@ -64,6 +64,7 @@ impl Account {
             return Ok(Vec::new());
         }
         self.device.set_cursor(None);
+        self.lost_floor = cursor;
         let ids: Vec<ConversationId> = self.state.conversations.keys().copied().collect();
         for id in ids {
             self.system(
@@ -133,7 +134,12 @@ impl Account {
         let mut tx = self.begin().await?;
         let mut updates = Vec::new();
         for event in events {
-            if self.device.cursor().is_some_and(|c| event.id <= c) {
+            if self
+                .device
+                .cursor()
+                .or(self.lost_floor)
+                .is_some_and(|c| event.id <= c)
+            {
                 continue;
             }
             if let Some(item) = self.device.incoming(event) {

@@ -127,7 +127,7 @@ struct ClientRow {
 struct Queue {
     /// The id the next event gets.
     next_id: i64,
-    /// The oldest id still kept (as of the last purge).
+    /// Past the newest event any purge took (events below it may be gone).
     purged_before: i64,
     events: BTreeMap<i64, QueuedEvent>,
 }
