@@ -455,3 +455,76 @@ pub(super) async fn fan_outs_never_deadlock(s: Arc<dyn Store>) {
         assert_eq!(payloads(&*s, u, d).await.len(), 120, "every event stored");
     }
 }
+
+/// Purges racing deliveries: neither waits forever for the other (on
+/// PostgreSQL both lock queue heads in one order), and no event goes without
+/// its queue saying so: afterwards, a cursor just before any event that is
+/// gone reads as lost.
+pub(super) async fn purges_race_deliveries(s: Arc<dyn Store>) {
+    let a = user_with_devices(&*s, "purge-a@example.com", &[1, 2]).await;
+    let b = user_with_devices(&*s, "purge-b@example.com", &[1, 2]).await;
+    let c = user_with_devices(&*s, "purge-c@example.com", &[1]).await;
+    let conv = group(&a);
+    let members: Vec<_> = [&a, &b, &c]
+        .iter()
+        .map(|u| MemberRecord {
+            user: u.id,
+            role: Role::Member,
+        })
+        .collect();
+    s.create_conversation(&conv, &members, QUIET)
+        .await
+        .expect("create");
+    let posters: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut stored = Vec::new();
+                for at in 0..30 {
+                    let posted = s
+                        .post(conv.id, at, to_everyone(format!("m{t}-{at}")))
+                        .await
+                        .expect("post")
+                        .expect("known");
+                    stored.extend(
+                        posted
+                            .delivered
+                            .expect("planned")
+                            .into_iter()
+                            .map(|d| (d.user, d.client, d.id)),
+                    );
+                }
+                stored
+            })
+        })
+        .collect();
+    let purger = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for before in 0..30 {
+                s.purge_events(before).await.expect("purge");
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let mut stored = Vec::new();
+    for p in posters {
+        stored.extend(p.await.expect("poster"));
+    }
+    purger.await.expect("purger");
+    // And once more when all is stored, so there is something gone to check.
+    s.purge_events(15).await.expect("purge");
+    let mut gone = 0;
+    for (user, client, id) in stored {
+        let left = s
+            .events(user, client, Some(id - 1), 1)
+            .await
+            .expect("page")
+            .expect("known");
+        if left.events.first().map(|e| e.id) != Some(id) {
+            gone += 1;
+            assert!(left.lost, "event {id} of {client} went without a trace");
+        }
+    }
+    assert!(gone > 0, "the purges took something");
+}

@@ -67,6 +67,7 @@ pub const SCENARIOS: &[&str] = &[
     "concurrent_deliveries",
     "deliveries_follow_membership",
     "fan_outs_never_deadlock",
+    "purges_race_deliveries",
     "push_endpoints",
     "trust_chain",
 ];
@@ -93,6 +94,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "concurrent_deliveries" => concurrent_deliveries(store).await,
         "deliveries_follow_membership" => deliveries_follow_membership(store).await,
         "fan_outs_never_deadlock" => fan_outs_never_deadlock(store).await,
+        "purges_race_deliveries" => purges_race_deliveries(store).await,
         "push_endpoints" => push_endpoints(&*store).await,
         "trust_chain" => trust_chain(&*store).await,
         other => panic!("no scenario {other}"),
@@ -106,7 +108,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, push_endpoints, trust_chain);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, trust_chain);
     };
     (@each $open:path; $($name:ident),*) => {
         $(
