@@ -206,6 +206,12 @@ impl SmtpConfig {
         if self.host.trim().is_empty() {
             return Err(ConfigError("smtp: host is empty".into()));
         }
+        if self.host.starts_with('[') {
+            return Err(ConfigError(format!(
+                "smtp: write the host {} without brackets (for example ::1)",
+                self.host
+            )));
+        }
         match (&self.username, &self.password) {
             (Some(_), None) | (None, Some(_)) => {
                 return Err(ConfigError(
@@ -236,9 +242,16 @@ impl SmtpConfig {
         }
     }
 
+    /// Whether mail (and the codes in it) would cross the network in clear
+    /// text: no TLS, to a relay on another machine. Allowed (a relay on a
+    /// private network may be meant), but said at startup.
+    pub fn in_clear_to_another_machine(&self) -> bool {
+        self.security == SmtpSecurity::None && !self.is_local()
+    }
+
     /// Whether the relay is on this machine (a name or a loopback address).
     fn is_local(&self) -> bool {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        let host = self.host.as_str();
         host.eq_ignore_ascii_case("localhost")
             || host
                 .parse::<std::net::IpAddr>()
@@ -557,10 +570,19 @@ mod tests {
             "STARTTLS on 25"
         );
         // A relay on this machine may take a password over plain SMTP.
-        for local in ["localhost", "127.0.0.1", "::1", "[::1]"] {
+        for local in ["localhost", "127.0.0.1", "::1"] {
             let s = smtp(&format!("[smtp]\nhost = \"{local}\"\n{login}")).expect("parses");
             assert!(s.check().is_ok(), "{local}");
+            assert!(!s.in_clear_to_another_machine(), "{local}");
         }
+        // Brackets are URL syntax: the mailer could not resolve the host.
+        let bracketed = smtp("[smtp]\nhost = \"[::1]\"").expect("parses");
+        let e = bracketed.check().expect_err("brackets");
+        assert!(e.0.contains("without brackets"), "{e}");
+        // No password over plain SMTP to another machine is allowed, but said.
+        let remote = smtp("[smtp]\nhost = \"mail.internal\"").expect("parses");
+        assert!(remote.check().is_ok());
+        assert!(remote.in_clear_to_another_machine());
     }
 
     #[test]

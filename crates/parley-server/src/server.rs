@@ -143,7 +143,17 @@ pub async fn start_with_store(
         .parse()
         .map_err(|e| StartError::Io(format!("mail_from: {e}")))?;
     let mailer = match &settings.smtp {
-        Some(smtp) => Mailer::smtp(smtp, from).map_err(|e| StartError::Tls(e.0))?,
+        Some(smtp) => {
+            if smtp.in_clear_to_another_machine() {
+                tracing::warn!(
+                    host = %smtp.host,
+                    "smtp: security = \"none\": verification and reset codes cross the network \
+                     in clear text; set security = \"starttls\" or \"tls\" unless the relay's \
+                     network is trusted"
+                );
+            }
+            Mailer::smtp(smtp, from).map_err(|e| StartError::Tls(e.0))?
+        }
         None => Mailer::Outbox {
             dir: settings.data_dir.join("outbox"),
             from,
