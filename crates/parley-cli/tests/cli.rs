@@ -132,7 +132,19 @@ async fn two_people_chat_from_the_command_line() {
     alice.ok(&["backup", "export", file]).await;
     let imported = alice.ok(&["backup", "import", file]).await;
     assert_eq!(imported["imported"], 0, "nothing new on the same device");
-    assert_eq!(bob.fails(&["backup", "import", file]).await, "crypto");
+    assert_eq!(
+        bob.fails(&["backup", "import", file]).await,
+        "other-users-backup"
+    );
+    let wrong = alice
+        .run_with(
+            &["backup", "import", file],
+            &[("PARLEY_BACKUP_PASSWORD", "not the password")],
+        )
+        .await;
+    assert!(!wrong.status.success(), "a wrong backup password fails");
+    let said: serde_json::Value = serde_json::from_slice(&wrong.stdout).expect("an error as JSON");
+    assert_eq!(said["error"], "wrong-backup-password", "{said}");
 
     // Devices and logout.
     let devices = alice.ok(&["devices"]).await;

@@ -79,9 +79,10 @@ pub fn open(bytes: &[u8], password: &str, user: UserId) -> Result<Zeroizing<Vec<
         )));
     }
     if &bytes[9..25] != user.as_bytes() {
-        return Err(ClientError::Crypto(
-            "this backup belongs to another user: only its own user can import it".into(),
-        ));
+        return Err(ClientError::Refused {
+            label: "other-users-backup",
+            message: "this backup belongs to another user: only its own user can import it".into(),
+        });
     }
     let (header, rest) = bytes.split_at(HEADER);
     let (nonce, ciphertext) = rest.split_at(24);
@@ -95,7 +96,12 @@ pub fn open(bytes: &[u8], password: &str, user: UserId) -> Result<Zeroizing<Vec<
             },
         )
         .map(Zeroizing::new)
-        .map_err(|_| ClientError::WrongPassphrase)
+        .map_err(|_| ClientError::Refused {
+            label: "wrong-backup-password",
+            message: "wrong password for this backup: give the one it was exported with \
+                      (PARLEY_BACKUP_PASSWORD)"
+                .into(),
+        })
 }
 
 #[cfg(test)]
@@ -112,12 +118,14 @@ mod tests {
                 .as_slice(),
             b"history"
         );
-        assert!(matches!(
-            open(&sealed, "wrong-password", me),
-            Err(ClientError::WrongPassphrase)
-        ));
+        assert_eq!(
+            open(&sealed, "wrong-password", me)
+                .expect_err("wrong password")
+                .code(),
+            "wrong-backup-password"
+        );
         assert!(
-            matches!(open(&sealed, "backup-password", other), Err(ClientError::Crypto(m)) if m.contains("another user"))
+            matches!(open(&sealed, "backup-password", other), Err(ClientError::Refused { label: "other-users-backup", message }) if message.contains("another user"))
         );
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
