@@ -437,10 +437,14 @@ async fn three_people_chat_verify_and_recover() {
         .expect("exported");
     let mut alice4 = w.second_device("alice", 4).await;
     assert!(alice4.history(&group).await.expect("history").is_empty());
-    assert!(matches!(
-        alice4.import_backup(&backup, "wrong password").await,
-        Err(ClientError::WrongPassphrase)
-    ));
+    assert_eq!(
+        alice4
+            .import_backup(&backup, "wrong password")
+            .await
+            .expect_err("a wrong password")
+            .code(),
+        "wrong-backup-password"
+    );
     assert!(
         bob.import_backup(&backup, "backup password").await.is_err(),
         "only Alice can import Alice's backup"
