@@ -273,17 +273,7 @@ pub(super) async fn concurrent_deliveries(s: Arc<dyn Store>) {
     let a = user_with_devices(&*s, "race-a@example.com", &[1, 2]).await;
     let b = user_with_devices(&*s, "race-b@example.com", &[1, 2]).await;
     let c = user_with_devices(&*s, "race-c@example.com", &[1]).await;
-    let conv = group(&a);
-    let members: Vec<_> = [&a, &b, &c]
-        .iter()
-        .map(|u| MemberRecord {
-            user: u.id,
-            role: Role::Member,
-        })
-        .collect();
-    s.create_conversation(&conv, &members, QUIET)
-        .await
-        .expect("create");
+    let conv = group_of(&*s, &[&a, &b, &c]).await;
     let tasks: Vec<_> = (0..48)
         .map(|n| {
             let s = s.clone();
@@ -464,17 +454,7 @@ pub(super) async fn purges_race_deliveries(s: Arc<dyn Store>) {
     let a = user_with_devices(&*s, "purge-a@example.com", &[1, 2]).await;
     let b = user_with_devices(&*s, "purge-b@example.com", &[1, 2]).await;
     let c = user_with_devices(&*s, "purge-c@example.com", &[1]).await;
-    let conv = group(&a);
-    let members: Vec<_> = [&a, &b, &c]
-        .iter()
-        .map(|u| MemberRecord {
-            user: u.id,
-            role: Role::Member,
-        })
-        .collect();
-    s.create_conversation(&conv, &members, QUIET)
-        .await
-        .expect("create");
+    let conv = group_of(&*s, &[&a, &b, &c]).await;
     let posters: Vec<_> = (0..4)
         .map(|t| {
             let s = s.clone();

@@ -241,6 +241,22 @@ fn to_everyone(payload: impl Into<String>) -> crate::DeliveryPlan {
     })
 }
 
+/// A group the first of `users` creates with all of them as members.
+async fn group_of(s: &dyn Store, users: &[&User]) -> ConversationRecord {
+    let conv = group(users[0]);
+    let members: Vec<_> = users
+        .iter()
+        .map(|u| MemberRecord {
+            user: u.id,
+            role: Role::Member,
+        })
+        .collect();
+    s.create_conversation(&conv, &members, QUIET)
+        .await
+        .expect("create");
+    conv
+}
+
 fn group(creator: &User) -> ConversationRecord {
     ConversationRecord {
         id: ConversationId::random(),
