@@ -99,7 +99,14 @@ async fn print(
             v["conversation_name"] = json!(name);
             println!("{v}");
         } else {
-            println!("{name}: {}", message_line(account, &m));
+            let quoted = match &m.reply_to {
+                Some(id) => Some(account.message(&conversation, id).await?),
+                None => None,
+            };
+            println!(
+                "{name}: {}",
+                message_line(account, &m, quoted.as_ref().map(Option::as_ref))
+            );
         }
         std::io::stdout().flush().ok();
         *printed += 1;

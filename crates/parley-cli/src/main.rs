@@ -9,6 +9,7 @@
 // A command-line program: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use parley_cli::text::{excerpt, local_offset, when};
 use parley_cli::tui;
 
 use std::io::{BufRead as _, Write as _};
@@ -140,6 +141,29 @@ enum Command {
         /// Their handle.
         handle: String,
     },
+    /// Leave a group (its history stays on this device).
+    Leave {
+        /// The group.
+        conv: String,
+    },
+    /// Mute a conversation on this device (or unmute it with --off).
+    Mute {
+        /// The conversation.
+        conv: String,
+        /// Unmute.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Block someone: neither of you can send to the other. They are not told.
+    Block {
+        /// Their handle.
+        handle: String,
+    },
+    /// Take a block back (someone you were connected with, or asked by).
+    Unblock {
+        /// Their handle.
+        handle: String,
+    },
     /// Send a text.
     Send {
         /// The conversation.
@@ -152,6 +176,18 @@ enum Command {
         /// Disappear this many seconds after it is read.
         #[arg(long, value_name = "SECONDS")]
         ephemeral: Option<u64>,
+    },
+    /// Reply to a message: your text quotes it, and shows as a reply.
+    Reply {
+        /// The conversation.
+        conv: String,
+        /// The message id (its first characters, as `history` shows them).
+        id: String,
+        /// What to say.
+        text: String,
+        /// Send even though the conversation is degraded.
+        #[arg(long)]
+        confirm: bool,
     },
     /// Edit one of your messages.
     Edit {
@@ -180,6 +216,14 @@ enum Command {
         id: String,
         /// The emoji.
         emoji: String,
+    },
+    /// Search the history on this device (case-insensitive; offline too).
+    Search {
+        /// The words to find.
+        text: String,
+        /// Only in this conversation.
+        #[arg(long)]
+        conv: Option<String>,
     },
     /// Knock.
     Knock {
@@ -503,7 +547,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|c| {
                     json!({"id": c.id.id, "name": c.name, "kind": c.kind, "members": c.members.len(),
-                           "unread": c.unread, "verification": c.verification})
+                           "unread": c.unread, "verification": c.verification, "muted": c.muted})
                 })
                 .collect();
             show(json, &json!(convs), || {
@@ -511,11 +555,12 @@ async fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|c| {
                         format!(
-                            "{} {:<24} {} unread  [{}]",
+                            "{} {:<24} {} unread  [{}]{}",
                             &c["id"].as_str().unwrap_or_default()[..8],
                             c["name"].as_str().unwrap_or_default(),
                             c["unread"],
-                            c["verification"].as_str().unwrap_or_default()
+                            c["verification"].as_str().unwrap_or_default(),
+                            if c["muted"] == true { "  muted" } else { "" }
                         )
                     })
                     .collect::<Vec<_>>()
@@ -553,6 +598,36 @@ async fn run(cli: Cli) -> Result<()> {
             account.remove_member(&id, &user).await?;
             show(json, &json!({"removed": handle}), || {
                 format!("Removed {handle}.")
+            });
+        }
+        Command::Leave { conv } => {
+            let mut account = open(&dir).await?;
+            let id = account.find_conversation(&conv).await?;
+            account.leave(&id).await?;
+            show(json, &json!({"left": id.id}), || format!("Left {conv}."));
+        }
+        Command::Mute { conv, off } => {
+            let mut account = open(&dir).await?;
+            let id = account.find_conversation(&conv).await?;
+            account.set_muted(&id, !off).await?;
+            show(json, &json!({"conversation": id.id, "muted": !off}), || {
+                format!("{} {conv}.", if off { "Unmuted" } else { "Muted" })
+            });
+        }
+        Command::Block { handle } => {
+            let mut account = open(&dir).await?;
+            let user = person(&mut account, &handle).await?;
+            account.block(&user).await?;
+            show(json, &json!({"blocked": user.id}), || {
+                format!("Blocked {handle}: neither of you can send to the other.")
+            });
+        }
+        Command::Unblock { handle } => {
+            let mut account = open(&dir).await?;
+            let user = person(&mut account, &handle).await?;
+            account.unblock(&user).await?;
+            show(json, &json!({"unblocked": user.id}), || {
+                format!("Unblocked {handle}.")
             });
         }
         other => return run_messages(other, &dir, json).await,

@@ -37,6 +37,62 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
                 }
             });
         }
+        Command::Reply {
+            conv,
+            id,
+            text,
+            confirm,
+        } => {
+            let mut account = open(dir).await?;
+            let c = account.find_conversation(&conv).await?;
+            let target = full_id(&mut account, &c, &id).await?;
+            let message = account.reply(&c, &target, &text, confirm).await?;
+            show(json, &json!({"sent": message, "reply_to": target}), || {
+                format!("Replied [{}].", &message[..8])
+            });
+        }
+        Command::Search { text, conv } => {
+            let mut account = open(dir).await?;
+            let only = match conv {
+                Some(conv) => Some(account.find_conversation(&conv).await?),
+                None => None,
+            };
+            let found = account.search(&text, only.as_ref()).await?;
+            let offset = local_offset();
+            let mut lines = Vec::new();
+            for (c, m) in &found {
+                let quoted = match &m.reply_to {
+                    Some(id) => Some(account.message(c, id).await?),
+                    None => None,
+                };
+                lines.push(format!(
+                    "{}  {}  {}",
+                    conversation_name(&account, c),
+                    when(m.time, offset),
+                    message_line(&account, m, quoted.as_ref().map(Option::as_ref))
+                ));
+            }
+            show(
+                json,
+                &json!(
+                    found
+                        .iter()
+                        .map(|(c, m)| {
+                            let mut v = message_json(&account, m);
+                            v["conversation"] = json!(c.id);
+                            v["conversation_name"] = json!(conversation_name(&account, c));
+                            v
+                        })
+                        .collect::<Vec<_>>()
+                ),
+                || {
+                    if found.is_empty() {
+                        return format!("Nothing on this device says {text:?}.");
+                    }
+                    lines.join("\n")
+                },
+            );
+        }
         Command::Edit { conv, id, text } => {
             let mut account = open(dir).await?;
             let c = account.find_conversation(&conv).await?;
@@ -87,7 +143,13 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
                     }
                     messages
                         .iter()
-                        .map(|m| message_line(&account, m))
+                        .map(|m| {
+                            let quoted = m
+                                .reply_to
+                                .as_ref()
+                                .map(|id| messages.iter().find(|q| &q.id == id));
+                            message_line(&account, m, quoted)
+                        })
                         .collect::<Vec<_>>()
                         .join("\n")
                 },
@@ -212,7 +274,19 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
     Ok(())
 }
 
-/// A message id from its first characters (as `history` shows them).
+/// A conversation's name as the list shows it.
+pub(crate) fn conversation_name(
+    account: &Account,
+    conv: &Qualified<parley_api::ConversationId>,
+) -> String {
+    account
+        .conversation(conv)
+        .map(|c| c.name.clone())
+        .unwrap_or_default()
+}
+
+/// A message id from its first characters (as `history` shows them):
+/// `no-such-message` for none, `ambiguous` for several.
 pub(crate) async fn full_id(
     account: &mut Account,
     conv: &Qualified<parley_api::ConversationId>,
@@ -222,12 +296,22 @@ pub(crate) async fn full_id(
         .history(conv)
         .await?
         .iter()
-        .filter(|m| m.id.starts_with(prefix))
+        .filter(|m| !prefix.is_empty() && m.id.starts_with(prefix))
         .map(|m| m.id.clone())
         .collect();
     match matches.as_slice() {
         [one] => Ok(one.clone()),
-        [] => bail!("no message {prefix} in this conversation"),
-        _ => bail!("{prefix} names several messages: give more of the id"),
+        [] => Err(ClientError::Refused {
+            label: "no-such-message",
+            message: format!(
+                "no message {prefix:?} in this conversation: `parley history` shows the ids"
+            ),
+        }
+        .into()),
+        _ => Err(ClientError::Refused {
+            label: "ambiguous",
+            message: format!("{prefix:?} names several messages: give more of the id"),
+        }
+        .into()),
     }
 }

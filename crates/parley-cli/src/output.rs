@@ -50,10 +50,18 @@ pub(crate) fn message_json(account: &Account, m: &Message) -> Value {
         "read_by": m.read_by.len(),
         "expires_at": m.expires_at.map(|ms| ms.div_euclid(1000)),
         "pending": m.pending,
+        "reply_to": m.reply_to,
     })
 }
 
-pub(crate) fn message_line(account: &Account, m: &Message) -> String {
+/// A message for people: `[id] who: text (extras)`. A reply says what it
+/// answers: `quoted` is `Some(Some(original))`, or `Some(None)` when the
+/// original is not on this device.
+pub(crate) fn message_line(
+    account: &Account,
+    m: &Message,
+    quoted: Option<Option<&Message>>,
+) -> String {
     let who = if m.mine {
         "you".to_owned()
     } else {
@@ -85,5 +93,18 @@ pub(crate) fn message_line(account: &Account, m: &Message) -> String {
     } else {
         format!("  ({})", extras.join(", "))
     };
-    format!("[{short}] {who}: {body}{extras}")
+    let reply = match quoted {
+        None => String::new(),
+        Some(Some(q)) => format!(
+            " (replying to {}: {:?})",
+            if q.mine {
+                "you".to_owned()
+            } else {
+                account.name_of(q.from)
+            },
+            excerpt(&q.body(), 40)
+        ),
+        Some(None) => " (replying to a message not on this device)".into(),
+    };
+    format!("[{short}] {who}{reply}: {body}{extras}")
 }

@@ -317,3 +317,113 @@ async fn listen_reconnects_when_the_server_restarts() {
     let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(line["text"], "after the restart");
 }
+
+/// A reply quotes what it answers; search finds words in the local history;
+/// a muted conversation says so; leaving a group keeps its history and stops
+/// sending to it; a block stops both sides until it is taken back. Each
+/// refusal has its label and a failing exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reply_search_mute_leave_and_block() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let alice = Person::new(root.path(), "alice");
+    let bob = Person::new(root.path(), "bob");
+    alice.register(&s, "alice").await;
+    bob.register(&s, "bob").await;
+    alice.ok(&["connect", "bob"]).await;
+    bob.ok(&["accept", "alice"]).await;
+    alice.ok(&["create", "team", "bob"]).await;
+    let sent = alice.ok(&["send", "team", "Standup at 11?"]).await;
+    let original = sent["sent"].as_str().expect("id").to_owned();
+
+    // Bob replies by the id's first characters; both see a reply.
+    let replied = bob
+        .ok(&["reply", "team", &original[..8], "yes, I will be there"])
+        .await;
+    assert_eq!(replied["reply_to"], original.as_str());
+    let history = alice.ok(&["history", "team"]).await;
+    let reply = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["text"] == "yes, I will be there")
+        .expect("the reply arrived");
+    assert_eq!(reply["reply_to"], original.as_str(), "{reply}");
+    let text = alice.text(&["history", "team"]).await;
+    assert!(
+        text.contains("bob (replying to you: \"Standup at 11?\"): yes, I will be there"),
+        "{text}"
+    );
+    assert_eq!(
+        bob.fails(&["reply", "team", "00000000", "?"]).await,
+        "no-such-message"
+    );
+    assert_eq!(
+        bob.fails(&["react", "team", "ffffffff", "👍"]).await,
+        "no-such-message"
+    );
+
+    // Search: case-insensitive, everywhere or in one conversation.
+    let found = alice.ok(&["search", "STANDUP"]).await;
+    let found = found.as_array().expect("a list");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["conversation_name"], "team");
+    assert_eq!(found[0]["id"], original.as_str());
+    assert_eq!(
+        alice.ok(&["search", "standup", "--conv", "bob"]).await,
+        serde_json::json!([])
+    );
+    let text = alice.text(&["search", "will be"]).await;
+    assert!(
+        text.starts_with("team  ") && text.contains("bob (replying to"),
+        "{text}"
+    );
+    assert_eq!(alice.fails(&["search", " "]).await, "empty-search");
+
+    // Mute is this device's: the list says it.
+    alice.ok(&["mute", "team"]).await;
+    let convs = alice.ok(&["convs"]).await;
+    let team = |convs: &Value| {
+        convs
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|c| c["name"] == "team")
+            .expect("team")
+            .clone()
+    };
+    assert_eq!(team(&convs)["muted"], true);
+    alice.ok(&["mute", "team", "--off"]).await;
+    assert_eq!(team(&alice.ok(&["convs"]).await)["muted"], false);
+
+    // Leaving: the history stays; nothing more is sent; a 1:1 is not left.
+    assert_eq!(bob.fails(&["leave", "alice"]).await, "one-to-one");
+    bob.ok(&["leave", "team"]).await;
+    assert_eq!(bob.fails(&["send", "team", "still here?"]).await, "not-a-member");
+    assert_eq!(bob.fails(&["leave", "team"]).await, "not-a-member");
+    let kept = bob.ok(&["history", "team"]).await;
+    assert_eq!(kept["messages"][0]["text"], "Standup at 11?", "{kept}");
+    let text = alice.text(&["history", "team"]).await;
+    assert!(text.contains("* bob left."), "{text}");
+    alice.ok(&["send", "team", "only me now"]).await;
+
+    // Blocking stops both sides; unblocking brings the 1:1 back.
+    alice.ok(&["block", "bob"]).await;
+    assert_eq!(bob.fails(&["send", "alice", "hello?"]).await, "blocked");
+    assert_eq!(alice.fails(&["send", "bob", "hello?"]).await, "blocked");
+    alice.ok(&["unblock", "bob"]).await;
+    bob.ok(&["send", "alice", "hello again"]).await;
+    let history = alice.ok(&["history", "bob"]).await;
+    assert!(
+        history["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["text"] == "hello again"),
+        "{history}"
+    );
+    assert_eq!(
+        alice.fails(&["unblock", "nobody-here"]).await,
+        "not-found"
+    );
+}

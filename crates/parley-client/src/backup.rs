@@ -9,8 +9,7 @@
 //! File: `"PARLEYBK" ‖ version(1) ‖ user(16) ‖ salt(16) ‖ nonce(24) ‖ ciphertext ‖ tag`.
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
 use parley_api::UserId;
 use zeroize::Zeroizing;
 
@@ -41,27 +40,16 @@ pub fn seal(user: UserId, password: &str, plaintext: &[u8]) -> Result<Vec<u8>, C
         ));
     }
     let mut salt = [0u8; 16];
-    let mut nonce = [0u8; 24];
-    getrandom::fill(&mut salt)
-        .and_then(|()| getrandom::fill(&mut nonce))
-        .map_err(|e| ClientError::Crypto(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut salt).map_err(|e| ClientError::Crypto(format!("no randomness: {e}")))?;
     let mut out = Vec::with_capacity(HEADER + 24 + plaintext.len() + 16);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.extend_from_slice(user.as_bytes());
     out.extend_from_slice(&salt);
     let key = key(password, &salt)?;
-    let ciphertext = XChaCha20Poly1305::new((&*key).into())
-        .encrypt(
-            &XNonce::from(nonce),
-            Payload {
-                msg: plaintext,
-                aad: &out[..HEADER],
-            },
-        )
-        .map_err(|_| ClientError::Crypto("sealing the backup failed".into()))?;
-    out.extend_from_slice(&nonce);
-    out.extend(ciphertext);
+    let sealed = crate::sealed::seal::<XChaCha20Poly1305>(&key, &out[..HEADER], plaintext)
+        .ok_or_else(|| ClientError::Crypto("sealing the backup failed".into()))?;
+    out.extend(sealed);
     Ok(out)
 }
 
@@ -84,24 +72,16 @@ pub fn open(bytes: &[u8], password: &str, user: UserId) -> Result<Zeroizing<Vec<
             message: "this backup belongs to another user: only its own user can import it".into(),
         });
     }
-    let (header, rest) = bytes.split_at(HEADER);
-    let (nonce, ciphertext) = rest.split_at(24);
+    let (header, sealed) = bytes.split_at(HEADER);
     let key = key(password, &header[25..])?;
-    XChaCha20Poly1305::new((&*key).into())
-        .decrypt(
-            &XNonce::try_from(nonce).map_err(|_| not_backup())?,
-            Payload {
-                msg: ciphertext,
-                aad: header,
-            },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| ClientError::Refused {
+    crate::sealed::open::<XChaCha20Poly1305>(&key, header, sealed).ok_or_else(|| {
+        ClientError::Refused {
             label: "wrong-backup-password",
             message: "wrong password for this backup: give the one it was exported with \
                       (PARLEY_BACKUP_PASSWORD)"
                 .into(),
-        })
+        }
+    })
 }
 
 #[cfg(test)]

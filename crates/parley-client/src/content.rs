@@ -8,6 +8,7 @@
 //!
 //! Tags are stable forever: never reuse or renumber one.
 
+use chacha20poly1305::XChaCha20Poly1305;
 use prost::Message as _;
 use uuid::Uuid;
 
@@ -498,19 +499,13 @@ pub const EXTERNAL_THRESHOLD: usize = 4 * 1024;
 /// Seals large content for the shared blob: the small envelope to encrypt per
 /// device (same message id) and the blob (`nonce ‖ ciphertext`).
 pub fn seal_external(envelope: &Envelope) -> Result<(Envelope, Vec<u8>), ClientError> {
-    use chacha20poly1305::aead::{Aead, KeyInit};
     use sha2::Digest as _;
     let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    let mut nonce = [0u8; 24];
     getrandom::fill(key.as_mut())
-        .and_then(|()| getrandom::fill(&mut nonce))
         .map_err(|e| ClientError::Crypto(format!("no randomness: {e}")))?;
     let plaintext = zeroize::Zeroizing::new(envelope.to_bytes());
-    let ciphertext = chacha20poly1305::XChaCha20Poly1305::new((&*key).into())
-        .encrypt(&nonce.into(), plaintext.as_slice())
-        .map_err(|_| ClientError::Crypto("sealing the shared blob failed".into()))?;
-    let mut blob = nonce.to_vec();
-    blob.extend(ciphertext);
+    let blob = crate::sealed::seal::<XChaCha20Poly1305>(&key, &[], &plaintext)
+        .ok_or_else(|| ClientError::Crypto("sealing the shared blob failed".into()))?;
     let small = Envelope {
         version: CONTENT_VERSION,
         message_id: envelope.message_id.clone(),
@@ -525,7 +520,6 @@ pub fn seal_external(envelope: &Envelope) -> Result<(Envelope, Vec<u8>), ClientE
 
 /// Opens the shared blob named by an [`External`] and parses the content in it.
 pub fn open_external(external: &External, blob: &[u8]) -> Result<Envelope, ClientError> {
-    use chacha20poly1305::aead::{Aead, KeyInit};
     use sha2::Digest as _;
     if sha2::Sha256::digest(blob).as_slice() != external.sha256.as_slice() {
         return Err(invalid("the shared blob does not match its hash"));
@@ -536,13 +530,8 @@ pub fn open_external(external: &External, blob: &[u8]) -> Result<Envelope, Clien
         .try_into()
         .map_err(|_| invalid("bad external key"))?;
     let key = zeroize::Zeroizing::new(key);
-    let (nonce, ciphertext) = blob
-        .split_at_checked(24)
-        .ok_or_else(|| invalid("the shared blob is too short"))?;
-    let nonce: [u8; 24] = nonce.try_into().map_err(|_| invalid("bad nonce"))?;
-    let plaintext = chacha20poly1305::XChaCha20Poly1305::new((&*key).into())
-        .decrypt(&nonce.into(), ciphertext)
-        .map_err(|_| invalid("the shared blob does not decrypt"))?;
+    let plaintext = crate::sealed::open::<XChaCha20Poly1305>(&key, &[], blob)
+        .ok_or_else(|| invalid("the shared blob does not decrypt"))?;
     let inner = Envelope::parse(&plaintext)?;
     if matches!(inner.body, Some(Body::External(_))) {
         return Err(invalid("a shared blob inside a shared blob"));

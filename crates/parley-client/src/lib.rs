@@ -22,6 +22,7 @@ pub mod backup;
 pub mod content;
 pub(crate) mod device;
 mod error;
+mod sealed;
 pub mod store;
 pub mod trust;
 pub mod verification;

@@ -11,8 +11,7 @@
 //! This module knows nothing of sessions or conversations: `verification` decides
 //! what a checked signature means for a conversation.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::Aes256Gcm;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use parley_api::{DeviceTrust, UserId, device_signature_message};
@@ -278,34 +277,12 @@ async fn blocking_kdf(
 
 /// `nonce(12) ‖ AES-256-GCM(key, plaintext, aad)`.
 fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let nonce = random::<12>()?;
-    let ciphertext = Aes256Gcm::new(key.into())
-        .encrypt(
-            &Nonce::from(*nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| ClientError::Crypto("sealing failed".into()))?;
-    let mut out = nonce.to_vec();
-    out.extend(ciphertext);
-    Ok(out)
+    crate::sealed::seal::<Aes256Gcm>(key, aad, plaintext)
+        .ok_or_else(|| ClientError::Crypto("sealing failed".into()))
 }
 
 fn open(key: &[u8; 32], aad: &[u8], bytes: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let (nonce, ciphertext) = bytes.split_at_checked(12)?;
-    let nonce = Nonce::try_from(nonce).ok()?;
-    Aes256Gcm::new(key.into())
-        .decrypt(
-            &nonce,
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
-        .ok()
-        .map(Zeroizing::new)
+    crate::sealed::open::<Aes256Gcm>(key, aad, bytes)
 }
 
 /// What a peer's published device signature says, once checked.

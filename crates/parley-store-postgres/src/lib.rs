@@ -102,12 +102,56 @@ impl Dialect for PostgresStore {
         Ok(((), self.pool.begin().await.map_err(backend)?))
     }
 
+    /// Appends one event to each of many devices' queues in one statement (devices
+    /// that are gone get none): the heads are locked in (user, device) order first, as
+    /// everywhere, then advanced and the events inserted from arrays.
     async fn enqueue_many(
         tx: &mut Tx<Self>,
         outgoing: Vec<Outgoing>,
         at: i64,
     ) -> StoreResult<Vec<Delivered>> {
-        enqueue_many(tx, outgoing, at).await
+        if outgoing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users: Vec<String> = outgoing.iter().map(|o| o.user.to_string()).collect();
+        let clients: Vec<i64> = outgoing.iter().map(|o| client_id(o.client)).collect();
+        let payloads: Vec<&str> = outgoing.iter().map(|o| o.payload.as_str()).collect();
+        // One round trip: lock the heads in order, advance them, insert the events.
+        let stored: Vec<(String, i64, i64)> = sqlx::query_as(
+            "WITH wanted AS (SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS t(u, c, p)), \
+             locked AS (SELECT q.user_id, q.client_id FROM queue_heads q \
+                 WHERE (q.user_id, q.client_id) IN (SELECT u, c FROM wanted) \
+                 ORDER BY q.user_id COLLATE \"C\", q.client_id FOR UPDATE), \
+             bumped AS (UPDATE queue_heads q SET next_id = q.next_id + 1 FROM locked l \
+                 WHERE q.user_id = l.user_id AND q.client_id = l.client_id \
+                 RETURNING q.user_id, q.client_id, q.next_id - 1 AS id) \
+             INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
+             SELECT b.user_id, b.client_id, b.id, w.p, $4 FROM bumped b \
+             JOIN wanted w ON w.u = b.user_id AND w.c = b.client_id \
+             RETURNING user_id, client_id, id",
+        )
+        .bind(&users)
+        .bind(&clients)
+        .bind(&payloads)
+        .bind(at)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        let ids: std::collections::HashMap<(String, i64), i64> =
+            stored.into_iter().map(|(u, c, id)| ((u, c), id)).collect();
+        let mut delivered = Vec::with_capacity(outgoing.len());
+        for ((o, user), client) in outgoing.into_iter().zip(users).zip(clients) {
+            let Some(id) = ids.get(&(user, client)).copied() else {
+                continue;
+            };
+            delivered.push(Delivered {
+                user: o.user,
+                client: o.client,
+                id: event_id(id)?,
+                payload: o.payload,
+            });
+        }
+        Ok(delivered)
     }
 
     async fn deliver(
@@ -137,7 +181,7 @@ impl Dialect for PostgresStore {
                 delivered: None,
             }));
         };
-        let delivered = enqueue_many(&mut tx, outgoing, at).await?;
+        let delivered = Self::enqueue_many(&mut tx, outgoing, at).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(Posted {
             roster,
@@ -171,56 +215,4 @@ impl Dialect for PostgresStore {
          WHERE m.conversation_id = $1 ORDER BY m.user_id COLLATE \"C\", c.id";
     const MEMBER_IDS: &'static str = "SELECT user_id FROM conversation_members \
          WHERE conversation_id = $1 ORDER BY user_id COLLATE \"C\"";
-}
-
-/// Appends one event to each of many devices' queues in one statement (devices
-/// that are gone get none): the heads are locked in (user, device) order first, as
-/// everywhere, then advanced and the events inserted from arrays.
-async fn enqueue_many(
-    tx: &mut Tx<PostgresStore>,
-    outgoing: Vec<Outgoing>,
-    at: i64,
-) -> StoreResult<Vec<Delivered>> {
-    if outgoing.is_empty() {
-        return Ok(Vec::new());
-    }
-    let users: Vec<String> = outgoing.iter().map(|o| o.user.to_string()).collect();
-    let clients: Vec<i64> = outgoing.iter().map(|o| client_id(o.client)).collect();
-    let payloads: Vec<&str> = outgoing.iter().map(|o| o.payload.as_str()).collect();
-    // One round trip: lock the heads in order, advance them, insert the events.
-    let stored: Vec<(String, i64, i64)> = sqlx::query_as(
-        "WITH wanted AS (SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS t(u, c, p)), \
-         locked AS (SELECT q.user_id, q.client_id FROM queue_heads q \
-             WHERE (q.user_id, q.client_id) IN (SELECT u, c FROM wanted) \
-             ORDER BY q.user_id COLLATE \"C\", q.client_id FOR UPDATE), \
-         bumped AS (UPDATE queue_heads q SET next_id = q.next_id + 1 FROM locked l \
-             WHERE q.user_id = l.user_id AND q.client_id = l.client_id \
-             RETURNING q.user_id, q.client_id, q.next_id - 1 AS id) \
-         INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
-         SELECT b.user_id, b.client_id, b.id, w.p, $4 FROM bumped b \
-         JOIN wanted w ON w.u = b.user_id AND w.c = b.client_id \
-         RETURNING user_id, client_id, id",
-    )
-    .bind(&users)
-    .bind(&clients)
-    .bind(&payloads)
-    .bind(at)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let ids: std::collections::HashMap<(String, i64), i64> =
-        stored.into_iter().map(|(u, c, id)| ((u, c), id)).collect();
-    let mut delivered = Vec::with_capacity(outgoing.len());
-    for ((o, user), client) in outgoing.into_iter().zip(users).zip(clients) {
-        let Some(id) = ids.get(&(user, client)).copied() else {
-            continue;
-        };
-        delivered.push(Delivered {
-            user: o.user,
-            client: o.client,
-            id: event_id(id)?,
-            payload: o.payload,
-        });
-    }
-    Ok(delivered)
 }

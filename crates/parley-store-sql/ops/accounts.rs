@@ -4,23 +4,67 @@ use async_trait::async_trait;
 
 use parley_api::{CookieKind, UserId};
 use parley_store::{
-    AccountStore, ActivationCode, Cookie, Notify, PasswordReset, ProfileUpdate, StoreError,
-    StoreResult, User,
+    AccountStore, CodeKind, Cookie, Notify, OneTimeCode, ProfileUpdate, StoreError, StoreResult,
+    User,
 };
 
 use super::Store;
 use parley_store_sql::Dialect;
-use parley_store_sql::columns::{ActivationRow, CookieRow, ResetRow, UserRow};
+use parley_store_sql::columns::{CodeRow, CookieRow, UserRow};
+
+/// The statements one kind of code is read, counted and forgotten with: each
+/// kind has its table, read as one row shape (`CodeRow`), keyed by `$1`.
+struct CodeStatements {
+    select: &'static str,
+    count_try: &'static str,
+    delete: &'static str,
+}
+
+fn statements(kind: CodeKind) -> CodeStatements {
+    match kind {
+        CodeKind::Activation => CodeStatements {
+            select: "SELECT email AS key, CAST(NULL AS TEXT) AS user_id, code_hash, expires_at, \
+                     tries FROM activation_codes WHERE email = $1",
+            count_try: "UPDATE activation_codes SET tries = tries + 1 WHERE email = $1 \
+                        RETURNING tries",
+            delete: "DELETE FROM activation_codes WHERE email = $1",
+        },
+        CodeKind::PasswordReset => CodeStatements {
+            select: "SELECT key, user_id, code_hash, expires_at, tries FROM password_resets \
+                     WHERE key = $1",
+            count_try: "UPDATE password_resets SET tries = tries + 1 WHERE key = $1 \
+                        RETURNING tries",
+            delete: "DELETE FROM password_resets WHERE key = $1",
+        },
+    }
+}
+
+impl Store {
+    /// Sets one text column of a user's row (`sql` binds the value as `$1` and
+    /// the id as `$2`). `NotFound` for an unknown user.
+    async fn set_user_column(&self, sql: &'static str, value: &str, id: UserId) -> StoreResult<()> {
+        let done = sqlx::query(sql)
+            .bind(value)
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await
+            .map_err(Store::error)?;
+        if Store::rows_affected(&done) == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl AccountStore for Store {
-    async fn put_activation_code(&self, c: &ActivationCode) -> StoreResult<()> {
+    async fn put_activation_code(&self, c: &OneTimeCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (email) DO UPDATE SET code_hash = excluded.code_hash, \
              expires_at = excluded.expires_at, tries = excluded.tries",
         )
-        .bind(&c.email)
+        .bind(&c.key)
         .bind(&c.code_hash)
         .bind(c.expires_at)
         .bind(i64::from(c.tries))
@@ -30,24 +74,17 @@ impl AccountStore for Store {
         Ok(())
     }
 
-    async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>> {
-        let row: Option<ActivationRow> = self
-            .keyed_row("SELECT * FROM activation_codes WHERE email = $1", email)
-            .await?;
-        row.map(ActivationRow::record).transpose()
+    async fn one_time_code(&self, kind: CodeKind, key: &str) -> StoreResult<Option<OneTimeCode>> {
+        let row: Option<CodeRow> = self.row_by_key(statements(kind).select, key).await?;
+        row.map(CodeRow::record).transpose()
     }
 
-    async fn count_activation_try(&self, email: &str) -> StoreResult<u32> {
-        self.count_try(
-            "UPDATE activation_codes SET tries = tries + 1 WHERE email = $1 RETURNING tries",
-            email,
-        )
-        .await
+    async fn count_code_try(&self, kind: CodeKind, key: &str) -> StoreResult<u32> {
+        self.count_try(statements(kind).count_try, key).await
     }
 
-    async fn delete_activation_code(&self, email: &str) -> StoreResult<()> {
-        self.keyed_delete("DELETE FROM activation_codes WHERE email = $1", email)
-            .await
+    async fn delete_code(&self, kind: CodeKind, key: &str) -> StoreResult<()> {
+        self.keyed_delete(statements(kind).delete, key).await
     }
 
     async fn create_user(&self, u: &User) -> StoreResult<()> {
@@ -77,41 +114,44 @@ impl AccountStore for Store {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            parley_store_sql::user_columns!(),
-            " FROM users WHERE id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(Store::error)?;
+        let row: Option<UserRow> = self
+            .row_by_key(
+                concat!(
+                    "SELECT ",
+                    parley_store_sql::user_columns!(),
+                    " FROM users WHERE id = $1"
+                ),
+                &id.to_string(),
+            )
+            .await?;
         row.map(UserRow::record).transpose()
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            parley_store_sql::user_columns!(),
-            " FROM users WHERE email = $1"
-        ))
-        .bind(email)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(Store::error)?;
+        let row: Option<UserRow> = self
+            .row_by_key(
+                concat!(
+                    "SELECT ",
+                    parley_store_sql::user_columns!(),
+                    " FROM users WHERE email = $1"
+                ),
+                email,
+            )
+            .await?;
         row.map(UserRow::record).transpose()
     }
 
     async fn user_by_handle(&self, handle: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            parley_store_sql::user_columns!(),
-            " FROM users WHERE handle = $1"
-        ))
-        .bind(handle)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(Store::error)?;
+        let row: Option<UserRow> = self
+            .row_by_key(
+                concat!(
+                    "SELECT ",
+                    parley_store_sql::user_columns!(),
+                    " FROM users WHERE handle = $1"
+                ),
+                handle,
+            )
+            .await?;
         row.map(UserRow::record).transpose()
     }
 
@@ -144,29 +184,17 @@ impl AccountStore for Store {
     }
 
     async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET handle = $1 WHERE id = $2")
-            .bind(handle)
-            .bind(id.to_string())
-            .execute(self.pool())
+        self.set_user_column("UPDATE users SET handle = $1 WHERE id = $2", handle, id)
             .await
-            .map_err(Store::error)?;
-        if Store::rows_affected(&done) == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
     }
 
     async fn set_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(id.to_string())
-            .execute(self.pool())
-            .await
-            .map_err(Store::error)?;
-        if Store::rows_affected(&done) == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        self.set_user_column(
+            "UPDATE users SET password_hash = $1 WHERE id = $2",
+            hash,
+            id,
+        )
+        .await
     }
 
     async fn change_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
@@ -275,10 +303,11 @@ impl AccountStore for Store {
 
     async fn start_password_reset(
         &self,
-        r: &PasswordReset,
+        r: &OneTimeCode,
         now: i64,
         max_tries: u32,
     ) -> StoreResult<bool> {
+        let user = r.reset_user()?;
         let done = sqlx::query(
             "INSERT INTO password_resets (key, user_id, code_hash, expires_at, tries) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, \
@@ -286,7 +315,7 @@ impl AccountStore for Store {
              WHERE password_resets.expires_at <= $6 OR password_resets.tries >= $7",
         )
         .bind(&r.key)
-        .bind(r.user.to_string())
+        .bind(user.to_string())
         .bind(&r.code_hash)
         .bind(r.expires_at)
         .bind(i64::from(r.tries))
@@ -296,26 +325,6 @@ impl AccountStore for Store {
         .await
         .map_err(Store::error)?;
         Ok(Store::rows_affected(&done) == 1)
-    }
-
-    async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
-        let row: Option<ResetRow> = self
-            .keyed_row("SELECT * FROM password_resets WHERE key = $1", key)
-            .await?;
-        row.map(ResetRow::record).transpose()
-    }
-
-    async fn count_password_reset_try(&self, key: &str) -> StoreResult<u32> {
-        self.count_try(
-            "UPDATE password_resets SET tries = tries + 1 WHERE key = $1 RETURNING tries",
-            key,
-        )
-        .await
-    }
-
-    async fn delete_password_reset(&self, key: &str) -> StoreResult<()> {
-        self.keyed_delete("DELETE FROM password_resets WHERE key = $1", key)
-            .await
     }
 
     async fn complete_password_reset(

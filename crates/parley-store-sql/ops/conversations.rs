@@ -32,15 +32,16 @@ impl ConversationStore for Store {
     }
 
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
-        let row: Option<ConversationRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            parley_store_sql::conversation_columns!(),
-            " FROM conversations c WHERE c.id = $1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(Store::error)?;
+        let row: Option<ConversationRow> = self
+            .row_by_key(
+                concat!(
+                    "SELECT ",
+                    parley_store_sql::conversation_columns!(),
+                    " FROM conversations c WHERE c.id = $1"
+                ),
+                &id.to_string(),
+            )
+            .await?;
         row.map(columns::conversation).transpose()
     }
 

@@ -29,9 +29,8 @@ impl Store {
         Ok((guard, tx))
     }
 
-    /// The row a one-time code (activation or reset) is kept in, by its key
-    /// (`$1`).
-    pub(crate) async fn keyed_row<R>(&self, sql: &'static str, key: &str) -> StoreResult<Option<R>>
+    /// The one row `sql` selects by its key (`$1`), if any.
+    pub(crate) async fn row_by_key<R>(&self, sql: &'static str, key: &str) -> StoreResult<Option<R>>
     where
         R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
     {

@@ -3,8 +3,8 @@
 
 use parley_api::{ClientClass, ClientType, ConnectionStatus, ConversationKind, CookieKind, Role};
 use parley_store::{
-    ActivationCode, ClientRecord, ConnectionRecord, ConversationRecord, Cookie, MemberRecord,
-    PasswordReset, PrekeyRecord, QueuedEvent, Roster, StoreError, StoreResult, User,
+    ClientRecord, ConnectionRecord, ConversationRecord, Cookie, MemberRecord, OneTimeCode,
+    PrekeyRecord, QueuedEvent, Roster, StoreError, StoreResult, User,
 };
 
 /// `permanent` / `temporary`.
@@ -319,44 +319,25 @@ impl ClientRow {
     }
 }
 
-/// An `activation_codes` row.
+/// A one-time code's row: `activation_codes` (its `email` read as `key`, no
+/// `user_id`) or `password_resets`.
 #[derive(Debug, sqlx::FromRow)]
-pub struct ActivationRow {
-    email: String,
-    code_hash: Vec<u8>,
-    expires_at: i64,
-    tries: i64,
-}
-
-impl ActivationRow {
-    pub fn record(self) -> StoreResult<ActivationCode> {
-        Ok(ActivationCode {
-            email: self.email,
-            code_hash: self.code_hash,
-            expires_at: self.expires_at,
-            tries: count(self.tries, "tries")?,
-        })
-    }
-}
-
-/// A `password_resets` row.
-#[derive(Debug, sqlx::FromRow)]
-pub struct ResetRow {
+pub struct CodeRow {
     key: String,
-    user_id: String,
+    user_id: Option<String>,
     code_hash: Vec<u8>,
     expires_at: i64,
     tries: i64,
 }
 
-impl ResetRow {
-    pub fn record(self) -> StoreResult<PasswordReset> {
-        Ok(PasswordReset {
+impl CodeRow {
+    pub fn record(self) -> StoreResult<OneTimeCode> {
+        Ok(OneTimeCode {
             key: self.key,
-            user: parse_user_id(&self.user_id)?,
+            user: self.user_id.as_deref().map(parse_user_id).transpose()?,
             code_hash: self.code_hash,
             expires_at: self.expires_at,
-            tries: count(self.tries, "tries")?,
+            tries: tries(self.tries)?,
         })
     }
 }

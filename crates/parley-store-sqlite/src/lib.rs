@@ -226,12 +226,60 @@ impl Dialect for SqliteStore {
         Ok((writer, tx))
     }
 
+    /// Appends one event to each of many devices' queues in two statements (devices
+    /// that are gone get none): the rows travel as one JSON parameter, which keeps a
+    /// 50-member fan-out from paying for 100 statements.
     async fn enqueue_many(
         tx: &mut Tx<Self>,
         outgoing: Vec<Outgoing>,
         at: i64,
     ) -> StoreResult<Vec<Delivered>> {
-        enqueue_many(tx, outgoing, at).await
+        if outgoing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(String, i64)> = outgoing
+            .iter()
+            .map(|o| (o.user.to_string(), client_id(o.client)))
+            .collect();
+        let keys_json =
+            serde_json::to_string(&keys).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let heads: Vec<(String, i64, i64)> = sqlx::query_as(
+            "UPDATE queue_heads SET next_id = next_id + 1 \
+             WHERE (user_id, client_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each($1)) \
+             RETURNING user_id, client_id, next_id - 1",
+        )
+        .bind(&keys_json)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        let ids: std::collections::HashMap<(String, i64), i64> =
+            heads.into_iter().map(|(u, c, id)| ((u, c), id)).collect();
+        let mut rows = Vec::with_capacity(outgoing.len());
+        let mut delivered = Vec::with_capacity(outgoing.len());
+        for (o, key) in outgoing.into_iter().zip(keys) {
+            let Some(id) = ids.get(&key).copied() else {
+                continue;
+            };
+            rows.push(serde_json::json!([key.0, key.1, id, o.payload]));
+            delivered.push(Delivered {
+                user: o.user,
+                client: o.client,
+                id: event_id(id)?,
+                payload: o.payload,
+            });
+        }
+        let rows_json =
+            serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $1 FROM json_each($2)",
+        )
+        .bind(at)
+        .bind(&rows_json)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        Ok(delivered)
     }
 
     async fn deliver(
@@ -279,58 +327,4 @@ impl Dialect for SqliteStore {
          WHERE m.conversation_id = $1 ORDER BY m.user_id, c.id";
     const MEMBER_IDS: &'static str = "SELECT user_id FROM conversation_members \
          WHERE conversation_id = $1 ORDER BY user_id";
-}
-
-/// Appends one event to each of many devices' queues in two statements (devices
-/// that are gone get none): the rows travel as one JSON parameter, which keeps a
-/// 50-member fan-out from paying for 100 statements.
-async fn enqueue_many(
-    tx: &mut Tx<SqliteStore>,
-    outgoing: Vec<Outgoing>,
-    at: i64,
-) -> StoreResult<Vec<Delivered>> {
-    if outgoing.is_empty() {
-        return Ok(Vec::new());
-    }
-    let keys: Vec<(String, i64)> = outgoing
-        .iter()
-        .map(|o| (o.user.to_string(), client_id(o.client)))
-        .collect();
-    let keys_json = serde_json::to_string(&keys).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let heads: Vec<(String, i64, i64)> = sqlx::query_as(
-        "UPDATE queue_heads SET next_id = next_id + 1 \
-         WHERE (user_id, client_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each($1)) \
-         RETURNING user_id, client_id, next_id - 1",
-    )
-    .bind(&keys_json)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let ids: std::collections::HashMap<(String, i64), i64> =
-        heads.into_iter().map(|(u, c, id)| ((u, c), id)).collect();
-    let mut rows = Vec::with_capacity(outgoing.len());
-    let mut delivered = Vec::with_capacity(outgoing.len());
-    for (o, key) in outgoing.into_iter().zip(keys) {
-        let Some(id) = ids.get(&key).copied() else {
-            continue;
-        };
-        rows.push(serde_json::json!([key.0, key.1, id, o.payload]));
-        delivered.push(Delivered {
-            user: o.user,
-            client: o.client,
-            id: event_id(id)?,
-            payload: o.payload,
-        });
-    }
-    let rows_json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $1 FROM json_each($2)",
-    )
-    .bind(at)
-    .bind(&rows_json)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(delivered)
 }

@@ -29,8 +29,9 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
         let store = SqliteStore::open(&path).await.expect("opens");
         parley_store::AccountStore::put_activation_code(
             &store,
-            &parley_store::ActivationCode {
-                email: "x@example.com".into(),
+            &parley_store::OneTimeCode {
+                key: "x@example.com".into(),
+                user: None,
                 code_hash: vec![1],
                 expires_at: 1,
                 tries: 0,
@@ -40,9 +41,13 @@ async fn reopening_keeps_the_data_and_does_not_reapply_migrations() {
         .expect("put");
     }
     let store = SqliteStore::open(&path).await.expect("reopens");
-    let code = parley_store::AccountStore::activation_code(&store, "x@example.com")
-        .await
-        .expect("get");
+    let code = parley_store::AccountStore::one_time_code(
+        &store,
+        parley_store::CodeKind::Activation,
+        "x@example.com",
+    )
+    .await
+    .expect("get");
     assert!(code.is_some());
 }
 

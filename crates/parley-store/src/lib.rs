@@ -41,17 +41,40 @@ pub enum StoreError {
 /// The result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A pending e-mail verification code (stored hashed).
+/// What a one-time code is for. Each kind has its own table and its own rule for
+/// a second request; reading, counting a try and forgetting are the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CodeKind {
+    /// An e-mail address's activation code, keyed by the address (lower case).
+    Activation,
+    /// A password reset, keyed by the base64 SHA-256 of the user id (one per
+    /// account).
+    PasswordReset,
+}
+
+/// A pending one-time code (stored hashed): an e-mail activation code or a
+/// password reset.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActivationCode {
-    /// Where it was sent (normalised to lower case).
-    pub email: String,
+pub struct OneTimeCode {
+    /// The address (activation) or the hashed user id (reset).
+    pub key: String,
+    /// Whose password a reset changes; `None` for an activation code.
+    pub user: Option<UserId>,
     /// SHA-256 of the code.
     pub code_hash: Vec<u8>,
     /// Unix seconds.
     pub expires_at: i64,
-    /// Wrong attempts so far.
+    /// Tries so far.
     pub tries: u32,
+}
+
+impl OneTimeCode {
+    /// The account a password reset is for: a reset without one is a caller's
+    /// mistake, refused before anything is written.
+    pub fn reset_user(&self) -> StoreResult<UserId> {
+        self.user
+            .ok_or_else(|| StoreError::Backend("a password reset names its account".into()))
+    }
 }
 
 /// A user account.
@@ -105,21 +128,6 @@ pub struct Cookie {
     pub created_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
-}
-
-/// A pending password reset (one per account: the key is derived from the user id).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PasswordReset {
-    /// SHA-256 of the user id, base64.
-    pub key: String,
-    /// Whose password.
-    pub user: UserId,
-    /// SHA-256 of the code.
-    pub code_hash: Vec<u8>,
-    /// Unix seconds.
-    pub expires_at: i64,
-    /// Wrong attempts so far.
-    pub tries: u32,
 }
 
 /// A registered device.
@@ -427,15 +435,17 @@ impl<T: AccountStore + DeviceStore + QueueStore + ConnectionStore + Conversation
 /// resets and the recovery bundle. Owned by the accounts service.
 #[async_trait]
 pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a code for an address, replacing any earlier one.
-    async fn put_activation_code(&self, code: &ActivationCode) -> StoreResult<()>;
-    /// The pending code for an address.
-    async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>>;
+    /// Stores an activation code for its address (`key`), replacing any earlier
+    /// one.
+    async fn put_activation_code(&self, code: &OneTimeCode) -> StoreResult<()>;
+    /// The pending code of this kind with this key.
+    async fn one_time_code(&self, kind: CodeKind, key: &str) -> StoreResult<Option<OneTimeCode>>;
     /// Counts one try (before it is compared, so concurrent guesses cannot
-    /// share a try); returns the tries so far, this one included.
-    async fn count_activation_try(&self, email: &str) -> StoreResult<u32>;
-    /// Forgets the code for an address.
-    async fn delete_activation_code(&self, email: &str) -> StoreResult<()>;
+    /// share a try); returns the tries so far, this one included. `NotFound`
+    /// if there is no such code.
+    async fn count_code_try(&self, kind: CodeKind, key: &str) -> StoreResult<u32>;
+    /// Forgets a code.
+    async fn delete_code(&self, kind: CodeKind, key: &str) -> StoreResult<()>;
     /// Creates a user and consumes the address's activation code.
     /// `Conflict("email")` if the address is taken.
     async fn create_user(&self, user: &User) -> StoreResult<()>;
@@ -472,23 +482,17 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
     async fn remove_cookie(&self, user: UserId, id: &str) -> StoreResult<()>;
     /// Removes the cookies with these labels; returns how many.
     async fn remove_cookies_by_label(&self, user: UserId, labels: &[String]) -> StoreResult<u64>;
-    /// Stores a reset unless one with the same key is still live (unexpired at
-    /// `now`, with fewer than `max_tries` tries): a second request must not
-    /// replace a pending code or give it fresh tries. One statement, so two
-    /// requests at once cannot both start one. True if stored.
+    /// Stores a reset (its `user` required) unless one with the same key is
+    /// still live (unexpired at `now`, with fewer than `max_tries` tries): a
+    /// second request must not replace a pending code or give it fresh tries.
+    /// One statement, so two requests at once cannot both start one. True if
+    /// stored.
     async fn start_password_reset(
         &self,
-        reset: &PasswordReset,
+        reset: &OneTimeCode,
         now: i64,
         max_tries: u32,
     ) -> StoreResult<bool>;
-    /// The pending reset with this key.
-    async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>>;
-    /// Counts one try (before it is compared); returns the tries so far, this
-    /// one included.
-    async fn count_password_reset_try(&self, key: &str) -> StoreResult<u32>;
-    /// Forgets a reset.
-    async fn delete_password_reset(&self, key: &str) -> StoreResult<()>;
     /// Sets the new password, deletes the reset and every cookie of the user.
     async fn complete_password_reset(
         &self,

@@ -47,6 +47,25 @@ impl Person {
             .expect("joined")
     }
 
+    /// Runs `parley <args>` (text for people, not JSON) and expects success;
+    /// what it printed.
+    pub async fn text(&self, args: &[&str]) -> String {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parley"));
+        cmd.args(args)
+            .env("PARLEY_DIR", &self.dir)
+            .env("PARLEY_PASSPHRASE", "local passphrase")
+            .stdin(std::process::Stdio::null());
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+            .await
+            .expect("joined");
+        assert!(
+            out.status.success(),
+            "parley {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Runs and expects success; the JSON it printed.
     pub async fn ok(&self, args: &[&str]) -> Value {
         let out = self.run(args).await;

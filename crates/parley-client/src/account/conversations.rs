@@ -182,6 +182,66 @@ impl Account {
         self.absorb_conversations(vec![c]).await
     }
 
+    /// Leaves a group: its members and this user's other devices are told,
+    /// the history stays on this device, and nothing more can be sent to it
+    /// (`not-a-member`). A 1:1 cannot be left (`one-to-one`: block the person
+    /// instead); a group already left is `not-a-member`.
+    pub async fn leave(
+        &mut self,
+        conversation: &Qualified<ConversationId>,
+    ) -> Result<(), ClientError> {
+        self.refresh().await?;
+        let me = self.qualified(self.user());
+        match self.state.conversations.get(&conversation.id) {
+            None => {
+                return Err(ClientError::Refused {
+                    label: "no-such-conversation",
+                    message: "no such conversation on this device: `parley convs` lists them"
+                        .into(),
+                });
+            }
+            Some(c) if c.kind == ConversationKind::One2one => {
+                return Err(ClientError::Refused {
+                    label: "one-to-one",
+                    message: "a 1:1 conversation cannot be left: block the person instead \
+                              (`parley block <handle>`)"
+                        .into(),
+                });
+            }
+            Some(c) if !c.incomplete && !c.members.contains(&me.id) => {
+                return Err(super::send::not_a_member());
+            }
+            Some(_) => {}
+        }
+        self.api.remove_member(conversation, &me).await?;
+        let tx = self.begin().await?;
+        if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
+            c.members.clear();
+            c.incomplete = false;
+            c.verification = Verification::NonVerified;
+        }
+        self.commit(tx).await
+    }
+
+    /// Mutes or unmutes a conversation on this device (local: the list shows
+    /// it, and an interface does not call attention to its messages).
+    pub async fn set_muted(
+        &mut self,
+        conversation: &Qualified<ConversationId>,
+        muted: bool,
+    ) -> Result<(), ClientError> {
+        let tx = self.begin().await?;
+        let Some(c) = self.state.conversations.get_mut(&conversation.id) else {
+            self.commit(tx).await?;
+            return Err(ClientError::Refused {
+                label: "no-such-conversation",
+                message: "no such conversation on this device: `parley convs` lists them".into(),
+            });
+        };
+        c.muted = muted;
+        self.commit(tx).await
+    }
+
     /// Sends a typing indicator.
     pub async fn typing(
         &self,
@@ -205,6 +265,7 @@ impl ConversationView {
             unread: 0,
             last_activity: 0,
             incomplete: false,
+            muted: false,
             timers: BTreeMap::new(),
         }
     }

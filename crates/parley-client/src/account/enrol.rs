@@ -115,14 +115,7 @@ impl Account {
     ) -> Result<Self, ClientError> {
         let store = Self::fresh_store(dir, passphrase).await?;
         let api = Api::new(server)?;
-        api.login(&Login {
-            email: Some(email.to_owned()),
-            password: password.to_owned(),
-            label: Some("parley".into()),
-            persist: true,
-            ..Login::default()
-        })
-        .await?;
+        api.login(&password_login(email, password)).await?;
         Self::enrol(api, store, Recovery::Passphrase(recovery), password)
             .await
             .map_err(|e| match e {
@@ -254,14 +247,7 @@ impl Account {
     ) -> Result<Self, ClientError> {
         let mut account = Self::open_device(dir, passphrase).await?;
         let api = Api::new(&account.state.server)?;
-        api.login(&Login {
-            email: Some(email.to_owned()),
-            password: password.to_owned(),
-            label: Some("parley".into()),
-            persist: true,
-            ..Login::default()
-        })
-        .await?;
+        api.login(&password_login(email, password)).await?;
         if api.user() != Some(account.user()) {
             // Not this device's account: that login is not kept.
             let _ = api.logout().await;
@@ -279,5 +265,17 @@ impl Account {
         account.api = api;
         account.commit(tx).await?;
         Ok(account)
+    }
+}
+
+/// The login a device makes with its user's e-mail and password: persistent,
+/// labelled "parley".
+fn password_login(email: &str, password: &str) -> Login {
+    Login {
+        email: Some(email.to_owned()),
+        password: password.to_owned(),
+        label: Some("parley".into()),
+        persist: true,
+        ..Login::default()
     }
 }

@@ -82,6 +82,10 @@ pub struct Message {
     /// outbox and goes out with the next send or sync).
     #[serde(default)]
     pub pending: bool,
+    /// The message this one answers (a reply quotes it), by id; it may not be
+    /// on this device.
+    #[serde(default)]
+    pub reply_to: Option<String>,
 }
 
 /// A link preview as shown.
@@ -141,6 +145,7 @@ impl Message {
             mentions: Vec::new(),
             link_previews: Vec::new(),
             pending: false,
+            reply_to: None,
         }
     }
 
@@ -330,6 +335,7 @@ impl Account {
                 Message {
                     mentions,
                     link_previews,
+                    reply_to: t.quote.as_ref().map(|q| q.message_id.clone()),
                     ..new_entry(MessageKind::Text, t.content.clone())
                 }
             }
@@ -515,6 +521,43 @@ impl Account {
     ) -> Result<Option<Message>, ClientError> {
         let mut tx = self.store.read().await?;
         load(&mut tx, conversation.id, id).await
+    }
+
+    /// Finds the texts (and file names) that contain `needle`, ignoring case,
+    /// in the history on this device: every conversation's, or only
+    /// `conversation`'s. Oldest first. Local: works offline. An empty
+    /// `needle` is refused (`empty-search`): it would list everything.
+    pub async fn search(
+        &mut self,
+        needle: &str,
+        conversation: Option<&Qualified<ConversationId>>,
+    ) -> Result<Vec<(Qualified<ConversationId>, Message)>, ClientError> {
+        let needle = needle.trim().to_lowercase();
+        if needle.is_empty() {
+            return Err(ClientError::Refused {
+                label: "empty-search",
+                message: "say what to search for".into(),
+            });
+        }
+        self.purge_expired().await?;
+        let ids: Vec<Qualified<ConversationId>> = match conversation {
+            Some(c) => vec![c.clone()],
+            None => self.state.conversations.values().map(|c| c.id.clone()).collect(),
+        };
+        let mut tx = self.store.read().await?;
+        let mut found = Vec::new();
+        for id in ids {
+            for m in load_all(&mut tx, id.id).await? {
+                let searchable = !m.deleted
+                    && matches!(m.kind, MessageKind::Text | MessageKind::Asset { .. });
+                if searchable && m.text.to_lowercase().contains(&needle) {
+                    found.push((id.clone(), m));
+                }
+            }
+        }
+        // Stable: within a second, each conversation's order stays.
+        found.sort_by_key(|(_, m)| m.time);
+        Ok(found)
     }
 
     /// Shreds self-deleting messages whose time is up.

@@ -439,14 +439,7 @@ impl Account {
     async fn reload(&mut self, tx: &mut Tx) -> Result<(), ClientError> {
         let mut written = HashMap::new();
         let digest = |v: &[u8]| -> [u8; 32] { Sha256::digest(v).into() };
-        for table in [
-            Table::Meta,
-            Table::Prekeys,
-            Table::Sessions,
-            Table::Identities,
-            Table::Peers,
-            Table::Conversations,
-        ] {
+        for table in Table::ALL.into_iter().filter(|t| t.held_in_memory()) {
             for (key, value) in tx.all(table).await? {
                 written.insert((table, key), digest(&value));
             }

@@ -68,6 +68,26 @@ impl Account {
         Ok(())
     }
 
+    /// Blocks a user (connected or not; they are not told): neither can send
+    /// to the other, in their 1:1 or in a group, until [`Account::unblock`].
+    pub async fn block(&mut self, user: &Qualified<UserId>) -> Result<(), ClientError> {
+        self.api
+            .update_connection(user, ConnectionStatus::Blocked)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a block back: the connection is accepted again and the 1:1
+    /// conversation is back. Only someone this user was connected with, or
+    /// asked by, can be unblocked (the server's `invalid-transition`
+    /// otherwise: they can be asked with [`Account::connect_to`]).
+    pub async fn unblock(&mut self, user: &Qualified<UserId>) -> Result<(), ClientError> {
+        self.api
+            .update_connection(user, ConnectionStatus::Accepted)
+            .await?;
+        self.refresh_conversations().await
+    }
+
     /// Connection requests waiting for this user's answer.
     pub async fn requests(&mut self) -> Result<Vec<(UserId, String)>, ClientError> {
         let pending: Vec<UserId> = self

@@ -349,11 +349,20 @@ impl Account {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),
+                    EventPayload::MemberLeave { users, from, .. }
+                        if *from != self.user() && users.iter().any(|u| u.id == self.user()) =>
+                    {
+                        format!("{} removed you.", self.name_of(*from))
+                    }
                     EventPayload::MemberLeave { users, .. } => format!(
                         "{} left.",
                         users
                             .iter()
-                            .map(|u| self.name_of(u.id))
+                            .map(|u| if u.id == self.user() {
+                                "You".to_owned()
+                            } else {
+                                self.name_of(u.id)
+                            })
                             .collect::<Vec<_>>()
                             .join(", ")
                     ),

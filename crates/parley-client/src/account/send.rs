@@ -37,6 +37,16 @@ fn refused_for_good(e: &ClientError) -> bool {
     matches!(e, ClientError::Api { status, .. } if (400..500).contains(status)) && !e.is_away()
 }
 
+/// Sending to a conversation this user left or was removed from.
+pub(super) fn not_a_member() -> ClientError {
+    ClientError::Refused {
+        label: "not-a-member",
+        message: "you are no longer a member of this conversation: its history stays \
+                  on this device, but nothing can be sent to it"
+            .into(),
+    }
+}
+
 /// An outbox row: a message encrypted and committed, not yet accepted.
 #[derive(Serialize, Deserialize)]
 struct Pending {
@@ -408,6 +418,9 @@ impl Account {
                 .conversations
                 .get(&conversation.id)
                 .ok_or_else(|| ClientError::Storage("unknown conversation: sync first".into()))?;
+            if !conv.incomplete && !conv.members.contains(&self.device.user()) {
+                return Err(not_a_member());
+            }
             let (members, degraded) = (
                 conv.members.clone(),
                 conv.verification == Verification::Degraded,
@@ -551,6 +564,31 @@ impl Account {
         // What a peer would refuse is refused here first.
         Envelope::parse(&envelope.to_bytes())?;
         self.send_and_record(conversation, envelope, confirm).await
+    }
+
+    /// Replies to a message of this conversation: a text that quotes it, shown
+    /// as such on every device that has the original. Refused before anything
+    /// is sent (`no-such-message`) when the message is not in this
+    /// conversation or is the app's own notice.
+    pub async fn reply(
+        &mut self,
+        conversation: &Qualified<ConversationId>,
+        message: &str,
+        text: &str,
+        confirm: bool,
+    ) -> Result<String, ClientError> {
+        let quoted = self.message(conversation, message).await?;
+        if !quoted.is_some_and(|m| !m.is_notice()) {
+            return Err(ClientError::Refused {
+                label: "no-such-message",
+                message: format!("no message {message} in this conversation to reply to"),
+            });
+        }
+        let mut reply = content::Text::plain(text);
+        reply.quote = Some(content::Quote {
+            message_id: message.to_owned(),
+        });
+        self.send_rich(conversation, reply, confirm).await
     }
 
     /// A text mentioning `users`: each `@name` in `content` (their display

@@ -83,6 +83,12 @@ impl Table {
         Table::Outbox,
     ];
 
+    /// Whether the account keeps the whole table in memory (the small state),
+    /// as opposed to reading rows when needed (history, outbox).
+    pub fn held_in_memory(self) -> bool {
+        !matches!(self, Table::Messages | Table::Outbox)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",

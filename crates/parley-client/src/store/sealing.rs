@@ -6,8 +6,7 @@
 //! This module never knows the passphrase, the tables or the database: it
 //! seals and opens bytes under a key it is given.
 
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
@@ -41,21 +40,13 @@ pub(super) fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>, ClientError
     Ok(b)
 }
 
+/// `version ‖ nonce(24) ‖ XChaCha20-Poly1305(key, plaintext, aad)`.
 pub(super) fn seal(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, ClientError> {
-    let nonce = random::<24>()?;
-    let ciphertext = XChaCha20Poly1305::new(key.into())
-        .encrypt(
-            &XNonce::from(*nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| ClientError::Storage("sealing failed".into()))?;
-    let mut out = Vec::with_capacity(1 + 24 + ciphertext.len());
+    let sealed = crate::sealed::seal::<XChaCha20Poly1305>(key, aad, plaintext)
+        .ok_or_else(|| ClientError::Storage("sealing failed".into()))?;
+    let mut out = Vec::with_capacity(1 + sealed.len());
     out.push(VALUE_VERSION);
-    out.extend_from_slice(nonce.as_ref());
-    out.extend_from_slice(&ciphertext);
+    out.extend(sealed);
     Ok(out)
 }
 
@@ -64,16 +55,5 @@ pub(super) fn open(key: &[u8; 32], aad: &[u8], bytes: &[u8]) -> Option<Zeroizing
     if version != VALUE_VERSION {
         return None;
     }
-    let (nonce, ciphertext) = rest.split_at_checked(24)?;
-    let nonce = XNonce::try_from(nonce).ok()?;
-    XChaCha20Poly1305::new(key.into())
-        .decrypt(
-            &nonce,
-            Payload {
-                msg: ciphertext,
-                aad,
-            },
-        )
-        .ok()
-        .map(Zeroizing::new)
+    crate::sealed::open::<XChaCha20Poly1305>(key, aad, rest)
 }

@@ -3,32 +3,39 @@
 use super::*;
 
 pub(super) async fn activation_codes(s: &dyn Store) {
-    let code = ActivationCode {
-        email: "a@example.com".into(),
+    let code = OneTimeCode {
+        key: "a@example.com".into(),
+        user: None,
         code_hash: vec![1; 32],
         expires_at: 100,
         tries: 0,
     };
     s.put_activation_code(&code).await.expect("put");
     assert_eq!(
-        s.activation_code("a@example.com").await.expect("get"),
+        s.one_time_code(CodeKind::Activation, "a@example.com")
+            .await
+            .expect("get"),
         Some(code.clone())
     );
     assert_eq!(
-        s.count_activation_try("a@example.com").await.expect("fail"),
+        s.count_code_try(CodeKind::Activation, "a@example.com")
+            .await
+            .expect("fail"),
         1
     );
     assert_eq!(
-        s.count_activation_try("a@example.com").await.expect("fail"),
+        s.count_code_try(CodeKind::Activation, "a@example.com")
+            .await
+            .expect("fail"),
         2
     );
-    let newer = ActivationCode {
+    let newer = OneTimeCode {
         code_hash: vec![2; 32],
         ..code.clone()
     };
     s.put_activation_code(&newer).await.expect("replace");
     let got = s
-        .activation_code("a@example.com")
+        .one_time_code(CodeKind::Activation, "a@example.com")
         .await
         .expect("get")
         .expect("present");
@@ -37,19 +44,27 @@ pub(super) async fn activation_codes(s: &dyn Store) {
         (vec![2; 32], 0),
         "a new code replaces the old"
     );
-    s.delete_activation_code("a@example.com")
+    s.delete_code(CodeKind::Activation, "a@example.com")
         .await
         .expect("delete");
-    assert_eq!(s.activation_code("a@example.com").await.expect("get"), None);
     assert_eq!(
-        s.activation_code("nobody@example.com").await.expect("get"),
+        s.one_time_code(CodeKind::Activation, "a@example.com")
+            .await
+            .expect("get"),
+        None
+    );
+    assert_eq!(
+        s.one_time_code(CodeKind::Activation, "nobody@example.com")
+            .await
+            .expect("get"),
         None
     );
 }
 
 pub(super) async fn users(s: &dyn Store) {
-    let code = ActivationCode {
-        email: "u@example.com".into(),
+    let code = OneTimeCode {
+        key: "u@example.com".into(),
+        user: None,
         code_hash: vec![1; 32],
         expires_at: 100,
         tries: 0,
@@ -58,7 +73,9 @@ pub(super) async fn users(s: &dyn Store) {
     let u = user("u@example.com");
     s.create_user(&u).await.expect("create");
     assert_eq!(
-        s.activation_code("u@example.com").await.expect("get"),
+        s.one_time_code(CodeKind::Activation, "u@example.com")
+            .await
+            .expect("get"),
         None,
         "code consumed"
     );
@@ -211,42 +228,53 @@ pub(super) async fn password_resets(s: &dyn Store) {
     s.add_cookie(&cookie(&u, "c", CookieKind::Persistent, 1, None), 32)
         .await
         .expect("cookie");
-    let reset = PasswordReset {
+    let reset = OneTimeCode {
         key: "key-1".into(),
-        user: u.id,
+        user: Some(u.id),
         code_hash: vec![3; 32],
         expires_at: 500,
         tries: 0,
     };
     assert!(s.start_password_reset(&reset, 100, 3).await.expect("put"));
     assert_eq!(
-        s.password_reset("key-1").await.expect("get"),
+        s.one_time_code(CodeKind::PasswordReset, "key-1")
+            .await
+            .expect("get"),
         Some(reset.clone())
     );
-    assert_eq!(s.count_password_reset_try("key-1").await.expect("fail"), 1);
+    assert_eq!(
+        s.count_code_try(CodeKind::PasswordReset, "key-1")
+            .await
+            .expect("fail"),
+        1
+    );
     // A second request while the first is live changes nothing: not the
     // code, not the tries.
-    let second = PasswordReset {
+    let second = OneTimeCode {
         code_hash: vec![4; 32],
         ..reset.clone()
     };
     assert!(!s.start_password_reset(&second, 100, 3).await.expect("kept"));
     let kept = s
-        .password_reset("key-1")
+        .one_time_code(CodeKind::PasswordReset, "key-1")
         .await
         .expect("get")
         .expect("there");
     assert_eq!((kept.code_hash, kept.tries), (vec![3; 32], 1));
     // Once its tries are used up, or it expired, a new one replaces it.
-    s.count_password_reset_try("key-1").await.expect("try");
-    s.count_password_reset_try("key-1").await.expect("try");
+    s.count_code_try(CodeKind::PasswordReset, "key-1")
+        .await
+        .expect("try");
+    s.count_code_try(CodeKind::PasswordReset, "key-1")
+        .await
+        .expect("try");
     assert!(
         s.start_password_reset(&second, 100, 3)
             .await
             .expect("replace")
     );
     let replaced = s
-        .password_reset("key-1")
+        .one_time_code(CodeKind::PasswordReset, "key-1")
         .await
         .expect("get")
         .expect("there");
@@ -260,7 +288,12 @@ pub(super) async fn password_resets(s: &dyn Store) {
     s.complete_password_reset("key-1", u.id, "reset-hash")
         .await
         .expect("complete");
-    assert_eq!(s.password_reset("key-1").await.expect("get"), None);
+    assert_eq!(
+        s.one_time_code(CodeKind::PasswordReset, "key-1")
+            .await
+            .expect("get"),
+        None
+    );
     assert_eq!(
         s.user(u.id)
             .await
@@ -274,6 +307,70 @@ pub(super) async fn password_resets(s: &dyn Store) {
         "every cookie dropped"
     );
     assert!(s.start_password_reset(&reset, 100, 3).await.expect("put"));
-    s.delete_password_reset("key-1").await.expect("delete");
-    assert_eq!(s.password_reset("key-1").await.expect("get"), None);
+    s.delete_code(CodeKind::PasswordReset, "key-1")
+        .await
+        .expect("delete");
+    assert_eq!(
+        s.one_time_code(CodeKind::PasswordReset, "key-1")
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+/// Guesses at a code sent at once each count a try of their own (the count is
+/// one atomic step, taken before the comparison), and the two kinds of code
+/// are apart even under the same key.
+pub(super) async fn concurrent_code_tries(s: Arc<dyn Store>) {
+    const GUESSES: u32 = 24;
+    let u = user("tries@example.com");
+    s.create_user(&u).await.expect("create");
+    let key = "tries@example.com";
+    let code = |user| OneTimeCode {
+        key: key.into(),
+        user,
+        code_hash: vec![5; 32],
+        expires_at: 100,
+        tries: 0,
+    };
+    s.put_activation_code(&code(None)).await.expect("put");
+    assert!(
+        s.start_password_reset(&code(Some(u.id)), 0, 3)
+            .await
+            .expect("reset")
+    );
+    for kind in [CodeKind::Activation, CodeKind::PasswordReset] {
+        let tasks: Vec<_> = (0..GUESSES)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.count_code_try(kind, key).await })
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for t in tasks {
+            counts.push(t.await.expect("task").expect("count"));
+        }
+        counts.sort_unstable();
+        assert_eq!(
+            counts,
+            (1..=GUESSES).collect::<Vec<_>>(),
+            "{kind:?}: every guess has a try of its own"
+        );
+    }
+    s.delete_code(CodeKind::Activation, key)
+        .await
+        .expect("delete");
+    let reset = s
+        .one_time_code(CodeKind::PasswordReset, key)
+        .await
+        .expect("get")
+        .expect("the reset stays when the activation code goes");
+    assert_eq!((reset.user, reset.tries), (Some(u.id), GUESSES));
+    assert_eq!(
+        s.count_code_try(CodeKind::Activation, key)
+            .await
+            .err()
+            .map(|e| e.to_string()),
+        Some(StoreError::NotFound.to_string())
+    );
 }

@@ -16,8 +16,8 @@ use parley_api::{
 };
 
 use crate::{
-    ActivationCode, ClientRecord, ConnectionChange, ConnectionRecord, ConversationChange,
-    ConversationRecord, Cookie, MemberRecord, Notify, Outgoing, PasswordReset, PrekeyRecord,
+    ClientRecord, CodeKind, ConnectionChange, ConnectionRecord, ConversationChange,
+    ConversationRecord, Cookie, MemberRecord, Notify, OneTimeCode, Outgoing, PrekeyRecord,
     ProfileUpdate, Roster, Store, StoreError, User,
 };
 
@@ -56,6 +56,7 @@ pub const SCENARIOS: &[&str] = &[
     "users",
     "cookies",
     "password_resets",
+    "concurrent_code_tries",
     "clients",
     "prekey_pool",
     "concurrent_prekey_claims",
@@ -83,6 +84,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "users" => users(&*store).await,
         "cookies" => cookies(&*store).await,
         "password_resets" => password_resets(&*store).await,
+        "concurrent_code_tries" => concurrent_code_tries(store).await,
         "clients" => clients(&*store).await,
         "prekey_pool" => prekey_pool(&*store).await,
         "concurrent_prekey_claims" => concurrent_prekey_claims(store).await,
@@ -108,7 +110,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, trust_chain);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, trust_chain);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

@@ -36,8 +36,8 @@ use parley_api::UserId;
 use super::Fresh;
 use crate::memory::MemoryStore;
 use crate::{
-    ActivationCode, AddedClient, ClientRecord, ConnectionRecord, ConversationRecord, Cookie,
-    EventPage, MemberRecord, PasswordReset, Posted, PrekeyRecord, QueuedEvent, Roster, Store, User,
+    AddedClient, ClientRecord, ConnectionRecord, ConversationRecord, Cookie, EventPage,
+    MemberRecord, OneTimeCode, Posted, PrekeyRecord, QueuedEvent, Roster, Store, User,
 };
 
 mod apply;
@@ -57,10 +57,9 @@ pub enum Value {
     Bool(bool),
     Count(u64),
     Tries(u32),
-    ActivationCode(Option<ActivationCode>),
+    Code(Option<OneTimeCode>),
     User(Option<User>),
     Cookies(Vec<Cookie>),
-    Reset(Option<PasswordReset>),
     Bundle(Option<Vec<u8>>),
     Added(AddedClient),
     Clients(Vec<ClientRecord>),

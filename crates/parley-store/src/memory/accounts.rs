@@ -8,8 +8,8 @@ use parley_api::UserId;
 
 use super::{CookieRow, MemoryStore, State, UserRow, missing_parent};
 use crate::{
-    AccountStore, ActivationCode, Cookie, Notify, PasswordReset, ProfileUpdate, StoreError,
-    StoreResult, User,
+    AccountStore, CodeKind, Cookie, Notify, OneTimeCode, ProfileUpdate, StoreError, StoreResult,
+    User,
 };
 
 /// Counts one try of a code: `tries + 1`, as the SQL `RETURNING tries` gives it.
@@ -43,7 +43,7 @@ impl State {
                 recovery_bundle: None,
             },
         );
-        self.activation_codes.remove(&u.email);
+        self.codes.remove(&(CodeKind::Activation, u.email.clone()));
         Ok(())
     }
 
@@ -64,7 +64,7 @@ impl State {
     fn delete_user(&mut self, id: UserId) {
         self.users.remove(&id);
         self.remove_cookies_of(id);
-        self.password_resets.retain(|_, r| r.user != id);
+        self.codes.retain(|_, code| code.user != Some(id));
         self.clients.retain(|(u, _), _| *u != id);
         self.connections
             .retain(|(from, to), _| *from != id && *to != id);
@@ -130,30 +130,33 @@ impl State {
 
     fn start_password_reset(
         &mut self,
-        r: &PasswordReset,
+        r: &OneTimeCode,
         now: i64,
         max_tries: u32,
     ) -> StoreResult<bool> {
+        let user = r.reset_user()?;
+        let key = (CodeKind::PasswordReset, r.key.clone());
         // An upsert whose update applies only to a reset that is no longer live.
         if self
-            .password_resets
-            .get(&r.key)
+            .codes
+            .get(&key)
             .is_some_and(|old| old.expires_at > now && old.tries < max_tries)
         {
             return Ok(false);
         }
-        if !self.user_exists(r.user) {
+        if !self.user_exists(user) {
             return Err(missing_parent());
         }
-        self.password_resets.insert(r.key.clone(), r.clone());
+        self.codes.insert(key, r.clone());
         Ok(true)
     }
 
     fn complete_password_reset(&mut self, key: &str, user: UserId, hash: &str) -> StoreResult<()> {
-        if self.password_resets.get(key).is_none_or(|r| r.user != user) {
+        let key = (CodeKind::PasswordReset, key.to_owned());
+        if self.codes.get(&key).is_none_or(|r| r.user != Some(user)) {
             return Err(StoreError::NotFound);
         }
-        self.password_resets.remove(key);
+        self.codes.remove(&key);
         if let Some(row) = self.users.get_mut(&user) {
             row.user.password_hash = hash.to_owned();
         }
@@ -164,30 +167,31 @@ impl State {
 
 #[async_trait]
 impl AccountStore for MemoryStore {
-    async fn put_activation_code(&self, code: &ActivationCode) -> StoreResult<()> {
+    async fn put_activation_code(&self, code: &OneTimeCode) -> StoreResult<()> {
         self.with(|s| {
-            s.activation_codes.insert(code.email.clone(), code.clone());
+            s.codes
+                .insert((CodeKind::Activation, code.key.clone()), code.clone());
             Ok(())
         })
     }
 
-    async fn activation_code(&self, email: &str) -> StoreResult<Option<ActivationCode>> {
-        self.with(|s| Ok(s.activation_codes.get(email).cloned()))
+    async fn one_time_code(&self, kind: CodeKind, key: &str) -> StoreResult<Option<OneTimeCode>> {
+        self.with(|s| Ok(s.codes.get(&(kind, key.to_owned())).cloned()))
     }
 
-    async fn count_activation_try(&self, email: &str) -> StoreResult<u32> {
+    async fn count_code_try(&self, kind: CodeKind, key: &str) -> StoreResult<u32> {
         self.with(|s| {
             let code = s
-                .activation_codes
-                .get_mut(email)
+                .codes
+                .get_mut(&(kind, key.to_owned()))
                 .ok_or(StoreError::NotFound)?;
             one_more_try(&mut code.tries)
         })
     }
 
-    async fn delete_activation_code(&self, email: &str) -> StoreResult<()> {
+    async fn delete_code(&self, kind: CodeKind, key: &str) -> StoreResult<()> {
         self.with(|s| {
-            s.activation_codes.remove(email);
+            s.codes.remove(&(kind, key.to_owned()));
             Ok(())
         })
     }
@@ -310,29 +314,11 @@ impl AccountStore for MemoryStore {
 
     async fn start_password_reset(
         &self,
-        reset: &PasswordReset,
+        reset: &OneTimeCode,
         now: i64,
         max_tries: u32,
     ) -> StoreResult<bool> {
         self.with(|s| s.start_password_reset(reset, now, max_tries))
-    }
-
-    async fn password_reset(&self, key: &str) -> StoreResult<Option<PasswordReset>> {
-        self.with(|s| Ok(s.password_resets.get(key).cloned()))
-    }
-
-    async fn count_password_reset_try(&self, key: &str) -> StoreResult<u32> {
-        self.with(|s| {
-            let reset = s.password_resets.get_mut(key).ok_or(StoreError::NotFound)?;
-            one_more_try(&mut reset.tries)
-        })
-    }
-
-    async fn delete_password_reset(&self, key: &str) -> StoreResult<()> {
-        self.with(|s| {
-            s.password_resets.remove(key);
-            Ok(())
-        })
     }
 
     async fn complete_password_reset(

@@ -29,8 +29,8 @@ use std::sync::Mutex;
 use parley_api::{ClientId, ClientType, ConversationId, Role, UserId};
 
 use crate::{
-    ActivationCode, ClientRecord, ConnectionRecord, ConversationRecord, Cookie, Notify,
-    PasswordReset, QueuedEvent, Roster, StoreError, StoreResult, User,
+    ClientRecord, CodeKind, ConnectionRecord, ConversationRecord, Cookie, Notify, OneTimeCode,
+    QueuedEvent, Roster, StoreError, StoreResult, User,
 };
 
 mod accounts;
@@ -94,10 +94,10 @@ struct State {
     /// `rowid`, PostgreSQL's `seq`) are ordered by it. A new row always gets a
     /// number above every live row's, as a new `rowid` is above every live one.
     seq: u64,
-    activation_codes: BTreeMap<String, ActivationCode>,
+    /// One-time codes by kind and key (the two tables, side by side).
+    codes: BTreeMap<(CodeKind, String), OneTimeCode>,
     users: BTreeMap<UserId, UserRow>,
     cookies: BTreeMap<(UserId, String), CookieRow>,
-    password_resets: BTreeMap<String, PasswordReset>,
     clients: BTreeMap<(UserId, ClientId), ClientRow>,
     connections: BTreeMap<(UserId, UserId), ConnectionRecord>,
     conversations: BTreeMap<ConversationId, ConversationRow>,

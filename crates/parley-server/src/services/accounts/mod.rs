@@ -9,9 +9,7 @@ use parley_api::{
     AccessToken, ClientId, CookieInfo, CookieKind, Login, OffsetDateTime, RecoveryBundle, Register,
     SelfProfile, UpdateProfile, UserId, UserProfile, limits,
 };
-use parley_store::{
-    AccountStore, ActivationCode, Cookie, PasswordReset, ProfileUpdate, StoreError, User,
-};
+use parley_store::{AccountStore, CodeKind, Cookie, OneTimeCode, ProfileUpdate, StoreError, User};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -271,8 +269,9 @@ impl Accounts {
         let n = u32::from_le_bytes(random::<4>()) % 1_000_000;
         let code = format!("{n:06}");
         self.store
-            .put_activation_code(&ActivationCode {
-                email: email.clone(),
+            .put_activation_code(&OneTimeCode {
+                key: email.clone(),
+                user: None,
                 code_hash: sha256(code.as_bytes()),
                 expires_at: self.core.clock.now() + ACTIVATION_CODE_SECONDS,
                 tries: 0,
@@ -293,36 +292,8 @@ impl Accounts {
         let email = normalise_email(&req.email)?;
         let name = check_name(&req.name)?;
         self.core.limit(&format!("code:{email}"), address)?;
-        let code = self
-            .store
-            .activation_code(&email)
-            .await?
-            .ok_or_else(invalid_code)?;
-        let now = self.core.clock.now();
-        let tries = match self.store.count_activation_try(&email).await {
-            Ok(tries) => tries,
-            Err(StoreError::NotFound) => return Err(invalid_code()),
-            Err(e) => return Err(e.into()),
-        };
-        match check_code(
-            &req.email_code,
-            &code.code_hash,
-            code.expires_at,
-            tries,
-            now,
-        ) {
-            CodeCheck::Valid => {}
-            CodeCheck::Dead => {
-                self.store.delete_activation_code(&email).await?;
-                return Err(invalid_code());
-            }
-            CodeCheck::Wrong => {
-                if tries >= MAX_CODE_TRIES {
-                    self.store.delete_activation_code(&email).await?;
-                }
-                return Err(invalid_code());
-            }
-        }
+        self.redeem_code(CodeKind::Activation, &email, &req.email_code)
+            .await?;
         passwords::check_policy(&req.password)?;
         if let Some(handle) = &req.handle {
             check_handle(handle)?;
@@ -700,9 +671,9 @@ impl Accounts {
         let started = self
             .store
             .start_password_reset(
-                &PasswordReset {
+                &OneTimeCode {
                     key: key.clone(),
-                    user: user.id,
+                    user: Some(user.id),
                     code_hash: sha256(code.as_bytes()),
                     expires_at: now + PASSWORD_RESET_SECONDS,
                     tries: 0,
@@ -727,7 +698,9 @@ impl Accounts {
             .await;
         if sent.is_err() {
             // Nobody got the code: a later request must be able to start again.
-            self.store.delete_password_reset(&key).await?;
+            self.store
+                .delete_code(CodeKind::PasswordReset, &key)
+                .await?;
         }
         sent
     }
@@ -741,37 +714,40 @@ impl Accounts {
         address: &str,
     ) -> ApiResult<()> {
         self.core.limit(&format!("reset-code:{key}"), address)?;
-        let reset = self
+        let reset = self.redeem_code(CodeKind::PasswordReset, key, code).await?;
+        let user = reset.reset_user()?;
+        passwords::check_policy(password)?;
+        let hash = self.hash_password(password).await?;
+        self.store.complete_password_reset(key, user, &hash).await?;
+        self.core.wakeups.logins_changed(user);
+        Ok(())
+    }
+
+    /// Checks a one-time code given for `key`: the try is counted before the
+    /// comparison (so guesses at once cannot share one), and a code that is
+    /// dead, or wrong on its last try, is forgotten. Every failure is the same
+    /// `invalid-code`. The caller consumes a valid code with its change.
+    async fn redeem_code(&self, kind: CodeKind, key: &str, given: &str) -> ApiResult<OneTimeCode> {
+        let code = self
             .store
-            .password_reset(key)
+            .one_time_code(kind, key)
             .await?
             .ok_or_else(invalid_code)?;
         let now = self.core.clock.now();
-        let tries = match self.store.count_password_reset_try(key).await {
+        let tries = match self.store.count_code_try(kind, key).await {
             Ok(tries) => tries,
             Err(StoreError::NotFound) => return Err(invalid_code()),
             Err(e) => return Err(e.into()),
         };
-        match check_code(code, &reset.code_hash, reset.expires_at, tries, now) {
-            CodeCheck::Valid => {}
-            CodeCheck::Dead => {
-                self.store.delete_password_reset(key).await?;
-                return Err(invalid_code());
-            }
-            CodeCheck::Wrong => {
-                if tries >= MAX_CODE_TRIES {
-                    self.store.delete_password_reset(key).await?;
-                }
-                return Err(invalid_code());
-            }
+        let forget = match check_code(given, &code.code_hash, code.expires_at, tries, now) {
+            CodeCheck::Valid => return Ok(code),
+            CodeCheck::Dead => true,
+            CodeCheck::Wrong => tries >= MAX_CODE_TRIES,
+        };
+        if forget {
+            self.store.delete_code(kind, key).await?;
         }
-        passwords::check_policy(password)?;
-        let hash = self.hash_password(password).await?;
-        self.store
-            .complete_password_reset(key, reset.user, &hash)
-            .await?;
-        self.core.wakeups.logins_changed(reset.user);
-        Ok(())
+        Err(invalid_code())
     }
 }
 

@@ -14,8 +14,8 @@ use super::world::{
 };
 use super::{Answer, Refusal, Value};
 use crate::{
-    ActivationCode, ClientRecord, ConnectionChange, ConnectionRecord, ConversationChange,
-    ConversationRecord, Cookie, DeliveryPlan, MemberRecord, Notify, Outgoing, PasswordReset,
+    ClientRecord, CodeKind, ConnectionChange, ConnectionRecord, ConversationChange,
+    ConversationRecord, Cookie, DeliveryPlan, MemberRecord, Notify, OneTimeCode, Outgoing,
     PrekeyRecord, ProfileUpdate, Roster, Store, StoreError, StoreResult, User,
 };
 
@@ -217,8 +217,9 @@ pub(super) async fn apply(s: &dyn Store, step: usize, op: &Op) -> Result<Answer,
     let payload = format!(r#"{{"step":{step}}}"#);
     match op {
         Op::PutActivationCode { email, tag } => {
-            let code = ActivationCode {
-                email: pick(&EMAILS, *email).to_owned(),
+            let code = OneTimeCode {
+                key: pick(&EMAILS, *email).to_owned(),
+                user: None,
                 code_hash: vec![*tag; 4],
                 expires_at: 100,
                 tries: 0,
@@ -226,12 +227,14 @@ pub(super) async fn apply(s: &dyn Store, step: usize, op: &Op) -> Result<Answer,
             answer(s.put_activation_code(&code).await, unit)
         }
         Op::CountActivationTry { email } => answer(
-            s.count_activation_try(pick(&EMAILS, *email)).await,
+            s.count_code_try(CodeKind::Activation, pick(&EMAILS, *email))
+                .await,
             Value::Tries,
         ),
         Op::ActivationCode { email } => answer(
-            s.activation_code(pick(&EMAILS, *email)).await,
-            Value::ActivationCode,
+            s.one_time_code(CodeKind::Activation, pick(&EMAILS, *email))
+                .await,
+            Value::Code,
         ),
         Op::CreateUser { user, email } => {
             answer(s.create_user(&new_user(*user, *email)).await, unit)
@@ -320,9 +323,9 @@ pub(super) async fn apply(s: &dyn Store, step: usize, op: &Op) -> Result<Answer,
             expires_at,
             now,
         } => {
-            let reset = PasswordReset {
+            let reset = OneTimeCode {
                 key: reset_key(*user),
-                user: user_id(*user),
+                user: Some(user_id(*user)),
                 code_hash: vec![*tag; 4],
                 expires_at: *expires_at,
                 tries: 0,
@@ -333,7 +336,8 @@ pub(super) async fn apply(s: &dyn Store, step: usize, op: &Op) -> Result<Answer,
             )
         }
         Op::CountPasswordResetTry { user } => answer(
-            s.count_password_reset_try(&reset_key(*user)).await,
+            s.count_code_try(CodeKind::PasswordReset, &reset_key(*user))
+                .await,
             Value::Tries,
         ),
         Op::CompletePasswordReset { user, by } => answer(
@@ -341,12 +345,16 @@ pub(super) async fn apply(s: &dyn Store, step: usize, op: &Op) -> Result<Answer,
                 .await,
             unit,
         ),
-        Op::DeletePasswordReset { user } => {
-            answer(s.delete_password_reset(&reset_key(*user)).await, unit)
-        }
-        Op::PasswordReset { user } => {
-            answer(s.password_reset(&reset_key(*user)).await, Value::Reset)
-        }
+        Op::DeletePasswordReset { user } => answer(
+            s.delete_code(CodeKind::PasswordReset, &reset_key(*user))
+                .await,
+            unit,
+        ),
+        Op::PasswordReset { user } => answer(
+            s.one_time_code(CodeKind::PasswordReset, &reset_key(*user))
+                .await,
+            Value::Code,
+        ),
         Op::AddClient {
             user,
             client,

@@ -1,0 +1,128 @@
+//! The window's own state: what is selected, typed, picked, searched and
+//! scrolled. Nothing here is the account's; the account is read into a
+//! [`View`](super::View).
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::time::Instant;
+
+use parley_api::{ConversationId, Qualified};
+
+/// What the keys do now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Typing a message (the keys edit the input line).
+    #[default]
+    Compose,
+    /// Picking a message to reply to, edit, delete or react to.
+    Browse,
+}
+
+/// What Enter does with the input line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Compose {
+    /// Sends a new message.
+    #[default]
+    Message,
+    /// Sends a reply quoting this message.
+    Reply(String),
+    /// Replaces this message's text.
+    Edit(String),
+    /// Reacts to this message with the emoji typed.
+    React(String),
+}
+
+/// One message a search found.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// Where.
+    pub conversation: Qualified<ConversationId>,
+    /// The conversation's name.
+    pub conversation_name: String,
+    /// The message's id.
+    pub message: String,
+    /// When (Unix seconds).
+    pub time: i64,
+    /// Who wrote it.
+    pub who: String,
+    /// What it says.
+    pub text: String,
+}
+
+/// A search over the history on this device.
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    /// What is searched for.
+    pub query: String,
+    /// The query is being typed (Enter runs it).
+    pub editing: bool,
+    /// What the last run found, oldest first.
+    pub hits: Vec<Hit>,
+    /// The hit picked.
+    pub index: usize,
+}
+
+/// The interface's own state.
+#[derive(Debug, Default)]
+pub struct Ui {
+    /// The selected conversation: what is shown, and where a message typed
+    /// goes.
+    pub selected: Option<Qualified<ConversationId>>,
+    /// What is being typed (several lines with Alt+Enter).
+    pub input: String,
+    /// The last thing to tell the person (errors, confirmations).
+    pub status: String,
+    /// A send was refused because the conversation is degraded; Ctrl-Y sends it.
+    pub confirm_pending: bool,
+    /// Who is typing where, until when.
+    pub typing: HashMap<ConversationId, (String, Instant)>,
+    /// What the keys do now.
+    pub mode: Mode,
+    /// What Enter does with the input line.
+    pub compose: Compose,
+    /// The message picked with the keyboard (by id).
+    pub picked: Option<String>,
+    /// A delete of the picked message waits for "for everyone" or "for me".
+    pub deleting: Option<String>,
+    /// Rows scrolled back from the newest message.
+    pub scroll: usize,
+    /// The help screen is open.
+    pub help: bool,
+    /// A search is open.
+    pub search: Option<Search>,
+    /// Where the "new" marker goes in each conversation opened in this run:
+    /// the first message that was unread when it was opened.
+    pub unread_from: HashMap<ConversationId, String>,
+    /// Times are shown at this offset from UTC.
+    pub offset: time::UtcOffset,
+    pub(super) quit: bool,
+    pub(super) typing_sent: Option<Instant>,
+    /// The message pane's height and how far back it can scroll, as last
+    /// drawn (paging and clamping use them).
+    pub(super) page: Cell<usize>,
+    pub(super) max_scroll: Cell<usize>,
+}
+
+impl Ui {
+    /// Back to typing a new message: nothing picked, no reply or edit pending.
+    pub(super) fn reset_compose(&mut self) {
+        if matches!(self.compose, Compose::Edit(_) | Compose::React(_)) {
+            // The old text or the emoji is no new message.
+            self.input.clear();
+        }
+        self.mode = Mode::Compose;
+        self.compose = Compose::Message;
+        self.picked = None;
+        self.deleting = None;
+    }
+
+    /// Another conversation is selected: what belonged to the last one goes.
+    pub(super) fn select(&mut self, id: Qualified<ConversationId>) {
+        if self.selected.as_ref() != Some(&id) {
+            self.selected = Some(id);
+            self.reset_compose();
+            self.scroll = 0;
+            self.unread_from.clear();
+        }
+    }
+}
