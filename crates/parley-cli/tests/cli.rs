@@ -399,7 +399,10 @@ async fn reply_search_mute_leave_and_block() {
     // Leaving: the history stays; nothing more is sent; a 1:1 is not left.
     assert_eq!(bob.fails(&["leave", "alice"]).await, "one-to-one");
     bob.ok(&["leave", "team"]).await;
-    assert_eq!(bob.fails(&["send", "team", "still here?"]).await, "not-a-member");
+    assert_eq!(
+        bob.fails(&["send", "team", "still here?"]).await,
+        "not-a-member"
+    );
     assert_eq!(bob.fails(&["leave", "team"]).await, "not-a-member");
     let kept = bob.ok(&["history", "team"]).await;
     assert_eq!(kept["messages"][0]["text"], "Standup at 11?", "{kept}");
@@ -422,8 +425,5 @@ async fn reply_search_mute_leave_and_block() {
             .any(|m| m["text"] == "hello again"),
         "{history}"
     );
-    assert_eq!(
-        alice.fails(&["unblock", "nobody-here"]).await,
-        "not-found"
-    );
+    assert_eq!(alice.fails(&["unblock", "nobody-here"]).await, "not-found");
 }

@@ -157,6 +157,20 @@ pub struct Text {
     /// fetches the link).
     #[prost(message, repeated, tag = "3")]
     pub link_previews: Vec<LinkPreview>,
+    /// The message this text replies to. An older client skips the field
+    /// and shows the text alone.
+    #[prost(message, optional, tag = "4")]
+    pub quote: Option<Quote>,
+}
+
+/// What a reply quotes: the message it answers, by id. The words quoted are
+/// the receiver's own copy of that message (none when it is not on the
+/// device): a reply never carries them again.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Quote {
+    /// The quoted message's id (a UUID, hyphenated).
+    #[prost(string, tag = "1")]
+    pub message_id: String,
 }
 
 /// A mention: a byte range of the text naming a user.
@@ -295,6 +309,7 @@ impl Text {
             content: content.to_owned(),
             mentions: Vec::new(),
             link_previews: Vec::new(),
+            quote: None,
         }
     }
 }
@@ -331,6 +346,9 @@ fn check_text(text: &Text) -> Result<(), ClientError> {
         if in_text(p.url_offset, p.url.len()) != Some(p.url.as_str()) {
             return Err(invalid("a link preview's URL is not in the text"));
         }
+    }
+    if let Some(quote) = &text.quote {
+        check_id(&quote.message_id)?;
     }
     Ok(())
 }
@@ -372,8 +390,8 @@ impl Envelope {
 }
 
 impl EnvelopeIn {
-    /// Checks content from a peer: a version, well-formed ids, text within its
-    /// limits with mentions and previews inside it, bounded receipts and
+    /// Checks content from a peer: a version, well-formed ids (a reply's quote
+    /// too), text within its limits with mentions and previews inside it, bounded receipts and
     /// reactions, a 32-byte external key and hash. Unknown fields were skipped
     /// by the decoder; a body of a kind this client does not know stays `None`.
     pub fn validate(self) -> Result<Envelope, ClientError> {
@@ -471,6 +489,36 @@ mod tests {
         let shown = format!("{:?}", Envelope::text("secret words"));
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("text"), "{shown}");
+    }
+
+    #[test]
+    fn a_reply_names_a_message_and_older_clients_read_its_text() {
+        let original = Uuid::new_v4().to_string();
+        let mut text = Text::plain("yes");
+        text.quote = Some(Quote {
+            message_id: original.clone(),
+        });
+        let reply = Envelope::new(Body::Text(text.clone()));
+        assert_eq!(Envelope::parse(&reply.to_bytes()).expect("valid"), reply);
+
+        // A client from before replies knew tags 1 to 3 of a text only.
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct TextBeforeReplies {
+            #[prost(string, tag = "1")]
+            content: String,
+            #[prost(message, repeated, tag = "2")]
+            mentions: Vec<Mention>,
+        }
+        let old = TextBeforeReplies::decode(text.encode_to_vec().as_slice())
+            .expect("an older client decodes a reply");
+        assert_eq!(old.content, "yes");
+
+        let mut bad = text;
+        bad.quote = Some(Quote {
+            message_id: "not an id".into(),
+        });
+        let refused = Envelope::parse(&Envelope::new(Body::Text(bad)).to_bytes());
+        assert!(refused.is_err(), "a quote names a message by its UUID");
     }
 
     #[test]

@@ -542,14 +542,19 @@ impl Account {
         self.purge_expired().await?;
         let ids: Vec<Qualified<ConversationId>> = match conversation {
             Some(c) => vec![c.clone()],
-            None => self.state.conversations.values().map(|c| c.id.clone()).collect(),
+            None => self
+                .state
+                .conversations
+                .values()
+                .map(|c| c.id.clone())
+                .collect(),
         };
         let mut tx = self.store.read().await?;
         let mut found = Vec::new();
         for id in ids {
             for m in load_all(&mut tx, id.id).await? {
-                let searchable = !m.deleted
-                    && matches!(m.kind, MessageKind::Text | MessageKind::Asset { .. });
+                let searchable =
+                    !m.deleted && matches!(m.kind, MessageKind::Text | MessageKind::Asset { .. });
                 if searchable && m.text.to_lowercase().contains(&needle) {
                     found.push((id.clone(), m));
                 }

@@ -87,6 +87,10 @@ pub struct ConversationView {
     /// conversation could be fetched); fetched again at the next sync.
     #[serde(default)]
     pub incomplete: bool,
+    /// Muted on this device ([`Account::set_muted`]): an interface does not
+    /// call attention to its messages.
+    #[serde(default)]
+    pub muted: bool,
     /// Running self-deleting timers: message id → when it goes (Unix ms).
     #[serde(default)]
     timers: BTreeMap<String, i64>,
