@@ -39,7 +39,26 @@ fn statements(kind: CodeKind) -> CodeStatements {
     }
 }
 
+/// `SELECT <a user's columns> FROM users WHERE <column> = $1`.
+macro_rules! user_where {
+    ($column:literal) => {
+        concat!(
+            "SELECT ",
+            parley_store_sql::user_columns!(),
+            " FROM users WHERE ",
+            $column,
+            " = $1"
+        )
+    };
+}
+
 impl Store {
+    /// The user `sql` (from `user_where!`) finds by `key`.
+    async fn user_where(&self, sql: &'static str, key: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = self.row_by_key(sql, key).await?;
+        row.map(UserRow::record).transpose()
+    }
+
     /// Sets one text column of a user's row (`sql` binds the value as `$1` and
     /// the id as `$2`). `NotFound` for an unknown user.
     async fn set_user_column(&self, sql: &'static str, value: &str, id: UserId) -> StoreResult<()> {
@@ -114,45 +133,15 @@ impl AccountStore for Store {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = self
-            .row_by_key(
-                concat!(
-                    "SELECT ",
-                    parley_store_sql::user_columns!(),
-                    " FROM users WHERE id = $1"
-                ),
-                &id.to_string(),
-            )
-            .await?;
-        row.map(UserRow::record).transpose()
+        self.user_where(user_where!("id"), &id.to_string()).await
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = self
-            .row_by_key(
-                concat!(
-                    "SELECT ",
-                    parley_store_sql::user_columns!(),
-                    " FROM users WHERE email = $1"
-                ),
-                email,
-            )
-            .await?;
-        row.map(UserRow::record).transpose()
+        self.user_where(user_where!("email"), email).await
     }
 
     async fn user_by_handle(&self, handle: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = self
-            .row_by_key(
-                concat!(
-                    "SELECT ",
-                    parley_store_sql::user_columns!(),
-                    " FROM users WHERE handle = $1"
-                ),
-                handle,
-            )
-            .await?;
-        row.map(UserRow::record).transpose()
+        self.user_where(user_where!("handle"), handle).await
     }
 
     async fn update_profile(
