@@ -578,7 +578,7 @@ impl Account {
         confirm: bool,
     ) -> Result<String, ClientError> {
         let quoted = self.message(conversation, message).await?;
-        if !quoted.is_some_and(|m| !m.is_notice()) {
+        if quoted.is_none_or(|m| m.is_notice()) {
             return Err(ClientError::Refused {
                 label: "no-such-message",
                 message: format!("no message {message} in this conversation to reply to"),
