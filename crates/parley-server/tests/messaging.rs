@@ -1118,15 +1118,22 @@ async fn a_message_that_would_flood_queues_is_refused(s: &TestServer) {
     assert_eq!(st, 201, "{v}");
 }
 
-/// A socket delivers nothing once its token has expired by the server's clock.
-/// Note: in practice the socket is already closed by a catch-up check (a late
-/// wake-up from the group's creation) before the typing notice arrives, so
-/// this does not isolate the check on live frames in `routes/live.rs`.
+/// A socket delivers no live frame once its token has expired by the server's
+/// clock: the check on live frames in `routes/live.rs`, alone. The socket
+/// first reads the group's creation and then sits until every wake-up of that
+/// creation has landed, so no catch-up (which checks the token too) can close
+/// it before the typing notice arrives; and the expiry timer runs on the
+/// runtime's clock, which the test's clock does not move.
 async fn live_frames_stop_when_the_token_expires(s: &TestServer) {
+    use futures_util::StreamExt;
     let alice = person(s, "lia@example.com", 1).await;
     let bob = person(s, "lou@example.com", 1).await;
-    let conv = create_group(s, &alice, "Chat", &[&bob]).await;
     let mut ws_bob = s.connect(&bob.user.token, bob.devices[0], None).await;
+    let conv = create_group(s, &alice, "Chat", &[&bob]).await;
+    next_of(&mut ws_bob, "conversation.create").await;
+    // Quiet: a late wake-up is read (an empty catch-up) while the token stands.
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(700), ws_bob.next()).await;
+    assert!(quiet.is_err(), "nothing more arrives: {quiet:?}");
     s.running.clock.advance(16 * 60);
     let token = s.with_cookie("/v1/access", &alice.user.cookie).await.1["access_token"]
         .as_str()
