@@ -250,3 +250,225 @@ async fn a_message_elsewhere_never_moves_the_send_target() {
         "nothing went to the group: {at_cat:?}"
     );
 }
+
+/// Reads the account and presses one key, as the event loop does.
+async fn press(account: &mut Account, ui: &mut Ui, code: KeyCode, modifiers: KeyModifiers) {
+    let view = View::of(account, &mut ui.selected).await.expect("view");
+    on_key(account, &view, ui, KeyEvent::new(code, modifiers)).await;
+}
+
+async fn type_in(account: &mut Account, ui: &mut Ui, text: &str) {
+    for ch in text.chars() {
+        press(account, ui, KeyCode::Char(ch), KeyModifiers::NONE).await;
+    }
+}
+
+async fn enter(account: &mut Account, ui: &mut Ui) {
+    press(account, ui, KeyCode::Enter, KeyModifiers::NONE).await;
+}
+
+/// The window as it is now, on a larger terminal.
+async fn now(account: &mut Account, ui: &mut Ui) -> String {
+    let view = View::of(account, &mut ui.selected).await.expect("view");
+    let mut terminal = Terminal::new(TestBackend::new(110, 30)).expect("terminal");
+    terminal.draw(|f| draw(f, &view, ui)).expect("drawn");
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buffer.area.height {
+        for x in 0..buffer.area.width {
+            out.push_str(buffer[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// What the keyboard does to messages and conversations: help, times and
+/// days, the unread marker, multi-line input, picking a message to reply to,
+/// edit, react to and delete, scrollback, search, and the typed commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_replies_edits_reacts_deletes_searches_and_runs_commands() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut alice = register(&s, dir.path(), "alice").await;
+    let mut bob = register(&s, dir.path(), "bob").await;
+    let alice_id = parley_api::Qualified {
+        id: alice.user(),
+        domain: "localhost".into(),
+    };
+    let bob_id = alice.find("bob").await.expect("found");
+    alice.connect_to(&bob_id).await.expect("requested");
+    let conv = bob.accept(&alice_id).await.expect("accepted");
+    alice.sync().await.expect("synced");
+    let lunch = alice.send_text(&conv, "lunch?", false).await.expect("sent");
+    bob.sync().await.expect("synced");
+
+    // Help on `?` (nothing typed); any key closes it.
+    let mut ui = Ui::default();
+    press(&mut bob, &mut ui, KeyCode::Char('?'), KeyModifiers::NONE).await;
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(shown.contains("Help (any key closes)"), "{shown}");
+    assert!(shown.contains("/group <name> <handles…>"), "{shown}");
+    press(&mut bob, &mut ui, KeyCode::Char('x'), KeyModifiers::NONE).await;
+    assert!(
+        !ui.help && ui.input.is_empty(),
+        "the key only closed the help"
+    );
+
+    // The message has its time and day; the unread one is marked.
+    let view = View::of(&mut bob, &mut ui.selected).await.expect("view");
+    let sent_at =
+        time::OffsetDateTime::from_unix_timestamp(view.messages[0].1.time).expect("a time");
+    let day = sent_at
+        .format(time::macros::format_description!(
+            "[weekday], [day padding:none] [month repr:long] [year]"
+        ))
+        .expect("a day");
+    let clock = sent_at
+        .format(time::macros::format_description!("[hour]:[minute]"))
+        .expect("a clock");
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(shown.contains(&format!("──── {day} ────")), "{shown}");
+    assert!(shown.contains("──── new ────"), "{shown}");
+    assert!(shown.contains(&format!("{clock} alice: lunch?")), "{shown}");
+
+    // Alt+↑ picks the newest message; r replies to it, with two lines.
+    press(&mut bob, &mut ui, KeyCode::Up, KeyModifiers::ALT).await;
+    assert_eq!(ui.picked.as_deref(), Some(lunch.as_str()));
+    press(&mut bob, &mut ui, KeyCode::Char('r'), KeyModifiers::NONE).await;
+    assert!(
+        now(&mut bob, &mut ui)
+            .await
+            .contains("Reply to alice: lunch?")
+    );
+    type_in(&mut bob, &mut ui, "yes").await;
+    press(&mut bob, &mut ui, KeyCode::Enter, KeyModifiers::ALT).await;
+    type_in(&mut bob, &mut ui, "at noon?").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.is_empty(), "{}", ui.status);
+    alice.sync().await.expect("synced");
+    let at_alice = alice.history(&conv).await.expect("history");
+    let reply = at_alice
+        .iter()
+        .find(|m| m.text == "yes\nat noon?")
+        .expect("the two-line reply arrived");
+    assert_eq!(reply.reply_to.as_deref(), Some(lunch.as_str()));
+    let shown = now(&mut alice, &mut Ui::default()).await;
+    assert!(shown.contains("↱ you: lunch?"), "{shown}");
+    assert!(shown.contains("bob: yes"), "{shown}");
+
+    // e edits the picked message (his own), 1 reacts, d then e deletes.
+    press(&mut bob, &mut ui, KeyCode::Up, KeyModifiers::ALT).await;
+    press(&mut bob, &mut ui, KeyCode::Char('e'), KeyModifiers::NONE).await;
+    assert_eq!(ui.input, "yes\nat noon?", "the text to edit");
+    for _ in 0.."at noon?".len() {
+        press(&mut bob, &mut ui, KeyCode::Backspace, KeyModifiers::NONE).await;
+    }
+    type_in(&mut bob, &mut ui, "at one?").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.is_empty(), "{}", ui.status);
+    // ↑ again picks Alice's message: a thumbs-up.
+    press(&mut bob, &mut ui, KeyCode::Up, KeyModifiers::ALT).await;
+    press(&mut bob, &mut ui, KeyCode::Up, KeyModifiers::NONE).await;
+    assert_eq!(ui.picked.as_deref(), Some(lunch.as_str()));
+    press(&mut bob, &mut ui, KeyCode::Char('e'), KeyModifiers::NONE).await;
+    assert!(ui.status.contains("Only your own"), "{}", ui.status);
+    press(&mut bob, &mut ui, KeyCode::Char('1'), KeyModifiers::NONE).await;
+    assert!(ui.status.is_empty(), "{}", ui.status);
+    alice.sync().await.expect("synced");
+    let at_alice = alice.history(&conv).await.expect("history");
+    assert!(
+        at_alice
+            .iter()
+            .any(|m| m.text == "yes\nat one?" && m.edited)
+    );
+    let lunch_at_alice = at_alice.iter().find(|m| m.id == lunch).expect("lunch");
+    assert_eq!(
+        lunch_at_alice
+            .reactions
+            .get(&bob.user())
+            .map(String::as_str),
+        Some("👍")
+    );
+    press(&mut bob, &mut ui, KeyCode::Down, KeyModifiers::NONE).await;
+    press(&mut bob, &mut ui, KeyCode::Char('d'), KeyModifiers::NONE).await;
+    assert!(ui.status.contains("for everyone"), "{}", ui.status);
+    press(&mut bob, &mut ui, KeyCode::Char('e'), KeyModifiers::NONE).await;
+    assert_eq!(ui.status, "Deleted.");
+    alice.sync().await.expect("synced");
+    let at_alice = alice.history(&conv).await.expect("history");
+    assert!(at_alice.iter().any(|m| m.deleted), "deleted for everyone");
+
+    // Scrollback: Home shows the oldest, End the newest.
+    for i in 0..30 {
+        alice
+            .send_text(&conv, &format!("filler {i}"), false)
+            .await
+            .expect("sent");
+    }
+    bob.sync().await.expect("synced");
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(
+        shown.contains("filler 29") && !shown.contains("lunch?"),
+        "{shown}"
+    );
+    press(&mut bob, &mut ui, KeyCode::Home, KeyModifiers::NONE).await;
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(
+        shown.contains("alice: lunch?") && !shown.contains("filler 29"),
+        "{shown}"
+    );
+    assert!(shown.contains("scrolled back"), "{shown}");
+    press(&mut bob, &mut ui, KeyCode::PageDown, KeyModifiers::NONE).await;
+    assert!(!now(&mut bob, &mut ui).await.contains("alice: lunch?"));
+    press(&mut bob, &mut ui, KeyCode::End, KeyModifiers::NONE).await;
+    assert!(now(&mut bob, &mut ui).await.contains("filler 29"));
+
+    // Search: Ctrl-F, the words, Enter; Enter again goes to the message.
+    press(&mut bob, &mut ui, KeyCode::Char('f'), KeyModifiers::CONTROL).await;
+    type_in(&mut bob, &mut ui, "LUNCH").await;
+    enter(&mut bob, &mut ui).await;
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(shown.contains("1 found for \"LUNCH\""), "{shown}");
+    assert!(shown.contains("alice: lunch?"), "{shown}");
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.search.is_none());
+    assert_eq!(ui.picked.as_deref(), Some(lunch.as_str()));
+    assert!(
+        now(&mut bob, &mut ui).await.contains("alice: lunch?"),
+        "picked, so shown"
+    );
+    press(&mut bob, &mut ui, KeyCode::Esc, KeyModifiers::NONE).await;
+
+    // Commands: a group, mute, leave; an unknown one says so.
+    type_in(&mut bob, &mut ui, "/bogus").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.contains("no command /bogus"), "{}", ui.status);
+    assert_eq!(ui.input, "/bogus", "kept, to mend");
+    ui.input.clear();
+    type_in(&mut bob, &mut ui, "/group crew alice").await;
+    enter(&mut bob, &mut ui).await;
+    assert_eq!(ui.status, "Created crew.");
+    assert!(
+        now(&mut bob, &mut ui).await.contains("┌crew"),
+        "the new group is selected"
+    );
+    type_in(&mut bob, &mut ui, "/mute").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(now(&mut bob, &mut ui).await.contains("crew muted"));
+    type_in(&mut bob, &mut ui, "/leave").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.starts_with("You left crew"), "{}", ui.status);
+    type_in(&mut bob, &mut ui, "anyone?").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.contains("no longer a member"), "{}", ui.status);
+    ui.input.clear();
+
+    // /block in the 1:1 blocks the other person.
+    ui.selected = Some(conv.clone());
+    type_in(&mut bob, &mut ui, "/block").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.starts_with("Blocked alice"), "{}", ui.status);
+    let refused = alice.send_text(&conv, "still there?", false).await;
+    assert_eq!(refused.expect_err("blocked").code(), "blocked");
+}

@@ -93,8 +93,8 @@ pub struct Ui {
     /// Where the "new" marker goes in each conversation opened in this run:
     /// the first message that was unread when it was opened.
     pub unread_from: HashMap<ConversationId, String>,
-    /// Times are shown at this offset from UTC.
-    pub offset: time::UtcOffset,
+    /// Times are shown at this offset from UTC (none: in UTC).
+    pub offset: Option<time::UtcOffset>,
     pub(super) quit: bool,
     pub(super) typing_sent: Option<Instant>,
     /// The message pane's height and how far back it can scroll, as last
@@ -104,6 +104,11 @@ pub struct Ui {
 }
 
 impl Ui {
+    /// The offset from UTC times are shown at.
+    pub fn offset(&self) -> time::UtcOffset {
+        self.offset.unwrap_or(time::UtcOffset::UTC)
+    }
+
     /// Back to typing a new message: nothing picked, no reply or edit pending.
     pub(super) fn reset_compose(&mut self) {
         if matches!(self.compose, Compose::Edit(_) | Compose::React(_)) {

@@ -1,0 +1,122 @@
+//! `parley tui`: a terminal chat. The conversation list with unread counts, a
+//! verification shield and mutes; the selected conversation's messages with
+//! times, day separators, a marker at the first unread one, replies, receipts,
+//! edits and reactions; who is typing; a multi-line input that also takes
+//! commands (`/new`, `/group`, `/leave`, `/block`, `/mute`, `/search`); a
+//! message picked with the keyboard to reply to, edit, delete or react to; a
+//! search over the history on this device; a help screen on `?`.
+//!
+//! [`view`] reads the account, [`state`] is the window's own, [`keys`] and
+//! [`commands`] change them, and [`draw`](mod@draw) draws both (a pure
+//! function, so tests render it with ratatui's test backend).
+
+mod commands;
+pub mod draw;
+pub mod keys;
+pub mod state;
+pub mod view;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use parley_client::account::{Account, Update};
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+
+pub use draw::draw;
+pub use keys::on_key;
+pub use state::{Compose, Hit, Mode, Search, Ui};
+pub use view::{ConversationRow, View};
+
+/// How long a typing indicator shows without a new one.
+const TYPING_SHOWN: Duration = Duration::from_secs(6);
+
+/// Runs the chat until Ctrl-C.
+pub async fn run(mut account: Account) -> Result<()> {
+    let ui = Ui {
+        offset: Some(crate::text::local_offset()),
+        ..Ui::default()
+    };
+    let mut terminal = ratatui::init();
+    let result = event_loop(&mut terminal, &mut account, ui).await;
+    ratatui::restore();
+    result
+}
+
+async fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    account: &mut Account,
+    mut ui: Ui,
+) -> Result<()> {
+    let (keys_tx, mut keys) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        while let Ok(event) = event::read() {
+            if keys_tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    let mut socket = account.connect().await?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let mut view = View::of(account, &mut ui.selected).await?;
+        // The shown conversation counts as read (and its self-deleting timers
+        // start); where the unread messages began stays marked meanwhile.
+        if let Some(c) = view.conversation()
+            && c.unread > 0
+        {
+            let id = c.id.clone();
+            if let Some(first) = view.first_unread.clone() {
+                ui.unread_from.entry(id.id).or_insert(first);
+            }
+            if let Err(e) = account.open_conversation(&id).await {
+                ui.status = e.to_string();
+            }
+            view = View::of(account, &mut ui.selected).await?;
+        }
+        terminal.draw(|f| draw(f, &view, &ui))?;
+        if ui.quit {
+            return Ok(());
+        }
+        tokio::select! {
+            Some(event) = keys.recv() => {
+                if let Event::Key(key) = event
+                    && key.kind == KeyEventKind::Press
+                {
+                    on_key(account, &view, &mut ui, key).await;
+                }
+            }
+            frame = socket.next() => match frame {
+                Ok(Some(frame)) => {
+                    // Nothing is lost on an error: what was received is applied
+                    // all or nothing, and a frame after a failed one makes the
+                    // account read the queue from its cursor. The person is told.
+                    let updates = account.handle(&frame).await.unwrap_or_else(|e| {
+                        ui.status = e.to_string();
+                        Vec::new()
+                    });
+                    for update in updates {
+                        if let Update::Typing { conversation, from, started } = update {
+                            if started {
+                                ui.typing.insert(conversation.id, (account.name_of(from), Instant::now() + TYPING_SHOWN));
+                            } else {
+                                ui.typing.remove(&conversation.id);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    ui.status = "Reconnecting…".into();
+                    terminal.draw(|f| draw(f, &view, &ui))?;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if account.sync().await.is_ok()
+                        && let Ok(s) = account.connect().await
+                    {
+                        socket = s;
+                        ui.status.clear();
+                    }
+                }
+            },
+            _ = tick.tick() => {}
+        }
+    }
+}
