@@ -302,6 +302,11 @@ async fn the_keyboard_replies_edits_reacts_deletes_searches_and_runs_commands() 
     alice.sync().await.expect("synced");
     let lunch = alice.send_text(&conv, "lunch?", false).await.expect("sent");
     bob.sync().await.expect("synced");
+    // Bob quits and comes back: what he has not read is still marked.
+    bob.close().await;
+    let mut bob = Account::open(&dir.path().join("bob"), "passphrase")
+        .await
+        .expect("reopened");
 
     // Help on `?` (nothing typed); any key closes it.
     let mut ui = Ui::default();
@@ -453,6 +458,21 @@ async fn the_keyboard_replies_edits_reacts_deletes_searches_and_runs_commands() 
         now(&mut bob, &mut ui).await.contains("┌crew"),
         "the new group is selected"
     );
+    // Tab completes a member's name after @, and the text mentions them.
+    type_in(&mut bob, &mut ui, "@al").await;
+    press(&mut bob, &mut ui, KeyCode::Tab, KeyModifiers::NONE).await;
+    assert_eq!(ui.input, "@alice ");
+    type_in(&mut bob, &mut ui, "look").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.is_empty(), "{}", ui.status);
+    alice.sync().await.expect("synced");
+    let crew = ui.selected.clone().expect("crew");
+    let at_alice = alice.history(&crew).await.expect("history");
+    let mention = at_alice
+        .iter()
+        .find(|m| m.text == "@alice look")
+        .expect("the mention arrived");
+    assert_eq!(mention.mentions, vec![alice.user()]);
     type_in(&mut bob, &mut ui, "/mute").await;
     enter(&mut bob, &mut ui).await;
     assert!(now(&mut bob, &mut ui).await.contains("crew muted"));
