@@ -51,6 +51,7 @@ pub struct RunningServer {
     pub clock: Clock,
     stopper: Stopper,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    notifications: Notifications,
 }
 
 /// Stops a server from elsewhere (a signal handler).
@@ -85,6 +86,35 @@ impl RunningServer {
     /// What can stop the server from elsewhere.
     pub fn stopper(&self) -> Stopper {
         self.stopper.clone()
+    }
+
+    /// Purges expired events now, as the server's own task does once a minute
+    /// (for tests, which move the clock); how many went.
+    pub async fn purge_expired_events(&self) -> parley_store::StoreResult<u64> {
+        self.notifications.purge_expired().await
+    }
+}
+
+/// How often expired events are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Purges expired events at start and then once a minute until the server
+/// stops: off the request path, so that no reader waits for a purge. A failed
+/// purge is logged and tried again at the next tick.
+async fn purge_loop(
+    notifications: Notifications,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(PURGE_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopping.wait_for(|stop| *stop) => return,
+        }
+        if let Err(e) = notifications.purge_expired().await {
+            tracing::warn!(error = %e, "purging expired events failed: trying again in a minute");
+        }
     }
 }
 
@@ -186,6 +216,7 @@ pub async fn start_with_store(
         accounts.clone(),
         connections.clone(),
     );
+    let purging = notifications.clone();
     let state = AppState {
         messages: Messages::new(
             core,
@@ -259,6 +290,7 @@ pub async fn start_with_store(
             tokio::spawn(bounded(server, &settings).serve(service))
         }
     };
+    tokio::spawn(purge_loop(purging.clone(), stopping.subscribe()));
     Ok(RunningServer {
         addr,
         clock,
@@ -267,5 +299,6 @@ pub async fn start_with_store(
             sockets: stopping,
         },
         task,
+        notifications: purging,
     })
 }

@@ -1088,6 +1088,10 @@ async fn purged_events_answer_notifications_lost(s: &TestServer) {
         Some(json!({"name": "Four"})),
     )
     .await;
+    // Reading does not purge: that is the server's own task's work.
+    let (st, v) = notifications(s, &token, &a, Some(1), None).await;
+    assert_eq!((st, types(&v).len()), (200, 3), "{v}");
+    assert_eq!(s.running.purge_expired_events().await.expect("purged"), 3);
     let (st, v) = notifications(s, &token, &a, Some(1), None).await;
     assert_eq!((st, label(&v)), (404, "notifications-lost"), "{v}");
     assert_eq!(types(&v), ["user.update"], "with what is still there");

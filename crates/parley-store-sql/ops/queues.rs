@@ -8,6 +8,9 @@ use super::Store;
 use parley_store_sql::Dialect;
 use parley_store_sql::columns::{client_id, event};
 
+/// Queues purged in one transaction.
+const PURGE_BATCH: usize = 64;
+
 #[async_trait]
 impl QueueStore for Store {
     async fn events(
@@ -69,7 +72,6 @@ impl QueueStore for Store {
     }
 
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
-        let (_guard, mut tx) = self.write_tx().await?;
         // Each queue that loses events marks everything up to the newest one
         // it lost as purged (a cursor before it has missed something). Queue
         // by queue in (user, device) order, the order every fan-out locks
@@ -77,43 +79,48 @@ impl QueueStore for Store {
         // raised first (locking it), then exactly the events counted are
         // deleted, so no event goes without its head saying so (an event
         // another node stored meanwhile with an older clock waits for the
-        // next purge).
+        // next purge). A transaction covers `PURGE_BATCH` queues, so that
+        // after a long downtime deliveries to the queues not yet reached do
+        // not wait for the whole purge.
         let mut heads: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT user_id, client_id, MAX(id) FROM notifications WHERE created_at < $1 \
              GROUP BY user_id, client_id",
         )
         .bind(before)
-        .fetch_all(&mut *tx)
+        .fetch_all(self.pool())
         .await
         .map_err(Store::error)?;
         heads.sort();
         let mut purged = 0;
-        for (user, client, last) in &heads {
-            sqlx::query(
-                "UPDATE queue_heads SET purged_before = \
-                 CASE WHEN purged_before > $3 THEN purged_before ELSE $3 END \
-                 WHERE user_id = $1 AND client_id = $2",
-            )
-            .bind(user)
-            .bind(client)
-            .bind(last.saturating_add(1))
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-            let done = sqlx::query(
-                "DELETE FROM notifications WHERE user_id = $1 AND client_id = $2 \
-                 AND id <= $3 AND created_at < $4",
-            )
-            .bind(user)
-            .bind(client)
-            .bind(last)
-            .bind(before)
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-            purged += Store::rows_affected(&done);
+        for batch in heads.chunks(PURGE_BATCH) {
+            let (_guard, mut tx) = self.write_tx().await?;
+            for (user, client, last) in batch {
+                sqlx::query(
+                    "UPDATE queue_heads SET purged_before = \
+                     CASE WHEN purged_before > $3 THEN purged_before ELSE $3 END \
+                     WHERE user_id = $1 AND client_id = $2",
+                )
+                .bind(user)
+                .bind(client)
+                .bind(last.saturating_add(1))
+                .execute(&mut *tx)
+                .await
+                .map_err(Store::error)?;
+                let done = sqlx::query(
+                    "DELETE FROM notifications WHERE user_id = $1 AND client_id = $2 \
+                     AND id <= $3 AND created_at < $4",
+                )
+                .bind(user)
+                .bind(client)
+                .bind(last)
+                .bind(before)
+                .execute(&mut *tx)
+                .await
+                .map_err(Store::error)?;
+                purged += Store::rows_affected(&done);
+            }
+            tx.commit().await.map_err(Store::error)?;
         }
-        tx.commit().await.map_err(Store::error)?;
         Ok(purged)
     }
 }

@@ -593,7 +593,8 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug + 'static {
     async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>>;
     /// Deletes every event created before `before`; returns how many. A
     /// queue that lost events is marked as purged up to the newest one it lost
-    /// (see [`QueuePosition`]), in the same transaction.
+    /// (see [`QueuePosition`]) in the same transaction as its deletion; a
+    /// backend may commit queue by queue or in batches of queues.
     async fn purge_events(&self, before: i64) -> StoreResult<u64>;
 }
 

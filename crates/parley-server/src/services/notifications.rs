@@ -6,15 +6,15 @@
 //!
 //! Events are written by the other services, in the same transaction as the change
 //! they report (`Notify` in the store). Here they are read. Events older than the
-//! retention (28 days by default) are purged at most once a minute, when someone
-//! reads; a cursor that points before what is left answers `notifications-lost`
-//! together with what remains, so the device resynchronises instead of guessing.
+//! retention (28 days by default) are purged once a minute by a task of the
+//! server's own (`server::purge_loop`), never on a reader's request; a cursor
+//! that points before what is left answers `notifications-lost` together with
+//! what remains, so the device resynchronises instead of guessing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use parley_api::{ClientId, Event, EventPayload, OffsetDateTime, TransientEvent, UserId, limits};
-use parley_store::{QueueStore, QueuedEvent};
+use parley_store::{QueueStore, QueuedEvent, StoreResult};
 
 use super::Core;
 use crate::error::{ApiError, ApiResult};
@@ -42,7 +42,6 @@ pub struct Page {
 pub struct Notifications {
     core: Core,
     store: Arc<dyn QueueStore>,
-    last_purge: Arc<AtomicI64>,
 }
 
 /// Serialises an event for the store.
@@ -63,11 +62,7 @@ pub(crate) fn transient_frame(event: &EventPayload, at: i64) -> String {
 impl Notifications {
     /// The service.
     pub fn new(core: Core, store: Arc<dyn QueueStore>) -> Self {
-        Self {
-            core,
-            store,
-            last_purge: Arc::new(AtomicI64::new(i64::MIN)),
-        }
+        Self { core, store }
     }
 
     fn to_api(e: QueuedEvent) -> ApiResult<Event> {
@@ -79,24 +74,17 @@ impl Notifications {
         })
     }
 
-    /// Purges expired events if the last purge is a minute old.
-    async fn purge_if_due(&self) -> ApiResult<()> {
-        let now = self.core.clock.now();
-        let last = self.last_purge.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < 60
-            || self
-                .last_purge
-                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return Ok(());
-        }
+    /// Purges the events older than the retention; how many went.
+    pub async fn purge_expired(&self) -> StoreResult<u64> {
         let retention = self.core.settings.notification_retention_days * 24 * 3600;
-        let purged = self.store.purge_events(now - retention).await?;
+        let purged = self
+            .store
+            .purge_events(self.core.clock.now().saturating_sub(retention))
+            .await?;
         if purged > 0 {
             tracing::info!(purged, "expired events purged");
         }
-        Ok(())
+        Ok(purged)
     }
 
     /// Events of one of the user's devices after `since`.
@@ -114,7 +102,6 @@ impl Notifications {
                 format!("size is 1 to {}", limits::MAX_NOTIFICATION_PAGE),
             ));
         }
-        self.purge_if_due().await?;
         // Read in small chunks and stop at the byte budget, so that a queue of
         // large events never sits in memory a whole page at a time.
         let mut events = Vec::new();
