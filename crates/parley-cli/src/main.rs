@@ -278,8 +278,14 @@ enum Command {
         #[command(subcommand)]
         action: BackupAction,
     },
-    /// A terminal chat window.
-    Tui,
+    /// A terminal chat window (`?` in it lists the keys).
+    Tui {
+        /// Lock the window after this many minutes without a key; your local
+        /// passphrase unlocks it.
+        #[arg(long, value_name = "MINUTES", env = "PARLEY_LOCK_AFTER",
+              value_parser = clap::value_parser!(u64).range(1..))]
+        lock_after: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]

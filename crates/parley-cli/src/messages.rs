@@ -265,9 +265,12 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
                 }
             }
         }
-        Command::Tui => {
+        Command::Tui { lock_after } => {
             let account = open(dir).await?;
-            tui::run(account).await?;
+            let options = tui::Options {
+                lock_after: lock_after.map(|m| Duration::from_secs(m.saturating_mul(60))),
+            };
+            tui::run(account, options).await?;
         }
         _ => unreachable!("handled in run"),
     }

@@ -492,3 +492,59 @@ async fn the_keyboard_replies_edits_reacts_deletes_searches_and_runs_commands() 
     let refused = alice.send_text(&conv, "still there?", false).await;
     assert_eq!(refused.expect_err("blocked").code(), "blocked");
 }
+
+/// The app lock: after a while without a key the window shows nothing of the
+/// conversations; a wrong passphrase keeps it locked, the device's local
+/// passphrase opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_locks_when_idle_and_opens_with_the_local_passphrase() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut alice = register(&s, dir.path(), "alice").await;
+    let mut bob = register(&s, dir.path(), "bob").await;
+    let bob_id = alice.find("bob").await.expect("found");
+    alice.connect_to(&bob_id).await.expect("requested");
+    let conv = bob
+        .accept(&parley_api::Qualified {
+            id: alice.user(),
+            domain: "localhost".into(),
+        })
+        .await
+        .expect("accepted");
+    alice.sync().await.expect("synced");
+    alice
+        .send_text(&conv, "secret plans", false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+
+    let mut ui = Ui::default();
+    ui.lock_after = Some(std::time::Duration::from_secs(60));
+    let start = std::time::Instant::now();
+    ui.lock_if_idle(start);
+    ui.lock_if_idle(start + std::time::Duration::from_secs(59));
+    assert!(!ui.locked, "not yet");
+    assert!(now(&mut bob, &mut ui).await.contains("secret plans"));
+    ui.lock_if_idle(start + std::time::Duration::from_secs(61));
+    assert!(ui.locked);
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(shown.contains("Parley is locked"), "{shown}");
+    assert!(
+        !shown.contains("secret plans") && !shown.contains("alice"),
+        "{shown}"
+    );
+
+    type_in(&mut bob, &mut ui, "not it").await;
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(
+        shown.contains("Passphrase: ••••••") && !shown.contains("not it"),
+        "{shown}"
+    );
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.locked, "a wrong passphrase keeps it locked");
+    assert!(ui.status.contains("Wrong passphrase"), "{}", ui.status);
+    type_in(&mut bob, &mut ui, "passphrase").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(!ui.locked, "{}", ui.status);
+    assert!(now(&mut bob, &mut ui).await.contains("secret plans"));
+}

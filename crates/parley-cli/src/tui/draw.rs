@@ -185,6 +185,10 @@ fn message_rows(
 
 /// Draws the whole window.
 pub fn draw(frame: &mut Frame<'_>, view: &View, ui: &Ui) {
+    if ui.locked {
+        draw_lock(frame, ui);
+        return;
+    }
     let input_lines = ui.input.split('\n').count().clamp(1, INPUT_LINES);
     let input_height = u16::try_from(input_lines + 2).unwrap_or(3);
     let [main, input, help] = Layout::vertical([
@@ -209,6 +213,41 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, ui: &Ui) {
     if ui.help {
         draw_help(frame, frame.area());
     }
+}
+
+/// The lock screen: nothing of the conversations, the passphrase as dots.
+fn draw_lock(frame: &mut Frame<'_>, ui: &Ui) {
+    let area = frame.area();
+    let width = 64.min(area.width);
+    let height = 6.min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    let said = if ui.status.is_empty() {
+        "Type this device's local passphrase, then Enter.".to_owned()
+    } else {
+        ui.status.clone()
+    };
+    let lines = vec![
+        Line::raw(said),
+        Line::raw(""),
+        Line::raw(format!(
+            "Passphrase: {}",
+            "•".repeat(ui.unlock.chars().count())
+        )),
+        Line::styled("Ctrl-C quits", dim()),
+    ];
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title("Parley is locked"),
+        ),
+        popup,
+    );
 }
 
 fn draw_list(frame: &mut Frame<'_>, view: &View, area: Rect) {

@@ -22,6 +22,11 @@ pub async fn on_key(account: &mut Account, view: &View, ui: &mut Ui, key: KeyEve
         ui.quit = true;
         return;
     }
+    ui.last_key = Some(Instant::now());
+    if ui.locked {
+        unlock_key(account, ui, key).await;
+        return;
+    }
     if ui.help {
         // Any key closes the help screen.
         ui.help = false;
@@ -34,6 +39,31 @@ pub async fn on_key(account: &mut Account, view: &View, ui: &mut Ui, key: KeyEve
     match ui.mode {
         Mode::Browse => browse_key(account, view, ui, key).await,
         Mode::Compose => compose_key(account, view, ui, key).await,
+    }
+}
+
+/// Keys on the lock screen: the local passphrase, then Enter.
+async fn unlock_key(account: &mut Account, ui: &mut Ui, key: KeyEvent) {
+    match key.code {
+        KeyCode::Enter => {
+            let typed = std::mem::take(&mut ui.unlock);
+            match account.check_passphrase(&typed).await {
+                Ok(()) => {
+                    ui.locked = false;
+                    ui.status.clear();
+                }
+                Err(ClientError::WrongPassphrase) => {
+                    ui.status = "Wrong passphrase: type this device's local passphrase".into();
+                }
+                Err(e) => report(ui, Err(e)),
+            }
+        }
+        KeyCode::Backspace => {
+            ui.unlock.pop();
+        }
+        KeyCode::Esc => ui.unlock.clear(),
+        KeyCode::Char(ch) => ui.unlock.push(ch),
+        _ => {}
     }
 }
 

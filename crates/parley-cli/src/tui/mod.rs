@@ -4,7 +4,8 @@
 //! edits and reactions; who is typing; a multi-line input that also takes
 //! commands (`/new`, `/group`, `/leave`, `/block`, `/mute`, `/search`); a
 //! message picked with the keyboard to reply to, edit, delete or react to; a
-//! search over the history on this device; a help screen on `?`.
+//! search over the history on this device; a help screen on `?`; a lock
+//! after a while without a key, opened with the local passphrase.
 //!
 //! [`view`] reads the account, [`state`] is the window's own, [`keys`] and
 //! [`commands`] change them, and [`draw`](mod@draw) draws both (a pure
@@ -30,10 +31,19 @@ pub use view::{ConversationRow, View};
 /// How long a typing indicator shows without a new one.
 const TYPING_SHOWN: Duration = Duration::from_secs(6);
 
+/// How the chat runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Lock the window after this long without a key (none: never); the
+    /// local passphrase unlocks it.
+    pub lock_after: Option<Duration>,
+}
+
 /// Runs the chat until Ctrl-C.
-pub async fn run(mut account: Account) -> Result<()> {
+pub async fn run(mut account: Account, options: Options) -> Result<()> {
     let ui = Ui {
         offset: Some(crate::text::local_offset()),
+        lock_after: options.lock_after,
         ..Ui::default()
     };
     let mut terminal = ratatui::init();
@@ -116,7 +126,7 @@ async fn event_loop(
                     }
                 }
             },
-            _ = tick.tick() => {}
+            _ = tick.tick() => ui.lock_if_idle(Instant::now()),
         }
     }
 }

@@ -95,6 +95,14 @@ pub struct Ui {
     pub unread_from: HashMap<ConversationId, String>,
     /// Times are shown at this offset from UTC (none: in UTC).
     pub offset: Option<time::UtcOffset>,
+    /// Lock the window after this long without a key (none: never).
+    pub lock_after: Option<std::time::Duration>,
+    /// Locked: nothing shows until the local passphrase is typed.
+    pub locked: bool,
+    /// The passphrase being typed to unlock (never drawn).
+    pub(super) unlock: String,
+    /// The last key pressed (the lock counts from it).
+    pub(super) last_key: Option<Instant>,
     pub(super) quit: bool,
     pub(super) typing_sent: Option<Instant>,
     /// The message pane's height and how far back it can scroll, as last
@@ -107,6 +115,16 @@ impl Ui {
     /// The offset from UTC times are shown at.
     pub fn offset(&self) -> time::UtcOffset {
         self.offset.unwrap_or(time::UtcOffset::UTC)
+    }
+
+    /// Locks the window when no key came for [`Ui::lock_after`] by `now`.
+    pub fn lock_if_idle(&mut self, now: Instant) {
+        let since = *self.last_key.get_or_insert(now);
+        if let Some(after) = self.lock_after
+            && now.saturating_duration_since(since) >= after
+        {
+            self.locked = true;
+        }
     }
 
     /// Back to typing a new message: nothing picked, no reply or edit pending.

@@ -511,6 +511,16 @@ impl Account {
         self.store.change_passphrase(old, new).await
     }
 
+    /// Checks a passphrase against the one that protects this device's
+    /// database (an app lock asks for it), the way opening the database does:
+    /// [`ClientError::WrongPassphrase`] when it is not the one. Slow by design
+    /// (the key derivation); nothing changes.
+    pub async fn check_passphrase(&self, passphrase: &str) -> Result<(), ClientError> {
+        let other = Store::open(self.store.dir(), passphrase).await?;
+        other.close().await;
+        Ok(())
+    }
+
     /// The typed API, for calls this type does not wrap.
     pub fn api(&self) -> &Api {
         &self.api
