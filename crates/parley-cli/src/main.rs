@@ -285,6 +285,10 @@ enum Command {
         #[arg(long, value_name = "MINUTES", env = "PARLEY_LOCK_AFTER",
               value_parser = clap::value_parser!(u64).range(1..))]
         lock_after: Option<u64>,
+        /// Desktop notifications (notify-send; osascript on macOS): where a
+        /// message arrived, never what it says.
+        #[arg(long, env = "PARLEY_NOTIFY")]
+        notify: bool,
     },
 }
 

@@ -265,10 +265,11 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
                 }
             }
         }
-        Command::Tui { lock_after } => {
+        Command::Tui { lock_after, notify } => {
             let account = open(dir).await?;
             let options = tui::Options {
                 lock_after: lock_after.map(|m| Duration::from_secs(m.saturating_mul(60))),
+                notify,
             };
             tui::run(account, options).await?;
         }

@@ -548,3 +548,64 @@ async fn the_window_locks_when_idle_and_opens_with_the_local_passphrase() {
     assert!(!ui.locked, "{}", ui.status);
     assert!(now(&mut bob, &mut ui).await.contains("secret plans"));
 }
+
+/// Desktop notifications say where a message arrived, never what it says;
+/// not for a muted conversation or the one on screen (unless locked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_say_where_not_what() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut alice = register(&s, dir.path(), "alice").await;
+    let mut bob = register(&s, dir.path(), "bob").await;
+    let bob_id = alice.find("bob").await.expect("found");
+    alice.connect_to(&bob_id).await.expect("requested");
+    let conv = bob
+        .accept(&parley_api::Qualified {
+            id: alice.user(),
+            domain: "localhost".into(),
+        })
+        .await
+        .expect("accepted");
+    alice.sync().await.expect("synced");
+    let team = alice
+        .create_group("team", vec![bob_id.clone()], false)
+        .await
+        .expect("group");
+    bob.sync().await.expect("synced");
+    let mut ui = Ui::default();
+    ui.selected = Some(conv.clone());
+
+    alice
+        .send_text(&team, "secret plans", false)
+        .await
+        .expect("sent");
+    alice
+        .send_text(&conv, "on screen", false)
+        .await
+        .expect("sent");
+    let updates = bob.sync().await.expect("synced");
+    let lines = parley_cli::tui::notify::notifications(&mut bob, &ui, &updates).await;
+    assert_eq!(lines, vec!["New message in team".to_owned()]);
+
+    bob.set_muted(&team, true).await.expect("muted");
+    alice
+        .send_text(&team, "more plans", false)
+        .await
+        .expect("sent");
+    let updates = bob.sync().await.expect("synced");
+    let lines = parley_cli::tui::notify::notifications(&mut bob, &ui, &updates).await;
+    assert!(lines.is_empty(), "muted: {lines:?}");
+
+    ui.locked = true;
+    alice
+        .send_text(&conv, "while locked", false)
+        .await
+        .expect("sent");
+    let updates = bob.sync().await.expect("synced");
+    let lines = parley_cli::tui::notify::notifications(&mut bob, &ui, &updates).await;
+    assert_eq!(
+        lines,
+        vec!["New message in alice".to_owned()],
+        "locked: nothing is on screen"
+    );
+}

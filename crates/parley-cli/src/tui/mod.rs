@@ -5,7 +5,8 @@
 //! commands (`/new`, `/group`, `/leave`, `/block`, `/mute`, `/search`); a
 //! message picked with the keyboard to reply to, edit, delete or react to; a
 //! search over the history on this device; a help screen on `?`; a lock
-//! after a while without a key, opened with the local passphrase.
+//! after a while without a key, opened with the local passphrase; desktop
+//! notifications when asked for.
 //!
 //! [`view`] reads the account, [`state`] is the window's own, [`keys`] and
 //! [`commands`] change them, and [`draw`](mod@draw) draws both (a pure
@@ -14,6 +15,7 @@
 mod commands;
 pub mod draw;
 pub mod keys;
+pub mod notify;
 pub mod state;
 pub mod view;
 
@@ -37,6 +39,8 @@ pub struct Options {
     /// Lock the window after this long without a key (none: never); the
     /// local passphrase unlocks it.
     pub lock_after: Option<Duration>,
+    /// Tell the desktop where messages arrive (never what they say).
+    pub notify: bool,
 }
 
 /// Runs the chat until Ctrl-C.
@@ -44,6 +48,7 @@ pub async fn run(mut account: Account, options: Options) -> Result<()> {
     let ui = Ui {
         offset: Some(crate::text::local_offset()),
         lock_after: options.lock_after,
+        notify: options.notify,
         ..Ui::default()
     };
     let mut terminal = ratatui::init();
@@ -104,6 +109,14 @@ async fn event_loop(
                         ui.status = e.to_string();
                         Vec::new()
                     });
+                    if ui.notify {
+                        for line in notify::notifications(account, &ui, &updates).await {
+                            if !notify::show(&line) {
+                                ui.notify = false;
+                                ui.status = "No desktop notifier (notify-send) could be started: notifications are off".into();
+                            }
+                        }
+                    }
                     for update in updates {
                         if let Update::Typing { conversation, from, started } = update {
                             if started {

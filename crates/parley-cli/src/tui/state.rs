@@ -97,6 +97,8 @@ pub struct Ui {
     pub offset: Option<time::UtcOffset>,
     /// Lock the window after this long without a key (none: never).
     pub lock_after: Option<std::time::Duration>,
+    /// Desktop notifications are on.
+    pub notify: bool,
     /// Locked: nothing shows until the local passphrase is typed.
     pub locked: bool,
     /// The passphrase being typed to unlock (never drawn).
