@@ -1,0 +1,21 @@
+//! MLS (RFC 9420) objects as Parley checks them, over mls-rs and the system
+//! OpenSSL (`mls-rs-crypto-openssl`). No MLS is written here: this crate owns
+//! Parley's rules *about* MLS objects (which cipher suites, what a device's
+//! credential says, when a key package is acceptable to the directory) and
+//! turns untrusted bytes into checked values. It knows no storage, no HTTP
+//! and no clock: the time is passed in.
+//!
+//! - [`suite`]: the cipher suites a backend may allow, and its default.
+//! - [`identity`]: a device's basic credential, the whitepaper's client-ID URI.
+//! - [`key_package`]: [`KeyPackageIn`] (bytes from a device) becomes a
+//!   [`ValidKeyPackage`] only through [`KeyPackageIn::validate`].
+
+#![forbid(unsafe_code)]
+
+pub mod identity;
+pub mod key_package;
+pub mod suite;
+
+pub use identity::DeviceIdentity;
+pub use key_package::{KeyPackageCheck, KeyPackageError, KeyPackageIn, ValidKeyPackage};
+pub use suite::CipherSuite;
