@@ -77,6 +77,10 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes and returns `(id, key)` of the lowest one-time prekey of a
     /// device, never giving one row to two concurrent claims.
     const CLAIM_ONE_TIME_PREKEY: &'static str;
+    /// Deletes and returns `(ref, data, not_after)` of the device's (`$1`,
+    /// `$2`) key package on suite `$3` valid after `$4` that expires first,
+    /// never giving one row to two concurrent claims.
+    const CLAIM_KEY_PACKAGE: &'static str;
     /// `(user_id, client id)` rows of a conversation's members with their
     /// devices, ordered by user id (bytewise) then device.
     const ROSTER: &'static str;

@@ -420,16 +420,50 @@ pub struct Posted {
     pub delivered: Option<Vec<Delivered>>,
 }
 
+/// An MLS key package in the directory, as its device uploaded it (already
+/// checked: `parley_mls::KeyPackageIn::validate`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyPackageRecord {
+    /// Its reference (RFC 9420 §5.2), unique.
+    pub reference: Vec<u8>,
+    /// Whose device.
+    pub user: UserId,
+    /// Which device.
+    pub client: ClientId,
+    /// Its cipher suite.
+    pub suite: u16,
+    /// The MLS message, handed out as it is.
+    pub data: Vec<u8>,
+    /// The end of its lifetime, in Unix seconds.
+    pub not_after: i64,
+}
+
+impl std::fmt::Debug for KeyPackageRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KeyPackageRecord({}/{}, suite {}, {} bytes)",
+            self.user,
+            self.client,
+            self.suite,
+            self.data.len()
+        )
+    }
+}
+
 /// The server's storage: one trait per concept, each owned by one service
 /// (ARCHITECTURE.md says which). Every operation is atomic: it happens
 /// entirely or not at all, whatever runs concurrently. A backend implements
 /// them all; `Store` is their sum, for wiring and for the conformance story.
 pub trait Store:
-    AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore
+    AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore + MlsStore
 {
 }
 
-impl<T: AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore> Store for T {}
+impl<T> Store for T where
+    T: AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore + MlsStore
+{
+}
 
 /// Accounts: activation codes, users and profiles, login cookies, password
 /// resets and the recovery bundle. Owned by the accounts service.
@@ -659,4 +693,56 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
         at: i64,
         plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>>;
+}
+
+/// MLS: each device's signature keys and the key package directory. Owned by
+/// the MLS service. A device's keys and key packages go with the device.
+#[async_trait]
+pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Records a device's MLS signature key for a signature scheme. Set once:
+    /// the same key again changes nothing, another one is
+    /// `Conflict("mls-public-key")`. `NotFound` for an unknown device.
+    async fn set_mls_public_key(
+        &self,
+        user: UserId,
+        client: ClientId,
+        scheme: u16,
+        key: &[u8],
+    ) -> StoreResult<()>;
+    /// A device's signature keys, by scheme.
+    async fn mls_public_keys(
+        &self,
+        user: UserId,
+        client: ClientId,
+    ) -> StoreResult<Vec<(u16, Vec<u8>)>>;
+    /// Adds key packages, all or none. `NotFound` when one's device is
+    /// unknown, `Conflict("key-package")` for a reference already stored.
+    async fn add_key_packages(&self, packages: &[KeyPackageRecord]) -> StoreResult<()>;
+    /// How many key packages a device has on a suite that are still valid at
+    /// `now`.
+    async fn count_key_packages(
+        &self,
+        user: UserId,
+        client: ClientId,
+        suite: u16,
+        now: i64,
+    ) -> StoreResult<u64>;
+    /// Claims one key package valid at `now` on `suite` for each of `user`'s
+    /// devices but `except`, in device order; each is handed out once (gone
+    /// from the directory as it is claimed), the one expiring first first. A
+    /// device with none is left out.
+    async fn claim_key_packages(
+        &self,
+        user: UserId,
+        suite: u16,
+        except: Option<ClientId>,
+        now: i64,
+    ) -> StoreResult<Vec<KeyPackageRecord>>;
+    /// Deletes a device's key packages with these references; how many went.
+    async fn delete_key_packages(
+        &self,
+        user: UserId,
+        client: ClientId,
+        references: &[Vec<u8>],
+    ) -> StoreResult<u64>;
 }

@@ -17,14 +17,15 @@ use parley_api::{
 
 use crate::{
     ClientRecord, CodeKind, ConnectionChange, ConnectionRecord, ConversationChange,
-    ConversationRecord, Cookie, MemberRecord, Notify, OneTimeCode, Outgoing, PrekeyRecord,
-    ProfileUpdate, Roster, Store, StoreError, User,
+    ConversationRecord, Cookie, KeyPackageRecord, MemberRecord, Notify, OneTimeCode, Outgoing,
+    PrekeyRecord, ProfileUpdate, Roster, Store, StoreError, User,
 };
 
 mod accounts;
 mod connections;
 mod conversations;
 mod devices;
+mod mls;
 pub mod model;
 mod queues;
 
@@ -32,6 +33,7 @@ use accounts::*;
 use connections::*;
 use conversations::*;
 use devices::*;
+use mls::*;
 use queues::*;
 
 /// A notification payload for changes whose events the scenario does not look at.
@@ -70,6 +72,8 @@ pub const SCENARIOS: &[&str] = &[
     "fan_outs_never_deadlock",
     "purges_race_deliveries",
     "push_endpoints",
+    "mls_directory",
+    "concurrent_key_package_claims",
     "trust_chain",
 ];
 
@@ -98,6 +102,8 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "fan_outs_never_deadlock" => fan_outs_never_deadlock(store).await,
         "purges_race_deliveries" => purges_race_deliveries(store).await,
         "push_endpoints" => push_endpoints(&*store).await,
+        "mls_directory" => mls_directory(&*store).await,
+        "concurrent_key_package_claims" => concurrent_key_package_claims(store).await,
         "trust_chain" => trust_chain(&*store).await,
         other => panic!("no scenario {other}"),
     }
@@ -110,7 +116,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, trust_chain);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, concurrent_key_package_claims, trust_chain);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

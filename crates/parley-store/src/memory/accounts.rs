@@ -66,6 +66,7 @@ impl State {
         self.remove_cookies_of(id);
         self.codes.retain(|_, code| code.user != Some(id));
         self.clients.retain(|(u, _), _| *u != id);
+        self.key_packages.retain(|_, p| p.user != id);
         self.connections
             .retain(|(from, to), _| *from != id && *to != id);
         for conversation in self.conversations.values_mut() {

@@ -54,6 +54,7 @@ impl State {
             prekeys: Default::default(),
             push_endpoint: None,
             queue: Queue::default(),
+            mls_keys: Default::default(),
         };
         for p in prekeys {
             row.prekeys.insert(p.id, p.key.clone());

@@ -29,13 +29,14 @@ use std::sync::Mutex;
 use parley_api::{ClientId, ClientType, ConversationId, Role, UserId};
 
 use crate::{
-    ClientRecord, CodeKind, ConnectionRecord, ConversationRecord, Cookie, Notify, OneTimeCode,
-    QueuedEvent, Roster, StoreError, StoreResult, User,
+    ClientRecord, CodeKind, ConnectionRecord, ConversationRecord, Cookie, KeyPackageRecord, Notify,
+    OneTimeCode, QueuedEvent, Roster, StoreError, StoreResult, User,
 };
 
 mod accounts;
 mod conversations;
 mod devices;
+mod mls;
 
 /// The id of a device's last-resort prekey, never handed out as a one-time one.
 const LAST_RESORT: u16 = 65535;
@@ -101,6 +102,8 @@ struct State {
     clients: BTreeMap<(UserId, ClientId), ClientRow>,
     connections: BTreeMap<(UserId, UserId), ConnectionRecord>,
     conversations: BTreeMap<ConversationId, ConversationRow>,
+    /// The key package directory by reference (its device's row must exist).
+    key_packages: BTreeMap<Vec<u8>, KeyPackageRecord>,
 }
 
 struct UserRow {
@@ -121,6 +124,8 @@ struct ClientRow {
     prekeys: BTreeMap<u16, String>,
     push_endpoint: Option<String>,
     queue: Queue,
+    /// MLS signature keys by scheme.
+    mls_keys: BTreeMap<u16, Vec<u8>>,
 }
 
 /// A device's queue: its head (`queue_heads`) and its events (`notifications`).
@@ -226,6 +231,8 @@ impl State {
         let Some(row) = self.clients.remove(&(user, id)) else {
             return false;
         };
+        self.key_packages
+            .retain(|_, p| (p.user, p.client) != (user, id));
         if let Some(label) = row.record.cookie_label {
             self.cookies.retain(|(u, _), c| {
                 !(*u == user && c.cookie.label.as_deref() == Some(label.as_str()))

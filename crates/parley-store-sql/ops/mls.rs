@@ -1,0 +1,200 @@
+//! MLS: devices' signature keys and the key package directory.
+
+use async_trait::async_trait;
+use parley_api::{ClientId, UserId};
+use parley_store::{KeyPackageRecord, MlsStore, StoreError, StoreResult};
+
+use super::{Store, Tx};
+use parley_store_sql::Dialect;
+use parley_store_sql::columns::{client_id, parse_client_id};
+
+impl Store {
+    /// `NotFound` unless the device exists, read inside `tx`.
+    async fn device_exists(tx: &mut Tx, user: UserId, client: ClientId) -> StoreResult<()> {
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM clients WHERE user_id = $1 AND id = $2")
+                .bind(user.to_string())
+                .bind(client_id(client))
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(Store::error)?;
+        known.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+}
+
+#[async_trait]
+impl MlsStore for Store {
+    async fn set_mls_public_key(
+        &self,
+        user: UserId,
+        client: ClientId,
+        scheme: u16,
+        key: &[u8],
+    ) -> StoreResult<()> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        Self::device_exists(&mut tx, user, client).await?;
+        // Set once: an existing key stays, and only the same key is no conflict.
+        sqlx::query(
+            "INSERT INTO mls_public_keys (user_id, client_id, scheme, key) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (user_id, client_id, scheme) DO NOTHING",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .bind(i32::from(scheme))
+        .bind(key)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        let stored: Vec<u8> = sqlx::query_scalar(
+            "SELECT key FROM mls_public_keys WHERE user_id = $1 AND client_id = $2 AND scheme = $3",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .bind(i32::from(scheme))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        if stored != key {
+            return Err(StoreError::Conflict("mls-public-key"));
+        }
+        tx.commit().await.map_err(Store::error)
+    }
+
+    async fn mls_public_keys(
+        &self,
+        user: UserId,
+        client: ClientId,
+    ) -> StoreResult<Vec<(u16, Vec<u8>)>> {
+        let rows: Vec<(i32, Vec<u8>)> = sqlx::query_as(
+            "SELECT scheme, key FROM mls_public_keys WHERE user_id = $1 AND client_id = $2 \
+             ORDER BY scheme",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .fetch_all(self.pool())
+        .await
+        .map_err(Store::error)?;
+        rows.into_iter()
+            .map(|(scheme, key)| Ok((number(scheme)?, key)))
+            .collect()
+    }
+
+    async fn add_key_packages(&self, packages: &[KeyPackageRecord]) -> StoreResult<()> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        let mut devices: Vec<(UserId, ClientId)> =
+            packages.iter().map(|p| (p.user, p.client)).collect();
+        devices.sort();
+        devices.dedup();
+        for (user, client) in devices {
+            Self::device_exists(&mut tx, user, client).await?;
+        }
+        for p in packages {
+            sqlx::query(
+                "INSERT INTO mls_key_packages (ref, user_id, client_id, suite, data, not_after) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&p.reference)
+            .bind(p.user.to_string())
+            .bind(client_id(p.client))
+            .bind(i32::from(p.suite))
+            .bind(&p.data)
+            .bind(p.not_after)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match Store::error(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("key-package"),
+                other => other,
+            })?;
+        }
+        tx.commit().await.map_err(Store::error)
+    }
+
+    async fn count_key_packages(
+        &self,
+        user: UserId,
+        client: ClientId,
+        suite: u16,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
+             AND suite = $3 AND not_after > $4",
+        )
+        .bind(user.to_string())
+        .bind(client_id(client))
+        .bind(i32::from(suite))
+        .bind(now)
+        .fetch_one(self.pool())
+        .await
+        .map_err(Store::error)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn claim_key_packages(
+        &self,
+        user: UserId,
+        suite: u16,
+        except: Option<ClientId>,
+        now: i64,
+    ) -> StoreResult<Vec<KeyPackageRecord>> {
+        let devices: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE user_id = $1")
+            .bind(user.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(Store::error)?;
+        let mut devices: Vec<ClientId> = devices.into_iter().map(parse_client_id).collect();
+        devices.sort();
+        let mut claimed = Vec::new();
+        for client in devices.into_iter().filter(|c| Some(*c) != except) {
+            // One statement each, which the dialect makes atomic.
+            let row: Option<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(Store::CLAIM_KEY_PACKAGE)
+                .bind(user.to_string())
+                .bind(client_id(client))
+                .bind(i32::from(suite))
+                .bind(now)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(Store::error)?;
+            if let Some((reference, data, not_after)) = row {
+                claimed.push(KeyPackageRecord {
+                    reference,
+                    user,
+                    client,
+                    suite,
+                    data,
+                    not_after,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn delete_key_packages(
+        &self,
+        user: UserId,
+        client: ClientId,
+        references: &[Vec<u8>],
+    ) -> StoreResult<u64> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        let mut gone = 0;
+        for reference in references {
+            let done = sqlx::query(
+                "DELETE FROM mls_key_packages WHERE ref = $1 AND user_id = $2 AND client_id = $3",
+            )
+            .bind(reference)
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .execute(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+            gone += Store::rows_affected(&done);
+        }
+        tx.commit().await.map_err(Store::error)?;
+        Ok(gone)
+    }
+}
+
+/// A scheme or suite number read back.
+fn number(v: i32) -> StoreResult<u16> {
+    u16::try_from(v).map_err(|_| StoreError::Backend(format!("scheme or suite {v}")))
+}
