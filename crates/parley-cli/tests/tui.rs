@@ -527,6 +527,16 @@ async fn the_window_locks_when_idle_and_opens_with_the_local_passphrase() {
     assert!(now(&mut bob, &mut ui).await.contains("secret plans"));
     ui.lock_if_idle(start + std::time::Duration::from_secs(61));
     assert!(ui.locked);
+    // Locked, what arrives is not shown, so it stays unread.
+    alice
+        .send_text(&conv, "while you were away", false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    let view = parley_cli::tui::shown(&mut bob, &mut ui)
+        .await
+        .expect("view");
+    assert_eq!(view.conversations[0].unread, 2, "nothing read while locked");
     let shown = now(&mut bob, &mut ui).await;
     assert!(shown.contains("Parley is locked"), "{shown}");
     assert!(
@@ -546,7 +556,14 @@ async fn the_window_locks_when_idle_and_opens_with_the_local_passphrase() {
     type_in(&mut bob, &mut ui, "passphrase").await;
     enter(&mut bob, &mut ui).await;
     assert!(!ui.locked, "{}", ui.status);
-    assert!(now(&mut bob, &mut ui).await.contains("secret plans"));
+    // Open again: shown, read, and the new ones still marked.
+    let view = parley_cli::tui::shown(&mut bob, &mut ui)
+        .await
+        .expect("view");
+    assert_eq!(view.conversations[0].unread, 0);
+    let shown = now(&mut bob, &mut ui).await;
+    assert!(shown.contains("secret plans"), "{shown}");
+    assert!(shown.contains("──── new ────"), "{shown}");
 }
 
 /// Desktop notifications say where a message arrived, never what it says;

@@ -22,6 +22,7 @@ pub mod view;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use parley_client::ClientError;
 use parley_client::account::{Account, Update};
 use ratatui::crossterm::event::{self, Event, KeyEventKind};
 
@@ -57,6 +58,25 @@ pub async fn run(mut account: Account, options: Options) -> Result<()> {
     result
 }
 
+/// Reads what the window shows now. The conversation on screen counts as
+/// read (its self-deleting timers start, read receipts go); where its unread
+/// messages began stays marked meanwhile. Locked, nothing is on screen, so
+/// nothing is read.
+pub async fn shown(account: &mut Account, ui: &mut Ui) -> Result<View, ClientError> {
+    let view = View::of(account, &mut ui.selected).await?;
+    let Some(c) = view.conversation().filter(|c| c.unread > 0 && !ui.locked) else {
+        return Ok(view);
+    };
+    let id = c.id.clone();
+    if let Some(first) = view.first_unread.clone() {
+        ui.unread_from.entry(id.id).or_insert(first);
+    }
+    if let Err(e) = account.open_conversation(&id).await {
+        ui.status = e.to_string();
+    }
+    View::of(account, &mut ui.selected).await
+}
+
 async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     account: &mut Account,
@@ -73,21 +93,7 @@ async fn event_loop(
     let mut socket = account.connect().await?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let mut view = View::of(account, &mut ui.selected).await?;
-        // The shown conversation counts as read (and its self-deleting timers
-        // start); where the unread messages began stays marked meanwhile.
-        if let Some(c) = view.conversation()
-            && c.unread > 0
-        {
-            let id = c.id.clone();
-            if let Some(first) = view.first_unread.clone() {
-                ui.unread_from.entry(id.id).or_insert(first);
-            }
-            if let Err(e) = account.open_conversation(&id).await {
-                ui.status = e.to_string();
-            }
-            view = View::of(account, &mut ui.selected).await?;
-        }
+        let view = shown(account, &mut ui).await?;
         terminal.draw(|f| draw(f, &view, &ui))?;
         if ui.quit {
             return Ok(());

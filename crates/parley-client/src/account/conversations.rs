@@ -218,7 +218,6 @@ impl Account {
         if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
             c.members.clear();
             c.incomplete = false;
-            c.verification = Verification::NonVerified;
         }
         self.commit(tx).await
     }
