@@ -545,6 +545,10 @@ async fn the_window_locks_when_idle_and_opens_with_the_local_passphrase() {
     );
 
     type_in(&mut bob, &mut ui, "not it").await;
+    assert!(
+        !format!("{ui:?}").contains("not it"),
+        "no passphrase in Debug"
+    );
     let shown = now(&mut bob, &mut ui).await;
     assert!(
         shown.contains("Passphrase: ••••••") && !shown.contains("not it"),

@@ -236,7 +236,7 @@ fn draw_lock(frame: &mut Frame<'_>, ui: &Ui) {
         Line::raw(""),
         Line::raw(format!(
             "Passphrase: {}",
-            "•".repeat(ui.unlock.chars().count())
+            "•".repeat(ui.unlock.0.chars().count())
         )),
         Line::styled("Ctrl-C quits", dim()),
     ];

@@ -46,7 +46,7 @@ pub async fn on_key(account: &mut Account, view: &View, ui: &mut Ui, key: KeyEve
 async fn unlock_key(account: &mut Account, ui: &mut Ui, key: KeyEvent) {
     match key.code {
         KeyCode::Enter => {
-            let typed = std::mem::take(&mut ui.unlock);
+            let typed = std::mem::take(&mut ui.unlock.0);
             match account.check_passphrase(&typed).await {
                 Ok(()) => {
                     ui.locked = false;
@@ -59,10 +59,10 @@ async fn unlock_key(account: &mut Account, ui: &mut Ui, key: KeyEvent) {
             }
         }
         KeyCode::Backspace => {
-            ui.unlock.pop();
+            ui.unlock.0.pop();
         }
-        KeyCode::Esc => ui.unlock.clear(),
-        KeyCode::Char(ch) => ui.unlock.push(ch),
+        KeyCode::Esc => ui.unlock.0.clear(),
+        KeyCode::Char(ch) => ui.unlock.0.push(ch),
         _ => {}
     }
 }

@@ -62,6 +62,16 @@ pub struct Search {
     pub index: usize,
 }
 
+/// Something secret being typed: `Debug` shows its length only.
+#[derive(Default)]
+pub(super) struct Typed(pub(super) String);
+
+impl std::fmt::Debug for Typed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} characters>", self.0.chars().count())
+    }
+}
+
 /// The interface's own state.
 #[derive(Debug, Default)]
 pub struct Ui {
@@ -101,8 +111,8 @@ pub struct Ui {
     pub notify: bool,
     /// Locked: nothing shows until the local passphrase is typed.
     pub locked: bool,
-    /// The passphrase being typed to unlock (never drawn).
-    pub(super) unlock: String,
+    /// The passphrase being typed to unlock (never drawn, never in `Debug`).
+    pub(super) unlock: Typed,
     /// The last key pressed (the lock counts from it).
     pub(super) last_key: Option<Instant>,
     pub(super) quit: bool,
