@@ -9,13 +9,17 @@
 //! - [`identity`]: a device's basic credential, the whitepaper's client-ID URI.
 //! - [`key_package`]: [`KeyPackageIn`] (bytes from a device) becomes a
 //!   [`ValidKeyPackage`] only through [`KeyPackageIn::validate`].
+//! - [`device`]: a device's side: its signature key on a suite, and the key
+//!   packages it publishes.
 
 #![forbid(unsafe_code)]
 
+pub mod device;
 pub mod identity;
 pub mod key_package;
 pub mod suite;
 
+pub use device::DeviceKeys;
 pub use identity::DeviceIdentity;
 pub use key_package::{KeyPackageCheck, KeyPackageError, KeyPackageIn, ValidKeyPackage};
-pub use suite::CipherSuite;
+pub use suite::{CipherSuite, SignatureScheme};

@@ -40,6 +40,77 @@ impl CipherSuite {
     pub(crate) fn to_mls(self) -> mls_rs::CipherSuite {
         mls_rs::CipherSuite::new(self.0)
     }
+
+    /// The signature scheme of a selectable suite.
+    pub fn signature_scheme(self) -> Option<SignatureScheme> {
+        match self {
+            Self::X25519_AES128 | Self::X25519_CHACHA20 => Some(SignatureScheme::ED25519),
+            Self::P256_AES128 => Some(SignatureScheme::P256),
+            Self::P521_AES256 => Some(SignatureScheme::P521),
+            Self::P384_AES256 => Some(SignatureScheme::P384),
+            _ => None,
+        }
+    }
+
+    /// Reads `0x0002` or `2`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.strip_prefix("0x") {
+            Some(hex) => u16::from_str_radix(hex, 16).ok().map(Self),
+            None => text.parse().ok().map(Self),
+        }
+    }
+}
+
+/// A signature scheme (TLS `SignatureScheme` numbers, Wire's names): a device
+/// registers one MLS signature key per scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SignatureScheme {
+    /// Its registered number.
+    pub number: u16,
+    /// Its name in the API.
+    pub name: &'static str,
+    /// The length of its public key in bytes (uncompressed points for ECDSA).
+    pub key_len: usize,
+}
+
+impl SignatureScheme {
+    /// Ed25519 (suites 0x0001 and 0x0003).
+    pub const ED25519: Self = Self {
+        number: 0x0807,
+        name: "ed25519",
+        key_len: 32,
+    };
+    /// ECDSA over P-256 with SHA-256 (suite 0x0002).
+    pub const P256: Self = Self {
+        number: 0x0403,
+        name: "ecdsa_secp256r1_sha256",
+        key_len: 65,
+    };
+    /// ECDSA over P-384 with SHA-384 (suite 0x0007).
+    pub const P384: Self = Self {
+        number: 0x0503,
+        name: "ecdsa_secp384r1_sha384",
+        key_len: 97,
+    };
+    /// ECDSA over P-521 with SHA-512 (suite 0x0005).
+    pub const P521: Self = Self {
+        number: 0x0603,
+        name: "ecdsa_secp521r1_sha512",
+        key_len: 133,
+    };
+
+    /// Every scheme of a selectable suite.
+    pub const ALL: [Self; 4] = [Self::ED25519, Self::P256, Self::P384, Self::P521];
+
+    /// The scheme with this API name.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name == name)
+    }
+
+    /// The scheme with this number.
+    pub fn numbered(number: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.number == number)
+    }
 }
 
 impl fmt::Display for CipherSuite {
@@ -61,5 +132,19 @@ mod tests {
             assert!(!CipherSuite(n).is_selectable(), "{n}");
         }
         assert_eq!(CipherSuite::DEFAULT.to_string(), "0x0002");
+    }
+
+    #[test]
+    fn suites_read_back_and_name_their_scheme() {
+        for suite in CipherSuite::SELECTABLE {
+            assert_eq!(CipherSuite::parse(&suite.to_string()), Some(suite));
+            assert_eq!(CipherSuite::parse(&suite.0.to_string()), Some(suite));
+            let scheme = suite.signature_scheme().expect("a scheme");
+            assert_eq!(SignatureScheme::named(scheme.name), Some(scheme));
+            assert_eq!(SignatureScheme::numbered(scheme.number), Some(scheme));
+        }
+        assert_eq!(CipherSuite::parse("0x"), None);
+        assert_eq!(CipherSuite::parse("65536"), None);
+        assert_eq!(CipherSuite(4).signature_scheme(), None);
     }
 }

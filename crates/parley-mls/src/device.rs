@@ -1,0 +1,134 @@
+//! A device's MLS side, as far as it goes yet: its signature key on a cipher
+//! suite (one per signature scheme, registered with the server once) and the
+//! key packages it publishes. The private parts stay in [`DeviceKeys`], which
+//! never prints them. Group state comes with the client's MLS conversations.
+
+use std::fmt;
+use std::time::Duration;
+
+use mls_rs::crypto::{SignaturePublicKey, SignatureSecretKey};
+use mls_rs::identity::SigningIdentity;
+use mls_rs::identity::basic::{BasicCredential, BasicIdentityProvider};
+use mls_rs::time::MlsTime;
+use mls_rs::{CipherSuiteProvider as _, Client, CryptoProvider as _, ExtensionList};
+use mls_rs_crypto_openssl::OpensslCryptoProvider;
+
+use crate::identity::DeviceIdentity;
+use crate::suite::CipherSuite;
+
+/// Why a device's MLS keys could not be made or used.
+#[derive(Debug, thiserror::Error)]
+#[error("MLS: {0}")]
+pub struct DeviceError(String);
+
+/// A device's signature key on one suite, with the identity it signs as.
+pub struct DeviceKeys {
+    identity: DeviceIdentity,
+    suite: CipherSuite,
+    secret: SignatureSecretKey,
+    public: SignaturePublicKey,
+}
+
+impl fmt::Debug for DeviceKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceKeys({}, {})", self.identity, self.suite)
+    }
+}
+
+impl DeviceKeys {
+    /// A new signature key for `identity` on `suite`.
+    pub fn generate(identity: DeviceIdentity, suite: CipherSuite) -> Result<Self, DeviceError> {
+        let provider = OpensslCryptoProvider::new()
+            .cipher_suite_provider(suite.to_mls())
+            .ok_or_else(|| DeviceError(format!("cipher suite {suite} is not available")))?;
+        let (secret, public) = provider
+            .signature_key_generate()
+            .map_err(|e| DeviceError(e.to_string()))?;
+        Ok(Self {
+            identity,
+            suite,
+            secret,
+            public,
+        })
+    }
+
+    /// The public signature key, as registered with the server.
+    pub fn public_key(&self) -> &[u8] {
+        self.public.as_bytes()
+    }
+
+    /// The suite the key is for.
+    pub fn suite(&self) -> CipherSuite {
+        self.suite
+    }
+
+    /// `count` key packages valid from `now` (Unix seconds) for `lifetime`,
+    /// each an encoded MLS message. Their private parts are not kept yet: a
+    /// device that joins groups keeps them in its store (to come).
+    pub fn key_packages(
+        &self,
+        count: usize,
+        now: u64,
+        lifetime: Duration,
+    ) -> Result<Vec<Vec<u8>>, DeviceError> {
+        let signer = SigningIdentity::new(
+            BasicCredential::new(self.identity.credential_identifier()).into_credential(),
+            self.public.clone(),
+        );
+        let client = Client::builder()
+            .crypto_provider(OpensslCryptoProvider::new())
+            .identity_provider(BasicIdentityProvider)
+            .signing_identity(signer, self.secret.clone(), self.suite.to_mls())
+            .key_package_lifetime(lifetime)
+            .build();
+        (0..count)
+            .map(|_| {
+                client
+                    .generate_key_package_message(
+                        ExtensionList::default(),
+                        ExtensionList::default(),
+                        Some(MlsTime::from(now)),
+                    )
+                    .and_then(|m| m.to_bytes())
+                    .map_err(|e| DeviceError(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_api::{ClientId, UserId};
+
+    use super::*;
+    use crate::key_package::{KeyPackageCheck, KeyPackageIn};
+
+    #[test]
+    fn a_devices_key_packages_pass_the_directorys_check_on_every_suite() {
+        let me = DeviceIdentity {
+            user: UserId(uuid::Uuid::from_u128(42)),
+            client: ClientId(0xabc),
+            domain: "example.com".into(),
+        };
+        for suite in CipherSuite::SELECTABLE {
+            let keys = DeviceKeys::generate(me.clone(), suite).expect("keys");
+            let scheme = suite.signature_scheme().expect("a scheme");
+            assert_eq!(keys.public_key().len(), scheme.key_len, "{suite}");
+            let packages = keys
+                .key_packages(2, 1_800_000_000, Duration::from_secs(30 * 24 * 3600))
+                .expect("made");
+            for p in packages {
+                let valid = KeyPackageIn(p)
+                    .validate(&KeyPackageCheck {
+                        device: &me,
+                        signature_key: Some(keys.public_key()),
+                        allowed: &CipherSuite::SELECTABLE,
+                        now: 1_800_000_000,
+                        max_lifetime: 90 * 24 * 3600,
+                    })
+                    .expect("valid");
+                assert_eq!(valid.suite, suite);
+            }
+        }
+    }
+}
