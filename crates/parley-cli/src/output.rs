@@ -72,7 +72,9 @@ pub(crate) fn message_line(
         // A notice is nobody's words: no name in front of it.
         return format!("[{short}] * {}", m.body());
     }
-    let body = m.body();
+    // Further lines of a text are indented under the first, so that no
+    // line of it reads as an entry of its own.
+    let body = m.body().replace('\n', "\n           ");
     let mut extras = Vec::new();
     if m.edited {
         extras.push("edited".to_owned());

@@ -354,6 +354,10 @@ async fn reply_search_mute_leave_and_block() {
         text.contains("bob (replying to you: \"Standup at 11?\"): yes, I will be there"),
         "{text}"
     );
+    // A text of several lines stays one entry: its further lines are indented.
+    alice.ok(&["send", "team", "agenda:\n- demo"]).await;
+    let text = alice.text(&["history", "team"]).await;
+    assert!(text.contains("] you: agenda:\n           - demo"), "{text}");
     assert_eq!(
         bob.fails(&["reply", "team", "00000000", "?"]).await,
         "no-such-message"
