@@ -1066,3 +1066,74 @@ async fn a_copy_restored_over_the_same_file_notices_through_the_server() {
         texts(&bob.history(&group).await.expect("history")).contains(&"welcome back".to_owned())
     );
 }
+
+/// A reply names what it answers (one to a message not in the conversation is
+/// refused). Search reads every conversation on the device, ignoring case. A member removed by the admin is told who
+/// removed them, and their device refuses to send there (`not-a-member`)
+/// before anything reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_search_and_a_removed_member() {
+    let w = World::start().await;
+    let (mut alice, mut bob, group) = w.alice_and_bob_in("club").await;
+    let original = alice
+        .send_text(&group, "Who brings the cake?", false)
+        .await
+        .expect("sent");
+    bob.sync().await.expect("synced");
+    let refused = bob.reply(&group, &uuid_like(), "me", false).await;
+    assert_eq!(
+        refused.expect_err("no such message").code(),
+        "no-such-message"
+    );
+    let reply = bob
+        .reply(&group, &original, "me!", false)
+        .await
+        .expect("replied");
+    alice.sync().await.expect("synced");
+    let history = alice.history(&group).await.expect("history");
+    assert_eq!(
+        find(&history, "me!").reply_to.as_deref(),
+        Some(original.as_str())
+    );
+    assert_eq!(find(&history, "me!").id, reply);
+
+    let found = alice.search("CAKE", None).await.expect("searched");
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (&found[0].0, found[0].1.id.as_str()),
+        (&group, original.as_str())
+    );
+    assert!(
+        alice
+            .search("cake", Some(&group))
+            .await
+            .expect("searched")
+            .len()
+            == 1
+    );
+    let empty = alice.search("  ", None).await;
+    assert_eq!(empty.expect_err("refused").code(), "empty-search");
+
+    let bob_id = alice.find("bob").await.expect("found");
+    alice.remove_member(&group, &bob_id).await.expect("removed");
+    bob.sync().await.expect("synced");
+    let history = bob.history(&group).await.expect("history");
+    assert!(
+        history
+            .iter()
+            .any(|m| m.kind == MessageKind::System && m.text == "alice removed you."),
+        "{:?}",
+        history.iter().map(|m| &m.text).collect::<Vec<_>>()
+    );
+    let refused = bob.send_text(&group, "still here?", false).await;
+    assert_eq!(refused.expect_err("removed").code(), "not-a-member");
+    assert_eq!(
+        bob.leave(&group).await.expect_err("already out").code(),
+        "not-a-member"
+    );
+}
+
+/// A message id no history holds.
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".to_owned()
+}
