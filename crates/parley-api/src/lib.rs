@@ -17,6 +17,8 @@ mod conversations;
 pub use conversations::*;
 mod trust;
 pub use trust::*;
+mod mls;
+pub use mls::*;
 
 /// Declares an id that is a random UUID v4 underneath, as its own type so
 /// that one kind of id is never taken for another. Written and read as the
@@ -707,6 +709,12 @@ pub struct NotificationsLost {
 
 /// Limits from the seeds, shared by server and clients.
 pub mod limits {
+    /// MLS key packages in one upload.
+    pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 128;
+    /// MLS key packages a device may have in the directory on one suite.
+    pub const MAX_KEY_PACKAGES_PER_DEVICE: u64 = 512;
+    /// The longest an MLS key package may stay valid, in seconds (90 days).
+    pub const MAX_KEY_PACKAGE_LIFETIME: u64 = 90 * 24 * 3600;
     /// Permanent devices per user.
     pub const MAX_PERMANENT_CLIENTS: usize = 7;
     /// Persistent cookies per user (and as many session cookies).

@@ -115,17 +115,23 @@ impl fmt::Debug for ValidKeyPackage {
 }
 
 impl KeyPackageIn {
+    /// The cipher suite the bytes claim, if they decode as a key package:
+    /// nothing is checked, so it only chooses which registered key to check
+    /// against.
+    pub fn suite(&self) -> Option<CipherSuite> {
+        let message = MlsMessage::from_bytes(&self.0).ok()?;
+        let key_package = message.into_key_package()?;
+        Some(CipherSuite(key_package.cipher_suite().into()))
+    }
+
     /// Checks the key package (see the module's documentation); the checked
     /// value, or why it was refused.
     pub fn validate(
         &self,
         check: &KeyPackageCheck<'_>,
     ) -> Result<ValidKeyPackage, KeyPackageError> {
+        let suite = self.suite().ok_or(KeyPackageError::Malformed)?;
         let message = MlsMessage::from_bytes(&self.0).map_err(|_| KeyPackageError::Malformed)?;
-        let suite = match message.clone().into_key_package() {
-            Some(kp) => CipherSuite(kp.cipher_suite().into()),
-            None => return Err(KeyPackageError::Malformed),
-        };
         if !check.allowed.contains(&suite) {
             return Err(KeyPackageError::SuiteNotAllowed(suite));
         }

@@ -217,7 +217,9 @@ pub async fn start_with_store(
         connections.clone(),
     );
     let purging = notifications.clone();
+    let mls = crate::services::mls::Mls::new(core.clone(), store.clone(), connections.clone());
     let state = AppState {
+        mls,
         messages: Messages::new(
             core,
             store,

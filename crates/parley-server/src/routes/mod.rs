@@ -22,6 +22,7 @@ mod clients;
 mod connections;
 mod conversations;
 mod live;
+mod mls;
 mod notifications;
 
 /// What handlers can reach: services only.
@@ -39,6 +40,8 @@ pub struct AppState {
     pub conversations: crate::services::conversations::Conversations,
     /// Sending messages.
     pub messages: crate::services::messages::Messages,
+    /// MLS signature keys and key packages.
+    pub mls: crate::services::mls::Mls,
     /// Whether the server speaks TLS (cookies get `Secure`).
     pub tls: bool,
     /// Reverse proxies whose forwarding headers are believed.
@@ -62,6 +65,7 @@ pub const COOKIE_NAME: &str = "parley";
         (name = "notifications", description = "each device's event queue"),
         (name = "connections", description = "connection requests between users"),
         (name = "conversations", description = "conversations, members and messages"),
+        (name = "mls", description = "MLS signature keys and the key package directory"),
     )
 )]
 struct ApiDoc;
@@ -135,6 +139,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(conversations::receipt_mode))
         .routes(routes!(conversations::typing))
         .routes(routes!(conversations::post_proteus))
+        .routes(routes!(mls::set_public_keys))
+        .routes(routes!(mls::upload, mls::delete))
+        .routes(routes!(mls::count))
+        .routes(routes!(mls::claim))
         .routes(routes!(notifications::page))
         .routes(routes!(notifications::last))
         .split_for_parts();

@@ -17,6 +17,7 @@ pub(crate) mod clients;
 pub(crate) mod connections;
 pub(crate) mod conversations;
 pub(crate) mod messages;
+pub(crate) mod mls;
 pub(crate) mod notifications;
 
 /// What every service shares.

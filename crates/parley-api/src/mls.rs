@@ -1,0 +1,88 @@
+//! MLS's Delivery and Authentication Service: a device's signature keys and
+//! the key package directory (under `/v1/mls/…`, in Wire's shapes). Binary
+//! values travel as standard base64; cipher suites as `0x0002`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ClientId, UserId};
+
+/// `PUT /v1/clients/{id}/mls-public-keys`: a device's MLS signature keys by
+/// scheme name (`ed25519`, `ecdsa_secp256r1_sha256`, `ecdsa_secp384r1_sha384`,
+/// `ecdsa_secp521r1_sha512`), base64. Each is set once.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MlsPublicKeys {
+    /// Keys by scheme name.
+    pub mls_public_keys: BTreeMap<String, String>,
+}
+
+/// `POST /v1/mls/key-packages/self/{client}`: key packages to publish, each a
+/// base64 MLS message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyPackageUpload {
+    /// The key packages.
+    pub key_packages: Vec<String>,
+}
+
+/// `DELETE /v1/mls/key-packages/self/{client}`: key packages to withdraw, by
+/// reference (base64).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyPackageRefs {
+    /// References.
+    pub key_packages: Vec<String>,
+}
+
+/// `GET /v1/mls/key-packages/self/{client}/count`
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyPackageCount {
+    /// Key packages still valid on the suite.
+    pub count: u64,
+}
+
+/// The query naming a cipher suite (`?ciphersuite=0x0002`; the backend's
+/// default when absent).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct SuiteQuery {
+    /// The cipher suite, as `0x0002` or `2`.
+    pub ciphersuite: Option<String>,
+}
+
+/// `POST /v1/mls/key-packages/claim/{domain}/{user}`: its query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct ClaimQuery {
+    /// The cipher suite, as `0x0002` or `2`.
+    pub ciphersuite: Option<String>,
+    /// The caller's own device, left out when claiming for one's own user.
+    pub skip_own: Option<ClientId>,
+}
+
+/// One claimed key package.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClaimedKeyPackage {
+    /// Whose device.
+    pub user: UserId,
+    /// The user's backend.
+    pub domain: String,
+    /// Which device.
+    pub client: ClientId,
+    /// The MLS message, base64.
+    pub key_package: String,
+    /// Its reference, base64.
+    pub key_package_ref: String,
+}
+
+/// The answer to a claim: one key package per device that had one.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyPackageBundle {
+    /// The key packages.
+    pub key_packages: Vec<ClaimedKeyPackage>,
+}
