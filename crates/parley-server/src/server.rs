@@ -98,11 +98,12 @@ impl RunningServer {
 /// How often expired events are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Purges expired events at start and then once a minute until the server
-/// stops: off the request path, so that no reader waits for a purge. A failed
-/// purge is logged and tried again at the next tick.
+/// Purges expired events and key packages at start and then once a minute
+/// until the server stops: off the request path, so that no reader waits for
+/// a purge. A failed purge is logged and tried again at the next tick.
 async fn purge_loop(
     notifications: Notifications,
+    mls: crate::services::mls::Mls,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut every = tokio::time::interval(PURGE_INTERVAL);
@@ -114,6 +115,9 @@ async fn purge_loop(
         }
         if let Err(e) = notifications.purge_expired().await {
             tracing::warn!(error = %e, "purging expired events failed: trying again in a minute");
+        }
+        if let Err(e) = mls.purge_expired().await {
+            tracing::warn!(error = %e, "purging expired key packages failed: trying again in a minute");
         }
     }
 }
@@ -217,7 +221,13 @@ pub async fn start_with_store(
         connections.clone(),
     );
     let purging = notifications.clone();
-    let mls = crate::services::mls::Mls::new(core.clone(), store.clone(), connections.clone());
+    let mls = crate::services::mls::Mls::new(
+        core.clone(),
+        store.clone(),
+        clients.clone(),
+        connections.clone(),
+    );
+    let purging_mls = mls.clone();
     let state = AppState {
         mls,
         messages: Messages::new(
@@ -292,7 +302,11 @@ pub async fn start_with_store(
             tokio::spawn(bounded(server, &settings).serve(service))
         }
     };
-    tokio::spawn(purge_loop(purging.clone(), stopping.subscribe()));
+    tokio::spawn(purge_loop(
+        purging.clone(),
+        purging_mls,
+        stopping.subscribe(),
+    ));
     Ok(RunningServer {
         addr,
         clock,

@@ -19,6 +19,7 @@ on_both_stores!(crate::support::GENEROUS =>
     signature_keys_are_set_once,
     key_packages_are_checked_counted_and_claimed_once,
     a_key_package_of_another_device_or_key_is_refused,
+    the_directory_has_limits,
 );
 
 const DAY: u64 = 24 * 3600;
@@ -339,4 +340,97 @@ async fn a_key_package_of_another_device_or_key_is_refused(s: &TestServer) {
     let (st, v) = upload(s, &u, c1, &packages(s, &unregistered, 1, DAY)).await;
     assert_eq!((st, label(&v)), (403, "mls-identity-mismatch"), "{v}");
     assert_eq!(count(s, &u, c1, "0x0001").await, 0, "nothing stored");
+}
+
+async fn the_directory_has_limits(s: &TestServer) {
+    let (u, c1, keys) = device(s, "mls-limits@example.com", CipherSuite::DEFAULT).await;
+    assert_eq!(register_key(s, &u, c1, &keys).await.0, 200);
+    // At most 512 valid per suite: four full uploads fit, a fifth does not.
+    for _ in 0..4 {
+        let (st, v) = upload(s, &u, c1, &packages(s, &keys, 128, DAY)).await;
+        assert_eq!(st, 201, "{v}");
+    }
+    let (st, v) = upload(s, &u, c1, &packages(s, &keys, 1, DAY)).await;
+    assert_eq!((st, label(&v)), (400, "too-many-key-packages"), "{v}");
+    assert_eq!(count(s, &u, c1, "0x0002").await, 512);
+    let (st, v) = upload(s, &u, c1, &packages(s, &keys, 129, DAY)).await;
+    assert_eq!((st, label(&v)), (400, "bad-request"), "{v}");
+    // A key package is small: a large one is refused unread.
+    let (st, v) = upload(s, &u, c1, &[B64.encode(vec![0u8; 17 * 1024])]).await;
+    assert_eq!((st, label(&v)), (400, "mls-protocol-error"), "{v}");
+    // An unknown device, and a token bound to another device.
+    let (st, v) = upload(s, &u, ClientId(0xabcdef), &packages(s, &keys, 1, DAY)).await;
+    assert_eq!((st, label(&v)), (404, "client-not-found"), "{v}");
+    let (st, v) = s.add_client(&u, "permanent", [2]).await;
+    assert_eq!(st, 201, "{v}");
+    let c2 = client_id(&v);
+    let bound = s
+        .with_cookie(&format!("/v1/access?client={c2}"), &u.cookie)
+        .await
+        .1["access_token"]
+        .as_str()
+        .expect("a token for c2")
+        .to_owned();
+    let as_c2 = User {
+        token: bound,
+        ..u.clone()
+    };
+    let (st, v) = upload(s, &as_c2, c1, &packages(s, &keys, 1, DAY)).await;
+    assert_eq!((st, label(&v)), (403, "token-bound"), "{v}");
+    // A device-bound token's own device is skipped without asking.
+    let c2_keys = DeviceKeys::generate(
+        DeviceIdentity {
+            user: u.id,
+            client: c2,
+            domain: "localhost".into(),
+        },
+        CipherSuite::DEFAULT,
+    )
+    .expect("keys");
+    assert_eq!(register_key(s, &as_c2, c2, &c2_keys).await.0, 200);
+    assert_eq!(
+        upload(s, &as_c2, c2, &packages(s, &c2_keys, 1, DAY))
+            .await
+            .0,
+        201
+    );
+    let (st, v) = claim(s, &as_c2, u.id, "").await;
+    assert_eq!(st, 200, "{v}");
+    let got = v["key_packages"].as_array().expect("a list");
+    assert_eq!(
+        (got.len(), &got[0]["client"]),
+        (1, &json!(c1.to_string())),
+        "{v}"
+    );
+}
+
+/// Claims of one user's key packages by another are limited (here to 2 in
+/// five minutes): nobody related can empty a device's directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_limited_per_claimer_and_user() {
+    let limits = parley_server::config::Limits {
+        prekey_claims: 2,
+        ..crate::support::GENEROUS
+    };
+    let s = TestServer::start(support::Backend::Sqlite, limits)
+        .await
+        .expect("sqlite always runs");
+    let (alice, _, _) = device(&s, "mls-claimer@example.com", CipherSuite::DEFAULT).await;
+    let (bob, b1, keys) = device(&s, "mls-claimed@example.com", CipherSuite::DEFAULT).await;
+    assert_eq!(register_key(&s, &bob, b1, &keys).await.0, 200);
+    assert_eq!(
+        upload(&s, &bob, b1, &packages(&s, &keys, 5, DAY)).await.0,
+        201
+    );
+    s.connect_users(&alice, &bob).await;
+    for _ in 0..2 {
+        assert_eq!(claim(&s, &alice, bob.id, "").await.0, 200);
+    }
+    let (st, v) = claim(&s, &alice, bob.id, "").await;
+    assert_eq!((st, label(&v)), (429, "too-many-requests"), "{v}");
+    assert_eq!(count(&s, &bob, b1, "0x0002").await, 3, "the rest stay");
+    // One's own devices are not counted.
+    for _ in 0..3 {
+        assert_eq!(claim(&s, &bob, bob.id, "").await.0, 200);
+    }
 }

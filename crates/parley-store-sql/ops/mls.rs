@@ -24,38 +24,41 @@ impl Store {
 
 #[async_trait]
 impl MlsStore for Store {
-    async fn set_mls_public_key(
+    async fn set_mls_public_keys(
         &self,
         user: UserId,
         client: ClientId,
-        scheme: u16,
-        key: &[u8],
+        keys: &[(u16, Vec<u8>)],
     ) -> StoreResult<()> {
-        let (_guard, mut tx) = self.write_tx().await?;
+        let (_guard, mut tx) = self.user_tx(user).await?;
         Self::device_exists(&mut tx, user, client).await?;
-        // Set once: an existing key stays, and only the same key is no conflict.
-        sqlx::query(
-            "INSERT INTO mls_public_keys (user_id, client_id, scheme, key) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id, client_id, scheme) DO NOTHING",
-        )
-        .bind(user.to_string())
-        .bind(client_id(client))
-        .bind(i32::from(scheme))
-        .bind(key)
-        .execute(&mut *tx)
-        .await
-        .map_err(Store::error)?;
-        let stored: Vec<u8> = sqlx::query_scalar(
-            "SELECT key FROM mls_public_keys WHERE user_id = $1 AND client_id = $2 AND scheme = $3",
-        )
-        .bind(user.to_string())
-        .bind(client_id(client))
-        .bind(i32::from(scheme))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(Store::error)?;
-        if stored != key {
-            return Err(StoreError::Conflict("mls-public-key"));
+        for (scheme, key) in keys {
+            // Set once: an existing key stays, and only the same key is no
+            // conflict (which rolls the whole change back).
+            sqlx::query(
+                "INSERT INTO mls_public_keys (user_id, client_id, scheme, key) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, client_id, scheme) DO NOTHING",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(i32::from(*scheme))
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+            let stored: Vec<u8> = sqlx::query_scalar(
+                "SELECT key FROM mls_public_keys \
+                 WHERE user_id = $1 AND client_id = $2 AND scheme = $3",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(i32::from(*scheme))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+            if &stored != key {
+                return Err(StoreError::Conflict("mls-public-key"));
+            }
         }
         tx.commit().await.map_err(Store::error)
     }
@@ -79,14 +82,52 @@ impl MlsStore for Store {
             .collect()
     }
 
-    async fn add_key_packages(&self, packages: &[KeyPackageRecord]) -> StoreResult<()> {
-        let (_guard, mut tx) = self.write_tx().await?;
+    async fn add_key_packages(
+        &self,
+        packages: &[KeyPackageRecord],
+        now: i64,
+        max_per_suite: u64,
+    ) -> StoreResult<()> {
         let mut devices: Vec<(UserId, ClientId)> =
             packages.iter().map(|p| (p.user, p.client)).collect();
         devices.sort();
         devices.dedup();
-        for (user, client) in devices {
-            Self::device_exists(&mut tx, user, client).await?;
+        let (_guard, mut tx) = self.write_tx().await?;
+        // The users' rows are locked in order: uploads at once for one device
+        // count one after the other.
+        for (user, client) in &devices {
+            Self::lock_user(&mut tx, *user).await?;
+            Self::device_exists(&mut tx, *user, *client).await?;
+            sqlx::query(
+                "DELETE FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
+                 AND not_after <= $3",
+            )
+            .bind(user.to_string())
+            .bind(client_id(*client))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        }
+        let mut adding: std::collections::BTreeMap<(UserId, ClientId, u16), u64> =
+            std::collections::BTreeMap::new();
+        for p in packages {
+            *adding.entry((p.user, p.client, p.suite)).or_default() += 1;
+        }
+        for ((user, client, suite), n) in adding {
+            let held: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
+                 AND suite = $3",
+            )
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(i32::from(suite))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+            if u64::try_from(held).unwrap_or(0).saturating_add(n) > max_per_suite {
+                return Err(StoreError::Limit("key-packages"));
+            }
         }
         for p in packages {
             sqlx::query(
@@ -107,6 +148,17 @@ impl MlsStore for Store {
             })?;
         }
         tx.commit().await.map_err(Store::error)
+    }
+
+    async fn purge_key_packages(&self, now: i64) -> StoreResult<u64> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM mls_key_packages WHERE not_after <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)?;
+        Ok(Store::rows_affected(&done))
     }
 
     async fn count_key_packages(

@@ -699,15 +699,15 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
 /// the MLS service. A device's keys and key packages go with the device.
 #[async_trait]
 pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Records a device's MLS signature key for a signature scheme. Set once:
-    /// the same key again changes nothing, another one is
-    /// `Conflict("mls-public-key")`. `NotFound` for an unknown device.
-    async fn set_mls_public_key(
+    /// Records a device's MLS signature keys, by scheme, all or none. Set
+    /// once: the same key again changes nothing, another one is
+    /// `Conflict("mls-public-key")` and nothing is stored. `NotFound` for an
+    /// unknown device.
+    async fn set_mls_public_keys(
         &self,
         user: UserId,
         client: ClientId,
-        scheme: u16,
-        key: &[u8],
+        keys: &[(u16, Vec<u8>)],
     ) -> StoreResult<()>;
     /// A device's signature keys, by scheme.
     async fn mls_public_keys(
@@ -715,9 +715,20 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
         user: UserId,
         client: ClientId,
     ) -> StoreResult<Vec<(u16, Vec<u8>)>>;
-    /// Adds key packages, all or none. `NotFound` when one's device is
-    /// unknown, `Conflict("key-package")` for a reference already stored.
-    async fn add_key_packages(&self, packages: &[KeyPackageRecord]) -> StoreResult<()>;
+    /// Adds key packages, all or none, after deleting the expired ones (at
+    /// `now`) of their devices. `NotFound` when one's device is unknown,
+    /// `Conflict("key-package")` for a reference already stored,
+    /// `Limit("key-packages")` when a device would hold more than
+    /// `max_per_suite` valid ones on a suite: counted in the same transaction,
+    /// so uploads at once cannot pass it together.
+    async fn add_key_packages(
+        &self,
+        packages: &[KeyPackageRecord],
+        now: i64,
+        max_per_suite: u64,
+    ) -> StoreResult<()>;
+    /// Deletes every key package expired at `now`; how many went.
+    async fn purge_key_packages(&self, now: i64) -> StoreResult<u64>;
     /// How many key packages a device has on a suite that are still valid at
     /// `now`.
     async fn count_key_packages(

@@ -73,7 +73,7 @@ pub(super) async fn claim(
     let suite = s.mls.suite(q.ciphersuite.as_deref())?;
     Ok(Json(
         s.mls
-            .claim(me.user, &domain, user, suite, q.skip_own)
+            .claim(me.user, &domain, user, suite, q.skip_own.or(me.client))
             .await?,
     ))
 }

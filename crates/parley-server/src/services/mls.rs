@@ -7,9 +7,16 @@
 //!   lifetime checks, a basic credential naming the uploading device, the
 //!   device's registered signature key for that scheme (a device must register
 //!   it first), a lifetime of at most 90 days. An upload is all or none.
+//!   Expired key packages go at the next upload of their device and at the
+//!   server's purge; a device holds at most 512 valid ones per suite, counted
+//!   in the store's transaction. A key package is at most 16 KiB, an upload is
+//!   checked only if it could fit, and at most one upload per core is checked
+//!   at a time; a device may upload 30 times in five minutes.
 //! - Claims follow the prekey rule: only of users one is related to (the same
-//!   user, connected, or in a conversation together). Each key package is
-//!   handed out once; the caller's own device is skipped.
+//!   user, connected, or in a conversation together), and at most
+//!   `limits.prekey_claims` per claimer and user in five minutes (one's own
+//!   user is not counted). Each key package is handed out once; the caller's
+//!   own device is skipped (a device-bound token's device by default).
 //!
 //! Groups, commits and welcomes come with the rest of the MLS issue.
 
@@ -23,16 +30,31 @@ use parley_mls::{
 };
 use parley_store::{KeyPackageRecord, MlsStore, StoreError};
 
+use tokio::sync::Semaphore;
+
 use super::Core;
+use super::clients::Clients;
 use super::connections::Connections;
 use crate::error::{ApiError, ApiResult};
+use crate::ratelimit::RateLimiter;
+
+/// The largest key package accepted, in bytes (one is well under 2 KiB).
+const MAX_KEY_PACKAGE_BYTES: usize = 16 * 1024;
+
+/// Uploads one device may make in five minutes.
+const UPLOADS_PER_DEVICE: u32 = 30;
 
 /// The MLS service.
 #[derive(Clone, Debug)]
 pub struct Mls {
     core: Core,
     store: Arc<dyn MlsStore>,
+    clients: Clients,
     connections: Connections,
+    /// Uploads being checked at once (signature checks are CPU work).
+    checking: Arc<Semaphore>,
+    uploads: Arc<RateLimiter>,
+    claims: Arc<RateLimiter>,
 }
 
 fn client_not_found() -> ApiError {
@@ -48,6 +70,23 @@ fn refused(index: usize, e: &KeyPackageError) -> ApiError {
     }
 }
 
+fn too_large() -> ApiError {
+    ApiError::bad_request(
+        "mls-protocol-error",
+        format!("a key package is at most {MAX_KEY_PACKAGE_BYTES} bytes"),
+    )
+}
+
+fn too_many() -> ApiError {
+    ApiError::bad_request(
+        "too-many-key-packages",
+        format!(
+            "a device keeps at most {} key packages per cipher suite",
+            limits::MAX_KEY_PACKAGES_PER_DEVICE
+        ),
+    )
+}
+
 fn base64(what: &str, text: &str) -> ApiResult<Vec<u8>> {
     B64.decode(text)
         .map_err(|_| ApiError::bad_request("bad-request", format!("{what} is not base64")))
@@ -55,12 +94,32 @@ fn base64(what: &str, text: &str) -> ApiResult<Vec<u8>> {
 
 impl Mls {
     /// The service.
-    pub fn new(core: Core, store: Arc<dyn MlsStore>, connections: Connections) -> Self {
+    pub fn new(
+        core: Core,
+        store: Arc<dyn MlsStore>,
+        clients: Clients,
+        connections: Connections,
+    ) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let claims = Arc::new(RateLimiter::new(core.settings.limits.prekey_claims, 300));
         Self {
             core,
             store,
+            clients,
             connections,
+            checking: Arc::new(Semaphore::new(cores)),
+            uploads: Arc::new(RateLimiter::new(UPLOADS_PER_DEVICE, 300)),
+            claims,
         }
+    }
+
+    /// Deletes the key packages that expired; how many went.
+    pub async fn purge_expired(&self) -> parley_store::StoreResult<u64> {
+        let purged = self.store.purge_key_packages(self.core.clock.now()).await?;
+        if purged > 0 {
+            tracing::info!(purged, "expired key packages purged");
+        }
+        Ok(purged)
     }
 
     /// The suites this backend allows (all the selectable ones, for now).
@@ -106,26 +165,17 @@ impl Mls {
                     format!("an {name} key is {} bytes", scheme.key_len),
                 ));
             }
-            checked.push((scheme, key));
+            checked.push((scheme.number, key));
         }
-        for (scheme, key) in checked {
-            match self
-                .store
-                .set_mls_public_key(user, client, scheme.number, &key)
-                .await
-            {
-                Ok(()) => {}
-                Err(StoreError::NotFound) => return Err(client_not_found()),
-                Err(StoreError::Conflict(_)) => {
-                    return Err(ApiError::bad_request(
-                        "mls-duplicate-public-key",
-                        format!("this device already has an {} key", scheme.name),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
+        match self.store.set_mls_public_keys(user, client, &checked).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::NotFound) => Err(client_not_found()),
+            Err(StoreError::Conflict(_)) => Err(ApiError::bad_request(
+                "mls-duplicate-public-key",
+                "this device already has another key for one of these schemes",
+            )),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// Checks and publishes key packages of one device, all or none.
@@ -144,19 +194,59 @@ impl Mls {
                 ),
             ));
         }
+        // Base64 of 16 KiB is under 22 KiB: longer text is refused unread.
+        if packages
+            .iter()
+            .any(|p| p.len() > MAX_KEY_PACKAGE_BYTES / 3 * 4 + 4)
+        {
+            return Err(too_large());
+        }
         let bytes = packages
             .iter()
             .map(|p| base64("a key package", p))
             .collect::<ApiResult<Vec<_>>>()?;
+        if bytes.iter().any(|b| b.len() > MAX_KEY_PACKAGE_BYTES) {
+            return Err(too_large());
+        }
+        if !self.clients.exists(user, client).await? {
+            return Err(client_not_found());
+        }
+        let now = self.core.clock.now();
+        self.uploads
+            .check(&format!("{user}:{client}"), now)
+            .map_err(ApiError::rate_limited)?;
+        // Refused before the signature checks when it could not fit anyway
+        // (the store counts again, in its transaction).
+        let mut adding: std::collections::BTreeMap<CipherSuite, u64> = Default::default();
+        for b in &bytes {
+            if let Some(suite) = KeyPackageIn(b.clone()).suite() {
+                *adding.entry(suite).or_default() += 1;
+            }
+        }
+        for (suite, n) in adding {
+            let have = self
+                .store
+                .count_key_packages(user, client, suite.0, now)
+                .await?;
+            if have.saturating_add(n) > limits::MAX_KEY_PACKAGES_PER_DEVICE {
+                return Err(too_many());
+            }
+        }
         let keys = self.store.mls_public_keys(user, client).await?;
         let device = DeviceIdentity {
             user,
             client,
             domain: self.core.settings.domain.clone(),
         };
-        let now = u64::try_from(self.core.clock.now()).unwrap_or(0);
+        let now = u64::try_from(now).unwrap_or(0);
         let allowed = self.allowed();
-        // Signature checks are CPU work: off the runtime.
+        // Signature checks are CPU work: off the runtime, one upload per core.
+        let _permit = self
+            .checking
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
         let valid = tokio::task::spawn_blocking(move || {
             bytes
                 .into_iter()
@@ -197,22 +287,6 @@ impl Mls {
         })
         .await
         .map_err(ApiError::internal)??;
-        for suite in valid.iter().map(|v| v.suite) {
-            let have = self
-                .store
-                .count_key_packages(user, client, suite.0, self.core.clock.now())
-                .await?;
-            let adding = valid.iter().filter(|v| v.suite == suite).count() as u64;
-            if have + adding > limits::MAX_KEY_PACKAGES_PER_DEVICE {
-                return Err(ApiError::bad_request(
-                    "too-many-key-packages",
-                    format!(
-                        "a device keeps at most {} key packages per cipher suite",
-                        limits::MAX_KEY_PACKAGES_PER_DEVICE
-                    ),
-                ));
-            }
-        }
         let records: Vec<KeyPackageRecord> = valid
             .into_iter()
             .map(|v| KeyPackageRecord {
@@ -224,9 +298,18 @@ impl Mls {
                 not_after: i64::try_from(v.not_after).unwrap_or(i64::MAX),
             })
             .collect();
-        match self.store.add_key_packages(&records).await {
+        match self
+            .store
+            .add_key_packages(
+                &records,
+                self.core.clock.now(),
+                limits::MAX_KEY_PACKAGES_PER_DEVICE,
+            )
+            .await
+        {
             Ok(()) => Ok(()),
             Err(StoreError::NotFound) => Err(client_not_found()),
+            Err(StoreError::Limit(_)) => Err(too_many()),
             Err(StoreError::Conflict(_)) => Err(ApiError::bad_request(
                 "mls-duplicate-key-package",
                 "a key package was uploaded before",
@@ -285,6 +368,11 @@ impl Mls {
                 "you may claim key packages only of people you are connected or in a \
                  conversation with",
             ));
+        }
+        if me != user {
+            self.claims
+                .check(&format!("{me}:{user}"), self.core.clock.now())
+                .map_err(ApiError::rate_limited)?;
         }
         let except = if me == user { own } else { None };
         let claimed = self

@@ -26,51 +26,71 @@ pub(super) async fn mls_directory(s: &dyn Store) {
         .await
         .expect("add");
     }
-    // Signature keys: set once per scheme.
-    s.set_mls_public_key(u.id, ClientId(1), 0x0807, b"ed25519 key")
+    // Signature keys: set once per scheme, all or none.
+    let key = |k: &[u8]| k.to_vec();
+    s.set_mls_public_keys(u.id, ClientId(1), &[(0x0807, key(b"ed25519 key"))])
         .await
         .expect("set");
-    s.set_mls_public_key(u.id, ClientId(1), 0x0807, b"ed25519 key")
+    s.set_mls_public_keys(u.id, ClientId(1), &[(0x0807, key(b"ed25519 key"))])
         .await
         .expect("the same key again changes nothing");
     assert!(matches!(
-        s.set_mls_public_key(u.id, ClientId(1), 0x0807, b"another")
-            .await,
+        s.set_mls_public_keys(
+            u.id,
+            ClientId(1),
+            &[(0x0403, key(b"p256 key")), (0x0807, key(b"another"))]
+        )
+        .await,
         Err(StoreError::Conflict("mls-public-key"))
     ));
-    s.set_mls_public_key(u.id, ClientId(1), 0x0403, b"p256 key")
+    assert_eq!(
+        s.mls_public_keys(u.id, ClientId(1)).await.expect("keys"),
+        [(0x0807, key(b"ed25519 key"))],
+        "a refused change stores none of its keys"
+    );
+    s.set_mls_public_keys(u.id, ClientId(1), &[(0x0403, key(b"p256 key"))])
         .await
         .expect("another scheme");
     assert!(matches!(
-        s.set_mls_public_key(u.id, ClientId(9), 0x0807, b"k").await,
+        s.set_mls_public_keys(u.id, ClientId(9), &[(0x0807, key(b"k"))])
+            .await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(
         s.mls_public_keys(u.id, ClientId(1)).await.expect("keys"),
-        [
-            (0x0403, b"p256 key".to_vec()),
-            (0x0807, b"ed25519 key".to_vec())
-        ]
+        [(0x0403, key(b"p256 key")), (0x0807, key(b"ed25519 key"))]
     );
 
     // Key packages: all or none.
-    s.add_key_packages(&[
-        package(&u, 1, 10, 2, 500),
-        package(&u, 1, 11, 2, 300),
-        package(&u, 1, 12, 1, 500),
-        package(&u, 2, 20, 2, 500),
-        package(&u, 2, 21, 2, 50),
-    ])
+    s.add_key_packages(
+        &[
+            package(&u, 1, 10, 2, 500),
+            package(&u, 1, 11, 2, 300),
+            package(&u, 1, 12, 1, 500),
+            package(&u, 2, 20, 2, 500),
+            package(&u, 2, 21, 2, 50),
+        ],
+        40,
+        MAX,
+    )
     .await
     .expect("add");
     assert!(matches!(
-        s.add_key_packages(&[package(&u, 3, 30, 2, 500), package(&u, 1, 10, 2, 500)])
-            .await,
+        s.add_key_packages(
+            &[package(&u, 3, 30, 2, 500), package(&u, 1, 10, 2, 500)],
+            40,
+            MAX
+        )
+        .await,
         Err(StoreError::Conflict("key-package"))
     ));
     assert!(matches!(
-        s.add_key_packages(&[package(&u, 3, 31, 2, 500), package(&u, 9, 90, 2, 500)])
-            .await,
+        s.add_key_packages(
+            &[package(&u, 3, 31, 2, 500), package(&u, 9, 90, 2, 500)],
+            40,
+            MAX
+        )
+        .await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(
@@ -147,10 +167,10 @@ pub(super) async fn mls_directory(s: &dyn Store) {
     );
 
     // A device's keys and packages go with it.
-    s.add_key_packages(&[package(&u, 3, 32, 2, 500)])
+    s.add_key_packages(&[package(&u, 3, 32, 2, 500)], 100, MAX)
         .await
         .expect("add");
-    s.set_mls_public_key(u.id, ClientId(3), 0x0807, b"k3")
+    s.set_mls_public_keys(u.id, ClientId(3), &[(0x0807, key(b"k3"))])
         .await
         .expect("set");
     s.delete_client(u.id, ClientId(3), QUIET)
@@ -168,16 +188,68 @@ pub(super) async fn mls_directory(s: &dyn Store) {
             .expect("claim")
             .is_empty()
     );
-    s.add_key_packages(&[package(&u, 1, 32, 2, 500)])
+    s.add_key_packages(&[package(&u, 1, 32, 2, 500)], 100, MAX)
         .await
         .expect("its reference is free again");
+
+    // A device holds at most so many valid ones per suite; an upload deletes
+    // its device's expired ones first, and a purge deletes all expired ones.
+    s.add_key_packages(
+        &[package(&u, 2, 40, 2, 200), package(&u, 2, 41, 2, 600)],
+        100,
+        MAX,
+    )
+    .await
+    .expect("add");
+    assert!(matches!(
+        s.add_key_packages(
+            &[package(&u, 2, 42, 2, 600), package(&u, 2, 43, 2, 600)],
+            100,
+            3
+        )
+        .await,
+        Err(StoreError::Limit("key-packages"))
+    ));
+    assert_eq!(
+        s.count_key_packages(u.id, ClientId(2), 2, 100)
+            .await
+            .expect("count"),
+        2
+    );
+    s.add_key_packages(
+        &[package(&u, 2, 42, 2, 600), package(&u, 2, 43, 2, 600)],
+        300,
+        3,
+    )
+    .await
+    .expect("room once the expired one is gone");
+    assert_eq!(
+        s.count_key_packages(u.id, ClientId(2), 2, 300)
+            .await
+            .expect("count"),
+        3
+    );
+    assert_eq!(
+        s.purge_key_packages(550).await.expect("purged"),
+        1,
+        "the one at 500"
+    );
+    assert_eq!(s.purge_key_packages(700).await.expect("purged"), 3);
+    assert_eq!(
+        s.count_key_packages(u.id, ClientId(2), 2, 0)
+            .await
+            .expect("count"),
+        0
+    );
 }
 
-/// Claims at once never hand one key package to two claimers, and every
-/// package is handed out.
+/// Most key packages a device may hold in these scenarios, unless one says.
+const MAX: u64 = 100;
+
+/// Claims at once never hand one key package to two claimers, and none comes
+/// back empty while one is left: as many claims as packages, each gets one.
 pub(super) async fn concurrent_key_package_claims(s: Arc<dyn Store>) {
-    const PACKAGES: u8 = 40;
-    const CLAIMS: usize = 64;
+    const PACKAGES: u8 = 48;
     let u = user("kp-race@example.com");
     s.create_user(&u).await.expect("create");
     s.add_client(
@@ -189,8 +261,8 @@ pub(super) async fn concurrent_key_package_claims(s: Arc<dyn Store>) {
     .await
     .expect("add");
     let packages: Vec<_> = (0..PACKAGES).map(|r| package(&u, 1, r, 2, 500)).collect();
-    s.add_key_packages(&packages).await.expect("add");
-    let tasks: Vec<_> = (0..CLAIMS)
+    s.add_key_packages(&packages, 100, MAX).await.expect("add");
+    let tasks: Vec<_> = (0..PACKAGES)
         .map(|_| {
             let s = s.clone();
             tokio::spawn(async move { s.claim_key_packages(u.id, 2, None, 100).await })
@@ -198,13 +270,60 @@ pub(super) async fn concurrent_key_package_claims(s: Arc<dyn Store>) {
         .collect();
     let mut seen = HashSet::new();
     for t in tasks {
-        for p in t.await.expect("task").expect("claim") {
-            assert!(seen.insert(p.reference.clone()), "handed out twice: {p:?}");
+        let got = t.await.expect("task").expect("claim");
+        assert_eq!(
+            got.len(),
+            1,
+            "a claim came back with {} while some were left",
+            got.len()
+        );
+        assert!(
+            seen.insert(got[0].reference.clone()),
+            "handed out twice: {:?}",
+            got[0]
+        );
+    }
+    assert_eq!(seen.len(), usize::from(PACKAGES));
+}
+
+/// Uploads at once for one device cannot pass its limit together: each is
+/// counted after the one before it committed.
+pub(super) async fn concurrent_key_package_uploads(s: Arc<dyn Store>) {
+    const LIMIT: u64 = 10;
+    const UPLOADS: u8 = 8;
+    let u = user("kp-upload-race@example.com");
+    s.create_user(&u).await.expect("create");
+    s.add_client(
+        &client(&u, 1, ClientType::Permanent),
+        &prekeys([65535]),
+        8,
+        QUIET,
+    )
+    .await
+    .expect("add");
+    let tasks: Vec<_> = (0..UPLOADS)
+        .map(|i| {
+            let s = s.clone();
+            let batch: Vec<_> = (0..4).map(|j| package(&u, 1, i * 4 + j, 2, 500)).collect();
+            tokio::spawn(async move { s.add_key_packages(&batch, 100, LIMIT).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => stored += 4,
+            Err(StoreError::Limit("key-packages")) => {}
+            Err(e) => panic!("an upload failed: {e}"),
         }
     }
     assert_eq!(
-        seen.len(),
-        usize::from(PACKAGES),
-        "every package handed out once"
+        stored, 8,
+        "two uploads of four fit under {LIMIT}, a third never"
+    );
+    assert_eq!(
+        s.count_key_packages(u.id, ClientId(1), 2, 100)
+            .await
+            .expect("count"),
+        8
     );
 }

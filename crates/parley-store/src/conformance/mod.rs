@@ -74,6 +74,7 @@ pub const SCENARIOS: &[&str] = &[
     "push_endpoints",
     "mls_directory",
     "concurrent_key_package_claims",
+    "concurrent_key_package_uploads",
     "trust_chain",
 ];
 
@@ -104,6 +105,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "push_endpoints" => push_endpoints(&*store).await,
         "mls_directory" => mls_directory(&*store).await,
         "concurrent_key_package_claims" => concurrent_key_package_claims(store).await,
+        "concurrent_key_package_uploads" => concurrent_key_package_uploads(store).await,
         "trust_chain" => trust_chain(&*store).await,
         other => panic!("no scenario {other}"),
     }
@@ -116,7 +118,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, concurrent_key_package_claims, trust_chain);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

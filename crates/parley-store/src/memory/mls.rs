@@ -1,5 +1,7 @@
 //! MLS signature keys and the key package directory, in memory.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use async_trait::async_trait;
 use parley_api::{ClientId, UserId};
 
@@ -8,24 +10,27 @@ use crate::{KeyPackageRecord, MlsStore, StoreError, StoreResult};
 
 #[async_trait]
 impl MlsStore for MemoryStore {
-    async fn set_mls_public_key(
+    async fn set_mls_public_keys(
         &self,
         user: UserId,
         client: ClientId,
-        scheme: u16,
-        key: &[u8],
+        keys: &[(u16, Vec<u8>)],
     ) -> StoreResult<()> {
         self.with(|s| {
             let row = s
                 .clients
                 .get_mut(&(user, client))
                 .ok_or(StoreError::NotFound)?;
-            let stored = row.mls_keys.entry(scheme).or_insert_with(|| key.to_vec());
-            if stored.as_slice() == key {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict("mls-public-key"))
+            if keys
+                .iter()
+                .any(|(scheme, key)| row.mls_keys.get(scheme).is_some_and(|k| k != key))
+            {
+                return Err(StoreError::Conflict("mls-public-key"));
             }
+            for (scheme, key) in keys {
+                row.mls_keys.entry(*scheme).or_insert_with(|| key.clone());
+            }
+            Ok(())
         })
     }
 
@@ -42,7 +47,12 @@ impl MlsStore for MemoryStore {
         })
     }
 
-    async fn add_key_packages(&self, packages: &[KeyPackageRecord]) -> StoreResult<()> {
+    async fn add_key_packages(
+        &self,
+        packages: &[KeyPackageRecord],
+        now: i64,
+        max_per_suite: u64,
+    ) -> StoreResult<()> {
         self.with(|s| {
             // Everything that could refuse, before anything is written.
             if packages
@@ -51,17 +61,40 @@ impl MlsStore for MemoryStore {
             {
                 return Err(StoreError::NotFound);
             }
-            let mut seen = std::collections::BTreeSet::new();
-            if packages
-                .iter()
-                .any(|p| s.key_packages.contains_key(&p.reference) || !seen.insert(&p.reference))
-            {
+            let devices: BTreeSet<(UserId, ClientId)> =
+                packages.iter().map(|p| (p.user, p.client)).collect();
+            let live =
+                |p: &KeyPackageRecord| !devices.contains(&(p.user, p.client)) || p.not_after > now;
+            let mut seen = BTreeSet::new();
+            if packages.iter().any(|p| {
+                s.key_packages.get(&p.reference).is_some_and(live) || !seen.insert(&p.reference)
+            }) {
                 return Err(StoreError::Conflict("key-package"));
             }
+            let mut held: BTreeMap<(UserId, ClientId, u16), u64> = BTreeMap::new();
+            for p in s.key_packages.values().filter(|p| live(p)) {
+                *held.entry((p.user, p.client, p.suite)).or_default() += 1;
+            }
+            for p in packages {
+                let n = held.entry((p.user, p.client, p.suite)).or_default();
+                *n += 1;
+                if *n > max_per_suite && devices.contains(&(p.user, p.client)) {
+                    return Err(StoreError::Limit("key-packages"));
+                }
+            }
+            s.key_packages.retain(|_, p| live(p));
             for p in packages {
                 s.key_packages.insert(p.reference.clone(), p.clone());
             }
             Ok(())
+        })
+    }
+
+    async fn purge_key_packages(&self, now: i64) -> StoreResult<u64> {
+        self.with(|s| {
+            let before = s.key_packages.len();
+            s.key_packages.retain(|_, p| p.not_after > now);
+            Ok(u64::try_from(before - s.key_packages.len()).unwrap_or(u64::MAX))
         })
     }
 
