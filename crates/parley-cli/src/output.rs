@@ -57,6 +57,23 @@ pub(crate) fn message_json(account: &Account, m: &Message) -> Value {
 /// A message for people: `[id] who: text (extras)`. A reply says what it
 /// answers: `quoted` is `Some(Some(original))`, or `Some(None)` when the
 /// original is not on this device.
+/// Text from someone else, made safe for a terminal: control characters
+/// (escape sequences among them) and bidirectional overrides become U+FFFD, so
+/// nothing a peer writes can drive the terminal or fake an entry; line breaks
+/// stay where `keep_newlines`.
+pub(crate) fn printable(text: &str, keep_newlines: bool) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && !(keep_newlines && c == '\n')) || bidi {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn message_line(
     account: &Account,
     m: &Message,
@@ -65,16 +82,16 @@ pub(crate) fn message_line(
     let who = if m.mine {
         "you".to_owned()
     } else {
-        account.name_of(m.from)
+        printable(&account.name_of(m.from), false)
     };
-    let short = &m.id[..m.id.len().min(8)];
+    let short = printable(&m.id.chars().take(8).collect::<String>(), false);
     if m.is_notice() {
         // A notice is nobody's words: no name in front of it.
-        return format!("[{short}] * {}", m.body());
+        return format!("[{short}] * {}", printable(&m.body(), false));
     }
     // Further lines of a text are indented under the first, so that no
     // line of it reads as an entry of its own.
-    let body = m.body().replace('\n', "\n           ");
+    let body = printable(&m.body(), true).replace('\n', "\n           ");
     let mut extras = Vec::new();
     if m.edited {
         extras.push("edited".to_owned());
@@ -102,11 +119,30 @@ pub(crate) fn message_line(
             if q.mine {
                 "you".to_owned()
             } else {
-                account.name_of(q.from)
+                printable(&account.name_of(q.from), false)
             },
             excerpt(&q.body(), 40)
         ),
         Some(None) => " (replying to a message not on this device)".into(),
     };
     format!("[{short}] {who}{reply}: {body}{extras}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_peers_text_cannot_drive_the_terminal() {
+        let hostile = "hi\r[00:00] bob: fake\x1b]52;c;cGF5\x07\u{202e}txt.exe\nsecond";
+        let shown = printable(hostile, true);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        assert!(!shown.contains('\u{202e}'));
+        assert_eq!(shown.lines().count(), 2);
+        assert!(!printable(hostile, false).contains('\n'));
+        assert_eq!(printable("Zoë 🎂", false), "Zoë 🎂");
+    }
 }

@@ -136,12 +136,7 @@ async fn command(
             if let Some(c) = existing {
                 ui.select(c.id.clone());
                 format!("Your conversation with {handle}.")
-            } else if account
-                .requests()
-                .await?
-                .iter()
-                .any(|(asked, _)| *asked == user.id)
-            {
+            } else if account.requests().await?.iter().any(|r| r.user == user.id) {
                 let id = account.accept(&user).await?;
                 ui.select(id);
                 format!("Connected with {handle}.")

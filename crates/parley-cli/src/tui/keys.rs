@@ -46,7 +46,7 @@ pub async fn on_key(account: &mut Account, view: &View, ui: &mut Ui, key: KeyEve
 async fn unlock_key(account: &mut Account, ui: &mut Ui, key: KeyEvent) {
     match key.code {
         KeyCode::Enter => {
-            let typed = std::mem::take(&mut ui.unlock.0);
+            let typed = std::mem::take(&mut ui.unlock).0;
             match account.check_passphrase(&typed).await {
                 Ok(()) => {
                     ui.locked = false;
@@ -391,7 +391,14 @@ fn step_conversation(view: &View, ui: &mut Ui, by: isize) {
 /// Tab after `@` and the start of a name: completes it from the
 /// conversation's members (true when there was an `@` word to complete).
 fn complete_mention(account: &Account, view: &View, ui: &mut Ui) -> bool {
-    let start = ui.input.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    // The last word, whatever the width of the space before it (U+00A0 and
+    // U+3000 are more than one byte).
+    let word = ui
+        .input
+        .rsplit(char::is_whitespace)
+        .next()
+        .unwrap_or_default();
+    let start = ui.input.len() - word.len();
     let Some(partial) = ui.input[start..].strip_prefix('@') else {
         return false;
     };

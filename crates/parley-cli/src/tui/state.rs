@@ -62,9 +62,16 @@ pub struct Search {
     pub index: usize,
 }
 
-/// Something secret being typed: `Debug` shows its length only.
-#[derive(Default)]
-pub(super) struct Typed(pub(super) String);
+/// Something secret being typed: `Debug` shows its length only, and it is
+/// wiped when dropped (its buffer is made large once, so typing does not
+/// leave copies behind in freed memory).
+pub(super) struct Typed(pub(super) zeroize::Zeroizing<String>);
+
+impl Default for Typed {
+    fn default() -> Self {
+        Self(zeroize::Zeroizing::new(String::with_capacity(256)))
+    }
+}
 
 impl std::fmt::Debug for Typed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,6 +162,9 @@ impl Ui {
     pub(super) fn select(&mut self, id: Qualified<ConversationId>) {
         if self.selected.as_ref() != Some(&id) {
             self.selected = Some(id);
+            // A "send anyway?" was asked of the last conversation: Ctrl-Y
+            // must never send the text here, past this one's own check.
+            self.confirm_pending = false;
             self.reset_compose();
             self.scroll = 0;
             self.unread_from.clear();

@@ -54,6 +54,7 @@ use crate::verification::Verification;
 pub use history::{LinkPreview, Message, MessageKind};
 use peers::Peer;
 pub use peers::{DeviceView, KnownDevice, PersonIdentity, safety_number};
+pub use people::Request;
 
 /// The meta row holding the account (server, login, root key).
 const ACCOUNT_ROW: &[u8] = b"account";
@@ -514,11 +515,9 @@ impl Account {
     /// Checks a passphrase against the one that protects this device's
     /// database (an app lock asks for it), the way opening the database does:
     /// [`ClientError::WrongPassphrase`] when it is not the one. Slow by design
-    /// (the key derivation); nothing changes.
+    /// (the key derivation); it only reads this device's open database.
     pub async fn check_passphrase(&self, passphrase: &str) -> Result<(), ClientError> {
-        let other = Store::open(self.store.dir(), passphrase).await?;
-        other.close().await;
-        Ok(())
+        self.store.check_passphrase(passphrase).await
     }
 
     /// The typed API, for calls this type does not wrap.

@@ -151,6 +151,18 @@ impl Store {
         Ok(storage)
     }
 
+    /// Whether `passphrase` unwraps this database's storage key (an app lock
+    /// asks): [`ClientError::WrongPassphrase`] when it does not. Reads only:
+    /// a database whose keyring is gone is refused, never made anew.
+    pub async fn check_passphrase(&self, passphrase: &str) -> Result<(), ClientError> {
+        let mut tx = self.read().await?;
+        let ring = keyring(&mut tx.tx)
+            .await?
+            .ok_or_else(|| ClientError::Storage("this device's keyring is gone".into()))?;
+        drop(tx);
+        ring.unwrap(passphrase).await.map(drop)
+    }
+
     /// Rewraps the storage key under a new passphrase; nothing else changes.
     pub async fn change_passphrase(&self, old: &str, new: &str) -> Result<(), ClientError> {
         let mut tx = self.begin().await?;
