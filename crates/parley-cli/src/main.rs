@@ -525,7 +525,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &json!(
                     requests
                         .iter()
-                        .map(|(id, name)| json!({"user": id, "name": name}))
+                        .map(|r| json!({"user": r.user, "name": r.name, "handle": r.handle}))
                         .collect::<Vec<_>>()
                 ),
                 || {
@@ -534,7 +534,10 @@ async fn run(cli: Cli) -> Result<()> {
                     } else {
                         requests
                             .iter()
-                            .map(|(id, name)| format!("{name} ({id})"))
+                            .map(|r| match &r.handle {
+                                Some(handle) => format!("{} (@{handle})", r.name),
+                                None => format!("{} ({})", r.name, r.user),
+                            })
                             .collect::<Vec<_>>()
                             .join("\n")
                     }

@@ -20,6 +20,8 @@ async fn two_people_chat_from_the_command_line() {
     alice.ok(&["connect", "bob"]).await;
     let requests = bob.ok(&["requests"]).await;
     assert_eq!(requests[0]["name"], "alice");
+    assert_eq!(requests[0]["handle"], "alice");
+    assert_eq!(bob.text(&["requests"]).await.trim(), "alice (@alice)");
     bob.ok(&["accept", "alice"]).await;
     let convs = alice.ok(&["convs"]).await;
     assert_eq!(convs[0]["name"], "bob");
@@ -206,6 +208,22 @@ async fn a_hardened_account_adds_a_device_only_with_its_recovery_code() {
     assert_eq!(
         second.fails(&["login", "--email", email]).await,
         "wrong-recovery-passphrase"
+    );
+    // Nothing of the failed attempt stays: the same directory takes the right
+    // code with another local passphrase.
+    let retry = second
+        .run_with(
+            &["login", "--email", email],
+            &[
+                ("PARLEY_RECOVERY_PASSPHRASE", &recovery),
+                ("PARLEY_PASSPHRASE", "dana: a second local passphrase"),
+            ],
+        )
+        .await;
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
     );
     let third = Person::new(root.path(), "dana-3");
     third.ok(&["server", &s.url()]).await;

@@ -146,7 +146,8 @@ async fn three_people_chat_verify_and_recover() {
     alice.connect_to(&bob_id).await.expect("requested");
     let requests = bob.requests().await.expect("requests");
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].1, "alice");
+    assert_eq!(requests[0].name, "alice");
+    assert_eq!(requests[0].handle.as_deref(), Some("alice"));
     let one2one = bob
         .accept(&qualified(alice.user()))
         .await
@@ -1136,4 +1137,27 @@ async fn replies_search_and_a_removed_member() {
 /// A message id no history holds.
 fn uuid_like() -> String {
     "00000000-0000-4000-8000-000000000000".to_owned()
+}
+
+/// A join notice names the newcomer even to a member who never met them: the
+/// name is learnt before the page is applied, never shown as the start of an
+/// id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_notice_names_someone_never_met() {
+    let w = World::start().await;
+    let (mut alice, mut bob, group) = w.alice_and_bob_in("club").await;
+    let mut carol = w.register("carol").await;
+    connect(&mut alice, &mut carol).await;
+    let carol_id = alice.find("carol").await.expect("found");
+    alice.add_member(&group, carol_id).await.expect("added");
+    bob.sync().await.expect("synced");
+    let notices: Vec<String> = bob
+        .history(&group)
+        .await
+        .expect("history")
+        .iter()
+        .filter(|m| m.is_notice())
+        .map(|m| m.body())
+        .collect();
+    assert!(notices.iter().any(|n| n == "carol joined."), "{notices:?}");
 }

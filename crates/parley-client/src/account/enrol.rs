@@ -28,6 +28,28 @@ enum Recovery<'a> {
     Hardened(&'a mut (dyn FnMut(&trust::RecoveryCode) + Send)),
 }
 
+/// Runs a first enrolment into `dir`. When it fails and the database was
+/// made by this attempt, the database goes again: nothing is left that a
+/// second attempt (perhaps with another local passphrase) would stumble on.
+/// Nothing of value is lost: the account row is written last, so a failed
+/// attempt holds no usable device.
+async fn first_enrolment<T>(
+    dir: &Path,
+    attempt: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    let made_here = !dir.join(crate::store::DB_FILE).exists();
+    let result = attempt.await;
+    if result.is_err() && made_here {
+        for suffix in ["", "-wal", "-shm"] {
+            let file = dir.join(format!("{}{suffix}", crate::store::DB_FILE));
+            // Best effort: what cannot go is what was there before (the error
+            // the person sees is the attempt's own).
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+    result
+}
+
 /// What to do when enrolling a device finds no recovery bundle.
 fn no_bundle_with_devices() -> ClientError {
     ClientError::Api {
@@ -95,10 +117,13 @@ impl Account {
         register: &Register,
         recovery: Recovery<'_>,
     ) -> Result<Self, ClientError> {
-        let store = Self::fresh_store(dir, passphrase).await?;
-        let api = Api::new(server)?;
-        api.register(register).await?;
-        Self::enrol(api, store, recovery, &register.password).await
+        first_enrolment(dir, async {
+            let store = Self::fresh_store(dir, passphrase).await?;
+            let api = Api::new(server)?;
+            api.register(register).await?;
+            Self::enrol(api, store, recovery, &register.password).await
+        })
+        .await
     }
 
     /// Logs in and registers this device in `dir`. The root key comes from the
@@ -113,22 +138,25 @@ impl Account {
         email: &str,
         password: &str,
     ) -> Result<Self, ClientError> {
-        let store = Self::fresh_store(dir, passphrase).await?;
-        let api = Api::new(server)?;
-        api.login(&password_login(email, password)).await?;
-        Self::enrol(api, store, Recovery::Passphrase(recovery), password)
-            .await
-            .map_err(|e| match e {
-                // The local store opened: what did not open is the bundle.
-                ClientError::WrongPassphrase => ClientError::Refused {
-                    label: "wrong-recovery-passphrase",
-                    message: "the recovery passphrase (or recovery code) does not open your \
-                              recovery bundle; nothing was registered: log in again with the \
-                              right one and the same local passphrase"
-                        .into(),
-                },
-                other => other,
-            })
+        first_enrolment(dir, async {
+            let store = Self::fresh_store(dir, passphrase).await?;
+            let api = Api::new(server)?;
+            api.login(&password_login(email, password)).await?;
+            Self::enrol(api, store, Recovery::Passphrase(recovery), password)
+                .await
+                .map_err(|e| match e {
+                    // The local store opened: what did not open is the bundle.
+                    ClientError::WrongPassphrase => ClientError::Refused {
+                        label: "wrong-recovery-passphrase",
+                        message: "the recovery passphrase (or recovery code) does not open your \
+                                  recovery bundle; nothing was registered: log in again with the \
+                                  right one and the same local passphrase"
+                            .into(),
+                    },
+                    other => other,
+                })
+        })
+        .await
     }
 
     async fn fresh_store(dir: &Path, passphrase: &str) -> Result<Store, ClientError> {

@@ -3,6 +3,17 @@
 
 use super::*;
 
+/// A connection request waiting for this user's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Who asks.
+    pub user: UserId,
+    /// Their display name.
+    pub name: String,
+    /// Their handle, if they chose one.
+    pub handle: Option<String>,
+}
+
 impl Account {
     /// Finds a user by handle (with or without `@`).
     pub async fn find(&mut self, handle: &str) -> Result<Qualified<UserId>, ClientError> {
@@ -88,8 +99,9 @@ impl Account {
         self.refresh_conversations().await
     }
 
-    /// Connection requests waiting for this user's answer.
-    pub async fn requests(&mut self) -> Result<Vec<(UserId, String)>, ClientError> {
+    /// Connection requests waiting for this user's answer, with who asks: their
+    /// name and handle as their profile says now (names learnt are kept).
+    pub async fn requests(&mut self) -> Result<Vec<Request>, ClientError> {
         let pending: Vec<UserId> = self
             .api
             .connections()
@@ -98,13 +110,32 @@ impl Account {
             .filter(|c| c.status == ConnectionStatus::Pending)
             .map(|c| c.to.id)
             .collect();
-        let names = self.fetch_names(pending.iter().copied()).await;
-        if !names.is_empty() {
+        let mut requests = Vec::with_capacity(pending.len());
+        let mut learnt = BTreeMap::new();
+        for user in pending {
+            match self.api.user_profile(&self.qualified(user)).await {
+                Ok(p) => {
+                    learnt.insert(user, p.name.clone());
+                    requests.push(Request {
+                        user,
+                        name: p.name,
+                        handle: p.handle,
+                    });
+                }
+                // Gone meanwhile, or not to be read: still a request, by id.
+                Err(_) => requests.push(Request {
+                    user,
+                    name: self.name_of(user),
+                    handle: None,
+                }),
+            }
+        }
+        if !learnt.is_empty() {
             let tx = self.begin().await?;
-            self.state.names.extend(names);
+            self.state.names.extend(learnt);
             self.commit(tx).await?;
         }
-        Ok(pending.into_iter().map(|u| (u, self.name_of(u))).collect())
+        Ok(requests)
     }
 
     /// Accepts a connection request; the 1:1 conversation appears.

@@ -17,6 +17,10 @@ use parley_api::{
 };
 
 use super::{Account, ConversationView, Update};
+
+/// People learnt by name for one page's notices at most (a page names a
+/// group's members, bounded by its size; a lying server gets no more).
+const MAX_NAMES_PER_PAGE: usize = 128;
 use crate::ClientError;
 use crate::content::{self, Body, Envelope, ReceiptKind};
 use crate::device::{ChangedIdentity, Failure, INITIAL_PREKEYS, Incoming, Received};
@@ -131,7 +135,27 @@ impl Account {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // The people a notice will name, learnt before the transaction (there
+        // is no network call inside it). One that cannot be fetched is named
+        // by the start of its id, as before.
+        let named: Vec<UserId> = events
+            .iter()
+            .flat_map(|e| match &e.payload {
+                EventPayload::MemberJoin { members, from, .. } => {
+                    members.iter().map(|m| m.id.id).chain([*from]).collect()
+                }
+                EventPayload::MemberLeave { users, from, .. } => {
+                    users.iter().map(|u| u.id).chain([*from]).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .take(MAX_NAMES_PER_PAGE)
+            .collect();
+        let names = self.fetch_names(named).await;
         let mut tx = self.begin().await?;
+        self.state.names.extend(names);
         let mut updates = Vec::new();
         for event in events {
             if self
