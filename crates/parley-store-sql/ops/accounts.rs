@@ -8,7 +8,7 @@ use parley_store::{
     User,
 };
 
-use super::Store;
+use super::{Store, Tx};
 use parley_store_sql::Dialect;
 use parley_store_sql::columns::{CodeRow, CookieRow, UserRow};
 
@@ -53,6 +53,27 @@ macro_rules! user_where {
 }
 
 impl Store {
+    /// Sets a user's password hash and deletes every cookie of theirs, inside
+    /// `tx`: whoever knew the old password is out. `NotFound` for an unknown
+    /// user.
+    async fn new_password_ends_logins(tx: &mut Tx, user: UserId, hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(Store::error)?;
+        if Store::rows_affected(&done) == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM cookies WHERE user_id = $1")
+            .bind(user.to_string())
+            .execute(&mut **tx)
+            .await
+            .map_err(Store::error)?;
+        Ok(())
+    }
+
     /// The user `sql` (from `user_where!`) finds by `key`.
     async fn user_where(&self, sql: &'static str, key: &str) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = self.row_by_key(sql, key).await?;
@@ -188,20 +209,7 @@ impl AccountStore for Store {
 
     async fn change_password(&self, id: UserId, hash: &str) -> StoreResult<()> {
         let (_guard, mut tx) = self.user_tx(id).await?;
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        if Store::rows_affected(&done) == 0 {
-            return Err(StoreError::NotFound);
-        }
-        sqlx::query("DELETE FROM cookies WHERE user_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
+        Self::new_password_ends_logins(&mut tx, id, hash).await?;
         tx.commit().await.map_err(Store::error)
     }
 
@@ -332,17 +340,7 @@ impl AccountStore for Store {
         if Store::rows_affected(&gone) == 0 {
             return Err(StoreError::NotFound);
         }
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        sqlx::query("DELETE FROM cookies WHERE user_id = $1")
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
+        Self::new_password_ends_logins(&mut tx, user, hash).await?;
         tx.commit().await.map_err(Store::error)
     }
 
