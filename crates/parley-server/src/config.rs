@@ -62,6 +62,56 @@ pub struct FileConfig {
     /// when the proxy says it received HTTPS.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// MLS cipher suites: see [`MlsConfig`] for the `[mls]` table.
+    pub mls: Option<MlsConfig>,
+}
+
+/// The `[mls]` table: the suite new MLS conversations use and the suites
+/// devices may publish key packages on, each as `"0x0002"` or `2`, among
+/// 0x0001, 0x0002, 0x0003, 0x0005 and 0x0007 (the default: 0x0002, all five
+/// allowed).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlsConfig {
+    /// The default suite; it must be allowed.
+    pub default_suite: Option<String>,
+    /// The allowed suites.
+    pub allowed_suites: Option<Vec<String>>,
+}
+
+impl MlsConfig {
+    /// The default suite and the allowed ones, checked.
+    pub fn resolve(
+        &self,
+    ) -> Result<(parley_mls::CipherSuite, Vec<parley_mls::CipherSuite>), ConfigError> {
+        use parley_mls::CipherSuite;
+        let read = |text: &str| {
+            CipherSuite::parse(text)
+                .filter(|suite| suite.is_selectable())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "mls: {text:?} is not one of the suites 0x0001, 0x0002, 0x0003, \
+                         0x0005, 0x0007"
+                    ))
+                })
+        };
+        let default = self
+            .default_suite
+            .as_deref()
+            .map_or(Ok(CipherSuite::DEFAULT), read)?;
+        let mut allowed = match &self.allowed_suites {
+            None => CipherSuite::SELECTABLE.to_vec(),
+            Some(list) => list.iter().map(|t| read(t)).collect::<Result<_, _>>()?,
+        };
+        allowed.sort();
+        allowed.dedup();
+        if !allowed.contains(&default) {
+            return Err(ConfigError(format!(
+                "mls: the default suite {default} must be one of allowed_suites"
+            )));
+        }
+        Ok((default, allowed))
+    }
 }
 
 /// Attempt limits, per 5 minutes: logins and code tries per account, requests
@@ -322,6 +372,10 @@ pub struct Settings {
     pub body_timeout: std::time::Duration,
     /// Reverse proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The MLS suite new conversations use.
+    pub mls_default_suite: parley_mls::CipherSuite,
+    /// The MLS suites devices may publish key packages on.
+    pub mls_allowed_suites: Vec<parley_mls::CipherSuite>,
 }
 
 /// A configuration a person must fix, with what to fix.
@@ -353,6 +407,8 @@ impl Settings {
             header_timeout: std::time::Duration::from_secs(10),
             body_timeout: std::time::Duration::from_secs(30),
             trusted_proxies: Vec::new(),
+            mls_default_suite: parley_mls::CipherSuite::DEFAULT,
+            mls_allowed_suites: parley_mls::CipherSuite::SELECTABLE.to_vec(),
         }
     }
 
@@ -489,6 +545,9 @@ impl Settings {
                     })
             })
             .collect::<Result<_, _>>()?;
+        if let Some(mls) = &file.mls {
+            (s.mls_default_suite, s.mls_allowed_suites) = mls.resolve()?;
+        }
         Ok(s)
     }
 }
@@ -528,6 +587,38 @@ mod tests {
             .expect("parses");
         assert_eq!((s.security, s.port), (SmtpSecurity::Tls, 2465));
         assert!(s.check().is_ok());
+    }
+
+    #[test]
+    fn mls_suites_are_checked() {
+        let mls = |toml: &str| {
+            let file: FileConfig = toml::from_str(toml).expect("parses");
+            file.mls.unwrap_or_default().resolve()
+        };
+        use parley_mls::CipherSuite;
+        let (default, allowed) = mls("").expect("the defaults");
+        assert_eq!((default, allowed.len()), (CipherSuite::DEFAULT, 5));
+        let (default, allowed) =
+            mls("[mls]\ndefault_suite = \"0x0007\"\nallowed_suites = [\"7\", \"0x0005\"]")
+                .expect("valid");
+        assert_eq!(default, CipherSuite::P384_AES256);
+        assert_eq!(
+            allowed,
+            [CipherSuite::P521_AES256, CipherSuite::P384_AES256]
+        );
+        for (toml, why) in [
+            (
+                "[mls]\nallowed_suites = [\"0x0001\"]",
+                "the default 0x0002 not allowed",
+            ),
+            (
+                "[mls]\ndefault_suite = \"0x0004\"",
+                "not a selectable suite",
+            ),
+            ("[mls]\nallowed_suites = [\"two\"]", "not a number"),
+        ] {
+            assert!(mls(toml).is_err(), "{why}");
+        }
     }
 
     #[test]

@@ -434,3 +434,52 @@ async fn claims_are_limited_per_claimer_and_user() {
         assert_eq!(claim(&s, &bob, bob.id, "").await.0, 200);
     }
 }
+
+/// A backend that allows fewer suites refuses key packages on the others, and
+/// counts on its own default when no suite is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_configured_suites_are_taken() {
+    let s = TestServer::start_with(
+        support::Backend::Sqlite,
+        crate::support::GENEROUS,
+        |settings| {
+            settings.mls_allowed_suites = vec![CipherSuite::P384_AES256];
+            settings.mls_default_suite = CipherSuite::P384_AES256;
+        },
+    )
+    .await
+    .expect("sqlite always runs");
+    let (u, c1, keys) = device(&s, "mls-config@example.com", CipherSuite::X25519_AES128).await;
+    assert_eq!(register_key(&s, &u, c1, &keys).await.0, 200);
+    let (st, v) = upload(&s, &u, c1, &packages(&s, &keys, 1, DAY)).await;
+    assert_eq!(
+        (st, label(&v)),
+        (400, "mls-unsupported-cipher-suite"),
+        "{v}"
+    );
+    let (st, v) = s.add_client(&u, "permanent", [2]).await;
+    assert_eq!(st, 201, "{v}");
+    let c2 = client_id(&v);
+    let p384 = DeviceKeys::generate(
+        DeviceIdentity {
+            user: u.id,
+            client: c2,
+            domain: "localhost".into(),
+        },
+        CipherSuite::P384_AES256,
+    )
+    .expect("keys");
+    assert_eq!(register_key(&s, &u, c2, &p384).await.0, 200);
+    assert_eq!(
+        upload(&s, &u, c2, &packages(&s, &p384, 2, DAY)).await.0,
+        201
+    );
+    let (st, v) = s
+        .get(&format!("/v1/mls/key-packages/self/{c2}/count"), &u.token)
+        .await;
+    assert_eq!(
+        (st.as_u16(), &v["count"]),
+        (200, &json!(2)),
+        "the default suite: {v}"
+    );
+}

@@ -3,7 +3,7 @@
 //!
 //! - A device registers one signature key per scheme, once.
 //! - Key packages are checked (`parley_mls::KeyPackageIn::validate`) before
-//!   they are stored: an allowed suite, mls-rs's signature, leaf node and
+//!   they are stored: a suite the configuration allows (`[mls]`), mls-rs's signature, leaf node and
 //!   lifetime checks, a basic credential naming the uploading device, the
 //!   device's registered signature key for that scheme (a device must register
 //!   it first), a lifetime of at most 90 days. An upload is all or none.
@@ -122,16 +122,16 @@ impl Mls {
         Ok(purged)
     }
 
-    /// The suites this backend allows (all the selectable ones, for now).
-    fn allowed(&self) -> &'static [CipherSuite] {
-        &CipherSuite::SELECTABLE
+    /// The suites this backend allows (`[mls] allowed_suites`).
+    fn allowed(&self) -> &[CipherSuite] {
+        &self.core.settings.mls_allowed_suites
     }
 
     /// Reads a `ciphersuite` query: the default when absent; refused when it
     /// is not one this backend allows.
     pub fn suite(&self, query: Option<&str>) -> ApiResult<CipherSuite> {
         let Some(text) = query else {
-            return Ok(CipherSuite::DEFAULT);
+            return Ok(self.core.settings.mls_default_suite);
         };
         let suite = CipherSuite::parse(text).ok_or_else(|| {
             ApiError::bad_request("bad-request", "ciphersuite is a number such as 0x0002")
@@ -239,7 +239,7 @@ impl Mls {
             domain: self.core.settings.domain.clone(),
         };
         let now = u64::try_from(now).unwrap_or(0);
-        let allowed = self.allowed();
+        let allowed = self.allowed().to_vec();
         // Signature checks are CPU work: off the runtime, one upload per core.
         let _permit = self
             .checking
@@ -277,7 +277,7 @@ impl Mls {
                         .validate(&KeyPackageCheck {
                             device: &device,
                             signature_key: Some(&registered),
-                            allowed,
+                            allowed: &allowed,
                             now,
                             max_lifetime: limits::MAX_KEY_PACKAGE_LIFETIME,
                         })
