@@ -77,6 +77,10 @@ pub struct ClaimedKeyPackage {
     pub key_package: String,
     /// Its reference, base64.
     pub key_package_ref: String,
+    /// The device's last-resort key package, handed out because it had no
+    /// other: others may have been given it too (RFC 9420 §16.8).
+    #[serde(default)]
+    pub last_resort: bool,
 }
 
 /// The answer to a claim: one key package per device that had one.

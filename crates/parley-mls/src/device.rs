@@ -7,6 +7,8 @@ use std::fmt;
 use std::time::Duration;
 
 use mls_rs::crypto::{SignaturePublicKey, SignatureSecretKey};
+use mls_rs::extension::ExtensionType;
+use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::identity::SigningIdentity;
 use mls_rs::identity::basic::{BasicCredential, BasicIdentityProvider};
 use mls_rs::time::MlsTime;
@@ -71,6 +73,31 @@ impl DeviceKeys {
         now: u64,
         lifetime: Duration,
     ) -> Result<Vec<Vec<u8>>, DeviceError> {
+        (0..count)
+            .map(|_| self.key_package(ExtensionList::default(), now, lifetime))
+            .collect()
+    }
+
+    /// A last-resort key package (RFC 9420 §16.8): the directory hands it out
+    /// again whenever this device has no other, so the device stays addable.
+    pub fn last_resort_key_package(
+        &self,
+        now: u64,
+        lifetime: Duration,
+    ) -> Result<Vec<u8>, DeviceError> {
+        let mut extensions = ExtensionList::default();
+        extensions
+            .set_from(LastResortKeyPackageExt)
+            .map_err(|e| DeviceError(e.to_string()))?;
+        self.key_package(extensions, now, lifetime)
+    }
+
+    fn key_package(
+        &self,
+        extensions: ExtensionList,
+        now: u64,
+        lifetime: Duration,
+    ) -> Result<Vec<u8>, DeviceError> {
         let signer = SigningIdentity::new(
             BasicCredential::new(self.identity.credential_identifier()).into_credential(),
             self.public.clone(),
@@ -78,21 +105,18 @@ impl DeviceKeys {
         let client = Client::builder()
             .crypto_provider(OpensslCryptoProvider::new())
             .identity_provider(BasicIdentityProvider)
+            .extension_type(ExtensionType::LAST_RESORT_KEY_PACKAGE)
             .signing_identity(signer, self.secret.clone(), self.suite.to_mls())
             .key_package_lifetime(lifetime)
             .build();
-        (0..count)
-            .map(|_| {
-                client
-                    .generate_key_package_message(
-                        ExtensionList::default(),
-                        ExtensionList::default(),
-                        Some(MlsTime::from(now)),
-                    )
-                    .and_then(|m| m.to_bytes())
-                    .map_err(|e| DeviceError(e.to_string()))
-            })
-            .collect()
+        client
+            .generate_key_package_message(
+                extensions,
+                ExtensionList::default(),
+                Some(MlsTime::from(now)),
+            )
+            .and_then(|m| m.to_bytes())
+            .map_err(|e| DeviceError(e.to_string()))
     }
 }
 
@@ -127,8 +151,21 @@ mod tests {
                         max_lifetime: 90 * 24 * 3600,
                     })
                     .expect("valid");
-                assert_eq!(valid.suite, suite);
+                assert_eq!((valid.suite, valid.last_resort), (suite, false));
             }
+            let last = keys
+                .last_resort_key_package(1_800_000_000, Duration::from_secs(30 * 24 * 3600))
+                .expect("made");
+            let valid = KeyPackageIn(last)
+                .validate(&KeyPackageCheck {
+                    device: &me,
+                    signature_key: Some(keys.public_key()),
+                    allowed: &CipherSuite::SELECTABLE,
+                    now: 1_800_000_000,
+                    max_lifetime: 90 * 24 * 3600,
+                })
+                .expect("valid");
+            assert!(valid.last_resort, "{suite}");
         }
     }
 }

@@ -15,6 +15,7 @@
 use std::fmt;
 
 use mls_rs::crypto::SignaturePublicKey;
+use mls_rs::extension::ExtensionType;
 use mls_rs::external_client::ExternalClient;
 use mls_rs::identity::Credential;
 use mls_rs::identity::basic::BasicIdentityProvider;
@@ -99,6 +100,9 @@ pub struct ValidKeyPackage {
     pub signature_key: Vec<u8>,
     /// The end of its lifetime, in Unix seconds.
     pub not_after: u64,
+    /// It carries the last-resort extension (RFC 9420 §16.8): handed out
+    /// again when the device has no other, never used up.
+    pub last_resort: bool,
     /// The MLS message as uploaded, handed out as it is.
     pub bytes: Vec<u8>,
 }
@@ -183,6 +187,9 @@ impl KeyPackageIn {
             reference: reference.to_vec(),
             signature_key: SignaturePublicKey::as_bytes(&signer.signature_key).to_vec(),
             not_after,
+            last_resort: key_package
+                .extensions
+                .has_extension(ExtensionType::LAST_RESORT_KEY_PACKAGE),
             bytes: self.0.clone(),
         })
     }

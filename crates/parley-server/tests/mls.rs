@@ -20,6 +20,7 @@ on_both_stores!(crate::support::GENEROUS =>
     key_packages_are_checked_counted_and_claimed_once,
     a_key_package_of_another_device_or_key_is_refused,
     the_directory_has_limits,
+    a_drained_device_is_still_addable_by_its_last_resort,
 );
 
 const DAY: u64 = 24 * 3600;
@@ -482,4 +483,38 @@ async fn only_the_configured_suites_are_taken() {
         (200, &json!(2)),
         "the default suite: {v}"
     );
+}
+
+async fn a_drained_device_is_still_addable_by_its_last_resort(s: &TestServer) {
+    let (alice, _, _) = device(s, "mls-adder@example.com", CipherSuite::DEFAULT).await;
+    let (bob, b1, keys) = device(s, "mls-drained@example.com", CipherSuite::DEFAULT).await;
+    assert_eq!(register_key(s, &bob, b1, &keys).await.0, 200);
+    let now = u64::try_from(s.running.clock.now()).expect("after 1970");
+    let last = B64.encode(
+        keys.last_resort_key_package(now, Duration::from_secs(DAY))
+            .expect("made"),
+    );
+    let mut batch = packages(s, &keys, 1, DAY);
+    batch.push(last.clone());
+    assert_eq!(upload(s, &bob, b1, &batch).await.0, 201);
+    assert_eq!(
+        count(s, &bob, b1, "0x0002").await,
+        1,
+        "the last resort is not counted"
+    );
+    let (st, v) = upload(s, &bob, b1, &[last.clone(), last.clone()]).await;
+    assert_eq!((st, label(&v)), (400, "bad-request"), "two at once: {v}");
+    s.connect_users(&alice, &bob).await;
+    let (st, v) = claim(s, &alice, bob.id, "").await;
+    assert_eq!(
+        (st, &v["key_packages"][0]["last_resort"]),
+        (200, &json!(false)),
+        "{v}"
+    );
+    for _ in 0..2 {
+        let (st, v) = claim(s, &alice, bob.id, "").await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["key_packages"][0]["last_resort"], json!(true), "{v}");
+        assert_eq!(v["key_packages"][0]["key_package"], json!(last), "{v}");
+    }
 }

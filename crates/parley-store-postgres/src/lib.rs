@@ -213,7 +213,8 @@ impl Dialect for PostgresStore {
     // Locked as it is chosen; a concurrent claim skips it.
     const CLAIM_KEY_PACKAGE: &'static str = "DELETE FROM mls_key_packages WHERE ref = (SELECT ref \
          FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 AND suite = $3 \
-         AND not_after > $4 ORDER BY not_after, ref LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ref, data, not_after";
+         AND not_after > $4 AND NOT last_resort ORDER BY not_after, ref LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING ref, data, not_after";
     const ROSTER: &'static str = "SELECT m.user_id, c.id FROM conversation_members m \
          LEFT JOIN clients c ON c.user_id = m.user_id \
          WHERE m.conversation_id = $1 ORDER BY m.user_id COLLATE \"C\", c.id";

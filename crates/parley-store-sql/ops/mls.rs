@@ -109,15 +109,28 @@ impl MlsStore for Store {
             .await
             .map_err(Store::error)?;
         }
+        // A new last-resort key package replaces the device's last one.
+        for p in packages.iter().filter(|p| p.last_resort) {
+            sqlx::query(
+                "DELETE FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
+                 AND suite = $3 AND last_resort",
+            )
+            .bind(p.user.to_string())
+            .bind(client_id(p.client))
+            .bind(i32::from(p.suite))
+            .execute(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        }
         let mut adding: std::collections::BTreeMap<(UserId, ClientId, u16), u64> =
             std::collections::BTreeMap::new();
-        for p in packages {
+        for p in packages.iter().filter(|p| !p.last_resort) {
             *adding.entry((p.user, p.client, p.suite)).or_default() += 1;
         }
         for ((user, client, suite), n) in adding {
             let held: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
-                 AND suite = $3",
+                 AND suite = $3 AND NOT last_resort",
             )
             .bind(user.to_string())
             .bind(client_id(client))
@@ -131,8 +144,9 @@ impl MlsStore for Store {
         }
         for p in packages {
             sqlx::query(
-                "INSERT INTO mls_key_packages (ref, user_id, client_id, suite, data, not_after) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO mls_key_packages \
+                 (ref, user_id, client_id, suite, data, not_after, last_resort) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&p.reference)
             .bind(p.user.to_string())
@@ -140,6 +154,7 @@ impl MlsStore for Store {
             .bind(i32::from(p.suite))
             .bind(&p.data)
             .bind(p.not_after)
+            .bind(p.last_resort)
             .execute(&mut *tx)
             .await
             .map_err(|e| match Store::error(e) {
@@ -170,7 +185,7 @@ impl MlsStore for Store {
     ) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
-             AND suite = $3 AND not_after > $4",
+             AND suite = $3 AND not_after > $4 AND NOT last_resort",
         )
         .bind(user.to_string())
         .bind(client_id(client))
@@ -207,6 +222,24 @@ impl MlsStore for Store {
                 .fetch_optional(self.pool())
                 .await
                 .map_err(Store::error)?;
+            // None left: the device's last-resort one, which stays.
+            let (row, last_resort) = match row {
+                Some(row) => (Some(row), false),
+                None => (
+                    sqlx::query_as(
+                        "SELECT ref, data, not_after FROM mls_key_packages WHERE user_id = $1 \
+                         AND client_id = $2 AND suite = $3 AND not_after > $4 AND last_resort",
+                    )
+                    .bind(user.to_string())
+                    .bind(client_id(client))
+                    .bind(i32::from(suite))
+                    .bind(now)
+                    .fetch_optional(self.pool())
+                    .await
+                    .map_err(Store::error)?,
+                    true,
+                ),
+            };
             if let Some((reference, data, not_after)) = row {
                 claimed.push(KeyPackageRecord {
                     reference,
@@ -215,6 +248,7 @@ impl MlsStore for Store {
                     suite,
                     data,
                     not_after,
+                    last_resort,
                 });
             }
         }

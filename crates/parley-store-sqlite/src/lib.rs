@@ -325,7 +325,8 @@ impl Dialect for SqliteStore {
     // One statement: SQLite runs it under the write lock, so it is atomic.
     const CLAIM_KEY_PACKAGE: &'static str = "DELETE FROM mls_key_packages WHERE ref = (SELECT ref \
          FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 AND suite = $3 \
-         AND not_after > $4 ORDER BY not_after, ref LIMIT 1) RETURNING ref, data, not_after";
+         AND not_after > $4 AND NOT last_resort ORDER BY not_after, ref LIMIT 1) \
+         RETURNING ref, data, not_after";
     const ROSTER: &'static str = "SELECT m.user_id, c.id FROM conversation_members m \
          LEFT JOIN clients c ON c.user_id = m.user_id \
          WHERE m.conversation_id = $1 ORDER BY m.user_id, c.id";

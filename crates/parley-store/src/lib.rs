@@ -436,6 +436,10 @@ pub struct KeyPackageRecord {
     pub data: Vec<u8>,
     /// The end of its lifetime, in Unix seconds.
     pub not_after: i64,
+    /// A last-resort key package: handed out again when the device has no
+    /// other, never used up; a device has at most one per suite (a new one
+    /// replaces it), and it is not counted.
+    pub last_resort: bool,
 }
 
 impl std::fmt::Debug for KeyPackageRecord {
@@ -716,7 +720,8 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
         client: ClientId,
     ) -> StoreResult<Vec<(u16, Vec<u8>)>>;
     /// Adds key packages, all or none, after deleting the expired ones (at
-    /// `now`) of their devices. `NotFound` when one's device is unknown,
+    /// `now`) of their devices; a last-resort one replaces the device's last
+    /// one on its suite. `NotFound` when one's device is unknown,
     /// `Conflict("key-package")` for a reference already stored,
     /// `Limit("key-packages")` when a device would hold more than
     /// `max_per_suite` valid ones on a suite: counted in the same transaction,
@@ -730,7 +735,7 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes every key package expired at `now`; how many went.
     async fn purge_key_packages(&self, now: i64) -> StoreResult<u64>;
     /// How many key packages a device has on a suite that are still valid at
-    /// `now`.
+    /// `now` (its last-resort one not counted).
     async fn count_key_packages(
         &self,
         user: UserId,
@@ -741,7 +746,8 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
     /// Claims one key package valid at `now` on `suite` for each of `user`'s
     /// devices but `except`, in device order; each is handed out once (gone
     /// from the directory as it is claimed), the one expiring first first. A
-    /// device with none is left out.
+    /// device with none left gives its last-resort one, which stays; a device
+    /// with neither is left out.
     async fn claim_key_packages(
         &self,
         user: UserId,

@@ -7,6 +7,9 @@
 //!   lifetime checks, a basic credential naming the uploading device, the
 //!   device's registered signature key for that scheme (a device must register
 //!   it first), a lifetime of at most 90 days. An upload is all or none.
+//!   A key package with the last-resort extension (RFC 9420 §16.8) replaces
+//!   the device's last one on its suite, is not counted, and is handed out,
+//!   never used up, when the device has no other (the claim says so).
 //!   Expired key packages go at the next upload of their device and at the
 //!   server's purge; a device holds at most 512 valid ones per suite, counted
 //!   in the store's transaction. A key package is at most 16 KiB, an upload is
@@ -296,8 +299,23 @@ impl Mls {
                 suite: v.suite.0,
                 data: v.bytes,
                 not_after: i64::try_from(v.not_after).unwrap_or(i64::MAX),
+                last_resort: v.last_resort,
             })
             .collect();
+        let mut last_resort_suites: Vec<u16> = records
+            .iter()
+            .filter(|r| r.last_resort)
+            .map(|r| r.suite)
+            .collect();
+        let n = last_resort_suites.len();
+        last_resort_suites.sort_unstable();
+        last_resort_suites.dedup();
+        if last_resort_suites.len() != n {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                "at most one last-resort key package per cipher suite",
+            ));
+        }
         match self
             .store
             .add_key_packages(
@@ -388,6 +406,7 @@ impl Mls {
                     client: p.client,
                     key_package: B64.encode(&p.data),
                     key_package_ref: B64.encode(&p.reference),
+                    last_resort: p.last_resort,
                 })
                 .collect(),
         })

@@ -10,6 +10,14 @@ fn package(u: &User, client: u64, reference: u8, suite: u16, not_after: i64) -> 
         suite,
         data: vec![reference, 0xff],
         not_after,
+        last_resort: false,
+    }
+}
+
+fn last_resort(u: &User, client: u64, reference: u8, not_after: i64) -> KeyPackageRecord {
+    KeyPackageRecord {
+        last_resort: true,
+        ..package(u, client, reference, 2, not_after)
     }
 }
 
@@ -241,6 +249,74 @@ pub(super) async fn mls_directory(s: &dyn Store) {
             .expect("count"),
         0
     );
+}
+
+/// A device's last-resort key package: not counted, handed out when no other
+/// is left and never used up, replaced by a newer one, gone when it expires.
+pub(super) async fn last_resort_key_packages(s: &dyn Store) {
+    let u = user("mls-last@example.com");
+    s.create_user(&u).await.expect("create");
+    s.add_client(
+        &client(&u, 1, ClientType::Permanent),
+        &prekeys([65535]),
+        8,
+        QUIET,
+    )
+    .await
+    .expect("add");
+    s.add_key_packages(
+        &[package(&u, 1, 1, 2, 500), last_resort(&u, 1, 2, 500)],
+        100,
+        1,
+    )
+    .await
+    .expect("one regular and the last resort fit a limit of one");
+    assert_eq!(
+        s.count_key_packages(u.id, ClientId(1), 2, 100)
+            .await
+            .expect("count"),
+        1
+    );
+    let first = s
+        .claim_key_packages(u.id, 2, None, 100)
+        .await
+        .expect("claim");
+    assert_eq!(first, [package(&u, 1, 1, 2, 500)]);
+    for _ in 0..2 {
+        let again = s
+            .claim_key_packages(u.id, 2, None, 100)
+            .await
+            .expect("claim");
+        assert_eq!(
+            again,
+            [last_resort(&u, 1, 2, 500)],
+            "handed out again, never used up"
+        );
+    }
+    // A newer one replaces it.
+    s.add_key_packages(&[last_resort(&u, 1, 3, 600)], 100, 1)
+        .await
+        .expect("replaced");
+    assert_eq!(
+        s.claim_key_packages(u.id, 2, None, 100)
+            .await
+            .expect("claim"),
+        [last_resort(&u, 1, 3, 600)]
+    );
+    assert_eq!(
+        s.count_key_packages(u.id, ClientId(1), 2, 100)
+            .await
+            .expect("count"),
+        0
+    );
+    // Expired, it goes like any other.
+    assert!(
+        s.claim_key_packages(u.id, 2, None, 600)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(s.purge_key_packages(600).await.expect("purged"), 1);
 }
 
 /// Most key packages a device may hold in these scenarios, unless one says.

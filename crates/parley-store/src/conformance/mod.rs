@@ -73,6 +73,7 @@ pub const SCENARIOS: &[&str] = &[
     "purges_race_deliveries",
     "push_endpoints",
     "mls_directory",
+    "last_resort_key_packages",
     "concurrent_key_package_claims",
     "concurrent_key_package_uploads",
     "trust_chain",
@@ -104,6 +105,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "purges_race_deliveries" => purges_race_deliveries(store).await,
         "push_endpoints" => push_endpoints(&*store).await,
         "mls_directory" => mls_directory(&*store).await,
+        "last_resort_key_packages" => last_resort_key_packages(&*store).await,
         "concurrent_key_package_claims" => concurrent_key_package_claims(store).await,
         "concurrent_key_package_uploads" => concurrent_key_package_uploads(store).await,
         "trust_chain" => trust_chain(&*store).await,
@@ -118,7 +120,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

@@ -65,24 +65,37 @@ impl MlsStore for MemoryStore {
                 packages.iter().map(|p| (p.user, p.client)).collect();
             let live =
                 |p: &KeyPackageRecord| !devices.contains(&(p.user, p.client)) || p.not_after > now;
+            // A new last-resort key package replaces the device's last one.
+            let replaced: BTreeSet<(UserId, ClientId, u16)> = packages
+                .iter()
+                .filter(|p| p.last_resort)
+                .map(|p| (p.user, p.client, p.suite))
+                .collect();
+            let stays = |p: &KeyPackageRecord| {
+                live(p) && !(p.last_resort && replaced.contains(&(p.user, p.client, p.suite)))
+            };
             let mut seen = BTreeSet::new();
             if packages.iter().any(|p| {
-                s.key_packages.get(&p.reference).is_some_and(live) || !seen.insert(&p.reference)
+                s.key_packages.get(&p.reference).is_some_and(stays) || !seen.insert(&p.reference)
             }) {
                 return Err(StoreError::Conflict("key-package"));
             }
             let mut held: BTreeMap<(UserId, ClientId, u16), u64> = BTreeMap::new();
-            for p in s.key_packages.values().filter(|p| live(p)) {
+            for p in s
+                .key_packages
+                .values()
+                .filter(|p| stays(p) && !p.last_resort)
+            {
                 *held.entry((p.user, p.client, p.suite)).or_default() += 1;
             }
-            for p in packages {
+            for p in packages.iter().filter(|p| !p.last_resort) {
                 let n = held.entry((p.user, p.client, p.suite)).or_default();
                 *n += 1;
                 if *n > max_per_suite && devices.contains(&(p.user, p.client)) {
                     return Err(StoreError::Limit("key-packages"));
                 }
             }
-            s.key_packages.retain(|_, p| live(p));
+            s.key_packages.retain(|_, p| stays(p));
             for p in packages {
                 s.key_packages.insert(p.reference.clone(), p.clone());
             }
@@ -110,7 +123,9 @@ impl MlsStore for MemoryStore {
                 .key_packages
                 .values()
                 .filter(|p| {
-                    (p.user, p.client, p.suite) == (user, client, suite) && p.not_after > now
+                    (p.user, p.client, p.suite) == (user, client, suite)
+                        && p.not_after > now
+                        && !p.last_resort
                 })
                 .count();
             Ok(u64::try_from(n).unwrap_or(u64::MAX))
@@ -130,16 +145,26 @@ impl MlsStore for MemoryStore {
                 if Some(client) == except {
                     continue;
                 }
+                let valid = |p: &&KeyPackageRecord| {
+                    (p.user, p.client, p.suite) == (user, client, suite) && p.not_after > now
+                };
                 let first = s
                     .key_packages
                     .values()
-                    .filter(|p| {
-                        (p.user, p.client, p.suite) == (user, client, suite) && p.not_after > now
-                    })
+                    .filter(valid)
+                    .filter(|p| !p.last_resort)
                     .min_by(|a, b| (a.not_after, &a.reference).cmp(&(b.not_after, &b.reference)))
                     .map(|p| p.reference.clone());
-                if let Some(reference) = first {
-                    claimed.extend(s.key_packages.remove(&reference));
+                match first {
+                    Some(reference) => claimed.extend(s.key_packages.remove(&reference)),
+                    // None left: the device's last-resort one, which stays.
+                    None => claimed.extend(
+                        s.key_packages
+                            .values()
+                            .filter(valid)
+                            .find(|p| p.last_resort)
+                            .cloned(),
+                    ),
                 }
             }
             Ok(claimed)
