@@ -9,7 +9,7 @@
 // A command-line program: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use parley_cli::text::{excerpt, local_offset, when};
+use parley_cli::text::{excerpt, local_offset, printable, when};
 use parley_cli::tui;
 
 use std::io::{BufRead as _, Write as _};

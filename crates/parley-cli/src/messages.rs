@@ -67,7 +67,7 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
                 };
                 lines.push(format!(
                     "{}  {}  {}",
-                    conversation_name(&account, c),
+                    printable(&conversation_name(&account, c), false),
                     when(m.time, offset),
                     message_line(&account, m, quoted.as_ref().map(Option::as_ref))
                 ));

@@ -57,23 +57,6 @@ pub(crate) fn message_json(account: &Account, m: &Message) -> Value {
 /// A message for people: `[id] who: text (extras)`. A reply says what it
 /// answers: `quoted` is `Some(Some(original))`, or `Some(None)` when the
 /// original is not on this device.
-/// Text from someone else, made safe for a terminal: control characters
-/// (escape sequences among them) and bidirectional overrides become U+FFFD, so
-/// nothing a peer writes can drive the terminal or fake an entry; line breaks
-/// stay where `keep_newlines`.
-pub(crate) fn printable(text: &str, keep_newlines: bool) -> String {
-    text.chars()
-        .map(|c| {
-            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-            if (c.is_control() && !(keep_newlines && c == '\n')) || bidi {
-                '\u{fffd}'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 pub(crate) fn message_line(
     account: &Account,
     m: &Message,
@@ -97,7 +80,10 @@ pub(crate) fn message_line(
         extras.push("edited".to_owned());
     }
     if !m.reactions.is_empty() {
-        extras.push(m.reactions.values().cloned().collect::<Vec<_>>().join(""));
+        extras.push(printable(
+            &m.reactions.values().cloned().collect::<Vec<_>>().join(""),
+            false,
+        ));
     }
     if m.mine && !m.read_by.is_empty() {
         extras.push(format!("read by {}", m.read_by.len()));
@@ -126,23 +112,4 @@ pub(crate) fn message_line(
         Some(None) => " (replying to a message not on this device)".into(),
     };
     format!("[{short}] {who}{reply}: {body}{extras}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn a_peers_text_cannot_drive_the_terminal() {
-        let hostile = "hi\r[00:00] bob: fake\x1b]52;c;cGF5\x07\u{202e}txt.exe\nsecond";
-        let shown = printable(hostile, true);
-        assert!(
-            !shown.chars().any(|c| c.is_control() && c != '\n'),
-            "{shown:?}"
-        );
-        assert!(!shown.contains('\u{202e}'));
-        assert_eq!(shown.lines().count(), 2);
-        assert!(!printable(hostile, false).contains('\n'));
-        assert_eq!(printable("Zoë 🎂", false), "Zoë 🎂");
-    }
 }

@@ -53,8 +53,39 @@ pub fn when(unix_seconds: i64, offset: time::UtcOffset) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Text from someone else, made safe for a terminal: control characters
+/// (escape sequences among them) and bidirectional overrides become U+FFFD, so
+/// nothing a peer writes can drive the terminal or fake an entry; line breaks
+/// stay where `keep_newlines`.
+pub fn printable(text: &str, keep_newlines: bool) -> String {
+    text.chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            if (c.is_control() && !(keep_newlines && c == '\n')) || bidi {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_peers_text_cannot_drive_the_terminal() {
+        let hostile = "hi\r[00:00] bob: fake\x1b]52;c;cGF5\x07\u{202e}txt.exe\nsecond";
+        let shown = printable(hostile, true);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown:?}"
+        );
+        assert!(!shown.contains('\u{202e}'));
+        assert_eq!(shown.lines().count(), 2);
+        assert!(!printable(hostile, false).contains('\n'));
+        assert_eq!(printable("Zoë 🎂", false), "Zoë 🎂");
+    }
+
     use super::*;
 
     #[test]

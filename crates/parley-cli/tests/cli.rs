@@ -310,12 +310,7 @@ async fn a_taken_handle_leaves_nothing_behind_and_handles_name_conversations() {
 async fn listen_reconnects_when_the_server_restarts() {
     let s = TestServer::start().await;
     let root = tempfile::tempdir().expect("temp dir");
-    let alice = Person::new(root.path(), "alice");
-    let bob = Person::new(root.path(), "bob");
-    alice.register(&s, "alice").await;
-    bob.register(&s, "bob").await;
-    alice.ok(&["connect", "bob"]).await;
-    bob.ok(&["accept", "alice"]).await;
+    let (alice, bob) = alice_and_bob(&s, root.path()).await;
     alice.ok(&["convs"]).await;
     let listener = {
         let dir = bob.dir.clone();
@@ -344,12 +339,7 @@ async fn listen_reconnects_when_the_server_restarts() {
 async fn reply_search_mute_leave_and_block() {
     let s = TestServer::start().await;
     let root = tempfile::tempdir().expect("temp dir");
-    let alice = Person::new(root.path(), "alice");
-    let bob = Person::new(root.path(), "bob");
-    alice.register(&s, "alice").await;
-    bob.register(&s, "bob").await;
-    alice.ok(&["connect", "bob"]).await;
-    bob.ok(&["accept", "alice"]).await;
+    let (alice, bob) = alice_and_bob(&s, root.path()).await;
     alice.ok(&["create", "team", "bob"]).await;
     let sent = alice.ok(&["send", "team", "Standup at 11?"]).await;
     let original = sent["sent"].as_str().expect("id").to_owned();
@@ -448,4 +438,15 @@ async fn reply_search_mute_leave_and_block() {
         "{history}"
     );
     assert_eq!(alice.fails(&["unblock", "nobody-here"]).await, "not-found");
+}
+
+/// Alice and Bob, registered and connected (their 1:1 exists).
+async fn alice_and_bob(s: &TestServer, root: &std::path::Path) -> (Person, Person) {
+    let alice = Person::new(root, "alice");
+    let bob = Person::new(root, "bob");
+    alice.register(s, "alice").await;
+    bob.register(s, "bob").await;
+    alice.ok(&["connect", "bob"]).await;
+    bob.ok(&["accept", "alice"]).await;
+    (alice, bob)
 }

@@ -38,7 +38,12 @@ async fn register(s: &TestServer, dir: &std::path::Path, name: &str) -> Account 
 }
 
 fn screen(view: &View, ui: &Ui) -> String {
-    let mut terminal = Terminal::new(TestBackend::new(90, 16)).expect("terminal");
+    screen_of_size(view, ui, 90, 16)
+}
+
+/// The window drawn on a `width` × `height` terminal, as text.
+fn screen_of_size(view: &View, ui: &Ui, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("terminal");
     terminal.draw(|f| draw(f, view, ui)).expect("drawn");
     let buffer = terminal.backend().buffer();
     let mut out = String::new();
@@ -270,17 +275,7 @@ async fn enter(account: &mut Account, ui: &mut Ui) {
 /// The window as it is now, on a larger terminal.
 async fn now(account: &mut Account, ui: &mut Ui) -> String {
     let view = View::of(account, &mut ui.selected).await.expect("view");
-    let mut terminal = Terminal::new(TestBackend::new(110, 30)).expect("terminal");
-    terminal.draw(|f| draw(f, &view, ui)).expect("drawn");
-    let buffer = terminal.backend().buffer();
-    let mut out = String::new();
-    for y in 0..buffer.area.height {
-        for x in 0..buffer.area.width {
-            out.push_str(buffer[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
+    screen_of_size(&view, ui, 110, 30)
 }
 
 /// What the keyboard does to messages and conversations: help, times and

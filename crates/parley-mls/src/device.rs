@@ -138,11 +138,8 @@ mod tests {
             let keys = DeviceKeys::generate(me.clone(), suite).expect("keys");
             let scheme = suite.signature_scheme().expect("a scheme");
             assert_eq!(keys.public_key().len(), scheme.key_len, "{suite}");
-            let packages = keys
-                .key_packages(2, 1_800_000_000, Duration::from_secs(30 * 24 * 3600))
-                .expect("made");
-            for p in packages {
-                let valid = KeyPackageIn(p)
+            let check = |bytes: Vec<u8>| {
+                KeyPackageIn(bytes)
                     .validate(&KeyPackageCheck {
                         device: &me,
                         signature_key: Some(keys.public_key()),
@@ -150,21 +147,17 @@ mod tests {
                         now: 1_800_000_000,
                         max_lifetime: 90 * 24 * 3600,
                     })
-                    .expect("valid");
+                    .expect("valid")
+            };
+            let lifetime = Duration::from_secs(30 * 24 * 3600);
+            for p in keys.key_packages(2, 1_800_000_000, lifetime).expect("made") {
+                let valid = check(p);
                 assert_eq!((valid.suite, valid.last_resort), (suite, false));
             }
-            let last = keys
-                .last_resort_key_package(1_800_000_000, Duration::from_secs(30 * 24 * 3600))
-                .expect("made");
-            let valid = KeyPackageIn(last)
-                .validate(&KeyPackageCheck {
-                    device: &me,
-                    signature_key: Some(keys.public_key()),
-                    allowed: &CipherSuite::SELECTABLE,
-                    now: 1_800_000_000,
-                    max_lifetime: 90 * 24 * 3600,
-                })
-                .expect("valid");
+            let valid = check(
+                keys.last_resort_key_package(1_800_000_000, lifetime)
+                    .expect("made"),
+            );
             assert!(valid.last_resort, "{suite}");
         }
     }

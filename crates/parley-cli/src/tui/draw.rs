@@ -211,21 +211,12 @@ pub fn draw(frame: &mut Frame<'_>, view: &View, ui: &Ui) {
         help,
     );
     if ui.help {
-        draw_help(frame, frame.area());
+        draw_help(frame);
     }
 }
 
 /// The lock screen: nothing of the conversations, the passphrase as dots.
 fn draw_lock(frame: &mut Frame<'_>, ui: &Ui) {
-    let area = frame.area();
-    let width = 64.min(area.width);
-    let height = 6.min(area.height);
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
     let said = if ui.status.is_empty() {
         "Type this device's local passphrase, then Enter.".to_owned()
     } else {
@@ -240,13 +231,24 @@ fn draw_lock(frame: &mut Frame<'_>, ui: &Ui) {
         )),
         Line::styled("Ctrl-C quits", dim()),
     ];
+    popup(frame, 64, 6, "Parley is locked", lines);
+}
+
+/// A bordered box of `lines` under `title`, `width` × `height` at most,
+/// centred over whatever is below it.
+fn popup(frame: &mut Frame<'_>, width: u16, height: u16, title: &str, lines: Vec<Line<'_>>) {
+    let area = frame.area();
+    let (width, height) = (width.min(area.width), height.min(area.height));
+    let at = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, at);
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title("Parley is locked"),
-        ),
-        popup,
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title)),
+        at,
     );
 }
 
@@ -420,7 +422,7 @@ fn help_bar(ui: &Ui) -> String {
 }
 
 /// The help screen: every key and command.
-fn draw_help(frame: &mut Frame<'_>, area: Rect) {
+fn draw_help(frame: &mut Frame<'_>) {
     let keys: [(&str, &str); 13] = [
         ("Enter", "send (a /command runs)"),
         ("Alt+Enter, Shift+Enter, Ctrl-J", "new line"),
@@ -463,23 +465,6 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
         Style::default().add_modifier(Modifier::BOLD),
     ));
     lines.extend(COMMANDS.iter().map(|(k, w)| row(k, w)));
-    let height = u16::try_from(lines.len() + 2)
-        .unwrap_or(u16::MAX)
-        .min(area.height);
-    let width = 96.min(area.width);
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
-    frame.render_widget(Clear, popup);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title("Help (any key closes)"),
-        ),
-        popup,
-    );
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    popup(frame, 96, height, "Help (any key closes)", lines);
 }

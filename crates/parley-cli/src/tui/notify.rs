@@ -28,6 +28,9 @@ pub async fn notifications(account: &mut Account, ui: &Ui, updates: &[Update]) -
         let Ok(Some(m)) = account.message(conversation, id).await else {
             continue;
         };
+        // The name is a peer's choice: shown as text, with nothing a notifier
+        // could take for markup.
+        let name = crate::text::printable(&name, false).replace(['<', '>', '&'], "");
         let line = format!("New message in {name}");
         if !m.mine && !m.is_notice() && !lines.contains(&line) {
             lines.push(line);

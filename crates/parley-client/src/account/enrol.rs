@@ -31,15 +31,18 @@ enum Recovery<'a> {
 /// Runs a first enrolment into `dir`. When it fails and the database was
 /// made by this attempt, the database goes again: nothing is left that a
 /// second attempt (perhaps with another local passphrase) would stumble on.
-/// Nothing of value is lost: the account row is written last, so a failed
-/// attempt holds no usable device.
+/// It goes only if it still holds no account when read with this attempt's
+/// passphrase: another process enrolling into the same directory meanwhile
+/// (with another passphrase, or already finished) keeps its database.
 async fn first_enrolment<T>(
     dir: &Path,
+    passphrase: &str,
     attempt: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
     let made_here = !dir.join(crate::store::DB_FILE).exists();
     let result = attempt.await;
-    if result.is_err() && made_here {
+    if result.is_err() && made_here && !Account::holds_device(dir, passphrase).await.unwrap_or(true)
+    {
         for suffix in ["", "-wal", "-shm"] {
             let file = dir.join(format!("{}{suffix}", crate::store::DB_FILE));
             // Best effort: what cannot go is what was there before (the error
@@ -117,7 +120,7 @@ impl Account {
         register: &Register,
         recovery: Recovery<'_>,
     ) -> Result<Self, ClientError> {
-        first_enrolment(dir, async {
+        first_enrolment(dir, passphrase, async {
             let store = Self::fresh_store(dir, passphrase).await?;
             let api = Api::new(server)?;
             api.register(register).await?;
@@ -138,7 +141,7 @@ impl Account {
         email: &str,
         password: &str,
     ) -> Result<Self, ClientError> {
-        first_enrolment(dir, async {
+        first_enrolment(dir, passphrase, async {
             let store = Self::fresh_store(dir, passphrase).await?;
             let api = Api::new(server)?;
             api.login(&password_login(email, password)).await?;

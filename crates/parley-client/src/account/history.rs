@@ -244,6 +244,9 @@ struct Backup {
     names: BTreeMap<UserId, String>,
 }
 
+/// The most hits a search returns: the newest ones.
+pub const MAX_SEARCH_HITS: usize = 500;
+
 impl Account {
     /// Adds an entry to a conversation's history (inside a transaction).
     pub(super) async fn push(
@@ -527,6 +530,7 @@ impl Account {
     /// in the history on this device: every conversation's, or only
     /// `conversation`'s. Oldest first. Local: works offline. An empty
     /// `needle` is refused (`empty-search`): it would list everything.
+    /// (At most [`MAX_SEARCH_HITS`], the newest.)
     pub async fn search(
         &mut self,
         needle: &str,
@@ -560,8 +564,12 @@ impl Account {
                 }
             }
         }
-        // Stable: within a second, each conversation's order stays.
+        // Stable: within a second, each conversation's order stays. Only the
+        // newest hits are kept: a one-letter search must not return (and a
+        // terminal print) the whole history.
         found.sort_by_key(|(_, m)| m.time);
+        let skip = found.len().saturating_sub(MAX_SEARCH_HITS);
+        found.drain(..skip);
         Ok(found)
     }
 

@@ -51,7 +51,7 @@ use crate::store::{RowKey, Store, Table, Tx};
 use crate::trust::{self, RootKey};
 use crate::verification::Verification;
 
-pub use history::{LinkPreview, Message, MessageKind};
+pub use history::{LinkPreview, MAX_SEARCH_HITS, Message, MessageKind};
 use peers::Peer;
 pub use peers::{DeviceView, KnownDevice, PersonIdentity, safety_number};
 pub use people::Request;

@@ -14,6 +14,25 @@ fn package(u: &User, client: u64, reference: u8, suite: u16, not_after: i64) -> 
     }
 }
 
+/// The key packages `u`'s device `client` holds on `suite` at `now`.
+async fn held(s: &dyn Store, u: &User, client: u64, suite: u16, now: i64) -> u64 {
+    s.count_key_packages(u.id, ClientId(client), suite, now)
+        .await
+        .expect("count")
+}
+
+/// One claim of `u`'s key packages on suite 2 at `now`.
+async fn claim(
+    s: &dyn Store,
+    u: &User,
+    except: Option<ClientId>,
+    now: i64,
+) -> Vec<KeyPackageRecord> {
+    s.claim_key_packages(u.id, 2, except, now)
+        .await
+        .expect("claim")
+}
+
 fn last_resort(u: &User, client: u64, reference: u8, not_after: i64) -> KeyPackageRecord {
     KeyPackageRecord {
         last_resort: true,
@@ -102,56 +121,27 @@ pub(super) async fn mls_directory(s: &dyn Store) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(
-        s.count_key_packages(u.id, ClientId(3), 2, 100)
-            .await
-            .expect("count"),
+        held(s, &u, 3, 2, 100).await,
         0,
         "a refused batch leaves nothing"
     );
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(1), 2, 100)
-            .await
-            .expect("count"),
-        2
-    );
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(2), 2, 100)
-            .await
-            .expect("count"),
-        1,
-        "one expired"
-    );
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(1), 1, 100)
-            .await
-            .expect("count"),
-        1
-    );
+    assert_eq!(held(s, &u, 1, 2, 100).await, 2);
+    assert_eq!(held(s, &u, 2, 2, 100).await, 1, "one expired");
+    assert_eq!(held(s, &u, 1, 1, 100).await, 1);
 
     // Claims: one per device, the one expiring first, each handed out once.
-    let first = s
-        .claim_key_packages(u.id, 2, None, 100)
-        .await
-        .expect("claim");
+    let first = claim(s, &u, None, 100).await;
     assert_eq!(
         first,
         [package(&u, 1, 11, 2, 300), package(&u, 2, 20, 2, 500)]
     );
-    let second = s
-        .claim_key_packages(u.id, 2, Some(ClientId(2)), 100)
-        .await
-        .expect("claim");
+    let second = claim(s, &u, Some(ClientId(2)), 100).await;
     assert_eq!(
         second,
         [package(&u, 1, 10, 2, 500)],
         "the caller's own device skipped"
     );
-    assert!(
-        s.claim_key_packages(u.id, 2, None, 100)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(claim(s, &u, None, 100).await.is_empty());
 
     // Deleting: only the device's own.
     assert_eq!(
@@ -167,12 +157,7 @@ pub(super) async fn mls_directory(s: &dyn Store) {
             .expect("delete"),
         1
     );
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(1), 1, 100)
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(held(s, &u, 1, 1, 100).await, 0);
 
     // A device's keys and packages go with it.
     s.add_key_packages(&[package(&u, 3, 32, 2, 500)], 100, MAX)
@@ -190,12 +175,7 @@ pub(super) async fn mls_directory(s: &dyn Store) {
             .expect("keys")
             .is_empty()
     );
-    assert!(
-        s.claim_key_packages(u.id, 2, None, 100)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(claim(s, &u, None, 100).await.is_empty());
     s.add_key_packages(&[package(&u, 1, 32, 2, 500)], 100, MAX)
         .await
         .expect("its reference is free again");
@@ -218,12 +198,7 @@ pub(super) async fn mls_directory(s: &dyn Store) {
         .await,
         Err(StoreError::Limit("key-packages"))
     ));
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(2), 2, 100)
-            .await
-            .expect("count"),
-        2
-    );
+    assert_eq!(held(s, &u, 2, 2, 100).await, 2);
     s.add_key_packages(
         &[package(&u, 2, 42, 2, 600), package(&u, 2, 43, 2, 600)],
         300,
@@ -231,24 +206,14 @@ pub(super) async fn mls_directory(s: &dyn Store) {
     )
     .await
     .expect("room once the expired one is gone");
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(2), 2, 300)
-            .await
-            .expect("count"),
-        3
-    );
+    assert_eq!(held(s, &u, 2, 2, 300).await, 3);
     assert_eq!(
         s.purge_key_packages(550).await.expect("purged"),
         1,
         "the one at 500"
     );
     assert_eq!(s.purge_key_packages(700).await.expect("purged"), 3);
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(2), 2, 0)
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(held(s, &u, 2, 2, 0).await, 0);
 }
 
 /// A device's last-resort key package: not counted, handed out when no other
@@ -271,22 +236,11 @@ pub(super) async fn last_resort_key_packages(s: &dyn Store) {
     )
     .await
     .expect("one regular and the last resort fit a limit of one");
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(1), 2, 100)
-            .await
-            .expect("count"),
-        1
-    );
-    let first = s
-        .claim_key_packages(u.id, 2, None, 100)
-        .await
-        .expect("claim");
+    assert_eq!(held(s, &u, 1, 2, 100).await, 1);
+    let first = claim(s, &u, None, 100).await;
     assert_eq!(first, [package(&u, 1, 1, 2, 500)]);
     for _ in 0..2 {
-        let again = s
-            .claim_key_packages(u.id, 2, None, 100)
-            .await
-            .expect("claim");
+        let again = claim(s, &u, None, 100).await;
         assert_eq!(
             again,
             [last_resort(&u, 1, 2, 500)],
@@ -297,25 +251,10 @@ pub(super) async fn last_resort_key_packages(s: &dyn Store) {
     s.add_key_packages(&[last_resort(&u, 1, 3, 600)], 100, 1)
         .await
         .expect("replaced");
-    assert_eq!(
-        s.claim_key_packages(u.id, 2, None, 100)
-            .await
-            .expect("claim"),
-        [last_resort(&u, 1, 3, 600)]
-    );
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(1), 2, 100)
-            .await
-            .expect("count"),
-        0
-    );
+    assert_eq!(claim(s, &u, None, 100).await, [last_resort(&u, 1, 3, 600)]);
+    assert_eq!(held(s, &u, 1, 2, 100).await, 0);
     // Expired, it goes like any other.
-    assert!(
-        s.claim_key_packages(u.id, 2, None, 600)
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(claim(s, &u, None, 600).await.is_empty());
     assert_eq!(s.purge_key_packages(600).await.expect("purged"), 1);
 }
 
@@ -396,10 +335,5 @@ pub(super) async fn concurrent_key_package_uploads(s: Arc<dyn Store>) {
         stored, 8,
         "two uploads of four fit under {LIMIT}, a third never"
     );
-    assert_eq!(
-        s.count_key_packages(u.id, ClientId(1), 2, 100)
-            .await
-            .expect("count"),
-        8
-    );
+    assert_eq!(held(&*s, &u, 1, 2, 100).await, 8);
 }
