@@ -74,9 +74,7 @@ fn olm_established() -> (vodozemac::olm::Session, vodozemac::olm::Session) {
 
 /// Olm's encrypt, its wire bytes, and decrypt from those bytes.
 fn olm_send(
-    from: &mut vodozemac::olm::Session,
-    to: &mut vodozemac::olm::Session,
-    pt: &[u8],
+    from: &mut vodozemac::olm::Session, to: &mut vodozemac::olm::Session, pt: &[u8],
 ) -> Vec<u8> {
     let (kind, bytes) = from.encrypt(pt).expect("encrypts").to_parts();
     let msg = OlmMessage::from_parts(kind, black_box(&bytes)).expect("parses");

@@ -5,10 +5,7 @@ use super::*;
 /// Prints messages as they arrive on the live socket, reconnecting (and
 /// catching up) when it drops.
 pub(crate) async fn listen(
-    dir: &Path,
-    json: bool,
-    count: Option<usize>,
-    seconds: Option<u64>,
+    dir: &Path, json: bool, count: Option<usize>, seconds: Option<u64>,
 ) -> Result<()> {
     // No sync first: what arrived while nobody listened comes through the
     // socket's catch-up, and is printed too.
@@ -76,10 +73,7 @@ pub(crate) async fn listen(
 
 /// Prints the messages among `updates`; true once `count` are printed.
 async fn print(
-    account: &mut Account,
-    updates: Vec<Update>,
-    json: bool,
-    printed: &mut usize,
+    account: &mut Account, updates: Vec<Update>, json: bool, printed: &mut usize,
     count: Option<usize>,
 ) -> Result<bool> {
     for update in updates {

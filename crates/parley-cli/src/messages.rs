@@ -280,8 +280,7 @@ pub(crate) async fn run_messages(command: Command, dir: &Path, json: bool) -> Re
 
 /// A conversation's name as the list shows it.
 pub(crate) fn conversation_name(
-    account: &Account,
-    conv: &Qualified<parley_api::ConversationId>,
+    account: &Account, conv: &Qualified<parley_api::ConversationId>,
 ) -> String {
     account
         .conversation(conv)
@@ -292,9 +291,7 @@ pub(crate) fn conversation_name(
 /// A message id from its first characters (as `history` shows them):
 /// `no-such-message` for none, `ambiguous` for several.
 pub(crate) async fn full_id(
-    account: &mut Account,
-    conv: &Qualified<parley_api::ConversationId>,
-    prefix: &str,
+    account: &mut Account, conv: &Qualified<parley_api::ConversationId>, prefix: &str,
 ) -> Result<String> {
     let matches: Vec<String> = account
         .history(conv)

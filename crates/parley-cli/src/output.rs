@@ -58,9 +58,7 @@ pub(crate) fn message_json(account: &Account, m: &Message) -> Value {
 /// answers: `quoted` is `Some(Some(original))`, or `Some(None)` when the
 /// original is not on this device.
 pub(crate) fn message_line(
-    account: &Account,
-    m: &Message,
-    quoted: Option<Option<&Message>>,
+    account: &Account, m: &Message, quoted: Option<Option<&Message>>,
 ) -> String {
     let who = if m.mine {
         "you".to_owned()

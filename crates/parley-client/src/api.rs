@@ -200,10 +200,7 @@ impl Api {
     }
 
     async fn send(
-        &self,
-        method: &Method,
-        path: &str,
-        body: Option<&(impl Serialize + ?Sized)>,
+        &self, method: &Method, path: &str, body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<reqwest::Response, ClientError> {
         let mut req = self
             .http
@@ -225,10 +222,7 @@ impl Api {
 
     /// Sends a request; on 401 refreshes the token once and repeats it.
     async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&(impl Serialize + ?Sized)>,
+        &self, method: Method, path: &str, body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<reqwest::Response, ClientError> {
         let resp = self.send(&method, path, body).await?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED && self.bearer().is_some() {
@@ -255,10 +249,7 @@ impl Api {
     }
 
     async fn json<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&(impl Serialize + ?Sized)>,
+        &self, method: Method, path: &str, body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T, ClientError> {
         let resp = self.request(method, path, body).await?;
         if !resp.status().is_success() {
@@ -328,9 +319,7 @@ impl Api {
     /// Reports a device's send generation; the answer is the highest any copy
     /// of the device has reported.
     pub async fn raise_generation(
-        &self,
-        client: ClientId,
-        generation: u64,
+        &self, client: ClientId, generation: u64,
     ) -> Result<u64, ClientError> {
         let path = format!("/v1/clients/{client}/generation");
         let answer: parley_api::Generation = self
@@ -345,9 +334,7 @@ impl Api {
 
     /// Adds prekeys to one of the user's devices.
     pub async fn upload_prekeys(
-        &self,
-        client: ClientId,
-        prekeys: Vec<Prekey>,
+        &self, client: ClientId, prekeys: Vec<Prekey>,
     ) -> Result<(), ClientError> {
         let path = format!("/v1/clients/{client}/prekeys");
         let body = UploadPrekeys { prekeys };
@@ -363,8 +350,7 @@ impl Api {
 
     /// Creates a group.
     pub async fn create_conversation(
-        &self,
-        req: &NewConversation,
+        &self, req: &NewConversation,
     ) -> Result<Conversation, ClientError> {
         self.json(Method::POST, "/v1/conversations", Some(req))
             .await
@@ -372,8 +358,7 @@ impl Api {
 
     /// One conversation.
     pub async fn conversation(
-        &self,
-        id: &Qualified<ConversationId>,
+        &self, id: &Qualified<ConversationId>,
     ) -> Result<Conversation, ClientError> {
         let path = format!("/v1/conversations/{}/{}", id.domain, id.id);
         self.json(Method::GET, &path, None::<&()>).await
@@ -381,9 +366,7 @@ impl Api {
 
     /// Sends a Proteus message.
     pub async fn post_proteus(
-        &self,
-        id: &Qualified<ConversationId>,
-        msg: &NewProteusMessage,
+        &self, id: &Qualified<ConversationId>, msg: &NewProteusMessage,
     ) -> Result<Delivery, ClientError> {
         let path = format!("/v1/conversations/{}/{}/proteus/messages", id.domain, id.id);
         let resp = self.request(Method::POST, &path, Some(msg)).await?;
@@ -398,9 +381,7 @@ impl Api {
     /// socket authenticates once, at the upgrade: an expired token is refreshed and
     /// the upgrade repeated, as for any other call.
     pub async fn connect_live(
-        &self,
-        client: ClientId,
-        since: Option<u64>,
+        &self, client: ClientId, since: Option<u64>,
     ) -> Result<LiveSocket, ClientError> {
         match self.upgrade(client, since).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401 => {
@@ -414,9 +395,7 @@ impl Api {
     }
 
     async fn upgrade(
-        &self,
-        client: ClientId,
-        since: Option<u64>,
+        &self, client: ClientId, since: Option<u64>,
     ) -> Result<
         tokio_tungstenite::WebSocketStream<
             tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
@@ -486,8 +465,7 @@ impl Api {
 
     /// Anyone's devices, with their published signatures.
     pub async fn user_clients(
-        &self,
-        user: &Qualified<UserId>,
+        &self, user: &Qualified<UserId>,
     ) -> Result<Vec<PublicClient>, ClientError> {
         let path = format!("/v1/users/{}/{}/clients", user.domain, user.id);
         self.json(Method::GET, &path, None::<&()>).await
@@ -512,8 +490,7 @@ impl Api {
 
     /// Changes this user's profile (the fields given).
     pub async fn update_profile(
-        &self,
-        update: &parley_api::UpdateProfile,
+        &self, update: &parley_api::UpdateProfile,
     ) -> Result<(), ClientError> {
         let _: serde_json::Value = self.json(Method::PUT, "/v1/self", Some(update)).await?;
         Ok(())
@@ -532,8 +509,7 @@ impl Api {
 
     /// Asks to connect with a user.
     pub async fn request_connection(
-        &self,
-        user: &Qualified<UserId>,
+        &self, user: &Qualified<UserId>,
     ) -> Result<Connection, ClientError> {
         let path = format!("/v1/connections/{}/{}", user.domain, user.id);
         self.json(Method::POST, &path, None::<&()>).await
@@ -541,9 +517,7 @@ impl Api {
 
     /// Accepts, ignores, blocks or cancels a connection.
     pub async fn update_connection(
-        &self,
-        user: &Qualified<UserId>,
-        status: ConnectionStatus,
+        &self, user: &Qualified<UserId>, status: ConnectionStatus,
     ) -> Result<Connection, ClientError> {
         let path = format!("/v1/connections/{}/{}", user.domain, user.id);
         let body = ConnectionUpdate { status };
@@ -576,9 +550,7 @@ impl Api {
 
     /// Adds members to a group.
     pub async fn add_members(
-        &self,
-        id: &Qualified<ConversationId>,
-        users: Vec<Qualified<UserId>>,
+        &self, id: &Qualified<ConversationId>, users: Vec<Qualified<UserId>>,
     ) -> Result<(), ClientError> {
         let path = format!("/v1/conversations/{}/{}/members", id.domain, id.id);
         let body = AddMembers { users, role: None };
@@ -588,9 +560,7 @@ impl Api {
 
     /// Removes a member from a group (or, with this user, leaves it).
     pub async fn remove_member(
-        &self,
-        id: &Qualified<ConversationId>,
-        user: &Qualified<UserId>,
+        &self, id: &Qualified<ConversationId>, user: &Qualified<UserId>,
     ) -> Result<(), ClientError> {
         let path = format!(
             "/v1/conversations/{}/{}/members/{}/{}",
@@ -603,9 +573,7 @@ impl Api {
     /// Tells the conversation's open sockets that this user started or stopped
     /// typing.
     pub async fn typing(
-        &self,
-        id: &Qualified<ConversationId>,
-        started: bool,
+        &self, id: &Qualified<ConversationId>, started: bool,
     ) -> Result<(), ClientError> {
         let path = format!("/v1/conversations/{}/{}/typing", id.domain, id.id);
         let body = parley_api::Typing {
@@ -647,9 +615,7 @@ impl Api {
 
     /// A page of a device's event queue after `since`.
     pub async fn notifications(
-        &self,
-        client: ClientId,
-        since: Option<u64>,
+        &self, client: ClientId, since: Option<u64>,
     ) -> Result<NotificationPage, ClientError> {
         let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
         let path = format!("/v1/notifications?client={client}{since}");

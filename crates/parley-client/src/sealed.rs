@@ -11,9 +11,7 @@ use zeroize::Zeroizing;
 /// `nonce ‖ C(key, plaintext, aad)` with a random nonce. `None` only when the
 /// system has no randomness or the cipher refuses the input (too long).
 pub(crate) fn seal<C: Aead + KeyInit>(
-    key: &[u8; 32],
-    aad: &[u8],
-    plaintext: &[u8],
+    key: &[u8; 32], aad: &[u8], plaintext: &[u8],
 ) -> Option<Vec<u8>> {
     let mut nonce = Nonce::<C>::default();
     getrandom::fill(nonce.as_mut()).ok()?;
@@ -36,9 +34,7 @@ pub(crate) fn seal<C: Aead + KeyInit>(
 /// The plaintext of `nonce ‖ ciphertext`; `None` when it is too short or does
 /// not authenticate under `key` and `aad`.
 pub(crate) fn open<C: Aead + KeyInit>(
-    key: &[u8; 32],
-    aad: &[u8],
-    bytes: &[u8],
+    key: &[u8; 32], aad: &[u8], bytes: &[u8],
 ) -> Option<Zeroizing<Vec<u8>>> {
     let (nonce, ciphertext) = bytes.split_at_checked(C::NonceSize::USIZE)?;
     let nonce = Nonce::<C>::try_from(nonce).ok()?;

@@ -122,8 +122,7 @@ impl RootKey {
     /// carries only a salt; format 1 (scrypt) is read only with the exact
     /// settings this client wrote, and anything else is refused.
     pub async fn open_recovery_bundle(
-        bundle: &[u8],
-        passphrase: &str,
+        bundle: &[u8], passphrase: &str,
     ) -> Result<Self, ClientError> {
         let damaged = || ClientError::Decode("the recovery bundle is damaged".into());
         let refused = || {
@@ -251,9 +250,7 @@ enum Kdf {
 
 /// The passphrase key, off the async runtime (it is slow by design).
 async fn blocking_kdf(
-    kdf: Kdf,
-    passphrase: &str,
-    salt: Vec<u8>,
+    kdf: Kdf, passphrase: &str, salt: Vec<u8>,
 ) -> Result<Zeroizing<[u8; 32]>, ClientError> {
     match kdf {
         Kdf::Argon2id => {

@@ -68,10 +68,7 @@ impl DeviceKeys {
     /// each an encoded MLS message. Their private parts are not kept yet: a
     /// device that joins groups keeps them in its store (to come).
     pub fn key_packages(
-        &self,
-        count: usize,
-        now: u64,
-        lifetime: Duration,
+        &self, count: usize, now: u64, lifetime: Duration,
     ) -> Result<Vec<Vec<u8>>, DeviceError> {
         (0..count)
             .map(|_| self.key_package(ExtensionList::default(), now, lifetime))
@@ -81,9 +78,7 @@ impl DeviceKeys {
     /// A last-resort key package (RFC 9420 §16.8): the directory hands it out
     /// again whenever this device has no other, so the device stays addable.
     pub fn last_resort_key_package(
-        &self,
-        now: u64,
-        lifetime: Duration,
+        &self, now: u64, lifetime: Duration,
     ) -> Result<Vec<u8>, DeviceError> {
         let mut extensions = ExtensionList::default();
         extensions
@@ -93,10 +88,7 @@ impl DeviceKeys {
     }
 
     fn key_package(
-        &self,
-        extensions: ExtensionList,
-        now: u64,
-        lifetime: Duration,
+        &self, extensions: ExtensionList, now: u64, lifetime: Duration,
     ) -> Result<Vec<u8>, DeviceError> {
         let signer = SigningIdentity::new(
             BasicCredential::new(self.identity.credential_identifier()).into_credential(),

@@ -131,8 +131,7 @@ impl KeyPackageIn {
     /// Checks the key package (see the module's documentation); the checked
     /// value, or why it was refused.
     pub fn validate(
-        &self,
-        check: &KeyPackageCheck<'_>,
+        &self, check: &KeyPackageCheck<'_>,
     ) -> Result<ValidKeyPackage, KeyPackageError> {
         let suite = self.suite().ok_or(KeyPackageError::Malformed)?;
         let message = MlsMessage::from_bytes(&self.0).map_err(|_| KeyPackageError::Malformed)?;

@@ -74,30 +74,22 @@ pub struct SignatureScheme {
 }
 
 impl SignatureScheme {
+    const fn new(number: u16, name: &'static str, key_len: usize) -> Self {
+        Self {
+            number,
+            name,
+            key_len,
+        }
+    }
+
     /// Ed25519 (suites 0x0001 and 0x0003).
-    pub const ED25519: Self = Self {
-        number: 0x0807,
-        name: "ed25519",
-        key_len: 32,
-    };
+    pub const ED25519: Self = Self::new(0x0807, "ed25519", 32);
     /// ECDSA over P-256 with SHA-256 (suite 0x0002).
-    pub const P256: Self = Self {
-        number: 0x0403,
-        name: "ecdsa_secp256r1_sha256",
-        key_len: 65,
-    };
+    pub const P256: Self = Self::new(0x0403, "ecdsa_secp256r1_sha256", 65);
     /// ECDSA over P-384 with SHA-384 (suite 0x0007).
-    pub const P384: Self = Self {
-        number: 0x0503,
-        name: "ecdsa_secp384r1_sha384",
-        key_len: 97,
-    };
+    pub const P384: Self = Self::new(0x0503, "ecdsa_secp384r1_sha384", 97);
     /// ECDSA over P-521 with SHA-512 (suite 0x0005).
-    pub const P521: Self = Self {
-        number: 0x0603,
-        name: "ecdsa_secp521r1_sha512",
-        key_len: 133,
-    };
+    pub const P521: Self = Self::new(0x0603, "ecdsa_secp521r1_sha512", 133);
 
     /// Every scheme of a selectable suite.
     pub const ALL: [Self; 4] = [Self::ED25519, Self::P256, Self::P384, Self::P521];

@@ -44,10 +44,7 @@ fn seed32(rng: &mut ChaCha20Rng) -> [u8; 32] {
 }
 
 fn make(
-    number: u8,
-    name: &str,
-    prekey_id: u16,
-    messages: Vec<(Party, Vec<u8>)>,
+    number: u8, name: &str, prekey_id: u16, messages: Vec<(Party, Vec<u8>)>,
     deliver_order: Option<Vec<usize>>,
 ) -> JsonCase {
     let mut rng = ChaCha20Rng::from_seed([number; 32]);

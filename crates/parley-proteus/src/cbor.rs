@@ -35,8 +35,7 @@ pub(crate) fn encode_into(buf: &mut Vec<u8>, f: impl FnOnce(&mut Enc<'_>) -> Enc
 
 /// Decodes one whole value from `bytes`, refusing anything after it.
 pub(crate) fn decode_all<'b, T>(
-    bytes: &'b [u8],
-    f: impl FnOnce(&mut Decoder<'b>) -> Result<T, DecodeError>,
+    bytes: &'b [u8], f: impl FnOnce(&mut Decoder<'b>) -> Result<T, DecodeError>,
 ) -> Result<T, DecodeError> {
     let mut d = Decoder::new(bytes);
     let value = f(&mut d)?;
@@ -50,8 +49,7 @@ pub(crate) fn decode_all<'b, T>(
 /// Reads a definite-length map, calling `field` for each key. `field` returns `false`
 /// for keys it does not know, which are then skipped.
 pub(crate) fn read_map<'b>(
-    d: &mut Decoder<'b>,
-    structure: &'static str,
+    d: &mut Decoder<'b>, structure: &'static str,
     mut field: impl FnMut(u64, &mut Decoder<'b>) -> Result<bool, DecodeError>,
 ) -> Result<(), DecodeError> {
     let n = d.map()?.ok_or(DecodeError::IndefiniteLength(structure))?;
@@ -76,9 +74,7 @@ pub(crate) fn read_map<'b>(
 
 /// Reads a definite-length array of at most `max` items.
 pub(crate) fn read_array<'b, T>(
-    d: &mut Decoder<'b>,
-    structure: &'static str,
-    max: u64,
+    d: &mut Decoder<'b>, structure: &'static str, max: u64,
     mut item: impl FnMut(&mut Decoder<'b>) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
     let n = d.array()?.ok_or(DecodeError::IndefiniteLength(structure))?;
@@ -94,17 +90,14 @@ pub(crate) fn read_array<'b, T>(
 
 /// A required field.
 pub(crate) fn required<T>(
-    value: Option<T>,
-    structure: &'static str,
-    key: u8,
+    value: Option<T>, structure: &'static str, key: u8,
 ) -> Result<T, DecodeError> {
     value.ok_or(DecodeError::MissingField { structure, key })
 }
 
 /// A byte string within [`MAX_BYTES`].
 pub(crate) fn bytes<'b>(
-    d: &mut Decoder<'b>,
-    structure: &'static str,
+    d: &mut Decoder<'b>, structure: &'static str,
 ) -> Result<&'b [u8], DecodeError> {
     if d.datatype()? == Type::BytesIndef {
         return Err(DecodeError::IndefiniteLength(structure));
@@ -118,8 +111,7 @@ pub(crate) fn bytes<'b>(
 
 /// A byte string of exactly `N` bytes.
 pub(crate) fn array<const N: usize>(
-    d: &mut Decoder<'_>,
-    structure: &'static str,
+    d: &mut Decoder<'_>, structure: &'static str,
 ) -> Result<[u8; N], DecodeError> {
     let b = bytes(d, structure)?;
     b.try_into().map_err(|_| DecodeError::InvalidLength {
@@ -131,9 +123,7 @@ pub(crate) fn array<const N: usize>(
 
 /// A version field that must equal `expected`.
 pub(crate) fn version(
-    d: &mut Decoder<'_>,
-    structure: &'static str,
-    expected: u64,
+    d: &mut Decoder<'_>, structure: &'static str, expected: u64,
 ) -> Result<(), DecodeError> {
     let version = d.u64()?;
     if version != expected {
@@ -144,8 +134,7 @@ pub(crate) fn version(
 
 /// `{0: bytes(N)}`: the shape of Proteus's `PublicKey`, `Mac`, `Signature`, `SecretKey`.
 pub(crate) fn wrapped_array<const N: usize>(
-    d: &mut Decoder<'_>,
-    structure: &'static str,
+    d: &mut Decoder<'_>, structure: &'static str,
 ) -> Result<[u8; N], DecodeError> {
     let mut value = None;
     read_map(d, structure, |key, d| {

@@ -17,9 +17,7 @@ use crate::{
 
 /// The 96-byte X3DH master secret as the initiator computes it.
 pub fn master_secret(
-    alice: &IdentityKeyPair,
-    alice_base: &KeyPair,
-    bob: &PreKeyBundle,
+    alice: &IdentityKeyPair, alice_base: &KeyPair, bob: &PreKeyBundle,
 ) -> Result<Zeroizing<[u8; 96]>, ProteusError> {
     key_schedule::master_secret_initiator(alice, alice_base, bob)
 }

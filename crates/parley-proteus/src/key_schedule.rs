@@ -40,9 +40,7 @@ fn hmac(key: &[u8; 32]) -> HmacSha256 {
 /// The 96-byte X3DH master secret, as the initiator (Alice) computes it:
 /// `DH(IA, PB) || DH(BA, IB) || DH(BA, PB)`.
 pub(crate) fn master_secret_initiator(
-    alice: &IdentityKeyPair,
-    alice_base: &KeyPair,
-    bob: &PreKeyBundle,
+    alice: &IdentityKeyPair, alice_base: &KeyPair, bob: &PreKeyBundle,
 ) -> Result<Zeroizing<[u8; 96]>, ProteusError> {
     let mut master = Zeroizing::new([0u8; 96]);
     let bob_identity = bob.identity_key().public_key();
@@ -55,10 +53,7 @@ pub(crate) fn master_secret_initiator(
 /// The same secret as the responder (Bob) computes it:
 /// `DH(PB, IA) || DH(IB, BA) || DH(PB, BA)`.
 pub(crate) fn master_secret_responder(
-    bob: &IdentityKeyPair,
-    bob_prekey: &PreKey,
-    alice_identity: &PublicKey,
-    alice_base: &PublicKey,
+    bob: &IdentityKeyPair, bob_prekey: &PreKey, alice_identity: &PublicKey, alice_base: &PublicKey,
 ) -> Result<Zeroizing<[u8; 96]>, ProteusError> {
     let mut master = Zeroizing::new([0u8; 96]);
     master[..32].copy_from_slice(bob_prekey.key_pair().dh(alice_identity)?.as_ref());
@@ -80,9 +75,7 @@ pub(crate) struct RootKey(pub(crate) [u8; 32]);
 impl RootKey {
     /// `root' || chain = HKDF(DH(ours, theirs), salt = root, info = "dh_ratchet")`.
     pub(crate) fn dh_ratchet(
-        &self,
-        ours: &KeyPair,
-        theirs: &PublicKey,
+        &self, ours: &KeyPair, theirs: &PublicKey,
     ) -> Result<(RootKey, ChainKey), ProteusError> {
         let shared = ours.dh(theirs)?;
         let (root, chain) = hkdf_split(&self.0, shared.as_ref(), b"dh_ratchet");

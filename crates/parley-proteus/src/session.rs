@@ -88,9 +88,7 @@ impl Session {
     /// Draws, in order, 32 bytes for the base key, 32 for the first ratchet key and 16
     /// for the session tag from `rng`.
     pub fn init_from_bundle<R: CryptoRng + ?Sized>(
-        local: &IdentityKeyPair,
-        bundle: &PreKeyBundle,
-        rng: &mut R,
+        local: &IdentityKeyPair, bundle: &PreKeyBundle, rng: &mut R,
     ) -> Result<Self, ProteusError> {
         if bundle.verify() == BundleSignature::Invalid {
             return Err(ProteusError::InvalidSignature);
@@ -111,10 +109,7 @@ impl Session {
     /// the session and the message's plaintext. The used prekey is removed from
     /// `store` unless it is the last-resort prekey.
     pub fn init_from_message<S, R>(
-        local: &IdentityKeyPair,
-        store: &mut S,
-        rng: &mut R,
-        envelope: &[u8],
+        local: &IdentityKeyPair, store: &mut S, rng: &mut R, envelope: &[u8],
     ) -> Result<(Self, Vec<u8>), ProteusError>
     where
         S: PreKeyStore + ?Sized,
@@ -152,11 +147,7 @@ impl Session {
     /// session tag starts a new session state (see the module documentation for
     /// which state then encrypts). On error the session is unchanged.
     pub fn decrypt<S, R>(
-        &mut self,
-        local: &IdentityKeyPair,
-        store: &mut S,
-        rng: &mut R,
-        envelope: &[u8],
+        &mut self, local: &IdentityKeyPair, store: &mut S, rng: &mut R, envelope: &[u8],
     ) -> Result<Vec<u8>, ProteusError>
     where
         S: PreKeyStore + ?Sized,
@@ -318,11 +309,7 @@ impl std::fmt::Debug for Session {
 /// The responder's half of X3DH: a new state from a prekey message, its first
 /// plaintext, and the used prekey removed (unless last resort) — only on success.
 fn state_from_prekey_message<S, R>(
-    local: &IdentityKeyPair,
-    store: &mut S,
-    rng: &mut R,
-    env: &Envelope<'_>,
-    pm: &PreKeyMessage<'_>,
+    local: &IdentityKeyPair, store: &mut S, rng: &mut R, env: &Envelope<'_>, pm: &PreKeyMessage<'_>,
 ) -> Result<(SessionState, Vec<u8>), ProteusError>
 where
     S: PreKeyStore + ?Sized,

@@ -85,9 +85,7 @@ fn stage(chain: &ChainKey, counter: u32) -> Result<Staged, ProteusError> {
 
 /// Verifies the MAC and decrypts with `keys`.
 fn open(
-    keys: &MessageKeys,
-    env: &Envelope<'_>,
-    ciphertext: &[u8],
+    keys: &MessageKeys, env: &Envelope<'_>, ciphertext: &[u8],
 ) -> Result<Vec<u8>, ProteusError> {
     if !keys.verify(env.message_bytes, &env.mac) {
         return Err(ProteusError::InvalidSignature);
@@ -110,10 +108,7 @@ impl SessionState {
     /// The initiator's state from the responder's bundle. `ratchet_key` is the
     /// initiator's first ratchet key pair.
     pub(crate) fn init_as_alice(
-        alice: &IdentityKeyPair,
-        alice_base: &KeyPair,
-        bob: &PreKeyBundle,
-        ratchet_key: KeyPair,
+        alice: &IdentityKeyPair, alice_base: &KeyPair, bob: &PreKeyBundle, ratchet_key: KeyPair,
     ) -> Result<Self, ProteusError> {
         let master = key_schedule::master_secret_initiator(alice, alice_base, bob)?;
         let (root, chain) = key_schedule::handshake(&master);
@@ -140,9 +135,7 @@ impl SessionState {
 
     /// The responder's state from a prekey message.
     pub(crate) fn init_as_bob(
-        bob: &IdentityKeyPair,
-        bob_prekey: &PreKey,
-        alice_identity: &IdentityKey,
+        bob: &IdentityKeyPair, bob_prekey: &PreKey, alice_identity: &IdentityKey,
         alice_base: &PublicKey,
     ) -> Result<Self, ProteusError> {
         let master = key_schedule::master_secret_responder(
@@ -180,10 +173,7 @@ impl SessionState {
 
     /// Encrypts one message; the send chain moves on.
     pub(crate) fn encrypt(
-        &mut self,
-        tag: SessionTag,
-        local_identity: &IdentityKey,
-        plaintext: &[u8],
+        &mut self, tag: SessionTag, local_identity: &IdentityKey, plaintext: &[u8],
     ) -> Vec<u8> {
         let (keys, next) = self.send_chain.chain_key.step();
         let message = CipherMessage {
@@ -214,9 +204,7 @@ impl SessionState {
 
     /// Decrypts a message of this state. On error nothing changes and `rng` is unused.
     pub(crate) fn decrypt<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        env: &Envelope<'_>,
+        &mut self, rng: &mut R, env: &Envelope<'_>,
     ) -> Result<Vec<u8>, ProteusError> {
         let msg = env.message.cipher_message();
         let known = self
@@ -232,10 +220,7 @@ impl SessionState {
     }
 
     fn decrypt_in_chain(
-        &mut self,
-        i: usize,
-        env: &Envelope<'_>,
-        msg: &CipherMessage<'_>,
+        &mut self, i: usize, env: &Envelope<'_>, msg: &CipherMessage<'_>,
     ) -> Result<Vec<u8>, ProteusError> {
         let chain = &mut self.recv_chains[i];
         if msg.counter < chain.chain_key.idx() {
@@ -266,10 +251,7 @@ impl SessionState {
     }
 
     fn decrypt_new_chain<R: CryptoRng + ?Sized>(
-        &mut self,
-        rng: &mut R,
-        env: &Envelope<'_>,
-        msg: &CipherMessage<'_>,
+        &mut self, rng: &mut R, env: &Envelope<'_>, msg: &CipherMessage<'_>,
     ) -> Result<Vec<u8>, ProteusError> {
         let theirs = PublicKey::from_bytes(&msg.ratchet_key)?;
         let (root, recv) = self

@@ -17,12 +17,8 @@
 //! - **pages**: a queue of large events read by many clients at once: the
 //!   largest page and the server's peak memory.
 
-#![allow(
-    clippy::print_stdout,
-    reason = "a command-line tool reporting its results"
-)]
+#![allow(clippy::print_stdout, reason = "a tool that prints its report")]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,15 +33,8 @@ use common::{PASSWORD, connect, memory_kib, register};
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// The server's data directory (its e-mail outbox holds the registration codes).
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// The server's process id, to read its memory.
-    #[arg(long)]
-    server_pid: u32,
+    #[command(flatten)]
+    server: common::Server,
     /// Logins at once.
     #[arg(long, default_value_t = 50)]
     logins: usize,
@@ -90,13 +79,22 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(memory_kib(pid, "VmRSS:").context("reading the server's memory")? as f64 / 1024.0)
 }
 
+impl Args {
+    /// The server's process id: every measurement here reads its memory.
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.server
+            .pid
+            .context("the abuse run reads the server's memory: give --server-pid")
+    }
+}
+
 async fn logins(http: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
-    let before = rss_mib(a.server_pid)?;
+    let before = rss_mib(a.pid()?)?;
     let started = Instant::now();
-    let (answers, peak) = peak_during(a.server_pid, async {
+    let (answers, peak) = peak_during(a.pid()?, async {
         let tasks: Vec<_> = (0..a.logins)
             .map(|i| {
-                let (http, url) = (http.clone(), a.url.clone());
+                let (http, url) = (http.clone(), a.server.url.clone());
                 tokio::spawn(async move {
                     let body =
                         json!({"email": format!("nobody-{i}@load.example"), "password": PASSWORD});
@@ -126,11 +124,12 @@ async fn logins(http: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
 
 async fn idle(http: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
     let addr = a
+        .server
         .url
         .strip_prefix("http://")
         .context("the idle test speaks plain http")?
         .to_owned();
-    let before = rss_mib(a.server_pid)?;
+    let before = rss_mib(a.pid()?)?;
     let mut open = Vec::with_capacity(a.idle);
     for _ in 0..a.idle {
         match tokio::net::TcpStream::connect(&addr).await {
@@ -141,10 +140,10 @@ async fn idle(http: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
             }
         }
     }
-    let held = rss_mib(a.server_pid)?;
+    let held = rss_mib(a.pid()?)?;
     let t = Instant::now();
     let status = http
-        .get(format!("{}/v1/openapi.json", a.url))
+        .get(format!("{}/v1/openapi.json", a.server.url))
         .timeout(Duration::from_secs(30))
         .send()
         .await
@@ -171,8 +170,8 @@ async fn idle(http: &reqwest::Client, a: &Args) -> anyhow::Result<()> {
 async fn group(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()> {
     let creator = register(
         http,
-        &a.url,
-        &a.data_dir,
+        &a.server.url,
+        &a.server.data_dir,
         &format!("creator-{run}@load.example"),
     )
     .await?;
@@ -180,14 +179,14 @@ async fn group(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
     for i in 0..a.members.saturating_sub(1) {
         let u = register(
             http,
-            &a.url,
-            &a.data_dir,
+            &a.server.url,
+            &a.server.data_dir,
             &format!("member-{run}-{i}@load.example"),
         )
         .await?;
         connect(
             http,
-            &a.url,
+            &a.server.url,
             (creator.user, &creator.access_token),
             (u.user, &u.access_token),
         )
@@ -198,7 +197,7 @@ async fn group(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
     let reader = &users.first().context("at least two members")?;
     let key = json!({"id": 65535, "key": "cHJla2V5"});
     let device: serde_json::Value = http
-        .post(format!("{}/v1/clients", a.url))
+        .post(format!("{}/v1/clients", a.server.url))
         .bearer_auth(&reader.access_token)
         .json(&json!({"type": "permanent", "class": "desktop", "password": PASSWORD, "prekeys": [], "last_prekey": key}))
         .send()
@@ -209,7 +208,7 @@ async fn group(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
     let device_id = device["id"].as_str().context("device id")?.to_owned();
     let body = json!({"name": "big", "users": users.iter().map(|u| json!({"id": u.user, "domain": "localhost"})).collect::<Vec<_>>()});
     let request_bytes = body.to_string().len();
-    http.post(format!("{}/v1/conversations", a.url))
+    http.post(format!("{}/v1/conversations", a.server.url))
         .bearer_auth(&creator.access_token)
         .json(&body)
         .send()
@@ -218,7 +217,7 @@ async fn group(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
     let page: serde_json::Value = http
         .get(format!(
             "{}/v1/notifications?client={device_id}&size=1000",
-            a.url
+            a.server.url
         ))
         .bearer_auth(&reader.access_token)
         .send()
@@ -247,8 +246,8 @@ async fn group(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
 async fn pages(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()> {
     let u = register(
         http,
-        &a.url,
-        &a.data_dir,
+        &a.server.url,
+        &a.server.data_dir,
         &format!("pages-{run}@load.example"),
     )
     .await?;
@@ -256,7 +255,7 @@ async fn pages(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
     for n in 0..2 {
         let key = json!({"id": 65535, "key": "cHJla2V5"});
         let d: serde_json::Value = http
-            .post(format!("{}/v1/clients", a.url))
+            .post(format!("{}/v1/clients", a.server.url))
             .bearer_auth(&u.access_token)
             .json(&json!({"type": "permanent", "class": "desktop", "password": PASSWORD, "prekeys": [], "last_prekey": key, "label": format!("d{n}")}))
             .send()
@@ -267,7 +266,7 @@ async fn pages(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
         devices.push(d["id"].as_str().context("device id")?.to_owned());
     }
     let conv: serde_json::Value = http
-        .post(format!("{}/v1/conversations", a.url))
+        .post(format!("{}/v1/conversations", a.server.url))
         .bearer_auth(&u.access_token)
         .json(&json!({"name": "notes", "users": []}))
         .send()
@@ -281,7 +280,7 @@ async fn pages(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
     for _ in 0..180 {
         http.post(format!(
             "{}/v1/conversations/localhost/{conv}/proteus/messages",
-            a.url
+            a.server.url
         ))
         .bearer_auth(&u.access_token)
         .json(&json!({"sender": devices[1], "recipients": {"localhost": {u.user.to_string(): {devices[0].clone(): big}}}}))
@@ -289,13 +288,13 @@ async fn pages(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
         .await?
         .error_for_status()?;
     }
-    let before = rss_mib(a.server_pid)?;
-    let (largest, peak) = peak_during(a.server_pid, async {
+    let before = rss_mib(a.pid()?)?;
+    let (largest, peak) = peak_during(a.pid()?, async {
         let tasks: Vec<_> = (0..a.readers)
             .map(|_| {
                 let (http, url, token, device) = (
                     http.clone(),
-                    a.url.clone(),
+                    a.server.url.clone(),
                     u.access_token.clone(),
                     devices[0].clone(),
                 );
@@ -329,9 +328,7 @@ async fn pages(http: &reqwest::Client, a: &Args, run: &str) -> anyhow::Result<()
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .ok();
+    common::install_tls();
     let a = Args::parse();
     let http = reqwest::Client::new();
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();

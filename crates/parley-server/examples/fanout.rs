@@ -16,13 +16,10 @@
 //! ```
 //! The server's attempt limits must allow registering the users (`[limits]`).
 
-#![allow(
-    clippy::print_stdout,
-    reason = "a command-line tool reporting its results"
-)]
+#![allow(clippy::print_stdout, reason = "a tool that prints its report")]
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -38,16 +35,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// The server's data directory (its outbox holds registration codes; the
-    /// fdatasync rate is measured there).
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// The server's process id, to read its memory.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    #[command(flatten)]
+    server: common::Server,
     /// Conversation shapes: `members x conversations`, comma-separated.
     #[arg(long, default_value = "2x1,2x16,50x1", value_delimiter = ',')]
     shapes: Vec<String>,
@@ -85,13 +74,13 @@ struct Device {
 }
 
 async fn device(http: &reqwest::Client, a: &Args, email: &str) -> anyhow::Result<Device> {
-    let token = register(http, &a.url, &a.data_dir, email).await?;
+    let token = register(http, &a.server.url, &a.server.data_dir, email).await?;
     let key = Prekey {
         id: 65535,
         key: "cHJla2V5".into(),
     };
     let client: Client = http
-        .post(format!("{}/v1/clients", a.url))
+        .post(format!("{}/v1/clients", a.server.url))
         .bearer_auth(&token.access_token)
         .json(
             &json!({"type": "permanent", "class": "desktop", "password": PASSWORD,
@@ -110,14 +99,13 @@ async fn device(http: &reqwest::Client, a: &Args, email: &str) -> anyhow::Result
 }
 
 async fn open_socket(
-    a: &Args,
-    d: &Device,
+    a: &Args, d: &Device,
 ) -> anyhow::Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 > {
     let url = format!(
         "{}/v1/await?client={}&access_token={}",
-        a.url.replace("http", "ws"),
+        a.server.url.replace("http", "ws"),
         d.client,
         d.token
     );
@@ -164,11 +152,7 @@ struct ShapeResult {
 }
 
 async fn run_shape(
-    http: &reqwest::Client,
-    a: &Args,
-    run: &str,
-    members: usize,
-    conversations: usize,
+    http: &reqwest::Client, a: &Args, run: &str, members: usize, conversations: usize,
 ) -> anyhow::Result<ShapeResult> {
     // Users and their conversations.
     let mut convs: Vec<(uuid::Uuid, Arc<Vec<Device>>)> = Vec::new();
@@ -187,7 +171,7 @@ async fn run_shape(
         for d in &devices[1..] {
             connect(
                 http,
-                &a.url,
+                &a.server.url,
                 (devices[0].user, &devices[0].token),
                 (d.user, &d.token),
             )
@@ -198,7 +182,7 @@ async fn run_shape(
             .map(|d| json!({"id": d.user, "domain": "localhost"}))
             .collect();
         let conv: serde_json::Value = http
-            .post(format!("{}/v1/conversations", a.url))
+            .post(format!("{}/v1/conversations", a.server.url))
             .bearer_auth(&devices[0].token)
             .json(&json!({"name": "load", "users": users}))
             .send()
@@ -241,7 +225,7 @@ async fn run_shape(
     let mut senders = Vec::new();
     let convs = Arc::new(convs);
     for task in 0..a.concurrency {
-        let (http, url, convs) = (http.clone(), a.url.clone(), convs.clone());
+        let (http, url, convs) = (http.clone(), a.server.url.clone(), convs.clone());
         let (stop, sent, failed, measuring) = (
             stop.clone(),
             sent.clone(),
@@ -396,7 +380,7 @@ async fn idle_memory(http: &reqwest::Client, a: &Args, run: &str, pid: u32) -> a
         let mut joins = Vec::new();
         for batch in (already..target).collect::<Vec<_>>().chunks(64) {
             for i in batch {
-                let (devices, a_url) = (devices.clone(), a.url.clone());
+                let (devices, a_url) = (devices.clone(), a.server.url.clone());
                 let d = &devices[i % devices.len()];
                 let url = format!(
                     "{}/v1/await?client={}&access_token={}",
@@ -428,9 +412,7 @@ async fn idle_memory(http: &reqwest::Client, a: &Args, run: &str, pid: u32) -> a
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .ok();
+    common::install_tls();
     since_start();
     let a = Args::parse();
     let http = reqwest::Client::builder()
@@ -438,8 +420,8 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
-    let fsync = fdatasync_rate(&a.data_dir)?;
-    println!("fdatasync in {}: {fsync:.0}/s", a.data_dir.display());
+    let fsync = fdatasync_rate(&a.server.data_dir)?;
+    println!("fdatasync in {}: {fsync:.0}/s", a.server.data_dir.display());
     let broadcast = bare_broadcast(49, 520, 3).await?;
     println!("bare broadcast loop, 49 sockets, 520-byte frames: {broadcast:.0} frames/s");
 
@@ -459,7 +441,7 @@ async fn main() -> anyhow::Result<()> {
             r.p99_ms
         );
     }
-    if let Some(pid) = a.server_pid {
+    if let Some(pid) = a.server.pid {
         idle_memory(&http, &a, &run, pid).await?;
     }
     Ok(())

@@ -9,12 +9,8 @@
 //! `prekey_claims` included). The
 //! data directory is read only for the e-mail outbox, to register the test users.
 
-#![allow(
-    clippy::print_stdout,
-    reason = "a command-line tool reporting its results"
-)]
+#![allow(clippy::print_stdout, reason = "a tool that prints its report")]
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,12 +21,8 @@ use serde_json::json;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    url: String,
-    /// The server's data directory (its e-mail outbox holds the registration codes).
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    server: common::Server,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -96,33 +88,31 @@ fn report(what: &str, (ok, lat, elapsed): (u64, Vec<Duration>, Duration)) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .ok();
+    common::install_tls();
     let a = Args::parse();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(a.concurrency)
         .build()?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let owner_email = format!("owner-{run}@load.example");
-    let owner = register(&http, &a.url, &a.data_dir, &owner_email).await?;
+    let owner = register(&http, &a.server.url, &a.server.data_dir, &owner_email).await?;
     let claimer = register(
         &http,
-        &a.url,
-        &a.data_dir,
+        &a.server.url,
+        &a.server.data_dir,
         &format!("claimer-{run}@load.example"),
     )
     .await?;
     connect(
         &http,
-        &a.url,
+        &a.server.url,
         (claimer.user, &claimer.access_token),
         (owner.user, &owner.access_token),
     )
     .await?;
 
     // Logins: scrypt-bound by design.
-    let (h, url, email) = (http.clone(), a.url.clone(), owner_email.clone());
+    let (h, url, email) = (http.clone(), a.server.url.clone(), owner_email.clone());
     let logins = measure(&a, move || {
         let (h, url, email) = (h.clone(), url.clone(), email.clone());
         async move {
@@ -145,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let body = json!({"type": "permanent", "class": "desktop", "password": PASSWORD,
         "prekeys": (0..200).map(key).collect::<Vec<_>>(), "last_prekey": key(65535)});
     let device: Client = http
-        .post(format!("{}/v1/clients", a.url))
+        .post(format!("{}/v1/clients", a.server.url))
         .bearer_auth(&owner.access_token)
         .json(&body)
         .send()
@@ -157,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
         let batch: Vec<_> = (start..start.saturating_add(200).min(65_000))
             .map(key)
             .collect();
-        http.post(format!("{}/v1/clients/{}/prekeys", a.url, device.id))
+        http.post(format!("{}/v1/clients/{}/prekeys", a.server.url, device.id))
             .bearer_auth(&owner.access_token)
             .json(&json!({"prekeys": batch}))
             .send()
@@ -166,7 +156,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let path = format!(
         "{}/v1/users/localhost/{}/prekeys/{}",
-        a.url, owner.user, device.id
+        a.server.url, owner.user, device.id
     );
     let (h, token) = (http.clone(), claimer.access_token.clone());
     let claims = measure(&a, move || {

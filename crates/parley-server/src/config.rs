@@ -414,9 +414,7 @@ impl Settings {
 
     /// Resolves defaults, then the file, then explicit overrides.
     pub fn resolve(
-        config_file: Option<&Path>,
-        listen: Option<SocketAddr>,
-        data_dir: Option<PathBuf>,
+        config_file: Option<&Path>, listen: Option<SocketAddr>, data_dir: Option<PathBuf>,
     ) -> Result<Self, ConfigError> {
         let file = match config_file {
             None => FileConfig::default(),

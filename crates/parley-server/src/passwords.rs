@@ -68,11 +68,7 @@ fn salt() -> [u8; 32] {
 }
 
 fn scrypt_raw(
-    password: &str,
-    salt: &[u8],
-    log_n: u8,
-    r: u32,
-    p: u32,
+    password: &str, salt: &[u8], log_n: u8, r: u32, p: u32,
 ) -> ApiResult<Zeroizing<[u8; 32]>> {
     let params = scrypt::Params::new(log_n, r, p).map_err(ApiError::internal)?;
     let mut out = Zeroizing::new([0u8; 32]);

@@ -102,8 +102,7 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// until the server stops: off the request path, so that no reader waits for
 /// a purge. A failed purge is logged and tried again at the next tick.
 async fn purge_loop(
-    notifications: Notifications,
-    mls: crate::services::mls::Mls,
+    notifications: Notifications, mls: crate::services::mls::Mls,
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut every = tokio::time::interval(PURGE_INTERVAL);
@@ -131,8 +130,7 @@ async fn purge_loop(
 /// a client that speaks it anyway is allowed no streams, so it never gets a
 /// request in and the first-request deadline closes its connection.
 fn bounded<A: axum_server::Address, Acc>(
-    mut server: axum_server::Server<A, Acc>,
-    settings: &Settings,
+    mut server: axum_server::Server<A, Acc>, settings: &Settings,
 ) -> axum_server::Server<A, Acc> {
     let http = server.http_builder();
     http.http1()
@@ -165,9 +163,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, StartError> {
 
 /// Starts serving with a given store and clock.
 pub async fn start_with_store(
-    settings: Settings,
-    store: Arc<dyn Store>,
-    clock: Clock,
+    settings: Settings, store: Arc<dyn Store>, clock: Clock,
 ) -> Result<RunningServer, StartError> {
     let keys_dir = settings.data_dir.join("keys");
     let tokens = TokenKeys::load_or_create(&keys_dir)

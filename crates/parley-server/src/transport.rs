@@ -108,9 +108,7 @@ pub(crate) struct Permitted<I> {
 
 impl<I: AsyncRead + Unpin> AsyncRead for Permitted<I> {
     fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
+        self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
@@ -118,9 +116,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Permitted<I> {
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Permitted<I> {
     fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
+        self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
@@ -134,9 +130,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Permitted<I> {
     }
 
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
+        self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
@@ -151,9 +145,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Permitted<I> {
 /// both close the connection (`Connection: close`), since the rest of the body
 /// is still on its way.
 pub(crate) async fn bounded_body(
-    axum::extract::State(deadline): axum::extract::State<Duration>,
-    request: Request,
-    next: Next,
+    axum::extract::State(deadline): axum::extract::State<Duration>, request: Request, next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY_BYTES).collect()).await;

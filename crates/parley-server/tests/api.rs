@@ -951,11 +951,7 @@ async fn bad_input_gets_a_labelled_4xx_and_changes_nothing(s: &TestServer) {
 }
 
 async fn notifications(
-    s: &TestServer,
-    token: &str,
-    client: &str,
-    since: Option<u64>,
-    size: Option<u64>,
+    s: &TestServer, token: &str, client: &str, since: Option<u64>, size: Option<u64>,
 ) -> (u16, Value) {
     let mut path = format!("/v1/notifications?client={client}");
     if let Some(since) = since {

@@ -88,11 +88,7 @@ async fn create_group(s: &TestServer, by: &Person, name: &str, with: &[&Person])
 
 /// Sends from `sender` with one ciphertext per listed device (`"{text} for {device}"`).
 async fn send(
-    s: &TestServer,
-    from: &Person,
-    sender: ClientId,
-    conv: Uuid,
-    to: &[(UserId, ClientId)],
+    s: &TestServer, from: &Person, sender: ClientId, conv: Uuid, to: &[(UserId, ClientId)],
     text: &str,
 ) -> (reqwest::StatusCode, Value) {
     let mut recipients: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();

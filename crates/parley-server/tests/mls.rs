@@ -48,10 +48,7 @@ async fn device(s: &TestServer, email: &str, suite: CipherSuite) -> (User, Clien
 }
 
 async fn register_key(
-    s: &TestServer,
-    u: &User,
-    client: ClientId,
-    keys: &DeviceKeys,
+    s: &TestServer, u: &User, client: ClientId, keys: &DeviceKeys,
 ) -> (u16, Value) {
     let scheme = keys.suite().signature_scheme().expect("a scheme");
     let (st, v, _) = s

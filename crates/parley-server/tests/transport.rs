@@ -242,8 +242,7 @@ async fn https_with_hsts_and_secure_cookies() {
 
 /// A TLS handshake with only the given versions and suites offered.
 async fn handshake(
-    t: &TlsServer,
-    versions: &[&'static rustls::SupportedProtocolVersion],
+    t: &TlsServer, versions: &[&'static rustls::SupportedProtocolVersion],
     suites: Vec<rustls::SupportedCipherSuite>,
 ) -> bool {
     let mut roots = rustls::RootCertStore::empty();

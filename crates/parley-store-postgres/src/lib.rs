@@ -106,9 +106,7 @@ impl Dialect for PostgresStore {
     /// that are gone get none): the heads are locked in (user, device) order first, as
     /// everywhere, then advanced and the events inserted from arrays.
     async fn enqueue_many(
-        tx: &mut Tx<Self>,
-        outgoing: Vec<Outgoing>,
-        at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, at: i64,
     ) -> StoreResult<Vec<Delivered>> {
         if outgoing.is_empty() {
             return Ok(Vec::new());
@@ -155,10 +153,7 @@ impl Dialect for PostgresStore {
     }
 
     async fn deliver(
-        &self,
-        id: ConversationId,
-        at: i64,
-        plan: DeliveryPlan,
+        &self, id: ConversationId, at: i64, plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
         // The conversation's row lock serialises its deliveries with each other
         // and with membership changes (which take it too). The roster is read in

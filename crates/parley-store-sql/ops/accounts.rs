@@ -4,8 +4,7 @@ use async_trait::async_trait;
 
 use parley_api::{CookieKind, UserId};
 use parley_store::{
-    AccountStore, CodeKind, Cookie, Notify, OneTimeCode, ProfileUpdate, StoreError, StoreResult,
-    User,
+    AccountStore, CodeKind, Cookie, Notify, OneTimeCode, ProfileUpdate, StoreResult, User,
 };
 
 use super::{Store, Tx};
@@ -57,15 +56,13 @@ impl Store {
     /// `tx`: whoever knew the old password is out. `NotFound` for an unknown
     /// user.
     async fn new_password_ends_logins(tx: &mut Tx, user: UserId, hash: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(user.to_string())
-            .execute(&mut **tx)
-            .await
-            .map_err(Store::error)?;
-        if Store::rows_affected(&done) == 0 {
-            return Err(StoreError::NotFound);
-        }
+        Store::touched(
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(hash)
+                .bind(user.to_string())
+                .execute(&mut **tx)
+                .await,
+        )?;
         sqlx::query("DELETE FROM cookies WHERE user_id = $1")
             .bind(user.to_string())
             .execute(&mut **tx)
@@ -83,15 +80,13 @@ impl Store {
     /// Sets one text column of a user's row (`sql` binds the value as `$1` and
     /// the id as `$2`). `NotFound` for an unknown user.
     async fn set_user_column(&self, sql: &'static str, value: &str, id: UserId) -> StoreResult<()> {
-        let done = sqlx::query(sql)
-            .bind(value)
-            .bind(id.to_string())
-            .execute(self.pool())
-            .await
-            .map_err(Store::error)?;
-        if Store::rows_affected(&done) == 0 {
-            return Err(StoreError::NotFound);
-        }
+        Store::touched(
+            sqlx::query(sql)
+                .bind(value)
+                .bind(id.to_string())
+                .execute(self.pool())
+                .await,
+        )?;
         Ok(())
     }
 }
@@ -166,29 +161,24 @@ impl AccountStore for Store {
     }
 
     async fn update_profile(
-        &self,
-        id: UserId,
-        p: &ProfileUpdate,
-        notify: Notify<'_>,
+        &self, id: UserId, p: &ProfileUpdate, notify: Notify<'_>,
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.user_tx(id).await?;
-        let done = sqlx::query(
-            "UPDATE users SET name = COALESCE($1, name), accent_id = COALESCE($2, accent_id), \
+        Store::touched(
+            sqlx::query(
+                "UPDATE users SET name = COALESCE($1, name), accent_id = COALESCE($2, accent_id), \
              locale = COALESCE($3, locale), picture = CASE WHEN $4 THEN $5 ELSE picture END \
              WHERE id = $6",
-        )
-        .bind(&p.name)
-        .bind(p.accent_id)
-        .bind(&p.locale)
-        .bind(p.picture.is_some())
-        .bind(p.picture.clone().flatten())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(Store::error)?;
-        if Store::rows_affected(&done) == 0 {
-            return Err(StoreError::NotFound);
-        }
+            )
+            .bind(&p.name)
+            .bind(p.accent_id)
+            .bind(&p.locale)
+            .bind(p.picture.is_some())
+            .bind(p.picture.clone().flatten())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await,
+        )?;
         Self::fan_out(&mut tx, &[(id, notify.payload)], None, notify.at).await?;
         tx.commit().await.map_err(Store::error)
     }
@@ -299,10 +289,7 @@ impl AccountStore for Store {
     }
 
     async fn start_password_reset(
-        &self,
-        r: &OneTimeCode,
-        now: i64,
-        max_tries: u32,
+        &self, r: &OneTimeCode, now: i64, max_tries: u32,
     ) -> StoreResult<bool> {
         let user = r.reset_user()?;
         let done = sqlx::query(
@@ -325,35 +312,28 @@ impl AccountStore for Store {
     }
 
     async fn complete_password_reset(
-        &self,
-        key: &str,
-        user: UserId,
-        hash: &str,
+        &self, key: &str, user: UserId, hash: &str,
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.user_tx(user).await?;
-        let gone = sqlx::query("DELETE FROM password_resets WHERE key = $1 AND user_id = $2")
-            .bind(key)
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        if Store::rows_affected(&gone) == 0 {
-            return Err(StoreError::NotFound);
-        }
+        Store::touched(
+            sqlx::query("DELETE FROM password_resets WHERE key = $1 AND user_id = $2")
+                .bind(key)
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await,
+        )?;
         Self::new_password_ends_logins(&mut tx, user, hash).await?;
         tx.commit().await.map_err(Store::error)
     }
 
     async fn set_recovery_bundle(&self, user: UserId, bundle: Option<&[u8]>) -> StoreResult<()> {
-        let updated = sqlx::query("UPDATE users SET recovery_bundle = $1 WHERE id = $2")
-            .bind(bundle)
-            .bind(user.to_string())
-            .execute(self.pool())
-            .await
-            .map_err(Store::error)?;
-        if Store::rows_affected(&updated) == 0 {
-            return Err(StoreError::NotFound);
-        }
+        Store::touched(
+            sqlx::query("UPDATE users SET recovery_bundle = $1 WHERE id = $2")
+                .bind(bundle)
+                .bind(user.to_string())
+                .execute(self.pool())
+                .await,
+        )?;
         Ok(())
     }
 

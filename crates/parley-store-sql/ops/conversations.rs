@@ -15,10 +15,7 @@ use parley_store_sql::columns::{self, ConversationRow, role, timer};
 #[async_trait]
 impl ConversationStore for Store {
     async fn create_conversation(
-        &self,
-        conversation: &ConversationRecord,
-        members: &[MemberRecord],
-        notify: Notify<'_>,
+        &self, conversation: &ConversationRecord, members: &[MemberRecord], notify: Notify<'_>,
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.write_tx().await?;
         Self::insert_conversation(&mut tx, conversation, members).await?;
@@ -58,10 +55,7 @@ impl ConversationStore for Store {
     }
 
     async fn conversations_of(
-        &self,
-        user: UserId,
-        after: Option<ConversationId>,
-        limit: usize,
+        &self, user: UserId, after: Option<ConversationId>, limit: usize,
     ) -> StoreResult<Vec<ConversationRecord>> {
         let rows: Vec<ConversationRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -79,10 +73,7 @@ impl ConversationStore for Store {
     }
 
     async fn change_conversation(
-        &self,
-        id: ConversationId,
-        change: &ConversationChange,
-        notify: Notify<'_>,
+        &self, id: ConversationId, change: &ConversationChange, notify: Notify<'_>,
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.write_tx().await?;
         let exists: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
@@ -104,31 +95,23 @@ impl ConversationStore for Store {
                 told = after;
             }
             ConversationChange::RemoveMember(user) => {
-                let gone = sqlx::query(
+                Store::touched(sqlx::query(
                     "DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
                 )
                 .bind(id.to_string())
                 .bind(user.to_string())
                 .execute(&mut *tx)
-                .await
-                .map_err(Store::error)?;
-                if Store::rows_affected(&gone) == 0 {
-                    return Err(StoreError::NotFound);
-                }
+                .await)?;
             }
             ConversationChange::SetRole(member) => {
-                let changed = sqlx::query(
+                Store::touched(sqlx::query(
                     "UPDATE conversation_members SET role = $1 WHERE conversation_id = $2 AND user_id = $3",
                 )
                 .bind(role(member.role))
                 .bind(id.to_string())
                 .bind(member.user.to_string())
                 .execute(&mut *tx)
-                .await
-                .map_err(Store::error)?;
-                if Store::rows_affected(&changed) == 0 {
-                    return Err(StoreError::NotFound);
-                }
+                .await)?;
             }
             ConversationChange::Rename(name) => {
                 sqlx::query("UPDATE conversations SET name = $1 WHERE id = $2")
@@ -180,10 +163,7 @@ impl ConversationStore for Store {
     }
 
     async fn post(
-        &self,
-        id: ConversationId,
-        at: i64,
-        plan: DeliveryPlan,
+        &self, id: ConversationId, at: i64, plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
         self.deliver(id, at, plan).await
     }

@@ -16,11 +16,7 @@ use parley_store_sql::columns::{
 #[async_trait]
 impl DeviceStore for Store {
     async fn add_client(
-        &self,
-        c: &ClientRecord,
-        prekeys: &[PrekeyRecord],
-        max_permanent: usize,
-        notify: Notify<'_>,
+        &self, c: &ClientRecord, prekeys: &[PrekeyRecord], max_permanent: usize, notify: Notify<'_>,
     ) -> StoreResult<AddedClient> {
         let (_guard, mut tx) = self.user_tx(c.user).await?;
         let mut added = AddedClient::default();
@@ -106,10 +102,7 @@ impl DeviceStore for Store {
     }
 
     async fn delete_client(
-        &self,
-        user: UserId,
-        id: ClientId,
-        notify: Notify<'_>,
+        &self, user: UserId, id: ClientId, notify: Notify<'_>,
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.user_tx(user).await?;
         Self::lock_heads(&mut tx, user).await?;
@@ -121,10 +114,7 @@ impl DeviceStore for Store {
     }
 
     async fn add_prekeys(
-        &self,
-        user: UserId,
-        client: ClientId,
-        prekeys: &[PrekeyRecord],
+        &self, user: UserId, client: ClientId, prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.write_tx().await?;
         Self::require_client(&mut tx, user, client).await?;
@@ -145,10 +135,7 @@ impl DeviceStore for Store {
     }
 
     async fn raise_generation(
-        &self,
-        user: UserId,
-        client: ClientId,
-        generation: u64,
+        &self, user: UserId, client: ClientId, generation: u64,
     ) -> StoreResult<Option<u64>> {
         let g: Option<i64> = sqlx::query_scalar(Store::RAISE_GENERATION)
             .bind(i64::try_from(generation).unwrap_or(i64::MAX))
@@ -161,10 +148,7 @@ impl DeviceStore for Store {
     }
 
     async fn claim_prekey(
-        &self,
-        user: UserId,
-        client: ClientId,
-        one_time: bool,
+        &self, user: UserId, client: ClientId, one_time: bool,
     ) -> StoreResult<Option<PrekeyRecord>> {
         // One statement, which the dialect makes atomic.
         if one_time {
@@ -190,10 +174,7 @@ impl DeviceStore for Store {
     }
 
     async fn set_push_endpoint(
-        &self,
-        user: UserId,
-        client: ClientId,
-        url: Option<&str>,
+        &self, user: UserId, client: ClientId, url: Option<&str>,
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.write_tx().await?;
         Self::require_client(&mut tx, user, client).await?;

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use parley_api::{ClientId, UserId};
 use parley_store::{KeyPackageRecord, MlsStore, StoreError, StoreResult};
 
-use super::{Store, Tx};
+use super::{Db, Store, Tx};
 use parley_store_sql::Dialect;
 use parley_store_sql::columns::{client_id, parse_client_id};
 
@@ -25,10 +25,7 @@ impl Store {
 #[async_trait]
 impl MlsStore for Store {
     async fn set_mls_public_keys(
-        &self,
-        user: UserId,
-        client: ClientId,
-        keys: &[(u16, Vec<u8>)],
+        &self, user: UserId, client: ClientId, keys: &[(u16, Vec<u8>)],
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.user_tx(user).await?;
         Self::device_exists(&mut tx, user, client).await?;
@@ -64,9 +61,7 @@ impl MlsStore for Store {
     }
 
     async fn mls_public_keys(
-        &self,
-        user: UserId,
-        client: ClientId,
+        &self, user: UserId, client: ClientId,
     ) -> StoreResult<Vec<(u16, Vec<u8>)>> {
         let rows: Vec<(i32, Vec<u8>)> = sqlx::query_as(
             "SELECT scheme, key FROM mls_public_keys WHERE user_id = $1 AND client_id = $2 \
@@ -83,10 +78,7 @@ impl MlsStore for Store {
     }
 
     async fn add_key_packages(
-        &self,
-        packages: &[KeyPackageRecord],
-        now: i64,
-        max_per_suite: u64,
+        &self, packages: &[KeyPackageRecord], now: i64, max_per_suite: u64,
     ) -> StoreResult<()> {
         let mut devices: Vec<(UserId, ClientId)> =
             packages.iter().map(|p| (p.user, p.client)).collect();
@@ -177,32 +169,20 @@ impl MlsStore for Store {
     }
 
     async fn count_key_packages(
-        &self,
-        user: UserId,
-        client: ClientId,
-        suite: u16,
-        now: i64,
+        &self, user: UserId, client: ClientId, suite: u16, now: i64,
     ) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
-             AND suite = $3 AND not_after > $4 AND NOT last_resort",
-        )
-        .bind(user.to_string())
-        .bind(client_id(client))
-        .bind(i32::from(suite))
-        .bind(now)
-        .fetch_one(self.pool())
-        .await
-        .map_err(Store::error)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let n: Option<(i64,)> = self
+            .device_suite_row(
+                "SELECT COUNT(*) FROM mls_key_packages WHERE user_id = $1 AND client_id = $2 \
+                 AND suite = $3 AND not_after > $4 AND NOT last_resort",
+                (user, client, suite, now),
+            )
+            .await?;
+        Ok(n.map_or(0, |(n,)| u64::try_from(n).unwrap_or(0)))
     }
 
     async fn claim_key_packages(
-        &self,
-        user: UserId,
-        suite: u16,
-        except: Option<ClientId>,
-        now: i64,
+        &self, user: UserId, suite: u16, except: Option<ClientId>, now: i64,
     ) -> StoreResult<Vec<KeyPackageRecord>> {
         let devices: Vec<i64> = sqlx::query_scalar("SELECT id FROM clients WHERE user_id = $1")
             .bind(user.to_string())
@@ -214,29 +194,19 @@ impl MlsStore for Store {
         let mut claimed = Vec::new();
         for client in devices.into_iter().filter(|c| Some(*c) != except) {
             // One statement each, which the dialect makes atomic.
-            let row: Option<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(Store::CLAIM_KEY_PACKAGE)
-                .bind(user.to_string())
-                .bind(client_id(client))
-                .bind(i32::from(suite))
-                .bind(now)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(Store::error)?;
+            let key = (user, client, suite, now);
+            let row: Option<(Vec<u8>, Vec<u8>, i64)> =
+                self.device_suite_row(Store::CLAIM_KEY_PACKAGE, key).await?;
             // None left: the device's last-resort one, which stays.
             let (row, last_resort) = match row {
                 Some(row) => (Some(row), false),
                 None => (
-                    sqlx::query_as(
+                    self.device_suite_row(
                         "SELECT ref, data, not_after FROM mls_key_packages WHERE user_id = $1 \
                          AND client_id = $2 AND suite = $3 AND not_after > $4 AND last_resort",
+                        key,
                     )
-                    .bind(user.to_string())
-                    .bind(client_id(client))
-                    .bind(i32::from(suite))
-                    .bind(now)
-                    .fetch_optional(self.pool())
-                    .await
-                    .map_err(Store::error)?,
+                    .await?,
                     true,
                 ),
             };
@@ -256,10 +226,7 @@ impl MlsStore for Store {
     }
 
     async fn delete_key_packages(
-        &self,
-        user: UserId,
-        client: ClientId,
-        references: &[Vec<u8>],
+        &self, user: UserId, client: ClientId, references: &[Vec<u8>],
     ) -> StoreResult<u64> {
         let (_guard, mut tx) = self.write_tx().await?;
         let mut gone = 0;
@@ -283,4 +250,25 @@ impl MlsStore for Store {
 /// A scheme or suite number read back.
 fn number(v: i32) -> StoreResult<u16> {
     u16::try_from(v).map_err(|_| StoreError::Backend(format!("scheme or suite {v}")))
+}
+
+impl Store {
+    /// The one row `sql` selects (or deletes and returns) for one device's key
+    /// packages on one suite still valid at a time: `$1` user, `$2` device,
+    /// `$3` suite, `$4` now.
+    async fn device_suite_row<R>(
+        &self, sql: &'static str, (user, client, suite, now): (UserId, ClientId, u16, i64),
+    ) -> StoreResult<Option<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, <Db as sqlx::Database>::Row> + Send + Unpin,
+    {
+        sqlx::query_as(sql)
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .bind(i32::from(suite))
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Store::error)
+    }
 }

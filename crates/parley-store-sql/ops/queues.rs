@@ -14,11 +14,7 @@ const PURGE_BATCH: usize = 64;
 #[async_trait]
 impl QueueStore for Store {
     async fn events(
-        &self,
-        user: UserId,
-        client: ClientId,
-        since: Option<u64>,
-        limit: usize,
+        &self, user: UserId, client: ClientId, since: Option<u64>, limit: usize,
     ) -> StoreResult<Option<EventPage>> {
         // One read transaction: the head and the page agree.
         let mut tx = self.pool().begin().await.map_err(Store::error)?;

@@ -21,8 +21,7 @@ impl Store {
     /// which read first (counting devices or cookies) see no concurrent change
     /// for that user.
     pub(crate) async fn user_tx(
-        &self,
-        user: UserId,
+        &self, user: UserId,
     ) -> StoreResult<(<Store as Dialect>::Guard, Tx)> {
         let (guard, mut tx) = self.write_tx().await?;
         Self::lock_user(&mut tx, user).await?;
@@ -95,10 +94,7 @@ impl Store {
     /// bulk enqueue: every change's events take this path, in (user, device)
     /// order.
     pub(crate) async fn fan_out(
-        tx: &mut Tx,
-        events: &[(UserId, &str)],
-        except: Option<(UserId, ClientId)>,
-        at: i64,
+        tx: &mut Tx, events: &[(UserId, &str)], except: Option<(UserId, ClientId)>, at: i64,
     ) -> StoreResult<()> {
         let mut payloads: BTreeMap<UserId, &str> = BTreeMap::new();
         for (user, payload) in events {
@@ -133,8 +129,7 @@ impl Store {
 
     /// The devices of a conversation's members, read inside `tx`.
     pub(crate) async fn roster_in(
-        tx: &mut Tx,
-        conversation: ConversationId,
+        tx: &mut Tx, conversation: ConversationId,
     ) -> StoreResult<Roster> {
         let rows: Vec<(Option<String>, Option<i64>)> = sqlx::query_as(Store::ROSTER)
             .bind(conversation.to_string())
@@ -146,8 +141,7 @@ impl Store {
 
     /// The members of a conversation, read inside `tx`.
     pub(crate) async fn member_ids(
-        tx: &mut Tx,
-        conversation: ConversationId,
+        tx: &mut Tx, conversation: ConversationId,
     ) -> StoreResult<Vec<UserId>> {
         let ids: Vec<String> = sqlx::query_scalar(Store::MEMBER_IDS)
             .bind(conversation.to_string())
@@ -160,9 +154,7 @@ impl Store {
     /// `NotFound` unless the user has this device (inside the caller's
     /// transaction).
     pub(crate) async fn require_client(
-        tx: &mut Tx,
-        user: UserId,
-        client: ClientId,
+        tx: &mut Tx, user: UserId, client: ClientId,
     ) -> StoreResult<()> {
         let exists: Option<i64> = sqlx::query_scalar(
             "SELECT CAST(1 AS BIGINT) FROM clients WHERE user_id = $1 AND id = $2",
@@ -176,10 +168,7 @@ impl Store {
     }
 
     pub(crate) async fn insert_prekeys(
-        tx: &mut Tx,
-        user: UserId,
-        client: ClientId,
-        prekeys: &[PrekeyRecord],
+        tx: &mut Tx, user: UserId, client: ClientId, prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
         for p in prekeys {
             sqlx::query(
@@ -199,9 +188,7 @@ impl Store {
 
     /// Deletes a device with its prekeys and the cookies with its cookie label.
     pub(crate) async fn remove_client(
-        tx: &mut Tx,
-        user: UserId,
-        id: ClientId,
+        tx: &mut Tx, user: UserId, id: ClientId,
     ) -> StoreResult<bool> {
         let label: Option<Option<String>> = sqlx::query_scalar(
             "DELETE FROM clients WHERE user_id = $1 AND id = $2 RETURNING cookie_label",
@@ -224,9 +211,7 @@ impl Store {
     }
 
     pub(crate) async fn insert_conversation(
-        tx: &mut Tx,
-        c: &ConversationRecord,
-        members: &[MemberRecord],
+        tx: &mut Tx, c: &ConversationRecord, members: &[MemberRecord],
     ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO conversations (id, kind, name, creator, message_timer, receipt_mode, \
@@ -246,9 +231,7 @@ impl Store {
     }
 
     pub(crate) async fn insert_members(
-        tx: &mut Tx,
-        conversation: ConversationId,
-        members: &[MemberRecord],
+        tx: &mut Tx, conversation: ConversationId, members: &[MemberRecord],
     ) -> StoreResult<()> {
         for m in members {
             sqlx::query(

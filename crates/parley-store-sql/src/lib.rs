@@ -38,21 +38,26 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     fn error(e: sqlx::Error) -> StoreError;
     /// How many rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+    /// A change that must touch a row: `NotFound` if it touched none.
+    fn touched(
+        result: Result<<Self::Db as Database>::QueryResult, sqlx::Error>,
+    ) -> StoreResult<()> {
+        match result {
+            Err(e) => Err(Self::error(e)),
+            Ok(done) if Self::rows_affected(&done) == 0 => Err(StoreError::NotFound),
+            Ok(_) => Ok(()),
+        }
+    }
     /// A transaction for a change.
     async fn write_tx(&self) -> StoreResult<(Self::Guard, Tx<Self>)>;
     /// Appends one event to each of many devices' queues (devices that are gone
     /// get none), locking queue heads in (user, device) order.
     async fn enqueue_many(
-        tx: &mut Tx<Self>,
-        outgoing: Vec<Outgoing>,
-        at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, at: i64,
     ) -> StoreResult<Vec<Delivered>>;
     /// Delivers a message (`ConversationStore::post`).
     async fn deliver(
-        &self,
-        id: ConversationId,
-        at: i64,
-        plan: DeliveryPlan,
+        &self, id: ConversationId, at: i64, plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>>;
 
     /// Locks a user's row for the rest of the transaction, if the database

@@ -65,8 +65,7 @@ const MAX_BATCH: usize = 64;
 /// one fsync instead of queueing for one each. A delivery that fails rolls back to
 /// its savepoint and fails alone.
 async fn deliveries_writer(
-    pool: SqlitePool,
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    pool: SqlitePool, writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     mut jobs: tokio::sync::mpsc::UnboundedReceiver<PostJob>,
 ) {
     while let Some(first) = jobs.recv().await {
@@ -85,9 +84,7 @@ async fn deliveries_writer(
 }
 
 async fn post_batch(
-    pool: &SqlitePool,
-    writer: &tokio::sync::Mutex<()>,
-    batch: &[PostJob],
+    pool: &SqlitePool, writer: &tokio::sync::Mutex<()>, batch: &[PostJob],
 ) -> Vec<StoreResult<Option<Posted>>> {
     let failed = |e: &StoreError| {
         batch
@@ -230,9 +227,7 @@ impl Dialect for SqliteStore {
     /// that are gone get none): the rows travel as one JSON parameter, which keeps a
     /// 50-member fan-out from paying for 100 statements.
     async fn enqueue_many(
-        tx: &mut Tx<Self>,
-        outgoing: Vec<Outgoing>,
-        at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, at: i64,
     ) -> StoreResult<Vec<Delivered>> {
         if outgoing.is_empty() {
             return Ok(Vec::new());
@@ -283,10 +278,7 @@ impl Dialect for SqliteStore {
     }
 
     async fn deliver(
-        &self,
-        id: ConversationId,
-        at: i64,
-        plan: DeliveryPlan,
+        &self, id: ConversationId, at: i64, plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.deliveries

@@ -496,10 +496,7 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
     /// Changes profile fields and queues `notify` for every device of the user.
     /// `NotFound` for an unknown user.
     async fn update_profile(
-        &self,
-        id: UserId,
-        update: &ProfileUpdate,
-        notify: Notify<'_>,
+        &self, id: UserId, update: &ProfileUpdate, notify: Notify<'_>,
     ) -> StoreResult<()>;
     /// Sets the handle. `Conflict("handle")` if another user has it.
     async fn set_handle(&self, id: UserId, handle: &str) -> StoreResult<()>;
@@ -526,17 +523,11 @@ pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
     /// One statement, so two requests at once cannot both start one. True if
     /// stored.
     async fn start_password_reset(
-        &self,
-        reset: &OneTimeCode,
-        now: i64,
-        max_tries: u32,
+        &self, reset: &OneTimeCode, now: i64, max_tries: u32,
     ) -> StoreResult<bool>;
     /// Sets the new password, deletes the reset and every cookie of the user.
     async fn complete_password_reset(
-        &self,
-        key: &str,
-        user: UserId,
-        password_hash: &str,
+        &self, key: &str, user: UserId, password_hash: &str,
     ) -> StoreResult<()>;
     /// Replaces (or with `None` removes) the user's recovery bundle, an opaque
     /// encrypted blob. `NotFound` for an unknown user.
@@ -554,10 +545,7 @@ pub trait DeviceStore: Send + Sync + std::fmt::Debug + 'static {
     /// previous temporary one; a permanent one beyond `max_permanent` is refused with
     /// `TooManyClients`.
     async fn add_client(
-        &self,
-        client: &ClientRecord,
-        prekeys: &[PrekeyRecord],
-        max_permanent: usize,
+        &self, client: &ClientRecord, prekeys: &[PrekeyRecord], max_permanent: usize,
         notify: Notify<'_>,
     ) -> StoreResult<AddedClient>;
     /// A user's devices, oldest first.
@@ -568,46 +556,31 @@ pub trait DeviceStore: Send + Sync + std::fmt::Debug + 'static {
     /// label, and queues `notify` for the user's remaining devices. `NotFound` if it
     /// does not exist.
     async fn delete_client(
-        &self,
-        user: UserId,
-        id: ClientId,
-        notify: Notify<'_>,
+        &self, user: UserId, id: ClientId, notify: Notify<'_>,
     ) -> StoreResult<()>;
     /// Adds prekeys to a device (an existing id is replaced). `NotFound` for an
     /// unknown device.
     async fn add_prekeys(
-        &self,
-        user: UserId,
-        client: ClientId,
-        prekeys: &[PrekeyRecord],
+        &self, user: UserId, client: ClientId, prekeys: &[PrekeyRecord],
     ) -> StoreResult<()>;
     /// Unused one-time prekeys of a device (the last-resort one not counted).
     async fn count_prekeys(&self, user: UserId, client: ClientId) -> StoreResult<u64>;
     /// Raises a device's send generation to at least `generation` (never
     /// lowers it) and returns it; `None` for an unknown device.
     async fn raise_generation(
-        &self,
-        user: UserId,
-        client: ClientId,
-        generation: u64,
+        &self, user: UserId, client: ClientId, generation: u64,
     ) -> StoreResult<Option<u64>>;
     /// Claims one prekey of a device: a one-time prekey, deleted in the same step so
     /// no two claims get the same one, or the last-resort prekey when none is left
     /// or `one_time` is false (a claimer past its limit). `None` for an unknown
     /// device.
     async fn claim_prekey(
-        &self,
-        user: UserId,
-        client: ClientId,
-        one_time: bool,
+        &self, user: UserId, client: ClientId, one_time: bool,
     ) -> StoreResult<Option<PrekeyRecord>>;
     /// Sets (or with `None` removes) a device's push endpoint. `NotFound` for an
     /// unknown device.
     async fn set_push_endpoint(
-        &self,
-        user: UserId,
-        client: ClientId,
-        url: Option<&str>,
+        &self, user: UserId, client: ClientId, url: Option<&str>,
     ) -> StoreResult<()>;
     /// A device's push endpoint.
     async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>>;
@@ -621,11 +594,7 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug + 'static {
     /// Up to `limit` events of a device's queue after `since` (from the start when
     /// `None`). `None` for an unknown device.
     async fn events(
-        &self,
-        user: UserId,
-        client: ClientId,
-        since: Option<u64>,
-        limit: usize,
+        &self, user: UserId, client: ClientId, since: Option<u64>, limit: usize,
     ) -> StoreResult<Option<EventPage>>;
     /// The newest event of a device's queue.
     async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>>;
@@ -659,10 +628,7 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
     /// Creates a conversation with its members and queues `notify` for every
     /// member's devices.
     async fn create_conversation(
-        &self,
-        conversation: &ConversationRecord,
-        members: &[MemberRecord],
-        notify: Notify<'_>,
+        &self, conversation: &ConversationRecord, members: &[MemberRecord], notify: Notify<'_>,
     ) -> StoreResult<()>;
     /// A conversation.
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>>;
@@ -670,18 +636,12 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
     async fn members(&self, id: ConversationId) -> StoreResult<Vec<MemberRecord>>;
     /// Up to `limit` of a user's conversations with ids after `after`, in id order.
     async fn conversations_of(
-        &self,
-        user: UserId,
-        after: Option<ConversationId>,
-        limit: usize,
+        &self, user: UserId, after: Option<ConversationId>, limit: usize,
     ) -> StoreResult<Vec<ConversationRecord>>;
     /// Changes a conversation and queues `notify` (see [`ConversationChange`]).
     /// `NotFound` for an unknown conversation.
     async fn change_conversation(
-        &self,
-        id: ConversationId,
-        change: &ConversationChange,
-        notify: Notify<'_>,
+        &self, id: ConversationId, change: &ConversationChange, notify: Notify<'_>,
     ) -> StoreResult<()>;
     /// The devices of a conversation's members now. `None` for an unknown
     /// conversation.
@@ -692,10 +652,7 @@ pub trait ConversationStore: Send + Sync + std::fmt::Debug + 'static {
     /// one order. A backend may commit concurrent deliveries together.
     /// `None` for an unknown conversation.
     async fn post(
-        &self,
-        id: ConversationId,
-        at: i64,
-        plan: DeliveryPlan,
+        &self, id: ConversationId, at: i64, plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>>;
 }
 
@@ -708,16 +665,11 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
     /// `Conflict("mls-public-key")` and nothing is stored. `NotFound` for an
     /// unknown device.
     async fn set_mls_public_keys(
-        &self,
-        user: UserId,
-        client: ClientId,
-        keys: &[(u16, Vec<u8>)],
+        &self, user: UserId, client: ClientId, keys: &[(u16, Vec<u8>)],
     ) -> StoreResult<()>;
     /// A device's signature keys, by scheme.
     async fn mls_public_keys(
-        &self,
-        user: UserId,
-        client: ClientId,
+        &self, user: UserId, client: ClientId,
     ) -> StoreResult<Vec<(u16, Vec<u8>)>>;
     /// Adds key packages, all or none, after deleting the expired ones (at
     /// `now`) of their devices; a last-resort one replaces the device's last
@@ -727,21 +679,14 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
     /// `max_per_suite` valid ones on a suite: counted in the same transaction,
     /// so uploads at once cannot pass it together.
     async fn add_key_packages(
-        &self,
-        packages: &[KeyPackageRecord],
-        now: i64,
-        max_per_suite: u64,
+        &self, packages: &[KeyPackageRecord], now: i64, max_per_suite: u64,
     ) -> StoreResult<()>;
     /// Deletes every key package expired at `now`; how many went.
     async fn purge_key_packages(&self, now: i64) -> StoreResult<u64>;
     /// How many key packages a device has on a suite that are still valid at
     /// `now` (its last-resort one not counted).
     async fn count_key_packages(
-        &self,
-        user: UserId,
-        client: ClientId,
-        suite: u16,
-        now: i64,
+        &self, user: UserId, client: ClientId, suite: u16, now: i64,
     ) -> StoreResult<u64>;
     /// Claims one key package valid at `now` on `suite` for each of `user`'s
     /// devices but `except`, in device order; each is handed out once (gone
@@ -749,17 +694,10 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
     /// device with none left gives its last-resort one, which stays; a device
     /// with neither is left out.
     async fn claim_key_packages(
-        &self,
-        user: UserId,
-        suite: u16,
-        except: Option<ClientId>,
-        now: i64,
+        &self, user: UserId, suite: u16, except: Option<ClientId>, now: i64,
     ) -> StoreResult<Vec<KeyPackageRecord>>;
     /// Deletes a device's key packages with these references; how many went.
     async fn delete_key_packages(
-        &self,
-        user: UserId,
-        client: ClientId,
-        references: &[Vec<u8>],
+        &self, user: UserId, client: ClientId, references: &[Vec<u8>],
     ) -> StoreResult<u64>;
 }

@@ -60,11 +60,7 @@ fn here(ui: &Ui) -> Result<Qualified<parley_api::ConversationId>, ClientError> {
 }
 
 async fn command(
-    account: &mut Account,
-    view: &View,
-    ui: &mut Ui,
-    name: &str,
-    args: &[&str],
+    account: &mut Account, view: &View, ui: &mut Ui, name: &str, args: &[&str],
 ) -> Result<String, ClientError> {
     let name_here = view
         .conversation()

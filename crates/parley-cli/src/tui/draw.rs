@@ -128,9 +128,7 @@ pub(super) fn wrap(line: Line<'static>, width: usize) -> Vec<Line<'static>> {
 
 /// The message pane's rows, and where the picked message is among them.
 fn message_rows(
-    view: &View,
-    ui: &Ui,
-    width: usize,
+    view: &View, ui: &Ui, width: usize,
 ) -> (Vec<Line<'static>>, Option<(usize, usize)>) {
     let day_format = format_description!("[weekday], [day padding:none] [month repr:long] [year]");
     let clock_format = format_description!("[hour]:[minute]");

@@ -78,9 +78,7 @@ pub async fn shown(account: &mut Account, ui: &mut Ui) -> Result<View, ClientErr
 }
 
 async fn event_loop(
-    terminal: &mut ratatui::DefaultTerminal,
-    account: &mut Account,
-    mut ui: Ui,
+    terminal: &mut ratatui::DefaultTerminal, account: &mut Account, mut ui: Ui,
 ) -> Result<()> {
     let (keys_tx, mut keys) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {

@@ -48,8 +48,7 @@ impl View {
     /// yet, the first conversation is selected; one that is gone stays
     /// selected, showing nothing, so that nothing typed goes elsewhere.
     pub async fn of(
-        account: &mut Account,
-        selected: &mut Option<Qualified<ConversationId>>,
+        account: &mut Account, selected: &mut Option<Qualified<ConversationId>>,
     ) -> Result<Self, ClientError> {
         let conversations: Vec<ConversationRow> = account
             .conversations()

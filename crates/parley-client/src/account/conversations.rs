@@ -18,8 +18,7 @@ impl Account {
 
     /// Stores conversations as the server describes them.
     pub(super) async fn absorb_conversations(
-        &mut self,
-        all: Vec<Conversation>,
+        &mut self, all: Vec<Conversation>,
     ) -> Result<(), ClientError> {
         let names = self
             .fetch_names(all.iter().flat_map(|c| c.members.iter().map(|m| m.id.id)))
@@ -75,8 +74,7 @@ impl Account {
     /// disagree, or two conversations share a name, the answer is `ambiguous`
     /// with their ids, never a guess; none is `no-such-conversation`.
     pub async fn find_conversation(
-        &mut self,
-        what: &str,
+        &mut self, what: &str,
     ) -> Result<Qualified<ConversationId>, ClientError> {
         let handle = what.strip_prefix('@');
         let what_lower = what.to_lowercase();
@@ -141,10 +139,7 @@ impl Account {
 
     /// Creates a group with these members.
     pub async fn create_group(
-        &mut self,
-        name: &str,
-        users: Vec<Qualified<UserId>>,
-        receipts: bool,
+        &mut self, name: &str, users: Vec<Qualified<UserId>>, receipts: bool,
     ) -> Result<Qualified<ConversationId>, ClientError> {
         let c = self
             .api
@@ -162,9 +157,7 @@ impl Account {
 
     /// Adds a member to a group.
     pub async fn add_member(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        user: Qualified<UserId>,
+        &mut self, conversation: &Qualified<ConversationId>, user: Qualified<UserId>,
     ) -> Result<(), ClientError> {
         self.api.add_members(conversation, vec![user]).await?;
         let c = self.api.conversation(conversation).await?;
@@ -173,9 +166,7 @@ impl Account {
 
     /// Removes a member from a group.
     pub async fn remove_member(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        user: &Qualified<UserId>,
+        &mut self, conversation: &Qualified<ConversationId>, user: &Qualified<UserId>,
     ) -> Result<(), ClientError> {
         self.api.remove_member(conversation, user).await?;
         let c = self.api.conversation(conversation).await?;
@@ -187,8 +178,7 @@ impl Account {
     /// (`not-a-member`). A 1:1 cannot be left (`one-to-one`: block the person
     /// instead); a group already left is `not-a-member`.
     pub async fn leave(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
+        &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<(), ClientError> {
         self.refresh().await?;
         let me = self.qualified(self.user());
@@ -225,9 +215,7 @@ impl Account {
     /// Mutes or unmutes a conversation on this device (local: the list shows
     /// it, and an interface does not call attention to its messages).
     pub async fn set_muted(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        muted: bool,
+        &mut self, conversation: &Qualified<ConversationId>, muted: bool,
     ) -> Result<(), ClientError> {
         let tx = self.begin().await?;
         let Some(c) = self.state.conversations.get_mut(&conversation.id) else {
@@ -243,9 +231,7 @@ impl Account {
 
     /// Sends a typing indicator.
     pub async fn typing(
-        &self,
-        conversation: &Qualified<ConversationId>,
-        started: bool,
+        &self, conversation: &Qualified<ConversationId>, started: bool,
     ) -> Result<(), ClientError> {
         self.api.typing(conversation, started).await
     }

@@ -35,8 +35,7 @@ enum Recovery<'a> {
 /// passphrase: another process enrolling into the same directory meanwhile
 /// (with another passphrase, or already finished) keeps its database.
 async fn first_enrolment<T>(
-    dir: &Path,
-    passphrase: &str,
+    dir: &Path, passphrase: &str,
     attempt: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
     let made_here = !dir.join(crate::store::DB_FILE).exists();
@@ -72,11 +71,7 @@ impl Account {
     /// the server in a recovery bundle sealed with `recovery`) and registers this
     /// device in `dir`, whose database `passphrase` protects.
     pub async fn register(
-        dir: &Path,
-        passphrase: &str,
-        recovery: &str,
-        server: &str,
-        register: &Register,
+        dir: &Path, passphrase: &str, recovery: &str, server: &str, register: &Register,
     ) -> Result<Self, ClientError> {
         trust::check_passphrase_strength(recovery)?;
         Self::register_with(
@@ -96,10 +91,7 @@ impl Account {
     /// write it down. [`Account::login`] takes it where a recovery passphrase
     /// would go.
     pub async fn register_hardened(
-        dir: &Path,
-        passphrase: &str,
-        server: &str,
-        register: &Register,
+        dir: &Path, passphrase: &str, server: &str, register: &Register,
         show_code: &mut (dyn FnMut(&trust::RecoveryCode) + Send),
     ) -> Result<Self, ClientError> {
         Self::register_with(
@@ -114,11 +106,7 @@ impl Account {
 
     /// Creates the account on the server and enrols this device.
     async fn register_with(
-        dir: &Path,
-        passphrase: &str,
-        server: &str,
-        register: &Register,
-        recovery: Recovery<'_>,
+        dir: &Path, passphrase: &str, server: &str, register: &Register, recovery: Recovery<'_>,
     ) -> Result<Self, ClientError> {
         first_enrolment(dir, passphrase, async {
             let store = Self::fresh_store(dir, passphrase).await?;
@@ -134,12 +122,7 @@ impl Account {
     /// recovery code of a hardened account); a user without a bundle and
     /// without devices is enrolled now.
     pub async fn login(
-        dir: &Path,
-        passphrase: &str,
-        recovery: &str,
-        server: &str,
-        email: &str,
-        password: &str,
+        dir: &Path, passphrase: &str, recovery: &str, server: &str, email: &str, password: &str,
     ) -> Result<Self, ClientError> {
         first_enrolment(dir, passphrase, async {
             let store = Self::fresh_store(dir, passphrase).await?;
@@ -175,10 +158,7 @@ impl Account {
     }
 
     async fn enrol(
-        api: Api,
-        store: Store,
-        recovery: Recovery<'_>,
-        password: &str,
+        api: Api, store: Store, recovery: Recovery<'_>, password: &str,
     ) -> Result<Self, ClientError> {
         let root = match api.recovery_bundle().await? {
             Some(bundle) => {
@@ -271,10 +251,7 @@ impl Account {
     /// and history, with a new login. Refused (`other-account`) when the
     /// credentials are another account's.
     pub async fn log_in_again(
-        dir: &Path,
-        passphrase: &str,
-        email: &str,
-        password: &str,
+        dir: &Path, passphrase: &str, email: &str, password: &str,
     ) -> Result<Self, ClientError> {
         let mut account = Self::open_device(dir, passphrase).await?;
         let api = Api::new(&account.state.server)?;

@@ -119,11 +119,7 @@ fn annotations(t: &content::Text) -> (Vec<UserId>, Vec<LinkPreview>) {
 impl Message {
     /// A new entry with no reactions, receipts or timer.
     pub(super) fn entry(
-        id: String,
-        (from, sender): (UserId, ClientId),
-        time: i64,
-        kind: MessageKind,
-        text: String,
+        id: String, (from, sender): (UserId, ClientId), time: i64, kind: MessageKind, text: String,
         shown: bool,
     ) -> Self {
         Self {
@@ -192,9 +188,7 @@ fn entry_name(conversation: ConversationId, id: &str) -> Vec<u8> {
 
 /// Reads one entry.
 pub(super) async fn load(
-    tx: &mut Tx,
-    conversation: ConversationId,
-    id: &str,
+    tx: &mut Tx, conversation: ConversationId, id: &str,
 ) -> Result<Option<Message>, ClientError> {
     tx.get(Table::Messages, &entry_name(conversation, id))
         .await?
@@ -204,9 +198,7 @@ pub(super) async fn load(
 
 /// Writes one entry (a new one goes last).
 pub(super) async fn store(
-    tx: &mut Tx,
-    conversation: ConversationId,
-    m: &Message,
+    tx: &mut Tx, conversation: ConversationId, m: &Message,
 ) -> Result<(), ClientError> {
     tx.put(
         Table::Messages,
@@ -220,9 +212,7 @@ pub(super) async fn store(
 
 /// Deletes one entry (the row is overwritten on disk: `secure_delete`).
 pub(super) async fn shred(
-    tx: &mut Tx,
-    conversation: ConversationId,
-    id: &str,
+    tx: &mut Tx, conversation: ConversationId, id: &str,
 ) -> Result<bool, ClientError> {
     tx.delete(Table::Messages, &entry_name(conversation, id))
         .await
@@ -250,10 +240,7 @@ pub const MAX_SEARCH_HITS: usize = 500;
 impl Account {
     /// Adds an entry to a conversation's history (inside a transaction).
     pub(super) async fn push(
-        &mut self,
-        tx: &mut Tx,
-        conversation: &Qualified<ConversationId>,
-        message: Message,
+        &mut self, tx: &mut Tx, conversation: &Qualified<ConversationId>, message: Message,
     ) -> Result<(), ClientError> {
         let Some(c) = self.state.conversations.get_mut(&conversation.id) else {
             return Ok(());
@@ -294,13 +281,8 @@ impl Account {
     /// Applies content (received, or sent by this device) to the history,
     /// inside a transaction. A duplicate changes nothing.
     pub(super) async fn apply(
-        &mut self,
-        tx: &mut Tx,
-        conversation: &Qualified<ConversationId>,
-        (from, sender): (UserId, ClientId),
-        time: i64,
-        envelope: &Envelope,
-        pending: bool,
+        &mut self, tx: &mut Tx, conversation: &Qualified<ConversationId>,
+        (from, sender): (UserId, ClientId), time: i64, envelope: &Envelope, pending: bool,
     ) -> Result<Option<Update>, ClientError> {
         let mine = from == self.user();
         let sent_here = mine && sender == self.device_id();
@@ -450,8 +432,7 @@ impl Account {
     /// Shows a conversation: its unread messages count as read, self-deleting
     /// timers start, and read receipts go out when the conversation has them on.
     pub async fn open_conversation(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
+        &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<Vec<Message>, ClientError> {
         self.purge_expired().await?;
         // Read receipts are encrypted in this change.
@@ -508,8 +489,7 @@ impl Account {
 
     /// The history without marking anything read (local: works offline).
     pub async fn history(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
+        &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<Vec<Message>, ClientError> {
         self.purge_expired().await?;
         let mut tx = self.store.read().await?;
@@ -518,9 +498,7 @@ impl Account {
 
     /// One history entry.
     pub async fn message(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        id: &str,
+        &mut self, conversation: &Qualified<ConversationId>, id: &str,
     ) -> Result<Option<Message>, ClientError> {
         let mut tx = self.store.read().await?;
         load(&mut tx, conversation.id, id).await
@@ -532,9 +510,7 @@ impl Account {
     /// `needle` is refused (`empty-search`): it would list everything.
     /// (At most [`MAX_SEARCH_HITS`], the newest.)
     pub async fn search(
-        &mut self,
-        needle: &str,
-        conversation: Option<&Qualified<ConversationId>>,
+        &mut self, needle: &str, conversation: Option<&Qualified<ConversationId>>,
     ) -> Result<Vec<(Qualified<ConversationId>, Message)>, ClientError> {
         let needle = needle.trim().to_lowercase();
         if needle.is_empty() {
@@ -634,9 +610,7 @@ impl Account {
     /// device lacks are added; nothing here is overwritten. Returns how many
     /// messages were added.
     pub async fn import_backup(
-        &mut self,
-        bytes: &[u8],
-        password: &str,
+        &mut self, bytes: &[u8], password: &str,
     ) -> Result<usize, ClientError> {
         let (user, password) = (self.user(), Zeroizing::new(password.to_owned()));
         let sealed = bytes.to_vec();

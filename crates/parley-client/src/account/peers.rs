@@ -136,9 +136,7 @@ impl Account {
 
     /// Removes another of this user's devices.
     pub async fn remove_device(
-        &mut self,
-        client: ClientId,
-        password: &str,
+        &mut self, client: ClientId, password: &str,
     ) -> Result<(), ClientError> {
         if client == self.device_id() {
             return Err(ClientError::Storage(
@@ -402,10 +400,7 @@ impl Account {
     /// device whose identity key changed is verified by its new key, which is
     /// pinned from then on.
     pub async fn verify_device(
-        &mut self,
-        user: UserId,
-        client: ClientId,
-        fingerprint: &str,
+        &mut self, user: UserId, client: ClientId, fingerprint: &str,
     ) -> Result<(), ClientError> {
         self.peer_devices(user).await?;
         let tx = self.begin().await?;
@@ -484,9 +479,7 @@ impl Account {
     /// Pins a user's root key after the person compared its fingerprint: every
     /// device it signs is trusted from now on, without another check (Wickr).
     pub async fn verify_user(
-        &mut self,
-        user: UserId,
-        root_fingerprint: &str,
+        &mut self, user: UserId, root_fingerprint: &str,
     ) -> Result<(), ClientError> {
         self.refresh_devices(&[user]).await?;
         let tx = self.begin().await?;
@@ -511,9 +504,7 @@ impl Account {
     /// Forgets the session with one device; the next message starts a new one
     /// (with the same pinned identity key).
     pub async fn reset_session(
-        &mut self,
-        user: UserId,
-        client: ClientId,
+        &mut self, user: UserId, client: ClientId,
     ) -> Result<bool, ClientError> {
         let tx = self.begin().await?;
         let had = self.device.reset_session(user, client);
@@ -572,8 +563,7 @@ impl Account {
 
     /// Accepts a degraded conversation as non-verified, so messages can be sent.
     pub async fn accept_degraded(
-        &mut self,
-        conversation: &parley_api::Qualified<ConversationId>,
+        &mut self, conversation: &parley_api::Qualified<ConversationId>,
     ) -> Result<(), ClientError> {
         let tx = self.begin().await?;
         self.accept_degraded_in(&tx, conversation);
@@ -581,9 +571,7 @@ impl Account {
     }
 
     pub(super) fn accept_degraded_in(
-        &mut self,
-        _tx: &Tx,
-        conversation: &parley_api::Qualified<ConversationId>,
+        &mut self, _tx: &Tx, conversation: &parley_api::Qualified<ConversationId>,
     ) {
         if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
             c.verification = verification::accept_degraded(c.verification);

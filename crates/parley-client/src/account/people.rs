@@ -58,8 +58,7 @@ impl Account {
     /// Names of these users not known yet, from the server (outside any
     /// transaction; the caller stores them in its own).
     pub(super) async fn fetch_names(
-        &self,
-        users: impl IntoIterator<Item = UserId>,
+        &self, users: impl IntoIterator<Item = UserId>,
     ) -> BTreeMap<UserId, String> {
         let mut found = BTreeMap::new();
         for user in users {
@@ -140,8 +139,7 @@ impl Account {
 
     /// Accepts a connection request; the 1:1 conversation appears.
     pub async fn accept(
-        &mut self,
-        user: &Qualified<UserId>,
+        &mut self, user: &Qualified<UserId>,
     ) -> Result<Qualified<ConversationId>, ClientError> {
         let connection = self
             .api

@@ -433,9 +433,7 @@ impl Account {
     /// knock or asset in a 1:1 gets a delivery receipt, queued in the outbox in
     /// the same transaction.
     async fn absorb_message(
-        &mut self,
-        tx: &mut Tx,
-        r: &Received,
+        &mut self, tx: &mut Tx, r: &Received,
     ) -> Result<Option<Update>, ClientError> {
         let conversation = r.conversation.clone();
         let envelope = Envelope::parse(&r.plaintext).and_then(|e| match &e.body {

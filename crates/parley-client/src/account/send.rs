@@ -253,10 +253,7 @@ impl Account {
     /// Ends an outbox entry: accepted (its history entry is no longer pending)
     /// or given up (its history entry goes).
     async fn settle(
-        &mut self,
-        tx: &mut Tx,
-        pending: &Pending,
-        accepted: bool,
+        &mut self, tx: &mut Tx, pending: &Pending, accepted: bool,
     ) -> Result<(), ClientError> {
         tx.delete(Table::Outbox, pending.id.as_bytes()).await?;
         let Some(id) = &pending.entry else {
@@ -319,10 +316,7 @@ impl Account {
     /// deleted before it could go): it is never posted (inside the caller's
     /// transaction).
     pub(super) async fn withdraw(
-        &mut self,
-        tx: &mut Tx,
-        conversation: ConversationId,
-        entry: &str,
+        &mut self, tx: &mut Tx, conversation: ConversationId, entry: &str,
     ) -> Result<(), ClientError> {
         for (key, bytes) in tx.all(Table::Outbox).await? {
             let pending: Pending =
@@ -346,10 +340,7 @@ impl Account {
 
     /// Counts a failed try of an outbox entry; the last one gives it up.
     async fn tried(
-        &mut self,
-        id: &str,
-        conversation: &Qualified<ConversationId>,
-        has_entry: bool,
+        &mut self, id: &str, conversation: &Qualified<ConversationId>, has_entry: bool,
         e: &ClientError,
     ) -> Result<(), ClientError> {
         let mut tx = self.begin().await?;
@@ -377,10 +368,7 @@ impl Account {
     /// Sends content to the conversation's members, write-ahead, and records it
     /// in the history. In a degraded conversation `confirm` must be set.
     async fn send_envelope(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        envelope: &Envelope,
-        confirm: bool,
+        &mut self, conversation: &Qualified<ConversationId>, envelope: &Envelope, confirm: bool,
     ) -> Result<(), ClientError> {
         self.check_generation().await?;
         // What an earlier run left goes first; with the server away, this one
@@ -502,10 +490,7 @@ impl Account {
     /// Sends content that is not a history entry to some users' devices only
     /// (receipts, delete-for-me), write-ahead.
     async fn send_only(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        users: Vec<UserId>,
-        plaintext: &[u8],
+        &mut self, conversation: &Qualified<ConversationId>, users: Vec<UserId>, plaintext: &[u8],
     ) -> Result<(), ClientError> {
         self.check_generation().await?;
         let mut tx = self.begin().await?;
@@ -537,10 +522,7 @@ impl Account {
     /// pending ([`Message::pending`](super::Message::pending)) and goes out with
     /// the next send, sync or connect.
     pub async fn send_text(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        text: &str,
-        confirm: bool,
+        &mut self, conversation: &Qualified<ConversationId>, text: &str, confirm: bool,
     ) -> Result<String, ClientError> {
         self.send_rich(conversation, content::Text::plain(text), confirm)
             .await
@@ -549,10 +531,7 @@ impl Account {
     /// Sends a text with mentions and link previews (which the sender makes:
     /// recipients never fetch links). [`Account::mention`] helps build one.
     pub async fn send_rich(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        text: content::Text,
-        confirm: bool,
+        &mut self, conversation: &Qualified<ConversationId>, text: content::Text, confirm: bool,
     ) -> Result<String, ClientError> {
         self.refresh().await?;
         let mut envelope = Envelope::new(Body::Text(text));
@@ -571,10 +550,7 @@ impl Account {
     /// is sent (`no-such-message`) when the message is not in this
     /// conversation or is the app's own notice.
     pub async fn reply(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        message: &str,
-        text: &str,
+        &mut self, conversation: &Qualified<ConversationId>, message: &str, text: &str,
         confirm: bool,
     ) -> Result<String, ClientError> {
         let quoted = self.message(conversation, message).await?;
@@ -611,10 +587,7 @@ impl Account {
     /// Sends a self-deleting text: it disappears `after_ms` after the recipient
     /// first sees it (and from this device once sent).
     pub async fn send_ephemeral(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        text: &str,
-        after_ms: u64,
+        &mut self, conversation: &Qualified<ConversationId>, text: &str, after_ms: u64,
         confirm: bool,
     ) -> Result<String, ClientError> {
         let mut envelope = Envelope::text(text);
@@ -626,9 +599,7 @@ impl Account {
     /// this user's own or is not in this conversation (the other devices would
     /// ignore such a change; reporting success would be a lie).
     async fn own_message(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        message: &str,
+        &mut self, conversation: &Qualified<ConversationId>, message: &str,
     ) -> Result<(), ClientError> {
         let mut tx = self.begin().await?;
         let found = super::history::load(&mut tx, conversation.id, message).await?;
@@ -650,10 +621,7 @@ impl Account {
 
     /// Edits one of this user's texts (`not-yours` for anyone else's).
     pub async fn edit(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        message: &str,
-        text: &str,
+        &mut self, conversation: &Qualified<ConversationId>, message: &str, text: &str,
     ) -> Result<String, ClientError> {
         self.own_message(conversation, message).await?;
         let envelope = Envelope::new(Body::Edit(content::Edit {
@@ -666,10 +634,7 @@ impl Account {
     /// Deletes a message for everyone (only this user's own: `not-yours`
     /// otherwise) or only for this user (on all of their devices).
     pub async fn delete(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        message: &str,
-        for_everyone: bool,
+        &mut self, conversation: &Qualified<ConversationId>, message: &str, for_everyone: bool,
     ) -> Result<(), ClientError> {
         if for_everyone {
             self.own_message(conversation, message).await?;
@@ -696,10 +661,7 @@ impl Account {
 
     /// Reacts to a message (an empty emoji takes the reaction back).
     pub async fn react(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        message: &str,
-        emoji: &str,
+        &mut self, conversation: &Qualified<ConversationId>, message: &str, emoji: &str,
     ) -> Result<(), ClientError> {
         let envelope = Envelope::new(Body::Reaction(content::Reaction {
             message_id: message.to_owned(),
@@ -711,18 +673,14 @@ impl Account {
 
     /// Knocks.
     pub async fn knock(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
+        &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<String, ClientError> {
         let envelope = Envelope::new(Body::Knock(content::Knock { hot: false }));
         self.send_and_record(conversation, envelope, false).await
     }
 
     async fn send_and_record(
-        &mut self,
-        conversation: &Qualified<ConversationId>,
-        envelope: Envelope,
-        confirm: bool,
+        &mut self, conversation: &Qualified<ConversationId>, envelope: Envelope, confirm: bool,
     ) -> Result<String, ClientError> {
         self.send_envelope(conversation, &envelope, confirm).await?;
         Ok(envelope.message_id)
@@ -731,12 +689,8 @@ impl Account {
     /// Queues a receipt to one author in the outbox (inside the caller's
     /// transaction); it is posted with the next flush.
     pub(super) async fn enqueue_receipt(
-        &mut self,
-        tx: &mut Tx,
-        conversation: &Qualified<ConversationId>,
-        kind: ReceiptKind,
-        author: UserId,
-        message_ids: Vec<String>,
+        &mut self, tx: &mut Tx, conversation: &Qualified<ConversationId>, kind: ReceiptKind,
+        author: UserId, message_ids: Vec<String>,
     ) -> Result<(), ClientError> {
         let envelope = Envelope::new(Body::Receipt(content::Receipt {
             kind: kind as i32,

@@ -55,9 +55,7 @@ impl Device {
     /// The registration request for this device's keys (the account's password
     /// is required). With the user's root key, the identity key is signed.
     pub(crate) fn registration(
-        &self,
-        password: &str,
-        root: Option<&crate::trust::RootKey>,
+        &self, password: &str, root: Option<&crate::trust::RootKey>,
     ) -> NewClient {
         let mut uploads: Vec<Prekey> = self
             .prekeys

@@ -27,9 +27,7 @@ impl Device {
     /// session with (not itself), skipping devices already in `done`; counts
     /// one more generation.
     pub(crate) fn encrypt_for(
-        &mut self,
-        users: &[UserId],
-        plaintext: &[u8],
+        &mut self, users: &[UserId], plaintext: &[u8],
         done: &mut BTreeMap<UserId, BTreeMap<ClientId, String>>,
     ) -> u64 {
         // Saturating: the count comes back from the server too, which may lie.

@@ -27,11 +27,7 @@ const ARGON2_P: u32 = 1;
 /// noticeable fraction of a second by design). Settings outside what this
 /// client accepts are refused before anything is allocated.
 pub(crate) async fn passphrase_key(
-    passphrase: &str,
-    salt: Vec<u8>,
-    m_kib: u32,
-    t: u32,
-    p: u32,
+    passphrase: &str, salt: Vec<u8>, m_kib: u32, t: u32, p: u32,
 ) -> Result<Zeroizing<[u8; 32]>, ClientError> {
     // A tampered file must not make us allocate gigabytes or spin for hours.
     if !(8 * 1024..=1024 * 1024).contains(&m_kib) || !(1..=10).contains(&t) || !(1..=4).contains(&p)
@@ -114,8 +110,7 @@ impl Store {
     /// Sets up a new database: its tables, and a storage key wrapped under the
     /// passphrase (unless another process just did, under the same lock).
     pub(super) async fn create(
-        pool: &SqlitePool,
-        passphrase: &str,
+        pool: &SqlitePool, passphrase: &str,
     ) -> Result<Zeroizing<[u8; 32]>, ClientError> {
         let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")

@@ -64,10 +64,7 @@ impl Tx {
     }
 
     fn opened(
-        &self,
-        table: Table,
-        key: &RowKey,
-        value: &[u8],
+        &self, table: Table, key: &RowKey, value: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         open(&self.keys.seal, &Self::aad(table, key), value).ok_or_else(|| {
             ClientError::Storage(format!("a row of {} is damaged or was moved", table.name()))
@@ -85,9 +82,7 @@ impl Tx {
 
     /// One row by name.
     pub async fn get(
-        &mut self,
-        table: Table,
-        name: &[u8],
+        &mut self, table: Table, name: &[u8],
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ClientError> {
         let key = self.key(table, name);
         self.get_by_key(table, &key).await
@@ -95,9 +90,7 @@ impl Tx {
 
     /// One row by its lookup key.
     pub async fn get_by_key(
-        &mut self,
-        table: Table,
-        key: &RowKey,
+        &mut self, table: Table, key: &RowKey,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, ClientError> {
         let value = self.raw(table, key).await?;
         value.map(|v| self.opened(table, key, &v)).transpose()
@@ -106,9 +99,7 @@ impl Tx {
     /// A row exactly as the file holds it (sealed), for checks that it is gone
     /// from disk after a delete.
     pub async fn sealed(
-        &mut self,
-        table: Table,
-        name: &[u8],
+        &mut self, table: Table, name: &[u8],
     ) -> Result<Option<Vec<u8>>, ClientError> {
         let key = self.key(table, name);
         self.raw(table, &key).await
@@ -126,11 +117,7 @@ impl Tx {
     /// Writes a row (a new one goes last in its group's order; a changed one
     /// keeps its place).
     pub async fn put(
-        &mut self,
-        table: Table,
-        name: &[u8],
-        group: Option<&[u8]>,
-        value: &[u8],
+        &mut self, table: Table, name: &[u8], group: Option<&[u8]>, value: &[u8],
     ) -> Result<RowKey, ClientError> {
         let key = self.key(table, name);
         let group = group.map(|g| self.key(table, g));
@@ -140,11 +127,7 @@ impl Tx {
 
     /// Writes a row by its lookup key.
     pub async fn put_by_key(
-        &mut self,
-        table: Table,
-        key: &RowKey,
-        group: Option<&RowKey>,
-        value: &[u8],
+        &mut self, table: Table, key: &RowKey, group: Option<&RowKey>, value: &[u8],
     ) -> Result<(), ClientError> {
         let sealed = seal(&self.keys.seal, &Self::aad(table, key), value)?;
         let sql = format!(
@@ -216,9 +199,7 @@ impl Tx {
     }
 
     fn open_rows(
-        &self,
-        table: Table,
-        rows: Vec<(Vec<u8>, Vec<u8>)>,
+        &self, table: Table, rows: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<Vec<Row>, ClientError> {
         rows.into_iter()
             .map(|(k, v)| {

@@ -48,9 +48,7 @@ impl Device {
     }
 
     pub fn decrypt(
-        &mut self,
-        session: &mut Session,
-        envelope: &[u8],
+        &mut self, session: &mut Session, envelope: &[u8],
     ) -> Result<Vec<u8>, ProteusError> {
         session.decrypt(&self.identity, &mut self.prekeys, &mut self.rng, envelope)
     }

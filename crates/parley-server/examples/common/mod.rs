@@ -1,11 +1,34 @@
 //! What the load generators share: registering test users against a running
 //! server whose e-mail goes to its outbox.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use parley_api::AccessToken;
 use serde_json::json;
+
+/// The running server a generator loads: every generator takes these options.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Server {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+    /// The server's data directory (its e-mail outbox holds the registration codes).
+    #[arg(long)]
+    pub(crate) data_dir: PathBuf,
+    /// The server's process id, to read its memory (for the generators that
+    /// report it).
+    #[arg(long = "server-pid")]
+    pub(crate) pid: Option<u32>,
+}
+
+/// What every generator does first: rustls's process-wide provider, which
+/// reqwest and tungstenite need.
+pub(crate) fn install_tls() {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
+}
 
 /// The password every load-test account gets.
 pub(crate) const PASSWORD: &str = "Load-test-1!";
@@ -25,10 +48,7 @@ fn code_from_outbox(data_dir: &Path, email: &str) -> anyhow::Result<String> {
 
 /// Registers `email` (code by e-mail, then the account) and returns its token.
 pub(crate) async fn register(
-    http: &reqwest::Client,
-    url: &str,
-    data_dir: &Path,
-    email: &str,
+    http: &reqwest::Client, url: &str, data_dir: &Path, email: &str,
 ) -> anyhow::Result<AccessToken> {
     http.post(format!("{url}/v1/activate/send"))
         .json(&json!({"email": email}))
@@ -51,10 +71,7 @@ pub(crate) async fn register(
 /// accepts (only connections may share a group, and prekeys are claimed only
 /// within a relationship).
 pub(crate) async fn connect(
-    http: &reqwest::Client,
-    url: &str,
-    a: (parley_api::UserId, &str),
-    b: (parley_api::UserId, &str),
+    http: &reqwest::Client, url: &str, a: (parley_api::UserId, &str), b: (parley_api::UserId, &str),
 ) -> anyhow::Result<()> {
     http.post(format!("{url}/v1/connections/localhost/{}", b.0))
         .bearer_auth(a.1)

@@ -20,9 +20,7 @@ use parley_api::{ErrorBody, Uuid};
 
 #[utoipa::path(post, path = "/v1/activate/send", tag = "accounts", request_body = SendActivationCode, responses((status = 200, description = "code sent"), (status = 409, description = "address taken", body = ErrorBody), (status = 429, description = "too many attempts", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn send_activation(
-    State(s): State<AppState>,
-    peer: Peer,
-    ApiJson(req): ApiJson<SendActivationCode>,
+    State(s): State<AppState>, peer: Peer, ApiJson(req): ApiJson<SendActivationCode>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts
         .send_activation_code(&req.email, &peer.address)
@@ -32,9 +30,7 @@ pub(super) async fn send_activation(
 
 #[utoipa::path(post, path = "/v1/register", tag = "accounts", request_body = Register, responses((status = 201, description = "registered and logged in; sets the login cookie", body = AccessToken), (status = 403, description = "wrong or expired code", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn register(
-    State(s): State<AppState>,
-    peer: Peer,
-    ApiJson(req): ApiJson<Register>,
+    State(s): State<AppState>, peer: Peer, ApiJson(req): ApiJson<Register>,
 ) -> ApiResult<Response> {
     let l = s.accounts.register(&req, &peer.address).await?;
     Ok(logged_in(&peer, StatusCode::CREATED, l))
@@ -42,9 +38,7 @@ pub(super) async fn register(
 
 #[utoipa::path(post, path = "/v1/login", tag = "accounts", request_body = Login, responses((status = 200, description = "logged in; sets the login cookie", body = AccessToken), (status = 403, description = "wrong credentials", body = ErrorBody), (status = 429, description = "too many attempts", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn login(
-    State(s): State<AppState>,
-    peer: Peer,
-    ApiJson(req): ApiJson<Login>,
+    State(s): State<AppState>, peer: Peer, ApiJson(req): ApiJson<Login>,
 ) -> ApiResult<Response> {
     let l = s.accounts.login(&req, &peer.address).await?;
     Ok(logged_in(&peer, StatusCode::OK, l))
@@ -57,9 +51,7 @@ pub(super) struct RefreshQuery {
 
 #[utoipa::path(post, path = "/v1/access", tag = "accounts", responses((status = 200, description = "a new access token", body = AccessToken), (status = 403, description = "no valid login cookie", body = ErrorBody)))]
 pub(super) async fn refresh(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<RefreshQuery>,
+    State(s): State<AppState>, headers: HeaderMap, ApiQuery(q): ApiQuery<RefreshQuery>,
 ) -> ApiResult<Json<AccessToken>> {
     let token = user_token(&headers)?;
     let login = s.accounts.check_login(&token).await?;
@@ -80,8 +72,7 @@ pub(super) async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Api
 
 #[utoipa::path(get, path = "/v1/cookies", tag = "accounts", responses((status = 200, body = CookieList), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn list_cookies(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
 ) -> ApiResult<Json<CookieList>> {
     Ok(Json(CookieList {
         cookies: s.accounts.cookies(me.user).await?,
@@ -90,9 +81,7 @@ pub(super) async fn list_cookies(
 
 #[utoipa::path(post, path = "/v1/cookies/remove", tag = "accounts", request_body = RemoveCookies, responses((status = 200, description = "removed"), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn remove_cookies(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiJson(req): ApiJson<RemoveCookies>,
+    State(s): State<AppState>, Auth(me): Auth, ApiJson(req): ApiJson<RemoveCookies>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts
         .remove_cookies(me.user, &req.labels, &req.password)
@@ -102,9 +91,7 @@ pub(super) async fn remove_cookies(
 
 #[utoipa::path(post, path = "/v1/password-reset", tag = "accounts", request_body = PasswordResetRequest, responses((status = 201, description = "a key and code were mailed if the address has an account"), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn request_reset(
-    State(s): State<AppState>,
-    peer: Peer,
-    ApiJson(req): ApiJson<PasswordResetRequest>,
+    State(s): State<AppState>, peer: Peer, ApiJson(req): ApiJson<PasswordResetRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     s.accounts
         .request_password_reset(&req.email, &peer.address)
@@ -114,9 +101,7 @@ pub(super) async fn request_reset(
 
 #[utoipa::path(post, path = "/v1/password-reset/complete", tag = "accounts", request_body = PasswordResetComplete, responses((status = 200, description = "password changed; every login cookie dropped"), (status = 403, description = "wrong, expired or used-up code", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody)))]
 pub(super) async fn complete_reset(
-    State(s): State<AppState>,
-    peer: Peer,
-    ApiJson(req): ApiJson<PasswordResetComplete>,
+    State(s): State<AppState>, peer: Peer, ApiJson(req): ApiJson<PasswordResetComplete>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts
         .complete_password_reset(&req.key, &req.code, &req.password, &peer.address)
@@ -126,17 +111,14 @@ pub(super) async fn complete_reset(
 
 #[utoipa::path(get, path = "/v1/self", tag = "users", responses((status = 200, body = SelfProfile), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_self(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
 ) -> ApiResult<Json<SelfProfile>> {
     Ok(Json(s.accounts.self_profile(me.user).await?))
 }
 
 #[utoipa::path(put, path = "/v1/self", tag = "users", request_body = UpdateProfile, responses((status = 200, description = "updated"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_self(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiJson(req): ApiJson<UpdateProfile>,
+    State(s): State<AppState>, Auth(me): Auth, ApiJson(req): ApiJson<UpdateProfile>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts.update_profile(me.user, &req).await?;
     Ok(done())
@@ -144,9 +126,7 @@ pub(super) async fn put_self(
 
 #[utoipa::path(delete, path = "/v1/self", tag = "users", request_body = PasswordConfirmation, responses((status = 200, description = "the account and its devices, prekeys and cookies are deleted"), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn delete_self(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiJson(req): ApiJson<PasswordConfirmation>,
+    State(s): State<AppState>, Auth(me): Auth, ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts.delete(me.user, req.password.as_deref()).await?;
     Ok(done())
@@ -154,9 +134,7 @@ pub(super) async fn delete_self(
 
 #[utoipa::path(put, path = "/v1/self/handle", tag = "users", request_body = SetHandle, responses((status = 200, description = "set"), (status = 409, description = "taken", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_handle(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiJson(req): ApiJson<SetHandle>,
+    State(s): State<AppState>, Auth(me): Auth, ApiJson(req): ApiJson<SetHandle>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts.set_handle(me.user, &req.handle).await?;
     Ok(done())
@@ -164,10 +142,7 @@ pub(super) async fn put_handle(
 
 #[utoipa::path(put, path = "/v1/self/password", tag = "users", request_body = ChangePassword, responses((status = 200, description = "changed; every login ended, and the caller gets a new login cookie and access token", body = AccessToken), (status = 403, description = "wrong password", body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_password(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    peer: Peer,
-    ApiJson(req): ApiJson<ChangePassword>,
+    State(s): State<AppState>, Auth(me): Auth, peer: Peer, ApiJson(req): ApiJson<ChangePassword>,
 ) -> ApiResult<Response> {
     let l = s
         .accounts
@@ -178,27 +153,21 @@ pub(super) async fn put_password(
 
 #[utoipa::path(get, path = "/v1/users/{domain}/{id}", tag = "users", params(("domain" = String, Path), ("id" = Uuid, Path)), responses((status = 200, body = UserProfile), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_user(
-    State(s): State<AppState>,
-    Auth(_): Auth,
-    ApiPath((domain, id)): ApiPath<(String, UserId)>,
+    State(s): State<AppState>, Auth(_): Auth, ApiPath((domain, id)): ApiPath<(String, UserId)>,
 ) -> ApiResult<Json<UserProfile>> {
     Ok(Json(s.accounts.user_profile(&domain, id).await?))
 }
 
 #[utoipa::path(get, path = "/v1/handles/{handle}", tag = "users", params(("handle" = String, Path)), responses((status = 200, body = UserProfile), (status = 404, body = ErrorBody), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_handle(
-    State(s): State<AppState>,
-    Auth(_): Auth,
-    ApiPath(handle): ApiPath<String>,
+    State(s): State<AppState>, Auth(_): Auth, ApiPath(handle): ApiPath<String>,
 ) -> ApiResult<Json<UserProfile>> {
     Ok(Json(s.accounts.by_handle(&handle).await?))
 }
 
 #[utoipa::path(put, path = "/v1/self/recovery-bundle", tag = "users", request_body = RecoveryBundle, responses((status = 200, description = "stored, replacing any earlier bundle"), (status = 400, description = "invalid input", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn put_recovery_bundle(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiJson(req): ApiJson<RecoveryBundle>,
+    State(s): State<AppState>, Auth(me): Auth, ApiJson(req): ApiJson<RecoveryBundle>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.accounts.set_recovery_bundle(me.user, &req).await?;
     Ok(done())
@@ -206,8 +175,7 @@ pub(super) async fn put_recovery_bundle(
 
 #[utoipa::path(get, path = "/v1/self/recovery-bundle", tag = "users", responses((status = 200, body = RecoveryBundle), (status = 404, description = "no bundle yet", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn get_recovery_bundle(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
 ) -> ApiResult<Json<RecoveryBundle>> {
     Ok(Json(s.accounts.recovery_bundle(me.user).await?))
 }

@@ -14,9 +14,7 @@ use parley_api::{ErrorBody, Uuid};
     responses((status = 201, body = Connection), (status = 400, body = ErrorBody), (status = 403, description = "you blocked this user", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn request(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiPath((domain, id)): ApiPath<(String, UserId)>,
+    State(s): State<AppState>, Auth(me): Auth, ApiPath((domain, id)): ApiPath<(String, UserId)>,
 ) -> ApiResult<(StatusCode, Json<Connection>)> {
     let c = s.connections.request(me.user, &domain, id).await?;
     Ok((StatusCode::CREATED, Json(c)))
@@ -26,9 +24,7 @@ pub(super) async fn request(
     responses((status = 200, body = Connection), (status = 400, body = ErrorBody), (status = 403, description = "not a possible change", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn update(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiPath((domain, id)): ApiPath<(String, UserId)>,
+    State(s): State<AppState>, Auth(me): Auth, ApiPath((domain, id)): ApiPath<(String, UserId)>,
     ApiJson(req): ApiJson<ConnectionUpdate>,
 ) -> ApiResult<Json<Connection>> {
     Ok(Json(
@@ -42,9 +38,7 @@ pub(super) async fn update(
     responses((status = 200, body = Connection), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn get(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiPath((domain, id)): ApiPath<(String, UserId)>,
+    State(s): State<AppState>, Auth(me): Auth, ApiPath((domain, id)): ApiPath<(String, UserId)>,
 ) -> ApiResult<Json<Connection>> {
     Ok(Json(s.connections.get(me.user, &domain, id).await?))
 }
@@ -53,8 +47,7 @@ pub(super) async fn get(
     responses((status = 200, body = Vec<Connection>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
 ) -> ApiResult<Json<Vec<Connection>>> {
     Ok(Json(s.connections.list(me.user).await?))
 }

@@ -21,9 +21,7 @@ use parley_api::{ErrorBody, Uuid};
     responses((status = 201, body = Conversation), (status = 400, body = ErrorBody), (status = 403, description = "too many members, or a block", body = ErrorBody), (status = 404, description = "a user does not exist", body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn create(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiJson(req): ApiJson<NewConversation>,
+    State(s): State<AppState>, Auth(me): Auth, ApiJson(req): ApiJson<NewConversation>,
 ) -> ApiResult<(StatusCode, Json<Conversation>)> {
     let c = s.conversations.create(me.user, &req).await?;
     Ok((StatusCode::CREATED, Json(c)))
@@ -42,9 +40,7 @@ pub(super) struct ListQuery {
     responses((status = 200, body = ConversationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    State(s): State<AppState>, Auth(me): Auth, ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ConversationPage>> {
     Ok(Json(s.conversations.list(me.user, q.start, q.size).await?))
 }
@@ -53,8 +49,7 @@ pub(super) async fn list(
     responses((status = 200, body = Conversation), (status = 403, description = "not a member", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn get(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
     ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
 ) -> ApiResult<Json<Conversation>> {
     Ok(Json(s.conversations.get(me.user, &domain, id).await?))
@@ -64,10 +59,8 @@ pub(super) async fn get(
     responses((status = 200, description = "added"), (status = 403, description = "not an admin, too many members, or a block", body = ErrorBody), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn add_members(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
-    ApiJson(req): ApiJson<AddMembers>,
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id)): ApiPath<(String, ConversationId)>, ApiJson(req): ApiJson<AddMembers>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.conversations
         .add_members(me.user, &domain, id, &req)
@@ -80,8 +73,7 @@ pub(super) async fn add_members(
     responses((status = 200, description = "removed, or left"), (status = 403, description = "not an admin", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn remove_member(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
     ApiPath((domain, id, user_domain, user)): ApiPath<(String, ConversationId, String, UserId)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let who = Qualified {
@@ -99,8 +91,7 @@ pub(super) async fn remove_member(
     responses((status = 200, description = "changed"), (status = 403, description = "not an admin", body = ErrorBody), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn update_member(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
     ApiPath((domain, id, user_domain, user)): ApiPath<(String, ConversationId, String, UserId)>,
     ApiJson(req): ApiJson<MemberUpdate>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -118,10 +109,8 @@ pub(super) async fn update_member(
     responses((status = 200, description = "renamed"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn rename(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
-    ApiJson(req): ApiJson<Rename>,
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id)): ApiPath<(String, ConversationId)>, ApiJson(req): ApiJson<Rename>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.conversations
         .rename(me.user, &domain, id, &req.name)
@@ -133,8 +122,7 @@ pub(super) async fn rename(
     responses((status = 200, description = "set"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn message_timer(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
     ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
     ApiJson(req): ApiJson<MessageTimerUpdate>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -148,8 +136,7 @@ pub(super) async fn message_timer(
     responses((status = 200, description = "set"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn receipt_mode(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
     ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
     ApiJson(req): ApiJson<ReceiptModeUpdate>,
 ) -> ApiResult<Json<serde_json::Value>> {
@@ -163,10 +150,8 @@ pub(super) async fn receipt_mode(
     responses((status = 200, description = "sent to the members' open sockets"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn typing(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
-    ApiJson(req): ApiJson<Typing>,
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id)): ApiPath<(String, ConversationId)>, ApiJson(req): ApiJson<Typing>,
 ) -> ApiResult<Json<serde_json::Value>> {
     s.conversations
         .typing(me.user, &domain, id, req.status)
@@ -181,8 +166,7 @@ pub(super) async fn typing(
               (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn post_proteus(
-    State(s): State<AppState>,
-    Auth(me): Auth,
+    State(s): State<AppState>, Auth(me): Auth,
     ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
     ApiJson(req): ApiJson<NewProteusMessage>,
 ) -> ApiResult<Response> {

@@ -42,9 +42,7 @@ pub(super) struct AwaitQuery {
 }
 
 pub(super) async fn open(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<AwaitQuery>,
+    State(s): State<AppState>, headers: HeaderMap, ApiQuery(q): ApiQuery<AwaitQuery>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let bearer = super::bearer(&headers)
@@ -82,11 +80,7 @@ async fn send(socket: &mut WebSocket, message: Message, timeout: Duration) -> bo
 }
 
 async fn serve(
-    mut socket: WebSocket,
-    s: AppState,
-    mut sub: Subscription,
-    me: Claims,
-    client: ClientId,
+    mut socket: WebSocket, s: AppState, mut sub: Subscription, me: Claims, client: ClientId,
     mut cursor: u64,
 ) {
     let user = me.user;

@@ -296,10 +296,7 @@ impl FromRequestParts<AppState> for Peer {
 /// the walk at the last address read. Only a trusted proxy's headers are read
 /// at all; IPv4 addresses written as IPv6 (`::ffff:10.0.0.1`) count as IPv4.
 pub fn peer_of(
-    direct: Option<std::net::IpAddr>,
-    headers: &HeaderMap,
-    tls: bool,
-    trusted: &[ipnet::IpNet],
+    direct: Option<std::net::IpAddr>, headers: &HeaderMap, tls: bool, trusted: &[ipnet::IpNet],
 ) -> Peer {
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
     let Some(direct) = direct.map(|ip| ip.to_canonical()) else {

@@ -28,9 +28,7 @@ pub(super) struct PageQuery {
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn page(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    State(s): State<AppState>, Auth(me): Auth, ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Response> {
     acts_as(&me, q.client)?;
     let page = s
@@ -66,9 +64,7 @@ pub(super) struct LastQuery {
     responses((status = 200, body = Event), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn last(
-    State(s): State<AppState>,
-    Auth(me): Auth,
-    ApiQuery(q): ApiQuery<LastQuery>,
+    State(s): State<AppState>, Auth(me): Auth, ApiQuery(q): ApiQuery<LastQuery>,
 ) -> ApiResult<Json<Event>> {
     acts_as(&me, q.client)?;
     Ok(Json(s.notifications.last(me.user, q.client).await?))

@@ -159,10 +159,7 @@ fn to_prekey(p: PrekeyRecord) -> Prekey {
 impl Clients {
     /// The service.
     pub fn new(
-        core: Core,
-        store: Arc<dyn DeviceStore>,
-        accounts: Accounts,
-        connections: Connections,
+        core: Core, store: Arc<dyn DeviceStore>, accounts: Accounts, connections: Connections,
     ) -> Self {
         let claims = Arc::new(RateLimiter::new(core.settings.limits.prekey_claims, 300));
         Self {
@@ -287,10 +284,7 @@ impl Clients {
 
     /// Removes one of the user's devices (password re-authentication).
     pub async fn remove(
-        &self,
-        user: UserId,
-        id: ClientId,
-        password: Option<&str>,
+        &self, user: UserId, id: ClientId, password: Option<&str>,
     ) -> ApiResult<()> {
         self.store
             .client(user, id)
@@ -307,10 +301,7 @@ impl Clients {
 
     /// Sets or (with `None`) removes one of the user's devices' push endpoint.
     pub async fn set_push_endpoint(
-        &self,
-        user: UserId,
-        id: ClientId,
-        url: Option<&str>,
+        &self, user: UserId, id: ClientId, url: Option<&str>,
     ) -> ApiResult<()> {
         if let Some(url) = url {
             crate::push::check_endpoint(url, self.core.settings.push_allow_http)
@@ -341,10 +332,7 @@ impl Clients {
 
     /// Adds prekeys to one of the user's devices.
     pub async fn upload_prekeys(
-        &self,
-        user: UserId,
-        id: ClientId,
-        prekeys: &[Prekey],
+        &self, user: UserId, id: ClientId, prekeys: &[Prekey],
     ) -> ApiResult<()> {
         let records = check_prekeys(prekeys)?;
         self.store
@@ -364,10 +352,7 @@ impl Clients {
 
     /// Raises one of the user's devices' send generation and returns it.
     pub async fn raise_generation(
-        &self,
-        user: UserId,
-        id: ClientId,
-        generation: u64,
+        &self, user: UserId, id: ClientId, generation: u64,
     ) -> ApiResult<u64> {
         self.store
             .raise_generation(user, id, generation)
@@ -378,11 +363,7 @@ impl Clients {
     /// Claims a prekey of a device of someone `me` is related to (403
     /// `not-related` otherwise, whether or not the device exists).
     pub async fn claim(
-        &self,
-        me: UserId,
-        domain: &str,
-        user: UserId,
-        id: ClientId,
+        &self, me: UserId, domain: &str, user: UserId, id: ClientId,
     ) -> ApiResult<ClientPrekey> {
         self.core.local(domain)?;
         if !self.connections.related(me, user).await? {

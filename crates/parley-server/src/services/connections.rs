@@ -169,11 +169,7 @@ impl Connections {
     /// Answers or changes a connection: `accepted`, `ignored`, `blocked` or
     /// `cancelled`.
     pub async fn update(
-        &self,
-        me: UserId,
-        domain: &str,
-        other: UserId,
-        status: ConnectionStatus,
+        &self, me: UserId, domain: &str, other: UserId, status: ConnectionStatus,
     ) -> ApiResult<Connection> {
         self.check_other(me, domain, other).await?;
         self.change(me, other, move |mine, theirs| {
@@ -223,9 +219,7 @@ impl Connections {
     /// Reads both sides, decides, and writes if nothing changed in between
     /// (re-deciding a few times if something did).
     async fn change(
-        &self,
-        me: UserId,
-        other: UserId,
+        &self, me: UserId, other: UserId,
         decide: impl Fn(
             Option<ConnectionStatus>,
             Option<ConnectionStatus>,

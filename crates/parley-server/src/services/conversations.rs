@@ -156,9 +156,7 @@ impl Conversations {
     /// Local users to add: existing, not the caller, and connected with the
     /// caller (a stranger cannot be put into a group, and a block ends it).
     async fn resolve_users(
-        &self,
-        me: UserId,
-        users: &[Qualified<UserId>],
+        &self, me: UserId, users: &[Qualified<UserId>],
     ) -> ApiResult<BTreeSet<UserId>> {
         let mut out = BTreeSet::new();
         for u in users {
@@ -231,10 +229,7 @@ impl Conversations {
 
     /// One conversation the caller is a member of.
     pub async fn get(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
+        &self, me: UserId, domain: &str, id: ConversationId,
     ) -> ApiResult<Conversation> {
         let c = self.load(domain, id).await?;
         c.role_of(me)?;
@@ -243,10 +238,7 @@ impl Conversations {
 
     /// The caller's conversations in id order, after `start`.
     pub async fn list(
-        &self,
-        me: UserId,
-        start: Option<ConversationId>,
-        size: Option<usize>,
+        &self, me: UserId, start: Option<ConversationId>, size: Option<usize>,
     ) -> ApiResult<ConversationPage> {
         let size = size.unwrap_or(100);
         if size == 0 || size > limits::MAX_CONVERSATION_PAGE {
@@ -271,21 +263,14 @@ impl Conversations {
 
     /// Applies a change an admin of a group may make, with its event.
     async fn admin_change(
-        &self,
-        me: UserId,
-        c: &Loaded,
-        change: ConversationChange,
-        event: EventPayload,
+        &self, me: UserId, c: &Loaded, change: ConversationChange, event: EventPayload,
     ) -> ApiResult<()> {
         c.require_admin(me)?;
         self.group_change(c, change, event).await
     }
 
     async fn group_change(
-        &self,
-        c: &Loaded,
-        change: ConversationChange,
-        event: EventPayload,
+        &self, c: &Loaded, change: ConversationChange, event: EventPayload,
     ) -> ApiResult<()> {
         if c.record.kind != ConversationKind::Group {
             return Err(one2one_is_fixed());
@@ -310,11 +295,7 @@ impl Conversations {
 
     /// Adds members (admins only).
     pub async fn add_members(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        req: &AddMembers,
+        &self, me: UserId, domain: &str, id: ConversationId, req: &AddMembers,
     ) -> ApiResult<()> {
         let c = self.load(domain, id).await?;
         // Membership and role first: nothing about the conversation or the
@@ -362,11 +343,7 @@ impl Conversations {
 
     /// Removes a member: an admin removing anyone, or anyone leaving.
     pub async fn remove_member(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        who: &Qualified<UserId>,
+        &self, me: UserId, domain: &str, id: ConversationId, who: &Qualified<UserId>,
     ) -> ApiResult<()> {
         let c = self.load(domain, id).await?;
         self.core.local(&who.domain)?;
@@ -386,12 +363,7 @@ impl Conversations {
 
     /// Changes a member's role (admins only).
     pub async fn set_role(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        who: &Qualified<UserId>,
-        role: Role,
+        &self, me: UserId, domain: &str, id: ConversationId, who: &Qualified<UserId>, role: Role,
     ) -> ApiResult<()> {
         let c = self.load(domain, id).await?;
         self.core.local(&who.domain)?;
@@ -409,11 +381,7 @@ impl Conversations {
 
     /// Renames a group (admins only).
     pub async fn rename(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        name: &str,
+        &self, me: UserId, domain: &str, id: ConversationId, name: &str,
     ) -> ApiResult<()> {
         let name = check_name(name)?;
         let c = self.load(domain, id).await?;
@@ -428,11 +396,7 @@ impl Conversations {
 
     /// Sets the conversation-wide self-deleting timer (admins only).
     pub async fn set_message_timer(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        ms: Option<u64>,
+        &self, me: UserId, domain: &str, id: ConversationId, ms: Option<u64>,
     ) -> ApiResult<()> {
         check_timer(ms)?;
         let c = self.load(domain, id).await?;
@@ -447,11 +411,7 @@ impl Conversations {
 
     /// Sets the receipt mode (admins only).
     pub async fn set_receipt_mode(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        mode: u8,
+        &self, me: UserId, domain: &str, id: ConversationId, mode: u8,
     ) -> ApiResult<()> {
         check_receipt_mode(mode)?;
         let c = self.load(domain, id).await?;
@@ -467,11 +427,7 @@ impl Conversations {
     /// Tells the other members' open sockets that the caller started or stopped
     /// typing. Nothing is stored.
     pub async fn typing(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        status: TypingStatus,
+        &self, me: UserId, domain: &str, id: ConversationId, status: TypingStatus,
     ) -> ApiResult<()> {
         let c = self.load(domain, id).await?;
         c.role_of(me)?;

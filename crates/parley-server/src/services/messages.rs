@@ -73,11 +73,7 @@ pub(crate) struct Check {
 /// Compares the devices a message is for with the conversation's `roster`. The
 /// sending device itself is never expected.
 pub(crate) fn check(
-    roster: &Roster,
-    me: UserId,
-    sender: ClientId,
-    given: &ByDevice,
-    report: &ReportMissing,
+    roster: &Roster, me: UserId, sender: ClientId, given: &ByDevice, report: &ReportMissing,
 ) -> Check {
     let mut out = Check::default();
     let counts = |user: &UserId| match report {
@@ -210,11 +206,8 @@ fn base64_ok(s: &str) -> bool {
 impl Messages {
     /// The service.
     pub fn new(
-        core: Core,
-        store: Arc<dyn ConversationStore>,
-        conversations: Conversations,
-        connections: Connections,
-        clients: Clients,
+        core: Core, store: Arc<dyn ConversationStore>, conversations: Conversations,
+        connections: Connections, clients: Clients,
     ) -> Self {
         Self {
             core,
@@ -227,11 +220,7 @@ impl Messages {
 
     /// Sends a Proteus message into a conversation.
     pub async fn post_proteus(
-        &self,
-        me: UserId,
-        domain: &str,
-        id: ConversationId,
-        req: NewProteusMessage,
+        &self, me: UserId, domain: &str, id: ConversationId, req: NewProteusMessage,
     ) -> ApiResult<Outcome> {
         // Membership is checked by the delivery plan, on the roster it delivers to;
         // only a 1:1 needs its members up front, for the block check (a group

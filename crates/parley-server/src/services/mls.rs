@@ -98,10 +98,7 @@ fn base64(what: &str, text: &str) -> ApiResult<Vec<u8>> {
 impl Mls {
     /// The service.
     pub fn new(
-        core: Core,
-        store: Arc<dyn MlsStore>,
-        clients: Clients,
-        connections: Connections,
+        core: Core, store: Arc<dyn MlsStore>, clients: Clients, connections: Connections,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let claims = Arc::new(RateLimiter::new(core.settings.limits.prekey_claims, 300));
@@ -151,10 +148,7 @@ impl Mls {
 
     /// Registers a device's signature keys, each once per scheme.
     pub async fn set_public_keys(
-        &self,
-        user: UserId,
-        client: ClientId,
-        keys: &MlsPublicKeys,
+        &self, user: UserId, client: ClientId, keys: &MlsPublicKeys,
     ) -> ApiResult<()> {
         let mut checked = Vec::new();
         for (name, key) in &keys.mls_public_keys {
@@ -183,10 +177,7 @@ impl Mls {
 
     /// Checks and publishes key packages of one device, all or none.
     pub async fn upload(
-        &self,
-        user: UserId,
-        client: ClientId,
-        packages: &[String],
+        &self, user: UserId, client: ClientId, packages: &[String],
     ) -> ApiResult<()> {
         if packages.is_empty() || packages.len() > limits::MAX_KEY_PACKAGES_PER_UPLOAD {
             return Err(ApiError::bad_request(
@@ -338,10 +329,7 @@ impl Mls {
 
     /// A device's valid key packages on a suite.
     pub async fn count(
-        &self,
-        user: UserId,
-        client: ClientId,
-        suite: CipherSuite,
+        &self, user: UserId, client: ClientId, suite: CipherSuite,
     ) -> ApiResult<u64> {
         Ok(self
             .store
@@ -351,10 +339,7 @@ impl Mls {
 
     /// Withdraws key packages of one device by reference; how many went.
     pub async fn delete(
-        &self,
-        user: UserId,
-        client: ClientId,
-        references: &[String],
+        &self, user: UserId, client: ClientId, references: &[String],
     ) -> ApiResult<u64> {
         if references.len() > limits::MAX_KEY_PACKAGES_PER_DEVICE as usize {
             return Err(ApiError::bad_request("bad-request", "too many references"));
@@ -372,12 +357,7 @@ impl Mls {
     /// Claims one key package of each of `user`'s devices for `me` (the
     /// caller's `own` device skipped).
     pub async fn claim(
-        &self,
-        me: UserId,
-        domain: &str,
-        user: UserId,
-        suite: CipherSuite,
-        own: Option<ClientId>,
+        &self, me: UserId, domain: &str, user: UserId, suite: CipherSuite, own: Option<ClientId>,
     ) -> ApiResult<KeyPackageBundle> {
         self.core.local(domain)?;
         if !self.connections.related(me, user).await? {

@@ -89,11 +89,7 @@ impl Notifications {
 
     /// Events of one of the user's devices after `since`.
     pub async fn page(
-        &self,
-        user: UserId,
-        client: ClientId,
-        since: Option<u64>,
-        size: Option<usize>,
+        &self, user: UserId, client: ClientId, since: Option<u64>, size: Option<usize>,
     ) -> ApiResult<Page> {
         let size = size.unwrap_or(100);
         if size == 0 || size > limits::MAX_NOTIFICATION_PAGE {
@@ -180,9 +176,7 @@ impl Notifications {
     /// connected while it lives. A device has at most
     /// [`MAX_SOCKETS_PER_DEVICE`] open at once (429 `too-many-sockets`).
     pub fn subscribe(
-        &self,
-        user: UserId,
-        client: ClientId,
+        &self, user: UserId, client: ClientId,
     ) -> ApiResult<crate::wakeups::Subscription> {
         if self.core.wakeups.sockets(user, client) >= MAX_SOCKETS_PER_DEVICE {
             return Err(ApiError::too_many(

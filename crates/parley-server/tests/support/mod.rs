@@ -46,9 +46,7 @@ impl TestServer {
 
     /// [`TestServer::start`] with settings changed by `tweak`.
     pub async fn start_with(
-        backend: Backend,
-        limits: Limits,
-        tweak: impl FnOnce(&mut Settings),
+        backend: Backend, limits: Limits, tweak: impl FnOnce(&mut Settings),
     ) -> Option<Self> {
         let kit = parley_testkit::TestServer::start_on(backend, |settings| {
             settings.limits = limits;
@@ -88,11 +86,7 @@ impl TestServer {
     }
 
     pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
+        &self, method: Method, path: &str, token: Option<&str>, body: Option<Value>,
     ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
@@ -162,11 +156,7 @@ impl TestServer {
     }
 
     pub async fn login(
-        &self,
-        email: &str,
-        password: &str,
-        persist: bool,
-        label: Option<&str>,
+        &self, email: &str, password: &str, persist: bool, label: Option<&str>,
     ) -> (StatusCode, Value, Option<String>) {
         let (s, v, h) = self
             .call(
@@ -203,10 +193,7 @@ impl TestServer {
     }
 
     pub async fn add_client(
-        &self,
-        user: &User,
-        kind: &str,
-        prekey_ids: impl IntoIterator<Item = u16>,
+        &self, user: &User, kind: &str, prekey_ids: impl IntoIterator<Item = u16>,
     ) -> (StatusCode, Value) {
         self.post(
             "/v1/clients",
@@ -218,9 +205,7 @@ impl TestServer {
 }
 
 pub fn new_client(
-    kind: &str,
-    prekey_ids: impl IntoIterator<Item = u16>,
-    password: Option<&str>,
+    kind: &str, prekey_ids: impl IntoIterator<Item = u16>, password: Option<&str>,
 ) -> Value {
     let prekeys: Vec<Prekey> = prekey_ids
         .into_iter()
@@ -322,10 +307,7 @@ impl TestServer {
     /// Opens `/v1/await` for a device with the token in the `Authorization`
     /// header; the server's refusal comes back as the error.
     pub async fn upgrade(
-        &self,
-        token: &str,
-        client: &str,
-        since: Option<u64>,
+        &self, token: &str, client: &str, since: Option<u64>,
     ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let ws_base = self.base.replace("http://", "ws://");

@@ -23,10 +23,7 @@ async fn held(s: &dyn Store, u: &User, client: u64, suite: u16, now: i64) -> u64
 
 /// One claim of `u`'s key packages on suite 2 at `now`.
 async fn claim(
-    s: &dyn Store,
-    u: &User,
-    except: Option<ClientId>,
-    now: i64,
+    s: &dyn Store, u: &User, except: Option<ClientId>, now: i64,
 ) -> Vec<KeyPackageRecord> {
     s.claim_key_packages(u.id, 2, except, now)
         .await

@@ -130,10 +130,7 @@ impl State {
     }
 
     fn start_password_reset(
-        &mut self,
-        r: &OneTimeCode,
-        now: i64,
-        max_tries: u32,
+        &mut self, r: &OneTimeCode, now: i64, max_tries: u32,
     ) -> StoreResult<bool> {
         let user = r.reset_user()?;
         let key = (CodeKind::PasswordReset, r.key.clone());
@@ -224,10 +221,7 @@ impl AccountStore for MemoryStore {
     }
 
     async fn update_profile(
-        &self,
-        id: UserId,
-        update: &ProfileUpdate,
-        notify: Notify<'_>,
+        &self, id: UserId, update: &ProfileUpdate, notify: Notify<'_>,
     ) -> StoreResult<()> {
         self.with(|s| {
             let user = s.user_mut(id)?;
@@ -314,19 +308,13 @@ impl AccountStore for MemoryStore {
     }
 
     async fn start_password_reset(
-        &self,
-        reset: &OneTimeCode,
-        now: i64,
-        max_tries: u32,
+        &self, reset: &OneTimeCode, now: i64, max_tries: u32,
     ) -> StoreResult<bool> {
         self.with(|s| s.start_password_reset(reset, now, max_tries))
     }
 
     async fn complete_password_reset(
-        &self,
-        key: &str,
-        user: UserId,
-        password_hash: &str,
+        &self, key: &str, user: UserId, password_hash: &str,
     ) -> StoreResult<()> {
         self.with(|s| s.complete_password_reset(key, user, password_hash))
     }

@@ -18,9 +18,7 @@ impl State {
     /// Whether a conversation with these members could be inserted: `Conflict`
     /// for a taken id, `NotFound` for a member who does not exist.
     fn check_new_conversation(
-        &self,
-        conversation: &ConversationRecord,
-        members: &[MemberRecord],
+        &self, conversation: &ConversationRecord, members: &[MemberRecord],
     ) -> StoreResult<()> {
         if self.conversations.contains_key(&conversation.id) {
             return Err(StoreError::Conflict("record"));
@@ -95,10 +93,7 @@ impl State {
     }
 
     fn change_conversation(
-        &mut self,
-        id: ConversationId,
-        change: &ConversationChange,
-        notify: Notify<'_>,
+        &mut self, id: ConversationId, change: &ConversationChange, notify: Notify<'_>,
     ) -> StoreResult<()> {
         if !self.conversations.contains_key(&id) {
             return Err(StoreError::NotFound);
@@ -146,10 +141,7 @@ impl State {
     }
 
     fn post(
-        &mut self,
-        id: ConversationId,
-        at: i64,
-        plan: &DeliveryPlan,
+        &mut self, id: ConversationId, at: i64, plan: &DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
         if !self.conversations.contains_key(&id) {
             return Ok(None);
@@ -249,10 +241,7 @@ impl ConnectionStore for MemoryStore {
 #[async_trait]
 impl ConversationStore for MemoryStore {
     async fn create_conversation(
-        &self,
-        conversation: &ConversationRecord,
-        members: &[MemberRecord],
-        notify: Notify<'_>,
+        &self, conversation: &ConversationRecord, members: &[MemberRecord], notify: Notify<'_>,
     ) -> StoreResult<()> {
         self.with(|s| {
             s.check_new_conversation(conversation, members)?;
@@ -286,10 +275,7 @@ impl ConversationStore for MemoryStore {
     }
 
     async fn conversations_of(
-        &self,
-        user: UserId,
-        after: Option<ConversationId>,
-        limit: usize,
+        &self, user: UserId, after: Option<ConversationId>, limit: usize,
     ) -> StoreResult<Vec<ConversationRecord>> {
         self.with(|s| {
             // In id order, which is the order of the ids' text (see `ConversationRow`).
@@ -304,10 +290,7 @@ impl ConversationStore for MemoryStore {
     }
 
     async fn change_conversation(
-        &self,
-        id: ConversationId,
-        change: &ConversationChange,
-        notify: Notify<'_>,
+        &self, id: ConversationId, change: &ConversationChange, notify: Notify<'_>,
     ) -> StoreResult<()> {
         self.with(|s| s.change_conversation(id, change, notify))
     }
@@ -317,10 +300,7 @@ impl ConversationStore for MemoryStore {
     }
 
     async fn post(
-        &self,
-        id: ConversationId,
-        at: i64,
-        plan: DeliveryPlan,
+        &self, id: ConversationId, at: i64, plan: DeliveryPlan,
     ) -> StoreResult<Option<Posted>> {
         self.with(|s| s.post(id, at, &plan))
     }

@@ -14,10 +14,7 @@ use crate::{
 
 impl State {
     fn add_client(
-        &mut self,
-        c: &ClientRecord,
-        prekeys: &[PrekeyRecord],
-        max_permanent: usize,
+        &mut self, c: &ClientRecord, prekeys: &[PrekeyRecord], max_permanent: usize,
         notify: Notify<'_>,
     ) -> StoreResult<AddedClient> {
         let replaced = match c.kind {
@@ -71,10 +68,7 @@ impl State {
     }
 
     fn claim_prekey(
-        &mut self,
-        user: UserId,
-        client: ClientId,
-        one_time: bool,
+        &mut self, user: UserId, client: ClientId, one_time: bool,
     ) -> Option<PrekeyRecord> {
         let row = self.clients.get_mut(&(user, client))?;
         if one_time {
@@ -91,11 +85,7 @@ impl State {
     }
 
     fn events(
-        &self,
-        user: UserId,
-        client: ClientId,
-        since: Option<u64>,
-        limit: usize,
+        &self, user: UserId, client: ClientId, since: Option<u64>, limit: usize,
     ) -> Option<EventPage> {
         let queue = &self.clients.get(&(user, client))?.queue;
         let QueuePosition { after, lost } =
@@ -146,10 +136,7 @@ impl State {
 #[async_trait]
 impl DeviceStore for MemoryStore {
     async fn add_client(
-        &self,
-        client: &ClientRecord,
-        prekeys: &[PrekeyRecord],
-        max_permanent: usize,
+        &self, client: &ClientRecord, prekeys: &[PrekeyRecord], max_permanent: usize,
         notify: Notify<'_>,
     ) -> StoreResult<AddedClient> {
         self.with(|s| s.add_client(client, prekeys, max_permanent, notify))
@@ -177,10 +164,7 @@ impl DeviceStore for MemoryStore {
     }
 
     async fn delete_client(
-        &self,
-        user: UserId,
-        id: ClientId,
-        notify: Notify<'_>,
+        &self, user: UserId, id: ClientId, notify: Notify<'_>,
     ) -> StoreResult<()> {
         self.with(|s| {
             if !s.remove_client(user, id) {
@@ -192,10 +176,7 @@ impl DeviceStore for MemoryStore {
     }
 
     async fn add_prekeys(
-        &self,
-        user: UserId,
-        client: ClientId,
-        prekeys: &[PrekeyRecord],
+        &self, user: UserId, client: ClientId, prekeys: &[PrekeyRecord],
     ) -> StoreResult<()> {
         self.with(|s| {
             let row = s.client_mut(user, client)?;
@@ -216,10 +197,7 @@ impl DeviceStore for MemoryStore {
     }
 
     async fn raise_generation(
-        &self,
-        user: UserId,
-        client: ClientId,
-        generation: u64,
+        &self, user: UserId, client: ClientId, generation: u64,
     ) -> StoreResult<Option<u64>> {
         self.with(|s| {
             let Some(row) = s.clients.get_mut(&(user, client)) else {
@@ -232,19 +210,13 @@ impl DeviceStore for MemoryStore {
     }
 
     async fn claim_prekey(
-        &self,
-        user: UserId,
-        client: ClientId,
-        one_time: bool,
+        &self, user: UserId, client: ClientId, one_time: bool,
     ) -> StoreResult<Option<PrekeyRecord>> {
         self.with(|s| Ok(s.claim_prekey(user, client, one_time)))
     }
 
     async fn set_push_endpoint(
-        &self,
-        user: UserId,
-        client: ClientId,
-        url: Option<&str>,
+        &self, user: UserId, client: ClientId, url: Option<&str>,
     ) -> StoreResult<()> {
         self.with(|s| {
             s.client_mut(user, client)?.push_endpoint = url.map(str::to_owned);
@@ -264,11 +236,7 @@ impl DeviceStore for MemoryStore {
 #[async_trait]
 impl QueueStore for MemoryStore {
     async fn events(
-        &self,
-        user: UserId,
-        client: ClientId,
-        since: Option<u64>,
-        limit: usize,
+        &self, user: UserId, client: ClientId, since: Option<u64>, limit: usize,
     ) -> StoreResult<Option<EventPage>> {
         self.with(|s| Ok(s.events(user, client, since, limit)))
     }

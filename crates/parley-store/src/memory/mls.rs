@@ -11,10 +11,7 @@ use crate::{KeyPackageRecord, MlsStore, StoreError, StoreResult};
 #[async_trait]
 impl MlsStore for MemoryStore {
     async fn set_mls_public_keys(
-        &self,
-        user: UserId,
-        client: ClientId,
-        keys: &[(u16, Vec<u8>)],
+        &self, user: UserId, client: ClientId, keys: &[(u16, Vec<u8>)],
     ) -> StoreResult<()> {
         self.with(|s| {
             let row = s
@@ -35,9 +32,7 @@ impl MlsStore for MemoryStore {
     }
 
     async fn mls_public_keys(
-        &self,
-        user: UserId,
-        client: ClientId,
+        &self, user: UserId, client: ClientId,
     ) -> StoreResult<Vec<(u16, Vec<u8>)>> {
         self.with(|s| {
             Ok(s.clients
@@ -48,10 +43,7 @@ impl MlsStore for MemoryStore {
     }
 
     async fn add_key_packages(
-        &self,
-        packages: &[KeyPackageRecord],
-        now: i64,
-        max_per_suite: u64,
+        &self, packages: &[KeyPackageRecord], now: i64, max_per_suite: u64,
     ) -> StoreResult<()> {
         self.with(|s| {
             // Everything that could refuse, before anything is written.
@@ -112,11 +104,7 @@ impl MlsStore for MemoryStore {
     }
 
     async fn count_key_packages(
-        &self,
-        user: UserId,
-        client: ClientId,
-        suite: u16,
-        now: i64,
+        &self, user: UserId, client: ClientId, suite: u16, now: i64,
     ) -> StoreResult<u64> {
         self.with(|s| {
             let n = s
@@ -133,11 +121,7 @@ impl MlsStore for MemoryStore {
     }
 
     async fn claim_key_packages(
-        &self,
-        user: UserId,
-        suite: u16,
-        except: Option<ClientId>,
-        now: i64,
+        &self, user: UserId, suite: u16, except: Option<ClientId>, now: i64,
     ) -> StoreResult<Vec<KeyPackageRecord>> {
         self.with(|s| {
             let mut claimed = Vec::new();
@@ -172,10 +156,7 @@ impl MlsStore for MemoryStore {
     }
 
     async fn delete_key_packages(
-        &self,
-        user: UserId,
-        client: ClientId,
-        references: &[Vec<u8>],
+        &self, user: UserId, client: ClientId, references: &[Vec<u8>],
     ) -> StoreResult<u64> {
         self.with(|s| {
             let mut gone = 0;

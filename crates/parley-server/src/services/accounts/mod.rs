@@ -358,10 +358,7 @@ impl Accounts {
     }
 
     async fn new_cookie(
-        &self,
-        user: UserId,
-        label: Option<String>,
-        persist: bool,
+        &self, user: UserId, label: Option<String>, persist: bool,
     ) -> ApiResult<LoggedIn> {
         let now = self.core.clock.now();
         let (kind, seconds) = if persist {
@@ -646,10 +643,7 @@ impl Accounts {
 
     /// Removes logins by label.
     pub async fn remove_cookies(
-        &self,
-        id: UserId,
-        labels: &[String],
-        password: &str,
+        &self, id: UserId, labels: &[String], password: &str,
     ) -> ApiResult<()> {
         self.confirm_password(id, Some(password)).await?;
         self.store.remove_cookies_by_label(id, labels).await?;
@@ -707,11 +701,7 @@ impl Accounts {
 
     /// Completes a reset: new password, every login dropped.
     pub async fn complete_password_reset(
-        &self,
-        key: &str,
-        code: &str,
-        password: &str,
-        address: &str,
+        &self, key: &str, code: &str, password: &str, address: &str,
     ) -> ApiResult<()> {
         self.core.limit(&format!("reset-code:{key}"), address)?;
         let reset = self.redeem_code(CodeKind::PasswordReset, key, code).await?;

@@ -54,11 +54,7 @@ fn new_user(user: u8, email: u8) -> User {
 }
 
 fn new_device(
-    user: u8,
-    client: u64,
-    temporary: bool,
-    at: i64,
-    cookie_label: Option<u8>,
+    user: u8, client: u64, temporary: bool, at: i64, cookie_label: Option<u8>,
 ) -> ClientRecord {
     ClientRecord {
         user: user_id(user),
