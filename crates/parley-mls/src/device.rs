@@ -6,11 +6,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use mls_rs::client_builder::MlsConfig;
 use mls_rs::crypto::{SignaturePublicKey, SignatureSecretKey};
 use mls_rs::extension::ExtensionType;
 use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::identity::SigningIdentity;
 use mls_rs::identity::basic::{BasicCredential, BasicIdentityProvider};
+use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules};
 use mls_rs::time::MlsTime;
 use mls_rs::{CipherSuiteProvider as _, Client, CryptoProvider as _, ExtensionList};
 use mls_rs_crypto_openssl::OpensslCryptoProvider;
@@ -87,21 +89,37 @@ impl DeviceKeys {
         self.key_package(extensions, now, lifetime)
     }
 
-    fn key_package(
-        &self, extensions: ExtensionList, now: u64, lifetime: Duration,
-    ) -> Result<Vec<u8>, DeviceError> {
+    /// An mls-rs client signing as this device, with Parley's group rules:
+    /// handshake messages public (the server checks every commit), the
+    /// ratchet tree in every group info, external joins allowed, one welcome
+    /// per commit. Its group state and key packages live in memory; a device
+    /// that keeps groups across restarts stores them (the client's MLS
+    /// conversations, to come).
+    pub fn member(&self, lifetime: Duration) -> Client<impl MlsConfig> {
         let signer = SigningIdentity::new(
             BasicCredential::new(self.identity.credential_identifier()).into_credential(),
             self.public.clone(),
         );
-        let client = Client::builder()
+        let rules = DefaultMlsRules::new().with_commit_options(
+            CommitOptions::new()
+                .with_ratchet_tree_extension(true)
+                .with_allow_external_commit(true)
+                .with_single_welcome_message(true),
+        );
+        Client::builder()
             .crypto_provider(OpensslCryptoProvider::new())
             .identity_provider(BasicIdentityProvider)
             .extension_type(ExtensionType::LAST_RESORT_KEY_PACKAGE)
+            .mls_rules(rules)
             .signing_identity(signer, self.secret.clone(), self.suite.to_mls())
             .key_package_lifetime(lifetime)
-            .build();
-        client
+            .build()
+    }
+
+    fn key_package(
+        &self, extensions: ExtensionList, now: u64, lifetime: Duration,
+    ) -> Result<Vec<u8>, DeviceError> {
+        self.member(lifetime)
             .generate_key_package_message(
                 extensions,
                 ExtensionList::default(),

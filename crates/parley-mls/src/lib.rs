@@ -9,11 +9,15 @@
 //! - [`identity`]: a device's basic credential, the whitepaper's client-ID URI.
 //! - [`key_package`]: [`KeyPackageIn`] (bytes from a device) becomes a
 //!   [`ValidKeyPackage`] only through [`KeyPackageIn::validate`].
+//! - [`delivery`]: a group as the server follows it (an external observer):
+//!   commit bundles checked against the current epoch, what each commit
+//!   changed, application messages classified.
 //! - [`device`]: a device's side: its signature key on a suite, and the key
 //!   packages it publishes.
 
 #![forbid(unsafe_code)]
 
+pub mod delivery;
 pub mod device;
 pub mod identity;
 pub mod key_package;

@@ -1,0 +1,410 @@
+//! A group as the Delivery Service (the server) follows it.
+//!
+//! The server is no member of any group: it holds mls-rs's external observer
+//! of each one (its public ratchet tree and group context, never a secret), so
+//! that it can check a commit before fanning it out. This module turns
+//! untrusted bytes from a device into checked facts:
+//! - [`CommitBundle`]: what a device posts to change a group (a commit, the
+//!   welcome for the devices it adds, the new epoch's group info), decoded;
+//! - [`TrackedGroup`]: the observer, started from a group's first group info,
+//!   kept as a snapshot, advanced only by a commit that verifies against the
+//!   current epoch, reporting which devices came, went or changed keys;
+//! - [`MessageIn`]: an application message or proposal, classified (group,
+//!   epoch, kind) without being readable.
+//!
+//! Who may do what (admins, whole users, registered keys) is the server's
+//! policy, decided from these facts; this module knows no storage and no HTTP,
+//! and the time is passed in.
+
+use std::collections::BTreeMap;
+
+use mls_rs::external_client::builder::{
+    ExternalBaseConfig, WithCryptoProvider, WithIdentityProvider,
+};
+use mls_rs::external_client::{
+    ExternalClient, ExternalGroup, ExternalReceivedMessage, ExternalSnapshot,
+};
+use mls_rs::group::{ContentType, Member};
+use mls_rs::identity::Credential;
+use mls_rs::identity::basic::BasicIdentityProvider;
+use mls_rs::mls_rs_codec::{self, MlsDecode, MlsEncode, MlsSize};
+use mls_rs::time::MlsTime;
+use mls_rs::{MlsMessage, MlsMessageDescription, WireFormat};
+use mls_rs_crypto_openssl::OpensslCryptoProvider;
+
+use crate::identity::DeviceIdentity;
+use crate::suite::CipherSuite;
+
+/// Why a group message was refused. Each has a stable [`label`](Self::label).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// Not the MLS message it should be (or not an MLS message at all).
+    #[error("not a valid MLS message of the expected kind")]
+    Malformed,
+    /// A message for another group than the conversation's.
+    #[error("the message is for another group")]
+    WrongGroup,
+    /// Made for an epoch that is not the group's current one.
+    #[error("the group is at epoch {current}; the message is for epoch {got}")]
+    Stale {
+        /// The group's epoch.
+        current: u64,
+        /// The message's.
+        got: u64,
+    },
+    /// A commit or proposal the server cannot read (encrypted handshake).
+    #[error("handshake messages must be public messages")]
+    NotPublic,
+    /// A member whose credential is not a Parley device.
+    #[error("a member's credential is not a device of this backend")]
+    UnknownIdentity,
+    /// mls-rs refused it: a signature, the tree, a proposal.
+    #[error("the MLS message does not verify: {0}")]
+    Invalid(String),
+    /// The group info does not describe the epoch the commit made.
+    #[error("the group info does not match the new epoch")]
+    GroupInfoMismatch,
+}
+
+impl DeliveryError {
+    /// The error's stable label (Wire's where Wire has one).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Malformed | Self::Invalid(_) | Self::NotPublic => "mls-protocol-error",
+            Self::WrongGroup => "mls-group-conversation-mismatch",
+            Self::Stale { .. } => "mls-stale-message",
+            Self::UnknownIdentity => "mls-identity-mismatch",
+            Self::GroupInfoMismatch => "mls-group-info-mismatch",
+        }
+    }
+}
+
+/// What a device posts to change a group, TLS-encoded (RFC 9420's
+/// presentation language): the commit, the welcome for the devices it adds
+/// (if any), and the group info of the epoch it makes, which the server keeps
+/// for external joins.
+#[derive(Clone, Debug, PartialEq, Eq, MlsSize, MlsEncode, MlsDecode)]
+pub struct CommitBundle {
+    /// The commit, an MLS public message.
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    pub commit: Vec<u8>,
+    /// The welcome, an MLS message.
+    pub welcome: Option<WelcomeBytes>,
+    /// The new epoch's group info, an MLS message, with the ratchet tree.
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    pub group_info: Vec<u8>,
+}
+
+/// A welcome's bytes inside a [`CommitBundle`].
+#[derive(Clone, Debug, PartialEq, Eq, MlsSize, MlsEncode, MlsDecode)]
+pub struct WelcomeBytes(#[mls_codec(with = "mls_rs_codec::byte_vec")] pub Vec<u8>);
+
+impl CommitBundle {
+    /// Decodes a bundle; every part must be an MLS message of its kind.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DeliveryError> {
+        let bundle = Self::mls_decode(&mut &*bytes).map_err(|_| DeliveryError::Malformed)?;
+        let kind = |b: &[u8]| MlsMessage::from_bytes(b).map(|m| m.wire_format()).ok();
+        if kind(&bundle.commit) != Some(WireFormat::PublicMessage) {
+            return Err(
+                if kind(&bundle.commit) == Some(WireFormat::PrivateMessage) {
+                    DeliveryError::NotPublic
+                } else {
+                    DeliveryError::Malformed
+                },
+            );
+        }
+        if kind(&bundle.group_info) != Some(WireFormat::GroupInfo) {
+            return Err(DeliveryError::Malformed);
+        }
+        if let Some(welcome) = &bundle.welcome
+            && kind(&welcome.0) != Some(WireFormat::Welcome)
+        {
+            return Err(DeliveryError::Malformed);
+        }
+        Ok(bundle)
+    }
+
+    /// The bundle's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        self.mls_encode_to_vec()
+            .expect("encoding byte vectors cannot fail")
+    }
+}
+
+/// A member of a group: a device and the signature key its leaf holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Leaf {
+    /// The device its credential names.
+    pub device: DeviceIdentity,
+    /// The leaf's signature key.
+    pub signature_key: Vec<u8>,
+}
+
+/// What a verified commit changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedCommit {
+    /// The epoch the commit made.
+    pub epoch: u64,
+    /// Who made it (for an external commit, the device that joined).
+    pub committer: Leaf,
+    /// Whether it was an external commit (a device joining by itself).
+    pub external: bool,
+    /// Devices added.
+    pub added: Vec<Leaf>,
+    /// Devices removed.
+    pub removed: Vec<Leaf>,
+    /// Devices whose leaf now holds another signature key.
+    pub rekeyed: Vec<Leaf>,
+}
+
+type ObserverConfig = WithIdentityProvider<
+    BasicIdentityProvider,
+    WithCryptoProvider<OpensslCryptoProvider, ExternalBaseConfig>,
+>;
+
+fn observer() -> ExternalClient<ObserverConfig> {
+    ExternalClient::builder()
+        .crypto_provider(OpensslCryptoProvider::new())
+        .identity_provider(BasicIdentityProvider)
+        .build()
+}
+
+/// The server's view of one group (see the module's documentation).
+pub struct TrackedGroup {
+    group: ExternalGroup<ObserverConfig>,
+}
+
+impl std::fmt::Debug for TrackedGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrackedGroup(epoch {})", self.epoch())
+    }
+}
+
+impl TrackedGroup {
+    /// Starts following a group from a group info that carries its ratchet
+    /// tree (its first, as the creator posts it). The group info's signature
+    /// and the whole tree are verified; it must be for `group_id` on `suite`.
+    pub fn start(
+        group_info: &[u8], group_id: &[u8], suite: CipherSuite, now: u64,
+    ) -> Result<Self, DeliveryError> {
+        let message = MlsMessage::from_bytes(group_info).map_err(|_| DeliveryError::Malformed)?;
+        if message.wire_format() != WireFormat::GroupInfo {
+            return Err(DeliveryError::Malformed);
+        }
+        if message.group_id() != Some(group_id) {
+            return Err(DeliveryError::WrongGroup);
+        }
+        if message.cipher_suite().map(|s| u16::from(s)) != Some(suite.0) {
+            return Err(DeliveryError::Invalid("another cipher suite".into()));
+        }
+        let group = observer()
+            .observe_group(message, None, Some(MlsTime::from(now)))
+            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        let tracked = Self { group };
+        tracked.members()?;
+        Ok(tracked)
+    }
+
+    /// The group as [`snapshot`](Self::snapshot) left it.
+    pub fn load(snapshot: &[u8]) -> Result<Self, DeliveryError> {
+        let snapshot =
+            ExternalSnapshot::from_bytes(snapshot).map_err(|_| DeliveryError::Malformed)?;
+        let group = observer()
+            .load_group(snapshot)
+            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        Ok(Self { group })
+    }
+
+    /// The state to keep, ratchet tree included.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.group
+            .snapshot()
+            .to_bytes()
+            .expect("a group state the observer built encodes")
+    }
+
+    /// The group's current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.group_context().epoch
+    }
+
+    /// The group's members, in leaf order. `UnknownIdentity` if a credential
+    /// is not a device's client-ID.
+    pub fn members(&self) -> Result<Vec<Leaf>, DeliveryError> {
+        self.group
+            .roster()
+            .members_iter()
+            .map(|m| leaf(&m))
+            .collect()
+    }
+
+    /// Verifies `commit` against the current epoch and advances to the epoch
+    /// it makes, returning what it changed; on any error the group is as it
+    /// was. `now` bounds the lifetimes of key packages it adds.
+    pub fn apply_commit(
+        &mut self, commit: &[u8], now: u64,
+    ) -> Result<AppliedCommit, DeliveryError> {
+        let message = MlsMessage::from_bytes(commit).map_err(|_| DeliveryError::Malformed)?;
+        match message.description() {
+            MlsMessageDescription::PublicProtocolMessage {
+                group_id,
+                epoch_id,
+                content_type: ContentType::Commit,
+                ..
+            } => {
+                if group_id != self.group.group_context().group_id() {
+                    return Err(DeliveryError::WrongGroup);
+                }
+                if epoch_id != self.epoch() {
+                    return Err(DeliveryError::Stale {
+                        current: self.epoch(),
+                        got: epoch_id,
+                    });
+                }
+            }
+            MlsMessageDescription::PrivateProtocolMessage { .. } => {
+                return Err(DeliveryError::NotPublic);
+            }
+            _ => return Err(DeliveryError::Malformed),
+        }
+        let before = self.leaves()?;
+        // Work on a copy: a commit that verifies but whose tree names a
+        // stranger leaves the group untouched.
+        let mut next = self.group.clone();
+        let received = next
+            .process_incoming_message_with_time(message, MlsTime::from(now))
+            .map_err(|e| DeliveryError::Invalid(e.to_string()))?;
+        let ExternalReceivedMessage::Commit(description) = received else {
+            return Err(DeliveryError::Malformed);
+        };
+        let after = Self { group: next };
+        let now_leaves = after.leaves()?;
+        let committer = now_leaves
+            .get(&description.committer)
+            .cloned()
+            .ok_or(DeliveryError::Malformed)?;
+        let mut applied = AppliedCommit {
+            epoch: after.epoch(),
+            committer,
+            external: description.is_external,
+            added: Vec::new(),
+            removed: Vec::new(),
+            rekeyed: Vec::new(),
+        };
+        for (index, was) in &before {
+            match now_leaves.get(index) {
+                Some(now) if now.device == was.device => {
+                    if now.signature_key != was.signature_key {
+                        applied.rekeyed.push(now.clone());
+                    }
+                }
+                _ => applied.removed.push(was.clone()),
+            }
+        }
+        for (index, now) in &now_leaves {
+            if before.get(index).is_none_or(|was| was.device != now.device) {
+                applied.added.push(now.clone());
+            }
+        }
+        *self = after;
+        Ok(applied)
+    }
+
+    /// Checks that `group_info` describes this group's current epoch
+    /// exactly (so a device joining from it joins the group the server
+    /// follows): its signature, its tree, and the same group context.
+    pub fn check_group_info(&self, group_info: &[u8], now: u64) -> Result<(), DeliveryError> {
+        let message = MlsMessage::from_bytes(group_info).map_err(|_| DeliveryError::Malformed)?;
+        if message.wire_format() != WireFormat::GroupInfo {
+            return Err(DeliveryError::Malformed);
+        }
+        let observed = observer()
+            .observe_group(message, None, Some(MlsTime::from(now)))
+            .map_err(|_| DeliveryError::GroupInfoMismatch)?;
+        if observed.group_context() != self.group.group_context()
+            || observed.tree_hash() != self.group.tree_hash()
+        {
+            return Err(DeliveryError::GroupInfoMismatch);
+        }
+        Ok(())
+    }
+
+    fn leaves(&self) -> Result<BTreeMap<u32, Leaf>, DeliveryError> {
+        self.group
+            .roster()
+            .members_iter()
+            .map(|m| Ok((m.index, leaf(&m)?)))
+            .collect()
+    }
+}
+
+fn leaf(member: &Member) -> Result<Leaf, DeliveryError> {
+    let Credential::Basic(basic) = &member.signing_identity.credential else {
+        return Err(DeliveryError::UnknownIdentity);
+    };
+    let device = DeviceIdentity::parse(basic.identifier()).ok_or(DeliveryError::UnknownIdentity)?;
+    Ok(Leaf {
+        device,
+        signature_key: member.signing_identity.signature_key.as_bytes().to_vec(),
+    })
+}
+
+/// What kind of group message a [`MessageIn`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageKind {
+    /// An application message (always a private message).
+    Application,
+    /// A proposal, public.
+    Proposal,
+}
+
+/// An application message or a proposal from a device, classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClassifiedMessage {
+    /// Its group.
+    pub group_id: Vec<u8>,
+    /// The epoch it was made in.
+    pub epoch: u64,
+    /// Application message or proposal.
+    pub kind: MessageKind,
+}
+
+/// Bytes a device posts as a group message (not a commit: commits come in a
+/// [`CommitBundle`]).
+#[derive(Clone, Debug)]
+pub struct MessageIn<'a>(pub &'a [u8]);
+
+impl MessageIn<'_> {
+    /// What the message is, as far as the server can tell: application
+    /// messages must be private (encrypted), proposals public (the server
+    /// checks them when the commit that applies them comes).
+    pub fn classify(&self) -> Result<ClassifiedMessage, DeliveryError> {
+        let message = MlsMessage::from_bytes(self.0).map_err(|_| DeliveryError::Malformed)?;
+        let (group_id, epoch, kind) = match message.description() {
+            MlsMessageDescription::PrivateProtocolMessage {
+                group_id,
+                epoch_id,
+                content_type: ContentType::Application,
+            } => (group_id.to_vec(), epoch_id, MessageKind::Application),
+            MlsMessageDescription::PublicProtocolMessage {
+                group_id,
+                epoch_id,
+                content_type: ContentType::Proposal,
+                ..
+            } => (group_id.to_vec(), epoch_id, MessageKind::Proposal),
+            MlsMessageDescription::PrivateProtocolMessage { .. } => {
+                return Err(DeliveryError::NotPublic);
+            }
+            _ => return Err(DeliveryError::Malformed),
+        };
+        Ok(ClassifiedMessage {
+            group_id,
+            epoch,
+            kind,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
