@@ -106,7 +106,7 @@ impl Dialect for PostgresStore {
     /// that are gone get none): the heads are locked in (user, device) order first, as
     /// everywhere, then advanced and the events inserted from arrays.
     async fn enqueue_many(
-        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: Option<i64>, at: i64,
     ) -> StoreResult<Vec<Delivered>> {
         if outgoing.is_empty() {
             return Ok(Vec::new());
@@ -123,8 +123,8 @@ impl Dialect for PostgresStore {
              bumped AS (UPDATE queue_heads q SET next_id = q.next_id + 1 FROM locked l \
                  WHERE q.user_id = l.user_id AND q.client_id = l.client_id \
                  RETURNING q.user_id, q.client_id, q.next_id - 1 AS id) \
-             INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
-             SELECT b.user_id, b.client_id, b.id, w.p, $4 FROM bumped b \
+             INSERT INTO notifications (user_id, client_id, id, payload, created_at, mls_message) \
+             SELECT b.user_id, b.client_id, b.id, w.p, $4, $5 FROM bumped b \
              JOIN wanted w ON w.u = b.user_id AND w.c = b.client_id \
              RETURNING user_id, client_id, id",
         )
@@ -132,6 +132,7 @@ impl Dialect for PostgresStore {
         .bind(&clients)
         .bind(&payloads)
         .bind(at)
+        .bind(shared)
         .fetch_all(&mut **tx)
         .await
         .map_err(backend)?;
@@ -176,7 +177,7 @@ impl Dialect for PostgresStore {
                 delivered: None,
             }));
         };
-        let delivered = Self::enqueue_many(&mut tx, outgoing, at).await?;
+        let delivered = Self::enqueue_many(&mut tx, outgoing, None, at).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(Posted {
             roster,

@@ -13,6 +13,7 @@ mod accounts;
 mod connections;
 mod conversations;
 mod devices;
+mod groups;
 mod mls;
 mod queues;
 mod shared;

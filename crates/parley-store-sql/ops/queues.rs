@@ -30,9 +30,10 @@ impl QueueStore for Store {
             return Ok(None);
         };
         let QueuePosition { after, lost } = QueuePosition::of(since, purged_before, next);
-        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
-            "SELECT id, payload, created_at FROM notifications \
-             WHERE user_id = $1 AND client_id = $2 AND id > $3 ORDER BY id LIMIT $4",
+        let rows: Vec<(i64, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT n.id, n.payload, n.created_at, m.data FROM notifications n \
+             LEFT JOIN mls_messages m ON m.id = n.mls_message \
+             WHERE n.user_id = $1 AND n.client_id = $2 AND n.id > $3 ORDER BY n.id LIMIT $4",
         )
         .bind(user.to_string())
         .bind(client_id(client))
@@ -55,9 +56,10 @@ impl QueueStore for Store {
     }
 
     async fn last_event(&self, user: UserId, client: ClientId) -> StoreResult<Option<QueuedEvent>> {
-        let row: Option<(i64, String, i64)> = sqlx::query_as(
-            "SELECT id, payload, created_at FROM notifications \
-             WHERE user_id = $1 AND client_id = $2 ORDER BY id DESC LIMIT 1",
+        let row: Option<(i64, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT n.id, n.payload, n.created_at, m.data FROM notifications n \
+             LEFT JOIN mls_messages m ON m.id = n.mls_message \
+             WHERE n.user_id = $1 AND n.client_id = $2 ORDER BY n.id DESC LIMIT 1",
         )
         .bind(user.to_string())
         .bind(client_id(client))
@@ -117,6 +119,19 @@ impl QueueStore for Store {
             }
             tx.commit().await.map_err(Store::error)?;
         }
+        // Shared group messages as old, once no event refers to them (an
+        // event a slow clock stored later keeps its message until the next
+        // purge takes both).
+        let (_guard, mut tx) = self.write_tx().await?;
+        sqlx::query(
+            "DELETE FROM mls_messages WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM notifications n WHERE n.mls_message = mls_messages.id)",
+        )
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)?;
         Ok(purged)
     }
 }

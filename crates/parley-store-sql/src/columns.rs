@@ -355,11 +355,17 @@ pub fn prekey((id, key): (i64, String)) -> StoreResult<PrekeyRecord> {
     })
 }
 
-/// Reads an `(id, payload, created_at)` row of `notifications`.
-pub fn event((id, payload, created_at): (i64, String, i64)) -> StoreResult<QueuedEvent> {
+/// Reads an `(id, payload, created_at, data)` row of `notifications` joined
+/// with the shared message it refers to, if any (its data is added).
+pub fn event(
+    (id, payload, created_at, data): (i64, String, i64, Option<String>),
+) -> StoreResult<QueuedEvent> {
     Ok(QueuedEvent {
         id: event_id(id)?,
-        payload,
+        payload: match data {
+            Some(data) => parley_store::with_data(&payload, &data),
+            None => payload,
+        },
         created_at,
     })
 }

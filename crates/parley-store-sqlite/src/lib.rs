@@ -142,7 +142,7 @@ async fn post_one(tx: &mut Tx<SqliteStore>, job: &PostJob) -> StoreResult<Option
             delivered: None,
         }));
     };
-    let delivered = SqliteStore::enqueue_many(tx, outgoing, job.at).await?;
+    let delivered = SqliteStore::enqueue_many(tx, outgoing, None, job.at).await?;
     Ok(Some(Posted {
         roster,
         delivered: Some(delivered),
@@ -227,7 +227,7 @@ impl Dialect for SqliteStore {
     /// that are gone get none): the rows travel as one JSON parameter, which keeps a
     /// 50-member fan-out from paying for 100 statements.
     async fn enqueue_many(
-        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: Option<i64>, at: i64,
     ) -> StoreResult<Vec<Delivered>> {
         if outgoing.is_empty() {
             return Ok(Vec::new());
@@ -266,11 +266,12 @@ impl Dialect for SqliteStore {
         let rows_json =
             serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO notifications (user_id, client_id, id, payload, created_at) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $1 FROM json_each($2)",
+            "INSERT INTO notifications (user_id, client_id, id, payload, created_at, mls_message) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $1, $3 FROM json_each($2)",
         )
         .bind(at)
         .bind(&rows_json)
+        .bind(shared)
         .execute(&mut **tx)
         .await
         .map_err(backend)?;

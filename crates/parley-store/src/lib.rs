@@ -15,7 +15,10 @@ use parley_api::{
 };
 
 pub mod conformance;
+mod groups;
 pub mod memory;
+
+pub use groups::{GroupCommit, GroupStore, GroupWrite, MlsGroupRecord, SharedMessage, with_data};
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
@@ -460,12 +463,24 @@ impl std::fmt::Debug for KeyPackageRecord {
 /// entirely or not at all, whatever runs concurrently. A backend implements
 /// them all; `Store` is their sum, for wiring and for the conformance story.
 pub trait Store:
-    AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore + MlsStore
+    AccountStore
+    + DeviceStore
+    + QueueStore
+    + ConnectionStore
+    + ConversationStore
+    + MlsStore
+    + GroupStore
 {
 }
 
 impl<T> Store for T where
-    T: AccountStore + DeviceStore + QueueStore + ConnectionStore + ConversationStore + MlsStore
+    T: AccountStore
+        + DeviceStore
+        + QueueStore
+        + ConnectionStore
+        + ConversationStore
+        + MlsStore
+        + GroupStore
 {
 }
 

@@ -25,6 +25,7 @@ mod accounts;
 mod connections;
 mod conversations;
 mod devices;
+mod groups;
 mod mls;
 pub mod model;
 mod queues;
@@ -33,6 +34,7 @@ use accounts::*;
 use connections::*;
 use conversations::*;
 use devices::*;
+use groups::*;
 use mls::*;
 use queues::*;
 
@@ -77,6 +79,8 @@ pub const SCENARIOS: &[&str] = &[
     "concurrent_key_package_claims",
     "concurrent_key_package_uploads",
     "trust_chain",
+    "mls_groups",
+    "concurrent_group_commits",
 ];
 
 /// Runs one scenario against `store`.
@@ -109,6 +113,8 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "concurrent_key_package_claims" => concurrent_key_package_claims(store).await,
         "concurrent_key_package_uploads" => concurrent_key_package_uploads(store).await,
         "trust_chain" => trust_chain(&*store).await,
+        "mls_groups" => mls_groups(&*store).await,
+        "concurrent_group_commits" => concurrent_group_commits(store).await,
         other => panic!("no scenario {other}"),
     }
 }
@@ -120,7 +126,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain, mls_groups, concurrent_group_commits);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

@@ -17,7 +17,7 @@ use crate::{
 impl State {
     /// Whether a conversation with these members could be inserted: `Conflict`
     /// for a taken id, `NotFound` for a member who does not exist.
-    fn check_new_conversation(
+    pub(super) fn check_new_conversation(
         &self, conversation: &ConversationRecord, members: &[MemberRecord],
     ) -> StoreResult<()> {
         if self.conversations.contains_key(&conversation.id) {
@@ -37,7 +37,9 @@ impl State {
 
     /// Inserts a conversation checked by [`State::check_new_conversation`]; a
     /// member named twice keeps the first role.
-    fn insert_conversation(&mut self, conversation: &ConversationRecord, members: &[MemberRecord]) {
+    pub(super) fn insert_conversation(
+        &mut self, conversation: &ConversationRecord, members: &[MemberRecord],
+    ) {
         let mut row = ConversationRow {
             record: stored_conversation(conversation),
             members: BTreeMap::new(),

@@ -36,6 +36,7 @@ use crate::{
 mod accounts;
 mod conversations;
 mod devices;
+mod groups;
 mod mls;
 
 /// The id of a device's last-resort prekey, never handed out as a one-time one.
@@ -104,6 +105,10 @@ struct State {
     conversations: BTreeMap<ConversationId, ConversationRow>,
     /// The key package directory by reference (its device's row must exist).
     key_packages: BTreeMap<Vec<u8>, KeyPackageRecord>,
+    /// MLS conversations' groups (each beside its conversation).
+    groups: BTreeMap<ConversationId, crate::MlsGroupRecord>,
+    /// The devices in each group.
+    group_devices: BTreeMap<ConversationId, std::collections::BTreeSet<(UserId, ClientId)>>,
 }
 
 struct UserRow {

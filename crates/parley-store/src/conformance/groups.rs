@@ -1,0 +1,254 @@
+//! MLS groups: epochs, the group's devices, messages stored once.
+
+use crate::{GroupCommit, GroupWrite, MlsGroupRecord, SharedMessage, with_data};
+
+use super::*;
+
+const COMMIT: SharedMessage<'static> = SharedMessage {
+    payload: r#"{"type":"commit"}"#,
+    data: "Q09NTUlU",
+};
+const WELCOME: SharedMessage<'static> = SharedMessage {
+    payload: r#"{"type":"welcome"}"#,
+    data: "V0VMQ09NRQ==",
+};
+const HELLO: SharedMessage<'static> = SharedMessage {
+    payload: r#"{"type":"hello"}"#,
+    data: "SEVMTE8=",
+};
+
+/// Two users with devices 1 and 2 each, and an MLS conversation the first
+/// creates, at epoch 0.
+async fn mls_conversation(s: &dyn Store, tag: &str) -> (User, User, ConversationRecord) {
+    let a = user(&format!("{tag}-a@example.com"));
+    let b = user(&format!("{tag}-b@example.com"));
+    for u in [&a, &b] {
+        s.create_user(u).await.expect("create");
+        for id in [1, 2] {
+            s.add_client(
+                &client(u, id, ClientType::Permanent),
+                &prekeys([65535]),
+                8,
+                QUIET,
+            )
+            .await
+            .expect("add");
+        }
+    }
+    let conv = group(&a);
+    let record = MlsGroupRecord {
+        conversation: conv.id,
+        group_id: conv.id.0.as_bytes().to_vec(),
+        suite: 2,
+        epoch: 0,
+        epoch_at: 1_700_000_000,
+        state: None,
+        group_info: None,
+    };
+    let admin = MemberRecord {
+        user: a.id,
+        role: Role::Admin,
+    };
+    s.create_mls_conversation(&conv, admin, &record, QUIET)
+        .await
+        .expect("create");
+    assert_eq!(s.mls_group(conv.id).await.expect("group"), Some(record));
+    (a, b, conv)
+}
+
+fn commit<'a>(
+    conv: &ConversationRecord, from: u64, sender: (UserId, ClientId),
+    added: &'a [(UserId, ClientId)], removed: &'a [(UserId, ClientId)], join: &'a [MemberRecord],
+    leave: &'a [UserId],
+) -> GroupCommit<'a> {
+    GroupCommit {
+        conversation: conv.id,
+        from_epoch: from,
+        epoch: from + 1,
+        at: 1_700_000_100,
+        state: b"state",
+        group_info: b"info",
+        join,
+        leave,
+        sender,
+        added,
+        removed,
+        commit: COMMIT,
+        welcome: (!added.is_empty()).then_some(WELCOME),
+    }
+}
+
+/// The newest event of a device's queue, as the device reads it.
+async fn newest(s: &dyn Store, u: &User, client: u64) -> Option<String> {
+    s.events(u.id, ClientId(client), None, 100)
+        .await
+        .expect("events")
+        .expect("a queue")
+        .events
+        .pop()
+        .map(|e| e.payload)
+}
+
+pub(super) async fn mls_groups(s: &dyn Store) {
+    let (a, b, conv) = mls_conversation(s, "groups").await;
+    let (a1, a2, b1, b2) = (
+        (a.id, ClientId(1)),
+        (a.id, ClientId(2)),
+        (b.id, ClientId(1)),
+        (b.id, ClientId(2)),
+    );
+    let joining = [MemberRecord {
+        user: b.id,
+        role: Role::Member,
+    }];
+    // The creator's first commit: the welcome goes to every added device
+    // but the sender; the commit to nobody (the group was empty).
+    let added = [a1, a2, b1, b2];
+    let GroupWrite::Done(delivered) = s
+        .commit_group(&commit(&conv, 0, a1, &added, &[], &joining, &[]))
+        .await
+        .expect("commit")
+    else {
+        panic!("the first commit applies");
+    };
+    let welcome = with_data(WELCOME.payload, WELCOME.data);
+    let mut to: Vec<_> = delivered.iter().map(|d| (d.user, d.client)).collect();
+    to.sort();
+    let mut expected = vec![a2, b1, b2];
+    expected.sort();
+    assert_eq!(to, expected);
+    assert!(delivered.iter().all(|d| d.payload == welcome));
+    assert_eq!(newest(s, &b, 1).await, Some(welcome.clone()));
+    assert_eq!(newest(s, &b, 2).await, Some(welcome));
+    let group = s.mls_group(conv.id).await.expect("group").expect("there");
+    assert_eq!((group.epoch, group.epoch_at), (1, 1_700_000_100));
+    assert_eq!(group.state.as_deref(), Some(&b"state"[..]));
+    assert_eq!(group.group_info.as_deref(), Some(&b"info"[..]));
+    let mut devices = s.group_devices(conv.id).await.expect("devices");
+    devices.sort();
+    let mut all = added.to_vec();
+    all.sort();
+    assert_eq!(devices, all);
+    assert!(
+        s.members(conv.id)
+            .await
+            .expect("members")
+            .iter()
+            .any(|m| m.user == b.id)
+    );
+
+    // The same epoch again is stale, and changes nothing.
+    assert_eq!(
+        s.commit_group(&commit(&conv, 0, a1, &[], &[], &[], &[]))
+            .await
+            .expect("commit"),
+        GroupWrite::Stale(1)
+    );
+    // A message goes to every device of the group but the sender, with its
+    // data; from a past epoch too, within the limit.
+    for e in [1, 0] {
+        let GroupWrite::Done(sent) = s
+            .post_group_message(conv.id, e, 1, b1, HELLO, 1_700_000_200)
+            .await
+            .expect("post")
+        else {
+            panic!("posted at epoch {e}");
+        };
+        assert_eq!(sent.len(), 3);
+    }
+    assert_eq!(
+        newest(s, &a, 2).await,
+        Some(with_data(HELLO.payload, HELLO.data))
+    );
+    assert_eq!(
+        s.post_group_message(conv.id, 2, 1, b1, HELLO, 1_700_000_200)
+            .await
+            .expect("post"),
+        GroupWrite::Stale(1)
+    );
+    let stranger = (UserId::random(), ClientId(9));
+    assert_eq!(
+        s.post_group_message(conv.id, 1, 0, stranger, HELLO, 1_700_000_200)
+            .await
+            .expect("post"),
+        GroupWrite::NotMember
+    );
+
+    // Removing the second user: the commit reaches their devices too (so
+    // they learn it), then they are out of the group and the conversation.
+    let GroupWrite::Done(sent) = s
+        .commit_group(&commit(&conv, 1, a1, &[], &[b1, b2], &[], &[b.id]))
+        .await
+        .expect("commit")
+    else {
+        panic!("the removal applies");
+    };
+    assert_eq!(sent.len(), 3);
+    assert_eq!(
+        newest(s, &b, 1).await,
+        Some(with_data(COMMIT.payload, COMMIT.data))
+    );
+    assert_eq!(s.group_devices(conv.id).await.expect("devices").len(), 2);
+    assert!(
+        !s.members(conv.id)
+            .await
+            .expect("members")
+            .iter()
+            .any(|m| m.user == b.id)
+    );
+    assert_eq!(
+        s.post_group_message(conv.id, 2, 0, b1, HELLO, 1_700_000_300)
+            .await
+            .expect("post"),
+        GroupWrite::NotMember
+    );
+
+    // Purged by age with their events: what is left still reads whole.
+    s.purge_events(1_700_000_150).await.expect("purge");
+    assert_eq!(
+        newest(s, &a, 2).await,
+        Some(with_data(HELLO.payload, HELLO.data))
+    );
+    s.purge_events(1_800_000_000).await.expect("purge");
+    assert_eq!(newest(s, &a, 2).await, None);
+}
+
+/// Of many commits on one epoch at once, exactly one applies.
+pub(super) async fn concurrent_group_commits(s: Arc<dyn Store>) {
+    let (a, _b, conv) = mls_conversation(&*s, "group-race").await;
+    let a1 = (a.id, ClientId(1));
+    let first = [a1];
+    assert!(matches!(
+        s.commit_group(&commit(&conv, 0, a1, &first, &[], &[], &[]))
+            .await
+            .expect("commit"),
+        GroupWrite::Done(_)
+    ));
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (s, conv) = (s.clone(), conv.clone());
+            tokio::spawn(async move {
+                s.commit_group(&commit(&conv, 1, a1, &[], &[], &[], &[]))
+                    .await
+                    .expect("commit")
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            GroupWrite::Done(_) => applied += 1,
+            GroupWrite::Stale(2) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(
+        s.mls_group(conv.id)
+            .await
+            .expect("group")
+            .expect("there")
+            .epoch,
+        2
+    );
+}

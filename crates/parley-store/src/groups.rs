@@ -1,0 +1,159 @@
+//! MLS groups as the Delivery Service keeps them: each MLS conversation's
+//! group (its id, suite, epoch, the server's observer state and the latest
+//! group info), and the group messages, each stored **once** and referred to
+//! by every recipient device's queue. Owned by the MLS service.
+//!
+//! Knows no MLS: the observer state and group info are opaque bytes the MLS
+//! service has checked (`parley_mls::delivery`); a message's data is the
+//! base64 text every device receives.
+
+use async_trait::async_trait;
+use parley_api::{ClientId, ConversationId, UserId};
+
+use crate::{ConversationRecord, Delivered, MemberRecord, Notify, StoreResult};
+
+/// An MLS conversation's group.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MlsGroupRecord {
+    /// Its conversation.
+    pub conversation: ConversationId,
+    /// The MLS group id (unique).
+    pub group_id: Vec<u8>,
+    /// Its cipher suite.
+    pub suite: u16,
+    /// Its epoch (0 until its creator's first commit).
+    pub epoch: u64,
+    /// When that epoch began, Unix seconds.
+    pub epoch_at: i64,
+    /// The server's observer state (`None` at epoch 0).
+    pub state: Option<Vec<u8>>,
+    /// The latest group info, for external joins (`None` at epoch 0).
+    pub group_info: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for MlsGroupRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlsGroupRecord")
+            .field("conversation", &self.conversation)
+            .field("suite", &self.suite)
+            .field("epoch", &self.epoch)
+            .field("state_bytes", &self.state.as_ref().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A group message to store once and queue for many devices: `payload` is
+/// the event as JSON without its data (what each queue holds), `data` the
+/// message as base64 (stored once). A device reading its queue gets the
+/// payload with `"data"` added.
+#[derive(Clone, Copy, Debug)]
+pub struct SharedMessage<'a> {
+    /// The event without its data, a JSON object.
+    pub payload: &'a str,
+    /// The message, base64.
+    pub data: &'a str,
+}
+
+/// A commit the MLS service has verified, to apply atomically.
+#[derive(Clone, Debug)]
+pub struct GroupCommit<'a> {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The epoch the commit was made in: nothing changes unless the group is
+    /// still there.
+    pub from_epoch: u64,
+    /// The epoch it makes.
+    pub epoch: u64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The observer state at the new epoch.
+    pub state: &'a [u8],
+    /// The new epoch's group info.
+    pub group_info: &'a [u8],
+    /// Users who become members of the conversation.
+    pub join: &'a [MemberRecord],
+    /// Users who stop being members.
+    pub leave: &'a [UserId],
+    /// The committing device: a device of the group, or one the commit adds
+    /// (the creator's first commit, an external join). It gets no copy.
+    pub sender: (UserId, ClientId),
+    /// Devices the commit adds to the group.
+    pub added: &'a [(UserId, ClientId)],
+    /// Devices it removes.
+    pub removed: &'a [(UserId, ClientId)],
+    /// The commit, for every device of the group before it.
+    pub commit: SharedMessage<'a>,
+    /// The welcome, for the added devices.
+    pub welcome: Option<SharedMessage<'a>>,
+}
+
+/// What a write to a group did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupWrite {
+    /// Stored and queued: the events, with their data, for live delivery.
+    Done(Vec<Delivered>),
+    /// The group is at another epoch (this one).
+    Stale(u64),
+    /// The sending device is not in the group.
+    NotMember,
+}
+
+/// MLS groups and their messages. Owned by the MLS service.
+#[async_trait]
+pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates an MLS conversation with its creator as the only member and
+    /// its group at epoch 0, and queues `notify` for the creator's devices,
+    /// all at once.
+    async fn create_mls_conversation(
+        &self, conversation: &ConversationRecord, creator: MemberRecord, group: &MlsGroupRecord,
+        notify: Notify<'_>,
+    ) -> StoreResult<()>;
+    /// A conversation's group, if it is an MLS conversation.
+    async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>>;
+    /// The devices in a conversation's group, in (user, device) order.
+    async fn group_devices(
+        &self, conversation: ConversationId,
+    ) -> StoreResult<Vec<(UserId, ClientId)>>;
+    /// Applies a verified commit, all or nothing: the group's new state,
+    /// group info and devices, the users who join and leave the
+    /// conversation, the commit queued for the group's devices before it
+    /// (but the sender), the welcome for the added devices. `Stale` if the
+    /// group is no longer at `from_epoch` (of two concurrent commits exactly
+    /// one applies); `NotMember` if the sender is neither in the group nor
+    /// added by the commit; `NotFound` for a conversation without a group.
+    async fn commit_group(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite>;
+    /// Stores a group message once and queues it for every device of the
+    /// group but `sender`, if the group's epoch is `epoch` or at most
+    /// `past_epochs` after it (`Stale` otherwise) and the sender is in the
+    /// group (`NotMember` otherwise). `NotFound` for a conversation without
+    /// a group.
+    async fn post_group_message(
+        &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
+        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
+    ) -> StoreResult<GroupWrite>;
+}
+
+/// A stored event with its shared message's data added: the payload is a
+/// JSON object the server wrote (it ends in `}`), the data base64 (nothing
+/// to escape).
+pub fn with_data(payload: &str, data: &str) -> String {
+    let open = payload.trim_end().strip_suffix('}').unwrap_or(payload);
+    let separator = if open.trim_end().ends_with('{') {
+        ""
+    } else {
+        ","
+    };
+    format!("{open}{separator}\"data\":\"{data}\"}}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn data_is_added_as_the_last_field() {
+        let full = super::with_data(r#"{"type":"x","n":1}"#, "AAE=");
+        let value: serde_json::Value = serde_json::from_str(&full).expect("json");
+        assert_eq!(value["data"], "AAE=");
+        assert_eq!(value["n"], 1);
+        assert_eq!(super::with_data("{}", "AA=="), r#"{"data":"AA=="}"#);
+    }
+}

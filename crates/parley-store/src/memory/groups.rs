@@ -1,0 +1,158 @@
+//! The model of [`GroupStore`]: a conversation's group beside it, and each
+//! shared message written into every recipient's queue with its data (the
+//! SQL backends store it once; what a device reads is the same).
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use parley_api::{ClientId, ConversationId, UserId};
+
+use super::{MemoryStore, State};
+use crate::{
+    ConversationRecord, Delivered, GroupCommit, GroupStore, GroupWrite, MemberRecord,
+    MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult, with_data,
+};
+
+impl State {
+    /// Queues a shared message for `devices` (those still there), in order.
+    fn enqueue_shared(
+        &mut self, devices: &[(UserId, ClientId)], message: SharedMessage<'_>, at: i64,
+    ) -> Vec<Delivered> {
+        let payload = with_data(message.payload, message.data);
+        devices
+            .iter()
+            .filter_map(|&(user, client)| {
+                let id = self.enqueue(user, client, &payload, at)?;
+                Some(Delivered {
+                    user,
+                    client,
+                    id,
+                    payload: payload.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl GroupStore for MemoryStore {
+    async fn create_mls_conversation(
+        &self, conversation: &ConversationRecord, creator: MemberRecord, group: &MlsGroupRecord,
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        self.with(|s| {
+            if s.groups.values().any(|g| g.group_id == group.group_id) {
+                return Err(StoreError::Conflict("mls-group"));
+            }
+            s.check_new_conversation(conversation, &[creator])?;
+            s.insert_conversation(conversation, &[creator]);
+            s.groups.insert(conversation.id, group.clone());
+            s.group_devices.insert(conversation.id, BTreeSet::new());
+            s.enqueue_for_user(creator.user, None, notify);
+            Ok(())
+        })
+    }
+
+    async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
+        self.with(|s| Ok(s.groups.get(&conversation).cloned()))
+    }
+
+    async fn group_devices(
+        &self, conversation: ConversationId,
+    ) -> StoreResult<Vec<(UserId, ClientId)>> {
+        self.with(|s| {
+            Ok(s.group_devices
+                .get(&conversation)
+                .map(|d| d.iter().copied().collect())
+                .unwrap_or_default())
+        })
+    }
+
+    async fn commit_group(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
+        self.with(|s| {
+            let group = s
+                .groups
+                .get(&commit.conversation)
+                .ok_or(StoreError::NotFound)?;
+            if group.epoch != commit.from_epoch {
+                return Ok(GroupWrite::Stale(group.epoch));
+            }
+            let devices = s
+                .group_devices
+                .get(&commit.conversation)
+                .cloned()
+                .unwrap_or_default();
+            if !devices.contains(&commit.sender) && !commit.added.contains(&commit.sender) {
+                return Ok(GroupWrite::NotMember);
+            }
+            if !commit.join.iter().all(|m| s.user_exists(m.user)) {
+                return Err(StoreError::NotFound);
+            }
+            let before: Vec<_> = devices
+                .iter()
+                .copied()
+                .filter(|d| *d != commit.sender)
+                .collect();
+            let group = s
+                .groups
+                .get_mut(&commit.conversation)
+                .expect("checked above");
+            group.epoch = commit.epoch;
+            group.epoch_at = commit.at;
+            group.state = Some(commit.state.to_vec());
+            group.group_info = Some(commit.group_info.to_vec());
+            let row = s
+                .conversations
+                .get_mut(&commit.conversation)
+                .expect("a group's conversation exists");
+            for user in commit.leave {
+                row.members.remove(user);
+            }
+            for m in commit.join {
+                row.members.entry(m.user).or_insert(m.role);
+            }
+            let in_group = s.group_devices.entry(commit.conversation).or_default();
+            for d in commit.removed {
+                in_group.remove(d);
+            }
+            in_group.extend(commit.added.iter().copied());
+            let mut delivered = s.enqueue_shared(&before, commit.commit, commit.at);
+            if let Some(welcome) = commit.welcome {
+                let to: Vec<_> = commit
+                    .added
+                    .iter()
+                    .copied()
+                    .filter(|d| *d != commit.sender)
+                    .collect();
+                delivered.extend(s.enqueue_shared(&to, welcome, commit.at));
+            }
+            Ok(GroupWrite::Done(delivered))
+        })
+    }
+
+    async fn post_group_message(
+        &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
+        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
+    ) -> StoreResult<GroupWrite> {
+        self.with(|s| {
+            let current = s
+                .groups
+                .get(&conversation)
+                .ok_or(StoreError::NotFound)?
+                .epoch;
+            if epoch > current || current - epoch > past_epochs {
+                return Ok(GroupWrite::Stale(current));
+            }
+            let devices = s
+                .group_devices
+                .get(&conversation)
+                .cloned()
+                .unwrap_or_default();
+            if !devices.contains(&sender) {
+                return Ok(GroupWrite::NotMember);
+            }
+            let to: Vec<_> = devices.into_iter().filter(|d| *d != sender).collect();
+            Ok(GroupWrite::Done(s.enqueue_shared(&to, message, at)))
+        })
+    }
+}
