@@ -87,6 +87,18 @@ pub enum ConversationKind {
     One2one,
 }
 
+/// How a conversation's messages are protected.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Proteus: one ciphertext per device.
+    #[default]
+    Proteus,
+    /// MLS (RFC 9420): one ciphertext per group; members change by commits.
+    Mls,
+}
+
 /// A member's rights in a group.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -127,6 +139,26 @@ pub struct Conversation {
     pub message_timer: Option<u64>,
     /// Read receipts: 0 off, 1 on.
     pub receipt_mode: u8,
+    /// Proteus or MLS.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// An MLS conversation's group id, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    /// Its group's epoch (0 until its creator's first commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// When that epoch began.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub epoch_timestamp: Option<OffsetDateTime>,
+    /// Its group's cipher suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<u16>,
 }
 
 /// `POST /v1/conversations`
@@ -144,6 +176,13 @@ pub struct NewConversation {
     /// Read receipts: 0 off, 1 on.
     #[serde(default)]
     pub receipt_mode: u8,
+    /// `mls` for an MLS conversation: created with its creator alone, whose
+    /// first commit adds the others.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// An MLS conversation's cipher suite (the backend's default if absent).
+    #[serde(default)]
+    pub cipher_suite: Option<u16>,
 }
 
 /// `GET /v1/conversations`: one page, in id order.

@@ -90,3 +90,23 @@ pub struct KeyPackageBundle {
     /// The key packages.
     pub key_packages: Vec<ClaimedKeyPackage>,
 }
+
+/// `POST /v1/mls/commit-bundles` and `POST /v1/mls/messages`: the sending
+/// device (a device-bound token's own when absent).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct SenderQuery {
+    /// The sending device.
+    pub client: Option<ClientId>,
+}
+
+/// What a commit bundle or group message did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MlsSent {
+    /// The group's epoch now.
+    pub epoch: u64,
+}
+
+/// The media type of MLS bodies: commit bundles, group messages, group info.
+pub const MLS_MEDIA_TYPE: &str = "message/mls";

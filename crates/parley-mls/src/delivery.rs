@@ -132,6 +132,14 @@ impl CommitBundle {
     }
 }
 
+/// The group a handshake or application message is for.
+pub fn group_id_of(message: &[u8]) -> Result<Vec<u8>, DeliveryError> {
+    MlsMessage::from_bytes(message)
+        .ok()
+        .and_then(|m| m.group_id().map(<[u8]>::to_vec))
+        .ok_or(DeliveryError::Malformed)
+}
+
 /// A member of a group: a device and the signature key its leaf holds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Leaf {
@@ -195,7 +203,7 @@ impl TrackedGroup {
         if message.group_id() != Some(group_id) {
             return Err(DeliveryError::WrongGroup);
         }
-        if message.cipher_suite().map(|s| u16::from(s)) != Some(suite.0) {
+        if message.cipher_suite().map(u16::from) != Some(suite.0) {
             return Err(DeliveryError::Invalid("another cipher suite".into()));
         }
         let group = observer()

@@ -95,7 +95,7 @@ impl DeviceKeys {
     /// per commit. Its group state and key packages live in memory; a device
     /// that keeps groups across restarts stores them (the client's MLS
     /// conversations, to come).
-    pub fn member(&self, lifetime: Duration) -> Client<impl MlsConfig> {
+    pub fn member(&self, lifetime: Duration) -> Client<impl MlsConfig + use<>> {
         let signer = SigningIdentity::new(
             BasicCredential::new(self.identity.credential_identifier()).into_credential(),
             self.public.clone(),

@@ -209,7 +209,13 @@ pub async fn start_with_store(
     let notifications = Notifications::new(core.clone(), store.clone());
     let accounts = Accounts::new(core.clone(), store.clone());
     let connections = Connections::new(core.clone(), store.clone(), accounts.clone());
-    let conversations = Conversations::new(core.clone(), store.clone(), connections.clone());
+    let groups = crate::services::groups::Groups::new(store.clone());
+    let conversations = Conversations::new(
+        core.clone(),
+        store.clone(),
+        connections.clone(),
+        groups.clone(),
+    );
     let clients = Clients::new(
         core.clone(),
         store.clone(),
@@ -222,6 +228,8 @@ pub async fn start_with_store(
         store.clone(),
         clients.clone(),
         connections.clone(),
+        conversations.clone(),
+        groups,
     );
     let purging_mls = mls.clone();
     let state = AppState {

@@ -148,13 +148,20 @@ pub(crate) async fn bounded_body(
     axum::extract::State(deadline): axum::extract::State<Duration>, request: Request, next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let read = tokio::time::timeout(deadline, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    // A commit bundle carries the group's whole ratchet tree and a welcome
+    // entry per added device: its own, larger bound.
+    let limit = if parts.uri.path() == "/v1/mls/commit-bundles" {
+        crate::services::mls::groups::MAX_COMMIT_BUNDLE_BYTES
+    } else {
+        MAX_BODY_BYTES
+    };
+    let read = tokio::time::timeout(deadline, Limited::new(body, limit).collect()).await;
     let body = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
             return closing(ApiError::too_large(format!(
                 "the request body is larger than {} KiB",
-                MAX_BODY_BYTES / 1024
+                limit / 1024
             )));
         }
         Ok(Err(_)) => {

@@ -148,6 +148,8 @@ impl Account {
                 users,
                 message_timer: None,
                 receipt_mode: u8::from(receipts),
+                protocol: parley_api::Protocol::Proteus,
+                cipher_suite: None,
             })
             .await?;
         let id = c.id.clone();

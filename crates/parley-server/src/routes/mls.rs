@@ -1,15 +1,19 @@
 //! MLS routes: a device's signature keys and the key package directory.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
 use parley_api::{
-    ClaimQuery, ClientId, KeyPackageBundle, KeyPackageCount, KeyPackageRefs, KeyPackageUpload,
-    MlsPublicKeys, SuiteQuery, UserId,
+    ClaimQuery, ClientId, ConversationId, KeyPackageBundle, KeyPackageCount, KeyPackageRefs,
+    KeyPackageUpload, MLS_MEDIA_TYPE, MlsPublicKeys, MlsSent, SenderQuery, SuiteQuery, UserId,
 };
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState, Auth, acts_as, done};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use crate::tokens::Claims;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
 use parley_api::{ErrorBody, Uuid};
 
@@ -66,4 +70,66 @@ pub(super) async fn claim(
             .claim(me.user, &domain, user, suite, q.skip_own.or(me.client))
             .await?,
     ))
+}
+
+/// The sending device: the query's, or a device-bound token's own.
+fn sender(me: &Claims, query: Option<ClientId>) -> ApiResult<ClientId> {
+    match (query, me.client) {
+        (Some(client), _) => {
+            acts_as(me, client)?;
+            Ok(client)
+        }
+        (None, Some(bound)) => Ok(bound),
+        (None, None) => Err(ApiError::bad_request(
+            "bad-request",
+            "name the sending device: ?client=",
+        )),
+    }
+}
+
+/// Refuses a body that is not `message/mls`.
+fn mls_body(headers: &HeaderMap) -> ApiResult<()> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim);
+    if !media.is_some_and(|m| m.eq_ignore_ascii_case(MLS_MEDIA_TYPE)) {
+        return Err(ApiError::bad_request(
+            "bad-request",
+            "send the body as message/mls",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(post, path = "/v1/mls/commit-bundles", tag = "mls", request_body(content = Vec<u8>, content_type = "message/mls", description = "a commit bundle: the commit (a public message), the welcome for the devices it adds, the new epoch's group info"), params(SenderQuery), responses((status = 201, body = MlsSent), (status = 400, description = "mls-protocol-error, mls-group-info-mismatch, bad-request", body = ErrorBody), (status = 403, description = "mls-identity-mismatch, action-denied, not-connected, access-denied, mls-not-member", body = ErrorBody), (status = 404, description = "no MLS conversation has this group", body = ErrorBody), (status = 409, description = "mls-stale-message: the group moved on; mls-client-mismatch: not all of a user's devices", body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn commit_bundle(
+    State(s): State<AppState>, Auth(me): Auth, ApiQuery(q): ApiQuery<SenderQuery>,
+    headers: HeaderMap, body: Bytes,
+) -> ApiResult<(StatusCode, Json<MlsSent>)> {
+    mls_body(&headers)?;
+    let device = sender(&me, q.client)?;
+    let sent = s.mls.commit_bundle(me.user, device, &body).await?;
+    Ok((StatusCode::CREATED, Json(sent)))
+}
+
+#[utoipa::path(post, path = "/v1/mls/messages", tag = "mls", request_body(content = Vec<u8>, content_type = "message/mls", description = "an application message (private) or a proposal (public)"), params(SenderQuery), responses((status = 201, body = MlsSent), (status = 400, description = "mls-protocol-error, bad-request", body = ErrorBody), (status = 403, description = "access-denied, mls-not-member", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "mls-stale-message: more than three epochs old, or of an epoch to come", body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn message(
+    State(s): State<AppState>, Auth(me): Auth, ApiQuery(q): ApiQuery<SenderQuery>,
+    headers: HeaderMap, body: Bytes,
+) -> ApiResult<(StatusCode, Json<MlsSent>)> {
+    mls_body(&headers)?;
+    let device = sender(&me, q.client)?;
+    let sent = s.mls.message(me.user, device, &body).await?;
+    Ok((StatusCode::CREATED, Json(sent)))
+}
+
+#[utoipa::path(get, path = "/v1/conversations/{domain}/{id}/groupinfo", tag = "mls", params(("domain" = String, Path), ("id" = Uuid, Path)), responses((status = 200, content_type = "message/mls", body = Vec<u8>, description = "the group's latest group info, with its ratchet tree"), (status = 403, description = "not a member", body = ErrorBody), (status = 404, description = "no such MLS conversation, or mls-missing-group-info", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn group_info(
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
+) -> ApiResult<impl IntoResponse> {
+    let info = s.mls.group_info(me.user, &domain, id).await?;
+    Ok(([(header::CONTENT_TYPE, MLS_MEDIA_TYPE)], info))
 }

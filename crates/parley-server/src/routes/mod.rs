@@ -143,6 +143,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(mls::upload, mls::delete))
         .routes(routes!(mls::count))
         .routes(routes!(mls::claim))
+        .routes(routes!(mls::commit_bundle))
+        .routes(routes!(mls::message))
+        .routes(routes!(mls::group_info))
         .routes(routes!(notifications::page))
         .routes(routes!(notifications::last))
         .split_for_parts();

@@ -13,16 +13,21 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use parley_api::{
     AddMembers, Conversation, ConversationId, ConversationKind, ConversationPage, EventPayload,
-    Member, NewConversation, Qualified, Role, TypingStatus, UserId, limits,
+    Member, NewConversation, OffsetDateTime, Protocol, Qualified, Role, TypingStatus, UserId,
+    limits,
 };
 use parley_store::{
-    ConversationChange, ConversationRecord, ConversationStore, MemberRecord, StoreError,
+    ConversationChange, ConversationRecord, ConversationStore, MemberRecord, MlsGroupRecord,
+    StoreError,
 };
 
 use super::Core;
 use super::connections::Connections;
+use super::groups::Groups;
 use super::notifications::payload;
 use crate::error::{ApiError, ApiResult};
 use crate::wakeups::Live;
@@ -36,6 +41,7 @@ pub struct Conversations {
     core: Core,
     store: Arc<dyn ConversationStore>,
     connections: Connections,
+    groups: Groups,
 }
 
 /// A conversation with its members, as read for a check.
@@ -45,6 +51,8 @@ pub struct Loaded {
     pub record: ConversationRecord,
     /// Members.
     pub members: Vec<MemberRecord>,
+    /// Its MLS group, for an MLS conversation.
+    pub group: Option<MlsGroupRecord>,
 }
 
 impl Loaded {
@@ -57,6 +65,15 @@ impl Loaded {
             .ok_or_else(not_a_member)
     }
 
+    /// Refuses a change the Proteus way to an MLS conversation, whose
+    /// members change only by commits.
+    pub fn require_proteus(&self) -> ApiResult<()> {
+        if self.group.is_some() {
+            return Err(commit_required());
+        }
+        Ok(())
+    }
+
     /// Refuses anyone but an admin (a non-member as a non-member).
     pub fn require_admin(&self, user: UserId) -> ApiResult<()> {
         if self.role_of(user)? != Role::Admin {
@@ -67,6 +84,14 @@ impl Loaded {
         }
         Ok(())
     }
+}
+
+fn commit_required() -> ApiError {
+    ApiError::conflict(
+        "mls-commit-required",
+        "this is an MLS conversation: its members change by commit \
+         (POST /v1/mls/commit-bundles) and its messages go through POST /v1/mls/messages",
+    )
 }
 
 fn not_a_member() -> ApiError {
@@ -110,11 +135,14 @@ fn check_receipt_mode(mode: u8) -> ApiResult<()> {
 
 impl Conversations {
     /// The service.
-    pub fn new(core: Core, store: Arc<dyn ConversationStore>, connections: Connections) -> Self {
+    pub fn new(
+        core: Core, store: Arc<dyn ConversationStore>, connections: Connections, groups: Groups,
+    ) -> Self {
         Self {
             core,
             store,
             connections,
+            groups,
         }
     }
 
@@ -131,7 +159,20 @@ impl Conversations {
     pub async fn load(&self, domain: &str, id: ConversationId) -> ApiResult<Loaded> {
         let record = self.record(domain, id).await?;
         let members = self.store.members(id).await?;
-        Ok(Loaded { record, members })
+        let group = self.groups.group(id).await?;
+        Ok(Loaded {
+            record,
+            members,
+            group,
+        })
+    }
+
+    /// Refuses a Proteus message to an MLS conversation.
+    pub async fn require_proteus(&self, id: ConversationId) -> ApiResult<()> {
+        if self.groups.group(id).await?.is_some() {
+            return Err(commit_required());
+        }
+        Ok(())
     }
 
     fn to_api(&self, c: Loaded) -> Conversation {
@@ -150,6 +191,18 @@ impl Conversations {
                 .collect(),
             message_timer: c.record.message_timer,
             receipt_mode: c.record.receipt_mode,
+            protocol: if c.group.is_some() {
+                Protocol::Mls
+            } else {
+                Protocol::Proteus
+            },
+            group_id: c.group.as_ref().map(|g| B64.encode(&g.group_id)),
+            epoch: c.group.as_ref().map(|g| g.epoch),
+            epoch_timestamp: c
+                .group
+                .as_ref()
+                .and_then(|g| OffsetDateTime::from_unix_timestamp(g.epoch_at).ok()),
+            cipher_suite: c.group.as_ref().map(|g| g.suite),
         }
     }
 
@@ -187,6 +240,15 @@ impl Conversations {
         if req.users.len() >= max {
             return Err(too_many_members(max));
         }
+        if req.protocol == Protocol::Mls {
+            return self.create_mls(me, name, req).await;
+        }
+        if req.cipher_suite.is_some() {
+            return Err(ApiError::bad_request(
+                "bad-request",
+                "a cipher suite is for MLS conversations (protocol: mls)",
+            ));
+        }
         let others = self.resolve_users(me, &req.users).await?;
         let record = ConversationRecord {
             id: ConversationId::random(),
@@ -209,6 +271,7 @@ impl Conversations {
         let conversation = self.to_api(Loaded {
             record: record.clone(),
             members: members.clone(),
+            group: None,
         });
         let event = payload(&EventPayload::ConversationCreate {
             conversation: conversation.id.clone(),
@@ -224,6 +287,72 @@ impl Conversations {
         let users: Vec<UserId> = members.iter().map(|m| m.user).collect();
         self.core.announce_users(&users);
         tracing::info!(members = members.len(), "conversation created");
+        Ok(conversation)
+    }
+
+    /// Creates an MLS conversation: the caller alone, as admin, with a group
+    /// at epoch 0 on the requested suite (the backend's default if none);
+    /// the caller's first commit adds the others.
+    async fn create_mls(
+        &self, me: UserId, name: String, req: &NewConversation,
+    ) -> ApiResult<Conversation> {
+        if !req.users.is_empty() {
+            return Err(ApiError::bad_request(
+                "mls-members-by-commit",
+                "an MLS conversation starts with its creator alone: add the others with \
+                 the first commit",
+            ));
+        }
+        let settings = &self.core.settings;
+        let suite = match req.cipher_suite {
+            None => settings.mls_default_suite,
+            Some(n) => parley_mls::CipherSuite(n),
+        };
+        if !settings.mls_allowed_suites.contains(&suite) {
+            return Err(ApiError::bad_request(
+                "mls-unsupported-cipher-suite",
+                format!("cipher suite {suite} is not allowed on this backend"),
+            ));
+        }
+        let now = self.core.clock.now();
+        let record = ConversationRecord {
+            id: ConversationId::random(),
+            kind: ConversationKind::Group,
+            name: Some(name),
+            creator: me,
+            message_timer: req.message_timer,
+            receipt_mode: req.receipt_mode,
+            created_at: now,
+        };
+        let creator = MemberRecord {
+            user: me,
+            role: Role::Admin,
+        };
+        let group = MlsGroupRecord {
+            conversation: record.id,
+            // The conversation's id names its group: unique, and a commit's
+            // group id leads straight to its conversation.
+            group_id: record.id.0.as_bytes().to_vec(),
+            suite: suite.0,
+            epoch: 0,
+            epoch_at: now,
+            state: None,
+            group_info: None,
+        };
+        let conversation = self.to_api(Loaded {
+            record: record.clone(),
+            members: vec![creator],
+            group: Some(group.clone()),
+        });
+        let event = payload(&EventPayload::ConversationCreate {
+            conversation: conversation.id.clone(),
+            from: me,
+        });
+        self.groups
+            .create(&record, creator, &group, self.core.notify(&event))
+            .await?;
+        self.core.announce_users(&[me]);
+        tracing::info!(suite = suite.0, "MLS conversation created");
         Ok(conversation)
     }
 
@@ -253,7 +382,12 @@ impl Conversations {
         let mut conversations = Vec::with_capacity(records.len());
         for record in records {
             let members = self.store.members(record.id).await?;
-            conversations.push(self.to_api(Loaded { record, members }));
+            let group = self.groups.group(record.id).await?;
+            conversations.push(self.to_api(Loaded {
+                record,
+                members,
+                group,
+            }));
         }
         Ok(ConversationPage {
             conversations,
@@ -301,6 +435,7 @@ impl Conversations {
         // Membership and role first: nothing about the conversation or the
         // users named may show to someone not allowed to add.
         c.require_admin(me)?;
+        c.require_proteus()?;
         if c.record.kind != ConversationKind::Group {
             return Err(one2one_is_fixed());
         }
@@ -347,6 +482,8 @@ impl Conversations {
     ) -> ApiResult<()> {
         let c = self.load(domain, id).await?;
         self.core.local(&who.domain)?;
+        c.role_of(me)?;
+        c.require_proteus()?;
         let event = EventPayload::MemberLeave {
             conversation: self.core.qualified(id),
             from: me,

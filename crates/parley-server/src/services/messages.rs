@@ -226,6 +226,7 @@ impl Messages {
         // only a 1:1 needs its members up front, for the block check (a group
         // needs the sender's blocks).
         let record = self.conversations.record(domain, id).await?;
+        self.conversations.require_proteus(id).await?;
         if !self.clients.exists(me, req.sender).await? {
             return Err(ApiError::forbidden(
                 "unknown-client",
@@ -239,7 +240,11 @@ impl Messages {
             skip = self.connections.blocked_with(me).await?;
         } else {
             let members = self.store.members(id).await?;
-            let conversation = Loaded { record, members };
+            let conversation = Loaded {
+                record,
+                members,
+                group: None,
+            };
             conversation.role_of(me)?;
             for other in conversation.members.iter().filter(|m| m.user != me) {
                 if !self.connections.may_talk(me, other.user).await? {

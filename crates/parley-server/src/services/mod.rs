@@ -16,6 +16,7 @@ pub(crate) mod accounts;
 pub(crate) mod clients;
 pub(crate) mod connections;
 pub(crate) mod conversations;
+pub(crate) mod groups;
 pub(crate) mod messages;
 pub(crate) mod mls;
 pub(crate) mod notifications;

@@ -21,7 +21,7 @@
 //!   user is not counted). Each key package is handed out once; the caller's
 //!   own device is skipped (a device-bound token's device by default).
 //!
-//! Groups, commits and welcomes come with the rest of the MLS issue.
+//! - Groups: [`groups`] (commit bundles, group messages, group info).
 
 use std::sync::Arc;
 
@@ -38,6 +38,10 @@ use tokio::sync::Semaphore;
 use super::Core;
 use super::clients::Clients;
 use super::connections::Connections;
+use super::conversations::Conversations;
+use super::groups::Groups;
+
+pub(crate) mod groups;
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::RateLimiter;
 
@@ -54,7 +58,9 @@ pub struct Mls {
     store: Arc<dyn MlsStore>,
     clients: Clients,
     connections: Connections,
-    /// Uploads being checked at once (signature checks are CPU work).
+    conversations: Conversations,
+    groups: Groups,
+    /// Uploads and commits being checked at once (signature checks are CPU work).
     checking: Arc<Semaphore>,
     uploads: Arc<RateLimiter>,
     claims: Arc<RateLimiter>,
@@ -99,6 +105,7 @@ impl Mls {
     /// The service.
     pub fn new(
         core: Core, store: Arc<dyn MlsStore>, clients: Clients, connections: Connections,
+        conversations: Conversations, groups: Groups,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let claims = Arc::new(RateLimiter::new(core.settings.limits.prekey_claims, 300));
@@ -107,6 +114,8 @@ impl Mls {
             store,
             clients,
             connections,
+            conversations,
+            groups,
             checking: Arc::new(Semaphore::new(cores)),
             uploads: Arc::new(RateLimiter::new(UPLOADS_PER_DEVICE, 300)),
             claims,

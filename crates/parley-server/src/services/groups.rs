@@ -1,0 +1,64 @@
+//! MLS groups as stored: each MLS conversation's group head (id, suite, epoch,
+//! the observer's state, the latest group info), its devices, and its
+//! messages, each stored once. Owns the [`GroupStore`]; decides nothing: the
+//! MLS service checks every commit and message before it comes here, and the
+//! conversations service reads a group's head to show it.
+
+use std::sync::Arc;
+
+use parley_api::{ClientId, ConversationId, UserId};
+use parley_store::{
+    ConversationRecord, GroupCommit, GroupStore, GroupWrite, MemberRecord, MlsGroupRecord, Notify,
+    SharedMessage, StoreResult,
+};
+
+/// The groups of MLS conversations.
+#[derive(Clone, Debug)]
+pub struct Groups {
+    store: Arc<dyn GroupStore>,
+}
+
+impl Groups {
+    /// The service.
+    pub fn new(store: Arc<dyn GroupStore>) -> Self {
+        Self { store }
+    }
+
+    /// A conversation's group, if it is an MLS conversation.
+    pub async fn group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
+        self.store.mls_group(conversation).await
+    }
+
+    /// The devices in a conversation's group.
+    pub async fn devices(
+        &self, conversation: ConversationId,
+    ) -> StoreResult<Vec<(UserId, ClientId)>> {
+        self.store.group_devices(conversation).await
+    }
+
+    /// Creates an MLS conversation with its creator alone, at epoch 0.
+    pub async fn create(
+        &self, conversation: &ConversationRecord, creator: MemberRecord, group: &MlsGroupRecord,
+        notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        self.store
+            .create_mls_conversation(conversation, creator, group, notify)
+            .await
+    }
+
+    /// Applies a checked commit (see [`GroupStore::commit_group`]).
+    pub async fn commit(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
+        self.store.commit_group(commit).await
+    }
+
+    /// Stores and queues a checked message (see
+    /// [`GroupStore::post_group_message`]).
+    pub async fn post(
+        &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
+        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
+    ) -> StoreResult<GroupWrite> {
+        self.store
+            .post_group_message(conversation, epoch, past_epochs, sender, message, at)
+            .await
+    }
+}

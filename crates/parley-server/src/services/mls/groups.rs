@@ -1,0 +1,435 @@
+//! MLS groups, the Delivery Service's part: commit bundles, group messages
+//! and group info.
+//!
+//! Every commit is checked against the group the server follows
+//! (`parley_mls::delivery::TrackedGroup`) before anything is stored:
+//! - it verifies against the current epoch (else 409 `mls-stale-message`);
+//!   of two commits on one epoch the store applies exactly one;
+//! - it was made by the calling device;
+//! - every device it adds (or whose key it changes) is a device of this
+//!   backend holding the signature key it registered for the group's scheme
+//!   (else 403 `mls-identity-mismatch`);
+//! - it leaves each user it touches with all of their MLS devices in the
+//!   group or none (else 409 `mls-client-mismatch`);
+//! - adding or removing another user's devices is for admins, adding a user
+//!   needs a connection, and a device joining by external commit must be of
+//!   a user already in the conversation;
+//! - its group info describes the new epoch exactly (so external joins work).
+//!
+//! The conversation's members always equal the users in the group. A message
+//! (application or proposal) is stored once and queued for every device in
+//! the group but the sender, if it is of the current epoch or one of the
+//! three before.
+//!
+//! The group's first commit comes from its creator at epoch 0, when the
+//! server has no state yet: the server starts following the group from the
+//! commit's group info (whose tree it verifies) and checks its members as
+//! above, all of them counting as added.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use parley_api::{ClientId, ConversationId, EventPayload, MlsSent, Role, UserId};
+use parley_mls::delivery::{
+    AppliedCommit, CommitBundle, DeliveryError, Leaf, MessageIn, TrackedGroup,
+};
+use parley_mls::{CipherSuite, DeviceIdentity};
+use parley_store::{GroupCommit, GroupWrite, MemberRecord, MlsGroupRecord, SharedMessage};
+
+use super::Mls;
+use crate::error::{ApiError, ApiResult};
+use crate::services::notifications::payload;
+
+/// The largest commit bundle accepted: a commit adding hundreds of devices
+/// carries a welcome entry per device and the whole ratchet tree.
+pub(crate) const MAX_COMMIT_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The largest group message accepted.
+pub(crate) const MAX_GROUP_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Epochs before the current one whose messages are still delivered
+/// (members keep that many past epochs to read them).
+const PAST_EPOCHS: u64 = 3;
+
+fn refused(e: &DeliveryError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        DeliveryError::Stale { .. } => ApiError::conflict(e.label(), message),
+        DeliveryError::UnknownIdentity => ApiError::forbidden(e.label(), message),
+        _ => ApiError::bad_request(e.label(), message),
+    }
+}
+
+fn stale(current: u64) -> ApiError {
+    ApiError::conflict(
+        "mls-stale-message",
+        format!("the group is at epoch {current}: process what came before and try again"),
+    )
+}
+
+fn identity_mismatch(message: impl Into<String>) -> ApiError {
+    ApiError::forbidden("mls-identity-mismatch", message)
+}
+
+fn not_in_group() -> ApiError {
+    ApiError::forbidden("mls-not-member", "the sending device is not in this group")
+}
+
+/// The conversation a group id names (its 16 bytes are the conversation's id).
+fn conversation_of(group_id: &[u8]) -> ApiResult<ConversationId> {
+    let bytes: [u8; 16] = group_id.try_into().map_err(|_| no_group())?;
+    Ok(ConversationId(uuid::Uuid::from_bytes(bytes)))
+}
+
+fn no_group() -> ApiError {
+    ApiError::not_found("no-conversation", "no MLS conversation has this group")
+}
+
+impl Mls {
+    /// A conversation's group, with the caller checked as a member: 404
+    /// for an unknown or non-MLS conversation.
+    async fn member_group(
+        &self, me: UserId, conversation: ConversationId,
+    ) -> ApiResult<(crate::services::conversations::Loaded, MlsGroupRecord)> {
+        let loaded = self
+            .conversations
+            .load(&self.core.settings.domain, conversation)
+            .await?;
+        loaded.role_of(me)?;
+        let group = loaded.group.clone().ok_or_else(no_group)?;
+        Ok((loaded, group))
+    }
+
+    /// `POST /v1/mls/commit-bundles`: checks and applies a commit (see the
+    /// module's documentation).
+    pub async fn commit_bundle(
+        &self, me: UserId, device: ClientId, body: &[u8],
+    ) -> ApiResult<MlsSent> {
+        if body.len() > MAX_COMMIT_BUNDLE_BYTES {
+            return Err(ApiError::too_large(format!(
+                "a commit bundle is at most {MAX_COMMIT_BUNDLE_BYTES} bytes"
+            )));
+        }
+        let bundle = CommitBundle::decode(body).map_err(|e| refused(&e))?;
+        let group_id =
+            parley_mls::delivery::group_id_of(&bundle.commit).map_err(|e| refused(&e))?;
+        let conversation = conversation_of(&group_id)?;
+        let (loaded, group) = self.member_group(me, conversation).await?;
+        if group.group_id != group_id {
+            return Err(no_group());
+        }
+        let now = u64::try_from(self.core.clock.now()).unwrap_or_default();
+        let suite = CipherSuite(group.suite);
+        // Signature checks are CPU work: one per core at a time.
+        let _permit = self
+            .checking
+            .acquire()
+            .await
+            .expect("the semaphore stays open");
+        let (tracked, applied) = match &group.state {
+            None => {
+                if me != loaded.record.creator {
+                    return Err(ApiError::forbidden(
+                        "action-denied",
+                        "the group's creator makes its first commit",
+                    ));
+                }
+                let tracked = TrackedGroup::start(&bundle.group_info, &group_id, suite, now)
+                    .map_err(|e| refused(&e))?;
+                let sender = self.identity(me, device);
+                let leaves = tracked.members().map_err(|e| refused(&e))?;
+                let committer = leaves
+                    .iter()
+                    .find(|l| l.device == sender)
+                    .cloned()
+                    .ok_or_else(|| identity_mismatch("the calling device is not in the group"))?;
+                let applied = AppliedCommit {
+                    epoch: tracked.epoch(),
+                    committer,
+                    external: false,
+                    added: leaves,
+                    removed: Vec::new(),
+                    rekeyed: Vec::new(),
+                };
+                (tracked, applied)
+            }
+            Some(state) => {
+                let mut tracked = TrackedGroup::load(state)
+                    .map_err(|e| ApiError::internal(format!("a stored group state: {e}")))?;
+                let applied = tracked
+                    .apply_commit(&bundle.commit, now)
+                    .map_err(|e| refused(&e))?;
+                tracked
+                    .check_group_info(&bundle.group_info, now)
+                    .map_err(|e| refused(&e))?;
+                (tracked, applied)
+            }
+        };
+        if applied.committer.device != self.identity(me, device) {
+            return Err(identity_mismatch("the commit was made by another device"));
+        }
+        let roles: BTreeMap<UserId, Role> =
+            loaded.members.iter().map(|m| (m.user, m.role)).collect();
+        self.check_commit(me, suite, &roles, &tracked, &applied)
+            .await?;
+        let (join, leave) = membership(me, &roles, &tracked)?;
+        let device_of = |l: &Leaf| (l.device.user, l.device.client);
+        let added: Vec<_> = applied.added.iter().map(device_of).collect();
+        let removed: Vec<_> = applied.removed.iter().map(device_of).collect();
+        let commit_data = B64.encode(&bundle.commit);
+        let welcome_data = bundle.welcome.as_ref().map(|w| B64.encode(&w.0));
+        let qualified = self.core.qualified(conversation);
+        let commit_event = payload(&EventPayload::MlsMessageAdd {
+            conversation: qualified.clone(),
+            from: me,
+            client: device,
+            data: String::new(),
+        });
+        let welcome_event = payload(&EventPayload::MlsWelcome {
+            conversation: qualified,
+            from: me,
+            data: String::new(),
+        });
+        let at = self.core.clock.now();
+        let state = tracked.snapshot();
+        let write = self
+            .groups
+            .commit(&GroupCommit {
+                conversation,
+                from_epoch: group.epoch,
+                epoch: applied.epoch,
+                at,
+                state: &state,
+                group_info: &bundle.group_info,
+                join: &join,
+                leave: &leave,
+                sender: (me, device),
+                added: &added,
+                removed: &removed,
+                commit: SharedMessage {
+                    payload: &commit_event,
+                    data: &commit_data,
+                },
+                welcome: welcome_data.as_deref().map(|data| SharedMessage {
+                    payload: &welcome_event,
+                    data,
+                }),
+            })
+            .await?;
+        self.delivered(write, at)?;
+        tracing::info!(
+            epoch = applied.epoch,
+            added = added.len(),
+            removed = removed.len(),
+            "MLS commit applied"
+        );
+        Ok(MlsSent {
+            epoch: applied.epoch,
+        })
+    }
+
+    /// The rules a verified commit must also follow (see the module's
+    /// documentation).
+    async fn check_commit(
+        &self, me: UserId, suite: CipherSuite, roles: &BTreeMap<UserId, Role>,
+        tracked: &TrackedGroup, applied: &AppliedCommit,
+    ) -> ApiResult<()> {
+        let scheme = suite
+            .signature_scheme()
+            .expect("a group's suite is a selectable one");
+        for leaf in applied.added.iter().chain(&applied.rekeyed) {
+            if leaf.device.domain != self.core.settings.domain {
+                return Err(identity_mismatch(format!(
+                    "{} is not a device of this backend",
+                    leaf.device
+                )));
+            }
+            let keys = self
+                .store
+                .mls_public_keys(leaf.device.user, leaf.device.client)
+                .await?;
+            let registered = keys.iter().find(|(s, _)| *s == scheme.number);
+            if registered.is_none_or(|(_, key)| *key != leaf.signature_key) {
+                return Err(identity_mismatch(format!(
+                    "{} has not registered this signature key",
+                    leaf.device
+                )));
+            }
+        }
+        // Whom the commit touches, besides the caller's own user.
+        let touched: BTreeSet<UserId> = applied
+            .added
+            .iter()
+            .chain(&applied.removed)
+            .map(|l| l.device.user)
+            .collect();
+        let others = touched.iter().any(|u| *u != me);
+        if applied.external {
+            if !roles.contains_key(&me) || others {
+                return Err(ApiError::forbidden(
+                    "action-denied",
+                    "an external commit only brings a device of a member into the group",
+                ));
+            }
+        } else if others && roles.get(&me) != Some(&Role::Admin) {
+            return Err(ApiError::forbidden(
+                "action-denied",
+                "only an admin adds or removes other users' devices",
+            ));
+        }
+        for user in applied.added.iter().map(|l| l.device.user) {
+            if user != me
+                && !roles.contains_key(&user)
+                && !self.connections.may_add(me, user).await?
+            {
+                return Err(ApiError::forbidden(
+                    "not-connected",
+                    format!("{user} cannot be added: you are not connected with them"),
+                ));
+            }
+        }
+        let members = tracked.members().map_err(|e| refused(&e))?;
+        for user in touched {
+            let in_group: BTreeSet<ClientId> = members
+                .iter()
+                .filter(|l| l.device.user == user)
+                .map(|l| l.device.client)
+                .collect();
+            if in_group.is_empty() {
+                continue;
+            }
+            let capable = self.mls_devices(user, scheme.number).await?;
+            if in_group != capable {
+                return Err(ApiError::conflict(
+                    "mls-client-mismatch",
+                    format!(
+                        "a commit adds or removes all of a user's MLS devices: {user} has {} \
+                         and the group would hold {}",
+                        capable.len(),
+                        in_group.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A user's devices that registered a key for `scheme`.
+    async fn mls_devices(&self, user: UserId, scheme: u16) -> ApiResult<BTreeSet<ClientId>> {
+        let mut capable = BTreeSet::new();
+        for client in self.clients.ids(user).await? {
+            let keys = self.store.mls_public_keys(user, client).await?;
+            if keys.iter().any(|(s, _)| *s == scheme) {
+                capable.insert(client);
+            }
+        }
+        Ok(capable)
+    }
+
+    fn identity(&self, user: UserId, client: ClientId) -> DeviceIdentity {
+        DeviceIdentity {
+            user,
+            client,
+            domain: self.core.settings.domain.clone(),
+        }
+    }
+
+    /// After a group write: its events go out live; a refusal becomes its
+    /// answer.
+    fn delivered(&self, write: GroupWrite, at: i64) -> ApiResult<()> {
+        match write {
+            GroupWrite::Done(delivered) => {
+                self.core.announce_stored(at, delivered);
+                Ok(())
+            }
+            GroupWrite::Stale(current) => Err(stale(current)),
+            GroupWrite::NotMember => Err(not_in_group()),
+        }
+    }
+
+    /// `POST /v1/mls/messages`: an application message or a proposal, stored
+    /// once and queued for the group's other devices.
+    pub async fn message(&self, me: UserId, device: ClientId, body: &[u8]) -> ApiResult<MlsSent> {
+        if body.len() > MAX_GROUP_MESSAGE_BYTES {
+            return Err(ApiError::too_large(format!(
+                "a group message is at most {MAX_GROUP_MESSAGE_BYTES} bytes"
+            )));
+        }
+        let message = MessageIn(body).classify().map_err(|e| refused(&e))?;
+        let conversation = conversation_of(&message.group_id)?;
+        let (_, group) = self.member_group(me, conversation).await?;
+        if group.group_id != message.group_id {
+            return Err(no_group());
+        }
+        let event = payload(&EventPayload::MlsMessageAdd {
+            conversation: self.core.qualified(conversation),
+            from: me,
+            client: device,
+            data: String::new(),
+        });
+        let data = B64.encode(body);
+        let at = self.core.clock.now();
+        let write = self
+            .groups
+            .post(
+                conversation,
+                message.epoch,
+                PAST_EPOCHS,
+                (me, device),
+                SharedMessage {
+                    payload: &event,
+                    data: &data,
+                },
+                at,
+            )
+            .await?;
+        self.delivered(write, at)?;
+        Ok(MlsSent {
+            epoch: group.epoch.max(message.epoch),
+        })
+    }
+
+    /// `GET /v1/conversations/{domain}/{id}/groupinfo`: the latest group
+    /// info, for a member's device joining by external commit.
+    pub async fn group_info(
+        &self, me: UserId, domain: &str, conversation: ConversationId,
+    ) -> ApiResult<Vec<u8>> {
+        self.core.local(domain)?;
+        let (_, group) = self.member_group(me, conversation).await?;
+        group.group_info.ok_or_else(|| {
+            ApiError::not_found(
+                "mls-missing-group-info",
+                "the group has no group info yet: its creator has not committed",
+            )
+        })
+    }
+}
+
+/// The conversation's membership after a commit: the users in the group.
+/// Users who come join as members; users whose last device went leave. The
+/// caller stays in (MLS has no self-removal by commit).
+fn membership(
+    me: UserId, roles: &BTreeMap<UserId, Role>, tracked: &TrackedGroup,
+) -> ApiResult<(Vec<MemberRecord>, Vec<UserId>)> {
+    let in_group: BTreeSet<UserId> = tracked
+        .members()
+        .map_err(|e| refused(&e))?
+        .into_iter()
+        .map(|l| l.device.user)
+        .collect();
+    let join = in_group
+        .iter()
+        .filter(|u| !roles.contains_key(u))
+        .map(|&user| MemberRecord {
+            user,
+            role: Role::Member,
+        })
+        .collect();
+    let leave = roles
+        .keys()
+        .filter(|u| **u != me && !in_group.contains(u))
+        .copied()
+        .collect();
+    Ok((join, leave))
+}

@@ -1,0 +1,555 @@
+//! MLS groups over HTTP on loopback, on SQLite and PostgreSQL, with devices
+//! that are real mls-rs clients: key packages through the directory, commit
+//! bundles checked by the server, welcomes and messages read from each
+//! device's queue and processed as a device would.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use mls_rs::client_builder::MlsConfig;
+use mls_rs::group::{CommitOutput, ReceivedMessage};
+use mls_rs::{Client, ExtensionList, Group, MlsMessage};
+use parley_api::ClientId;
+use parley_mls::delivery::{CommitBundle, WelcomeBytes};
+use parley_mls::{CipherSuite, DeviceIdentity, DeviceKeys};
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{TestServer, User, client_id};
+
+on_both_stores!(crate::support::GENEROUS =>
+    a_group_of_twelve_devices_on_every_suite,
+    commits_are_checked_and_serialised,
+);
+
+const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One device: its user (by index), its MLS client and, once it joined, its
+/// group; where it has read its queue to.
+struct Device<C: MlsConfig> {
+    user: usize,
+    client: ClientId,
+    mls: Client<C>,
+    group: Option<Group<C>>,
+    seen: Option<u64>,
+}
+
+/// Adds a device to `u` with its MLS key registered on `suite` and three key
+/// packages in the directory.
+async fn new_device(
+    s: &TestServer, users: &[User], user: usize, suite: CipherSuite,
+) -> Device<impl MlsConfig> {
+    let u = &users[user];
+    let (st, v) = s.add_client(u, "permanent", [1]).await;
+    assert_eq!(st, 201, "{v}");
+    let client = client_id(&v);
+    let identity = DeviceIdentity {
+        user: u.id,
+        client,
+        domain: "localhost".into(),
+    };
+    let keys = DeviceKeys::generate(identity, suite).expect("keys");
+    let scheme = suite.signature_scheme().expect("a scheme");
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/clients/{client}/mls-public-keys"),
+            Some(&u.token),
+            Some(json!({"mls_public_keys": {scheme.name: B64.encode(keys.public_key())}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let mls = keys.member(LIFETIME);
+    let packages: Vec<String> = (0..3)
+        .map(|_| {
+            let kp = mls
+                .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+                .expect("key package");
+            B64.encode(kp.to_bytes().expect("encodes"))
+        })
+        .collect();
+    let (st, v) = s
+        .post(
+            &format!("/v1/mls/key-packages/self/{client}"),
+            Some(&u.token),
+            json!({"key_packages": packages}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    Device {
+        user,
+        client,
+        mls,
+        group: None,
+        seen: None,
+    }
+}
+
+/// One key package of each of `user`'s devices but `skip`, from the directory.
+async fn claim(
+    s: &TestServer, me: &User, user: &User, suite: CipherSuite, skip: Option<ClientId>,
+) -> Vec<MlsMessage> {
+    let skip = skip.map(|c| format!("&skip_own={c}")).unwrap_or_default();
+    let (st, v) = s
+        .post(
+            &format!(
+                "/v1/mls/key-packages/claim/localhost/{}?ciphersuite={}{skip}",
+                user.id, suite.0
+            ),
+            Some(&me.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v["key_packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .map(|p| {
+            let bytes = B64
+                .decode(p["key_package"].as_str().expect("base64"))
+                .expect("base64");
+            MlsMessage::from_bytes(&bytes).expect("a key package")
+        })
+        .collect()
+}
+
+fn bytes(m: &MlsMessage) -> Vec<u8> {
+    m.to_bytes().expect("encodes")
+}
+
+/// The bundle a device posts for a commit it made.
+fn bundle(out: &CommitOutput) -> Vec<u8> {
+    CommitBundle {
+        commit: bytes(&out.commit_message),
+        welcome: out.welcome_messages.first().map(|w| WelcomeBytes(bytes(w))),
+        group_info: bytes(out.external_commit_group_info.as_ref().expect("group info")),
+    }
+    .encode()
+}
+
+/// Posts an MLS body; the status and the answer.
+async fn post_mls(
+    s: &TestServer, u: &User, client: ClientId, path: &str, body: Vec<u8>,
+) -> (u16, Value) {
+    let resp = s
+        .http
+        .post(format!("{}{path}?client={client}", s.base))
+        .bearer_auth(&u.token)
+        .header("content-type", "message/mls")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn commit(s: &TestServer, u: &User, client: ClientId, out: &CommitOutput) -> (u16, Value) {
+    post_mls(s, u, client, "/v1/mls/commit-bundles", bundle(out)).await
+}
+
+async fn send<C: MlsConfig>(
+    s: &TestServer, users: &[User], d: &mut Device<C>, text: &str,
+) -> (u16, Value) {
+    let message = d
+        .group
+        .as_mut()
+        .expect("in the group")
+        .encrypt_application_message(text.as_bytes(), Vec::new())
+        .expect("encrypts");
+    post_mls(
+        s,
+        &users[d.user],
+        d.client,
+        "/v1/mls/messages",
+        bytes(&message),
+    )
+    .await
+}
+
+/// Reads the device's new events and processes them as a device would:
+/// welcomes join, commits advance, application messages are returned.
+async fn sync<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>) -> Vec<String> {
+    let since = d.seen.map(|id| format!("&since={id}")).unwrap_or_default();
+    let (st, v) = s
+        .get(
+            &format!("/v1/notifications?client={}&size=1000{since}", d.client),
+            &users[d.user].token,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let mut texts = Vec::new();
+    for event in v["notifications"].as_array().expect("events") {
+        d.seen = event["id"].as_u64();
+        let payload = &event["payload"];
+        let Some(data) = payload["data"].as_str() else {
+            continue;
+        };
+        let message = MlsMessage::from_bytes(&B64.decode(data).expect("base64")).expect("mls");
+        match payload["type"].as_str() {
+            Some("conversation.mls-welcome") => {
+                let (group, _) = d.mls.join_group(None, &message, None).expect("joins");
+                d.group = Some(group);
+            }
+            Some("conversation.mls-message-add") => {
+                let group = d.group.as_mut().expect("in a group");
+                match group.process_incoming_message(message).expect("processes") {
+                    ReceivedMessage::ApplicationMessage(m) => {
+                        texts.push(String::from_utf8(m.data().to_vec()).expect("utf-8"));
+                    }
+                    ReceivedMessage::Commit(_) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            _ => {}
+        }
+    }
+    texts
+}
+
+/// Registers `n` users (the first connected with every other).
+async fn people(s: &TestServer, tag: &str, n: usize) -> Vec<User> {
+    let mut users = Vec::new();
+    for i in 0..n {
+        users.push(s.register(&format!("{tag}-{i}@example.com")).await);
+    }
+    for other in &users[1..] {
+        s.connect_users(&users[0], other).await;
+    }
+    users
+}
+
+/// The first user creates an MLS conversation on `suite`: its id and group id.
+async fn create(s: &TestServer, u: &User, suite: CipherSuite) -> (String, Vec<u8>) {
+    let (st, v) = s
+        .post(
+            "/v1/conversations",
+            Some(&u.token),
+            json!({"name": "mls", "protocol": "mls", "cipher_suite": suite.0}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (v["protocol"].as_str(), v["epoch"].as_u64()),
+        (Some("mls"), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["cipher_suite"].as_u64(), Some(u64::from(suite.0)));
+    let group_id = B64
+        .decode(v["group_id"].as_str().expect("a group id"))
+        .expect("base64");
+    (v["id"]["id"].as_str().expect("an id").to_owned(), group_id)
+}
+
+async fn conversation(s: &TestServer, u: &User, id: &str) -> Value {
+    let (st, v) = s
+        .get(&format!("/v1/conversations/localhost/{id}"), &u.token)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
+fn label(v: &Value) -> &str {
+    v["label"].as_str().unwrap_or_default()
+}
+
+/// Four users with three devices each make one group on each of the five
+/// suites: the creator's first commit adds the other eleven devices, which
+/// join from their welcomes and read the creator's message.
+async fn a_group_of_twelve_devices_on_every_suite(s: &TestServer) {
+    for suite in CipherSuite::SELECTABLE {
+        let users = people(s, &format!("twelve-{}", suite.0), 4).await;
+        let mut devices = Vec::new();
+        for user in 0..4 {
+            for _ in 0..3 {
+                devices.push(new_device(s, &users, user, suite).await);
+            }
+        }
+        let (id, group_id) = create(s, &users[0], suite).await;
+        let mut packages = claim(s, &users[0], &users[0], suite, Some(devices[0].client)).await;
+        for u in &users[1..] {
+            packages.extend(claim(s, &users[0], u, suite, None).await);
+        }
+        assert_eq!(packages.len(), 11, "{suite}");
+        let creator = &mut devices[0];
+        let mut group = creator
+            .mls
+            .create_group_with_id(group_id, ExtensionList::new(), ExtensionList::new(), None)
+            .expect("group");
+        let mut builder = group.commit_builder();
+        for p in packages {
+            builder = builder.add_member(p).expect("add");
+        }
+        let out = builder.build().expect("commit");
+        let (st, v) = commit(s, &users[0], creator.client, &out).await;
+        assert_eq!((st, v["epoch"].as_u64()), (201, Some(1)), "{suite}: {v}");
+        group.apply_pending_commit().expect("merged");
+        creator.group = Some(group);
+        let (st, v) = send(s, &users, &mut devices[0], &format!("hello on {suite}")).await;
+        assert_eq!(st, 201, "{v}");
+        for d in &mut devices[1..] {
+            assert_eq!(
+                sync(s, &users, d).await,
+                vec![format!("hello on {suite}")],
+                "{suite}"
+            );
+        }
+        let v = conversation(s, &users[3], &id).await;
+        assert_eq!(v["members"].as_array().map(Vec::len), Some(4), "{v}");
+        assert_eq!(v["epoch"].as_u64(), Some(1));
+    }
+}
+
+/// Stale, forged, partial and unauthorised commits are refused with their
+/// labels and change nothing; of two commits on one epoch exactly one wins
+/// and the other retries; a removed user's devices get nothing more; a new
+/// device joins its user's group by external commit.
+async fn commits_are_checked_and_serialised(s: &TestServer) {
+    let suite = CipherSuite::DEFAULT;
+    let users = people(s, "checked", 4).await;
+    // Ann: devices 0, 1; Bob: 2, 3; Cid: 4; Dee: 5, 6.
+    let mut d = Vec::new();
+    for user in [0, 0, 1, 1, 2, 3, 3] {
+        d.push(new_device(s, &users, user, suite).await);
+    }
+    let ids: Vec<ClientId> = d.iter().map(|x| x.client).collect();
+    let (id, group_id) = create(s, &users[0], suite).await;
+    // Ann's first commit adds her other device and Bob's two.
+    let mut packages = claim(s, &users[0], &users[0], suite, Some(d[0].client)).await;
+    packages.extend(claim(s, &users[0], &users[1], suite, None).await);
+    let mut group = d[0]
+        .mls
+        .create_group_with_id(group_id, ExtensionList::new(), ExtensionList::new(), None)
+        .expect("group");
+    let mut builder = group.commit_builder();
+    for p in packages {
+        builder = builder.add_member(p).expect("add");
+    }
+    let out = builder.build().expect("commit");
+    // Bob may not make the group's first commit, even with Ann's bytes.
+    let (st, v) = commit(s, &users[1], d[2].client, &out).await;
+    assert_eq!((st, label(&v)), (403, "access-denied"), "{v}");
+    assert_eq!(commit(s, &users[0], d[0].client, &out).await.0, 201);
+    group.apply_pending_commit().expect("merged");
+    d[0].group = Some(group);
+    for device in &mut d[1..4] {
+        sync(s, &users, device).await;
+        assert!(device.group.is_some(), "device {} joined", device.client);
+    }
+
+    // Only one of Dee's two devices: refused, nothing changes.
+    let dee = claim(s, &users[0], &users[3], suite, Some(ids[6])).await;
+    let group = d[0].group.as_mut().expect("group");
+    let out = group
+        .commit_builder()
+        .add_member(dee[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[0], ids[0], &out).await;
+    assert_eq!((st, label(&v)), (409, "mls-client-mismatch"), "{v}");
+    group.clear_pending_commit();
+    // A forged commit (a signed byte changed): refused.
+    let out = group.commit(Vec::new()).expect("commit");
+    let mut forged = bytes(&out.commit_message);
+    let middle = forged.len() / 2;
+    forged[middle] ^= 1;
+    let forged = CommitBundle {
+        commit: forged,
+        welcome: None,
+        group_info: bytes(out.external_commit_group_info.as_ref().expect("info")),
+    };
+    let (st, v) = post_mls(
+        s,
+        &users[0],
+        ids[0],
+        "/v1/mls/commit-bundles",
+        forged.encode(),
+    )
+    .await;
+    assert_eq!((st, label(&v)), (400, "mls-protocol-error"), "{v}");
+    group.clear_pending_commit();
+    // Bob, not an admin, may not add Cid.
+    let cid = claim(s, &users[0], &users[2], suite, None).await;
+    let bob = d[2].group.as_mut().expect("group");
+    let out = bob
+        .commit_builder()
+        .add_member(cid[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[1], ids[2], &out).await;
+    assert_eq!((st, label(&v)), (403, "action-denied"), "{v}");
+    bob.clear_pending_commit();
+    assert_eq!(
+        conversation(s, &users[0], &id).await["epoch"].as_u64(),
+        Some(1)
+    );
+
+    // Ann and Bob update their keys at once: exactly one wins; the other
+    // reads the winner's commit and tries again on the new epoch.
+    let ann_out = d[0]
+        .group
+        .as_mut()
+        .expect("group")
+        .commit(Vec::new())
+        .expect("commit");
+    let bob_out = d[2]
+        .group
+        .as_mut()
+        .expect("group")
+        .commit(Vec::new())
+        .expect("commit");
+    let (ann, bob) = tokio::join!(
+        commit(s, &users[0], d[0].client, &ann_out),
+        commit(s, &users[1], d[2].client, &bob_out)
+    );
+    let mut codes = [ann.0, bob.0];
+    codes.sort_unstable();
+    assert_eq!(codes, [201, 409], "{ann:?} {bob:?}");
+    let (winner, loser) = if ann.0 == 201 { (0, 2) } else { (2, 0) };
+    let lost = if ann.0 == 201 { &bob.1 } else { &ann.1 };
+    assert_eq!(label(lost), "mls-stale-message", "{lost}");
+    d[winner]
+        .group
+        .as_mut()
+        .expect("group")
+        .apply_pending_commit()
+        .expect("merged");
+    d[loser]
+        .group
+        .as_mut()
+        .expect("group")
+        .clear_pending_commit();
+    sync(s, &users, &mut d[loser]).await;
+    let retry = d[loser]
+        .group
+        .as_mut()
+        .expect("group")
+        .commit(Vec::new())
+        .expect("commit");
+    let (st, v) = commit(s, &users[d[loser].user], d[loser].client, &retry).await;
+    assert_eq!((st, v["epoch"].as_u64()), (201, Some(3)), "{v}");
+    d[loser]
+        .group
+        .as_mut()
+        .expect("group")
+        .apply_pending_commit()
+        .expect("merged");
+    for i in [1, 3, winner] {
+        sync(s, &users, &mut d[i]).await;
+    }
+
+    // Ann removes Bob's two devices: Bob leaves the conversation, and his
+    // devices get the removal but nothing after it.
+    let group = d[0].group.as_mut().expect("group");
+    let bob = users[1].id;
+    let bobs: Vec<u32> = group
+        .roster()
+        .members()
+        .into_iter()
+        .filter(|m| match &m.signing_identity.credential {
+            mls_rs::identity::Credential::Basic(b) => {
+                DeviceIdentity::parse(b.identifier()).is_some_and(|d| d.user == bob)
+            }
+            _ => false,
+        })
+        .map(|m| m.index)
+        .collect();
+    assert_eq!(bobs.len(), 2);
+    let mut builder = group.commit_builder();
+    for index in bobs {
+        builder = builder.remove_member(index).expect("remove");
+    }
+    let out = builder.build().expect("commit");
+    let (st, v) = commit(s, &users[0], d[0].client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    d[0].group
+        .as_mut()
+        .expect("group")
+        .apply_pending_commit()
+        .expect("merged");
+    sync(s, &users, &mut d[1]).await;
+    let members = conversation(s, &users[0], &id).await["members"].clone();
+    assert!(
+        !members.to_string().contains(&users[1].id.to_string()),
+        "{members}"
+    );
+    let (st, _) = send(s, &users, &mut d[0], "after Bob").await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        sync(s, &users, &mut d[1]).await,
+        vec!["after Bob".to_owned()]
+    );
+    for i in [2, 3] {
+        let before = d[i].seen;
+        let (st, v) = s
+            .get(
+                &format!("/v1/notifications?client={}&size=1000", d[i].client),
+                &users[1].token,
+            )
+            .await;
+        assert_eq!(st, 200);
+        let events = v["notifications"].as_array().expect("events");
+        let last = events.last().expect("the removal reached Bob");
+        assert!(
+            last["id"].as_u64() > before,
+            "Bob's device {i} got the removal"
+        );
+        assert_eq!(last["payload"]["type"], "conversation.mls-message-add");
+        assert!(
+            !events.iter().any(|e| e.to_string().contains("after Bob")),
+            "nothing readable"
+        );
+    }
+    // Bob can no longer post to the group.
+    let (st, v) = send(s, &users, &mut d[2], "still here?").await;
+    assert_eq!((st, label(&v)), (403, "access-denied"), "{v}");
+
+    // Ann's new device joins by external commit from the group info.
+    let mut fresh = new_device(s, &users, 0, suite).await;
+    let resp = s
+        .http
+        .get(format!(
+            "{}/v1/conversations/localhost/{id}/groupinfo",
+            s.base
+        ))
+        .bearer_auth(&users[0].token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "message/mls");
+    let info = MlsMessage::from_bytes(&resp.bytes().await.expect("body")).expect("group info");
+    let (joined, commit_message) = fresh.mls.commit_external(info).expect("external commit");
+    let external = CommitBundle {
+        commit: bytes(&commit_message),
+        welcome: None,
+        group_info: bytes(
+            &joined
+                .group_info_message_allowing_ext_commit(true)
+                .expect("info"),
+        ),
+    };
+    let (st, v) = post_mls(
+        s,
+        &users[0],
+        fresh.client,
+        "/v1/mls/commit-bundles",
+        external.encode(),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    fresh.group = Some(joined);
+    sync(s, &users, &mut d[0]).await;
+    sync(s, &users, &mut d[1]).await;
+    let (st, _) = send(s, &users, &mut fresh, "from the new device").await;
+    assert_eq!(st, 201);
+    assert_eq!(
+        sync(s, &users, &mut d[0]).await,
+        vec!["from the new device".to_owned()]
+    );
+}
