@@ -140,6 +140,14 @@ pub fn group_id_of(message: &[u8]) -> Result<Vec<u8>, DeliveryError> {
         .ok_or(DeliveryError::Malformed)
 }
 
+/// The epoch a handshake or application message was made in.
+pub fn epoch_of(message: &[u8]) -> Result<u64, DeliveryError> {
+    MlsMessage::from_bytes(message)
+        .ok()
+        .and_then(|m| m.epoch())
+        .ok_or(DeliveryError::Malformed)
+}
+
 /// A member of a group: a device and the signature key its leaf holds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Leaf {

@@ -69,8 +69,10 @@ async fn device(http: &reqwest::Client, a: &Args, email: &str) -> anyhow::Result
     let client: Client = http
         .post(format!("{url}/v1/clients"))
         .bearer_auth(&token.access_token)
-        .json(&json!({"type": "permanent", "class": "desktop", "password": PASSWORD,
-            "prekeys": [], "last_prekey": key}))
+        .json(
+            &json!({"type": "permanent", "class": "desktop", "password": PASSWORD,
+            "prekeys": [], "last_prekey": key}),
+        )
         .send()
         .await?
         .error_for_status()?
@@ -113,7 +115,8 @@ async fn measure(
     );
     let mut tasks = Vec::new();
     for _ in 0..a.concurrency {
-        let (http, url, token, bodies) = (http.clone(), url.clone(), token.to_owned(), bodies.clone());
+        let (http, url, token, bodies) =
+            (http.clone(), url.clone(), token.to_owned(), bodies.clone());
         let (stop, sent, failed, next) = (stop.clone(), sent.clone(), failed.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
@@ -195,7 +198,10 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = group.commit_builder();
     for d in &devices[1..] {
         let claimed: serde_json::Value = http
-            .post(format!("{url}/v1/mls/key-packages/claim/localhost/{}", d.user))
+            .post(format!(
+                "{url}/v1/mls/key-packages/claim/localhost/{}",
+                d.user
+            ))
             .bearer_auth(&first.token)
             .json(&json!({}))
             .send()
@@ -223,14 +229,21 @@ async fn main() -> anyhow::Result<()> {
             .to_bytes()?,
     }
     .encode();
-    println!("commit bundle adding {}: {} KiB", a.devices - 1, bundle.len() / 1024);
-    http.post(format!("{url}/v1/mls/commit-bundles?client={}", first.client))
-        .bearer_auth(&first.token)
-        .header("content-type", "message/mls")
-        .body(bundle)
-        .send()
-        .await?
-        .error_for_status()?;
+    println!(
+        "commit bundle adding {}: {} KiB",
+        a.devices - 1,
+        bundle.len() / 1024
+    );
+    http.post(format!(
+        "{url}/v1/mls/commit-bundles?client={}",
+        first.client
+    ))
+    .bearer_auth(&first.token)
+    .header("content-type", "message/mls")
+    .body(bundle)
+    .send()
+    .await?
+    .error_for_status()?;
     group.apply_pending_commit()?;
     let text = "x".repeat(a.size);
     let limit = 200_000;
@@ -250,7 +263,10 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(mls),
     )
     .await?;
-    println!("MLS:     {mls_rate:.0} messages/s into {} devices", a.devices);
+    println!(
+        "MLS:     {mls_rate:.0} messages/s into {} devices",
+        a.devices
+    );
 
     // The same users in a Proteus group: one ciphertext per device.
     let users: Vec<_> = devices[1..]
@@ -271,7 +287,10 @@ async fn main() -> anyhow::Result<()> {
     let ciphertext = B64.encode(vec![7u8; a.size + 90]);
     let mut recipients = serde_json::Map::new();
     for d in &devices[1..] {
-        recipients.insert(d.user.to_string(), json!({ d.client.to_string(): ciphertext }));
+        recipients.insert(
+            d.user.to_string(),
+            json!({ d.client.to_string(): ciphertext }),
+        );
     }
     let body = serde_json::to_vec(
         &json!({"sender": first.client, "recipients": {"localhost": recipients}}),
@@ -286,7 +305,13 @@ async fn main() -> anyhow::Result<()> {
         proteus,
     )
     .await?;
-    println!("Proteus: {proteus_rate:.0} messages/s into {} devices", a.devices);
-    println!("MLS / Proteus: {:.1}x", mls_rate / proteus_rate.max(f64::MIN_POSITIVE));
+    println!(
+        "Proteus: {proteus_rate:.0} messages/s into {} devices",
+        a.devices
+    );
+    println!(
+        "MLS / Proteus: {:.1}x",
+        mls_rate / proteus_rate.max(f64::MIN_POSITIVE)
+    );
     Ok(())
 }

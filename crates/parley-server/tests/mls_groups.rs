@@ -22,6 +22,7 @@ use support::{TestServer, User, client_id};
 on_both_stores!(crate::support::GENEROUS =>
     a_group_of_twelve_devices_on_every_suite,
     commits_are_checked_and_serialised,
+    hostile_commits_change_nothing,
 );
 
 const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -389,58 +390,66 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
         Some(1)
     );
 
-    // Ann and Bob update their keys at once: exactly one wins; the other
-    // reads the winner's commit and tries again on the new epoch.
-    let ann_out = d[0]
-        .group
-        .as_mut()
-        .expect("group")
-        .commit(Vec::new())
-        .expect("commit");
-    let bob_out = d[2]
-        .group
-        .as_mut()
-        .expect("group")
-        .commit(Vec::new())
-        .expect("commit");
-    let (ann, bob) = tokio::join!(
-        commit(s, &users[0], d[0].client, &ann_out),
-        commit(s, &users[1], d[2].client, &bob_out)
-    );
-    let mut codes = [ann.0, bob.0];
-    codes.sort_unstable();
-    assert_eq!(codes, [201, 409], "{ann:?} {bob:?}");
-    let (winner, loser) = if ann.0 == 201 { (0, 2) } else { (2, 0) };
-    let lost = if ann.0 == 201 { &bob.1 } else { &ann.1 };
-    assert_eq!(label(lost), "mls-stale-message", "{lost}");
-    d[winner]
-        .group
-        .as_mut()
-        .expect("group")
-        .apply_pending_commit()
-        .expect("merged");
-    d[loser]
-        .group
-        .as_mut()
-        .expect("group")
-        .clear_pending_commit();
-    sync(s, &users, &mut d[loser]).await;
-    let retry = d[loser]
-        .group
-        .as_mut()
-        .expect("group")
-        .commit(Vec::new())
-        .expect("commit");
-    let (st, v) = commit(s, &users[d[loser].user], d[loser].client, &retry).await;
-    assert_eq!((st, v["epoch"].as_u64()), (201, Some(3)), "{v}");
-    d[loser]
-        .group
-        .as_mut()
-        .expect("group")
-        .apply_pending_commit()
-        .expect("merged");
-    for i in [1, 3, winner] {
-        sync(s, &users, &mut d[i]).await;
+    // Ann and Bob update their keys at once, round after round: exactly one
+    // wins each time; the other reads the winner's commit and tries again on
+    // the new epoch.
+    let mut epoch = 1;
+    for round in 0..4 {
+        let ann_out = d[0]
+            .group
+            .as_mut()
+            .expect("group")
+            .commit(Vec::new())
+            .expect("commit");
+        let bob_out = d[2]
+            .group
+            .as_mut()
+            .expect("group")
+            .commit(Vec::new())
+            .expect("commit");
+        let (ann, bob) = tokio::join!(
+            commit(s, &users[0], d[0].client, &ann_out),
+            commit(s, &users[1], d[2].client, &bob_out)
+        );
+        let mut codes = [ann.0, bob.0];
+        codes.sort_unstable();
+        assert_eq!(codes, [201, 409], "round {round}: {ann:?} {bob:?}");
+        let (winner, loser, lost) = if ann.0 == 201 {
+            (0, 2, &bob.1)
+        } else {
+            (2, 0, &ann.1)
+        };
+        assert_eq!(label(lost), "mls-stale-message", "{lost}");
+        d[winner]
+            .group
+            .as_mut()
+            .expect("group")
+            .apply_pending_commit()
+            .expect("merged");
+        d[loser]
+            .group
+            .as_mut()
+            .expect("group")
+            .clear_pending_commit();
+        sync(s, &users, &mut d[loser]).await;
+        let retry = d[loser]
+            .group
+            .as_mut()
+            .expect("group")
+            .commit(Vec::new())
+            .expect("commit");
+        let (st, v) = commit(s, &users[d[loser].user], d[loser].client, &retry).await;
+        epoch += 2;
+        assert_eq!((st, v["epoch"].as_u64()), (201, Some(epoch)), "{v}");
+        d[loser]
+            .group
+            .as_mut()
+            .expect("group")
+            .apply_pending_commit()
+            .expect("merged");
+        for i in [1, 3, winner] {
+            sync(s, &users, &mut d[i]).await;
+        }
     }
 
     // Ann removes Bob's two devices: Bob leaves the conversation, and his
@@ -465,6 +474,7 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
         builder = builder.remove_member(index).expect("remove");
     }
     let out = builder.build().expect("commit");
+    let removal = B64.encode(bytes(&out.commit_message));
     let (st, v) = commit(s, &users[0], d[0].client, &out).await;
     assert_eq!(st, 201, "{v}");
     d[0].group
@@ -485,7 +495,6 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
         vec!["after Bob".to_owned()]
     );
     for i in [2, 3] {
-        let before = d[i].seen;
         let (st, v) = s
             .get(
                 &format!("/v1/notifications?client={}&size=1000", d[i].client),
@@ -494,15 +503,11 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
             .await;
         assert_eq!(st, 200);
         let events = v["notifications"].as_array().expect("events");
-        let last = events.last().expect("the removal reached Bob");
-        assert!(
-            last["id"].as_u64() > before,
-            "Bob's device {i} got the removal"
-        );
-        assert_eq!(last["payload"]["type"], "conversation.mls-message-add");
-        assert!(
-            !events.iter().any(|e| e.to_string().contains("after Bob")),
-            "nothing readable"
+        let last = &events.last().expect("events")["payload"];
+        assert_eq!(
+            last["data"],
+            removal.as_str(),
+            "the removal is the last thing Bob got"
         );
     }
     // Bob can no longer post to the group.
@@ -552,4 +557,168 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
         sync(s, &users, &mut d[0]).await,
         vec!["from the new device".to_owned()]
     );
+}
+
+/// Commits that name a key nobody registered, a stranger, the wrong epoch's
+/// group info, another conversation, or come from a non-member are refused
+/// with their labels, and the group stays where it was.
+async fn hostile_commits_change_nothing(s: &TestServer) {
+    let suite = CipherSuite::DEFAULT;
+    // Ann (0) is connected with Bob (1) and Cid (2); Eve (3) with nobody.
+    let mut users = people(s, "hostile", 3).await;
+    users.push(s.register("hostile-eve@example.com").await);
+    let mut ann = new_device(s, &users, 0, suite).await;
+    let _bob = new_device(s, &users, 1, suite).await;
+    let cid = new_device(s, &users, 2, suite).await;
+    let eve = new_device(s, &users, 3, suite).await;
+    let (id, group_id) = create(s, &users[0], suite).await;
+    let bob_packages = claim(s, &users[0], &users[1], suite, None).await;
+    let mut group = ann
+        .mls
+        .create_group_with_id(group_id, ExtensionList::new(), ExtensionList::new(), None)
+        .expect("group");
+    // A first commit whose group info is of epoch 0: refused.
+    let early = group
+        .group_info_message_allowing_ext_commit(true)
+        .expect("info");
+    let out = group
+        .commit_builder()
+        .add_member(bob_packages[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    let mut wrong = CommitBundle::decode(&bundle(&out)).expect("decodes");
+    wrong.group_info = bytes(&early);
+    let (st, v) = post_mls(
+        s,
+        &users[0],
+        ann.client,
+        "/v1/mls/commit-bundles",
+        wrong.encode(),
+    )
+    .await;
+    assert_eq!((st, label(&v)), (400, "mls-group-info-mismatch"), "{v}");
+    let (st, v) = commit(s, &users[0], ann.client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    group.apply_pending_commit().expect("merged");
+    ann.group = Some(group);
+    let group = ann.group.as_mut().expect("group");
+
+    // Cid's device with a key Cid never registered.
+    let forged_keys = DeviceKeys::generate(
+        DeviceIdentity {
+            user: users[2].id,
+            client: cid.client,
+            domain: "localhost".into(),
+        },
+        suite,
+    )
+    .expect("keys");
+    let forged = forged_keys
+        .member(LIFETIME)
+        .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .expect("key package");
+    let out = group
+        .commit_builder()
+        .add_member(forged)
+        .expect("add")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[0], ann.client, &out).await;
+    assert_eq!((st, label(&v)), (403, "mls-identity-mismatch"), "{v}");
+    group.clear_pending_commit();
+    // Eve's real key package, but Ann and Eve are not connected.
+    let eves = eve
+        .mls
+        .generate_key_package_message(ExtensionList::new(), ExtensionList::new(), None)
+        .expect("key package");
+    let out = group
+        .commit_builder()
+        .add_member(eves)
+        .expect("add")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[0], ann.client, &out).await;
+    assert_eq!((st, label(&v)), (403, "not-connected"), "{v}");
+    group.clear_pending_commit();
+    // A key update carrying the previous epoch's group info.
+    let stale_info = group
+        .group_info_message_allowing_ext_commit(true)
+        .expect("info");
+    let out = group.commit(Vec::new()).expect("commit");
+    let mut wrong = CommitBundle::decode(&bundle(&out)).expect("decodes");
+    wrong.group_info = bytes(&stale_info);
+    let (st, v) = post_mls(
+        s,
+        &users[0],
+        ann.client,
+        "/v1/mls/commit-bundles",
+        wrong.encode(),
+    )
+    .await;
+    assert_eq!((st, label(&v)), (400, "mls-group-info-mismatch"), "{v}");
+    group.clear_pending_commit();
+    // Eve, given the group info, joins by external commit: she is no member.
+    let info = group
+        .group_info_message_allowing_ext_commit(true)
+        .expect("info");
+    let (_, external) = eve
+        .mls
+        .commit_external(info.clone())
+        .expect("external commit");
+    let (joined, _) = eve.mls.commit_external(info).expect("external commit");
+    let eve_bundle = CommitBundle {
+        commit: bytes(&external),
+        welcome: None,
+        group_info: bytes(
+            &joined
+                .group_info_message_allowing_ext_commit(true)
+                .expect("info"),
+        ),
+    };
+    let (st, v) = post_mls(
+        s,
+        &users[3],
+        eve.client,
+        "/v1/mls/commit-bundles",
+        eve_bundle.encode(),
+    )
+    .await;
+    assert_eq!((st, label(&v)), (403, "access-denied"), "{v}");
+    // A commit of a group no conversation has.
+    let mut other = ann
+        .mls
+        .create_group_with_id(
+            vec![7; 16],
+            ExtensionList::new(),
+            ExtensionList::new(),
+            None,
+        )
+        .expect("group");
+    let out = other.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[0], ann.client, &out).await;
+    assert_eq!((st, label(&v)), (404, "no-conversation"), "{v}");
+    // A proposal sent as a message: not taken.
+    let proposal = group.propose_update(Vec::new()).expect("proposal");
+    let (st, v) = post_mls(
+        s,
+        &users[0],
+        ann.client,
+        "/v1/mls/messages",
+        bytes(&proposal),
+    )
+    .await;
+    assert_eq!((st, label(&v)), (400, "mls-unsupported-proposal"), "{v}");
+    // Eve cannot read the group info either.
+    let (st, v) = s
+        .get(
+            &format!("/v1/conversations/localhost/{id}/groupinfo"),
+            &users[3].token,
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (403, "access-denied"), "{v}");
+    // Nothing moved: still epoch 1, Ann and Bob.
+    let v = conversation(s, &users[0], &id).await;
+    assert_eq!(v["epoch"].as_u64(), Some(1), "{v}");
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(2), "{v}");
 }

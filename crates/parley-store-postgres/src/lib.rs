@@ -106,7 +106,7 @@ impl Dialect for PostgresStore {
     /// that are gone get none): the heads are locked in (user, device) order first, as
     /// everywhere, then advanced and the events inserted from arrays.
     async fn enqueue_many(
-        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: Option<i64>, at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: &[Option<i64>], at: i64,
     ) -> StoreResult<Vec<Delivered>> {
         if outgoing.is_empty() {
             return Ok(Vec::new());
@@ -114,9 +114,15 @@ impl Dialect for PostgresStore {
         let users: Vec<String> = outgoing.iter().map(|o| o.user.to_string()).collect();
         let clients: Vec<i64> = outgoing.iter().map(|o| client_id(o.client)).collect();
         let payloads: Vec<&str> = outgoing.iter().map(|o| o.payload.as_str()).collect();
+        let shared: Vec<Option<i64>> = if shared.is_empty() {
+            vec![None; outgoing.len()]
+        } else {
+            shared.to_vec()
+        };
         // One round trip: lock the heads in order, advance them, insert the events.
         let stored: Vec<(String, i64, i64)> = sqlx::query_as(
-            "WITH wanted AS (SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS t(u, c, p)), \
+            "WITH wanted AS (SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $5::bigint[]) \
+                 AS t(u, c, p, m)), \
              locked AS (SELECT q.user_id, q.client_id FROM queue_heads q \
                  WHERE (q.user_id, q.client_id) IN (SELECT u, c FROM wanted) \
                  ORDER BY q.user_id COLLATE \"C\", q.client_id FOR UPDATE), \
@@ -124,7 +130,7 @@ impl Dialect for PostgresStore {
                  WHERE q.user_id = l.user_id AND q.client_id = l.client_id \
                  RETURNING q.user_id, q.client_id, q.next_id - 1 AS id) \
              INSERT INTO notifications (user_id, client_id, id, payload, created_at, mls_message) \
-             SELECT b.user_id, b.client_id, b.id, w.p, $4, $5 FROM bumped b \
+             SELECT b.user_id, b.client_id, b.id, w.p, $4, w.m FROM bumped b \
              JOIN wanted w ON w.u = b.user_id AND w.c = b.client_id \
              RETURNING user_id, client_id, id",
         )
@@ -132,7 +138,7 @@ impl Dialect for PostgresStore {
         .bind(&clients)
         .bind(&payloads)
         .bind(at)
-        .bind(shared)
+        .bind(&shared)
         .fetch_all(&mut **tx)
         .await
         .map_err(backend)?;
@@ -177,7 +183,7 @@ impl Dialect for PostgresStore {
                 delivered: None,
             }));
         };
-        let delivered = Self::enqueue_many(&mut tx, outgoing, None, at).await?;
+        let delivered = Self::enqueue_many(&mut tx, outgoing, &[], at).await?;
         tx.commit().await.map_err(backend)?;
         Ok(Some(Posted {
             roster,

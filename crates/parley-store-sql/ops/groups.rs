@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use parley_api::{ClientId, ConversationId, UserId};
 use parley_store::{
-    ConversationRecord, Delivered, GroupCommit, GroupStore, GroupWrite, MemberRecord,
+    ConversationRecord, Delivered, GroupCommit, GroupState, GroupStore, GroupWrite, MemberRecord,
     MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError, StoreResult, with_data,
 };
 
@@ -12,24 +12,26 @@ use super::{Store, Tx};
 use parley_store_sql::Dialect;
 use parley_store_sql::columns::{client_id, parse_client_id, parse_user_id};
 
-/// An `mls_groups` row.
-type GroupRow = (Vec<u8>, i32, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+/// An `mls_groups` row's head.
+type GroupRow = (Vec<u8>, i32, i64, i64);
 
 fn group(conversation: ConversationId, row: GroupRow) -> StoreResult<MlsGroupRecord> {
-    let (group_id, suite, epoch, epoch_at, state, group_info) = row;
+    let (group_id, suite, epoch, epoch_at) = row;
     Ok(MlsGroupRecord {
         conversation,
         group_id,
         suite: u16::try_from(suite).map_err(|_| StoreError::Backend(format!("suite {suite}")))?,
-        epoch: u64::try_from(epoch).map_err(|_| StoreError::Backend(format!("epoch {epoch}")))?,
+        epoch: read_epoch(epoch)?,
         epoch_at,
-        state,
-        group_info,
     })
 }
 
 fn epoch(e: u64) -> StoreResult<i64> {
     i64::try_from(e).map_err(|_| StoreError::Backend(format!("epoch {e}")))
+}
+
+fn read_epoch(e: i64) -> StoreResult<u64> {
+    u64::try_from(e).map_err(|_| StoreError::Backend(format!("epoch {e}")))
 }
 
 impl Store {
@@ -50,8 +52,7 @@ impl Store {
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err(Store::error)?;
-        e.map(|e| u64::try_from(e).map_err(|_| StoreError::Backend(format!("epoch {e}"))))
-            .transpose()
+        e.map(read_epoch).transpose()
     }
 
     /// The group's devices, read inside `tx`, in (user, device) order.
@@ -75,41 +76,64 @@ impl Store {
         Ok(devices)
     }
 
-    /// Stores `message` once and queues it for `devices` (those still
-    /// there); the events, with their data, for live delivery.
-    async fn queue_shared(
-        tx: &mut Tx, conversation: ConversationId, devices: &[(UserId, ClientId)],
-        message: SharedMessage<'_>, at: i64,
+    /// Stores each message once and queues it for its devices (those still
+    /// there; a device appears under one message at most), all in one
+    /// enqueue, so that the queue heads are locked in the one order every
+    /// fan-out uses; the events, with their data, for live delivery.
+    async fn queue_messages(
+        tx: &mut Tx, conversation: ConversationId, at: i64,
+        messages: &[(SharedMessage<'_>, &[(UserId, ClientId)])],
     ) -> StoreResult<Vec<Delivered>> {
-        if devices.is_empty() {
-            return Ok(Vec::new());
+        let mut rows: Vec<(Outgoing, i64, usize)> = Vec::new();
+        for (index, (message, devices)) in messages.iter().enumerate() {
+            if devices.is_empty() {
+                continue;
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO mls_messages (conversation_id, data, created_at) \
+                 VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(conversation.to_string())
+            .bind(message.data)
+            .bind(at)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(Store::error)?;
+            rows.extend(devices.iter().map(|&(user, client)| {
+                let payload = message.payload.to_owned();
+                (
+                    Outgoing {
+                        user,
+                        client,
+                        payload,
+                    },
+                    id,
+                    index,
+                )
+            }));
         }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO mls_messages (conversation_id, data, created_at) VALUES ($1, $2, $3) \
-             RETURNING id",
-        )
-        .bind(conversation.to_string())
-        .bind(message.data)
-        .bind(at)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(Store::error)?;
-        let mut outgoing: Vec<Outgoing> = devices
+        rows.sort_by_key(|(o, _, _)| (o.user.to_string(), o.client));
+        let shared: Vec<Option<i64>> = rows.iter().map(|(_, id, _)| Some(*id)).collect();
+        let order: Vec<((UserId, ClientId), usize)> = rows
             .iter()
-            .map(|&(user, client)| Outgoing {
-                user,
-                client,
-                payload: message.payload.to_owned(),
-            })
+            .map(|(o, _, index)| ((o.user, o.client), *index))
             .collect();
-        // Heads are locked in the order every fan-out locks them.
-        outgoing.sort_by_key(|o| (o.user.to_string(), o.client));
-        let delivered = Store::enqueue_many(tx, outgoing, Some(id), at).await?;
+        let outgoing = rows.into_iter().map(|(o, _, _)| o).collect();
+        let delivered = Store::enqueue_many(tx, outgoing, &shared, at).await?;
+        // Delivered events keep the order of the outgoing ones, less the
+        // devices that are gone.
+        let mut order = order.into_iter();
         Ok(delivered
             .into_iter()
-            .map(|d| Delivered {
-                payload: with_data(&d.payload, message.data),
-                ..d
+            .map(|d| {
+                let index = order
+                    .by_ref()
+                    .find(|(device, _)| *device == (d.user, d.client))
+                    .map_or(0, |(_, index)| index);
+                Delivered {
+                    payload: with_data(&d.payload, messages[index].0.data),
+                    ..d
+                }
             })
             .collect())
     }
@@ -124,16 +148,14 @@ impl GroupStore for Store {
         let (_guard, mut tx) = self.write_tx().await?;
         Self::insert_conversation(&mut tx, conversation, &[creator]).await?;
         sqlx::query(
-            "INSERT INTO mls_groups (conversation_id, group_id, suite, epoch, epoch_at, state, \
-             group_info) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO mls_groups (conversation_id, group_id, suite, epoch, epoch_at) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(conversation.id.to_string())
         .bind(&g.group_id)
         .bind(i32::from(g.suite))
         .bind(epoch(g.epoch)?)
         .bind(g.epoch_at)
-        .bind(&g.state)
-        .bind(&g.group_info)
         .execute(&mut *tx)
         .await
         .map_err(Store::error)?;
@@ -143,14 +165,33 @@ impl GroupStore for Store {
 
     async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
         let row: Option<GroupRow> = sqlx::query_as(
-            "SELECT group_id, suite, epoch, epoch_at, state, group_info FROM mls_groups \
-             WHERE conversation_id = $1",
+            "SELECT group_id, suite, epoch, epoch_at FROM mls_groups WHERE conversation_id = $1",
         )
         .bind(conversation.to_string())
         .fetch_optional(self.pool())
         .await
         .map_err(Store::error)?;
         row.map(|r| group(conversation, r)).transpose()
+    }
+
+    async fn mls_group_state(
+        &self, conversation: ConversationId,
+    ) -> StoreResult<Option<GroupState>> {
+        let row: Option<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT epoch, state, group_info FROM mls_groups WHERE conversation_id = $1",
+        )
+        .bind(conversation.to_string())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(Store::error)?;
+        match row {
+            Some((e, Some(state), Some(group_info))) => Ok(Some(GroupState {
+                epoch: read_epoch(e)?,
+                state,
+                group_info,
+            })),
+            _ => Ok(None),
+        }
     }
 
     async fn group_devices(
@@ -221,13 +262,17 @@ impl GroupStore for Store {
         }
         Self::insert_members(&mut tx, c.conversation, c.join).await?;
         let before: Vec<_> = devices.into_iter().filter(|d| *d != c.sender).collect();
-        let mut delivered =
-            Self::queue_shared(&mut tx, c.conversation, &before, c.commit, c.at).await?;
+        let welcomed: Vec<_> = c
+            .added
+            .iter()
+            .copied()
+            .filter(|d| *d != c.sender && !before.contains(d))
+            .collect();
+        let mut messages = vec![(c.commit, before.as_slice())];
         if let Some(welcome) = c.welcome {
-            let to: Vec<_> = c.added.iter().copied().filter(|d| *d != c.sender).collect();
-            delivered
-                .extend(Self::queue_shared(&mut tx, c.conversation, &to, welcome, c.at).await?);
+            messages.push((welcome, welcomed.as_slice()));
         }
+        let delivered = Self::queue_messages(&mut tx, c.conversation, c.at, &messages).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(GroupWrite::Done(delivered))
     }
@@ -248,7 +293,7 @@ impl GroupStore for Store {
             return Ok(GroupWrite::NotMember);
         }
         let to: Vec<_> = devices.into_iter().filter(|d| *d != sender).collect();
-        let delivered = Self::queue_shared(&mut tx, conversation, &to, message, at).await?;
+        let delivered = Self::queue_messages(&mut tx, conversation, at, &[(message, &to)]).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(GroupWrite::Done(delivered))
     }

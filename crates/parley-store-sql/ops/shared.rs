@@ -123,7 +123,7 @@ impl Store {
             }
         }
         outgoing.sort_by_key(|o| (o.user.to_string(), o.client));
-        Store::enqueue_many(tx, outgoing, None, at).await?;
+        Store::enqueue_many(tx, outgoing, &[], at).await?;
         Ok(())
     }
 

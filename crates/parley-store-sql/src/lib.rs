@@ -51,10 +51,10 @@ pub trait Dialect: Send + Sync + std::fmt::Debug + 'static {
     /// A transaction for a change.
     async fn write_tx(&self) -> StoreResult<(Self::Guard, Tx<Self>)>;
     /// Appends one event to each of many devices' queues (devices that are gone
-    /// get none), locking queue heads in (user, device) order. `shared` names
-    /// the `mls_messages` row every event refers to, if any.
+    /// get none), locking queue heads in (user, device) order. `shared` is
+    /// empty, or names for each event the `mls_messages` row it refers to.
     async fn enqueue_many(
-        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: Option<i64>, at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: &[Option<i64>], at: i64,
     ) -> StoreResult<Vec<Delivered>>;
     /// Delivers a message (`ConversationStore::post`).
     async fn deliver(

@@ -142,7 +142,7 @@ async fn post_one(tx: &mut Tx<SqliteStore>, job: &PostJob) -> StoreResult<Option
             delivered: None,
         }));
     };
-    let delivered = SqliteStore::enqueue_many(tx, outgoing, None, job.at).await?;
+    let delivered = SqliteStore::enqueue_many(tx, outgoing, &[], job.at).await?;
     Ok(Some(Posted {
         roster,
         delivered: Some(delivered),
@@ -227,7 +227,7 @@ impl Dialect for SqliteStore {
     /// that are gone get none): the rows travel as one JSON parameter, which keeps a
     /// 50-member fan-out from paying for 100 statements.
     async fn enqueue_many(
-        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: Option<i64>, at: i64,
+        tx: &mut Tx<Self>, outgoing: Vec<Outgoing>, shared: &[Option<i64>], at: i64,
     ) -> StoreResult<Vec<Delivered>> {
         if outgoing.is_empty() {
             return Ok(Vec::new());
@@ -251,11 +251,12 @@ impl Dialect for SqliteStore {
             heads.into_iter().map(|(u, c, id)| ((u, c), id)).collect();
         let mut rows = Vec::with_capacity(outgoing.len());
         let mut delivered = Vec::with_capacity(outgoing.len());
-        for (o, key) in outgoing.into_iter().zip(keys) {
+        for (i, (o, key)) in outgoing.into_iter().zip(keys).enumerate() {
             let Some(id) = ids.get(&key).copied() else {
                 continue;
             };
-            rows.push(serde_json::json!([key.0, key.1, id, o.payload]));
+            let refers = shared.get(i).copied().flatten();
+            rows.push(serde_json::json!([key.0, key.1, id, o.payload, refers]));
             delivered.push(Delivered {
                 user: o.user,
                 client: o.client,
@@ -267,11 +268,11 @@ impl Dialect for SqliteStore {
             serde_json::to_string(&rows).map_err(|e| StoreError::Backend(e.to_string()))?;
         sqlx::query(
             "INSERT INTO notifications (user_id, client_id, id, payload, created_at, mls_message) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $1, $3 FROM json_each($2)",
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, $1, value ->> 4 \
+             FROM json_each($2)",
         )
         .bind(at)
         .bind(&rows_json)
-        .bind(shared)
         .execute(&mut **tx)
         .await
         .map_err(backend)?;

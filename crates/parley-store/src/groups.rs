@@ -12,8 +12,9 @@ use parley_api::{ClientId, ConversationId, UserId};
 
 use crate::{ConversationRecord, Delivered, MemberRecord, Notify, StoreResult};
 
-/// An MLS conversation's group.
-#[derive(Clone, PartialEq, Eq)]
+/// An MLS conversation's group, as far as a conversation shows it (its
+/// state is read apart: [`GroupStore::mls_group_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MlsGroupRecord {
     /// Its conversation.
     pub conversation: ConversationId,
@@ -25,20 +26,28 @@ pub struct MlsGroupRecord {
     pub epoch: u64,
     /// When that epoch began, Unix seconds.
     pub epoch_at: i64,
-    /// The server's observer state (`None` at epoch 0).
-    pub state: Option<Vec<u8>>,
-    /// The latest group info, for external joins (`None` at epoch 0).
-    pub group_info: Option<Vec<u8>>,
 }
 
-impl std::fmt::Debug for MlsGroupRecord {
+/// What the server keeps of a group once its creator committed: its
+/// observer's state and the latest group info (each as large as the ratchet
+/// tree).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GroupState {
+    /// The epoch they are of.
+    pub epoch: u64,
+    /// The server's observer state.
+    pub state: Vec<u8>,
+    /// The latest group info, for external joins.
+    pub group_info: Vec<u8>,
+}
+
+impl std::fmt::Debug for GroupState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MlsGroupRecord")
-            .field("conversation", &self.conversation)
-            .field("suite", &self.suite)
+        f.debug_struct("GroupState")
             .field("epoch", &self.epoch)
-            .field("state_bytes", &self.state.as_ref().map(Vec::len))
-            .finish_non_exhaustive()
+            .field("state_bytes", &self.state.len())
+            .field("group_info_bytes", &self.group_info.len())
+            .finish()
     }
 }
 
@@ -110,6 +119,10 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> StoreResult<()>;
     /// A conversation's group, if it is an MLS conversation.
     async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>>;
+    /// A group's state, once its creator committed.
+    async fn mls_group_state(
+        &self, conversation: ConversationId,
+    ) -> StoreResult<Option<GroupState>>;
     /// The devices in a conversation's group, in (user, device) order.
     async fn group_devices(
         &self, conversation: ConversationId,

@@ -18,7 +18,9 @@ pub mod conformance;
 mod groups;
 pub mod memory;
 
-pub use groups::{GroupCommit, GroupStore, GroupWrite, MlsGroupRecord, SharedMessage, with_data};
+pub use groups::{
+    GroupCommit, GroupState, GroupStore, GroupWrite, MlsGroupRecord, SharedMessage, with_data,
+};
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]

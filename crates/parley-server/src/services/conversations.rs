@@ -167,9 +167,14 @@ impl Conversations {
         })
     }
 
-    /// Refuses a Proteus message to an MLS conversation.
-    pub async fn require_proteus(&self, id: ConversationId) -> ApiResult<()> {
+    /// Refuses a Proteus message to an MLS conversation (a non-member as a
+    /// non-member, so that what the conversation is does not show).
+    pub async fn require_proteus(&self, me: UserId, id: ConversationId) -> ApiResult<()> {
         if self.groups.group(id).await?.is_some() {
+            let members = self.store.members(id).await?;
+            if members.iter().all(|m| m.user != me) {
+                return Err(not_a_member());
+            }
             return Err(commit_required());
         }
         Ok(())
@@ -336,8 +341,6 @@ impl Conversations {
             suite: suite.0,
             epoch: 0,
             epoch_at: now,
-            state: None,
-            group_info: None,
         };
         let conversation = self.to_api(Loaded {
             record: record.clone(),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use parley_api::{ClientId, ConversationId, UserId};
 use parley_store::{
-    ConversationRecord, GroupCommit, GroupStore, GroupWrite, MemberRecord, MlsGroupRecord, Notify,
-    SharedMessage, StoreResult,
+    ConversationRecord, GroupCommit, GroupState, GroupStore, GroupWrite, MemberRecord,
+    MlsGroupRecord, Notify, SharedMessage, StoreResult,
 };
 
 /// The groups of MLS conversations.
@@ -27,6 +27,11 @@ impl Groups {
     /// A conversation's group, if it is an MLS conversation.
     pub async fn group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
         self.store.mls_group(conversation).await
+    }
+
+    /// A group's state and latest group info, once its creator committed.
+    pub async fn state(&self, conversation: ConversationId) -> StoreResult<Option<GroupState>> {
+        self.store.mls_group_state(conversation).await
     }
 
     /// The devices in a conversation's group.

@@ -226,7 +226,7 @@ impl Messages {
         // only a 1:1 needs its members up front, for the block check (a group
         // needs the sender's blocks).
         let record = self.conversations.record(domain, id).await?;
-        self.conversations.require_proteus(id).await?;
+        self.conversations.require_proteus(me, id).await?;
         if !self.clients.exists(me, req.sender).await? {
             return Err(ApiError::forbidden(
                 "unknown-client",

@@ -42,8 +42,6 @@ async fn mls_conversation(s: &dyn Store, tag: &str) -> (User, User, Conversation
         suite: 2,
         epoch: 0,
         epoch_at: 1_700_000_000,
-        state: None,
-        group_info: None,
     };
     let admin = MemberRecord {
         user: a.id,
@@ -53,6 +51,7 @@ async fn mls_conversation(s: &dyn Store, tag: &str) -> (User, User, Conversation
         .await
         .expect("create");
     assert_eq!(s.mls_group(conv.id).await.expect("group"), Some(record));
+    assert_eq!(s.mls_group_state(conv.id).await.expect("state"), None);
     (a, b, conv)
 }
 
@@ -122,8 +121,14 @@ pub(super) async fn mls_groups(s: &dyn Store) {
     assert_eq!(newest(s, &b, 2).await, Some(welcome));
     let group = s.mls_group(conv.id).await.expect("group").expect("there");
     assert_eq!((group.epoch, group.epoch_at), (1, 1_700_000_100));
-    assert_eq!(group.state.as_deref(), Some(&b"state"[..]));
-    assert_eq!(group.group_info.as_deref(), Some(&b"info"[..]));
+    let state = s
+        .mls_group_state(conv.id)
+        .await
+        .expect("state")
+        .expect("there");
+    assert_eq!(state.epoch, 1);
+    assert_eq!(state.state, b"state");
+    assert_eq!(state.group_info, b"info");
     let mut devices = s.group_devices(conv.id).await.expect("devices");
     devices.sort();
     let mut all = added.to_vec();

@@ -9,7 +9,7 @@ use parley_api::{ClientId, ConversationId, UserId};
 
 use super::{MemoryStore, State};
 use crate::{
-    ConversationRecord, Delivered, GroupCommit, GroupStore, GroupWrite, MemberRecord,
+    ConversationRecord, Delivered, GroupCommit, GroupState, GroupStore, GroupWrite, MemberRecord,
     MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult, with_data,
 };
 
@@ -57,6 +57,12 @@ impl GroupStore for MemoryStore {
         self.with(|s| Ok(s.groups.get(&conversation).cloned()))
     }
 
+    async fn mls_group_state(
+        &self, conversation: ConversationId,
+    ) -> StoreResult<Option<GroupState>> {
+        self.with(|s| Ok(s.group_states.get(&conversation).cloned()))
+    }
+
     async fn group_devices(
         &self, conversation: ConversationId,
     ) -> StoreResult<Vec<(UserId, ClientId)>> {
@@ -99,8 +105,14 @@ impl GroupStore for MemoryStore {
                 .expect("checked above");
             group.epoch = commit.epoch;
             group.epoch_at = commit.at;
-            group.state = Some(commit.state.to_vec());
-            group.group_info = Some(commit.group_info.to_vec());
+            s.group_states.insert(
+                commit.conversation,
+                GroupState {
+                    epoch: commit.epoch,
+                    state: commit.state.to_vec(),
+                    group_info: commit.group_info.to_vec(),
+                },
+            );
             let row = s
                 .conversations
                 .get_mut(&commit.conversation)
@@ -122,7 +134,7 @@ impl GroupStore for MemoryStore {
                     .added
                     .iter()
                     .copied()
-                    .filter(|d| *d != commit.sender)
+                    .filter(|d| *d != commit.sender && !before.contains(d))
                     .collect();
                 delivered.extend(s.enqueue_shared(&to, welcome, commit.at));
             }

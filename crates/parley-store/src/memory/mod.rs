@@ -107,6 +107,8 @@ struct State {
     key_packages: BTreeMap<Vec<u8>, KeyPackageRecord>,
     /// MLS conversations' groups (each beside its conversation).
     groups: BTreeMap<ConversationId, crate::MlsGroupRecord>,
+    /// Each group's state, once its creator committed.
+    group_states: BTreeMap<ConversationId, crate::GroupState>,
     /// The devices in each group.
     group_devices: BTreeMap<ConversationId, std::collections::BTreeSet<(UserId, ClientId)>>,
 }

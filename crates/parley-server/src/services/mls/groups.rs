@@ -16,10 +16,16 @@
 //!   a user already in the conversation;
 //! - its group info describes the new epoch exactly (so external joins work).
 //!
-//! The conversation's members always equal the users in the group. A message
-//! (application or proposal) is stored once and queued for every device in
-//! the group but the sender, if it is of the current epoch or one of the
-//! three before.
+//! The conversation's members follow the group: a user whose first device a
+//! commit adds joins, one whose last device it removes leaves. Removing a
+//! device that no longer exists is any member's to do. An application
+//! message is stored once and queued for every device in the group but the
+//! sender, if it is of the current epoch or one of the three before.
+//! Proposals by reference are refused for now (`mls-unsupported-proposal`):
+//! the server would have to follow them to check the commit that uses them.
+//!
+//! The checks' CPU work runs off the runtime's threads, one per core at a
+//! time, and a device may post 100 commits in five minutes.
 //!
 //! The group's first commit comes from its creator at epoch 0, when the
 //! server has no state yet: the server starts following the group from the
@@ -32,7 +38,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use parley_api::{ClientId, ConversationId, EventPayload, MlsSent, Role, UserId};
 use parley_mls::delivery::{
-    AppliedCommit, CommitBundle, DeliveryError, Leaf, MessageIn, TrackedGroup,
+    AppliedCommit, CommitBundle, DeliveryError, Leaf, MessageIn, MessageKind, TrackedGroup,
 };
 use parley_mls::{CipherSuite, DeviceIdentity};
 use parley_store::{GroupCommit, GroupWrite, MemberRecord, MlsGroupRecord, SharedMessage};
@@ -43,10 +49,12 @@ use crate::services::notifications::payload;
 
 /// The largest commit bundle accepted: a commit adding hundreds of devices
 /// carries a welcome entry per device and the whole ratchet tree.
-pub(crate) const MAX_COMMIT_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
+/// (2 MiB, axum's own limit for a body read whole, holds a tree of well over
+/// a thousand devices.)
+pub(crate) const MAX_COMMIT_BUNDLE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The largest group message accepted.
-pub(crate) const MAX_GROUP_MESSAGE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_GROUP_MESSAGE_BYTES: usize = crate::transport::MAX_BODY_BYTES;
 
 /// Epochs before the current one whose messages are still delivered
 /// (members keep that many past epochs to read them).
@@ -73,7 +81,10 @@ fn identity_mismatch(message: impl Into<String>) -> ApiError {
 }
 
 fn not_in_group() -> ApiError {
-    ApiError::forbidden("mls-not-member", "the sending device is not in this group")
+    ApiError::forbidden(
+        "access-denied",
+        "the sending device is not in this conversation's group",
+    )
 }
 
 /// The conversation a group id names (its 16 bytes are the conversation's id).
@@ -119,53 +130,47 @@ impl Mls {
         if group.group_id != group_id {
             return Err(no_group());
         }
+        self.commits
+            .check(&format!("{me}/{device}"), self.core.clock.now())
+            .map_err(ApiError::rate_limited)?;
         let now = u64::try_from(self.core.clock.now()).unwrap_or_default();
         let suite = CipherSuite(group.suite);
-        // Signature checks are CPU work: one per core at a time.
-        let _permit = self
+        let state = self.groups.state(conversation).await?;
+        if state.as_ref().is_some_and(|st| st.epoch != group.epoch) {
+            // A commit landed between the two reads: the caller retries.
+            return Err(stale(group.epoch.max(state.map_or(0, |st| st.epoch))));
+        }
+        if state.is_none() && me != loaded.record.creator {
+            return Err(ApiError::forbidden(
+                "action-denied",
+                "the group's creator makes its first commit",
+            ));
+        }
+        let sender = self.identity(me, device);
+        // Signature and tree checks are CPU work: off the runtime's threads,
+        // one per core at a time.
+        let permit = self
             .checking
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("the semaphore stays open");
-        let (tracked, applied) = match &group.state {
-            None => {
-                if me != loaded.record.creator {
-                    return Err(ApiError::forbidden(
-                        "action-denied",
-                        "the group's creator makes its first commit",
-                    ));
-                }
-                let tracked = TrackedGroup::start(&bundle.group_info, &group_id, suite, now)
-                    .map_err(|e| refused(&e))?;
-                let sender = self.identity(me, device);
-                let leaves = tracked.members().map_err(|e| refused(&e))?;
-                let committer = leaves
-                    .iter()
-                    .find(|l| l.device == sender)
-                    .cloned()
-                    .ok_or_else(|| identity_mismatch("the calling device is not in the group"))?;
-                let applied = AppliedCommit {
-                    epoch: tracked.epoch(),
-                    committer,
-                    external: false,
-                    added: leaves,
-                    removed: Vec::new(),
-                    rekeyed: Vec::new(),
-                };
-                (tracked, applied)
-            }
-            Some(state) => {
-                let mut tracked = TrackedGroup::load(state)
-                    .map_err(|e| ApiError::internal(format!("a stored group state: {e}")))?;
-                let applied = tracked
-                    .apply_commit(&bundle.commit, now)
-                    .map_err(|e| refused(&e))?;
-                tracked
-                    .check_group_info(&bundle.group_info, now)
-                    .map_err(|e| refused(&e))?;
-                (tracked, applied)
-            }
-        };
+        let (commit, group_info) = (bundle.commit.clone(), bundle.group_info.clone());
+        let verified = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify(
+                state.map(|st| st.state),
+                &commit,
+                &group_info,
+                &group_id,
+                suite,
+                &sender,
+                now,
+            )
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("commit verification: {e}")))?;
+        let (tracked, applied) = verified?;
         if applied.committer.device != self.identity(me, device) {
             return Err(identity_mismatch("the commit was made by another device"));
         }
@@ -173,7 +178,15 @@ impl Mls {
             loaded.members.iter().map(|m| (m.user, m.role)).collect();
         self.check_commit(me, suite, &roles, &tracked, &applied)
             .await?;
-        let (join, leave) = membership(me, &roles, &tracked)?;
+        let (join, leave) = membership(&roles, &tracked, &applied)?;
+        let max = self.core.settings.max_conversation_members;
+        // Those who leave are members: no underflow.
+        if roles.len() + join.len() - leave.len() > max {
+            return Err(ApiError::forbidden(
+                "too-many-members",
+                format!("a conversation has at most {max} members"),
+            ));
+        }
         let device_of = |l: &Leaf| (l.device.user, l.device.client);
         let added: Vec<_> = applied.added.iter().map(device_of).collect();
         let removed: Vec<_> = applied.removed.iter().map(device_of).collect();
@@ -264,7 +277,15 @@ impl Mls {
             .chain(&applied.removed)
             .map(|l| l.device.user)
             .collect();
-        let others = touched.iter().any(|u| *u != me);
+        // Removing a device that no longer exists (its account or the device
+        // was deleted) is any member's to do.
+        let mut others = applied.added.iter().any(|l| l.device.user != me);
+        for leaf in applied.removed.iter().filter(|l| l.device.user != me) {
+            others |= self
+                .clients
+                .exists(leaf.device.user, leaf.device.client)
+                .await?;
+        }
         if applied.external {
             if !roles.contains_key(&me) || others {
                 return Err(ApiError::forbidden(
@@ -357,11 +378,14 @@ impl Mls {
             )));
         }
         let message = MessageIn(body).classify().map_err(|e| refused(&e))?;
-        let conversation = conversation_of(&message.group_id)?;
-        let (_, group) = self.member_group(me, conversation).await?;
-        if group.group_id != message.group_id {
-            return Err(no_group());
+        if message.kind != MessageKind::Application {
+            return Err(ApiError::bad_request(
+                "mls-unsupported-proposal",
+                "proposals by reference are not taken yet: commit the change with its \
+                 proposals inline",
+            ));
         }
+        let conversation = conversation_of(&message.group_id)?;
         let event = payload(&EventPayload::MlsMessageAdd {
             conversation: self.core.qualified(conversation),
             from: me,
@@ -370,6 +394,8 @@ impl Mls {
         });
         let data = B64.encode(body);
         let at = self.core.clock.now();
+        // The store checks, under the conversation's lock, that the group
+        // exists, the epoch is recent and the sending device is in the group.
         let write = self
             .groups
             .post(
@@ -383,10 +409,14 @@ impl Mls {
                 },
                 at,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                parley_store::StoreError::NotFound => no_group(),
+                other => other.into(),
+            })?;
         self.delivered(write, at)?;
         Ok(MlsSent {
-            epoch: group.epoch.max(message.epoch),
+            epoch: message.epoch,
         })
     }
 
@@ -396,8 +426,9 @@ impl Mls {
         &self, me: UserId, domain: &str, conversation: ConversationId,
     ) -> ApiResult<Vec<u8>> {
         self.core.local(domain)?;
-        let (_, group) = self.member_group(me, conversation).await?;
-        group.group_info.ok_or_else(|| {
+        self.member_group(me, conversation).await?;
+        let state = self.groups.state(conversation).await?;
+        state.map(|st| st.group_info).ok_or_else(|| {
             ApiError::not_found(
                 "mls-missing-group-info",
                 "the group has no group info yet: its creator has not committed",
@@ -406,11 +437,12 @@ impl Mls {
     }
 }
 
-/// The conversation's membership after a commit: the users in the group.
-/// Users who come join as members; users whose last device went leave. The
-/// caller stays in (MLS has no self-removal by commit).
+/// The conversation's membership after a commit: users whose first device
+/// the commit adds join (as members); users whose last device it removes
+/// leave. Users it does not touch stay as they are, so a user whose account
+/// is gone is never brought back.
 fn membership(
-    me: UserId, roles: &BTreeMap<UserId, Role>, tracked: &TrackedGroup,
+    roles: &BTreeMap<UserId, Role>, tracked: &TrackedGroup, applied: &AppliedCommit,
 ) -> ApiResult<(Vec<MemberRecord>, Vec<UserId>)> {
     let in_group: BTreeSet<UserId> = tracked
         .members()
@@ -418,18 +450,70 @@ fn membership(
         .into_iter()
         .map(|l| l.device.user)
         .collect();
-    let join = in_group
+    let join: BTreeSet<UserId> = applied
+        .added
         .iter()
+        .map(|l| l.device.user)
         .filter(|u| !roles.contains_key(u))
-        .map(|&user| MemberRecord {
-            user,
-            role: Role::Member,
-        })
         .collect();
-    let leave = roles
-        .keys()
-        .filter(|u| **u != me && !in_group.contains(u))
-        .copied()
+    let leave: BTreeSet<UserId> = applied
+        .removed
+        .iter()
+        .map(|l| l.device.user)
+        .filter(|u| roles.contains_key(u) && !in_group.contains(u))
         .collect();
-    Ok((join, leave))
+    Ok((
+        join.into_iter()
+            .map(|user| MemberRecord {
+                user,
+                role: Role::Member,
+            })
+            .collect(),
+        leave.into_iter().collect(),
+    ))
+}
+
+/// The CPU part of a commit's check (see the module's documentation): from
+/// the stored state, or at epoch 0 from the commit's group info.
+fn verify(
+    state: Option<Vec<u8>>, commit: &[u8], group_info: &[u8], group_id: &[u8], suite: CipherSuite,
+    sender: &DeviceIdentity, now: u64,
+) -> ApiResult<(TrackedGroup, AppliedCommit)> {
+    let Some(state) = state else {
+        // The creator's first commit: the server follows the group from the
+        // group info of epoch 1, which the commit from epoch 0 made.
+        if parley_mls::delivery::epoch_of(commit).map_err(|e| refused(&e))? != 0 {
+            return Err(stale(0));
+        }
+        let tracked =
+            TrackedGroup::start(group_info, group_id, suite, now).map_err(|e| refused(&e))?;
+        if tracked.epoch() != 1 {
+            return Err(ApiError::bad_request(
+                "mls-group-info-mismatch",
+                "the first commit makes epoch 1: its group info must be of epoch 1",
+            ));
+        }
+        let leaves = tracked.members().map_err(|e| refused(&e))?;
+        let committer = leaves
+            .iter()
+            .find(|l| l.device == *sender)
+            .cloned()
+            .ok_or_else(|| identity_mismatch("the calling device is not in the group"))?;
+        let applied = AppliedCommit {
+            epoch: 1,
+            committer,
+            external: false,
+            added: leaves,
+            removed: Vec::new(),
+            rekeyed: Vec::new(),
+        };
+        return Ok((tracked, applied));
+    };
+    let mut tracked = TrackedGroup::load(&state)
+        .map_err(|e| ApiError::internal(format!("a stored group state: {e}")))?;
+    let applied = tracked.apply_commit(commit, now).map_err(|e| refused(&e))?;
+    tracked
+        .check_group_info(group_info, now)
+        .map_err(|e| refused(&e))?;
+    Ok((tracked, applied))
 }

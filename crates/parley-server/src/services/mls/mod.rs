@@ -51,6 +51,9 @@ const MAX_KEY_PACKAGE_BYTES: usize = 16 * 1024;
 /// Uploads one device may make in five minutes.
 const UPLOADS_PER_DEVICE: u32 = 30;
 
+/// Commit bundles one device may post in five minutes.
+const COMMITS_PER_DEVICE: u32 = 100;
+
 /// The MLS service.
 #[derive(Clone, Debug)]
 pub struct Mls {
@@ -64,6 +67,8 @@ pub struct Mls {
     checking: Arc<Semaphore>,
     uploads: Arc<RateLimiter>,
     claims: Arc<RateLimiter>,
+    /// Commit bundles per device.
+    commits: Arc<RateLimiter>,
 }
 
 fn client_not_found() -> ApiError {
@@ -118,6 +123,7 @@ impl Mls {
             groups,
             checking: Arc::new(Semaphore::new(cores)),
             uploads: Arc::new(RateLimiter::new(UPLOADS_PER_DEVICE, 300)),
+            commits: Arc::new(RateLimiter::new(COMMITS_PER_DEVICE, 300)),
             claims,
         }
     }
