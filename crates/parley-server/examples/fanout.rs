@@ -28,7 +28,7 @@ use anyhow::Context;
 use base64::Engine as _;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use parley_api::{Client, ClientId, Prekey};
+use parley_api::ClientId;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -52,7 +52,7 @@ struct Args {
 }
 
 mod common;
-use common::{PASSWORD, connect, register};
+use common::{connect, register};
 
 /// The clock every latency is measured on (senders and receivers share it).
 fn since_start() -> u64 {
@@ -75,25 +75,10 @@ struct Device {
 
 async fn device(http: &reqwest::Client, a: &Args, email: &str) -> anyhow::Result<Device> {
     let token = register(http, &a.server.url, &a.server.data_dir, email).await?;
-    let key = Prekey {
-        id: 65535,
-        key: "cHJla2V5".into(),
-    };
-    let client: Client = http
-        .post(format!("{}/v1/clients", a.server.url))
-        .bearer_auth(&token.access_token)
-        .json(
-            &json!({"type": "permanent", "class": "desktop", "password": PASSWORD,
-            "prekeys": [], "last_prekey": key}),
-        )
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let client = common::add_device(http, &a.server.url, &token.access_token).await?;
     Ok(Device {
         user: token.user,
-        client: client.id,
+        client,
         token: token.access_token,
     })
 }
@@ -412,12 +397,9 @@ async fn idle_memory(http: &reqwest::Client, a: &Args, run: &str, pid: u32) -> a
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::install_tls();
     since_start();
     let a = Args::parse();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.concurrency)
-        .build()?;
+    let http = common::http(a.concurrency)?;
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
 
     let fsync = fdatasync_rate(&a.server.data_dir)?;

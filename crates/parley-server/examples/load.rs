@@ -88,11 +88,8 @@ fn report(what: &str, (ok, lat, elapsed): (u64, Vec<Duration>, Duration)) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::install_tls();
     let a = Args::parse();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.concurrency)
-        .build()?;
+    let http = common::http(a.concurrency)?;
     let run = uuid::Uuid::new_v4().simple().to_string();
     let owner_email = format!("owner-{run}@load.example");
     let owner = register(&http, &a.server.url, &a.server.data_dir, &owner_email).await?;

@@ -24,13 +24,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use clap::Parser;
 use mls_rs::{ExtensionList, MlsMessage};
-use parley_api::{Client, ClientId, Prekey, UserId};
+use parley_api::{ClientId, UserId};
 use parley_mls::delivery::CommitBundle;
 use parley_mls::{CipherSuite, DeviceIdentity, DeviceKeys};
 use serde_json::json;
 
 mod common;
-use common::{PASSWORD, connect, register};
+use common::{connect, register};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -62,32 +62,17 @@ const LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 async fn device(http: &reqwest::Client, a: &Args, email: &str) -> anyhow::Result<Device> {
     let url = &a.server.url;
     let token = register(http, url, &a.server.data_dir, email).await?;
-    let key = Prekey {
-        id: 65535,
-        key: "cHJla2V5".into(),
-    };
-    let client: Client = http
-        .post(format!("{url}/v1/clients"))
-        .bearer_auth(&token.access_token)
-        .json(
-            &json!({"type": "permanent", "class": "desktop", "password": PASSWORD,
-            "prekeys": [], "last_prekey": key}),
-        )
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let client = common::add_device(http, url, &token.access_token).await?;
     let identity = DeviceIdentity {
         user: token.user,
-        client: client.id,
+        client,
         domain: "localhost".into(),
     };
     let keys = DeviceKeys::generate(identity, CipherSuite::DEFAULT)?;
     let scheme = CipherSuite::DEFAULT
         .signature_scheme()
         .context("a scheme")?;
-    http.put(format!("{url}/v1/clients/{}/mls-public-keys", client.id))
+    http.put(format!("{url}/v1/clients/{client}/mls-public-keys"))
         .bearer_auth(&token.access_token)
         .json(&json!({"mls_public_keys": {scheme.name: B64.encode(keys.public_key())}}))
         .send()
@@ -95,7 +80,7 @@ async fn device(http: &reqwest::Client, a: &Args, email: &str) -> anyhow::Result
         .error_for_status()?;
     Ok(Device {
         user: token.user,
-        client: client.id,
+        client,
         token: token.access_token,
         keys,
     })
@@ -149,11 +134,8 @@ async fn measure(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    common::install_tls();
     let a = Args::parse();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.concurrency)
-        .build()?;
+    let http = common::http(a.concurrency)?;
     let url = a.server.url.clone();
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     println!("registering {} devices", a.devices);

@@ -34,6 +34,8 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+impl parley_store::Store for PostgresStore {}
+
 /// A database error as a store error: a broken uniqueness rule names the
 /// rule, by the constraint the database reports.
 fn backend(e: sqlx::Error) -> StoreError {

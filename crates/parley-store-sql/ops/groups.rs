@@ -226,29 +226,20 @@ impl GroupStore for Store {
         .execute(&mut *tx)
         .await
         .map_err(Store::error)?;
-        for &(user, client) in c.removed {
-            sqlx::query(
-                "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND user_id = $2 \
-                 AND client_id = $3",
-            )
-            .bind(&id)
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        }
-        for &(user, client) in c.added {
-            sqlx::query(
-                "INSERT INTO mls_group_devices (conversation_id, user_id, client_id) \
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(&id)
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
+        let remove = "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND user_id = $2 \
+                      AND client_id = $3";
+        let add = "INSERT INTO mls_group_devices (conversation_id, user_id, client_id) \
+                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        for (sql, devices) in [(remove, c.removed), (add, c.added)] {
+            for &(user, client) in devices {
+                sqlx::query(sql)
+                    .bind(&id)
+                    .bind(user.to_string())
+                    .bind(client_id(client))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Store::error)?;
+            }
         }
         for user in c.leave {
             sqlx::query(

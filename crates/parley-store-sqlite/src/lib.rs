@@ -41,6 +41,8 @@ pub struct SqliteStore {
     deliveries: tokio::sync::mpsc::UnboundedSender<PostJob>,
 }
 
+impl parley_store::Store for SqliteStore {}
+
 /// A delivery waiting for the delivery writer.
 struct PostJob {
     id: ConversationId,

@@ -463,7 +463,8 @@ impl std::fmt::Debug for KeyPackageRecord {
 /// The server's storage: one trait per concept, each owned by one service
 /// (ARCHITECTURE.md says which). Every operation is atomic: it happens
 /// entirely or not at all, whatever runs concurrently. A backend implements
-/// them all; `Store` is their sum, for wiring and for the conformance story.
+/// them all and says so (`impl Store for … {}`); `Store` is their sum, for
+/// wiring and for the conformance story.
 pub trait Store:
     AccountStore
     + DeviceStore
@@ -472,17 +473,6 @@ pub trait Store:
     + ConversationStore
     + MlsStore
     + GroupStore
-{
-}
-
-impl<T> Store for T where
-    T: AccountStore
-        + DeviceStore
-        + QueueStore
-        + ConnectionStore
-        + ConversationStore
-        + MlsStore
-        + GroupStore
 {
 }
 

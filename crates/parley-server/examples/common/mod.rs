@@ -30,6 +30,43 @@ pub(crate) fn install_tls() {
         .ok();
 }
 
+/// An HTTP client keeping `connections` idle connections to the server.
+#[allow(
+    dead_code,
+    reason = "each generator includes this module; not all use it"
+)]
+pub(crate) fn http(connections: usize) -> anyhow::Result<reqwest::Client> {
+    install_tls();
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?)
+}
+
+/// Adds a permanent device with only its last-resort prekey to the account
+/// `token` is of.
+#[allow(
+    dead_code,
+    reason = "each generator includes this module; not all use it"
+)]
+pub(crate) async fn add_device(
+    http: &reqwest::Client, url: &str, token: &str,
+) -> anyhow::Result<parley_api::ClientId> {
+    let key = json!({"id": 65535, "key": "cHJla2V5"});
+    let client: parley_api::Client = http
+        .post(format!("{url}/v1/clients"))
+        .bearer_auth(token)
+        .json(
+            &json!({"type": "permanent", "class": "desktop", "password": PASSWORD,
+            "prekeys": [], "last_prekey": key}),
+        )
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(client.id)
+}
+
 /// The password every load-test account gets.
 pub(crate) const PASSWORD: &str = "Load-test-1!";
 

@@ -86,6 +86,19 @@ impl Loaded {
     }
 }
 
+/// A new group's record, as `me` asked for it.
+fn new_group(me: UserId, name: String, req: &NewConversation, now: i64) -> ConversationRecord {
+    ConversationRecord {
+        id: ConversationId::random(),
+        kind: ConversationKind::Group,
+        name: Some(name),
+        creator: me,
+        message_timer: req.message_timer,
+        receipt_mode: req.receipt_mode,
+        created_at: now,
+    }
+}
+
 fn commit_required() -> ApiError {
     ApiError::conflict(
         "mls-commit-required",
@@ -255,15 +268,7 @@ impl Conversations {
             ));
         }
         let others = self.resolve_users(me, &req.users).await?;
-        let record = ConversationRecord {
-            id: ConversationId::random(),
-            kind: ConversationKind::Group,
-            name: Some(name),
-            creator: me,
-            message_timer: req.message_timer,
-            receipt_mode: req.receipt_mode,
-            created_at: self.core.clock.now(),
-        };
+        let record = new_group(me, name, req, self.core.clock.now());
         let mut members = vec![MemberRecord {
             user: me,
             role: Role::Admin,
@@ -320,15 +325,7 @@ impl Conversations {
             ));
         }
         let now = self.core.clock.now();
-        let record = ConversationRecord {
-            id: ConversationId::random(),
-            kind: ConversationKind::Group,
-            name: Some(name),
-            creator: me,
-            message_timer: req.message_timer,
-            receipt_mode: req.receipt_mode,
-            created_at: now,
-        };
+        let record = new_group(me, name, req, now);
         let creator = MemberRecord {
             user: me,
             role: Role::Admin,
@@ -539,13 +536,12 @@ impl Conversations {
         &self, me: UserId, domain: &str, id: ConversationId, ms: Option<u64>,
     ) -> ApiResult<()> {
         check_timer(ms)?;
-        let c = self.load(domain, id).await?;
-        let event = EventPayload::MessageTimerUpdate {
-            conversation: self.core.qualified(id),
+        let event = |conversation| EventPayload::MessageTimerUpdate {
+            conversation,
             from: me,
             message_timer: ms,
         };
-        self.admin_change(me, &c, ConversationChange::MessageTimer(ms), event)
+        self.set_setting(me, domain, id, ConversationChange::MessageTimer(ms), event)
             .await
     }
 
@@ -554,14 +550,24 @@ impl Conversations {
         &self, me: UserId, domain: &str, id: ConversationId, mode: u8,
     ) -> ApiResult<()> {
         check_receipt_mode(mode)?;
-        let c = self.load(domain, id).await?;
-        let event = EventPayload::ReceiptModeUpdate {
-            conversation: self.core.qualified(id),
+        let event = |conversation| EventPayload::ReceiptModeUpdate {
+            conversation,
             from: me,
             receipt_mode: mode,
         };
-        self.admin_change(me, &c, ConversationChange::ReceiptMode(mode), event)
+        self.set_setting(me, domain, id, ConversationChange::ReceiptMode(mode), event)
             .await
+    }
+
+    /// Applies a setting an admin changes, with the event `event` makes for
+    /// the conversation.
+    async fn set_setting(
+        &self, me: UserId, domain: &str, id: ConversationId, change: ConversationChange,
+        event: impl FnOnce(Qualified<ConversationId>) -> EventPayload,
+    ) -> ApiResult<()> {
+        let c = self.load(domain, id).await?;
+        let event = event(self.core.qualified(id));
+        self.admin_change(me, &c, change, event).await
     }
 
     /// Tells the other members' open sockets that the caller started or stopped

@@ -49,6 +49,8 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+impl crate::Store for MemoryStore {}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
