@@ -232,6 +232,11 @@ pub async fn start_with_store(
         groups,
     );
     let purging_mls = mls.clone();
+    let body_rules = crate::transport::BodyRules {
+        deadline: settings.body_timeout,
+        tokens: core.tokens.clone(),
+        clock: core.clock.clone(),
+    };
     let state = AppState {
         mls,
         messages: Messages::new(
@@ -251,7 +256,7 @@ pub async fn start_with_store(
         stopping: stopping.subscribe(),
     };
     let mut app = router(state).layer(axum::middleware::from_fn_with_state(
-        settings.body_timeout,
+        body_rules,
         crate::transport::bounded_body,
     ));
     if tls.is_some() {

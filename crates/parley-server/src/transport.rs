@@ -140,17 +140,39 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Permitted<I> {
     }
 }
 
-/// Reads the whole request body before the handler runs, within `deadline` and
-/// [`MAX_BODY_BYTES`]: a body sent too slowly gets 408, one too large 413, and
-/// both close the connection (`Connection: close`), since the rest of the body
-/// is still on its way.
+/// What [`bounded_body`] needs: the body deadline, and the token keys and
+/// clock to tell a valid access token before taking a large body.
+#[derive(Clone, Debug)]
+pub(crate) struct BodyRules {
+    /// How long a body may take to arrive.
+    pub deadline: Duration,
+    /// To check an access token.
+    pub tokens: std::sync::Arc<crate::tokens::TokenKeys>,
+    /// The time tokens are checked at.
+    pub clock: crate::clock::Clock,
+}
+
+/// Reads the whole request body before the handler runs, within the deadline
+/// and [`MAX_BODY_BYTES`]: a body sent too slowly gets 408, one too large 413,
+/// and both close the connection (`Connection: close`), since the rest of the
+/// body is still on its way.
 pub(crate) async fn bounded_body(
-    axum::extract::State(deadline): axum::extract::State<Duration>, request: Request, next: Next,
+    axum::extract::State(rules): axum::extract::State<BodyRules>, request: Request, next: Next,
 ) -> Response {
+    let deadline = rules.deadline;
     let (parts, body) = request.into_parts();
     // A commit bundle carries the group's whole ratchet tree and a welcome
-    // entry per added device: its own, larger bound.
-    let limit = if parts.uri.path() == "/v1/mls/commit-bundles" {
+    // entry per added device: its own, larger bound, for a caller with a
+    // valid access token only (no one else makes the server hold that much).
+    let authenticated = || {
+        crate::routes::bearer(&parts.headers).is_some_and(|token| {
+            rules
+                .tokens
+                .verify(token, crate::tokens::Kind::Access, rules.clock.now())
+                .is_ok()
+        })
+    };
+    let limit = if parts.uri.path() == "/v1/mls/commit-bundles" && authenticated() {
         crate::services::mls::groups::MAX_COMMIT_BUNDLE_BYTES
     } else {
         MAX_BODY_BYTES

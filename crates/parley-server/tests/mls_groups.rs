@@ -717,6 +717,31 @@ async fn hostile_commits_change_nothing(s: &TestServer) {
         )
         .await;
     assert_eq!((st.as_u16(), label(&v)), (403, "access-denied"), "{v}");
+    // A large bundle is read only for a caller with a valid token: 300 KiB
+    // of nothing is a protocol error for Ann, too large for anyone else.
+    let big = vec![0u8; 300 * 1024];
+    let (st, v) = post_mls(
+        s,
+        &users[0],
+        ann.client,
+        "/v1/mls/commit-bundles",
+        big.clone(),
+    )
+    .await;
+    assert_eq!((st, label(&v)), (400, "mls-protocol-error"), "{v}");
+    let resp = s
+        .http
+        .post(format!(
+            "{}/v1/mls/commit-bundles?client={}",
+            s.base, ann.client
+        ))
+        .bearer_auth("v1.forged.token.here")
+        .header("content-type", "message/mls")
+        .body(big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 413);
     // Nothing moved: still epoch 1, Ann and Bob.
     let v = conversation(s, &users[0], &id).await;
     assert_eq!(v["epoch"].as_u64(), Some(1), "{v}");
