@@ -7,10 +7,10 @@ use parley_store::{
     AddedClient, ClientRecord, DeviceStore, Notify, PrekeyRecord, StoreError, StoreResult,
 };
 
-use super::Store;
+use super::{Db, Store};
 use parley_store_sql::Dialect;
 use parley_store_sql::columns::{
-    ClientRow, client_class, client_id, client_type, parse_client_id, prekey,
+    ClientRow, client_class, client_id, client_type, parse_client_id, parse_user_id, prekey,
 };
 
 #[async_trait]
@@ -196,12 +196,32 @@ impl DeviceStore for Store {
         tx.commit().await.map_err(Store::error)
     }
 
-    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT url FROM push_endpoints WHERE user_id = $1 AND client_id = $2")
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .fetch_optional(self.pool())
-            .await
-            .map_err(Store::error)
+    async fn push_endpoints(
+        &self, devices: &[(UserId, ClientId)],
+    ) -> StoreResult<Vec<(UserId, ClientId, String)>> {
+        let mut found = std::collections::HashMap::new();
+        // A statement per 256 devices: well within both databases' limits
+        // on parameters.
+        for chunk in devices.chunks(256) {
+            let mut query = sqlx::QueryBuilder::<Db>::new(
+                "SELECT user_id, client_id, url FROM push_endpoints WHERE (user_id, client_id) IN (",
+            );
+            query.push_values(chunk, |mut row, &(user, client)| {
+                row.push_bind(user.to_string()).push_bind(client_id(client));
+            });
+            query.push(")");
+            let rows: Vec<(String, i64, String)> = query
+                .build_query_as()
+                .fetch_all(self.pool())
+                .await
+                .map_err(Store::error)?;
+            for (user, client, url) in rows {
+                found.insert((parse_user_id(&user)?, parse_client_id(client)), url);
+            }
+        }
+        Ok(devices
+            .iter()
+            .filter_map(|&(user, client)| Some((user, client, found.remove(&(user, client))?)))
+            .collect())
     }
 }

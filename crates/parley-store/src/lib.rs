@@ -589,8 +589,11 @@ pub trait DeviceStore: Send + Sync + std::fmt::Debug + 'static {
     async fn set_push_endpoint(
         &self, user: UserId, client: ClientId, url: Option<&str>,
     ) -> StoreResult<()>;
-    /// A device's push endpoint.
-    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>>;
+    /// The push endpoints of those of `devices` that have one, in the order
+    /// given: one read for a whole fan-out's offline devices.
+    async fn push_endpoints(
+        &self, devices: &[(UserId, ClientId)],
+    ) -> StoreResult<Vec<(UserId, ClientId, String)>>;
 }
 
 /// Each device's event queue, read and purged (events are written by the

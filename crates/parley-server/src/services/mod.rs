@@ -131,15 +131,22 @@ impl Core {
     }
 
     async fn push_offline(&self, devices: &[(UserId, ClientId)]) {
-        for (user, client) in devices {
-            if self.wakeups.is_connected(*user, *client) {
-                continue;
+        let offline: Vec<(UserId, ClientId)> = devices
+            .iter()
+            .copied()
+            .filter(|(user, client)| !self.wakeups.is_connected(*user, *client))
+            .collect();
+        if offline.is_empty() {
+            return;
+        }
+        // One read for the whole fan-out, not one per device.
+        match self.devices.push_endpoints(&offline).await {
+            Ok(found) => {
+                for (_, _, url) in found {
+                    self.push.wake(&url).await;
+                }
             }
-            match self.devices.push_endpoint(*user, *client).await {
-                Ok(Some(url)) => self.push.wake(&url).await,
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read a push endpoint"),
-            }
+            Err(e) => tracing::warn!(error = %e, "cannot read push endpoints"),
         }
     }
 

@@ -254,12 +254,19 @@ pub(super) async fn concurrent_permanent_clients(s: Arc<dyn Store>) {
     assert_eq!(s.clients(u.id).await.expect("list").len(), 7);
 }
 
+/// One device's push endpoint.
+async fn endpoint(s: &dyn Store, u: &User, client: u64) -> Option<String> {
+    let found = s
+        .push_endpoints(&[(u.id, ClientId(client))])
+        .await
+        .expect("read");
+    assert!(found.len() <= 1);
+    found.into_iter().next().map(|(_, _, url)| url)
+}
+
 pub(super) async fn push_endpoints(s: &dyn Store) {
-    let a = user_with_devices(s, "push@example.com", &[1]).await;
-    assert_eq!(
-        s.push_endpoint(a.id, ClientId(1)).await.expect("read"),
-        None
-    );
+    let a = user_with_devices(s, "push@example.com", &[1, 2, 3]).await;
+    assert_eq!(endpoint(s, &a, 1).await, None);
     s.set_push_endpoint(a.id, ClientId(1), Some("https://push.example/1"))
         .await
         .expect("set");
@@ -267,10 +274,7 @@ pub(super) async fn push_endpoints(s: &dyn Store) {
         .await
         .expect("replace");
     assert_eq!(
-        s.push_endpoint(a.id, ClientId(1))
-            .await
-            .expect("read")
-            .as_deref(),
+        endpoint(s, &a, 1).await.as_deref(),
         Some("https://push.example/2")
     );
     assert!(matches!(
@@ -278,13 +282,31 @@ pub(super) async fn push_endpoints(s: &dyn Store) {
             .await,
         Err(StoreError::NotFound)
     ));
+    // Many at once, in the order asked, those without one left out; more
+    // than one statement's worth of unknown devices too.
+    s.set_push_endpoint(a.id, ClientId(3), Some("https://push.example/3"))
+        .await
+        .expect("set");
+    let mut asked: Vec<(UserId, ClientId)> = (100..400)
+        .map(|c| (UserId::random(), ClientId(c)))
+        .collect();
+    asked.extend([
+        (a.id, ClientId(3)),
+        (a.id, ClientId(2)),
+        (a.id, ClientId(1)),
+    ]);
+    let found = s.push_endpoints(&asked).await.expect("read");
+    assert_eq!(
+        found,
+        vec![
+            (a.id, ClientId(3), "https://push.example/3".to_owned()),
+            (a.id, ClientId(1), "https://push.example/2".to_owned()),
+        ]
+    );
     s.set_push_endpoint(a.id, ClientId(1), None)
         .await
         .expect("remove");
-    assert_eq!(
-        s.push_endpoint(a.id, ClientId(1)).await.expect("read"),
-        None
-    );
+    assert_eq!(endpoint(s, &a, 1).await, None);
 }
 
 pub(super) async fn trust_chain(s: &dyn Store) {

@@ -224,11 +224,17 @@ impl DeviceStore for MemoryStore {
         })
     }
 
-    async fn push_endpoint(&self, user: UserId, client: ClientId) -> StoreResult<Option<String>> {
+    async fn push_endpoints(
+        &self, devices: &[(UserId, ClientId)],
+    ) -> StoreResult<Vec<(UserId, ClientId, String)>> {
         self.with(|s| {
-            Ok(s.clients
-                .get(&(user, client))
-                .and_then(|r| r.push_endpoint.clone()))
+            Ok(devices
+                .iter()
+                .filter_map(|&(user, client)| {
+                    let url = s.clients.get(&(user, client))?.push_endpoint.clone()?;
+                    Some((user, client, url))
+                })
+                .collect())
         })
     }
 }

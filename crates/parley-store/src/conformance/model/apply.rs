@@ -421,7 +421,9 @@ pub(super) async fn apply(s: &dyn Store, step: usize, op: &Op) -> Result<Answer,
             )
         }
         Op::PushEndpoint { user, client } => answer(
-            s.push_endpoint(user_id(*user), ClientId(*client)).await,
+            s.push_endpoints(&[(user_id(*user), ClientId(*client))])
+                .await
+                .map(|found| found.into_iter().next().map(|(_, _, url)| url)),
             Value::Endpoint,
         ),
         Op::Events {
