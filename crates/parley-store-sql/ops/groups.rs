@@ -2,7 +2,7 @@
 //! `mls_messages`, every recipient's queue event referring to it.
 
 use async_trait::async_trait;
-use parley_api::{ClientId, ConversationId, UserId};
+use parley_api::{ClientId, ConversationId, Role, UserId};
 use parley_store::{
     ConversationRecord, Delivered, GroupCommit, GroupState, GroupStore, GroupWrite, MemberRecord,
     MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError, StoreResult, with_data,
@@ -10,7 +10,7 @@ use parley_store::{
 
 use super::{Store, Tx};
 use parley_store_sql::Dialect;
-use parley_store_sql::columns::{client_id, parse_client_id, parse_user_id};
+use parley_store_sql::columns::{client_id, parse_client_id, parse_user_id, role as role_name};
 
 /// An `mls_groups` row's head.
 type GroupRow = (Vec<u8>, i32, i64, i64);
@@ -214,6 +214,19 @@ impl GroupStore for Store {
             return Ok(GroupWrite::NotMember);
         }
         let id = c.conversation.to_string();
+        if let Some(admin) = c.admin {
+            let role: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
+            )
+            .bind(&id)
+            .bind(admin.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+            if role.as_deref() != Some(role_name(Role::Admin)) {
+                return Ok(GroupWrite::NotAdmin);
+            }
+        }
         sqlx::query(
             "UPDATE mls_groups SET epoch = $2, epoch_at = $3, state = $4, group_info = $5 \
              WHERE conversation_id = $1",

@@ -86,6 +86,10 @@ pub struct GroupCommit<'a> {
     /// The committing device: a device of the group, or one the commit adds
     /// (the creator's first commit, an external join). It gets no copy.
     pub sender: (UserId, ClientId),
+    /// A user who must be an admin of the conversation for the commit to
+    /// apply (one that changes other users' devices), checked in its
+    /// transaction.
+    pub admin: Option<UserId>,
     /// Devices the commit adds to the group.
     pub added: &'a [(UserId, ClientId)],
     /// Devices it removes.
@@ -105,6 +109,8 @@ pub enum GroupWrite {
     Stale(u64),
     /// The sending device is not in the group.
     NotMember,
+    /// The user who had to be an admin is not (any more).
+    NotAdmin,
 }
 
 /// MLS groups and their messages. Owned by the MLS service.
@@ -133,7 +139,8 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// (but the sender), the welcome for the added devices. `Stale` if the
     /// group is no longer at `from_epoch` (of two concurrent commits exactly
     /// one applies); `NotMember` if the sender is neither in the group nor
-    /// added by the commit; `NotFound` for a conversation without a group.
+    /// added by the commit; `NotAdmin` if `admin` is not an admin;
+    /// `NotFound` for a conversation without a group.
     async fn commit_group(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite>;
     /// Stores a group message once and queues it for every device of the
     /// group but `sender`, if the group's epoch is `epoch` or at most

@@ -70,6 +70,7 @@ fn commit<'a>(
         join,
         leave,
         sender,
+        admin: None,
         added,
         removed,
         commit: COMMIT,
@@ -149,6 +150,25 @@ pub(super) async fn mls_groups(s: &dyn Store) {
             .expect("commit"),
         GroupWrite::Stale(1)
     );
+    // A commit that needs an admin, for a user who is not one: nothing.
+    let gone = [a2];
+    let not_admin = GroupCommit {
+        admin: Some(b.id),
+        ..commit(&conv, 1, b1, &[], &gone, &[], &[])
+    };
+    assert_eq!(
+        s.commit_group(&not_admin).await.expect("commit"),
+        GroupWrite::NotAdmin
+    );
+    assert_eq!(
+        s.mls_group(conv.id)
+            .await
+            .expect("group")
+            .expect("there")
+            .epoch,
+        1
+    );
+    assert_eq!(s.group_devices(conv.id).await.expect("devices").len(), 4);
     // A message goes to every device of the group but the sender, with its
     // data; from a past epoch too, within the limit.
     for e in [1, 0] {

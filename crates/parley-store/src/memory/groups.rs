@@ -91,6 +91,15 @@ impl GroupStore for MemoryStore {
             if !devices.contains(&commit.sender) && !commit.added.contains(&commit.sender) {
                 return Ok(GroupWrite::NotMember);
             }
+            if let Some(admin) = commit.admin {
+                let role = s
+                    .conversations
+                    .get(&commit.conversation)
+                    .and_then(|c| c.members.get(&admin).copied());
+                if role != Some(parley_api::Role::Admin) {
+                    return Ok(GroupWrite::NotAdmin);
+                }
+            }
             if !commit.join.iter().all(|m| s.user_exists(m.user)) {
                 return Err(StoreError::NotFound);
             }

@@ -76,6 +76,13 @@ fn stale(current: u64) -> ApiError {
     )
 }
 
+fn admins_only() -> ApiError {
+    ApiError::forbidden(
+        "action-denied",
+        "only an admin adds or removes other users' devices",
+    )
+}
+
 fn identity_mismatch(message: impl Into<String>) -> ApiError {
     ApiError::forbidden("mls-identity-mismatch", message)
 }
@@ -176,7 +183,8 @@ impl Mls {
         }
         let roles: BTreeMap<UserId, Role> =
             loaded.members.iter().map(|m| (m.user, m.role)).collect();
-        self.check_commit(me, suite, &roles, &tracked, &applied)
+        let needs_admin = self
+            .check_commit(me, suite, &roles, &tracked, &applied)
             .await?;
         let (join, leave) = membership(&roles, &tracked, &applied)?;
         let max = self.core.settings.max_conversation_members;
@@ -218,6 +226,7 @@ impl Mls {
                 join: &join,
                 leave: &leave,
                 sender: (me, device),
+                admin: needs_admin.then_some(me),
                 added: &added,
                 removed: &removed,
                 commit: SharedMessage {
@@ -243,11 +252,12 @@ impl Mls {
     }
 
     /// The rules a verified commit must also follow (see the module's
-    /// documentation).
+    /// documentation); whether it needs the caller to be an admin (which the
+    /// store checks again in the commit's transaction).
     async fn check_commit(
         &self, me: UserId, suite: CipherSuite, roles: &BTreeMap<UserId, Role>,
         tracked: &TrackedGroup, applied: &AppliedCommit,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<bool> {
         let scheme = suite
             .signature_scheme()
             .expect("a group's suite is a selectable one");
@@ -294,10 +304,7 @@ impl Mls {
                 ));
             }
         } else if others && roles.get(&me) != Some(&Role::Admin) {
-            return Err(ApiError::forbidden(
-                "action-denied",
-                "only an admin adds or removes other users' devices",
-            ));
+            return Err(admins_only());
         }
         for user in applied.added.iter().map(|l| l.device.user) {
             if user != me
@@ -333,7 +340,7 @@ impl Mls {
                 ));
             }
         }
-        Ok(())
+        Ok(others && !applied.external)
     }
 
     /// A user's devices that registered a key for `scheme`.
@@ -366,6 +373,7 @@ impl Mls {
             }
             GroupWrite::Stale(current) => Err(stale(current)),
             GroupWrite::NotMember => Err(not_in_group()),
+            GroupWrite::NotAdmin => Err(admins_only()),
         }
     }
 
