@@ -172,7 +172,8 @@ pub(crate) async fn bounded_body(
                 .is_ok()
         })
     };
-    let limit = if parts.uri.path() == "/v1/mls/commit-bundles" && authenticated() {
+    let bundle = parts.uri.path() == "/v1/mls/commit-bundles";
+    let limit = if bundle && authenticated() {
         crate::services::mls::groups::MAX_COMMIT_BUNDLE_BYTES
     } else {
         MAX_BODY_BYTES
@@ -181,8 +182,14 @@ pub(crate) async fn bounded_body(
     let body = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            // A client whose token expired learns why its bundle was cut.
+            let hint = if bundle && limit == MAX_BODY_BYTES {
+                " (a commit bundle may be larger with a valid access token)"
+            } else {
+                ""
+            };
             return closing(ApiError::too_large(format!(
-                "the request body is larger than {} KiB",
+                "the request body is larger than {} KiB{hint}",
                 limit / 1024
             )));
         }

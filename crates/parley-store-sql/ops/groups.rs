@@ -265,13 +265,13 @@ impl GroupStore for Store {
             .map_err(Store::error)?;
         }
         Self::insert_members(&mut tx, c.conversation, c.join).await?;
-        let before: Vec<_> = devices.into_iter().filter(|d| *d != c.sender).collect();
-        let welcomed: Vec<_> = c
-            .added
-            .iter()
-            .copied()
-            .filter(|d| *d != c.sender && !before.contains(d))
+        // A device the commit removes and adds again (a fresh leaf for it)
+        // gets the welcome, not the commit: one event each, never two.
+        let before: Vec<_> = devices
+            .into_iter()
+            .filter(|d| *d != c.sender && !c.added.contains(d))
             .collect();
+        let welcomed: Vec<_> = c.added.iter().copied().filter(|d| *d != c.sender).collect();
         let mut messages = vec![(c.commit, before.as_slice())];
         if let Some(welcome) = c.welcome {
             messages.push((welcome, welcomed.as_slice()));
@@ -289,12 +289,13 @@ impl GroupStore for Store {
         let current = Self::lock_group(&mut tx, conversation)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if epoch > current || current - epoch > past_epochs {
-            return Ok(GroupWrite::Stale(current));
-        }
         let devices = Self::devices_in(&mut tx, conversation).await?;
+        // Membership first: a stranger learns nothing of the epoch.
         if !devices.contains(&sender) {
             return Ok(GroupWrite::NotMember);
+        }
+        if epoch > current || current - epoch > past_epochs {
+            return Ok(GroupWrite::Stale(current));
         }
         let to: Vec<_> = devices.into_iter().filter(|d| *d != sender).collect();
         let delivered = Self::queue_messages(&mut tx, conversation, at, &[(message, &to)]).await?;

@@ -136,17 +136,18 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// Applies a verified commit, all or nothing: the group's new state,
     /// group info and devices, the users who join and leave the
     /// conversation, the commit queued for the group's devices before it
-    /// (but the sender), the welcome for the added devices. `Stale` if the
+    /// (but the sender, and a device it removes and adds again), the welcome
+    /// for the added devices. `Stale` if the
     /// group is no longer at `from_epoch` (of two concurrent commits exactly
     /// one applies); `NotMember` if the sender is neither in the group nor
     /// added by the commit; `NotAdmin` if `admin` is not an admin;
     /// `NotFound` for a conversation without a group.
     async fn commit_group(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite>;
     /// Stores a group message once and queues it for every device of the
-    /// group but `sender`, if the group's epoch is `epoch` or at most
-    /// `past_epochs` after it (`Stale` otherwise) and the sender is in the
-    /// group (`NotMember` otherwise). `NotFound` for a conversation without
-    /// a group.
+    /// group but `sender`, if the sender is in the group (`NotMember`
+    /// otherwise, before anything about the epoch is said) and the group's
+    /// epoch is `epoch` or at most `past_epochs` after it (`Stale`
+    /// otherwise). `NotFound` for a conversation without a group.
     async fn post_group_message(
         &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
         sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,

@@ -192,12 +192,15 @@ pub(super) async fn mls_groups(s: &dyn Store) {
         GroupWrite::Stale(1)
     );
     let stranger = (UserId::random(), ClientId(9));
-    assert_eq!(
-        s.post_group_message(conv.id, 1, 0, stranger, HELLO, 1_700_000_200)
-            .await
-            .expect("post"),
-        GroupWrite::NotMember
-    );
+    for e in [1, 9] {
+        assert_eq!(
+            s.post_group_message(conv.id, e, 0, stranger, HELLO, 1_700_000_200)
+                .await
+                .expect("post"),
+            GroupWrite::NotMember,
+            "a stranger learns nothing of the epoch"
+        );
+    }
 
     // Removing the second user: the commit reaches their devices too (so
     // they learn it), then they are out of the group and the conversation.
@@ -236,6 +239,21 @@ pub(super) async fn mls_groups(s: &dyn Store) {
     );
     s.purge_events(1_800_000_000).await.expect("purge");
     assert_eq!(newest(s, &a, 2).await, None);
+
+    // A device removed and added again in one commit gets the welcome (only).
+    let again = [a2];
+    let GroupWrite::Done(sent) = s
+        .commit_group(&commit(&conv, 2, a1, &again, &again, &[], &[]))
+        .await
+        .expect("commit")
+    else {
+        panic!("the re-add applies");
+    };
+    let welcome = with_data(WELCOME.payload, WELCOME.data);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].user, sent[0].client), a2);
+    assert_eq!(sent[0].payload, welcome);
+    assert_eq!(newest(s, &a, 2).await, Some(welcome));
 }
 
 /// Of many commits on one epoch at once, exactly one applies.

@@ -106,7 +106,7 @@ impl GroupStore for MemoryStore {
             let before: Vec<_> = devices
                 .iter()
                 .copied()
-                .filter(|d| *d != commit.sender)
+                .filter(|d| *d != commit.sender && !commit.added.contains(d))
                 .collect();
             let group = s
                 .groups
@@ -143,7 +143,7 @@ impl GroupStore for MemoryStore {
                     .added
                     .iter()
                     .copied()
-                    .filter(|d| *d != commit.sender && !before.contains(d))
+                    .filter(|d| *d != commit.sender)
                     .collect();
                 delivered.extend(s.enqueue_shared(&to, welcome, commit.at));
             }
@@ -161,16 +161,17 @@ impl GroupStore for MemoryStore {
                 .get(&conversation)
                 .ok_or(StoreError::NotFound)?
                 .epoch;
-            if epoch > current || current - epoch > past_epochs {
-                return Ok(GroupWrite::Stale(current));
-            }
             let devices = s
                 .group_devices
                 .get(&conversation)
                 .cloned()
                 .unwrap_or_default();
+            // Membership first: a stranger learns nothing of the epoch.
             if !devices.contains(&sender) {
                 return Ok(GroupWrite::NotMember);
+            }
+            if epoch > current || current - epoch > past_epochs {
+                return Ok(GroupWrite::Stale(current));
             }
             let to: Vec<_> = devices.into_iter().filter(|d| *d != sender).collect();
             Ok(GroupWrite::Done(s.enqueue_shared(&to, message, at)))

@@ -287,14 +287,20 @@ impl Mls {
             .chain(&applied.removed)
             .map(|l| l.device.user)
             .collect();
-        // Removing a device that no longer exists (its account or the device
-        // was deleted) is any member's to do.
+        // Removing a device that no longer exists (the device or its account
+        // was deleted) is any member's to do, unless it makes a member leave
+        // the conversation: a user whose account is gone is a member no more.
+        let remaining: BTreeSet<UserId> = tracked
+            .members()
+            .map_err(|e| refused(&e))?
+            .into_iter()
+            .map(|l| l.device.user)
+            .collect();
         let mut others = applied.added.iter().any(|l| l.device.user != me);
         for leaf in applied.removed.iter().filter(|l| l.device.user != me) {
-            others |= self
-                .clients
-                .exists(leaf.device.user, leaf.device.client)
-                .await?;
+            let user = leaf.device.user;
+            others |= self.clients.exists(user, leaf.device.client).await?
+                || (roles.contains_key(&user) && !remaining.contains(&user));
         }
         if applied.external {
             if !roles.contains_key(&me) || others {
