@@ -557,6 +557,25 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
         sync(s, &users, &mut d[0]).await,
         vec!["from the new device".to_owned()]
     );
+
+    // Over a socket: a small message comes as a live frame, a large one
+    // (beyond what is framed inline) from the queue after a wake-up; both
+    // arrive whole and in order.
+    sync(s, &users, &mut d[1]).await;
+    let mut ws = s.connect(&users[0].token, d[1].client, d[1].seen).await;
+    let large = "x".repeat(40 * 1024);
+    for text in ["small", large.as_str()] {
+        let (st, v) = send(s, &users, &mut fresh, text).await;
+        assert_eq!(st, 201, "{v}");
+        let event = support::next_event(&mut ws).await;
+        let data = event["payload"]["data"].as_str().expect("data");
+        let message = MlsMessage::from_bytes(&B64.decode(data).expect("base64")).expect("mls");
+        let group = d[1].group.as_mut().expect("group");
+        match group.process_incoming_message(message).expect("processes") {
+            ReceivedMessage::ApplicationMessage(m) => assert_eq!(m.data(), text.as_bytes()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 /// Commits that name a key nobody registered, a stranger, the wrong epoch's

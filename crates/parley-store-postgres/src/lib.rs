@@ -155,7 +155,7 @@ impl Dialect for PostgresStore {
                 user: o.user,
                 client: o.client,
                 id: event_id(id)?,
-                payload: o.payload,
+                payload: o.payload.into(),
             });
         }
         Ok(delivered)

@@ -120,8 +120,13 @@ impl Store {
             .collect();
         let outgoing = rows.into_iter().map(|(o, _, _)| o).collect();
         let delivered = Store::enqueue_many(tx, outgoing, &shared, at).await?;
-        // Delivered events keep the order of the outgoing ones, less the
-        // devices that are gone.
+        // Each message's event with its data, made once and shared by its
+        // devices. Delivered events keep the order of the outgoing ones,
+        // less the devices that are gone.
+        let full: Vec<std::sync::Arc<str>> = messages
+            .iter()
+            .map(|(m, _)| with_data(m.payload, m.data).into())
+            .collect();
         let mut order = order.into_iter();
         Ok(delivered
             .into_iter()
@@ -131,7 +136,7 @@ impl Store {
                     .find(|(device, _)| *device == (d.user, d.client))
                     .map_or(0, |(_, index)| index);
                 Delivered {
-                    payload: with_data(&d.payload, messages[index].0.data),
+                    payload: full[index].clone(),
                     ..d
                 }
             })

@@ -263,7 +263,7 @@ impl Dialect for SqliteStore {
                 user: o.user,
                 client: o.client,
                 id: event_id(id)?,
-                payload: o.payload,
+                payload: o.payload.into(),
             });
         }
         let rows_json =

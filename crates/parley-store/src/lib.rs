@@ -411,8 +411,8 @@ pub struct Delivered {
     pub client: ClientId,
     /// The event's id in the device's queue.
     pub id: u64,
-    /// The event, as JSON.
-    pub payload: String,
+    /// The event, as JSON: shared by every device a group message went to.
+    pub payload: std::sync::Arc<str>,
 }
 
 /// What a delivery did.

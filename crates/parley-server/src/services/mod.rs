@@ -21,6 +21,10 @@ pub(crate) mod messages;
 pub(crate) mod mls;
 pub(crate) mod notifications;
 
+/// The largest event handed to sockets inline; a larger one is read from
+/// the queue (see [`Core::announce_stored`]).
+const LIVE_FRAME_MAX_BYTES: usize = 16 * 1024;
+
 /// What every service shares.
 #[derive(Clone, Debug)]
 pub struct Core {
@@ -95,7 +99,10 @@ impl Core {
     }
 
     /// After events were stored (at `at`): hands each to its device's open sockets
-    /// as a live frame, and pushes a wake-up to each device with none open.
+    /// as a live frame, and pushes a wake-up to each device with none open. A
+    /// large event (a group message of hundreds of KiB for hundreds of
+    /// devices) is not copied into a frame per socket: its devices' sockets
+    /// are woken and read it from their queues, a bounded page at a time.
     pub fn announce_stored(&self, at: i64, stored: Vec<parley_store::Delivered>) {
         let time = parley_api::OffsetDateTime::from_unix_timestamp(at)
             .ok()
@@ -105,9 +112,14 @@ impl Core {
             })
             .unwrap_or_default();
         let mut offline = Vec::new();
+        let mut to_wake = std::collections::BTreeSet::new();
         for d in stored {
             if !self.wakeups.is_connected(d.user, d.client) {
                 offline.push((d.user, d.client));
+                continue;
+            }
+            if d.payload.len() > LIVE_FRAME_MAX_BYTES {
+                to_wake.insert(d.user);
                 continue;
             }
             // The same JSON as `parley_api::Event`, without re-parsing the payload.
@@ -123,6 +135,9 @@ impl Core {
             // A socket that closed since `is_connected` reads its queue when it
             // reconnects; nothing else to do.
             self.wakeups.publish(d.user, live);
+        }
+        for user in to_wake {
+            self.wakeups.wake(user);
         }
         if !offline.is_empty() {
             let core = self.clone();

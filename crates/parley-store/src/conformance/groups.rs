@@ -117,7 +117,7 @@ pub(super) async fn mls_groups(s: &dyn Store) {
     let mut expected = vec![a2, b1, b2];
     expected.sort();
     assert_eq!(to, expected);
-    assert!(delivered.iter().all(|d| d.payload == welcome));
+    assert!(delivered.iter().all(|d| *d.payload == *welcome));
     assert_eq!(newest(s, &b, 1).await, Some(welcome.clone()));
     assert_eq!(newest(s, &b, 2).await, Some(welcome));
     let group = s.mls_group(conv.id).await.expect("group").expect("there");
@@ -252,7 +252,7 @@ pub(super) async fn mls_groups(s: &dyn Store) {
     let welcome = with_data(WELCOME.payload, WELCOME.data);
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].user, sent[0].client), a2);
-    assert_eq!(sent[0].payload, welcome);
+    assert_eq!(*sent[0].payload, *welcome);
     assert_eq!(newest(s, &a, 2).await, Some(welcome));
 }
 

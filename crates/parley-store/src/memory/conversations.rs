@@ -175,7 +175,7 @@ impl State {
                     user: o.user,
                     client: o.client,
                     id: event,
-                    payload: o.payload,
+                    payload: o.payload.into(),
                 });
             }
         }

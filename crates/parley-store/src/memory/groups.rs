@@ -18,7 +18,7 @@ impl State {
     fn enqueue_shared(
         &mut self, devices: &[(UserId, ClientId)], message: SharedMessage<'_>, at: i64,
     ) -> Vec<Delivered> {
-        let payload = with_data(message.payload, message.data);
+        let payload: std::sync::Arc<str> = with_data(message.payload, message.data).into();
         devices
             .iter()
             .filter_map(|&(user, client)| {
