@@ -186,6 +186,20 @@ fn observer() -> ExternalClient<ObserverConfig> {
         .build()
 }
 
+/// The leaf `device` holds in the tree a group info carries, if any (a
+/// device rejoining by external commit replaces it). The time for lifetime
+/// checks is the system's, as for any member.
+pub(crate) fn leaf_index_in(group_info: &MlsMessage, device: &DeviceIdentity) -> Option<u32> {
+    let group = observer()
+        .observe_group(group_info.clone(), None, None)
+        .ok()?;
+    group
+        .roster()
+        .members_iter()
+        .find(|m| leaf(m).is_ok_and(|l| &l.device == device))
+        .map(|m| m.index)
+}
+
 /// The server's view of one group (see the module's documentation).
 pub struct TrackedGroup {
     group: ExternalGroup<ObserverConfig>,

@@ -18,7 +18,9 @@ use mls_rs::{CipherSuiteProvider as _, Client, CryptoProvider as _, ExtensionLis
 use mls_rs_crypto_openssl::OpensslCryptoProvider;
 
 use crate::identity::DeviceIdentity;
+use crate::member::MemberState;
 use crate::suite::CipherSuite;
+use zeroize::Zeroizing;
 
 /// Why a device's MLS keys could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,29 @@ impl DeviceKeys {
         self.public.as_bytes()
     }
 
+    /// The device the key signs for.
+    pub fn identity(&self) -> &DeviceIdentity {
+        &self.identity
+    }
+
+    /// The private key's bytes, to be kept in the device's encrypted store.
+    pub fn secret_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.secret.as_bytes().to_vec())
+    }
+
+    /// Keys read back from the device's store ([`DeviceKeys::secret_bytes`]
+    /// and [`DeviceKeys::public_key`]).
+    pub fn restore(
+        identity: DeviceIdentity, suite: CipherSuite, secret: &[u8], public: &[u8],
+    ) -> Self {
+        Self {
+            identity,
+            suite,
+            secret: SignatureSecretKey::new_slice(secret),
+            public: SignaturePublicKey::new_slice(public),
+        }
+    }
+
     /// The suite the key is for.
     pub fn suite(&self) -> CipherSuite {
         self.suite
@@ -96,6 +121,14 @@ impl DeviceKeys {
     /// that keeps groups across restarts stores them (the client's MLS
     /// conversations, to come).
     pub fn member(&self, lifetime: Duration) -> Client<impl MlsConfig + use<>> {
+        self.member_with(MemberState::default(), lifetime)
+    }
+
+    /// The same client over `state`, which holds its groups and key
+    /// packages ([`crate::member`]).
+    pub(crate) fn member_with(
+        &self, state: MemberState, lifetime: Duration,
+    ) -> Client<impl MlsConfig + use<>> {
         let signer = SigningIdentity::new(
             BasicCredential::new(self.identity.credential_identifier()).into_credential(),
             self.public.clone(),
@@ -111,6 +144,8 @@ impl DeviceKeys {
             .identity_provider(BasicIdentityProvider)
             .extension_type(ExtensionType::LAST_RESORT_KEY_PACKAGE)
             .mls_rules(rules)
+            .group_state_storage(state.clone())
+            .key_package_repo(state)
             .signing_identity(signer, self.secret.clone(), self.suite.to_mls())
             .key_package_lifetime(lifetime)
             .build()

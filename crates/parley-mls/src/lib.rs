@@ -12,8 +12,11 @@
 //! - [`delivery`]: a group as the server follows it (an external observer):
 //!   commit bundles checked against the current epoch, what each commit
 //!   changed, application messages classified.
-//! - [`device`]: a device's side: its signature key on a suite, and the key
-//!   packages it publishes.
+//! - [`device`]: a device's signature key on a suite, and the key packages
+//!   it publishes.
+//! - [`member`]: a device's groups: create, commit (pending until the server
+//!   accepts), join by welcome or external commit, encrypt and process, with
+//!   all state passed in and handed back for the device's store.
 
 #![forbid(unsafe_code)]
 
@@ -21,9 +24,11 @@ pub mod delivery;
 pub mod device;
 pub mod identity;
 pub mod key_package;
+pub mod member;
 pub mod suite;
 
 pub use device::DeviceKeys;
 pub use identity::DeviceIdentity;
 pub use key_package::{KeyPackageCheck, KeyPackageError, KeyPackageIn, ValidKeyPackage};
+pub use member::{Changes, Member, MemberError, MemberState, Processed};
 pub use suite::{CipherSuite, SignatureScheme};

@@ -1,0 +1,633 @@
+//! A device's side of its MLS groups: the groups it is in, the private parts
+//! of the key packages it published, and every operation a member does
+//! (create, commit, join from a welcome or by external commit, encrypt,
+//! process what arrives).
+//!
+//! **State is passed in and handed back.** Everything mls-rs keeps lives in
+//! [`MemberState`]: one record per group (its state with any pending commit,
+//! and the secrets of the last [`PAST_EPOCHS`] epochs) and one per key
+//! package. The caller (the client's encrypted database) loads it, runs an
+//! operation, writes back [`MemberState::rows`] and commits *before* anything
+//! the operation produced leaves the device. A commit is therefore first
+//! *pending*: [`Member::commit`] keeps it in the group's state, and only
+//! [`Member::confirm`] (after the server accepted it) merges it, or
+//! [`Member::cancel`] (after the server refused it) drops it. A device that
+//! dies in between finds the pending commit on its next start and learns
+//! from the server's group info which of the two happened
+//! ([`Member::settle`]).
+//!
+//! This module knows no storage, no HTTP and no conversation: groups are
+//! named by their MLS group id, devices by [`DeviceIdentity`].
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mls_rs::client_builder::MlsConfig;
+use mls_rs::group::{CommitEffect, ReceivedMessage};
+use mls_rs::identity::Credential;
+use mls_rs::mls_rs_codec::{self, MlsDecode, MlsEncode, MlsSize};
+use mls_rs::{
+    Client, ExtensionList, Group, GroupStateStorage, KeyPackageStorage, MlsMessage, WireFormat,
+};
+use mls_rs_core::group::{EpochRecord, GroupState};
+use mls_rs_core::key_package::KeyPackageData;
+use zeroize::Zeroizing;
+
+use crate::delivery::{CommitBundle, WelcomeBytes};
+use crate::device::{DeviceError, DeviceKeys};
+use crate::identity::DeviceIdentity;
+
+/// Past epochs whose secrets a member keeps, so a message sent just before a
+/// commit still decrypts (the whitepaper's setting).
+pub const PAST_EPOCHS: usize = 3;
+
+/// Why a member operation failed. Nothing in the state changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// The device is in no such group.
+    #[error("this device is not in the group")]
+    UnknownGroup,
+    /// The message is for an epoch this device's state does not have (it
+    /// missed commits, or the message is too old): only a rejoin helps.
+    #[error("the message is for epoch {message}, this device is at epoch {ours}")]
+    WrongEpoch {
+        /// The message's epoch.
+        message: u64,
+        /// This device's epoch.
+        ours: u64,
+    },
+    /// The bytes are not an MLS message of the expected kind.
+    #[error("not an MLS message of the expected kind")]
+    Malformed,
+    /// A device to remove is not in the group.
+    #[error("{0} is not in the group")]
+    NotAMember(DeviceIdentity),
+    /// mls-rs refused (a signature, a key, a lifetime, a policy).
+    #[error("MLS: {0}")]
+    Mls(String),
+}
+
+fn mls(e: impl std::fmt::Display) -> MemberError {
+    MemberError::Mls(e.to_string())
+}
+
+impl From<DeviceError> for MemberError {
+    fn from(e: DeviceError) -> Self {
+        MemberError::Mls(e.to_string())
+    }
+}
+
+/// One group's stored state.
+#[derive(Clone, Default)]
+struct SavedGroup {
+    state: Zeroizing<Vec<u8>>,
+    epochs: BTreeMap<u64, Zeroizing<Vec<u8>>>,
+}
+
+/// A stored group as bytes (the codec's view; zeroized once written).
+#[derive(MlsSize, MlsEncode, MlsDecode)]
+struct GroupRecord {
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    state: Vec<u8>,
+    epochs: Vec<EpochEntry>,
+}
+
+#[derive(MlsSize, MlsEncode, MlsDecode)]
+struct EpochEntry {
+    id: u64,
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    data: Vec<u8>,
+}
+
+impl zeroize::Zeroize for GroupRecord {
+    fn zeroize(&mut self) {
+        self.state.zeroize();
+        for e in &mut self.epochs {
+            e.data.zeroize();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    groups: BTreeMap<Vec<u8>, SavedGroup>,
+    key_packages: BTreeMap<Vec<u8>, Zeroizing<Vec<u8>>>,
+}
+
+/// Everything a device's MLS groups and key packages keep: secrets, so
+/// `Debug` shows counts only. Clones share the same state.
+#[derive(Clone, Default)]
+pub struct MemberState(Arc<Mutex<Inner>>);
+
+impl std::fmt::Debug for MemberState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        write!(
+            f,
+            "MemberState({} groups, {} key packages)",
+            inner.groups.len(),
+            inner.key_packages.len()
+        )
+    }
+}
+
+/// Which kind of record a row of [`MemberState::rows`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKind {
+    /// A group, named by its group id.
+    Group,
+    /// A key package's private parts, named by its reference.
+    KeyPackage,
+}
+
+impl MemberState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every record, to be written to the device's database.
+    pub fn rows(&self) -> Vec<(RowKind, Vec<u8>, Zeroizing<Vec<u8>>)> {
+        let inner = self.lock();
+        let mut rows = Vec::new();
+        for (id, group) in &inner.groups {
+            let mut record = GroupRecord {
+                state: group.state.to_vec(),
+                epochs: group
+                    .epochs
+                    .iter()
+                    .map(|(id, data)| EpochEntry {
+                        id: *id,
+                        data: data.to_vec(),
+                    })
+                    .collect(),
+            };
+            let bytes = Zeroizing::new(
+                record
+                    .mls_encode_to_vec()
+                    .expect("encoding byte vectors cannot fail"),
+            );
+            zeroize::Zeroize::zeroize(&mut record);
+            rows.push((RowKind::Group, id.clone(), bytes));
+        }
+        for (id, data) in &inner.key_packages {
+            rows.push((RowKind::KeyPackage, id.clone(), data.clone()));
+        }
+        rows
+    }
+
+    /// Takes back a record written by [`MemberState::rows`].
+    pub fn load(&self, kind: RowKind, name: &[u8], bytes: &[u8]) -> Result<(), MemberError> {
+        let mut inner = self.lock();
+        match kind {
+            RowKind::Group => {
+                let mut record =
+                    GroupRecord::mls_decode(&mut &*bytes).map_err(|_| MemberError::Malformed)?;
+                let group = SavedGroup {
+                    state: Zeroizing::new(std::mem::take(&mut record.state)),
+                    epochs: record
+                        .epochs
+                        .iter_mut()
+                        .map(|e| (e.id, Zeroizing::new(std::mem::take(&mut e.data))))
+                        .collect(),
+                };
+                inner.groups.insert(name.to_vec(), group);
+            }
+            RowKind::KeyPackage => {
+                KeyPackageData::mls_decode(&mut &*bytes).map_err(|_| MemberError::Malformed)?;
+                inner
+                    .key_packages
+                    .insert(name.to_vec(), Zeroizing::new(bytes.to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets everything (before loading a fresh copy from the database).
+    pub fn clear(&self) {
+        *self.lock() = Inner::default();
+    }
+
+    /// Whether the device holds a group.
+    pub fn has_group(&self, group_id: &[u8]) -> bool {
+        self.lock().groups.contains_key(group_id)
+    }
+
+    /// Drops a group (the device left or was removed).
+    pub fn forget(&self, group_id: &[u8]) {
+        self.lock().groups.remove(group_id);
+    }
+
+    /// Key packages whose private parts are held (published, not yet used).
+    pub fn key_packages_held(&self) -> usize {
+        self.lock().key_packages.len()
+    }
+}
+
+impl GroupStateStorage for MemberState {
+    type Error = Infallible;
+
+    fn state(&self, group_id: &[u8]) -> Result<Option<Zeroizing<Vec<u8>>>, Infallible> {
+        Ok(self.lock().groups.get(group_id).map(|g| g.state.clone()))
+    }
+
+    fn epoch(&self, group_id: &[u8], epoch: u64) -> Result<Option<Zeroizing<Vec<u8>>>, Infallible> {
+        Ok(self
+            .lock()
+            .groups
+            .get(group_id)
+            .and_then(|g| g.epochs.get(&epoch).cloned()))
+    }
+
+    fn write(
+        &mut self, state: GroupState, inserts: Vec<EpochRecord>, updates: Vec<EpochRecord>,
+    ) -> Result<(), Infallible> {
+        let mut inner = self.lock();
+        let group = inner.groups.entry(state.id).or_default();
+        group.state = state.data;
+        for e in inserts.into_iter().chain(updates) {
+            group.epochs.insert(e.id, e.data);
+        }
+        while group.epochs.len() > PAST_EPOCHS {
+            group.epochs.pop_first();
+        }
+        Ok(())
+    }
+
+    fn max_epoch_id(&self, group_id: &[u8]) -> Result<Option<u64>, Infallible> {
+        Ok(self
+            .lock()
+            .groups
+            .get(group_id)
+            .and_then(|g| g.epochs.keys().next_back().copied()))
+    }
+}
+
+impl KeyPackageStorage for MemberState {
+    type Error = Infallible;
+
+    fn delete(&mut self, id: &[u8]) -> Result<(), Infallible> {
+        self.lock().key_packages.remove(id);
+        Ok(())
+    }
+
+    fn insert(&mut self, id: Vec<u8>, pkg: KeyPackageData) -> Result<(), Infallible> {
+        let bytes = Zeroizing::new(
+            pkg.mls_encode_to_vec()
+                .expect("encoding a key package's data cannot fail"),
+        );
+        self.lock().key_packages.insert(id, bytes);
+        Ok(())
+    }
+
+    fn get(&self, id: &[u8]) -> Result<Option<KeyPackageData>, Infallible> {
+        Ok(self
+            .lock()
+            .key_packages
+            .get(id)
+            .and_then(|b| KeyPackageData::mls_decode(&mut b.as_slice()).ok()))
+    }
+}
+
+/// What changes a commit makes.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    /// Key packages (MLS messages) of devices to add.
+    pub add: Vec<Vec<u8>>,
+    /// Devices to remove.
+    pub remove: Vec<DeviceIdentity>,
+}
+
+/// What arrived in a group, processed.
+#[derive(Debug)]
+pub enum Processed {
+    /// An application message, decrypted.
+    Application {
+        /// The device that sent it (its leaf's credential).
+        sender: DeviceIdentity,
+        /// The plaintext.
+        plaintext: Zeroizing<Vec<u8>>,
+    },
+    /// A commit moved the group to `epoch`.
+    Commit {
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// A commit removed this device: the group is forgotten.
+    Removed,
+    /// A proposal, kept for the next commit.
+    Proposal,
+}
+
+/// One device as a member of its groups (see the module's documentation).
+pub struct Member {
+    keys: DeviceKeys,
+    state: MemberState,
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Member({:?}, {:?})", self.keys, self.state)
+    }
+}
+
+fn identity_of(credential: &Credential) -> Option<DeviceIdentity> {
+    match credential {
+        Credential::Basic(b) => DeviceIdentity::parse(&b.identifier),
+        _ => None,
+    }
+}
+
+fn message(bytes: &[u8]) -> Result<MlsMessage, MemberError> {
+    MlsMessage::from_bytes(bytes).map_err(|_| MemberError::Malformed)
+}
+
+fn to_bytes(m: &MlsMessage) -> Result<Vec<u8>, MemberError> {
+    m.to_bytes().map_err(mls)
+}
+
+impl Member {
+    /// The member signing with `keys`, over `state`; key packages it makes
+    /// live for `lifetime`.
+    pub fn new(keys: DeviceKeys, state: MemberState, lifetime: Duration) -> Self {
+        Self {
+            keys,
+            state,
+            lifetime,
+        }
+    }
+
+    /// The signature key this member signs with.
+    pub fn keys(&self) -> &DeviceKeys {
+        &self.keys
+    }
+
+    fn client(&self) -> Client<impl MlsConfig + use<>> {
+        self.keys.member_with(self.state.clone(), self.lifetime)
+    }
+
+    fn group(&self, group_id: &[u8]) -> Result<Group<impl MlsConfig + use<>>, MemberError> {
+        if !self.state.has_group(group_id) {
+            return Err(MemberError::UnknownGroup);
+        }
+        self.client().load_group(group_id).map_err(mls)
+    }
+
+    /// `count` key packages valid from `now` (Unix seconds); their private
+    /// parts are in the state, which must be stored before they are
+    /// published.
+    pub fn key_packages(&self, count: usize, now: u64) -> Result<Vec<Vec<u8>>, MemberError> {
+        let client = self.client();
+        (0..count)
+            .map(|_| {
+                client
+                    .generate_key_package_message(
+                        ExtensionList::default(),
+                        ExtensionList::default(),
+                        Some(now.into()),
+                    )
+                    .and_then(|m| m.to_bytes())
+                    .map_err(mls)
+            })
+            .collect()
+    }
+
+    /// A new group with this device alone, at epoch 0.
+    pub fn create(&self, group_id: &[u8]) -> Result<(), MemberError> {
+        let mut group = self
+            .client()
+            .create_group_with_id(
+                group_id.to_vec(),
+                ExtensionList::default(),
+                ExtensionList::default(),
+                None,
+            )
+            .map_err(mls)?;
+        group.write_to_storage().map_err(mls)
+    }
+
+    /// The group's epoch, if this device is in it.
+    pub fn epoch(&self, group_id: &[u8]) -> Option<u64> {
+        self.group(group_id).ok().map(|g| g.current_epoch())
+    }
+
+    /// The devices in the group.
+    pub fn members(&self, group_id: &[u8]) -> Result<Vec<DeviceIdentity>, MemberError> {
+        let group = self.group(group_id)?;
+        Ok(group
+            .roster()
+            .members_iter()
+            .filter_map(|m| identity_of(&m.signing_identity.credential))
+            .collect())
+    }
+
+    /// Whether the group has a commit of this device's the server has not
+    /// answered yet.
+    pub fn has_pending(&self, group_id: &[u8]) -> bool {
+        self.group(group_id).is_ok_and(|g| g.has_pending_commit())
+    }
+
+    /// A commit making `changes` (none: a self-update, new keys for this
+    /// device's leaf), as the bundle the server takes. It stays pending in the
+    /// state until [`Member::confirm`] or [`Member::cancel`].
+    pub fn commit(&self, group_id: &[u8], changes: &Changes) -> Result<Vec<u8>, MemberError> {
+        let mut group = self.group(group_id)?;
+        let indexes = changes
+            .remove
+            .iter()
+            .map(|device| {
+                group
+                    .roster()
+                    .members_iter()
+                    .find(|m| identity_of(&m.signing_identity.credential).as_ref() == Some(device))
+                    .map(|m| m.index)
+                    .ok_or_else(|| MemberError::NotAMember(device.clone()))
+            })
+            .collect::<Result<Vec<u32>, MemberError>>()?;
+        let mut builder = group.commit_builder();
+        for kp in &changes.add {
+            builder = builder.add_member(message(kp)?).map_err(mls)?;
+        }
+        for index in indexes {
+            builder = builder.remove_member(index).map_err(mls)?;
+        }
+        let out = builder.build().map_err(mls)?;
+        let welcome = out
+            .welcome_messages
+            .first()
+            .map(to_bytes)
+            .transpose()?
+            .map(WelcomeBytes);
+        let bundle = CommitBundle {
+            commit: to_bytes(&out.commit_message)?,
+            welcome,
+            group_info: to_bytes(out.external_commit_group_info.as_ref().ok_or_else(|| {
+                MemberError::Mls("mls-rs made no group info for the commit".into())
+            })?)?,
+        };
+        group.write_to_storage().map_err(mls)?;
+        Ok(bundle.encode())
+    }
+
+    /// The server accepted this device's pending commit: merged. The new
+    /// epoch.
+    pub fn confirm(&self, group_id: &[u8]) -> Result<u64, MemberError> {
+        let mut group = self.group(group_id)?;
+        group.apply_pending_commit().map_err(mls)?;
+        group.write_to_storage().map_err(mls)?;
+        Ok(group.current_epoch())
+    }
+
+    /// The server refused this device's pending commit: dropped.
+    pub fn cancel(&self, group_id: &[u8]) -> Result<(), MemberError> {
+        let mut group = self.group(group_id)?;
+        group.clear_pending_commit();
+        group.write_to_storage().map_err(mls)
+    }
+
+    /// A pending commit found after a restart, settled against the server's
+    /// latest group info: merged if the server's epoch is the one it made
+    /// (the same transcript), dropped otherwise. Whether it was merged.
+    pub fn settle(&self, group_id: &[u8], group_info: &[u8]) -> Result<bool, MemberError> {
+        let info = message(group_info)?
+            .into_group_info()
+            .ok_or(MemberError::Malformed)?;
+        let mut group = self.group(group_id)?;
+        if !group.has_pending_commit() {
+            return Ok(false);
+        }
+        let theirs = info.group_context();
+        let mut merged = self.group(group_id)?;
+        merged.apply_pending_commit().map_err(mls)?;
+        let ours = merged.context();
+        if theirs.epoch == ours.epoch
+            && theirs.confirmed_transcript_hash == ours.confirmed_transcript_hash
+        {
+            merged.write_to_storage().map_err(mls)?;
+            Ok(true)
+        } else {
+            group.clear_pending_commit();
+            group.write_to_storage().map_err(mls)?;
+            Ok(false)
+        }
+    }
+
+    /// Joins the group a welcome is for: its group id and epoch. The key
+    /// package it used is deleted from the state.
+    pub fn join(&self, welcome: &[u8]) -> Result<(Vec<u8>, u64), MemberError> {
+        let welcome = message(welcome)?;
+        if welcome.wire_format() != WireFormat::Welcome {
+            return Err(MemberError::Malformed);
+        }
+        let (mut group, _) = self
+            .client()
+            .join_group(None, &welcome, None)
+            .map_err(mls)?;
+        group.write_to_storage().map_err(mls)?;
+        Ok((group.group_id().to_vec(), group.current_epoch()))
+    }
+
+    /// Joins (or rejoins, replacing this device's old leaf) a group by
+    /// external commit from its latest group info: the group's state is
+    /// replaced by the joined one, and the bundle to post is returned. If the
+    /// server refuses it, the device is not in the group: try again from the
+    /// newer group info.
+    pub fn join_external(&self, group_info: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MemberError> {
+        let info = message(group_info)?;
+        let group_id = info
+            .as_group_info()
+            .ok_or(MemberError::Malformed)?
+            .group_context()
+            .group_id
+            .clone();
+        // Still in the tree under an old leaf (this device lost its state or
+        // missed commits): rejoin in its place, removing the old leaf.
+        let old = crate::delivery::leaf_index_in(&info, self.keys.identity());
+        let mut builder = self.client().external_commit_builder().map_err(mls)?;
+        if let Some(old) = old {
+            builder = builder.with_removal(old);
+        }
+        let (mut group, commit) = builder.build(info).map_err(mls)?;
+        let group_info = group
+            .group_info_message_allowing_ext_commit(true)
+            .map_err(mls)?;
+        let bundle = CommitBundle {
+            commit: to_bytes(&commit)?,
+            welcome: None,
+            group_info: to_bytes(&group_info)?,
+        };
+        self.state.forget(&group_id);
+        group.write_to_storage().map_err(mls)?;
+        Ok((group_id, bundle.encode()))
+    }
+
+    /// An application message for the group.
+    pub fn encrypt(&self, group_id: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, MemberError> {
+        let mut group = self.group(group_id)?;
+        let m = group
+            .encrypt_application_message(plaintext, Vec::new())
+            .map_err(mls)?;
+        group.write_to_storage().map_err(mls)?;
+        to_bytes(&m)
+    }
+
+    /// Processes a message the group's queue delivered. On error nothing
+    /// changed; [`MemberError::WrongEpoch`] means only a rejoin helps.
+    pub fn process(&self, group_id: &[u8], bytes: &[u8]) -> Result<Processed, MemberError> {
+        let m = message(bytes)?;
+        let mut group = self.group(group_id)?;
+        let ours = group.current_epoch();
+        let epoch = m.epoch().ok_or(MemberError::Malformed)?;
+        let processed = group.process_incoming_message(m).map_err(|e| {
+            if epoch > ours {
+                MemberError::WrongEpoch {
+                    message: epoch,
+                    ours,
+                }
+            } else {
+                mls(e)
+            }
+        })?;
+        let out = match processed {
+            ReceivedMessage::ApplicationMessage(a) => {
+                let sender = group
+                    .member_at_index(a.sender_index)
+                    .and_then(|m| identity_of(&m.signing_identity.credential))
+                    .ok_or_else(|| MemberError::Mls("the sender's leaf names no device".into()))?;
+                Processed::Application {
+                    sender,
+                    plaintext: Zeroizing::new(a.data().to_vec()),
+                }
+            }
+            ReceivedMessage::Commit(c) => match c.effect {
+                CommitEffect::Removed { .. } => {
+                    self.state.forget(group_id);
+                    return Ok(Processed::Removed);
+                }
+                _ => Processed::Commit {
+                    epoch: group.current_epoch(),
+                },
+            },
+            ReceivedMessage::Proposal(_) => Processed::Proposal,
+            _ => return Err(MemberError::Malformed),
+        };
+        group.write_to_storage().map_err(mls)?;
+        Ok(out)
+    }
+
+    /// The secret a call in the group uses at this epoch (the exporter,
+    /// label `exporter`, empty context).
+    pub fn call_key(&self, group_id: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>, MemberError> {
+        let group = self.group(group_id)?;
+        let secret = group.export_secret(b"exporter", &[], len).map_err(mls)?;
+        Ok(Zeroizing::new(secret.as_bytes().to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

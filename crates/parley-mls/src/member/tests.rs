@@ -1,0 +1,232 @@
+//! Members over their passed-in state: every step goes through the rows a
+//! device stores, so what survives a restart is what is tested.
+
+use std::time::Duration;
+
+use parley_api::{ClientId, UserId};
+
+use super::*;
+use crate::CipherSuite;
+
+const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "mls-rs checks key package lifetimes against the system clock"
+)]
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+fn device(user: u128, client: u64) -> Member {
+    let id = DeviceIdentity {
+        user: UserId(uuid::Uuid::from_u128(user)),
+        client: ClientId(client),
+        domain: "example.com".into(),
+    };
+    let keys = DeviceKeys::generate(id, CipherSuite::DEFAULT).expect("keys");
+    Member::new(keys, MemberState::default(), LIFETIME)
+}
+
+/// The member as a new process would find it: its keys and its state read
+/// back from the rows it wrote.
+fn restarted(m: &Member) -> Member {
+    let fresh = MemberState::default();
+    for (kind, name, bytes) in m.state.rows() {
+        fresh.load(kind, &name, &bytes).expect("a row reads back");
+    }
+    let k = &m.keys;
+    let keys = DeviceKeys::restore(
+        k.identity().clone(),
+        k.suite(),
+        &k.secret_bytes(),
+        k.public_key(),
+    );
+    Member::new(keys, fresh, LIFETIME)
+}
+
+fn bundle(bytes: &[u8]) -> CommitBundle {
+    CommitBundle::decode(bytes).expect("a bundle")
+}
+
+fn text(p: Processed) -> Vec<u8> {
+    match p {
+        Processed::Application { plaintext, .. } => plaintext.to_vec(),
+        other => panic!("not an application message: {other:?}"),
+    }
+}
+
+#[test]
+fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
+    let ann = device(1, 1);
+    let bob = device(2, 2);
+    let cid = device(3, 3);
+    let kp_bob = bob.key_packages(1, now()).expect("kp").remove(0);
+    let kp_cid = cid.key_packages(1, now()).expect("kp").remove(0);
+    assert_eq!(bob.state.key_packages_held(), 1);
+    // Bob's key package's private part survives a restart.
+    let bob = restarted(&bob);
+    ann.create(b"group").expect("created");
+    let b = ann
+        .commit(
+            b"group",
+            &Changes {
+                add: vec![kp_bob, kp_cid],
+                remove: Vec::new(),
+            },
+        )
+        .expect("commit");
+    // Pending, not merged: a restart keeps it pending.
+    let ann = restarted(&ann);
+    assert!(ann.has_pending(b"group"));
+    assert_eq!(ann.epoch(b"group"), Some(0));
+    assert_eq!(ann.confirm(b"group").expect("merged"), 1);
+    let welcome = bundle(&b).welcome.expect("a welcome").0;
+    assert_eq!(bob.join(&welcome).expect("joins"), (b"group".to_vec(), 1));
+    assert_eq!(
+        bob.state.key_packages_held(),
+        0,
+        "the key package is used up"
+    );
+    cid.join(&welcome).expect("joins");
+    let bob = restarted(&bob);
+    let m = ann.encrypt(b"group", b"hello").expect("encrypts");
+    let got = bob.process(b"group", &m).expect("decrypts");
+    let Processed::Application { sender, .. } = &got else {
+        panic!("{got:?}")
+    };
+    assert_eq!(sender, ann.keys().identity());
+    assert_eq!(text(got), b"hello");
+    // Ann removes Cid; Bob follows; Cid learns it was removed.
+    let b = ann
+        .commit(
+            b"group",
+            &Changes {
+                add: Vec::new(),
+                remove: vec![cid.keys().identity().clone()],
+            },
+        )
+        .expect("commit");
+    ann.confirm(b"group").expect("merged");
+    let commit = bundle(&b).commit;
+    assert!(matches!(
+        bob.process(b"group", &commit).expect("follows"),
+        Processed::Commit { epoch: 2 }
+    ));
+    assert!(matches!(
+        cid.process(b"group", &commit).expect("follows"),
+        Processed::Removed
+    ));
+    assert!(matches!(
+        cid.process(
+            b"group",
+            &ann.encrypt(b"group", b"secret").expect("encrypts")
+        ),
+        Err(MemberError::UnknownGroup)
+    ));
+    // A self-update moves the epoch and Bob still reads Ann.
+    let b = bob.commit(b"group", &Changes::default()).expect("update");
+    bob.confirm(b"group").expect("merged");
+    ann.process(b"group", &bundle(&b).commit).expect("follows");
+    let m = ann.encrypt(b"group", b"after").expect("encrypts");
+    assert_eq!(text(bob.process(b"group", &m).expect("decrypts")), b"after");
+    // Both derive the same call key for the epoch, and it changes with it.
+    let key = ann.call_key(b"group", 32).expect("exported");
+    assert_eq!(key, bob.call_key(b"group", 32).expect("exported"));
+    let b = ann.commit(b"group", &Changes::default()).expect("update");
+    ann.confirm(b"group").expect("merged");
+    bob.process(b"group", &bundle(&b).commit).expect("follows");
+    assert_ne!(key, ann.call_key(b"group", 32).expect("exported"));
+}
+
+#[test]
+fn a_refused_commit_is_dropped_and_a_device_that_missed_commits_rejoins() {
+    let ann = device(1, 1);
+    let bob = device(2, 2);
+    ann.create(b"g").expect("created");
+    let kp = bob.key_packages(1, now()).expect("kp").remove(0);
+    let b = ann
+        .commit(
+            b"g",
+            &Changes {
+                add: vec![kp],
+                remove: Vec::new(),
+            },
+        )
+        .expect("commit");
+    ann.confirm(b"g").expect("merged");
+    bob.join(&bundle(&b).welcome.expect("welcome").0)
+        .expect("joins");
+    // Bob's commit loses the race to Ann's: cancelled, nothing changed.
+    let _lost = bob.commit(b"g", &Changes::default()).expect("update");
+    bob.cancel(b"g").expect("dropped");
+    assert!(!bob.has_pending(b"g"));
+    assert_eq!(bob.epoch(b"g"), Some(1));
+    // Ann commits twice; Bob misses the first, so the second is beyond him.
+    let first = ann.commit(b"g", &Changes::default()).expect("update");
+    ann.confirm(b"g").expect("merged");
+    let second = ann.commit(b"g", &Changes::default()).expect("update");
+    ann.confirm(b"g").expect("merged");
+    assert!(matches!(
+        bob.process(b"g", &bundle(&second).commit),
+        Err(MemberError::WrongEpoch {
+            message: 2,
+            ours: 1
+        })
+    ));
+    let _ = first;
+    // Bob rejoins from the latest group info, in place of his old leaf.
+    let (group_id, rejoin) = bob
+        .join_external(&bundle(&second).group_info)
+        .expect("rejoins");
+    assert_eq!(group_id, b"g");
+    ann.process(b"g", &bundle(&rejoin).commit).expect("follows");
+    assert_eq!(ann.members(b"g").expect("members").len(), 2);
+    let m = ann.encrypt(b"g", b"welcome back").expect("encrypts");
+    assert_eq!(
+        text(bob.process(b"g", &m).expect("decrypts")),
+        b"welcome back"
+    );
+}
+
+#[test]
+fn a_pending_commit_found_after_a_crash_settles_against_the_server() {
+    let ann = device(1, 1);
+    let bob = device(2, 2);
+    ann.create(b"g").expect("created");
+    let kp = bob.key_packages(1, now()).expect("kp").remove(0);
+    let b = ann
+        .commit(
+            b"g",
+            &Changes {
+                add: vec![kp],
+                remove: Vec::new(),
+            },
+        )
+        .expect("commit");
+    // The server took it, the device died before merging: merged on settle.
+    let ann = restarted(&ann);
+    assert!(ann.settle(b"g", &bundle(&b).group_info).expect("settles"));
+    assert_eq!(ann.epoch(b"g"), Some(1));
+    bob.join(&bundle(&b).welcome.expect("welcome").0)
+        .expect("joins");
+    // Ann's next commit lost to Bob's: dropped on settle.
+    let _lost = ann.commit(b"g", &Changes::default()).expect("update");
+    let won = bob.commit(b"g", &Changes::default()).expect("update");
+    bob.confirm(b"g").expect("merged");
+    let ann = restarted(&ann);
+    assert!(!ann.settle(b"g", &bundle(&won).group_info).expect("settles"));
+    assert!(!ann.has_pending(b"g"));
+    ann.process(b"g", &bundle(&won).commit).expect("follows");
+    assert_eq!(ann.epoch(b"g"), Some(2));
+}
+
+#[test]
+fn damaged_rows_are_refused() {
+    let state = MemberState::default();
+    assert!(state.load(RowKind::Group, b"g", b"\xff\xff").is_err());
+    assert!(state.load(RowKind::KeyPackage, b"k", b"").is_err());
+}
