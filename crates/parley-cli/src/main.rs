@@ -126,6 +126,10 @@ enum Command {
         /// Turn read receipts on.
         #[arg(long)]
         receipts: bool,
+        /// An MLS group (one ciphertext per message for the whole group)
+        /// instead of Proteus.
+        #[arg(long)]
+        mls: bool,
     },
     /// Add someone to a group.
     Add {
@@ -560,15 +564,20 @@ async fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|c| {
                     json!({"id": c.id.id, "name": c.name, "kind": c.kind, "members": c.members.len(),
-                           "unread": c.unread, "verification": c.verification, "muted": c.muted})
+                           "unread": c.unread, "verification": c.verification, "muted": c.muted,
+                           "protocol": c.protocol, "epoch": c.epoch})
                 })
                 .collect();
             show(json, &json!(convs), || {
                 convs
                     .iter()
                     .map(|c| {
+                        let protocol = match c["epoch"].as_u64() {
+                            Some(epoch) if c["protocol"] == "mls" => format!("mls, epoch {epoch}"),
+                            _ => c["protocol"].as_str().unwrap_or_default().to_owned(),
+                        };
                         format!(
-                            "{} {:<24} {} unread  [{}]{}",
+                            "{} {:<24} {} unread  [{}] ({protocol}){}",
                             &c["id"].as_str().unwrap_or_default()[..8],
                             c["name"].as_str().unwrap_or_default(),
                             c["unread"],
@@ -584,13 +593,18 @@ async fn run(cli: Cli) -> Result<()> {
             name,
             members,
             receipts,
+            mls,
         } => {
             let mut account = open(&dir).await?;
             let mut users = Vec::new();
             for m in &members {
                 users.push(person(&mut account, m).await?);
             }
-            let id = account.create_group(&name, users, receipts).await?;
+            let id = if mls {
+                account.create_mls_group(&name, users, receipts).await?
+            } else {
+                account.create_group(&name, users, receipts).await?
+            };
             show(json, &json!({"conversation": id.id}), || {
                 format!("Created {name} ({}).", id.id)
             });

@@ -22,6 +22,38 @@ use serde::de::DeserializeOwned;
 
 use crate::ClientError;
 
+/// What an MLS post is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MlsPost {
+    /// A commit with its welcome and group info.
+    CommitBundle,
+    /// An application message.
+    Message,
+}
+
+/// A request's body and its media type.
+struct Body {
+    bytes: Vec<u8>,
+    content_type: &'static str,
+}
+
+impl Body {
+    fn json(value: &(impl Serialize + ?Sized)) -> Result<Self, ClientError> {
+        Ok(Self {
+            bytes: serde_json::to_vec(value)
+                .map_err(|e| ClientError::Decode(format!("cannot encode a request: {e}")))?,
+            content_type: "application/json",
+        })
+    }
+
+    fn mls(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            content_type: parley_api::MLS_MEDIA_TYPE,
+        }
+    }
+}
+
 /// A device's live socket (`GET /v1/await`): stored and transient events as they
 /// happen.
 pub struct LiveSocket {
@@ -200,7 +232,7 @@ impl Api {
     }
 
     async fn send(
-        &self, method: &Method, path: &str, body: Option<&(impl Serialize + ?Sized)>,
+        &self, method: &Method, path: &str, body: Option<&Body>,
     ) -> Result<reqwest::Response, ClientError> {
         let mut req = self
             .http
@@ -209,7 +241,9 @@ impl Api {
             req = req.bearer_auth(token);
         }
         if let Some(body) = body {
-            req = req.json(body);
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, body.content_type)
+                .body(body.bytes.clone());
         }
         req.send().await.map_err(|e| self.unreachable(e))
     }
@@ -220,9 +254,19 @@ impl Api {
         ClientError::Transport(format!("{}: {}", self.base, e.without_url()))
     }
 
-    /// Sends a request; on 401 refreshes the token once and repeats it.
+    /// Sends a request with a JSON body; on 401 refreshes the token once and
+    /// repeats it.
     async fn request(
         &self, method: Method, path: &str, body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let body = body.map(Body::json).transpose()?;
+        self.request_body(method, path, body.as_ref()).await
+    }
+
+    /// Sends a request with any body; on 401 refreshes the token once and
+    /// repeats it.
+    async fn request_body(
+        &self, method: Method, path: &str, body: Option<&Body>,
     ) -> Result<reqwest::Response, ClientError> {
         let resp = self.send(&method, path, body).await?;
         if resp.status() == reqwest::StatusCode::UNAUTHORIZED && self.bearer().is_some() {
@@ -346,6 +390,84 @@ impl Api {
     pub async fn claim_prekeys(&self, req: &PrekeyRequest) -> Result<PrekeyMap, ClientError> {
         self.json(Method::POST, "/v1/users/list-prekeys", Some(req))
             .await
+    }
+
+    /// Registers a device's MLS signature keys (each scheme once; the same
+    /// key again is accepted).
+    pub async fn put_mls_public_keys(
+        &self, client: ClientId, keys: &parley_api::MlsPublicKeys,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/clients/{client}/mls-public-keys");
+        let resp = self.request(Method::PUT, &path, Some(keys)).await?;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        Ok(())
+    }
+
+    /// Publishes key packages (base64 MLS messages) of one of the user's
+    /// devices.
+    pub async fn upload_key_packages(
+        &self, client: ClientId, key_packages: Vec<String>,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/mls/key-packages/self/{client}");
+        let body = parley_api::KeyPackageUpload { key_packages };
+        let resp = self.request(Method::POST, &path, Some(&body)).await?;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        Ok(())
+    }
+
+    /// How many key packages the server holds for a device on a suite.
+    pub async fn key_package_count(
+        &self, client: ClientId, suite: u16,
+    ) -> Result<u64, ClientError> {
+        let path = format!("/v1/mls/key-packages/self/{client}/count?ciphersuite={suite}");
+        let count: parley_api::KeyPackageCount = self.json(Method::GET, &path, None::<&()>).await?;
+        Ok(count.count)
+    }
+
+    /// Claims one key package per device of `user` on `suite` (`skip` left
+    /// out: the caller's own device).
+    pub async fn claim_key_packages(
+        &self, user: &Qualified<UserId>, suite: u16, skip: Option<ClientId>,
+    ) -> Result<parley_api::KeyPackageBundle, ClientError> {
+        let skip = skip.map(|c| format!("&skip_own={c}")).unwrap_or_default();
+        let path = format!(
+            "/v1/mls/key-packages/claim/{}/{}?ciphersuite={suite}{skip}",
+            user.domain, user.id
+        );
+        self.json(Method::POST, &path, None::<&()>).await
+    }
+
+    /// Posts a commit bundle (`/v1/mls/commit-bundles`) or an application
+    /// message (`/v1/mls/messages`) of `client`: the group's epoch after it.
+    pub async fn post_mls(
+        &self, client: ClientId, what: MlsPost, bytes: Vec<u8>,
+    ) -> Result<u64, ClientError> {
+        let path = match what {
+            MlsPost::CommitBundle => format!("/v1/mls/commit-bundles?client={client}"),
+            MlsPost::Message => format!("/v1/mls/messages?client={client}"),
+        };
+        let resp = self
+            .request_body(Method::POST, &path, Some(&Body::mls(bytes)))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        let sent: parley_api::MlsSent = resp.json().await?;
+        Ok(sent.epoch)
+    }
+
+    /// An MLS conversation's latest group info (an MLS message).
+    pub async fn group_info(&self, id: &Qualified<ConversationId>) -> Result<Vec<u8>, ClientError> {
+        let path = format!("/v1/conversations/{}/{}/groupinfo", id.domain, id.id);
+        let resp = self.request_body(Method::GET, &path, None).await?;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        Ok(resp.bytes().await?.to_vec())
     }
 
     /// Creates a group.

@@ -9,16 +9,14 @@ use std::time::Duration;
 use mls_rs::client_builder::MlsConfig;
 use mls_rs::crypto::{SignaturePublicKey, SignatureSecretKey};
 use mls_rs::extension::ExtensionType;
-use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::identity::SigningIdentity;
 use mls_rs::identity::basic::{BasicCredential, BasicIdentityProvider};
 use mls_rs::mls_rules::{CommitOptions, DefaultMlsRules};
-use mls_rs::time::MlsTime;
-use mls_rs::{CipherSuiteProvider as _, Client, CryptoProvider as _, ExtensionList};
+use mls_rs::{CipherSuiteProvider as _, Client, CryptoProvider as _};
 use mls_rs_crypto_openssl::OpensslCryptoProvider;
 
 use crate::identity::DeviceIdentity;
-use crate::member::MemberState;
+use crate::member::{Member, MemberState};
 use crate::suite::CipherSuite;
 use zeroize::Zeroizing;
 
@@ -28,6 +26,7 @@ use zeroize::Zeroizing;
 pub struct DeviceError(String);
 
 /// A device's signature key on one suite, with the identity it signs as.
+#[derive(Clone)]
 pub struct DeviceKeys {
     identity: DeviceIdentity,
     suite: CipherSuite,
@@ -92,26 +91,26 @@ impl DeviceKeys {
     }
 
     /// `count` key packages valid from `now` (Unix seconds) for `lifetime`,
-    /// each an encoded MLS message. Their private parts are not kept yet: a
-    /// device that joins groups keeps them in its store (to come).
+    /// each an encoded MLS message, whose private parts are dropped: for a
+    /// directory that is only checked, never joined through (tests, load
+    /// generators). A device keeps them: [`Member::key_packages`].
     pub fn key_packages(
         &self, count: usize, now: u64, lifetime: Duration,
     ) -> Result<Vec<Vec<u8>>, DeviceError> {
-        (0..count)
-            .map(|_| self.key_package(ExtensionList::default(), now, lifetime))
-            .collect()
+        Member::new(self.clone(), MemberState::default(), lifetime)
+            .key_packages(count, now)
+            .map_err(|e| DeviceError(e.to_string()))
     }
 
-    /// A last-resort key package (RFC 9420 §16.8): the directory hands it out
-    /// again whenever this device has no other, so the device stays addable.
+    /// A last-resort key package, its private parts dropped (as
+    /// [`DeviceKeys::key_packages`]; a device keeps them:
+    /// [`Member::last_resort_key_package`]).
     pub fn last_resort_key_package(
         &self, now: u64, lifetime: Duration,
     ) -> Result<Vec<u8>, DeviceError> {
-        let mut extensions = ExtensionList::default();
-        extensions
-            .set_from(LastResortKeyPackageExt)
-            .map_err(|e| DeviceError(e.to_string()))?;
-        self.key_package(extensions, now, lifetime)
+        Member::new(self.clone(), MemberState::default(), lifetime)
+            .last_resort_key_package(now)
+            .map_err(|e| DeviceError(e.to_string()))
     }
 
     /// An mls-rs client signing as this device, with Parley's group rules:
@@ -149,19 +148,6 @@ impl DeviceKeys {
             .signing_identity(signer, self.secret.clone(), self.suite.to_mls())
             .key_package_lifetime(lifetime)
             .build()
-    }
-
-    fn key_package(
-        &self, extensions: ExtensionList, now: u64, lifetime: Duration,
-    ) -> Result<Vec<u8>, DeviceError> {
-        self.member(lifetime)
-            .generate_key_package_message(
-                extensions,
-                ExtensionList::default(),
-                Some(MlsTime::from(now)),
-            )
-            .and_then(|m| m.to_bytes())
-            .map_err(|e| DeviceError(e.to_string()))
     }
 }
 

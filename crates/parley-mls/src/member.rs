@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mls_rs::client_builder::MlsConfig;
+use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::group::{CommitEffect, ReceivedMessage};
 use mls_rs::identity::Credential;
 use mls_rs::mls_rs_codec::{self, MlsDecode, MlsEncode, MlsSize};
@@ -91,8 +92,19 @@ struct SavedGroup {
 #[derive(MlsSize, MlsEncode, MlsDecode)]
 struct GroupRecord {
     #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    id: Vec<u8>,
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
     state: Vec<u8>,
     epochs: Vec<EpochEntry>,
+}
+
+/// A stored key package's private parts, with its reference.
+#[derive(MlsSize, MlsEncode, MlsDecode)]
+struct KeyPackageRecord {
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    id: Vec<u8>,
+    #[mls_codec(with = "mls_rs_codec::byte_vec")]
+    data: Vec<u8>,
 }
 
 #[derive(MlsSize, MlsEncode, MlsDecode)]
@@ -156,6 +168,7 @@ impl MemberState {
         let mut rows = Vec::new();
         for (id, group) in &inner.groups {
             let mut record = GroupRecord {
+                id: id.clone(),
                 state: group.state.to_vec(),
                 epochs: group
                     .epochs
@@ -175,13 +188,24 @@ impl MemberState {
             rows.push((RowKind::Group, id.clone(), bytes));
         }
         for (id, data) in &inner.key_packages {
-            rows.push((RowKind::KeyPackage, id.clone(), data.clone()));
+            let mut record = KeyPackageRecord {
+                id: id.clone(),
+                data: data.to_vec(),
+            };
+            let bytes = Zeroizing::new(
+                record
+                    .mls_encode_to_vec()
+                    .expect("encoding byte vectors cannot fail"),
+            );
+            zeroize::Zeroize::zeroize(&mut record.data);
+            rows.push((RowKind::KeyPackage, id.clone(), bytes));
         }
         rows
     }
 
-    /// Takes back a record written by [`MemberState::rows`].
-    pub fn load(&self, kind: RowKind, name: &[u8], bytes: &[u8]) -> Result<(), MemberError> {
+    /// Takes back a record written by [`MemberState::rows`] (its value: the
+    /// record names itself).
+    pub fn load_row(&self, kind: RowKind, bytes: &[u8]) -> Result<(), MemberError> {
         let mut inner = self.lock();
         match kind {
             RowKind::Group => {
@@ -195,13 +219,15 @@ impl MemberState {
                         .map(|e| (e.id, Zeroizing::new(std::mem::take(&mut e.data))))
                         .collect(),
                 };
-                inner.groups.insert(name.to_vec(), group);
+                inner.groups.insert(record.id, group);
             }
             RowKind::KeyPackage => {
-                KeyPackageData::mls_decode(&mut &*bytes).map_err(|_| MemberError::Malformed)?;
-                inner
-                    .key_packages
-                    .insert(name.to_vec(), Zeroizing::new(bytes.to_vec()));
+                let mut record = KeyPackageRecord::mls_decode(&mut &*bytes)
+                    .map_err(|_| MemberError::Malformed)?;
+                let data = Zeroizing::new(std::mem::take(&mut record.data));
+                KeyPackageData::mls_decode(&mut data.as_slice())
+                    .map_err(|_| MemberError::Malformed)?;
+                inner.key_packages.insert(record.id, data);
             }
         }
         Ok(())
@@ -215,6 +241,10 @@ impl MemberState {
     /// Whether the device holds a group.
     pub fn has_group(&self, group_id: &[u8]) -> bool {
         self.lock().groups.contains_key(group_id)
+    }
+
+    fn take(&self, group_id: &[u8]) -> Option<SavedGroup> {
+        self.lock().groups.remove(group_id)
     }
 
     /// Drops a group (the device left or was removed).
@@ -382,19 +412,25 @@ impl Member {
     /// parts are in the state, which must be stored before they are
     /// published.
     pub fn key_packages(&self, count: usize, now: u64) -> Result<Vec<Vec<u8>>, MemberError> {
-        let client = self.client();
         (0..count)
-            .map(|_| {
-                client
-                    .generate_key_package_message(
-                        ExtensionList::default(),
-                        ExtensionList::default(),
-                        Some(now.into()),
-                    )
-                    .and_then(|m| m.to_bytes())
-                    .map_err(mls)
-            })
+            .map(|_| self.key_package(ExtensionList::default(), now))
             .collect()
+    }
+
+    /// A last-resort key package (RFC 9420 §16.8): the directory hands it
+    /// out again whenever this device has no other, so the device stays
+    /// addable. Its private parts are in the state, as for any other.
+    pub fn last_resort_key_package(&self, now: u64) -> Result<Vec<u8>, MemberError> {
+        let mut extensions = ExtensionList::default();
+        extensions.set_from(LastResortKeyPackageExt).map_err(mls)?;
+        self.key_package(extensions, now)
+    }
+
+    fn key_package(&self, extensions: ExtensionList, now: u64) -> Result<Vec<u8>, MemberError> {
+        self.client()
+            .generate_key_package_message(extensions, ExtensionList::default(), Some(now.into()))
+            .and_then(|m| m.to_bytes())
+            .map_err(mls)
     }
 
     /// A new group with this device alone, at epoch 0.
@@ -552,7 +588,18 @@ impl Member {
         if let Some(old) = old {
             builder = builder.with_removal(old);
         }
-        let (mut group, commit) = builder.build(info).map_err(mls)?;
+        // The joined group starts its own record of epochs: the old state
+        // goes first, and comes back if the join cannot be made.
+        let saved = self.state.take(&group_id);
+        let (mut group, commit) = match builder.build(info) {
+            Ok(joined) => joined,
+            Err(e) => {
+                if let Some(saved) = saved {
+                    self.state.lock().groups.insert(group_id, saved);
+                }
+                return Err(mls(e));
+            }
+        };
         let group_info = group
             .group_info_message_allowing_ext_commit(true)
             .map_err(mls)?;
@@ -561,7 +608,6 @@ impl Member {
             welcome: None,
             group_info: to_bytes(&group_info)?,
         };
-        self.state.forget(&group_id);
         group.write_to_storage().map_err(mls)?;
         Ok((group_id, bundle.encode()))
     }

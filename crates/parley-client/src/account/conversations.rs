@@ -54,6 +54,16 @@ impl Account {
         entry.message_timer = c.message_timer;
         entry.receipt_mode = c.receipt_mode;
         entry.incomplete = false;
+        entry.protocol = c.protocol;
+        entry.cipher_suite = c.cipher_suite.or(entry.cipher_suite);
+        if entry.epoch.is_none() {
+            entry.epoch = c.epoch;
+        }
+        // A member whose device is not in the group (a new device of the
+        // user, or one that lost its state) joins by external commit.
+        entry.rejoin |= c.protocol == parley_api::Protocol::Mls
+            && entry.members.contains(&me)
+            && !self.device.mls_in_group(c.id.id.as_bytes());
         let id = c.id.id;
         self.recompute(id);
     }
@@ -161,6 +171,9 @@ impl Account {
     pub async fn add_member(
         &mut self, conversation: &Qualified<ConversationId>, user: Qualified<UserId>,
     ) -> Result<(), ClientError> {
+        if self.is_mls(conversation.id) {
+            return self.mls_change(conversation, &[user], &[]).await;
+        }
         self.api.add_members(conversation, vec![user]).await?;
         let c = self.api.conversation(conversation).await?;
         self.absorb_conversations(vec![c]).await
@@ -170,6 +183,9 @@ impl Account {
     pub async fn remove_member(
         &mut self, conversation: &Qualified<ConversationId>, user: &Qualified<UserId>,
     ) -> Result<(), ClientError> {
+        if self.is_mls(conversation.id) {
+            return self.mls_change(conversation, &[], &[user.id]).await;
+        }
         self.api.remove_member(conversation, user).await?;
         let c = self.api.conversation(conversation).await?;
         self.absorb_conversations(vec![c]).await
@@ -253,6 +269,10 @@ impl ConversationView {
             last_activity: 0,
             incomplete: false,
             muted: false,
+            protocol: parley_api::Protocol::Proteus,
+            cipher_suite: None,
+            epoch: None,
+            rejoin: false,
             timers: BTreeMap::new(),
         }
     }

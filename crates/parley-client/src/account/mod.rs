@@ -26,6 +26,7 @@
 mod conversations;
 mod enrol;
 mod history;
+mod mls;
 mod peers;
 mod people;
 mod receive;
@@ -92,6 +93,18 @@ pub struct ConversationView {
     /// call attention to its messages.
     #[serde(default)]
     pub muted: bool,
+    /// Proteus or MLS.
+    #[serde(default)]
+    pub protocol: parley_api::Protocol,
+    /// An MLS conversation's cipher suite.
+    #[serde(default)]
+    pub cipher_suite: Option<u16>,
+    /// An MLS conversation's epoch as this device's group state has it.
+    #[serde(default)]
+    pub epoch: Option<u64>,
+    /// This device lost track of the MLS group: it rejoins at the next sync.
+    #[serde(default)]
+    pub rejoin: bool,
     /// Running self-deleting timers: message id → when it goes (Unix ms).
     #[serde(default)]
     timers: BTreeMap<String, i64>,

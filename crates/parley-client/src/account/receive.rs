@@ -35,6 +35,14 @@ impl Account {
     pub async fn sync(&mut self) -> Result<Vec<Update>, ClientError> {
         self.check_generation().await?;
         self.flush_quietly().await?;
+        let mut updates = self.receive_all().await?;
+        updates.extend(self.follow_up().await?);
+        Ok(updates)
+    }
+
+    /// Fetches and applies everything new from the server's queue (no
+    /// posting, no follow-up).
+    pub(super) async fn receive_all(&mut self) -> Result<Vec<Update>, ClientError> {
         let mut updates = Vec::new();
         loop {
             self.refresh().await?;
@@ -53,7 +61,6 @@ impl Account {
                 break;
             }
         }
-        updates.extend(self.follow_up().await?);
         Ok(updates)
     }
 
@@ -116,9 +123,8 @@ impl Account {
                     payload: t.payload.clone(),
                 };
                 let mut tx = self.begin().await?;
-                let incoming = self.device.incoming(&event);
                 let mut updates = Vec::new();
-                if let Some(item) = incoming {
+                for item in self.incoming(&event) {
                     updates.extend(self.absorb(&mut tx, item).await?);
                 }
                 self.commit(tx).await?;
@@ -166,7 +172,7 @@ impl Account {
             {
                 continue;
             }
-            if let Some(item) = self.device.incoming(event) {
+            for item in self.incoming(event) {
                 updates.extend(self.absorb(&mut tx, item).await?);
             }
             self.device.set_cursor(Some(event.id));
@@ -180,6 +186,15 @@ impl Account {
         #[cfg(feature = "failpoints")]
         fail::fail_point!("receive-after-commit", |_| std::process::abort());
         Ok(updates)
+    }
+
+    /// What an event brings, decrypted by the protocol it is for (inside the
+    /// receive transaction).
+    fn incoming(&mut self, event: &Event) -> Vec<Incoming> {
+        match self.mls_incoming(event) {
+            Some(items) => items,
+            None => self.device.incoming(event).into_iter().collect(),
+        }
     }
 
     /// What needs the server after a receive: done now, and again next time
@@ -221,6 +236,7 @@ impl Account {
         if self.device.prekeys_held() < usize::from(INITIAL_PREKEYS) {
             self.top_up_prekeys().await?;
         }
+        self.mls_follow_up().await?;
         self.flush_quietly().await?;
         self.purge_expired().await?;
         Ok(updates)
@@ -342,7 +358,7 @@ impl Account {
             });
     }
 
-    fn mark_incomplete(&mut self, conversation: &Qualified<ConversationId>) {
+    pub(super) fn mark_incomplete(&mut self, conversation: &Qualified<ConversationId>) {
         self.ensure_conversation(conversation);
         if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
             c.incomplete = true;

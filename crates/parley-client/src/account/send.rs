@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::{Account, b64, damaged, history, json};
 use crate::ClientError;
-use crate::api::Delivery;
+use crate::api::{Delivery, MlsPost};
 use crate::content::{self, Body, Envelope, ReceiptKind};
 use crate::device::flatten;
 use crate::store::{Table, Tx};
@@ -73,6 +73,10 @@ struct Pending {
     /// This device's send generation when it was encrypted.
     #[serde(default)]
     generation: u64,
+    /// In an MLS conversation: the one message for the whole group, base64
+    /// (no per-device ciphertexts).
+    #[serde(default)]
+    mls: Option<String>,
 }
 
 impl Drop for Pending {
@@ -119,9 +123,14 @@ impl Account {
     /// outbox (inside the caller's transaction).
     async fn enqueue(&mut self, tx: &mut Tx, out: Outgoing<'_>) -> Result<Pending, ClientError> {
         let mut recipients = BTreeMap::new();
-        let generation = self
-            .device
-            .encrypt_for(&out.users, out.plaintext, &mut recipients);
+        let (generation, mls) = if self.is_mls(out.conversation.id) {
+            (0, Some(self.mls_encrypt(out.conversation, out.plaintext)?))
+        } else {
+            let generation = self
+                .device
+                .encrypt_for(&out.users, out.plaintext, &mut recipients);
+            (generation, None)
+        };
         let pending = Pending {
             id: Uuid::new_v4().to_string(),
             conversation: out.conversation.clone(),
@@ -134,6 +143,7 @@ impl Account {
             recipients,
             tries: 0,
             generation,
+            mls,
         };
         tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
             .await?;
@@ -145,6 +155,9 @@ impl Account {
     /// first checks the entry is still there: another process on this device
     /// may have settled it meanwhile (`Ok(None)`).
     async fn post(&mut self, mut pending: Pending) -> Result<Option<MessageSent>, ClientError> {
+        if pending.mls.is_some() {
+            return Box::pin(self.post_mls(pending)).await;
+        }
         for _ in 0..SEND_ATTEMPTS {
             let answer = self
                 .api
@@ -244,6 +257,70 @@ impl Account {
                     return Err(e);
                 }
                 // Unreachable, busy or failing server: it stays in the outbox.
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ClientError::Unsettled)
+    }
+
+    /// Posts an MLS outbox entry: one message for the group. The server
+    /// takes it only at the group's current epoch: when the group moved on,
+    /// this device follows the commits from its queue and encrypts the
+    /// stored plaintext again (committed before it is posted).
+    async fn post_mls(&mut self, mut pending: Pending) -> Result<Option<MessageSent>, ClientError> {
+        for _ in 0..SEND_ATTEMPTS {
+            let message = pending.mls.as_deref().unwrap_or_default();
+            let bytes = b64().decode(message).map_err(|_| damaged("outbox entry"))?;
+            match self
+                .api
+                .post_mls(self.device_id(), MlsPost::Message, bytes)
+                .await
+            {
+                Ok(_) => {
+                    let mut tx = self.begin().await?;
+                    self.settle(&mut tx, &pending, true).await?;
+                    self.commit(tx).await?;
+                    return Ok(Some(MessageSent {
+                        time: parley_api::OffsetDateTime::from_unix_timestamp_nanos(
+                            i128::from(self.now_ms()) * 1_000_000,
+                        )
+                        .unwrap_or(parley_api::OffsetDateTime::UNIX_EPOCH),
+                        missing: Default::default(),
+                        redundant: Default::default(),
+                        deleted: Default::default(),
+                    }));
+                }
+                Err(ClientError::Api { label, .. }) if label == "mls-stale-message" => {
+                    self.receive_all().await?;
+                    let mut tx = self.begin().await?;
+                    let Some(bytes) = tx.get(Table::Outbox, pending.id.as_bytes()).await? else {
+                        self.commit(tx).await?;
+                        return Ok(None);
+                    };
+                    pending =
+                        serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
+                    let plaintext = Zeroizing::new(
+                        b64()
+                            .decode(&pending.plaintext)
+                            .map_err(|_| damaged("outbox entry"))?,
+                    );
+                    pending.mls = Some(self.mls_encrypt(&pending.conversation, &plaintext)?);
+                    tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
+                        .await?;
+                    self.commit(tx).await?;
+                }
+                Err(e) if refused_for_good(&e) => {
+                    let mut tx = self.begin().await?;
+                    self.settle(&mut tx, &pending, false).await?;
+                    if pending.entry.is_some() {
+                        self.system(
+                            pending.conversation.id,
+                            &format!("A message could not be sent: {e}"),
+                        );
+                    }
+                    self.commit(tx).await?;
+                    return Err(e);
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -393,12 +470,14 @@ impl Account {
         }
         let plaintext = Zeroizing::new(envelope.to_bytes());
         // Large content goes once, as the shared blob; each device gets its key.
-        let (plaintext, data) = if plaintext.len() > content::EXTERNAL_THRESHOLD {
-            let (small, blob) = content::seal_external(envelope)?;
-            (Zeroizing::new(small.to_bytes()), Some(blob))
-        } else {
-            (plaintext, None)
-        };
+        // (An MLS message is one ciphertext for the group: it needs no blob.)
+        let (plaintext, data) =
+            if plaintext.len() > content::EXTERNAL_THRESHOLD && !self.is_mls(conversation.id) {
+                let (small, blob) = content::seal_external(envelope)?;
+                (Zeroizing::new(small.to_bytes()), Some(blob))
+            } else {
+                (plaintext, None)
+            };
         for _ in 0..2 {
             let mut tx = self.begin().await?;
             let conv = self

@@ -41,6 +41,7 @@ impl Device {
             cursor: None,
             next_prekey: INITIAL_PREKEYS,
             generation: 0,
+            mls: Default::default(),
             rng,
         }
     }

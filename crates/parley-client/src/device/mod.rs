@@ -16,7 +16,8 @@
 //! session and prekey as it was; a duplicate (one already decrypted, such as a
 //! re-post after a lost reply) is dropped without a trace.
 //!
-//! The parts: `keys` holds this device's identity and prekeys, `sessions` the
+//! The parts: `keys` holds this device's identity and prekeys, `mls` its MLS
+//! keys and groups, `sessions` the
 //! sessions with remote devices and their pinned identities, `send` encrypts,
 //! `receive` decrypts what the queue delivers, and `saved` is the rows the
 //! device is stored as.
@@ -24,6 +25,7 @@
 //! This module never knows what the bytes mean or who is verified.
 
 mod keys;
+mod mls;
 mod receive;
 mod saved;
 mod send;
@@ -40,6 +42,7 @@ use rand_core::UnwrapErr;
 use crate::ClientError;
 
 pub(crate) use keys::INITIAL_PREKEYS;
+pub(crate) use mls::{KEY_PACKAGES, KEY_PACKAGES_LOW};
 pub(crate) use receive::{Failure, Incoming, Received};
 pub(crate) use sessions::{ChangedIdentity, NewDevice};
 
@@ -57,6 +60,8 @@ pub(crate) struct Device {
     /// How many times this device has encrypted (one per outgoing batch); the
     /// server keeps the highest it has seen, so an old copy notices.
     generation: u64,
+    /// Its MLS keys, groups and key packages.
+    mls: mls::MlsSide,
     rng: UnwrapErr<SysRng>,
 }
 

@@ -100,6 +100,7 @@ impl Device {
             };
             rows.push((Table::Identities, pair_name(*user, *client), json(&saved)));
         }
+        rows.extend(self.mls.rows());
         rows
     }
 
@@ -147,6 +148,7 @@ impl Device {
             cursor: saved.cursor,
             next_prekey: saved.next_prekey,
             generation: saved.generation,
+            mls: super::mls::MlsSide::load(tx, saved.user, saved.client).await?,
             rng: UnwrapErr(SysRng),
         }))
     }

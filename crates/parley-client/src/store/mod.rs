@@ -68,11 +68,15 @@ pub enum Table {
     Messages,
     /// Messages encrypted and committed but not yet accepted by the server.
     Outbox,
+    /// This device's MLS groups, one row each.
+    MlsGroups,
+    /// The private parts of the MLS key packages this device published.
+    MlsKeyPackages,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 10] = [
         Table::Meta,
         Table::Prekeys,
         Table::Sessions,
@@ -81,6 +85,8 @@ impl Table {
         Table::Conversations,
         Table::Messages,
         Table::Outbox,
+        Table::MlsGroups,
+        Table::MlsKeyPackages,
     ];
 
     /// Whether the account keeps the whole table in memory (the small state),
@@ -99,6 +105,8 @@ impl Table {
             Table::Conversations => "conversations",
             Table::Messages => "messages",
             Table::Outbox => "outbox",
+            Table::MlsGroups => "mls_groups",
+            Table::MlsKeyPackages => "mls_key_packages",
         }
     }
 }

@@ -114,7 +114,7 @@ pub(super) async fn commit_bundle(
     Ok((StatusCode::CREATED, Json(sent)))
 }
 
-#[utoipa::path(post, path = "/v1/mls/messages", tag = "mls", request_body(content = Vec<u8>, content_type = "message/mls", description = "an application message (a private message)"), params(SenderQuery), responses((status = 201, body = MlsSent), (status = 400, description = "mls-protocol-error, mls-unsupported-proposal, bad-request", body = ErrorBody), (status = 403, description = "access-denied: the device is not in the group", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "mls-stale-message: more than three epochs old, or of an epoch to come", body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/mls/messages", tag = "mls", request_body(content = Vec<u8>, content_type = "message/mls", description = "an application message (a private message)"), params(SenderQuery), responses((status = 201, body = MlsSent), (status = 400, description = "mls-protocol-error, mls-unsupported-proposal, bad-request", body = ErrorBody), (status = 403, description = "access-denied: the device is not in the group", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "mls-stale-message: not of the group's current epoch", body = ErrorBody), (status = 413, body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn message(
     State(s): State<AppState>, Auth(me): Auth, ApiQuery(q): ApiQuery<SenderQuery>,
     headers: HeaderMap, body: Bytes,

@@ -56,9 +56,12 @@ pub(crate) const MAX_COMMIT_BUNDLE_BYTES: usize = 2 * 1024 * 1024;
 /// The largest group message accepted.
 pub(crate) const MAX_GROUP_MESSAGE_BYTES: usize = crate::transport::MAX_BODY_BYTES;
 
-/// Epochs before the current one whose messages are still delivered
-/// (members keep that many past epochs to read them).
-const PAST_EPOCHS: u64 = 3;
+/// Epochs before the current one whose application messages are still
+/// taken: none. A message is accepted only at the group's current epoch, so
+/// every device in the group when it is delivered can read it (a device that
+/// joined at the current epoch has no older keys); a sender that is behind
+/// gets `mls-stale-message`, follows the commits and encrypts again.
+const PAST_EPOCHS: u64 = 0;
 
 fn refused(e: &DeliveryError) -> ApiError {
     let message = e.to_string();

@@ -1,0 +1,533 @@
+//! MLS conversations on this device: its signature key registered and its
+//! key packages kept topped up, groups created and changed by commits,
+//! what the queue delivers processed in order, and repair.
+//!
+//! **Write-ahead, as everywhere.** A key package's private parts are
+//! committed before it is published. A commit is made *pending* in the
+//! group's state, committed, then posted, and merged only once the server
+//! accepted it (dropped when refused; on `mls-stale-message` the device
+//! catches up from its queue and tries again on the new epoch). A device
+//! that dies in between finds the pending commit on its next start and
+//! settles it against the server's group info: merged if the server's epoch
+//! is the one it made, dropped otherwise.
+//!
+//! **Repair, visible.** A message for an epoch this device cannot follow (it
+//! missed commits, or its state was lost) marks the conversation; after the
+//! receive commits, the device rejoins by external commit from the server's
+//! latest group info, in place of its old leaf, and says in the conversation
+//! that messages may be missing. Nobody has to do anything.
+//!
+//! The group of a conversation has the conversation's id as its group id
+//! (the server's rule), so no mapping is kept.
+
+use parley_api::{Event, EventPayload, MlsPublicKeys, Protocol};
+use parley_mls::{Changes, CipherSuite, Member, MemberError, Processed};
+
+use super::*;
+use crate::api::MlsPost;
+use crate::device::{Failure, Incoming, KEY_PACKAGES, KEY_PACKAGES_LOW, Received};
+
+/// Tries of a commit that keeps losing the race to other members' commits.
+const COMMIT_ATTEMPTS: usize = 4;
+
+fn group_id(conversation: &Qualified<ConversationId>) -> Vec<u8> {
+    conversation.id.as_bytes().to_vec()
+}
+
+fn unb64(text: &str) -> Result<Vec<u8>, ClientError> {
+    b64()
+        .decode(text)
+        .map_err(|e| ClientError::Decode(format!("not base64: {e}")))
+}
+
+fn refused(e: &MemberError) -> ClientError {
+    ClientError::Refused {
+        label: "mls-error",
+        message: e.to_string(),
+    }
+}
+
+fn stale(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { label, .. } if label == "mls-stale-message")
+}
+
+impl Account {
+    /// The suite of an MLS conversation (the backend's default when not
+    /// known yet).
+    fn suite_of(&self, conversation: ConversationId) -> CipherSuite {
+        self.state
+            .conversations
+            .get(&conversation)
+            .and_then(|c| c.cipher_suite)
+            .map_or(CipherSuite::DEFAULT, CipherSuite)
+    }
+
+    /// This device as a member on `suite` (taken after `begin`: a reload
+    /// replaces the device).
+    fn member(&self, suite: CipherSuite) -> Result<Member, ClientError> {
+        self.device.mls_member(suite).ok_or(ClientError::Refused {
+            label: "mls-not-set-up",
+            message: format!("this device has no MLS key on cipher suite {suite}"),
+        })
+    }
+
+    /// Makes this device ready for MLS on the backend's default suite: its
+    /// signature key made (and committed) and registered, its key packages
+    /// topped up. Done at enrolment, and again until it succeeds.
+    pub async fn setup_mls(&mut self) -> Result<(), ClientError> {
+        let suite = CipherSuite::DEFAULT;
+        let domain = self.domain();
+        let tx = self.begin().await?;
+        let keys = self.device.mls_suite(&domain, suite)?;
+        let (registered, public) = (keys.registered, b64().encode(keys.keys.public_key()));
+        self.commit(tx).await?;
+        if !registered {
+            let scheme = suite
+                .signature_scheme()
+                .expect("the default suite has a signature scheme");
+            let keys = MlsPublicKeys {
+                mls_public_keys: [(scheme.name.to_owned(), public)].into(),
+            };
+            self.api
+                .put_mls_public_keys(self.device_id(), &keys)
+                .await?;
+            let tx = self.begin().await?;
+            self.device.mls_suite(&domain, suite)?.registered = true;
+            self.commit(tx).await?;
+        }
+        self.top_up_key_packages(suite).await
+    }
+
+    /// Keeps [`KEY_PACKAGES`] key packages on the server (checked when this
+    /// device holds fewer than [`KEY_PACKAGES_LOW`] unused ones), and one
+    /// last-resort key package, so the device stays addable.
+    async fn top_up_key_packages(&mut self, suite: CipherSuite) -> Result<(), ClientError> {
+        let domain = self.domain();
+        let last_resort = self.device.mls_suite(&domain, suite)?.last_resort;
+        let held = self.device.mls_key_packages_held() as u64;
+        if held >= KEY_PACKAGES_LOW && last_resort {
+            return Ok(());
+        }
+        let count = self
+            .api
+            .key_package_count(self.device_id(), suite.0)
+            .await?;
+        let wanted = if count < KEY_PACKAGES_LOW {
+            KEY_PACKAGES - count
+        } else {
+            0
+        };
+        if wanted == 0 && last_resort {
+            return Ok(());
+        }
+        let now = u64::try_from(self.now_ms() / 1000).unwrap_or_default();
+        let tx = self.begin().await?;
+        let member = self.member(suite)?;
+        let mut packages = member
+            .key_packages(usize::try_from(wanted).unwrap_or_default(), now)
+            .map_err(|e| refused(&e))?;
+        if !last_resort {
+            packages.push(
+                member
+                    .last_resort_key_package(now)
+                    .map_err(|e| refused(&e))?,
+            );
+        }
+        // The private parts are on disk before the server hands anything out.
+        self.commit(tx).await?;
+        let packages = packages.iter().map(|p| b64().encode(p)).collect();
+        self.api
+            .upload_key_packages(self.device_id(), packages)
+            .await?;
+        if !last_resort {
+            let tx = self.begin().await?;
+            self.device.mls_suite(&domain, suite)?.last_resort = true;
+            self.commit(tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates an MLS group with these members (every device of each, and
+    /// this user's other devices): the conversation, then the group, then
+    /// the first commit.
+    pub async fn create_mls_group(
+        &mut self, name: &str, users: Vec<Qualified<UserId>>, receipts: bool,
+    ) -> Result<Qualified<ConversationId>, ClientError> {
+        self.setup_mls().await?;
+        let suite = CipherSuite::DEFAULT;
+        let c = self
+            .api
+            .create_conversation(&NewConversation {
+                name: name.to_owned(),
+                users: Vec::new(),
+                message_timer: None,
+                receipt_mode: u8::from(receipts),
+                protocol: Protocol::Mls,
+                cipher_suite: Some(suite.0),
+            })
+            .await?;
+        let id = c.id.clone();
+        let tx = self.begin().await?;
+        self.member(suite)?
+            .create(&group_id(&id))
+            .map_err(|e| refused(&e))?;
+        // Its members are read back after the first commit adds them (until
+        // then it is this user alone, which must not read as verified).
+        let mut view = ConversationView::new(id.clone(), c.kind, name.to_owned());
+        view.protocol = Protocol::Mls;
+        view.cipher_suite = Some(suite.0);
+        view.epoch = Some(0);
+        view.incomplete = true;
+        self.state.conversations.insert(id.id, view);
+        self.commit(tx).await?;
+        let mut add = vec![self.qualified(self.user())];
+        add.extend(users);
+        self.mls_change(&id, &add, &[]).await?;
+        Ok(id)
+    }
+
+    /// New keys for this device's leaf (post-compromise security): the
+    /// group's new epoch.
+    pub async fn mls_update(
+        &mut self, conversation: &Qualified<ConversationId>,
+    ) -> Result<u64, ClientError> {
+        self.mls_commit(conversation, &[], &[]).await
+    }
+
+    /// Adds users (every device of each) to an MLS group, or removes them.
+    pub(super) async fn mls_change(
+        &mut self, conversation: &Qualified<ConversationId>, add: &[Qualified<UserId>],
+        remove: &[UserId],
+    ) -> Result<(), ClientError> {
+        self.mls_commit(conversation, add, remove).await?;
+        let c = self.api.conversation(conversation).await?;
+        self.absorb_conversations(vec![c]).await
+    }
+
+    /// One commit, write-ahead (see the module's documentation); retried on
+    /// a new epoch when another member's commit won.
+    async fn mls_commit(
+        &mut self, conversation: &Qualified<ConversationId>, add: &[Qualified<UserId>],
+        remove: &[UserId],
+    ) -> Result<u64, ClientError> {
+        let suite = self.suite_of(conversation.id);
+        let group = group_id(conversation);
+        self.settle_pending(conversation).await?;
+        for _ in 0..COMMIT_ATTEMPTS {
+            let mut changes = Changes::default();
+            for user in add {
+                let skip = (user.id == self.user()).then_some(self.device_id());
+                let claimed = self.api.claim_key_packages(user, suite.0, skip).await?;
+                for p in claimed.key_packages {
+                    changes.add.push(unb64(&p.key_package)?);
+                }
+            }
+            let tx = self.begin().await?;
+            let member = self.member(suite)?;
+            for user in remove {
+                changes.remove.extend(
+                    member
+                        .members(&group)
+                        .map_err(|e| refused(&e))?
+                        .into_iter()
+                        .filter(|d| d.user == *user),
+                );
+            }
+            let bundle = member.commit(&group, &changes).map_err(|e| refused(&e))?;
+            self.commit(tx).await?;
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("mls-commit-before-post", |_| std::process::abort());
+            let answer = self
+                .api
+                .post_mls(self.device_id(), MlsPost::CommitBundle, bundle)
+                .await;
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("mls-commit-after-post", |_| std::process::abort());
+            match answer {
+                Ok(_) => {
+                    let tx = self.begin().await?;
+                    let epoch = self
+                        .member(suite)?
+                        .confirm(&group)
+                        .map_err(|e| refused(&e))?;
+                    self.set_epoch(conversation.id, epoch);
+                    self.commit(tx).await?;
+                    return Ok(epoch);
+                }
+                // Unknown whether it arrived: it stays pending, settled by
+                // the next operation or sync.
+                Err(e) if e.is_away() => return Err(e),
+                Err(e) => {
+                    let tx = self.begin().await?;
+                    self.member(suite)?
+                        .cancel(&group)
+                        .map_err(|err| refused(&err))?;
+                    self.commit(tx).await?;
+                    if !stale(&e) {
+                        return Err(e);
+                    }
+                    // Another commit won: follow it, then try on its epoch.
+                    self.sync().await?;
+                }
+            }
+        }
+        Err(ClientError::Unsettled)
+    }
+
+    fn set_epoch(&mut self, conversation: ConversationId, epoch: u64) {
+        if let Some(c) = self.state.conversations.get_mut(&conversation) {
+            c.epoch = Some(epoch);
+        }
+    }
+
+    /// A commit of this device still pending (it died, or lost the reply,
+    /// between posting and merging): settled against the server's group info.
+    async fn settle_pending(
+        &mut self, conversation: &Qualified<ConversationId>,
+    ) -> Result<(), ClientError> {
+        let suite = self.suite_of(conversation.id);
+        let group = group_id(conversation);
+        let pending = self
+            .device
+            .mls_member(suite)
+            .is_some_and(|m| m.has_pending(&group));
+        if !pending {
+            return Ok(());
+        }
+        let info = self.api.group_info(conversation).await?;
+        let tx = self.begin().await?;
+        let member = self.member(suite)?;
+        if member.has_pending(&group) {
+            member.settle(&group, &info).map_err(|e| refused(&e))?;
+            if let Some(epoch) = member.epoch(&group) {
+                self.set_epoch(conversation.id, epoch);
+            }
+        }
+        self.commit(tx).await
+    }
+
+    /// An MLS event from the queue, processed (inside the receive
+    /// transaction): `None` when it is not an MLS event. A message this
+    /// device cannot follow marks its conversation for a rejoin.
+    pub(super) fn mls_incoming(&mut self, event: &Event) -> Option<Vec<Incoming>> {
+        match &event.payload {
+            EventPayload::MlsWelcome {
+                conversation, data, ..
+            } => {
+                if self.device.mls_in_group(&group_id(conversation)) {
+                    // Already in (it rejoined meanwhile): an older epoch's
+                    // welcome changes nothing.
+                    return Some(Vec::new());
+                }
+                let joined = unb64(data).ok().and_then(|welcome| {
+                    self.device
+                        .mls_suites()
+                        .into_iter()
+                        .find_map(|s| Some((s, self.device.mls_member(s)?.join(&welcome).ok()?)))
+                });
+                self.mark_incomplete(conversation);
+                let c = self
+                    .state
+                    .conversations
+                    .get_mut(&conversation.id)
+                    .expect("marked above");
+                c.protocol = Protocol::Mls;
+                match joined {
+                    Some((suite, (_, epoch))) => {
+                        c.cipher_suite = Some(suite.0);
+                        c.epoch = Some(epoch);
+                        c.rejoin = false;
+                    }
+                    None => c.rejoin = true,
+                }
+                Some(Vec::new())
+            }
+            EventPayload::MlsMessageAdd {
+                conversation,
+                from,
+                client,
+                data,
+            } => {
+                if (*from, *client) == (self.user(), self.device_id()) {
+                    return Some(Vec::new());
+                }
+                Some(self.mls_message(event, conversation, *from, *client, data))
+            }
+            _ => None,
+        }
+    }
+
+    fn mls_message(
+        &mut self, event: &Event, conversation: &Qualified<ConversationId>, from: UserId,
+        client: ClientId, data: &str,
+    ) -> Vec<Incoming> {
+        let suite = self.suite_of(conversation.id);
+        let group = group_id(conversation);
+        let undecryptable = |reason: String| {
+            vec![Incoming::Undecryptable {
+                conversation: conversation.clone(),
+                from,
+                sender: client,
+                failure: Failure::Session,
+                reason,
+            }]
+        };
+        let Ok(bytes) = unb64(data) else {
+            return undecryptable("an MLS message that is not base64".into());
+        };
+        let Some(member) = self.device.mls_member(suite) else {
+            return undecryptable(format!("this device has no MLS key on suite {suite}"));
+        };
+        let rejoin = |this: &mut Self| {
+            this.mark_incomplete(conversation);
+            if let Some(c) = this.state.conversations.get_mut(&conversation.id) {
+                c.protocol = Protocol::Mls;
+                c.rejoin = true;
+            }
+        };
+        if !self.device.mls_in_group(&group) {
+            // A member the server knows, without the group's state here.
+            rejoin(self);
+            return Vec::new();
+        }
+        match member.process(&group, &bytes) {
+            Ok(Processed::Application { sender, plaintext }) => vec![Incoming::Message(Received {
+                conversation: conversation.clone(),
+                // The credential in the group says who wrote it.
+                from: sender.user,
+                sender: sender.client,
+                time: event.time,
+                data: None,
+                plaintext: plaintext.to_vec(),
+            })],
+            Ok(Processed::Commit { epoch }) => {
+                self.mark_incomplete(conversation);
+                self.set_epoch(conversation.id, epoch);
+                Vec::new()
+            }
+            Ok(Processed::Removed) => {
+                self.mark_incomplete(conversation);
+                Vec::new()
+            }
+            Ok(Processed::Proposal) => Vec::new(),
+            Err(MemberError::WrongEpoch { .. } | MemberError::UnknownGroup) => {
+                rejoin(self);
+                Vec::new()
+            }
+            Err(e) => undecryptable(format!(
+                "cannot read an MLS message from device {client}: {e}"
+            )),
+        }
+    }
+
+    /// What MLS needs from the server after a receive: pending commits
+    /// settled, groups this device lost rejoined, key packages topped up.
+    pub(super) async fn mls_follow_up(&mut self) -> Result<(), ClientError> {
+        let registered = self
+            .device
+            .mls_suite_registered(CipherSuite::DEFAULT)
+            .unwrap_or(false);
+        if !registered {
+            self.setup_mls().await?;
+        }
+        let mls: Vec<(Qualified<ConversationId>, bool)> = self
+            .state
+            .conversations
+            .values()
+            .filter(|c| c.protocol == Protocol::Mls)
+            .map(|c| (c.id.clone(), c.rejoin))
+            .collect();
+        for (id, rejoin) in mls {
+            self.settle_pending(&id).await?;
+            if rejoin {
+                self.rejoin(&id).await?;
+            }
+        }
+        for suite in self.device.mls_suites() {
+            self.top_up_key_packages(suite).await?;
+        }
+        Ok(())
+    }
+
+    /// Rejoins a group by external commit (see the module's documentation).
+    async fn rejoin(
+        &mut self, conversation: &Qualified<ConversationId>,
+    ) -> Result<(), ClientError> {
+        let suite = self.suite_of(conversation.id);
+        let info = match self.api.group_info(conversation).await {
+            Ok(info) => info,
+            // No longer a member, or no group: nothing to rejoin.
+            Err(ClientError::Api {
+                status: 403 | 404, ..
+            }) => {
+                let tx = self.begin().await?;
+                if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
+                    c.rejoin = false;
+                }
+                return self.commit(tx).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let tx = self.begin().await?;
+        // A device with history here lost its state; one without is new.
+        let lost = self.device.mls_in_group(&group_id(conversation))
+            || self
+                .state
+                .conversations
+                .get(&conversation.id)
+                .is_some_and(|c| c.last_activity != 0);
+        let (_, bundle) = self
+            .member(suite)?
+            .join_external(&info)
+            .map_err(|e| refused(&e))?;
+        self.commit(tx).await?;
+        match self
+            .api
+            .post_mls(self.device_id(), MlsPost::CommitBundle, bundle)
+            .await
+        {
+            Ok(epoch) => {
+                let tx = self.begin().await?;
+                if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
+                    c.rejoin = false;
+                    c.epoch = Some(epoch);
+                }
+                self.system(
+                    conversation.id,
+                    if lost {
+                        "This device lost track of the group's keys and rejoined it: messages \
+                         sent meanwhile may be missing."
+                    } else {
+                        "This device joined the group: messages sent before it came are not \
+                         readable on it."
+                    },
+                );
+                self.commit(tx).await
+            }
+            // The group moved on meanwhile: the next sync tries again.
+            Err(e) if stale(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Encrypts content for an MLS group (inside the sending transaction):
+    /// the message to post, base64.
+    pub(super) fn mls_encrypt(
+        &mut self, conversation: &Qualified<ConversationId>, plaintext: &[u8],
+    ) -> Result<String, ClientError> {
+        let suite = self.suite_of(conversation.id);
+        let bytes = self
+            .member(suite)?
+            .encrypt(&group_id(conversation), plaintext)
+            .map_err(|e| refused(&e))?;
+        Ok(b64().encode(bytes))
+    }
+
+    /// Whether a conversation is an MLS one.
+    pub(super) fn is_mls(&self, conversation: ConversationId) -> bool {
+        self.state
+            .conversations
+            .get(&conversation)
+            .is_some_and(|c| c.protocol == Protocol::Mls)
+    }
+}

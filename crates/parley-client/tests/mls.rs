@@ -1,0 +1,317 @@
+//! MLS conversations through the SDK, against a real server on a loopback
+//! port, on SQLite and (with `PARLEY_TEST_POSTGRES`) PostgreSQL: a group of
+//! three people and four devices made by one commit, messages both ways,
+//! two commits on one epoch (the loser catches up and retries), a removed
+//! member reading nothing more, a new device joining by external commit, a
+//! device that lost or fell behind its group state repairing itself (and
+//! saying so), and a commit whose reply never came settled after a restart.
+
+use std::path::PathBuf;
+
+use parley_api::{ConversationId, Protocol, Qualified, Register};
+use parley_client::account::{Account, Message, MessageKind};
+use parley_client::api::Api;
+use parley_client::store::{Store, Table};
+use parley_testkit::{Backend, TestServer};
+
+const PASSWORD: &str = "Secret-123!";
+const PASSPHRASE: &str = "a long local passphrase";
+const RECOVERY: &str = "violet harbour sings under copper rain";
+
+struct World {
+    server: TestServer,
+    dirs: tempfile::TempDir,
+}
+
+impl World {
+    fn dir(&self, name: &str) -> PathBuf {
+        self.dirs.path().join(name)
+    }
+
+    async fn register(&self, name: &str) -> Account {
+        let email = format!("{name}@example.com");
+        Api::new(&self.server.url())
+            .expect("client")
+            .send_activation_code(&email)
+            .await
+            .expect("code sent");
+        let register = Register {
+            name: name.into(),
+            email: email.clone(),
+            email_code: self.server.code_for(&email),
+            password: PASSWORD.into(),
+            handle: None,
+        };
+        let account = Account::register(
+            &self.dir(&format!("{name}-1")),
+            PASSPHRASE,
+            RECOVERY,
+            &self.server.url(),
+            &register,
+        )
+        .await
+        .expect("registered");
+        account.set_handle(name).await.expect("handle");
+        account
+    }
+
+    async fn device(&self, name: &str, n: u32) -> Account {
+        Account::login(
+            &self.dir(&format!("{name}-{n}")),
+            PASSPHRASE,
+            RECOVERY,
+            &self.server.url(),
+            &format!("{name}@example.com"),
+            PASSWORD,
+        )
+        .await
+        .expect("logged in on a new device")
+    }
+}
+
+async fn connect(a: &mut Account, b: &mut Account) {
+    let b_id = a.qualified(b.user());
+    let a_id = b.qualified(a.user());
+    a.connect_to(&b_id).await.expect("requested");
+    b.accept(&a_id).await.expect("accepted");
+}
+
+/// The texts of a conversation's history, in order.
+async fn texts(a: &mut Account, c: &Qualified<ConversationId>) -> Vec<String> {
+    a.sync().await.expect("synced");
+    history(a, c)
+        .await
+        .iter()
+        .filter(|m| matches!(m.kind, MessageKind::Text))
+        .map(|m| m.text.clone())
+        .collect()
+}
+
+async fn history(a: &mut Account, c: &Qualified<ConversationId>) -> Vec<Message> {
+    a.history(c).await.expect("history")
+}
+
+fn epoch(a: &Account, c: &Qualified<ConversationId>) -> Option<u64> {
+    a.conversation(c).and_then(|v| v.epoch)
+}
+
+/// Makes the device's stored group state what `rows` says (an earlier copy,
+/// or none: the state lost), as a crash or a bad restore would leave it.
+async fn set_group_rows(dir: &std::path::Path, rows: &[([u8; 32], Vec<u8>)]) {
+    let store = Store::open(dir, PASSPHRASE).await.expect("opens");
+    let mut tx = store.begin().await.expect("begins");
+    for (key, _) in tx.all(Table::MlsGroups).await.expect("rows") {
+        tx.delete_by_key(Table::MlsGroups, &key)
+            .await
+            .expect("deleted");
+    }
+    for (key, value) in rows {
+        tx.put_by_key(Table::MlsGroups, key, None, value)
+            .await
+            .expect("written");
+    }
+    tx.commit().await.expect("committed");
+    store.close().await;
+}
+
+async fn group_rows(dir: &std::path::Path) -> Vec<([u8; 32], Vec<u8>)> {
+    let store = Store::open(dir, PASSPHRASE).await.expect("opens");
+    let mut tx = store.read().await.expect("reads");
+    let rows = tx
+        .all(Table::MlsGroups)
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|(k, v)| (k, v.to_vec()))
+        .collect();
+    drop(tx);
+    store.close().await;
+    rows
+}
+
+async fn story(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}).await else {
+        return;
+    };
+    let w = World {
+        server,
+        dirs: tempfile::tempdir().expect("temp dir"),
+    };
+    let mut ann = w.register("ann").await;
+    let mut ann2 = w.device("ann", 2).await;
+    let mut bob = w.register("bob").await;
+    let mut cid = w.register("cid").await;
+    connect(&mut ann, &mut bob).await;
+    connect(&mut ann, &mut cid).await;
+    let (bob_id, cid_id) = (ann.qualified(bob.user()), ann.qualified(cid.user()));
+
+    // One commit makes the group: Ann's other device, Bob and Cid.
+    let c = ann
+        .create_mls_group("plans", vec![bob_id.clone(), cid_id.clone()], false)
+        .await
+        .expect("created");
+    let view = ann.conversation(&c).expect("known").clone();
+    assert_eq!((view.protocol, view.epoch), (Protocol::Mls, Some(1)));
+    assert_eq!(view.members.len(), 3);
+    ann.send_text(&c, "hello", false).await.expect("sent");
+    for device in [&mut ann2, &mut bob, &mut cid] {
+        assert_eq!(texts(device, &c).await, ["hello"]);
+        assert_eq!(epoch(device, &c), Some(1));
+        assert_eq!(
+            device.conversation(&c).map(|v| v.protocol),
+            Some(Protocol::Mls)
+        );
+    }
+    bob.send_text(&c, "hi all", false).await.expect("sent");
+    assert_eq!(texts(&mut ann, &c).await, ["hello", "hi all"]);
+
+    // Two commits on epoch 1: Bob's wins; Ann's is refused as stale, she
+    // follows Bob's commit from her queue and succeeds on epoch 2.
+    assert_eq!(bob.mls_update(&c).await.expect("bob's update"), 2);
+    assert_eq!(ann.mls_update(&c).await.expect("ann's update, retried"), 3);
+    for device in [&mut ann2, &mut bob, &mut cid] {
+        device.sync().await.expect("synced");
+        assert_eq!(epoch(device, &c), Some(3));
+    }
+
+    // Cid is removed and reads nothing that follows.
+    ann.remove_member(&c, &cid_id).await.expect("removed");
+    assert_eq!(ann.conversation(&c).map(|v| v.members.len()), Some(2));
+    ann.send_text(&c, "without cid", false).await.expect("sent");
+    assert_eq!(texts(&mut cid, &c).await, ["hello", "hi all"]);
+    assert_eq!(
+        texts(&mut bob, &c).await,
+        ["hello", "hi all", "without cid"]
+    );
+
+    // A new device of Bob's joins his group by external commit by itself.
+    let mut bob2 = w.device("bob", 2).await;
+    bob2.sync().await.expect("synced");
+    assert!(!bob2.conversation(&c).expect("known").rejoin);
+    ann.send_text(&c, "hello bob's phone", false)
+        .await
+        .expect("sent");
+    assert_eq!(texts(&mut bob2, &c).await, ["hello bob's phone"]);
+    assert!(
+        history(&mut bob2, &c)
+            .await
+            .iter()
+            .any(|m| m.text.contains("joined the group"))
+    );
+    assert_eq!(
+        texts(&mut bob, &c).await.last().map(String::as_str),
+        Some("hello bob's phone")
+    );
+
+    // Ann's second device falls behind: its group state goes back to an
+    // old copy while Ann commits. It rejoins, says messages may be missing,
+    // and reads what follows.
+    let ann2_dir = w.dir("ann-2");
+    ann2.sync().await.expect("synced");
+    let old = group_rows(&ann2_dir).await;
+    assert_eq!(ann.mls_update(&c).await.expect("update"), 6);
+    ann2.sync().await.expect("synced");
+    assert_eq!(epoch(&ann2, &c), Some(6));
+    ann2.close().await;
+    set_group_rows(&ann2_dir, &old).await;
+    assert_eq!(ann.mls_update(&c).await.expect("update"), 7);
+    let mut ann2 = Account::open(&ann2_dir, PASSPHRASE).await.expect("opens");
+    ann2.sync().await.expect("synced and rejoined");
+    assert!(!ann2.conversation(&c).expect("known").rejoin);
+    assert!(
+        history(&mut ann2, &c)
+            .await
+            .iter()
+            .any(|m| m.text.contains("may be missing"))
+    );
+    bob.send_text(&c, "still there?", false)
+        .await
+        .expect("sent");
+    assert_eq!(
+        texts(&mut ann2, &c).await.last().map(String::as_str),
+        Some("still there?")
+    );
+
+    // Bob's device loses its group state altogether: the same repair.
+    let bob_dir = w.dir("bob-1");
+    bob.close().await;
+    set_group_rows(&bob_dir, &[]).await;
+    let mut bob = Account::open(&bob_dir, PASSPHRASE).await.expect("opens");
+    ann.send_text(&c, "bob?", false).await.expect("sent");
+    bob.sync().await.expect("synced and rejoined");
+    assert!(
+        history(&mut bob, &c)
+            .await
+            .iter()
+            .any(|m| m.text.contains("may be missing"))
+    );
+    ann.send_text(&c, "welcome back", false)
+        .await
+        .expect("sent");
+    assert_eq!(
+        texts(&mut bob, &c).await.last().map(String::as_str),
+        Some("welcome back")
+    );
+    for device in [&mut ann, &mut ann2, &mut bob2] {
+        assert_eq!(
+            texts(device, &c).await.last().map(String::as_str),
+            Some("welcome back")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_conversations_on_sqlite() {
+    story(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mls_conversations_on_postgres() {
+    story(Backend::Postgres).await;
+}
+
+/// A commit whose reply never came (the server went down) stays pending;
+/// the next operation settles it against the server: here the server never
+/// had it, so it is dropped, and the group goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_without_an_answer_is_settled_later() {
+    let w = World {
+        server: TestServer::start().await,
+        dirs: tempfile::tempdir().expect("temp dir"),
+    };
+    let mut ann = w.register("ann").await;
+    let mut bob = w.register("bob").await;
+    connect(&mut ann, &mut bob).await;
+    let bob_id = ann.qualified(bob.user());
+    let c = ann
+        .create_mls_group("g", vec![bob_id], false)
+        .await
+        .expect("created");
+    bob.sync().await.expect("synced");
+    let World {
+        server,
+        dirs: _dirs,
+    } = w;
+    let restarted = tokio::spawn(server.restart(std::time::Duration::from_secs(3)));
+    // Until the server is down.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ann.api().conversation(&c).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let e = ann.mls_update(&c).await.expect_err("no server");
+    assert!(e.is_away(), "{e}");
+    let _server = restarted.await.expect("restarted");
+    // The next sync settles it: the server never had it, so it is dropped.
+    ann.sync().await.expect("synced");
+    assert_eq!(epoch(&ann, &c), Some(1));
+    assert_eq!(ann.mls_update(&c).await.expect("update"), 2);
+    ann.send_text(&c, "after the outage", false)
+        .await
+        .expect("sent");
+    assert_eq!(texts(&mut bob, &c).await, ["after the outage"]);
+    assert_eq!(epoch(&bob, &c), Some(2));
+}
