@@ -236,7 +236,14 @@ impl Account {
         if self.device.prekeys_held() < usize::from(INITIAL_PREKEYS) {
             self.top_up_prekeys().await?;
         }
-        self.mls_follow_up().await?;
+        match self.mls_follow_up().await {
+            // The server refused a part of MLS's upkeep (a key package made
+            // under a clock it disagrees with, a rejoin that lost a race):
+            // what is left to do is in the state and tried at the next
+            // sync; receiving goes on.
+            Err(ClientError::Api { .. }) => {}
+            other => other?,
+        }
         self.flush_quietly().await?;
         self.purge_expired().await?;
         Ok(updates)
