@@ -246,3 +246,48 @@ async fn history_and_conversations_work_with_the_server_down() {
         "withdrawn from the outbox: {queued:?}"
     );
 }
+
+/// Ann's device dies while adding Carol to an MLS group: once before the
+/// commit is posted (the server never had it: dropped at the next start),
+/// once after the server took it (merged at the next start). Either way the
+/// group goes on: everyone reads what follows, nothing is unreadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_in_the_middle_of_a_commit_recovers() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let (ann, ben) = ann_and_ben(&s, root.path()).await;
+    let carol = Person::new(root.path(), "carol");
+    carol.register(&s, "carol").await;
+    ann.ok(&["connect", "carol"]).await;
+    carol.ok(&["accept", "ann"]).await;
+    ann.ok(&["create", "--mls", "plans", "ben"]).await;
+
+    crashes(&ann, &["add", "plans", "carol"], "mls-commit-before-post").await;
+    ann.ok(&["send", "plans", "before"]).await;
+    crashes(&ann, &["add", "plans", "carol"], "mls-commit-after-post").await;
+    ann.ok(&["send", "plans", "after"]).await;
+
+    let convs = ann.ok(&["convs"]).await;
+    let plans = convs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|c| c["name"] == "plans")
+        .expect("plans")
+        .clone();
+    assert_eq!(
+        (
+            plans["protocol"].as_str(),
+            plans["epoch"].as_u64(),
+            plans["members"].as_u64()
+        ),
+        (Some("mls"), Some(2), Some(3)),
+        "{plans}"
+    );
+    let (at_ben, unreadable) = census(&ben.ok(&["history", "plans"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    once(&at_ben, ["before".to_owned(), "after".to_owned()], "Ben");
+    let (at_carol, unreadable) = census(&carol.ok(&["history", "plans"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    once(&at_carol, ["after".to_owned()], "Carol");
+}

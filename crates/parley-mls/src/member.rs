@@ -66,6 +66,22 @@ pub enum MemberError {
     /// A device to remove is not in the group.
     #[error("{0} is not in the group")]
     NotAMember(DeviceIdentity),
+    /// A commit of this device's is waiting for the server's answer (another
+    /// process of the device may be posting it): settle it first.
+    #[error("a commit of this device is still waiting for the server's answer")]
+    CommitPending,
+    /// A welcome or group info for another group than the one expected, or
+    /// a welcome for a group this device is already in.
+    #[error("the message is for another group, or one this device is already in")]
+    UnexpectedGroup,
+    /// A group info older than the epoch this device already knew.
+    #[error("the group info is for epoch {got}, older than epoch {known}")]
+    OldGroupInfo {
+        /// Its epoch.
+        got: u64,
+        /// The epoch already known.
+        known: u64,
+    },
     /// mls-rs refused (a signature, a key, a lifetime, a policy).
     #[error("MLS: {0}")]
     Mls(String),
@@ -256,6 +272,14 @@ impl MemberState {
     pub fn key_packages_held(&self) -> usize {
         self.lock().key_packages.len()
     }
+
+    /// Drops the private parts of key packages that expired before `now`
+    /// (Unix seconds): nobody can join with them any more.
+    pub fn drop_expired_key_packages(&self, now: u64) {
+        self.lock().key_packages.retain(|_, bytes| {
+            KeyPackageData::mls_decode(&mut bytes.as_slice()).is_ok_and(|k| k.expiration > now)
+        });
+    }
 }
 
 impl GroupStateStorage for MemberState {
@@ -332,8 +356,7 @@ pub struct Changes {
     pub remove: Vec<DeviceIdentity>,
 }
 
-/// What arrived in a group, processed.
-#[derive(Debug)]
+/// What arrived in a group, processed. `Debug` never shows a plaintext.
 pub enum Processed {
     /// An application message, decrypted.
     Application {
@@ -351,6 +374,19 @@ pub enum Processed {
     Removed,
     /// A proposal, kept for the next commit.
     Proposal,
+}
+
+impl std::fmt::Debug for Processed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Application { sender, plaintext } => {
+                write!(f, "Application({sender}, <{} bytes>)", plaintext.len())
+            }
+            Self::Commit { epoch } => write!(f, "Commit(epoch {epoch})"),
+            Self::Removed => f.write_str("Removed"),
+            Self::Proposal => f.write_str("Proposal"),
+        }
+    }
 }
 
 /// One device as a member of its groups (see the module's documentation).
@@ -390,6 +426,11 @@ impl Member {
             state,
             lifetime,
         }
+    }
+
+    /// The state it works on.
+    pub fn state(&self) -> &MemberState {
+        &self.state
     }
 
     /// The signature key this member signs with.
@@ -473,6 +514,9 @@ impl Member {
     /// state until [`Member::confirm`] or [`Member::cancel`].
     pub fn commit(&self, group_id: &[u8], changes: &Changes) -> Result<Vec<u8>, MemberError> {
         let mut group = self.group(group_id)?;
+        if group.has_pending_commit() {
+            return Err(MemberError::CommitPending);
+        }
         let indexes = changes
             .remove
             .iter()
@@ -553,19 +597,27 @@ impl Member {
         }
     }
 
-    /// Joins the group a welcome is for: its group id and epoch. The key
-    /// package it used is deleted from the state.
-    pub fn join(&self, welcome: &[u8]) -> Result<(Vec<u8>, u64), MemberError> {
+    /// Joins group `group_id` from a welcome: its epoch. A welcome for
+    /// another group, or for a group this device is already in, is refused
+    /// before anything is written (it must not replace a group's state). The
+    /// key package it used is deleted from the state.
+    pub fn join(&self, group_id: &[u8], welcome: &[u8]) -> Result<u64, MemberError> {
         let welcome = message(welcome)?;
         if welcome.wire_format() != WireFormat::Welcome {
             return Err(MemberError::Malformed);
+        }
+        if self.state.has_group(group_id) {
+            return Err(MemberError::UnexpectedGroup);
         }
         let (mut group, _) = self
             .client()
             .join_group(None, &welcome, None)
             .map_err(mls)?;
+        if group.group_id() != group_id {
+            return Err(MemberError::UnexpectedGroup);
+        }
         group.write_to_storage().map_err(mls)?;
-        Ok((group.group_id().to_vec(), group.current_epoch()))
+        Ok(group.current_epoch())
     }
 
     /// Joins (or rejoins, replacing this device's old leaf) a group by
@@ -573,14 +625,26 @@ impl Member {
     /// replaced by the joined one, and the bundle to post is returned. If the
     /// server refuses it, the device is not in the group: try again from the
     /// newer group info.
-    pub fn join_external(&self, group_info: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MemberError> {
+    pub fn join_external(
+        &self, group_id: &[u8], known_epoch: u64, group_info: &[u8],
+    ) -> Result<Vec<u8>, MemberError> {
         let info = message(group_info)?;
-        let group_id = info
+        let context = info
             .as_group_info()
             .ok_or(MemberError::Malformed)?
-            .group_context()
-            .group_id
-            .clone();
+            .group_context();
+        if context.group_id != group_id {
+            return Err(MemberError::UnexpectedGroup);
+        }
+        // A server replaying an old group info (one that still held a
+        // removed member) is refused.
+        if context.epoch < known_epoch {
+            return Err(MemberError::OldGroupInfo {
+                got: context.epoch,
+                known: known_epoch,
+            });
+        }
+        let group_id = group_id.to_vec();
         // Still in the tree under an old leaf (this device lost its state or
         // missed commits): rejoin in its place, removing the old leaf.
         let old = crate::delivery::leaf_index_in(&info, self.keys.identity());
@@ -609,7 +673,7 @@ impl Member {
             group_info: to_bytes(&group_info)?,
         };
         group.write_to_storage().map_err(mls)?;
-        Ok((group_id, bundle.encode()))
+        Ok(bundle.encode())
     }
 
     /// An application message for the group.
@@ -659,7 +723,10 @@ impl Member {
                     epoch: group.current_epoch(),
                 },
             },
-            ReceivedMessage::Proposal(_) => Processed::Proposal,
+            // Not kept: a cached proposal would have to go into this device's
+            // next commit, which the server does not take yet (its own
+            // removal proposals are to come).
+            ReceivedMessage::Proposal(_) => return Ok(Processed::Proposal),
             _ => return Err(MemberError::Malformed),
         };
         group.write_to_storage().map_err(mls)?;

@@ -54,7 +54,11 @@ impl Account {
         entry.message_timer = c.message_timer;
         entry.receipt_mode = c.receipt_mode;
         entry.incomplete = false;
-        entry.protocol = c.protocol;
+        // Once MLS, always MLS: a server cannot turn a conversation back to
+        // Proteus (and fan out to a device list of its choosing).
+        if entry.protocol != parley_api::Protocol::Mls {
+            entry.protocol = c.protocol;
+        }
         entry.cipher_suite = c.cipher_suite.or(entry.cipher_suite);
         if entry.epoch.is_none() {
             entry.epoch = c.epoch;

@@ -211,6 +211,7 @@ impl Account {
             notices: Vec::new(),
             shred_due: false,
             generation_checked: false,
+            key_packages_checked: false,
             lost_floor: None,
         };
         // The keys are on disk before the server publishes any of them.

@@ -25,7 +25,9 @@ use parley_mls::{Changes, CipherSuite, Member, MemberError, Processed};
 
 use super::*;
 use crate::api::MlsPost;
-use crate::device::{Failure, Incoming, KEY_PACKAGES, KEY_PACKAGES_LOW, Received};
+use crate::device::{
+    Failure, Incoming, KEY_PACKAGE_LIFETIME, KEY_PACKAGES, KEY_PACKAGES_LOW, Received,
+};
 
 /// Tries of a commit that keeps losing the race to other members' commits.
 const COMMIT_ATTEMPTS: usize = 4;
@@ -98,35 +100,41 @@ impl Account {
         self.top_up_key_packages(suite).await
     }
 
-    /// Keeps [`KEY_PACKAGES`] key packages on the server (checked when this
-    /// device holds fewer than [`KEY_PACKAGES_LOW`] unused ones), and one
-    /// last-resort key package, so the device stays addable.
+    /// Keeps [`KEY_PACKAGES`] key packages on the server, topped up below
+    /// [`KEY_PACKAGES_LOW`] by the server's count (asked once per process,
+    /// and whenever this device holds fewer than that many unused ones), and
+    /// one last-resort key package, renewed at half its lifetime, so the
+    /// device stays addable. Expired private parts are dropped.
     async fn top_up_key_packages(&mut self, suite: CipherSuite) -> Result<(), ClientError> {
         let domain = self.domain();
-        let last_resort = self.device.mls_suite(&domain, suite)?.last_resort;
+        let now = u64::try_from(self.now_ms() / 1000).unwrap_or_default();
+        let renew_at = self.device.mls_suite(&domain, suite)?.last_resort_at
+            + KEY_PACKAGE_LIFETIME.as_secs() / 2;
+        let last_resort_due = now >= renew_at;
         let held = self.device.mls_key_packages_held() as u64;
-        if held >= KEY_PACKAGES_LOW && last_resort {
+        if held >= KEY_PACKAGES_LOW && !last_resort_due && self.key_packages_checked {
             return Ok(());
         }
         let count = self
             .api
             .key_package_count(self.device_id(), suite.0)
             .await?;
+        self.key_packages_checked = true;
         let wanted = if count < KEY_PACKAGES_LOW {
             KEY_PACKAGES - count
         } else {
             0
         };
-        if wanted == 0 && last_resort {
-            return Ok(());
-        }
-        let now = u64::try_from(self.now_ms() / 1000).unwrap_or_default();
         let tx = self.begin().await?;
+        self.device.mls_drop_expired(now);
+        if wanted == 0 && !last_resort_due {
+            return self.commit(tx).await;
+        }
         let member = self.member(suite)?;
         let mut packages = member
             .key_packages(usize::try_from(wanted).unwrap_or_default(), now)
             .map_err(|e| refused(&e))?;
-        if !last_resort {
+        if last_resort_due {
             packages.push(
                 member
                     .last_resort_key_package(now)
@@ -139,9 +147,9 @@ impl Account {
         self.api
             .upload_key_packages(self.device_id(), packages)
             .await?;
-        if !last_resort {
+        if last_resort_due {
             let tx = self.begin().await?;
-            self.device.mls_suite(&domain, suite)?.last_resort = true;
+            self.device.mls_suite(&domain, suite)?.last_resort_at = now;
             self.commit(tx).await?;
         }
         Ok(())
@@ -281,8 +289,10 @@ impl Account {
     }
 
     /// A commit of this device still pending (it died, or lost the reply,
-    /// between posting and merging): settled against the server's group info.
-    async fn settle_pending(
+    /// between posting and merging): settled against the server's group
+    /// info, and the conversation read again when it was merged. No longer
+    /// a member (403, 404): the commit and the group are dropped.
+    pub(super) async fn settle_pending(
         &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<(), ClientError> {
         let suite = self.suite_of(conversation.id);
@@ -294,16 +304,53 @@ impl Account {
         if !pending {
             return Ok(());
         }
-        let info = self.api.group_info(conversation).await?;
+        let info = match self.api.group_info(conversation).await {
+            Ok(info) => Some(info),
+            Err(ClientError::Api {
+                status: 403 | 404, ..
+            }) => None,
+            Err(e) => return Err(e),
+        };
         let tx = self.begin().await?;
         let member = self.member(suite)?;
+        let mut merged = false;
         if member.has_pending(&group) {
-            member.settle(&group, &info).map_err(|e| refused(&e))?;
-            if let Some(epoch) = member.epoch(&group) {
-                self.set_epoch(conversation.id, epoch);
+            match &info {
+                Some(info) => {
+                    merged = member.settle(&group, info).map_err(|e| refused(&e))?;
+                    if let Some(epoch) = member.epoch(&group) {
+                        self.set_epoch(conversation.id, epoch);
+                    }
+                }
+                None => member.state().forget(&group),
             }
         }
-        self.commit(tx).await
+        self.commit(tx).await?;
+        if merged {
+            let c = self.api.conversation(conversation).await?;
+            self.absorb_conversations(vec![c]).await?;
+        }
+        Ok(())
+    }
+
+    /// Settles every pending commit (before receiving: what arrives after a
+    /// merged commit is of its epoch).
+    pub(super) async fn settle_all_pending(&mut self) -> Result<(), ClientError> {
+        let mls: Vec<Qualified<ConversationId>> = self
+            .state
+            .conversations
+            .values()
+            .filter(|c| c.protocol == Protocol::Mls)
+            .map(|c| c.id.clone())
+            .collect();
+        for id in mls {
+            match self.settle_pending(&id).await {
+                Err(e) if e.is_away() => return Err(e),
+                // One conversation's trouble does not hold up the others.
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// An MLS event from the queue, processed (inside the receive
@@ -319,26 +366,25 @@ impl Account {
                     // welcome changes nothing.
                     return Some(Vec::new());
                 }
+                let group = group_id(conversation);
                 let joined = unb64(data).ok().and_then(|welcome| {
-                    self.device
-                        .mls_suites()
-                        .into_iter()
-                        .find_map(|s| Some((s, self.device.mls_member(s)?.join(&welcome).ok()?)))
+                    self.device.mls_suites().into_iter().find_map(|s| {
+                        Some((s, self.device.mls_member(s)?.join(&group, &welcome).ok()?))
+                    })
                 });
+                // Fetched again; one this device could not join is rejoined
+                // if the server says it is an MLS conversation of its user.
                 self.mark_incomplete(conversation);
-                let c = self
-                    .state
-                    .conversations
-                    .get_mut(&conversation.id)
-                    .expect("marked above");
-                c.protocol = Protocol::Mls;
-                match joined {
-                    Some((suite, (_, epoch))) => {
-                        c.cipher_suite = Some(suite.0);
-                        c.epoch = Some(epoch);
-                        c.rejoin = false;
-                    }
-                    None => c.rejoin = true,
+                if let Some((suite, epoch)) = joined {
+                    let c = self
+                        .state
+                        .conversations
+                        .get_mut(&conversation.id)
+                        .expect("marked above");
+                    c.protocol = Protocol::Mls;
+                    c.cipher_suite = Some(suite.0);
+                    c.epoch = Some(epoch);
+                    c.rejoin = false;
                 }
                 Some(Vec::new())
             }
@@ -378,10 +424,12 @@ impl Account {
         let Some(member) = self.device.mls_member(suite) else {
             return undecryptable(format!("this device has no MLS key on suite {suite}"));
         };
+        // Only a conversation known as MLS is rejoined; one that is not (or
+        // not known yet) is fetched, and rejoined if the server says so.
         let rejoin = |this: &mut Self| {
+            let mls = this.is_mls(conversation.id);
             this.mark_incomplete(conversation);
-            if let Some(c) = this.state.conversations.get_mut(&conversation.id) {
-                c.protocol = Protocol::Mls;
+            if mls && let Some(c) = this.state.conversations.get_mut(&conversation.id) {
                 c.rejoin = true;
             }
         };
@@ -438,9 +486,15 @@ impl Account {
             .map(|c| (c.id.clone(), c.rejoin))
             .collect();
         for (id, rejoin) in mls {
-            self.settle_pending(&id).await?;
-            if rejoin {
-                self.rejoin(&id).await?;
+            let done = match self.settle_pending(&id).await {
+                Ok(()) if rejoin => self.rejoin(&id).await,
+                other => other,
+            };
+            match done {
+                Err(e) if e.is_away() => return Err(e),
+                // One conversation's trouble does not hold up the others: it
+                // is tried again at the next sync.
+                _ => {}
             }
         }
         for suite in self.device.mls_suites() {
@@ -450,7 +504,7 @@ impl Account {
     }
 
     /// Rejoins a group by external commit (see the module's documentation).
-    async fn rejoin(
+    pub(super) async fn rejoin(
         &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<(), ClientError> {
         let suite = self.suite_of(conversation.id);
@@ -476,9 +530,15 @@ impl Account {
                 .conversations
                 .get(&conversation.id)
                 .is_some_and(|c| c.last_activity != 0);
-        let (_, bundle) = self
+        let known = self
+            .state
+            .conversations
+            .get(&conversation.id)
+            .and_then(|c| c.epoch)
+            .unwrap_or(0);
+        let bundle = self
             .member(suite)?
-            .join_external(&info)
+            .join_external(&group_id(conversation), known, &info)
             .map_err(|e| refused(&e))?;
         self.commit(tx).await?;
         match self

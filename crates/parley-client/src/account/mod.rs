@@ -204,6 +204,8 @@ pub struct Account {
     shred_due: bool,
     /// This process compared the device's send generation with the server's.
     generation_checked: bool,
+    /// This process asked the server how many key packages it holds.
+    key_packages_checked: bool,
     /// The cursor this process had when the server said events after it were
     /// lost: starting over from what is left, events up to it (which this
     /// device already applied, if a purge left them) are not applied again.
@@ -269,6 +271,7 @@ impl Account {
             notices: Vec::new(),
             shred_due: false,
             generation_checked: false,
+            key_packages_checked: false,
             lost_floor: None,
         };
         let mut tx = account.store.read().await?;
@@ -330,6 +333,11 @@ impl Account {
     /// another copy of this device) and says so (inside a transaction).
     fn forget_all_sessions(&mut self) {
         self.device.drop_all_sessions();
+        // An MLS group's keys may have been used by the original too: each
+        // is rejoined with fresh keys before anything is sent to it.
+        for c in self.state.conversations.values_mut() {
+            c.rejoin |= c.protocol == parley_api::Protocol::Mls;
+        }
         let ids: Vec<ConversationId> = self.state.conversations.keys().copied().collect();
         for id in ids {
             self.system(

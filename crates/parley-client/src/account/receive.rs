@@ -35,6 +35,7 @@ impl Account {
     pub async fn sync(&mut self) -> Result<Vec<Update>, ClientError> {
         self.check_generation().await?;
         self.flush_quietly().await?;
+        self.settle_all_pending().await?;
         let mut updates = self.receive_all().await?;
         updates.extend(self.follow_up().await?);
         Ok(updates)

@@ -292,6 +292,7 @@ impl Account {
                 }
                 Err(ClientError::Api { label, .. }) if label == "mls-stale-message" => {
                     self.receive_all().await?;
+                    self.settle_pending(&pending.conversation).await?;
                     let mut tx = self.begin().await?;
                     let Some(bytes) = tx.get(Table::Outbox, pending.id.as_bytes()).await? else {
                         self.commit(tx).await?;
@@ -478,6 +479,30 @@ impl Account {
             } else {
                 (plaintext, None)
             };
+        if self.is_mls(conversation.id) {
+            // A commit of this device's still pending (a crash, a lost
+            // reply) decides the epoch this message is encrypted at, and a
+            // device that must rejoin (it lost its state, or is a restored
+            // copy whose keys the original may have used) does so first.
+            self.settle_pending(conversation).await?;
+            let must_rejoin = |this: &Self| {
+                this.state
+                    .conversations
+                    .get(&conversation.id)
+                    .is_some_and(|c| c.rejoin)
+            };
+            for _ in 0..SEND_ATTEMPTS {
+                if !must_rejoin(self) {
+                    break;
+                }
+                self.rejoin(conversation).await?;
+            }
+            if must_rejoin(self) {
+                // Nothing is sent from a group state the server has not
+                // taken: nobody could read it.
+                return Err(ClientError::Unsettled);
+            }
+        }
         for _ in 0..2 {
             let mut tx = self.begin().await?;
             let conv = self

@@ -36,8 +36,9 @@ pub(crate) struct SuiteKeys {
     pub keys: DeviceKeys,
     /// The server has the public key.
     pub registered: bool,
-    /// The server has this device's last-resort key package on the suite.
-    pub last_resort: bool,
+    /// When this device last published its last-resort key package on the
+    /// suite (Unix seconds; 0: never): renewed at half its lifetime.
+    pub last_resort_at: u64,
 }
 
 /// The MLS part of a device.
@@ -55,7 +56,7 @@ struct SavedSuite {
     secret: String,
     public: String,
     registered: bool,
-    last_resort: bool,
+    last_resort_at: u64,
 }
 
 impl Drop for SavedSuite {
@@ -87,7 +88,7 @@ impl MlsSide {
                 secret: b64(&s.keys.secret_bytes()),
                 public: b64(s.keys.public_key()),
                 registered: s.registered,
-                last_resort: s.last_resort,
+                last_resort_at: s.last_resort_at,
             })
             .collect();
         let mut rows = Vec::new();
@@ -129,7 +130,7 @@ impl MlsSide {
                     SuiteKeys {
                         keys,
                         registered: s.registered,
-                        last_resort: s.last_resort,
+                        last_resort_at: s.last_resort_at,
                     },
                 );
             }
@@ -164,7 +165,7 @@ impl Device {
                 SuiteKeys {
                     keys,
                     registered: false,
-                    last_resort: false,
+                    last_resort_at: 0,
                 },
             );
         }
@@ -193,6 +194,11 @@ impl Device {
     /// used yet).
     pub(crate) fn mls_key_packages_held(&self) -> usize {
         self.mls.state.key_packages_held()
+    }
+
+    /// Drops the private parts of expired key packages.
+    pub(crate) fn mls_drop_expired(&self, now: u64) {
+        self.mls.state.drop_expired_key_packages(now);
     }
 
     /// Whether this device is in the group.

@@ -42,7 +42,7 @@ use rand_core::UnwrapErr;
 use crate::ClientError;
 
 pub(crate) use keys::INITIAL_PREKEYS;
-pub(crate) use mls::{KEY_PACKAGES, KEY_PACKAGES_LOW};
+pub(crate) use mls::{KEY_PACKAGE_LIFETIME, KEY_PACKAGES, KEY_PACKAGES_LOW};
 pub(crate) use receive::{Failure, Incoming, Received};
 pub(crate) use sessions::{ChangedIdentity, NewDevice};
 

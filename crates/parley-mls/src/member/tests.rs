@@ -85,13 +85,21 @@ fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
     assert_eq!(ann.epoch(b"group"), Some(0));
     assert_eq!(ann.confirm(b"group").expect("merged"), 1);
     let welcome = bundle(&b).welcome.expect("a welcome").0;
-    assert_eq!(bob.join(&welcome).expect("joins"), (b"group".to_vec(), 1));
+    assert!(matches!(
+        bob.join(b"other", &welcome),
+        Err(MemberError::UnexpectedGroup)
+    ));
+    assert_eq!(bob.join(b"group", &welcome).expect("joins"), 1);
+    assert!(matches!(
+        bob.join(b"group", &welcome),
+        Err(MemberError::UnexpectedGroup)
+    ));
     assert_eq!(
         bob.state.key_packages_held(),
         0,
         "the key package is used up"
     );
-    cid.join(&welcome).expect("joins");
+    cid.join(b"group", &welcome).expect("joins");
     let bob = restarted(&bob);
     let m = ann.encrypt(b"group", b"hello").expect("encrypts");
     let got = bob.process(b"group", &m).expect("decrypts");
@@ -158,10 +166,14 @@ fn a_refused_commit_is_dropped_and_a_device_that_missed_commits_rejoins() {
         )
         .expect("commit");
     ann.confirm(b"g").expect("merged");
-    bob.join(&bundle(&b).welcome.expect("welcome").0)
+    bob.join(b"g", &bundle(&b).welcome.expect("welcome").0)
         .expect("joins");
     // Bob's commit loses the race to Ann's: cancelled, nothing changed.
     let _lost = bob.commit(b"g", &Changes::default()).expect("update");
+    assert!(matches!(
+        bob.commit(b"g", &Changes::default()),
+        Err(MemberError::CommitPending)
+    ));
     bob.cancel(b"g").expect("dropped");
     assert!(!bob.has_pending(b"g"));
     assert_eq!(bob.epoch(b"g"), Some(1));
@@ -179,10 +191,17 @@ fn a_refused_commit_is_dropped_and_a_device_that_missed_commits_rejoins() {
     ));
     let _ = first;
     // Bob rejoins from the latest group info, in place of his old leaf.
-    let (group_id, rejoin) = bob
-        .join_external(&bundle(&second).group_info)
+    assert!(matches!(
+        bob.join_external(b"other", 1, &bundle(&second).group_info),
+        Err(MemberError::UnexpectedGroup)
+    ));
+    assert!(matches!(
+        bob.join_external(b"g", 4, &bundle(&second).group_info),
+        Err(MemberError::OldGroupInfo { got: 3, known: 4 })
+    ));
+    let rejoin = bob
+        .join_external(b"g", 1, &bundle(&second).group_info)
         .expect("rejoins");
-    assert_eq!(group_id, b"g");
     ann.process(b"g", &bundle(&rejoin).commit).expect("follows");
     assert_eq!(ann.members(b"g").expect("members").len(), 2);
     let m = ann.encrypt(b"g", b"welcome back").expect("encrypts");
@@ -211,7 +230,7 @@ fn a_pending_commit_found_after_a_crash_settles_against_the_server() {
     let ann = restarted(&ann);
     assert!(ann.settle(b"g", &bundle(&b).group_info).expect("settles"));
     assert_eq!(ann.epoch(b"g"), Some(1));
-    bob.join(&bundle(&b).welcome.expect("welcome").0)
+    bob.join(b"g", &bundle(&b).welcome.expect("welcome").0)
         .expect("joins");
     // Ann's next commit lost to Bob's: dropped on settle.
     let _lost = ann.commit(b"g", &Changes::default()).expect("update");
