@@ -183,6 +183,15 @@ async fn story(backend: Backend) {
         texts(&mut bob, &c).await,
         ["hello", "hi all", "without cid"]
     );
+    // Bob's history says so, from the commit itself.
+    assert!(
+        history(&mut bob, &c)
+            .await
+            .iter()
+            .any(|m| m.text == "Removed from the group: cid (1 device)."),
+        "{:?}",
+        history(&mut bob, &c).await
+    );
 
     // A new device of Bob's joins his group by external commit by itself.
     let mut bob2 = w.device("bob", 2).await;
@@ -201,6 +210,12 @@ async fn story(backend: Backend) {
     assert_eq!(
         texts(&mut bob, &c).await.last().map(String::as_str),
         Some("hello bob's phone")
+    );
+    assert!(
+        history(&mut ann, &c)
+            .await
+            .iter()
+            .any(|m| m.text == "A new device of bob joined the group.")
     );
 
     // Ann's second device falls behind: its group state goes back to an

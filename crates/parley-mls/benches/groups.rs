@@ -116,8 +116,12 @@ fn raw_group<C: MlsConfig + Clone>(
     (group, joined)
 }
 
+/// A device's key package that no group of the bench holds.
 fn one_more() -> Vec<u8> {
-    filler(1).remove(0)
+    keys(9000)
+        .key_packages(1, now(), LIFETIME)
+        .expect("a key package")
+        .remove(0)
 }
 
 fn bench(c: &mut Criterion) {

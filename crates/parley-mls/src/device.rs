@@ -182,6 +182,7 @@ mod tests {
             };
             let lifetime = Duration::from_secs(30 * 24 * 3600);
             for p in keys.key_packages(2, 1_800_000_000, lifetime).expect("made") {
+                assert_eq!(KeyPackageIn(p.clone()).device().as_ref(), Some(&me));
                 let valid = check(p);
                 assert_eq!((valid.suite, valid.last_resort), (suite, false));
             }

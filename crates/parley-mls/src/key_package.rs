@@ -119,6 +119,20 @@ impl fmt::Debug for ValidKeyPackage {
 }
 
 impl KeyPackageIn {
+    /// The device the bytes' credential names, if they decode as a key
+    /// package with a device's basic credential. Nothing is verified here
+    /// (mls-rs checks the signature when the key package goes into a
+    /// commit): a member uses it to refuse a key package handed out for one
+    /// user that names another's device.
+    pub fn device(&self) -> Option<DeviceIdentity> {
+        let message = MlsMessage::from_bytes(&self.0).ok()?;
+        let key_package = message.into_key_package()?;
+        match &key_package.signing_identity().credential {
+            Credential::Basic(b) => DeviceIdentity::parse(&b.identifier),
+            _ => None,
+        }
+    }
+
     /// The cipher suite the bytes claim, if they decode as a key package:
     /// nothing is checked, so it only chooses which registered key to check
     /// against.

@@ -369,6 +369,13 @@ pub enum Processed {
     Commit {
         /// The new epoch.
         epoch: u64,
+        /// Devices it added (for an external commit: the device that joined
+        /// by itself).
+        added: Vec<DeviceIdentity>,
+        /// Devices it removed.
+        removed: Vec<DeviceIdentity>,
+        /// It was an external commit.
+        external: bool,
     },
     /// A commit removed this device: the group is forgotten.
     Removed,
@@ -382,7 +389,7 @@ impl std::fmt::Debug for Processed {
             Self::Application { sender, plaintext } => {
                 write!(f, "Application({sender}, <{} bytes>)", plaintext.len())
             }
-            Self::Commit { epoch } => write!(f, "Commit(epoch {epoch})"),
+            Self::Commit { epoch, .. } => write!(f, "Commit(epoch {epoch})"),
             Self::Removed => f.write_str("Removed"),
             Self::Proposal => f.write_str("Proposal"),
         }
@@ -692,6 +699,13 @@ impl Member {
         let m = message(bytes)?;
         let mut group = self.group(group_id)?;
         let ours = group.current_epoch();
+        let roster = |g: &Group<_>| -> Vec<DeviceIdentity> {
+            g.roster()
+                .members_iter()
+                .filter_map(|m| identity_of(&m.signing_identity.credential))
+                .collect()
+        };
+        let before = roster(&group);
         let epoch = m.epoch().ok_or(MemberError::Malformed)?;
         let processed = group.process_incoming_message(m).map_err(|e| {
             if epoch > ours {
@@ -719,9 +733,23 @@ impl Member {
                     self.state.forget(group_id);
                     return Ok(Processed::Removed);
                 }
-                _ => Processed::Commit {
-                    epoch: group.current_epoch(),
-                },
+                _ => {
+                    let after = roster(&group);
+                    Processed::Commit {
+                        epoch: group.current_epoch(),
+                        added: after
+                            .iter()
+                            .filter(|d| !before.contains(d))
+                            .cloned()
+                            .collect(),
+                        removed: before
+                            .iter()
+                            .filter(|d| !after.contains(d))
+                            .cloned()
+                            .collect(),
+                        external: c.is_external,
+                    }
+                }
             },
             // Not kept: a cached proposal would have to go into this device's
             // next commit, which the server does not take yet (its own

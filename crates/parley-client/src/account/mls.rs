@@ -21,7 +21,7 @@
 //! (the server's rule), so no mapping is kept.
 
 use parley_api::{Event, EventPayload, MlsPublicKeys, Protocol};
-use parley_mls::{Changes, CipherSuite, Member, MemberError, Processed};
+use parley_mls::{Changes, CipherSuite, DeviceIdentity, Member, MemberError, Processed};
 
 use super::*;
 use crate::api::MlsPost;
@@ -227,7 +227,27 @@ impl Account {
                 let skip = (user.id == self.user()).then_some(self.device_id());
                 let claimed = self.api.claim_key_packages(user, suite.0, skip).await?;
                 for p in claimed.key_packages {
-                    changes.add.push(unb64(&p.key_package)?);
+                    let bytes = unb64(&p.key_package)?;
+                    // The server hands out key packages: one that names
+                    // another device than the one claimed for this user is
+                    // never committed (it would add a reader of its choosing).
+                    let names = parley_mls::KeyPackageIn(bytes.clone()).device();
+                    let claimed_for = parley_mls::DeviceIdentity {
+                        user: user.id,
+                        client: p.client,
+                        domain: user.domain.clone(),
+                    };
+                    if names.as_ref() != Some(&claimed_for) || p.user != user.id {
+                        return Err(ClientError::Refused {
+                            label: "mls-identity-mismatch",
+                            message: format!(
+                                "the server handed out a key package for {} that names another \
+                                 device: nothing was changed",
+                                user.id
+                            ),
+                        });
+                    }
+                    changes.add.push(bytes);
                 }
             }
             let tx = self.begin().await?;
@@ -448,7 +468,13 @@ impl Account {
                 data: None,
                 plaintext: plaintext.to_vec(),
             })],
-            Ok(Processed::Commit { epoch }) => {
+            Ok(Processed::Commit {
+                epoch,
+                added,
+                removed,
+                external,
+            }) => {
+                self.roster_notice(conversation, &added, &removed, external);
                 self.mark_incomplete(conversation);
                 self.set_epoch(conversation.id, epoch);
                 Vec::new()
@@ -465,6 +491,58 @@ impl Account {
             Err(e) => undecryptable(format!(
                 "cannot read an MLS message from device {client}: {e}"
             )),
+        }
+    }
+
+    /// Says in the conversation who a commit brought in and took out, from
+    /// the commit itself (signed in the group, not the server's word): a
+    /// device the server slipped in shows. A device that joined by itself
+    /// while its user is not a member is called out.
+    fn roster_notice(
+        &mut self, conversation: &Qualified<ConversationId>, added: &[DeviceIdentity],
+        removed: &[DeviceIdentity], external: bool,
+    ) {
+        let count = |devices: &[DeviceIdentity]| {
+            let mut by_user: BTreeMap<UserId, usize> = BTreeMap::new();
+            for d in devices {
+                *by_user.entry(d.user).or_default() += 1;
+            }
+            by_user
+                .into_iter()
+                .map(|(user, n)| {
+                    let s = if n == 1 { "" } else { "s" };
+                    format!("{} ({n} device{s})", self.name_of(user))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let members = self
+            .state
+            .conversations
+            .get(&conversation.id)
+            .map(|c| c.members.clone())
+            .unwrap_or_default();
+        let mut notes = Vec::new();
+        if external {
+            for d in added {
+                let name = self.name_of(d.user);
+                notes.push(if members.contains(&d.user) {
+                    format!("A new device of {name} joined the group.")
+                } else {
+                    format!(
+                        "A device of {name}, who is not a member of this conversation, joined \
+                         the group by itself."
+                    )
+                });
+            }
+        } else if !added.is_empty() {
+            notes.push(format!("Added to the group: {}.", count(added)));
+        }
+        if !removed.is_empty() {
+            notes.push(format!("Removed from the group: {}.", count(removed)));
+        }
+        for note in notes {
+            self.system(conversation.id, &note);
         }
     }
 

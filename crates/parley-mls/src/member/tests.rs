@@ -120,10 +120,18 @@ fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
         .expect("commit");
     ann.confirm(b"group").expect("merged");
     let commit = bundle(&b).commit;
-    assert!(matches!(
-        bob.process(b"group", &commit).expect("follows"),
-        Processed::Commit { epoch: 2 }
-    ));
+    let Processed::Commit {
+        epoch,
+        added,
+        removed,
+        external,
+    } = bob.process(b"group", &commit).expect("follows")
+    else {
+        panic!("a commit")
+    };
+    assert_eq!((epoch, external), (2, false));
+    assert!(added.is_empty());
+    assert_eq!(removed, [cid.keys().identity().clone()]);
     assert!(matches!(
         cid.process(b"group", &commit).expect("follows"),
         Processed::Removed
