@@ -308,7 +308,10 @@ async fn the_keyboard_replies_edits_reacts_deletes_searches_and_runs_commands() 
     press(&mut bob, &mut ui, KeyCode::Char('?'), KeyModifiers::NONE).await;
     let shown = now(&mut bob, &mut ui).await;
     assert!(shown.contains("Help (any key closes)"), "{shown}");
-    assert!(shown.contains("/group <name> <handles…>"), "{shown}");
+    assert!(
+        shown.contains("/group [--mls] <name> <handles…>"),
+        "{shown}"
+    );
     press(&mut bob, &mut ui, KeyCode::Char('x'), KeyModifiers::NONE).await;
     assert!(
         !ui.help && ui.input.is_empty(),
@@ -468,6 +471,29 @@ async fn the_keyboard_replies_edits_reacts_deletes_searches_and_runs_commands() 
         .find(|m| m.text == "@alice look")
         .expect("the mention arrived");
     assert_eq!(mention.mentions, vec![alice.user()]);
+    // An MLS group the same way; its messages go the same way.
+    type_in(&mut bob, &mut ui, "/group --mls vault alice").await;
+    enter(&mut bob, &mut ui).await;
+    assert_eq!(ui.status, "Created vault (MLS).");
+    assert!(
+        now(&mut bob, &mut ui).await.contains("vault mls"),
+        "the list says which protocol"
+    );
+    type_in(&mut bob, &mut ui, "sealed once").await;
+    enter(&mut bob, &mut ui).await;
+    assert!(ui.status.is_empty(), "{}", ui.status);
+    alice.sync().await.expect("synced");
+    let vault = ui.selected.clone().expect("vault");
+    assert!(
+        alice
+            .history(&vault)
+            .await
+            .expect("history")
+            .iter()
+            .any(|m| m.text == "sealed once"),
+        "the MLS message arrived"
+    );
+    ui.selected = Some(crew.clone());
     type_in(&mut bob, &mut ui, "/mute").await;
     enter(&mut bob, &mut ui).await;
     assert!(now(&mut bob, &mut ui).await.contains("crew muted"));

@@ -17,8 +17,8 @@ pub(super) const COMMANDS: [(&str, &str); 11] = [
         "start a 1:1 (asks them to connect, or accepts their request)",
     ),
     (
-        "/group <name> <handles…>",
-        "create a group with these people",
+        "/group [--mls] <name> <handles…>",
+        "create a group with these people (--mls: an MLS group)",
     ),
     ("/leave", "leave this group (its history stays here)"),
     ("/mute, /unmute", "mute this conversation on this device"),
@@ -141,6 +141,15 @@ async fn command(
                 format!("Asked {handle} to connect: the conversation appears when they accept.")
             }
         }
+        ("group", ["--mls", group, handles @ ..]) if !handles.is_empty() => {
+            let mut users = Vec::new();
+            for handle in handles {
+                users.push(account.find(handle).await?);
+            }
+            let id = account.create_mls_group(group, users, false).await?;
+            ui.select(id);
+            format!("Created {group} (MLS).")
+        }
         ("group", [group, handles @ ..]) if !handles.is_empty() => {
             let mut users = Vec::new();
             for handle in handles {
@@ -152,7 +161,7 @@ async fn command(
         }
         ("new" | "unblock", _) => return Err(usage(&format!("/{name} <handle>"))),
         ("block", _) => return Err(usage("/block [handle]")),
-        ("group", _) => return Err(usage("/group <name> <handle> [handles…]")),
+        ("group", _) => return Err(usage("/group [--mls] <name> <handle> [handles…]")),
         _ => {
             return Err(ClientError::Refused {
                 label: "unknown-command",

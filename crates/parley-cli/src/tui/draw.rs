@@ -264,6 +264,9 @@ fn draw_list(frame: &mut Frame<'_>, view: &View, area: Rect) {
                 };
                 spans.push(Span::styled(format!(" ({})", c.unread), style));
             }
+            if c.protocol == parley_api::Protocol::Mls {
+                spans.push(Span::styled(" mls", dim()));
+            }
             if c.muted {
                 spans.push(Span::styled(" muted", dim()));
             }

@@ -24,6 +24,8 @@ pub struct ConversationRow {
     pub verification: Verification,
     /// Muted on this device.
     pub muted: bool,
+    /// Proteus or MLS.
+    pub protocol: parley_api::Protocol,
 }
 
 /// A snapshot of what the account shows.
@@ -62,6 +64,7 @@ impl View {
                 unread: c.unread,
                 verification: c.verification,
                 muted: c.muted,
+                protocol: c.protocol,
             })
             .collect();
         if selected.is_none() {
