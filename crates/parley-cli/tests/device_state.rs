@@ -262,6 +262,26 @@ async fn a_device_killed_in_the_middle_of_a_commit_recovers() {
     carol.ok(&["accept", "ann"]).await;
     ann.ok(&["create", "--mls", "plans", "ben"]).await;
 
+    // Dead between the server making the conversation and the device making
+    // its group: the next start makes the group.
+    crashes(
+        &ann,
+        &["create", "--mls", "orphan", "ben"],
+        "mls-create-after-server",
+    )
+    .await;
+    let out = ann.run(&["listen", "--seconds", "1"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ann.ok(&["add", "orphan", "ben"]).await;
+    ann.ok(&["send", "orphan", "found"]).await;
+    let (at_ben, unreadable) = census(&ben.ok(&["history", "orphan"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    once(&at_ben, ["found".to_owned()], "Ben");
+
     crashes(&ann, &["add", "plans", "carol"], "mls-commit-before-post").await;
     ann.ok(&["send", "plans", "before"]).await;
     crashes(&ann, &["add", "plans", "carol"], "mls-commit-after-post").await;

@@ -66,6 +66,9 @@ pub enum MemberError {
     /// A device to remove is not in the group.
     #[error("{0} is not in the group")]
     NotAMember(DeviceIdentity),
+    /// A message already read (its key is used up).
+    #[error("the message was read already")]
+    Duplicate,
     /// A commit of this device's is waiting for the server's answer (another
     /// process of the device may be posting it): settle it first.
     #[error("a commit of this device is still waiting for the server's answer")]
@@ -713,6 +716,10 @@ impl Member {
                     message: epoch,
                     ours,
                 }
+            } else if matches!(e, mls_rs::error::MlsError::KeyMissing(_)) {
+                // Its key was used already: the same message again (a
+                // re-post after a lost reply, or a replay).
+                MemberError::Duplicate
             } else {
                 mls(e)
             }

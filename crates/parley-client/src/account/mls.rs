@@ -175,6 +175,8 @@ impl Account {
             })
             .await?;
         let id = c.id.clone();
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("mls-create-after-server", |_| std::process::abort());
         let tx = self.begin().await?;
         self.member(suite)?
             .create(&group_id(&id))
@@ -483,7 +485,9 @@ impl Account {
                 self.mark_incomplete(conversation);
                 Vec::new()
             }
-            Ok(Processed::Proposal) => Vec::new(),
+            // Read already (a re-post after a lost reply): dropped, as in
+            // Proteus.
+            Ok(Processed::Proposal) | Err(MemberError::Duplicate) => Vec::new(),
             Err(MemberError::WrongEpoch { .. } | MemberError::UnknownGroup) => {
                 rejoin(self);
                 Vec::new()
@@ -588,6 +592,27 @@ impl Account {
         let suite = self.suite_of(conversation.id);
         let info = match self.api.group_info(conversation).await {
             Ok(info) => info,
+            // The conversation was made but its group never was (its
+            // creator's device died in between): made now, with this user's
+            // devices (only the creator's first commit is taken).
+            Err(ClientError::Api {
+                status: 404, label, ..
+            }) if label == "mls-missing-group-info" => {
+                let tx = self.begin().await?;
+                let group = group_id(conversation);
+                if !self.device.mls_in_group(&group) {
+                    self.member(suite)?
+                        .create(&group)
+                        .map_err(|e| refused(&e))?;
+                }
+                if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
+                    c.rejoin = false;
+                }
+                self.commit(tx).await?;
+                let me = self.qualified(self.user());
+                // (Boxed: a commit that loses a race syncs, which may come here.)
+                return Box::pin(self.mls_change(conversation, &[me], &[])).await;
+            }
             // No longer a member, or no group: nothing to rejoin.
             Err(ClientError::Api {
                 status: 403 | 404, ..

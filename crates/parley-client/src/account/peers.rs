@@ -532,7 +532,12 @@ impl Account {
         let Some(conv) = self.state.conversations.get(&id) else {
             return;
         };
+        // A conversation of this user alone (a group just made, before its
+        // members come) has nobody to verify: it is not "verified", so the
+        // members who join do not degrade it.
+        let me = self.user();
         let all_verified = !conv.incomplete
+            && conv.members.iter().any(|user| *user != me)
             && conv.members.iter().all(|user| {
                 let Some(peer) = self.state.peers.get(user) else {
                     return false;

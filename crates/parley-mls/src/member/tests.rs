@@ -108,6 +108,11 @@ fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
     };
     assert_eq!(sender, ann.keys().identity());
     assert_eq!(text(got), b"hello");
+    // The same message again (a re-post after a lost reply) is a duplicate.
+    assert!(matches!(
+        bob.process(b"group", &m),
+        Err(MemberError::Duplicate)
+    ));
     // Ann removes Cid; Bob follows; Cid learns it was removed.
     let b = ann
         .commit(
