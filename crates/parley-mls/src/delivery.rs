@@ -12,6 +12,13 @@
 //! - [`MessageIn`]: an application message or proposal, classified (group,
 //!   epoch, kind) without being readable.
 //!
+//! The server's own removal proposals ([`TrackedGroup::propose_remove`],
+//! signed with its [`RemovalKey`]) are kept in the observer's state; a
+//! member's commit must include every one of them (else
+//! `mls-commit-missing-references`). An external commit cannot (RFC 9420
+//! §12.4.3.2): the ones it leaves out are reported as lapsed, for the server
+//! to propose again at the new epoch.
+//!
 //! Who may do what (admins, whole users, registered keys) is the server's
 //! policy, decided from these facts; this module knows no storage and no HTTP,
 //! and the time is passed in.
@@ -32,7 +39,12 @@ use mls_rs::time::MlsTime;
 use mls_rs::{MlsMessage, MlsMessageDescription, WireFormat};
 use mls_rs_crypto_openssl::OpensslCryptoProvider;
 
+use mls_rs::extension::built_in::ExternalSendersExt;
+use mls_rs::group::Sender;
+use mls_rs::group::proposal::Proposal;
+
 use crate::identity::DeviceIdentity;
+use crate::removal::{RemovalKey, ServerSender};
 use crate::suite::CipherSuite;
 
 /// Why a group message was refused. Each has a stable [`label`](Self::label).
@@ -65,6 +77,12 @@ pub enum DeliveryError {
     /// The group info does not describe the epoch the commit made.
     #[error("the group info does not match the new epoch")]
     GroupInfoMismatch,
+    /// A commit that leaves out removals the server proposed.
+    #[error("the commit does not include the removals the server proposed: process them first")]
+    MissingReferences,
+    /// A new group that does not name the server as its external sender.
+    #[error("the group must name this backend's removal key as its external sender")]
+    NoServerSender,
 }
 
 impl DeliveryError {
@@ -76,6 +94,8 @@ impl DeliveryError {
             Self::Stale { .. } => "mls-stale-message",
             Self::UnknownIdentity => "mls-identity-mismatch",
             Self::GroupInfoMismatch => "mls-group-info-mismatch",
+            Self::MissingReferences => "mls-commit-missing-references",
+            Self::NoServerSender => "mls-missing-external-sender",
         }
     }
 }
@@ -172,6 +192,11 @@ pub struct AppliedCommit {
     pub removed: Vec<Leaf>,
     /// Devices whose leaf now holds another signature key.
     pub rekeyed: Vec<Leaf>,
+    /// Of the removed devices, those the server had proposed to remove.
+    pub server_removed: Vec<Leaf>,
+    /// Devices the server had proposed to remove that an external commit
+    /// left in the group: to be proposed again.
+    pub lapsed: Vec<DeviceIdentity>,
 }
 
 type ObserverConfig = WithIdentityProvider<
@@ -259,6 +284,95 @@ impl TrackedGroup {
         self.group.group_context().epoch
     }
 
+    /// The external senders the group names (none for a group made before
+    /// the server's removals).
+    pub fn external_senders(&self) -> Vec<ServerSender> {
+        let Ok(Some(ext)) = self
+            .group
+            .group_context()
+            .extensions
+            .get_as::<ExternalSendersExt>()
+        else {
+            return Vec::new();
+        };
+        ext.allowed_senders
+            .iter()
+            .filter_map(|s| match &s.credential {
+                Credential::Basic(b) => Some(ServerSender {
+                    domain: String::from_utf8(b.identifier().to_vec()).ok()?,
+                    key: s.signature_key.as_bytes().to_vec(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The leaves the server's kept proposals remove.
+    fn pending_removals(&self) -> Vec<u32> {
+        self.group
+            .get_cached_proposals()
+            .iter()
+            .filter(|p| matches!(p.sender(), Sender::External(_)))
+            .filter_map(|p| match p.proposal() {
+                Proposal::Remove(r) => Some(r.to_remove()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The devices the server proposed to remove at this epoch.
+    pub fn pending(&self) -> Result<Vec<DeviceIdentity>, DeliveryError> {
+        let leaves = self.leaves()?;
+        Ok(self
+            .pending_removals()
+            .iter()
+            .filter_map(|i| leaves.get(i).map(|l| l.device.clone()))
+            .collect())
+    }
+
+    /// The server's proposal to remove `device`, signed with `key` as
+    /// `sender` (which the group must name), kept in this state. `None`
+    /// when the device is not in the group or its removal is proposed
+    /// already.
+    pub fn propose_remove(
+        &mut self, device: &DeviceIdentity, key: &RemovalKey, sender: &ServerSender,
+    ) -> Result<Option<Vec<u8>>, DeliveryError> {
+        let Some(index) = self
+            .group
+            .roster()
+            .members_iter()
+            .find(|m| leaf(m).is_ok_and(|l| l.device == *device))
+            .map(|m| m.index)
+        else {
+            return Ok(None);
+        };
+        if self.pending_removals().contains(&index) {
+            return Ok(None);
+        }
+        let invalid = |e: mls_rs::error::MlsError| DeliveryError::Invalid(e.to_string());
+        let proposer = ExternalClient::builder()
+            .crypto_provider(OpensslCryptoProvider::new())
+            .identity_provider(BasicIdentityProvider)
+            .signer(key.secret().clone(), sender.signing_identity())
+            .build();
+        let mut group = proposer
+            .load_group(self.group.snapshot())
+            .map_err(invalid)?;
+        let proposal = group.propose_remove(index, Vec::new()).map_err(|e| {
+            if matches!(
+                e,
+                mls_rs::error::MlsError::ExternalProposalsDisabled
+                    | mls_rs::error::MlsError::InvalidExternalSigningIdentity
+            ) {
+                DeliveryError::NoServerSender
+            } else {
+                invalid(e)
+            }
+        })?;
+        self.group = observer().load_group(group.snapshot()).map_err(invalid)?;
+        Ok(Some(proposal.to_bytes().map_err(invalid)?))
+    }
+
     /// The group's members, in leaf order. `UnknownIdentity` if a credential
     /// is not a device's client-ID.
     pub fn members(&self) -> Result<Vec<Leaf>, DeliveryError> {
@@ -299,6 +413,7 @@ impl TrackedGroup {
             _ => return Err(DeliveryError::Malformed),
         }
         let before = self.leaves()?;
+        let pending = self.pending_removals();
         // Work on a copy: a commit that verifies but whose tree names a
         // stranger leaves the group untouched.
         let mut next = self.group.clone();
@@ -321,6 +436,8 @@ impl TrackedGroup {
             added: Vec::new(),
             removed: Vec::new(),
             rekeyed: Vec::new(),
+            server_removed: Vec::new(),
+            lapsed: Vec::new(),
         };
         for (index, was) in &before {
             match now_leaves.get(index) {
@@ -328,9 +445,20 @@ impl TrackedGroup {
                     if now.signature_key != was.signature_key {
                         applied.rekeyed.push(now.clone());
                     }
+                    if pending.contains(index) {
+                        applied.lapsed.push(was.device.clone());
+                    }
                 }
-                _ => applied.removed.push(was.clone()),
+                _ => {
+                    if pending.contains(index) {
+                        applied.server_removed.push(was.clone());
+                    }
+                    applied.removed.push(was.clone());
+                }
             }
+        }
+        if !applied.lapsed.is_empty() && !applied.external {
+            return Err(DeliveryError::MissingReferences);
         }
         for (index, now) in &now_leaves {
             if before.get(index).is_none_or(|was| was.device != now.device) {

@@ -14,6 +14,8 @@
 //!   changed, application messages classified.
 //! - [`device`]: a device's signature key on a suite, and the key packages
 //!   it publishes.
+//! - [`removal`]: the backend as the groups' external sender, proposing
+//!   removals of deleted devices and users who left.
 //! - [`member`]: a device's groups: create, commit (pending until the server
 //!   accepts), join by welcome or external commit, encrypt and process, with
 //!   all state passed in and handed back for the device's store.
@@ -25,10 +27,12 @@ pub mod device;
 pub mod identity;
 pub mod key_package;
 pub mod member;
+pub mod removal;
 pub mod suite;
 
 pub use device::DeviceKeys;
 pub use identity::DeviceIdentity;
 pub use key_package::{KeyPackageCheck, KeyPackageError, KeyPackageIn, ValidKeyPackage};
+pub use removal::{RemovalKey, ServerSender};
 pub use member::{Changes, Member, MemberError, MemberState, Processed};
 pub use suite::{CipherSuite, SignatureScheme};

@@ -16,6 +16,13 @@
 //! from the server's group info which of the two happened
 //! ([`Member::settle`]).
 //!
+//! **The backend's removals.** A group is created naming the backend as its
+//! external sender ([`crate::removal`]). A Remove proposal from it is kept
+//! in the group's state (any other proposal is read and dropped: the
+//! server relays no member's proposals) and goes, by reference, into this
+//! device's next commit; [`Member::proposals_due`] says when a commit of
+//! them alone is this device's to make.
+//!
 //! This module knows no storage, no HTTP and no conversation: groups are
 //! named by their MLS group id, devices by [`DeviceIdentity`].
 
@@ -26,7 +33,9 @@ use std::time::Duration;
 
 use mls_rs::client_builder::MlsConfig;
 use mls_rs::extension::recommended::LastResortKeyPackageExt;
-use mls_rs::group::{CommitEffect, ReceivedMessage};
+use mls_rs::extension::built_in::ExternalSendersExt;
+use mls_rs::group::proposal::Proposal;
+use mls_rs::group::{CommitEffect, ProposalSender, ReceivedMessage, Sender};
 use mls_rs::identity::Credential;
 use mls_rs::mls_rs_codec::{self, MlsDecode, MlsEncode, MlsSize};
 use mls_rs::{
@@ -39,6 +48,7 @@ use zeroize::Zeroizing;
 use crate::delivery::{CommitBundle, WelcomeBytes};
 use crate::device::{DeviceError, DeviceKeys};
 use crate::identity::DeviceIdentity;
+use crate::removal::ServerSender;
 
 /// Past epochs whose secrets a member keeps, so a message sent just before a
 /// commit still decrypts (the whitepaper's setting).
@@ -382,7 +392,8 @@ pub enum Processed {
     },
     /// A commit removed this device: the group is forgotten.
     Removed,
-    /// A proposal, kept for the next commit.
+    /// A proposal: the backend's removal of a device, kept for the next
+    /// commit (see [`Member::proposals_due`]), or another, dropped.
     Proposal,
 }
 
@@ -484,16 +495,16 @@ impl Member {
             .map_err(mls)
     }
 
-    /// A new group with this device alone, at epoch 0.
-    pub fn create(&self, group_id: &[u8]) -> Result<(), MemberError> {
+    /// A new group with this device alone, at epoch 0, naming `server` as
+    /// its external sender (the backend's removal key for the suite).
+    pub fn create(&self, group_id: &[u8], server: &ServerSender) -> Result<(), MemberError> {
+        let mut context = ExtensionList::default();
+        context
+            .set_from(ExternalSendersExt::new(vec![server.signing_identity()]))
+            .map_err(mls)?;
         let mut group = self
             .client()
-            .create_group_with_id(
-                group_id.to_vec(),
-                ExtensionList::default(),
-                ExtensionList::default(),
-                None,
-            )
+            .create_group_with_id(group_id.to_vec(), context, ExtensionList::default(), None)
             .map_err(mls)?;
         group.write_to_storage().map_err(mls)
     }
@@ -511,6 +522,18 @@ impl Member {
             .members_iter()
             .filter_map(|m| identity_of(&m.signing_identity.credential))
             .collect())
+    }
+
+    /// Whether the group holds the backend's removal proposals for this
+    /// device to commit: some are kept, and none removes this device (a
+    /// member cannot commit its own removal; another member will).
+    pub fn proposals_due(&self, group_id: &[u8]) -> bool {
+        let Ok(group) = self.group(group_id) else {
+            return false;
+        };
+        let me = group.current_member_index();
+        let removals = removals_in(&group);
+        !removals.is_empty() && !removals.contains(&me)
     }
 
     /// Whether the group has a commit of this device's the server has not
@@ -539,11 +562,13 @@ impl Member {
                     .ok_or_else(|| MemberError::NotAMember(device.clone()))
             })
             .collect::<Result<Vec<u32>, MemberError>>()?;
+        // A removal the backend proposed already goes in by reference.
+        let proposed = removals_in(&group);
         let mut builder = group.commit_builder();
         for kp in &changes.add {
             builder = builder.add_member(message(kp)?).map_err(mls)?;
         }
-        for index in indexes {
+        for index in indexes.into_iter().filter(|i| !proposed.contains(i)) {
             builder = builder.remove_member(index).map_err(mls)?;
         }
         let out = builder.build().map_err(mls)?;
@@ -758,10 +783,18 @@ impl Member {
                     }
                 }
             },
-            // Not kept: a cached proposal would have to go into this device's
-            // next commit, which the server does not take yet (its own
-            // removal proposals are to come).
-            ReceivedMessage::Proposal(_) => return Ok(Processed::Proposal),
+            // The backend's removal is kept for the next commit; anything
+            // else (the server relays no member's proposals) is not: the
+            // state is left as it was.
+            ReceivedMessage::Proposal(p) => {
+                if !matches!(
+                    (&p.sender, &p.proposal),
+                    (ProposalSender::External(_), Proposal::Remove(_))
+                ) {
+                    return Ok(Processed::Proposal);
+                }
+                Processed::Proposal
+            }
             _ => return Err(MemberError::Malformed),
         };
         group.write_to_storage().map_err(mls)?;
@@ -775,6 +808,19 @@ impl Member {
         let secret = group.export_secret(b"exporter", &[], len).map_err(mls)?;
         Ok(Zeroizing::new(secret.as_bytes().to_vec()))
     }
+}
+
+/// The leaves the backend's kept proposals remove.
+fn removals_in<C: MlsConfig>(group: &Group<C>) -> Vec<u32> {
+    group
+        .get_cached_proposals()
+        .iter()
+        .filter(|p| matches!(p.sender(), Sender::External(_)))
+        .filter_map(|p| match p.proposal() {
+            Proposal::Remove(r) => Some(r.to_remove()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

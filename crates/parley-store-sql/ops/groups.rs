@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use parley_api::{ClientId, ConversationId, Role, UserId};
 use parley_store::{
-    ConversationRecord, Delivered, GroupCommit, GroupState, GroupStore, GroupWrite, MemberRecord,
+    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite, MemberRecord,
     MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError, StoreResult, with_data,
 };
 
@@ -282,6 +282,45 @@ impl GroupStore for Store {
             messages.push((welcome, welcomed.as_slice()));
         }
         let delivered = Self::queue_messages(&mut tx, c.conversation, c.at, &messages).await?;
+        tx.commit().await.map_err(Store::error)?;
+        Ok(GroupWrite::Done(delivered))
+    }
+
+    async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        let current = Self::lock_group(&mut tx, p.conversation)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if current != p.epoch {
+            return Ok(GroupWrite::Stale(current));
+        }
+        let id = p.conversation.to_string();
+        let updated = sqlx::query(
+            "UPDATE mls_groups SET state = $2 WHERE conversation_id = $1 AND state IS NOT NULL",
+        )
+        .bind(&id)
+        .bind(p.state)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        for &(user, client) in p.drop {
+            sqlx::query(
+                "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND user_id = $2 \
+                 AND client_id = $3",
+            )
+            .bind(&id)
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .execute(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        }
+        let to = Self::devices_in(&mut tx, p.conversation).await?;
+        let messages: Vec<_> = p.proposals.iter().map(|m| (*m, to.as_slice())).collect();
+        let delivered = Self::queue_messages(&mut tx, p.conversation, p.at, &messages).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(GroupWrite::Done(delivered))
     }

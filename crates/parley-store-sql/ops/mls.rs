@@ -245,6 +245,30 @@ impl MlsStore for Store {
         tx.commit().await.map_err(Store::error)?;
         Ok(gone)
     }
+
+    async fn mls_removal_key(
+        &self, scheme: u16, candidate: (&[u8], &[u8]),
+    ) -> StoreResult<(Vec<u8>, Vec<u8>)> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO mls_removal_keys (scheme, secret, public) VALUES ($1, $2, $3) \
+             ON CONFLICT (scheme) DO NOTHING",
+        )
+        .bind(i32::from(scheme))
+        .bind(candidate.0)
+        .bind(candidate.1)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        let key: (Vec<u8>, Vec<u8>) =
+            sqlx::query_as("SELECT secret, public FROM mls_removal_keys WHERE scheme = $1")
+                .bind(i32::from(scheme))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)?;
+        Ok(key)
+    }
 }
 
 /// A scheme or suite number read back.

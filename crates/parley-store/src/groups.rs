@@ -100,6 +100,25 @@ pub struct GroupCommit<'a> {
     pub welcome: Option<SharedMessage<'a>>,
 }
 
+/// The server's own proposals to a group (removals), to store at once.
+#[derive(Clone, Debug)]
+pub struct GroupProposals<'a> {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The epoch they were made in: nothing changes unless the group is
+    /// still at it.
+    pub epoch: u64,
+    /// Unix seconds.
+    pub at: i64,
+    /// The observer state that keeps them.
+    pub state: &'a [u8],
+    /// The proposals, each for every device of the group but `drop`.
+    pub proposals: &'a [SharedMessage<'a>],
+    /// Devices that get nothing more of the group from now on (those of a
+    /// user who left; the commit that removes them follows).
+    pub drop: &'a [(UserId, ClientId)],
+}
+
 /// What a write to a group did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupWrite {
@@ -152,6 +171,12 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
         &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
         sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite>;
+    /// Applies the server's proposals, all or nothing: the observer state
+    /// that keeps them, the `drop` devices out of the group's delivery, and
+    /// each proposal stored once and queued for the group's other devices.
+    /// `Stale` if the group is no longer at `epoch` (a commit came first);
+    /// `NotFound` for a conversation without a group state.
+    async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite>;
 }
 
 /// A stored event with its shared message's data added: the payload is a

@@ -19,7 +19,8 @@ mod groups;
 pub mod memory;
 
 pub use groups::{
-    GroupCommit, GroupState, GroupStore, GroupWrite, MlsGroupRecord, SharedMessage, with_data,
+    GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite, MlsGroupRecord,
+    SharedMessage, with_data,
 };
 
 /// What can go wrong in storage.
@@ -710,4 +711,10 @@ pub trait MlsStore: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_key_packages(
         &self, user: UserId, client: ClientId, references: &[Vec<u8>],
     ) -> StoreResult<u64>;
+    /// The backend's removal key for a signature scheme, as (secret,
+    /// public): the one stored, or else `candidate`, stored now. Every node
+    /// of a backend reads the same key, whichever stored it.
+    async fn mls_removal_key(
+        &self, scheme: u16, candidate: (&[u8], &[u8]),
+    ) -> StoreResult<(Vec<u8>, Vec<u8>)>;
 }

@@ -48,6 +48,19 @@ fn restarted(m: &Member) -> Member {
     Member::new(keys, fresh, LIFETIME)
 }
 
+/// The backend's removal key on the default suite's scheme.
+fn server() -> &'static crate::RemovalKey {
+    static KEY: std::sync::OnceLock<crate::RemovalKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        crate::RemovalKey::generate(
+            CipherSuite::DEFAULT
+                .signature_scheme()
+                .expect("a selectable suite"),
+        )
+        .expect("a key")
+    })
+}
+
 fn bundle(bytes: &[u8]) -> CommitBundle {
     CommitBundle::decode(bytes).expect("a bundle")
 }
@@ -69,7 +82,7 @@ fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
     assert_eq!(bob.state.key_packages_held(), 1);
     // Bob's key package's private part survives a restart.
     let bob = restarted(&bob);
-    ann.create(b"group").expect("created");
+    ann.create(b"group", &server().sender("example.com")).expect("created");
     let b = ann
         .commit(
             b"group",
@@ -167,7 +180,7 @@ fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
 fn a_refused_commit_is_dropped_and_a_device_that_missed_commits_rejoins() {
     let ann = device(1, 1);
     let bob = device(2, 2);
-    ann.create(b"g").expect("created");
+    ann.create(b"g", &server().sender("example.com")).expect("created");
     let kp = bob.key_packages(1, now()).expect("kp").remove(0);
     let b = ann
         .commit(
@@ -228,7 +241,7 @@ fn a_refused_commit_is_dropped_and_a_device_that_missed_commits_rejoins() {
 fn a_pending_commit_found_after_a_crash_settles_against_the_server() {
     let ann = device(1, 1);
     let bob = device(2, 2);
-    ann.create(b"g").expect("created");
+    ann.create(b"g", &server().sender("example.com")).expect("created");
     let kp = bob.key_packages(1, now()).expect("kp").remove(0);
     let b = ann
         .commit(
@@ -261,4 +274,81 @@ fn damaged_rows_are_refused() {
     let state = MemberState::default();
     assert!(state.load_row(RowKind::Group, b"\xff\xff").is_err());
     assert!(state.load_row(RowKind::KeyPackage, b"").is_err());
+}
+
+#[test]
+fn the_servers_removal_is_kept_and_must_go_into_the_next_commit() {
+    use crate::delivery::{DeliveryError, TrackedGroup};
+    let sender = server().sender("example.com");
+    let ann = device(1, 1);
+    let bob = device(2, 2);
+    let cid = device(3, 3);
+    let kps = [&bob, &cid].map(|m| m.key_packages(1, now()).expect("kp").remove(0));
+    ann.create(b"g", &sender).expect("created");
+    let first = bundle(
+        &ann.commit(
+            b"g",
+            &Changes {
+                add: kps.to_vec(),
+                remove: Vec::new(),
+            },
+        )
+        .expect("commit"),
+    );
+    ann.confirm(b"g").expect("merged");
+    for m in [&bob, &cid] {
+        m.join(b"g", &first.welcome.as_ref().expect("welcome").0)
+            .expect("joined");
+    }
+    let mut tracked =
+        TrackedGroup::start(&first.group_info, b"g", CipherSuite::DEFAULT, now()).expect("start");
+    assert_eq!(tracked.external_senders(), vec![sender.clone()]);
+    // Another key than the one the group names cannot propose.
+    let stranger = crate::RemovalKey::generate(server().scheme()).expect("a key");
+    assert_eq!(
+        tracked.propose_remove(cid.keys().identity(), &stranger, &stranger.sender("example.com")),
+        Err(DeliveryError::NoServerSender)
+    );
+    // Cid's device is deleted: the server proposes its removal, once.
+    let proposal = tracked
+        .propose_remove(cid.keys().identity(), server(), &sender)
+        .expect("proposed")
+        .expect("cid is in the group");
+    assert_eq!(
+        tracked.propose_remove(cid.keys().identity(), server(), &sender),
+        Ok(None)
+    );
+    assert_eq!(tracked.pending().expect("pending"), vec![cid.keys().identity().clone()]);
+    let bob_before = restarted(&bob);
+    // Ann and Bob keep it (across a restart); Cid cannot commit its own removal.
+    for m in [&ann, &bob, &cid] {
+        assert!(matches!(m.process(b"g", &proposal), Ok(Processed::Proposal)));
+    }
+    let ann = restarted(&ann);
+    assert!(ann.proposals_due(b"g") && bob.proposals_due(b"g"));
+    assert!(!cid.proposals_due(b"g"));
+    // A commit that leaves it out (made by a copy that never saw it) is
+    // refused and changes nothing.
+    let unaware = bundle(&bob_before.commit(b"g", &Changes::default()).expect("update"));
+    let epoch = tracked.epoch();
+    assert_eq!(
+        tracked.apply_commit(&unaware.commit, now()),
+        Err(DeliveryError::MissingReferences)
+    );
+    assert_eq!(tracked.epoch(), epoch);
+    let update = bundle(&bob.commit(b"g", &Changes::default()).expect("update"));
+    let mut copy = TrackedGroup::load(&tracked.snapshot()).expect("loads");
+    assert!(copy.apply_commit(&update.commit, now()).is_ok(), "bob's commit takes it in");
+    bob.cancel(b"g").expect("dropped");
+    // Ann commits the removal alone (the proposal by reference).
+    let b = bundle(&ann.commit(b"g", &Changes::default()).expect("commit"));
+    let applied = tracked.apply_commit(&b.commit, now()).expect("applied");
+    assert_eq!(applied.removed.len(), 1);
+    assert_eq!(applied.server_removed, applied.removed);
+    assert!(applied.lapsed.is_empty());
+    ann.confirm(b"g").expect("merged");
+    assert!(!ann.proposals_due(b"g"));
+    assert!(matches!(bob.process(b"g", &b.commit), Ok(Processed::Commit { .. })));
+    assert!(matches!(cid.process(b"g", &b.commit), Ok(Processed::Removed)));
+    assert!(tracked.pending().expect("none").is_empty());
 }

@@ -9,7 +9,7 @@ use parley_api::{ClientId, ConversationId, UserId};
 
 use super::{MemoryStore, State};
 use crate::{
-    ConversationRecord, Delivered, GroupCommit, GroupState, GroupStore, GroupWrite, MemberRecord,
+    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite, MemberRecord,
     MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult, with_data,
 };
 
@@ -146,6 +146,34 @@ impl GroupStore for MemoryStore {
                     .filter(|d| *d != commit.sender)
                     .collect();
                 delivered.extend(s.enqueue_shared(&to, welcome, commit.at));
+            }
+            Ok(GroupWrite::Done(delivered))
+        })
+    }
+
+    async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
+        self.with(|s| {
+            let current = s
+                .groups
+                .get(&p.conversation)
+                .ok_or(StoreError::NotFound)?
+                .epoch;
+            if current != p.epoch {
+                return Ok(GroupWrite::Stale(current));
+            }
+            let state = s
+                .group_states
+                .get_mut(&p.conversation)
+                .ok_or(StoreError::NotFound)?;
+            state.state = p.state.to_vec();
+            let in_group = s.group_devices.entry(p.conversation).or_default();
+            for d in p.drop {
+                in_group.remove(d);
+            }
+            let to: Vec<_> = in_group.iter().copied().collect();
+            let mut delivered = Vec::new();
+            for message in p.proposals {
+                delivered.extend(s.enqueue_shared(&to, *message, p.at));
             }
             Ok(GroupWrite::Done(delivered))
         })

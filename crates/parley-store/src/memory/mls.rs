@@ -155,6 +155,17 @@ impl MlsStore for MemoryStore {
         })
     }
 
+    async fn mls_removal_key(
+        &self, scheme: u16, candidate: (&[u8], &[u8]),
+    ) -> StoreResult<(Vec<u8>, Vec<u8>)> {
+        self.with(|s| {
+            Ok(s.removal_keys
+                .entry(scheme)
+                .or_insert_with(|| (candidate.0.to_vec(), candidate.1.to_vec()))
+                .clone())
+        })
+    }
+
     async fn delete_key_packages(
         &self, user: UserId, client: ClientId, references: &[Vec<u8>],
     ) -> StoreResult<u64> {

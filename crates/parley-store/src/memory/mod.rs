@@ -113,6 +113,8 @@ struct State {
     group_states: BTreeMap<ConversationId, crate::GroupState>,
     /// The devices in each group.
     group_devices: BTreeMap<ConversationId, std::collections::BTreeSet<(UserId, ClientId)>>,
+    /// The backend's removal keys by scheme (secret, public).
+    removal_keys: BTreeMap<u16, (Vec<u8>, Vec<u8>)>,
 }
 
 struct UserRow {
