@@ -18,6 +18,16 @@ pub struct MlsPublicKeys {
     pub mls_public_keys: BTreeMap<String, String>,
 }
 
+/// `GET /v1/mls/public-keys`: the backend's removal keys (the external
+/// sender every MLS group names, RFC 9420 §12.1.8.1) by signature scheme
+/// name, base64.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MlsRemovalKeys {
+    /// Keys by scheme name.
+    pub removal: BTreeMap<String, String>,
+}
+
 /// `POST /v1/mls/key-packages/self/{client}`: key packages to publish, each a
 /// base64 MLS message.
 #[derive(Clone, Debug, Serialize, Deserialize)]

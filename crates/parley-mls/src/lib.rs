@@ -33,6 +33,6 @@ pub mod suite;
 pub use device::DeviceKeys;
 pub use identity::DeviceIdentity;
 pub use key_package::{KeyPackageCheck, KeyPackageError, KeyPackageIn, ValidKeyPackage};
-pub use removal::{RemovalKey, ServerSender};
 pub use member::{Changes, Member, MemberError, MemberState, Processed};
+pub use removal::{RemovalKey, ServerSender};
 pub use suite::{CipherSuite, SignatureScheme};

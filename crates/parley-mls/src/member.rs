@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mls_rs::client_builder::MlsConfig;
-use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::extension::built_in::ExternalSendersExt;
+use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::group::proposal::Proposal;
 use mls_rs::group::{CommitEffect, ProposalSender, ReceivedMessage, Sender};
 use mls_rs::identity::Credential;

@@ -10,7 +10,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use mls_rs::client_builder::MlsConfig;
+use mls_rs::extension::built_in::ExternalSendersExt;
 use mls_rs::group::{CommitOutput, ReceivedMessage};
+use mls_rs::identity::SigningIdentity;
+use mls_rs::identity::basic::BasicCredential;
 use mls_rs::{Client, ExtensionList, Group, MlsMessage};
 use parley_api::ClientId;
 use parley_mls::delivery::{CommitBundle, WelcomeBytes};
@@ -23,6 +26,7 @@ on_both_stores!(crate::support::GENEROUS =>
     a_group_of_twelve_devices_on_every_suite,
     commits_are_checked_and_serialised,
     hostile_commits_change_nothing,
+    the_server_removes_deleted_devices_and_leavers,
 );
 
 const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -201,7 +205,7 @@ async fn sync<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>) -
                     ReceivedMessage::ApplicationMessage(m) => {
                         texts.push(String::from_utf8(m.data().to_vec()).expect("utf-8"));
                     }
-                    ReceivedMessage::Commit(_) => {}
+                    ReceivedMessage::Commit(_) | ReceivedMessage::Proposal(_) => {}
                     other => panic!("unexpected {other:?}"),
                 }
             }
@@ -209,6 +213,27 @@ async fn sync<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>) -
         }
     }
     texts
+}
+
+/// The group context extension naming the backend's removal key for
+/// `suite` as the group's external sender, read from the backend.
+async fn server(s: &TestServer, u: &User, suite: CipherSuite) -> ExtensionList {
+    let (st, v) = s.get("/v1/mls/public-keys", &u.token).await;
+    assert_eq!(st, 200, "{v}");
+    let scheme = suite.signature_scheme().expect("a scheme");
+    let key = B64
+        .decode(v["removal"][scheme.name].as_str().expect("a key"))
+        .expect("base64");
+    assert_eq!(key.len(), scheme.key_len, "{v}");
+    let sender = SigningIdentity::new(
+        BasicCredential::new(b"localhost".to_vec()).into_credential(),
+        key.into(),
+    );
+    let mut extensions = ExtensionList::new();
+    extensions
+        .set_from(ExternalSendersExt::new(vec![sender]))
+        .expect("an extension");
+    extensions
 }
 
 /// Registers `n` users (the first connected with every other).
@@ -278,7 +303,12 @@ async fn a_group_of_twelve_devices_on_every_suite(s: &TestServer) {
         let creator = &mut devices[0];
         let mut group = creator
             .mls
-            .create_group_with_id(group_id, ExtensionList::new(), ExtensionList::new(), None)
+            .create_group_with_id(
+                group_id,
+                server(s, &users[0], suite).await,
+                ExtensionList::new(),
+                None,
+            )
             .expect("group");
         let mut builder = group.commit_builder();
         for p in packages {
@@ -323,7 +353,12 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
     packages.extend(claim(s, &users[0], &users[1], suite, None).await);
     let mut group = d[0]
         .mls
-        .create_group_with_id(group_id, ExtensionList::new(), ExtensionList::new(), None)
+        .create_group_with_id(
+            group_id,
+            server(s, &users[0], suite).await,
+            ExtensionList::new(),
+            None,
+        )
         .expect("group");
     let mut builder = group.commit_builder();
     for p in packages {
@@ -592,9 +627,32 @@ async fn hostile_commits_change_nothing(s: &TestServer) {
     let eve = new_device(s, &users, 3, suite).await;
     let (id, group_id) = create(s, &users[0], suite).await;
     let bob_packages = claim(s, &users[0], &users[1], suite, None).await;
+    // A group that does not name the backend as its external sender (so
+    // the backend could never remove a deleted device from it): refused.
+    let out = ann
+        .mls
+        .create_group_with_id(
+            group_id.clone(),
+            ExtensionList::new(),
+            ExtensionList::new(),
+            None,
+        )
+        .expect("group")
+        .commit_builder()
+        .add_member(bob_packages[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[0], ann.client, &out).await;
+    assert_eq!((st, label(&v)), (400, "mls-missing-external-sender"), "{v}");
     let mut group = ann
         .mls
-        .create_group_with_id(group_id, ExtensionList::new(), ExtensionList::new(), None)
+        .create_group_with_id(
+            group_id,
+            server(s, &users[0], suite).await,
+            ExtensionList::new(),
+            None,
+        )
         .expect("group");
     // A first commit whose group info is of epoch 0: refused.
     let early = group
@@ -765,4 +823,115 @@ async fn hostile_commits_change_nothing(s: &TestServer) {
     let v = conversation(s, &users[0], &id).await;
     assert_eq!(v["epoch"].as_u64(), Some(1), "{v}");
     assert_eq!(v["members"].as_array().map(Vec::len), Some(2), "{v}");
+}
+
+/// The server removes what nobody else would: a deleted device and a user
+/// who left. Its proposals reach every member; a commit that leaves one out
+/// is refused; any member (not only an admin) commits them; whoever left
+/// gets nothing more.
+async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
+    let suite = CipherSuite::DEFAULT;
+    let users = people(s, "removals", 3).await;
+    // Ann: device 0; Bob: 1, 2; Cid: 3.
+    let mut d = Vec::new();
+    for user in [0, 1, 1, 2] {
+        d.push(new_device(s, &users, user, suite).await);
+    }
+    let (id, group_id) = create(s, &users[0], suite).await;
+    let mut packages = claim(s, &users[0], &users[1], suite, None).await;
+    packages.extend(claim(s, &users[0], &users[2], suite, None).await);
+    let mut group = d[0]
+        .mls
+        .create_group_with_id(
+            group_id,
+            server(s, &users[0], suite).await,
+            ExtensionList::new(),
+            None,
+        )
+        .expect("group");
+    let mut builder = group.commit_builder();
+    for p in packages {
+        builder = builder.add_member(p).expect("add");
+    }
+    let out = builder.build().expect("commit");
+    assert_eq!(commit(s, &users[0], d[0].client, &out).await.0, 201);
+    group.apply_pending_commit().expect("merged");
+    d[0].group = Some(group);
+    for device in &mut d[1..] {
+        sync(s, &users, device).await;
+    }
+    let in_group = |d: &Device<_>| d.group.as_ref().expect("group").roster().members().len();
+
+    // Bob deletes his second device.
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/v1/clients/{}", d[2].client),
+            Some(&users[1].token),
+            Some(json!({"password": support::PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // Cid's commit made before he read the proposal: refused.
+    let unaware = d[3]
+        .group
+        .as_mut()
+        .expect("group")
+        .commit(Vec::new())
+        .expect("commit");
+    let (st, v) = commit(s, &users[2], d[3].client, &unaware).await;
+    assert_eq!(
+        (st, label(&v)),
+        (400, "mls-commit-missing-references"),
+        "{v}"
+    );
+    d[3].group.as_mut().expect("group").clear_pending_commit();
+    // Everyone reads the proposal; Cid, no admin, commits it.
+    for i in [0, 1, 3] {
+        sync(s, &users, &mut d[i]).await;
+    }
+    let client = d[3].client;
+    let group = d[3].group.as_mut().expect("group");
+    let out = group.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[2], client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    group.apply_pending_commit().expect("merged");
+    for i in [0, 1] {
+        sync(s, &users, &mut d[i]).await;
+    }
+    assert_eq!(
+        [in_group(&d[0]), in_group(&d[1]), in_group(&d[3])],
+        [3, 3, 3]
+    );
+
+    // Bob leaves: a member no more at once, and his device can post nothing.
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v1/conversations/localhost/{id}/members/localhost/{}",
+                users[1].id
+            ),
+            Some(&users[1].token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let v = conversation(s, &users[0], &id).await;
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(2), "{v}");
+    let (st, v) = send(s, &users, &mut d[1], "still here?").await;
+    assert_eq!((st, label(&v)), (403, "access-denied"), "{v}");
+    // Ann commits his removal; what she sends after reaches Cid, not Bob.
+    sync(s, &users, &mut d[0]).await;
+    let client = d[0].client;
+    let group = d[0].group.as_mut().expect("group");
+    let out = group.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[0], client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    group.apply_pending_commit().expect("merged");
+    let (st, v) = send(s, &users, &mut d[0], "after").await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(sync(s, &users, &mut d[3]).await, vec!["after".to_owned()]);
+    assert_eq!(in_group(&d[3]), 2);
+    assert!(sync(s, &users, &mut d[1]).await.is_empty());
 }

@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use parley_api::{ClientId, ConversationId, Role, UserId};
 use parley_store::{
-    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite, MemberRecord,
-    MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError, StoreResult, with_data,
+    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite,
+    MemberRecord, MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError, StoreResult,
+    with_data,
 };
 
 use super::{Store, Tx};

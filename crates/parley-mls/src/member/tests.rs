@@ -82,7 +82,8 @@ fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
     assert_eq!(bob.state.key_packages_held(), 1);
     // Bob's key package's private part survives a restart.
     let bob = restarted(&bob);
-    ann.create(b"group", &server().sender("example.com")).expect("created");
+    ann.create(b"group", &server().sender("example.com"))
+        .expect("created");
     let b = ann
         .commit(
             b"group",
@@ -180,7 +181,8 @@ fn a_group_works_across_restarts_and_a_removed_device_reads_nothing_more() {
 fn a_refused_commit_is_dropped_and_a_device_that_missed_commits_rejoins() {
     let ann = device(1, 1);
     let bob = device(2, 2);
-    ann.create(b"g", &server().sender("example.com")).expect("created");
+    ann.create(b"g", &server().sender("example.com"))
+        .expect("created");
     let kp = bob.key_packages(1, now()).expect("kp").remove(0);
     let b = ann
         .commit(
@@ -241,7 +243,8 @@ fn a_refused_commit_is_dropped_and_a_device_that_missed_commits_rejoins() {
 fn a_pending_commit_found_after_a_crash_settles_against_the_server() {
     let ann = device(1, 1);
     let bob = device(2, 2);
-    ann.create(b"g", &server().sender("example.com")).expect("created");
+    ann.create(b"g", &server().sender("example.com"))
+        .expect("created");
     let kp = bob.key_packages(1, now()).expect("kp").remove(0);
     let b = ann
         .commit(
@@ -306,7 +309,11 @@ fn the_servers_removal_is_kept_and_must_go_into_the_next_commit() {
     // Another key than the one the group names cannot propose.
     let stranger = crate::RemovalKey::generate(server().scheme()).expect("a key");
     assert_eq!(
-        tracked.propose_remove(cid.keys().identity(), &stranger, &stranger.sender("example.com")),
+        tracked.propose_remove(
+            cid.keys().identity(),
+            &stranger,
+            &stranger.sender("example.com")
+        ),
         Err(DeliveryError::NoServerSender)
     );
     // Cid's device is deleted: the server proposes its removal, once.
@@ -318,18 +325,28 @@ fn the_servers_removal_is_kept_and_must_go_into_the_next_commit() {
         tracked.propose_remove(cid.keys().identity(), server(), &sender),
         Ok(None)
     );
-    assert_eq!(tracked.pending().expect("pending"), vec![cid.keys().identity().clone()]);
+    assert_eq!(
+        tracked.pending().expect("pending"),
+        vec![cid.keys().identity().clone()]
+    );
     let bob_before = restarted(&bob);
     // Ann and Bob keep it (across a restart); Cid cannot commit its own removal.
     for m in [&ann, &bob, &cid] {
-        assert!(matches!(m.process(b"g", &proposal), Ok(Processed::Proposal)));
+        assert!(matches!(
+            m.process(b"g", &proposal),
+            Ok(Processed::Proposal)
+        ));
     }
     let ann = restarted(&ann);
     assert!(ann.proposals_due(b"g") && bob.proposals_due(b"g"));
     assert!(!cid.proposals_due(b"g"));
     // A commit that leaves it out (made by a copy that never saw it) is
     // refused and changes nothing.
-    let unaware = bundle(&bob_before.commit(b"g", &Changes::default()).expect("update"));
+    let unaware = bundle(
+        &bob_before
+            .commit(b"g", &Changes::default())
+            .expect("update"),
+    );
     let epoch = tracked.epoch();
     assert_eq!(
         tracked.apply_commit(&unaware.commit, now()),
@@ -338,7 +355,10 @@ fn the_servers_removal_is_kept_and_must_go_into_the_next_commit() {
     assert_eq!(tracked.epoch(), epoch);
     let update = bundle(&bob.commit(b"g", &Changes::default()).expect("update"));
     let mut copy = TrackedGroup::load(&tracked.snapshot()).expect("loads");
-    assert!(copy.apply_commit(&update.commit, now()).is_ok(), "bob's commit takes it in");
+    assert!(
+        copy.apply_commit(&update.commit, now()).is_ok(),
+        "bob's commit takes it in"
+    );
     bob.cancel(b"g").expect("dropped");
     // Ann commits the removal alone (the proposal by reference).
     let b = bundle(&ann.commit(b"g", &Changes::default()).expect("commit"));
@@ -348,7 +368,13 @@ fn the_servers_removal_is_kept_and_must_go_into_the_next_commit() {
     assert!(applied.lapsed.is_empty());
     ann.confirm(b"g").expect("merged");
     assert!(!ann.proposals_due(b"g"));
-    assert!(matches!(bob.process(b"g", &b.commit), Ok(Processed::Commit { .. })));
-    assert!(matches!(cid.process(b"g", &b.commit), Ok(Processed::Removed)));
+    assert!(matches!(
+        bob.process(b"g", &b.commit),
+        Ok(Processed::Commit { .. })
+    ));
+    assert!(matches!(
+        cid.process(b"g", &b.commit),
+        Ok(Processed::Removed)
+    ));
     assert!(tracked.pending().expect("none").is_empty());
 }

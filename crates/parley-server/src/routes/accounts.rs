@@ -128,7 +128,12 @@ pub(super) async fn put_self(
 pub(super) async fn delete_self(
     State(s): State<AppState>, Auth(me): Auth, ApiJson(req): ApiJson<PasswordConfirmation>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    // Its MLS conversations and devices, read while it still has them: the
+    // server proposes the devices' removal from those groups after.
+    let conversations = s.mls.conversations_of(me.user).await?;
+    let devices = s.clients.ids(me.user).await?;
     s.accounts.delete(me.user, req.password.as_deref()).await?;
+    s.mls.devices_gone(me.user, &devices, &conversations).await;
     Ok(done())
 }
 

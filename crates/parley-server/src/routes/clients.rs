@@ -45,6 +45,11 @@ pub(super) async fn remove(
     s.clients
         .remove(me.user, id, req.password.as_deref())
         .await?;
+    // The device is gone: the server proposes its removal from its groups.
+    match s.mls.conversations_of(me.user).await {
+        Ok(conversations) => s.mls.devices_gone(me.user, &[id], &conversations).await,
+        Err(e) => tracing::warn!(label = e.label(), "MLS: a deleted device's groups unread"),
+    }
     Ok(done())
 }
 

@@ -80,9 +80,7 @@ pub(super) async fn remove_member(
         id: user,
         domain: user_domain,
     };
-    s.conversations
-        .remove_member(me.user, &domain, id, &who)
-        .await?;
+    s.mls.remove_member(me.user, &domain, id, &who).await?;
     Ok(done())
 }
 

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use parley_api::{
     ClaimQuery, ClientId, ConversationId, KeyPackageBundle, KeyPackageCount, KeyPackageRefs,
-    KeyPackageUpload, MLS_MEDIA_TYPE, MlsPublicKeys, MlsSent, SenderQuery, SuiteQuery, UserId,
+    KeyPackageUpload, MLS_MEDIA_TYPE, MlsPublicKeys, MlsRemovalKeys, MlsSent, SenderQuery,
+    SuiteQuery, UserId,
 };
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState, Auth, acts_as, done};
@@ -16,6 +17,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::tokens::Claims;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
 use parley_api::{ErrorBody, Uuid};
+
+#[utoipa::path(get, path = "/v1/mls/public-keys", tag = "mls", responses((status = 200, body = MlsRemovalKeys), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn removal_keys(
+    State(s): State<AppState>, Auth(_me): Auth,
+) -> ApiResult<Json<MlsRemovalKeys>> {
+    Ok(Json(s.mls.public_keys().await?))
+}
 
 #[utoipa::path(put, path = "/v1/clients/{id}/mls-public-keys", tag = "mls", request_body = MlsPublicKeys, params(("id" = ClientId, Path)), responses((status = 200, description = "registered"), (status = 400, description = "invalid input, or mls-duplicate-public-key: the device already has another key for the scheme", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn set_public_keys(

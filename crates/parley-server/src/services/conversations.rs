@@ -476,14 +476,38 @@ impl Conversations {
         self.admin_change(me, &c, change, event).await
     }
 
-    /// Removes a member: an admin removing anyone, or anyone leaving.
+    /// The user's MLS conversations (every page of them).
+    pub async fn mls_of(&self, user: UserId) -> ApiResult<Vec<ConversationId>> {
+        let mut found = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.conversations_of(user, after, 500).await?;
+            let Some(last) = page.last() else {
+                return Ok(found);
+            };
+            after = Some(last.id);
+            for record in &page {
+                if self.groups.group(record.id).await?.is_some() {
+                    found.push(record.id);
+                }
+            }
+        }
+    }
+
+    /// Removes a member: an admin removing anyone, or anyone leaving. In an
+    /// MLS conversation members change by commit, but leaving is the
+    /// server's to follow up: `Ok(true)` says the caller (the MLS service)
+    /// must now propose the removal of the leaver's devices.
     pub async fn remove_member(
         &self, me: UserId, domain: &str, id: ConversationId, who: &Qualified<UserId>,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<bool> {
         let c = self.load(domain, id).await?;
         self.core.local(&who.domain)?;
         c.role_of(me)?;
-        c.require_proteus()?;
+        let mls = c.group.is_some();
+        if mls && who.id != me {
+            c.require_proteus()?;
+        }
         let event = EventPayload::MemberLeave {
             conversation: self.core.qualified(id),
             from: me,
@@ -491,10 +515,11 @@ impl Conversations {
         };
         let change = ConversationChange::RemoveMember(who.id);
         if who.id == me {
-            c.role_of(me)?;
-            self.group_change(&c, change, event).await
+            self.group_change(&c, change, event).await?;
+            Ok(mls)
         } else {
-            self.admin_change(me, &c, change, event).await
+            self.admin_change(me, &c, change, event).await?;
+            Ok(false)
         }
     }
 

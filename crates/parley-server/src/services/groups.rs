@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use parley_api::{ClientId, ConversationId, UserId};
 use parley_store::{
-    ConversationRecord, GroupCommit, GroupState, GroupStore, GroupWrite, MemberRecord,
-    MlsGroupRecord, Notify, SharedMessage, StoreResult,
+    ConversationRecord, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite,
+    MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreResult,
 };
 
 /// The groups of MLS conversations.
@@ -54,6 +54,11 @@ impl Groups {
     /// Applies a checked commit (see [`GroupStore::commit_group`]).
     pub async fn commit(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
         self.store.commit_group(commit).await
+    }
+
+    /// Stores the server's own proposals (see [`GroupStore::propose_group`]).
+    pub async fn propose(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
+        self.store.propose_group(p).await
     }
 
     /// Stores and queues a checked message (see

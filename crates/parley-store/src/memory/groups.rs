@@ -9,8 +9,8 @@ use parley_api::{ClientId, ConversationId, UserId};
 
 use super::{MemoryStore, State};
 use crate::{
-    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite, MemberRecord,
-    MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult, with_data,
+    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite,
+    MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult, with_data,
 };
 
 impl State {

@@ -14,15 +14,19 @@
 //! - adding or removing another user's devices is for admins, adding a user
 //!   needs a connection, and a device joining by external commit must be of
 //!   a user already in the conversation;
-//! - its group info describes the new epoch exactly (so external joins work).
+//! - its group info describes the new epoch exactly (so external joins work);
+//! - it includes every removal the server proposed (else 400
+//!   `mls-commit-missing-references`; see [`super::removals`]), which is
+//!   any member's to commit.
 //!
 //! The conversation's members follow the group: a user whose first device a
 //! commit adds joins, one whose last device it removes leaves. Removing a
 //! device that no longer exists is any member's to do. An application
 //! message is stored once and queued for every device in the group but the
-//! sender, if it is of the current epoch or one of the three before.
-//! Proposals by reference are refused for now (`mls-unsupported-proposal`):
-//! the server would have to follow them to check the commit that uses them.
+//! sender, if it is of the current epoch. A member's proposals are refused
+//! (`mls-unsupported-proposal`): changes are committed with their proposals
+//! inline; the server's own removal proposals are the only ones by
+//! reference.
 //!
 //! The checks' CPU work runs off the runtime's threads, one per core at a
 //! time, and a device may post 100 commits in five minutes.
@@ -30,7 +34,9 @@
 //! The group's first commit comes from its creator at epoch 0, when the
 //! server has no state yet: the server starts following the group from the
 //! commit's group info (whose tree it verifies) and checks its members as
-//! above, all of them counting as added.
+//! above, all of them counting as added. The group must name the backend's
+//! removal key for its scheme as its one external sender (else 400
+//! `mls-missing-external-sender`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,7 +46,7 @@ use parley_api::{ClientId, ConversationId, EventPayload, MlsSent, Role, UserId};
 use parley_mls::delivery::{
     AppliedCommit, CommitBundle, DeliveryError, Leaf, MessageIn, MessageKind, TrackedGroup,
 };
-use parley_mls::{CipherSuite, DeviceIdentity};
+use parley_mls::{CipherSuite, DeviceIdentity, ServerSender};
 use parley_store::{GroupCommit, GroupWrite, MemberRecord, MlsGroupRecord, SharedMessage};
 
 use super::Mls;
@@ -157,6 +163,7 @@ impl Mls {
             ));
         }
         let sender = self.identity(me, device);
+        let server = self.server_sender(suite).await?;
         // Signature and tree checks are CPU work: off the runtime's threads,
         // one per core at a time.
         let permit = self
@@ -174,7 +181,7 @@ impl Mls {
                 &group_info,
                 &group_id,
                 suite,
-                &sender,
+                (&sender, &server),
                 now,
             )
         })
@@ -243,6 +250,14 @@ impl Mls {
             })
             .await?;
         self.delivered(write, at)?;
+        if !applied.lapsed.is_empty() {
+            // An external commit cannot take the server's proposals in:
+            // they are made again on the epoch it made.
+            let lapsed: Vec<_> = applied.lapsed.iter().map(|d| (d.user, d.client)).collect();
+            if let Err(e) = self.propose_removals(conversation, &lapsed, false).await {
+                tracing::warn!(label = e.label(), "MLS: lapsed removals not proposed again");
+            }
+        }
         tracing::info!(
             epoch = applied.epoch,
             added = added.len(),
@@ -300,7 +315,12 @@ impl Mls {
             .map(|l| l.device.user)
             .collect();
         let mut others = applied.added.iter().any(|l| l.device.user != me);
-        for leaf in applied.removed.iter().filter(|l| l.device.user != me) {
+        // A removal the server proposed is anyone's to commit.
+        for leaf in applied
+            .removed
+            .iter()
+            .filter(|l| l.device.user != me && !applied.server_removed.contains(l))
+        {
             let user = leaf.device.user;
             others |= self.clients.exists(user, leaf.device.client).await?
                 || (roles.contains_key(&user) && !remaining.contains(&user));
@@ -362,6 +382,19 @@ impl Mls {
             }
         }
         Ok(capable)
+    }
+
+    /// What a group on `suite` must name as its external sender.
+    async fn server_sender(&self, suite: CipherSuite) -> ApiResult<ServerSender> {
+        let scheme = suite
+            .signature_scheme()
+            .expect("a group's suite is a selectable one");
+        Ok(self
+            .removal_keys()
+            .await?
+            .get(&scheme.number)
+            .expect("a key for every scheme")
+            .sender(&self.core.settings.domain))
     }
 
     fn identity(&self, user: UserId, client: ClientId) -> DeviceIdentity {
@@ -494,7 +527,7 @@ fn membership(
 /// the stored state, or at epoch 0 from the commit's group info.
 fn verify(
     state: Option<Vec<u8>>, commit: &[u8], group_info: &[u8], group_id: &[u8], suite: CipherSuite,
-    sender: &DeviceIdentity, now: u64,
+    (sender, server): (&DeviceIdentity, &ServerSender), now: u64,
 ) -> ApiResult<(TrackedGroup, AppliedCommit)> {
     let Some(state) = state else {
         // The creator's first commit: the server follows the group from the
@@ -504,6 +537,9 @@ fn verify(
         }
         let tracked =
             TrackedGroup::start(group_info, group_id, suite, now).map_err(|e| refused(&e))?;
+        if tracked.external_senders() != [server.clone()] {
+            return Err(refused(&DeliveryError::NoServerSender));
+        }
         if tracked.epoch() != 1 {
             return Err(ApiError::bad_request(
                 "mls-group-info-mismatch",
@@ -523,6 +559,8 @@ fn verify(
             added: leaves,
             removed: Vec::new(),
             rekeyed: Vec::new(),
+            server_removed: Vec::new(),
+            lapsed: Vec::new(),
         };
         return Ok((tracked, applied));
     };

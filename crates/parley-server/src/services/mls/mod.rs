@@ -22,6 +22,8 @@
 //!   own device is skipped (a device-bound token's device by default).
 //!
 //! - Groups: [`groups`] (commit bundles, group messages, group info).
+//! - The backend's removals: [`removals`] (its removal keys, and the
+//!   removal of deleted devices and of users who leave).
 
 use std::sync::Arc;
 
@@ -42,6 +44,7 @@ use super::conversations::Conversations;
 use super::groups::Groups;
 
 pub(crate) mod groups;
+pub(crate) mod removals;
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::RateLimiter;
 
@@ -69,6 +72,8 @@ pub struct Mls {
     claims: Arc<RateLimiter>,
     /// Commit bundles per device.
     commits: Arc<RateLimiter>,
+    /// The backend's removal keys by scheme number, read (or made) once.
+    removal: Arc<tokio::sync::OnceCell<std::collections::BTreeMap<u16, parley_mls::RemovalKey>>>,
 }
 
 fn client_not_found() -> ApiError {
@@ -125,6 +130,7 @@ impl Mls {
             uploads: Arc::new(RateLimiter::new(UPLOADS_PER_DEVICE, 300)),
             commits: Arc::new(RateLimiter::new(COMMITS_PER_DEVICE, 300)),
             claims,
+            removal: Arc::default(),
         }
     }
 
