@@ -441,6 +441,13 @@ impl Api {
         self.json(Method::POST, &path, None::<&()>).await
     }
 
+    /// The backend's removal keys (`GET /v1/mls/public-keys`), which every
+    /// group names as its external sender.
+    pub async fn removal_keys(&self) -> Result<parley_api::MlsRemovalKeys, ClientError> {
+        self.json(Method::GET, "/v1/mls/public-keys", None::<&()>)
+            .await
+    }
+
     /// Posts a commit bundle (`/v1/mls/commit-bundles`) or an application
     /// message (`/v1/mls/messages`) of `client`: the group's epoch after it.
     pub async fn post_mls(

@@ -273,6 +273,45 @@ async fn story(backend: Backend) {
             Some("welcome back")
         );
     }
+
+    // Bob deletes his phone: the server proposes its removal, and the
+    // first member's device to sync commits it, nobody doing anything.
+    let epoch_before = epoch(&ann, &c).expect("an epoch");
+    bob.remove_device(bob2.device_id(), PASSWORD)
+        .await
+        .expect("deleted");
+    ann.sync().await.expect("synced");
+    assert_eq!(epoch(&ann, &c), Some(epoch_before + 1));
+    for device in [&mut ann2, &mut bob] {
+        device.sync().await.expect("synced");
+        assert_eq!(epoch(device, &c), Some(epoch_before + 1));
+        assert!(
+            history(device, &c)
+                .await
+                .iter()
+                .any(|m| m.text == "Removed from the group: bob (1 device)."),
+            "{:?}",
+            history(device, &c).await
+        );
+    }
+
+    // Bob leaves: the server proposes his devices' removal, a member
+    // commits it, and he reads nothing that follows.
+    bob.leave(&c).await.expect("left");
+    ann2.sync().await.expect("synced");
+    assert_eq!(epoch(&ann2, &c), Some(epoch_before + 2));
+    ann.send_text(&c, "without bob", false).await.expect("sent");
+    assert_eq!(
+        texts(&mut ann2, &c).await.last().map(String::as_str),
+        Some("without bob")
+    );
+    ann.sync().await.expect("synced");
+    assert_eq!(ann.conversation(&c).map(|v| v.members.len()), Some(1));
+    assert!(
+        !texts(&mut bob, &c)
+            .await
+            .contains(&"without bob".to_owned())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

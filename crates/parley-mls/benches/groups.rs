@@ -65,7 +65,14 @@ fn copy(m: &Member) -> Member {
 fn parley_group(n: usize) -> (Member, Member) {
     let creator = Member::new(keys(0), MemberState::default(), LIFETIME);
     let receiver = Member::new(keys(1), MemberState::default(), LIFETIME);
-    creator.create(GROUP).expect("created");
+    let server = parley_mls::RemovalKey::generate(
+        CipherSuite::DEFAULT
+            .signature_scheme()
+            .expect("a selectable suite"),
+    )
+    .expect("a key")
+    .sender("example.com");
+    creator.create(GROUP, &server).expect("created");
     let mut add = receiver.key_packages(1, now()).expect("kp");
     add.extend(filler(n - 2));
     let bundle = creator

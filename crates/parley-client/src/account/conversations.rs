@@ -231,6 +231,9 @@ impl Account {
             c.members.clear();
             c.incomplete = false;
         }
+        // An MLS group's state goes with it (the server proposes this
+        // user's removal; the members commit it).
+        self.device.mls_forget(conversation.id.as_bytes());
         self.commit(tx).await
     }
 

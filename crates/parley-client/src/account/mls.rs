@@ -17,6 +17,13 @@
 //! latest group info, in place of its old leaf, and says in the conversation
 //! that messages may be missing. Nobody has to do anything.
 //!
+//! **The backend's removals.** Every group names the backend's removal key
+//! (read from `GET /v1/mls/public-keys`) as its external sender. The
+//! backend's proposals to remove a deleted device or a user who left are
+//! kept in the group's state and committed at the end of the sync that read
+//! them, by whichever member's device gets there first (the others find
+//! them committed); any commit of this device takes them in too.
+//!
 //! The group of a conversation has the conversation's id as its group id
 //! (the server's rule), so no mapping is kept.
 
@@ -53,6 +60,10 @@ fn stale(e: &ClientError) -> bool {
     matches!(e, ClientError::Api { label, .. } if label == "mls-stale-message")
 }
 
+fn missing_removals(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { label, .. } if label == "mls-commit-missing-references")
+}
+
 impl Account {
     /// The suite of an MLS conversation (the backend's default when not
     /// known yet).
@@ -62,6 +73,30 @@ impl Account {
             .get(&conversation)
             .and_then(|c| c.cipher_suite)
             .map_or(CipherSuite::DEFAULT, CipherSuite)
+    }
+
+    /// What a new group on `suite` names as its external sender: the
+    /// backend's removal key for the suite's scheme.
+    async fn server_sender(
+        &self, suite: CipherSuite,
+    ) -> Result<parley_mls::ServerSender, ClientError> {
+        let scheme = suite.signature_scheme().ok_or(ClientError::Refused {
+            label: "mls-unsupported-cipher-suite",
+            message: format!("cipher suite {suite} is not one this client uses"),
+        })?;
+        let keys = self.api.removal_keys().await?;
+        let key = keys
+            .removal
+            .get(scheme.name)
+            .and_then(|k| b64().decode(k).ok())
+            .filter(|k| k.len() == scheme.key_len)
+            .ok_or_else(|| {
+                ClientError::Decode(format!("the backend has no {} removal key", scheme.name))
+            })?;
+        Ok(parley_mls::ServerSender {
+            domain: self.qualified(self.user()).domain,
+            key,
+        })
     }
 
     /// This device as a member on `suite` (taken after `begin`: a reload
@@ -163,6 +198,7 @@ impl Account {
     ) -> Result<Qualified<ConversationId>, ClientError> {
         self.setup_mls().await?;
         let suite = CipherSuite::DEFAULT;
+        let server = self.server_sender(suite).await?;
         let c = self
             .api
             .create_conversation(&NewConversation {
@@ -179,7 +215,7 @@ impl Account {
         fail::fail_point!("mls-create-after-server", |_| std::process::abort());
         let tx = self.begin().await?;
         self.member(suite)?
-            .create(&group_id(&id))
+            .create(&group_id(&id), &server)
             .map_err(|e| refused(&e))?;
         // Its members are read back after the first commit adds them (until
         // then it is this user alone, which must not read as verified).
@@ -201,7 +237,7 @@ impl Account {
     pub async fn mls_update(
         &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<u64, ClientError> {
-        self.mls_commit(conversation, &[], &[]).await
+        self.mls_commit(conversation, &[], &[], false).await
     }
 
     /// Adds users (every device of each) to an MLS group, or removes them.
@@ -209,21 +245,27 @@ impl Account {
         &mut self, conversation: &Qualified<ConversationId>, add: &[Qualified<UserId>],
         remove: &[UserId],
     ) -> Result<(), ClientError> {
-        self.mls_commit(conversation, add, remove).await?;
+        self.mls_commit(conversation, add, remove, false).await?;
         let c = self.api.conversation(conversation).await?;
         self.absorb_conversations(vec![c]).await
     }
 
     /// One commit, write-ahead (see the module's documentation); retried on
-    /// a new epoch when another member's commit won.
+    /// a new epoch when another member's commit won, or when the server
+    /// proposed a removal this device had not read yet. With
+    /// `proposals_only`, a commit of the backend's kept proposals, made only
+    /// while some are due (another member's commit may have taken them).
     async fn mls_commit(
         &mut self, conversation: &Qualified<ConversationId>, add: &[Qualified<UserId>],
-        remove: &[UserId],
+        remove: &[UserId], proposals_only: bool,
     ) -> Result<u64, ClientError> {
         let suite = self.suite_of(conversation.id);
         let group = group_id(conversation);
         self.settle_pending(conversation).await?;
         for _ in 0..COMMIT_ATTEMPTS {
+            if proposals_only && !self.member(suite)?.proposals_due(&group) {
+                return Ok(self.member(suite)?.epoch(&group).unwrap_or_default());
+            }
             let mut changes = Changes::default();
             for user in add {
                 let skip = (user.id == self.user()).then_some(self.device_id());
@@ -293,10 +335,11 @@ impl Account {
                         .cancel(&group)
                         .map_err(|err| refused(&err))?;
                     self.commit(tx).await?;
-                    if !stale(&e) {
+                    if !stale(&e) && !missing_removals(&e) {
                         return Err(e);
                     }
-                    // Another commit won: follow it, then try on its epoch.
+                    // Another commit won, or the server proposed a removal
+                    // since: follow it, then try again.
                     self.sync().await?;
                 }
             }
@@ -570,6 +613,13 @@ impl Account {
         for (id, rejoin) in mls {
             let done = match self.settle_pending(&id).await {
                 Ok(()) if rejoin => self.rejoin(&id).await,
+                Ok(()) if self.proposals_due(&id) => {
+                    // (Boxed: a commit that loses a race syncs, which comes
+                    // here again, until the proposals are taken.)
+                    Box::pin(self.mls_commit(&id, &[], &[], true))
+                        .await
+                        .map(drop)
+                }
                 other => other,
             };
             match done {
@@ -585,6 +635,14 @@ impl Account {
         Ok(())
     }
 
+    /// Whether the backend's removal proposals wait in the conversation's
+    /// group for this device to commit.
+    fn proposals_due(&self, conversation: &Qualified<ConversationId>) -> bool {
+        self.device
+            .mls_member(self.suite_of(conversation.id))
+            .is_some_and(|m| m.proposals_due(&group_id(conversation)))
+    }
+
     /// Rejoins a group by external commit (see the module's documentation).
     pub(super) async fn rejoin(
         &mut self, conversation: &Qualified<ConversationId>,
@@ -598,11 +656,12 @@ impl Account {
             Err(ClientError::Api {
                 status: 404, label, ..
             }) if label == "mls-missing-group-info" => {
+                let server = self.server_sender(suite).await?;
                 let tx = self.begin().await?;
                 let group = group_id(conversation);
                 if !self.device.mls_in_group(&group) {
                     self.member(suite)?
-                        .create(&group)
+                        .create(&group, &server)
                         .map_err(|e| refused(&e))?;
                 }
                 if let Some(c) = self.state.conversations.get_mut(&conversation.id) {

@@ -387,6 +387,14 @@ impl Account {
             | EventPayload::Rename { conversation, .. }
             | EventPayload::MessageTimerUpdate { conversation, .. }
             | EventPayload::ReceiptModeUpdate { conversation, .. } => {
+                if let EventPayload::MemberLeave { users, .. } = payload
+                    && users.iter().any(|u| u.id == self.user())
+                    && self.is_mls(conversation.id)
+                {
+                    // This user is out: the group's state goes (being added
+                    // again brings a welcome, which makes it anew).
+                    self.device.mls_forget(conversation.id.as_bytes());
+                }
                 self.mark_incomplete(conversation);
                 let text = match payload {
                     EventPayload::MemberJoin { members, .. } => format!(

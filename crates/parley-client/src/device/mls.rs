@@ -201,6 +201,11 @@ impl Device {
         self.mls.state.drop_expired_key_packages(now);
     }
 
+    /// Drops a group's state (this user left it).
+    pub(crate) fn mls_forget(&self, group_id: &[u8]) {
+        self.mls.state.forget(group_id);
+    }
+
     /// Whether this device is in the group.
     pub(crate) fn mls_in_group(&self, group_id: &[u8]) -> bool {
         self.mls.state.has_group(group_id)
