@@ -38,7 +38,10 @@ fn read_epoch(e: i64) -> StoreResult<u64> {
 impl Store {
     /// Locks the conversation and reads its group's epoch: `None` without
     /// a group.
-    async fn lock_group(tx: &mut Tx, conversation: ConversationId) -> StoreResult<Option<u64>> {
+    /// Locks the conversation; its group's epoch and state revision.
+    async fn lock_group(
+        tx: &mut Tx, conversation: ConversationId,
+    ) -> StoreResult<Option<(u64, u64)>> {
         let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
             .bind(conversation.to_string())
             .fetch_optional(&mut **tx)
@@ -47,13 +50,14 @@ impl Store {
         if locked.is_none() {
             return Ok(None);
         }
-        let e: Option<i64> =
-            sqlx::query_scalar("SELECT epoch FROM mls_groups WHERE conversation_id = $1")
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT epoch, revision FROM mls_groups WHERE conversation_id = $1")
                 .bind(conversation.to_string())
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err(Store::error)?;
-        e.map(read_epoch).transpose()
+        row.map(|(e, r)| Ok((read_epoch(e)?, read_epoch(r)?)))
+            .transpose()
     }
 
     /// The group's devices, read inside `tx`, in (user, device) order.
@@ -183,16 +187,17 @@ impl GroupStore for Store {
     async fn mls_group_state(
         &self, conversation: ConversationId,
     ) -> StoreResult<Option<GroupState>> {
-        let row: Option<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT epoch, state, group_info FROM mls_groups WHERE conversation_id = $1",
+        let row: Option<(i64, i64, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT epoch, revision, state, group_info FROM mls_groups WHERE conversation_id = $1",
         )
         .bind(conversation.to_string())
         .fetch_optional(self.pool())
         .await
         .map_err(Store::error)?;
         match row {
-            Some((e, Some(state), Some(group_info))) => Ok(Some(GroupState {
+            Some((e, r, Some(state), Some(group_info))) => Ok(Some(GroupState {
                 epoch: read_epoch(e)?,
+                revision: read_epoch(r)?,
                 state,
                 group_info,
             })),
@@ -209,10 +214,10 @@ impl GroupStore for Store {
 
     async fn commit_group(&self, c: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let current = Self::lock_group(&mut tx, c.conversation)
+        let (current, revision) = Self::lock_group(&mut tx, c.conversation)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if current != c.from_epoch {
+        if (current, revision) != (c.from_epoch, c.from_revision) {
             return Ok(GroupWrite::Stale(current));
         }
         let devices = Self::devices_in(&mut tx, c.conversation).await?;
@@ -234,8 +239,8 @@ impl GroupStore for Store {
             }
         }
         sqlx::query(
-            "UPDATE mls_groups SET epoch = $2, epoch_at = $3, state = $4, group_info = $5 \
-             WHERE conversation_id = $1",
+            "UPDATE mls_groups SET epoch = $2, epoch_at = $3, state = $4, group_info = $5, \
+             revision = revision + 1 WHERE conversation_id = $1",
         )
         .bind(&id)
         .bind(epoch(c.epoch)?)
@@ -289,15 +294,16 @@ impl GroupStore for Store {
 
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let current = Self::lock_group(&mut tx, p.conversation)
+        let (current, revision) = Self::lock_group(&mut tx, p.conversation)
             .await?
             .ok_or(StoreError::NotFound)?;
-        if current != p.epoch {
+        if (current, revision) != (p.epoch, p.revision) {
             return Ok(GroupWrite::Stale(current));
         }
         let id = p.conversation.to_string();
         let updated = sqlx::query(
-            "UPDATE mls_groups SET state = $2 WHERE conversation_id = $1 AND state IS NOT NULL",
+            "UPDATE mls_groups SET state = $2, revision = revision + 1 \
+             WHERE conversation_id = $1 AND state IS NOT NULL",
         )
         .bind(&id)
         .bind(p.state)
@@ -331,7 +337,7 @@ impl GroupStore for Store {
         sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let current = Self::lock_group(&mut tx, conversation)
+        let (current, _) = Self::lock_group(&mut tx, conversation)
             .await?
             .ok_or(StoreError::NotFound)?;
         let devices = Self::devices_in(&mut tx, conversation).await?;

@@ -6,3 +6,7 @@ CREATE TABLE mls_removal_keys (
     secret  BLOB    NOT NULL,
     public  BLOB    NOT NULL
 );
+
+-- Each write of a group's state (commits and the server's proposals) counts:
+-- a write made from a state applies only while it is still that one.
+ALTER TABLE mls_groups ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;

@@ -35,6 +35,10 @@ pub struct MlsGroupRecord {
 pub struct GroupState {
     /// The epoch they are of.
     pub epoch: u64,
+    /// How many times the state was written (commits and the server's
+    /// proposals): a write made from this state applies only while it is
+    /// still this one.
+    pub revision: u64,
     /// The server's observer state.
     pub state: Vec<u8>,
     /// The latest group info, for external joins.
@@ -45,6 +49,7 @@ impl std::fmt::Debug for GroupState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupState")
             .field("epoch", &self.epoch)
+            .field("revision", &self.revision)
             .field("state_bytes", &self.state.len())
             .field("group_info_bytes", &self.group_info.len())
             .finish()
@@ -71,6 +76,10 @@ pub struct GroupCommit<'a> {
     /// The epoch the commit was made in: nothing changes unless the group is
     /// still there.
     pub from_epoch: u64,
+    /// The state's revision it was checked against (0 before the first
+    /// commit): nothing changes unless it is still that one (a proposal of
+    /// the server's may have come in between).
+    pub from_revision: u64,
     /// The epoch it makes.
     pub epoch: u64,
     /// Unix seconds.
@@ -108,6 +117,9 @@ pub struct GroupProposals<'a> {
     /// The epoch they were made in: nothing changes unless the group is
     /// still at it.
     pub epoch: u64,
+    /// The state's revision they were made from: nothing changes unless it
+    /// is still that one.
+    pub revision: u64,
     /// Unix seconds.
     pub at: i64,
     /// The observer state that keeps them.
@@ -157,8 +169,8 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// conversation, the commit queued for the group's devices before it
     /// (but the sender, and a device it removes and adds again), the welcome
     /// for the added devices. `Stale` if the
-    /// group is no longer at `from_epoch` (of two concurrent commits exactly
-    /// one applies); `NotMember` if the sender is neither in the group nor
+    /// group is no longer at `from_epoch` and `from_revision` (of two
+    /// concurrent commits exactly one applies); `NotMember` if the sender is neither in the group nor
     /// added by the commit; `NotAdmin` if `admin` is not an admin;
     /// `NotFound` for a conversation without a group.
     async fn commit_group(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite>;
@@ -174,7 +186,8 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// Applies the server's proposals, all or nothing: the observer state
     /// that keeps them, the `drop` devices out of the group's delivery, and
     /// each proposal stored once and queued for the group's other devices.
-    /// `Stale` if the group is no longer at `epoch` (a commit came first);
+    /// `Stale` if the group is no longer at `epoch` and `revision` (a commit
+    /// or other proposals came first);
     /// `NotFound` for a conversation without a group state.
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite>;
 }

@@ -1,6 +1,6 @@
 //! MLS groups: epochs, the group's devices, messages stored once.
 
-use crate::{GroupCommit, GroupWrite, MlsGroupRecord, SharedMessage, with_data};
+use crate::{GroupCommit, GroupProposals, GroupWrite, MlsGroupRecord, SharedMessage, with_data};
 
 use super::*;
 
@@ -63,6 +63,7 @@ fn commit<'a>(
     GroupCommit {
         conversation: conv.id,
         from_epoch: from,
+        from_revision: from,
         epoch: from + 1,
         at: 1_700_000_100,
         state: b"state",
@@ -294,4 +295,132 @@ pub(super) async fn concurrent_group_commits(s: Arc<dyn Store>) {
             .epoch,
         2
     );
+}
+
+/// The server's proposals: written only on the epoch and revision they were
+/// made from (each write, commit or proposal, moves the revision), queued for
+/// the group's devices but those dropped, who get nothing more; the removal
+/// keys: the first stored is the one every later call reads.
+pub(super) async fn group_proposals(s: &dyn Store) {
+    let (a, b, conv) = mls_conversation(s, "proposals").await;
+    let (a1, b1, b2) = (
+        (a.id, ClientId(1)),
+        (b.id, ClientId(1)),
+        (b.id, ClientId(2)),
+    );
+    let joining = [MemberRecord {
+        user: b.id,
+        role: Role::Member,
+    }];
+    let added = [a1, b1, b2];
+    // No state before the first commit: nothing to propose in.
+    let early = GroupProposals {
+        conversation: conv.id,
+        epoch: 0,
+        revision: 0,
+        at: 1_700_000_150,
+        state: b"early",
+        proposals: &[HELLO],
+        drop: &[],
+    };
+    assert!(s.propose_group(&early).await.is_err());
+    assert!(matches!(
+        s.commit_group(&commit(&conv, 0, a1, &added, &[], &joining, &[]))
+            .await
+            .expect("commit"),
+        GroupWrite::Done(_)
+    ));
+    let state = s
+        .mls_group_state(conv.id)
+        .await
+        .expect("state")
+        .expect("there");
+    assert_eq!((state.epoch, state.revision), (1, 1));
+    // Bob leaves: his devices are dropped and the proposal goes to Ann's.
+    let leaving = [b1, b2];
+    let proposal = GroupProposals {
+        epoch: 1,
+        revision: 1,
+        state: b"proposed",
+        drop: &leaving,
+        ..early
+    };
+    let GroupWrite::Done(sent) = s.propose_group(&proposal).await.expect("propose") else {
+        panic!("proposed");
+    };
+    assert_eq!(
+        sent.iter().map(|d| (d.user, d.client)).collect::<Vec<_>>(),
+        vec![a1]
+    );
+    assert_eq!(
+        newest(s, &a, 1).await,
+        Some(with_data(HELLO.payload, HELLO.data))
+    );
+    assert_eq!(s.group_devices(conv.id).await.expect("devices"), vec![a1]);
+    let state = s
+        .mls_group_state(conv.id)
+        .await
+        .expect("state")
+        .expect("there");
+    assert_eq!(
+        (state.revision, state.state.as_slice()),
+        (2, &b"proposed"[..])
+    );
+    // Made from the old revision: stale, nothing changes.
+    assert_eq!(
+        s.propose_group(&GroupProposals {
+            state: b"lost",
+            ..proposal
+        })
+        .await
+        .expect("propose"),
+        GroupWrite::Stale(1)
+    );
+    let left = [b.id];
+    let stale_commit = commit(&conv, 1, a1, &[], &leaving, &[], &left);
+    assert_eq!(
+        s.commit_group(&stale_commit).await.expect("commit"),
+        GroupWrite::Stale(1)
+    );
+    assert_eq!(
+        s.mls_group_state(conv.id)
+            .await
+            .expect("state")
+            .expect("there")
+            .state,
+        b"proposed"
+    );
+    // The commit made from the proposals' state applies.
+    assert!(matches!(
+        s.commit_group(&GroupCommit {
+            from_revision: 2,
+            ..stale_commit
+        })
+        .await
+        .expect("commit"),
+        GroupWrite::Done(_)
+    ));
+    let state = s
+        .mls_group_state(conv.id)
+        .await
+        .expect("state")
+        .expect("there");
+    assert_eq!((state.epoch, state.revision), (2, 3));
+
+    // Removal keys: the first stored stays.
+    let first = s
+        .mls_removal_key(0x0807, (b"secret-1", b"public-1"))
+        .await
+        .expect("stored");
+    assert_eq!(first, (b"secret-1".to_vec(), b"public-1".to_vec()));
+    let again = s
+        .mls_removal_key(0x0807, (b"secret-2", b"public-2"))
+        .await
+        .expect("read");
+    assert_eq!(again, first);
+    let other = s
+        .mls_removal_key(0x0403, (b"secret-3", b"public-3"))
+        .await
+        .expect("stored");
+    assert_eq!(other.1, b"public-3");
 }

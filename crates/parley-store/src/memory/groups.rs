@@ -80,7 +80,11 @@ impl GroupStore for MemoryStore {
                 .groups
                 .get(&commit.conversation)
                 .ok_or(StoreError::NotFound)?;
-            if group.epoch != commit.from_epoch {
+            let revision = s
+                .group_states
+                .get(&commit.conversation)
+                .map_or(0, |st| st.revision);
+            if (group.epoch, revision) != (commit.from_epoch, commit.from_revision) {
                 return Ok(GroupWrite::Stale(group.epoch));
             }
             let devices = s
@@ -118,6 +122,7 @@ impl GroupStore for MemoryStore {
                 commit.conversation,
                 GroupState {
                     epoch: commit.epoch,
+                    revision: commit.from_revision + 1,
                     state: commit.state.to_vec(),
                     group_info: commit.group_info.to_vec(),
                 },
@@ -158,14 +163,15 @@ impl GroupStore for MemoryStore {
                 .get(&p.conversation)
                 .ok_or(StoreError::NotFound)?
                 .epoch;
-            if current != p.epoch {
-                return Ok(GroupWrite::Stale(current));
-            }
             let state = s
                 .group_states
                 .get_mut(&p.conversation)
                 .ok_or(StoreError::NotFound)?;
+            if (current, state.revision) != (p.epoch, p.revision) {
+                return Ok(GroupWrite::Stale(current));
+            }
             state.state = p.state.to_vec();
+            state.revision += 1;
             let in_group = s.group_devices.entry(p.conversation).or_default();
             for d in p.drop {
                 in_group.remove(d);

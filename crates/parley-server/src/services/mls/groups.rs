@@ -152,6 +152,7 @@ impl Mls {
         let now = u64::try_from(self.core.clock.now()).unwrap_or_default();
         let suite = CipherSuite(group.suite);
         let state = self.groups.state(conversation).await?;
+        let revision = state.as_ref().map_or(0, |st| st.revision);
         if state.as_ref().is_some_and(|st| st.epoch != group.epoch) {
             // A commit landed between the two reads: the caller retries.
             return Err(stale(group.epoch.max(state.map_or(0, |st| st.epoch))));
@@ -229,6 +230,7 @@ impl Mls {
             .commit(&GroupCommit {
                 conversation,
                 from_epoch: group.epoch,
+                from_revision: revision,
                 epoch: applied.epoch,
                 at,
                 state: &state,

@@ -185,14 +185,15 @@ impl Mls {
                 })
                 .collect();
             let at = self.core.clock.now();
-            let state = tracked.snapshot();
+            let snapshot = tracked.snapshot();
             let write = self
                 .groups
                 .propose(&GroupProposals {
                     conversation,
                     epoch: tracked.epoch(),
+                    revision: state.revision,
                     at,
-                    state: &state,
+                    state: &snapshot,
                     proposals: &proposals,
                     drop: if drop { devices } else { &[] },
                 })
