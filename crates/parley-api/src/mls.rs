@@ -18,6 +18,18 @@ pub struct MlsPublicKeys {
     pub mls_public_keys: BTreeMap<String, String>,
 }
 
+/// `GET /v1/mls/config`: the backend's MLS settings (`[mls]`): the cipher
+/// suite new groups use and devices publish key packages on, and the suites
+/// it allows.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MlsSettings {
+    /// The default suite's number (`0x0002`, P-256, unless configured).
+    pub default_cipher_suite: u16,
+    /// The suites allowed, by number.
+    pub allowed_cipher_suites: Vec<u16>,
+}
+
 /// `GET /v1/mls/public-keys`: the backend's removal keys (the external
 /// sender every MLS group names, RFC 9420 §12.1.8.1) by signature scheme
 /// name, base64.

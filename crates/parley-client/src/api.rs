@@ -441,6 +441,11 @@ impl Api {
         self.json(Method::POST, &path, None::<&()>).await
     }
 
+    /// The backend's MLS settings (`GET /v1/mls/config`).
+    pub async fn mls_settings(&self) -> Result<parley_api::MlsSettings, ClientError> {
+        self.json(Method::GET, "/v1/mls/config", None::<&()>).await
+    }
+
     /// The backend's removal keys (`GET /v1/mls/public-keys`), which every
     /// group names as its external sender.
     pub async fn removal_keys(&self) -> Result<parley_api::MlsRemovalKeys, ClientError> {

@@ -324,6 +324,44 @@ async fn mls_conversations_on_postgres() {
     story(Backend::Postgres).await;
 }
 
+/// On each of the five suites a backend may be configured with, devices
+/// publish key packages on it and new groups use it: a group of two people
+/// and three devices, messages both ways, a self-update, a removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_on_every_suite_the_backend_may_choose() {
+    for suite in parley_mls::CipherSuite::SELECTABLE {
+        let server = TestServer::start_on(Backend::Sqlite, |settings| {
+            settings.mls_default_suite = suite;
+        })
+        .await
+        .expect("SQLite");
+        let w = World {
+            server,
+            dirs: tempfile::tempdir().expect("temp dir"),
+        };
+        let mut ann = w.register("ann").await;
+        let mut bob = w.register("bob").await;
+        let mut bob2 = w.device("bob", 2).await;
+        connect(&mut ann, &mut bob).await;
+        let bob_id = ann.qualified(bob.user());
+        let c = ann
+            .create_mls_group("suites", vec![bob_id.clone()], false)
+            .await
+            .expect("created");
+        let view = ann.conversation(&c).expect("known").clone();
+        assert_eq!(view.cipher_suite, Some(suite.0), "{suite}");
+        ann.send_text(&c, "hello", false).await.expect("sent");
+        assert_eq!(texts(&mut bob, &c).await, ["hello"], "{suite}");
+        assert_eq!(texts(&mut bob2, &c).await, ["hello"], "{suite}");
+        bob2.send_text(&c, "hi", false).await.expect("sent");
+        assert_eq!(texts(&mut ann, &c).await, ["hello", "hi"], "{suite}");
+        assert_eq!(bob.mls_update(&c).await.expect("update"), 2, "{suite}");
+        ann.remove_member(&c, &bob_id).await.expect("removed");
+        ann.send_text(&c, "alone", false).await.expect("sent");
+        assert_eq!(texts(&mut bob2, &c).await, ["hello", "hi"], "{suite}");
+    }
+}
+
 /// A commit whose reply never came (the server went down) stays pending;
 /// the next operation settles it against the server: here the server never
 /// had it, so it is dropped, and the group goes on.

@@ -448,6 +448,13 @@ async fn only_the_configured_suites_are_taken() {
     .await
     .expect("sqlite always runs");
     let (u, c1, keys) = device(&s, "mls-config@example.com", CipherSuite::X25519_AES128).await;
+    // Devices learn the configuration.
+    let (st, v) = s.get("/v1/mls/config", &u.token).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!({"default_cipher_suite": 7, "allowed_cipher_suites": [7]})
+    );
     assert_eq!(register_key(&s, &u, c1, &keys).await.0, 200);
     let (st, v) = upload(&s, &u, c1, &packages(&s, &keys, 1, DAY)).await;
     assert_eq!(

@@ -212,6 +212,7 @@ impl Account {
             shred_due: false,
             generation_checked: false,
             key_packages_checked: false,
+            mls_suite: None,
             lost_floor: None,
         };
         // The keys are on disk before the server publishes any of them.

@@ -108,11 +108,29 @@ impl Account {
         })
     }
 
+    /// The backend's default suite (`[mls] default_suite`), asked once per
+    /// process: new groups use it and this device publishes key packages on
+    /// it.
+    async fn backend_suite(&mut self) -> Result<CipherSuite, ClientError> {
+        if let Some(suite) = self.mls_suite {
+            return Ok(suite);
+        }
+        let suite = CipherSuite(self.api.mls_settings().await?.default_cipher_suite);
+        if !suite.is_selectable() {
+            return Err(ClientError::Refused {
+                label: "mls-unsupported-cipher-suite",
+                message: format!("the backend's MLS suite {suite} is not one this client knows"),
+            });
+        }
+        self.mls_suite = Some(suite);
+        Ok(suite)
+    }
+
     /// Makes this device ready for MLS on the backend's default suite: its
     /// signature key made (and committed) and registered, its key packages
     /// topped up. Done at enrolment, and again until it succeeds.
     pub async fn setup_mls(&mut self) -> Result<(), ClientError> {
-        let suite = CipherSuite::DEFAULT;
+        let suite = self.backend_suite().await?;
         let domain = self.domain();
         let tx = self.begin().await?;
         let keys = self.device.mls_suite(&domain, suite)?;
@@ -121,7 +139,7 @@ impl Account {
         if !registered {
             let scheme = suite
                 .signature_scheme()
-                .expect("the default suite has a signature scheme");
+                .expect("a selectable suite has a signature scheme");
             let keys = MlsPublicKeys {
                 mls_public_keys: [(scheme.name.to_owned(), public)].into(),
             };
@@ -197,7 +215,7 @@ impl Account {
         &mut self, name: &str, users: Vec<Qualified<UserId>>, receipts: bool,
     ) -> Result<Qualified<ConversationId>, ClientError> {
         self.setup_mls().await?;
-        let suite = CipherSuite::DEFAULT;
+        let suite = self.backend_suite().await?;
         let server = self.server_sender(suite).await?;
         let c = self
             .api
@@ -596,10 +614,8 @@ impl Account {
     /// What MLS needs from the server after a receive: pending commits
     /// settled, groups this device lost rejoined, key packages topped up.
     pub(super) async fn mls_follow_up(&mut self) -> Result<(), ClientError> {
-        let registered = self
-            .device
-            .mls_suite_registered(CipherSuite::DEFAULT)
-            .unwrap_or(false);
+        let suite = self.backend_suite().await?;
+        let registered = self.device.mls_suite_registered(suite).unwrap_or(false);
         if !registered {
             self.setup_mls().await?;
         }

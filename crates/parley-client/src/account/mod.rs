@@ -206,6 +206,8 @@ pub struct Account {
     generation_checked: bool,
     /// This process asked the server how many key packages it holds.
     key_packages_checked: bool,
+    /// The backend's default MLS suite, once this process asked.
+    mls_suite: Option<parley_mls::CipherSuite>,
     /// The cursor this process had when the server said events after it were
     /// lost: starting over from what is left, events up to it (which this
     /// device already applied, if a purge left them) are not applied again.
@@ -272,6 +274,7 @@ impl Account {
             shred_due: false,
             generation_checked: false,
             key_packages_checked: false,
+            mls_suite: None,
             lost_floor: None,
         };
         let mut tx = account.store.read().await?;

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use parley_api::{
     ClaimQuery, ClientId, ConversationId, KeyPackageBundle, KeyPackageCount, KeyPackageRefs,
-    KeyPackageUpload, MLS_MEDIA_TYPE, MlsPublicKeys, MlsRemovalKeys, MlsSent, SenderQuery,
-    SuiteQuery, UserId,
+    KeyPackageUpload, MLS_MEDIA_TYPE, MlsPublicKeys, MlsRemovalKeys, MlsSent, MlsSettings,
+    SenderQuery, SuiteQuery, UserId,
 };
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState, Auth, acts_as, done};
@@ -17,6 +17,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::tokens::Claims;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
 use parley_api::{ErrorBody, Uuid};
+
+#[utoipa::path(get, path = "/v1/mls/config", tag = "mls", responses((status = 200, body = MlsSettings), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn settings(
+    State(s): State<AppState>, Auth(_me): Auth,
+) -> ApiResult<Json<MlsSettings>> {
+    Ok(Json(s.mls.settings()))
+}
 
 #[utoipa::path(get, path = "/v1/mls/public-keys", tag = "mls", responses((status = 200, body = MlsRemovalKeys), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
 pub(super) async fn removal_keys(

@@ -141,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(conversations::post_proteus))
         .routes(routes!(mls::set_public_keys))
         .routes(routes!(mls::removal_keys))
+        .routes(routes!(mls::settings))
         .routes(routes!(mls::upload, mls::delete))
         .routes(routes!(mls::count))
         .routes(routes!(mls::claim))

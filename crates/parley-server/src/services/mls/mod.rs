@@ -143,6 +143,14 @@ impl Mls {
         Ok(purged)
     }
 
+    /// `GET /v1/mls/config`: the default suite and the allowed ones.
+    pub fn settings(&self) -> parley_api::MlsSettings {
+        parley_api::MlsSettings {
+            default_cipher_suite: self.core.settings.mls_default_suite.0,
+            allowed_cipher_suites: self.allowed().iter().map(|s| s.0).collect(),
+        }
+    }
+
     /// The suites this backend allows (`[mls] allowed_suites`).
     fn allowed(&self) -> &[CipherSuite] {
         &self.core.settings.mls_allowed_suites
