@@ -862,7 +862,9 @@ async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
     }
     let in_group = |d: &Device<_>| d.group.as_ref().expect("group").roster().members().len();
 
-    // Bob deletes his second device.
+    // Bob has a new device that has not joined yet, and deletes his second:
+    // the removal can still be committed (he is not held to all or none).
+    let _bob3 = new_device(s, &users, 1, suite).await;
     let (st, v, _) = s
         .call(
             Method::DELETE,
@@ -903,6 +905,19 @@ async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
         [in_group(&d[0]), in_group(&d[1]), in_group(&d[3])],
         [3, 3, 3]
     );
+    let v = conversation(s, &users[0], &id).await;
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(3), "{v}");
+    // Nobody takes the backend's removals away.
+    let group = d[3].group.as_mut().expect("group");
+    let out = group
+        .commit_builder()
+        .set_group_context_ext(ExtensionList::new())
+        .expect("extensions")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[2], d[3].client, &out).await;
+    assert_eq!((st, label(&v)), (400, "mls-missing-external-sender"), "{v}");
+    d[3].group.as_mut().expect("group").clear_pending_commit();
 
     // Bob leaves: a member no more at once, and his device can post nothing.
     let (st, v, _) = s
@@ -921,17 +936,19 @@ async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
     assert_eq!(v["members"].as_array().map(Vec::len), Some(2), "{v}");
     let (st, v) = send(s, &users, &mut d[1], "still here?").await;
     assert_eq!((st, label(&v)), (403, "access-denied"), "{v}");
-    // Ann commits his removal; what she sends after reaches Cid, not Bob.
-    sync(s, &users, &mut d[0]).await;
-    let client = d[0].client;
-    let group = d[0].group.as_mut().expect("group");
+    // Cid, no admin, commits his removal; what Ann sends after reaches Cid,
+    // not Bob.
+    sync(s, &users, &mut d[3]).await;
+    let client = d[3].client;
+    let group = d[3].group.as_mut().expect("group");
     let out = group.commit(Vec::new()).expect("commit");
-    let (st, v) = commit(s, &users[0], client, &out).await;
+    let (st, v) = commit(s, &users[2], client, &out).await;
     assert_eq!(st, 201, "{v}");
     group.apply_pending_commit().expect("merged");
+    sync(s, &users, &mut d[0]).await;
     let (st, v) = send(s, &users, &mut d[0], "after").await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(sync(s, &users, &mut d[3]).await, vec!["after".to_owned()]);
-    assert_eq!(in_group(&d[3]), 2);
+    assert_eq!([in_group(&d[0]), in_group(&d[3])], [2, 2]);
     assert!(sync(s, &users, &mut d[1]).await.is_empty());
 }

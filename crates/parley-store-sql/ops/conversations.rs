@@ -102,6 +102,24 @@ impl ConversationStore for Store {
                 .bind(user.to_string())
                 .execute(&mut *tx)
                 .await)?;
+                // In an MLS conversation the user's devices get nothing more
+                // of the group from now on, and a commit checked before this
+                // is stale (the group's revision moves).
+                sqlx::query(
+                    "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND user_id = $2",
+                )
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(Store::error)?;
+                sqlx::query(
+                    "UPDATE mls_groups SET revision = revision + 1 WHERE conversation_id = $1",
+                )
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(Store::error)?;
             }
             ConversationChange::SetRole(member) => {
                 Store::touched(sqlx::query(

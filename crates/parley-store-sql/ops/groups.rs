@@ -313,18 +313,6 @@ impl GroupStore for Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        for &(user, client) in p.drop {
-            sqlx::query(
-                "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND user_id = $2 \
-                 AND client_id = $3",
-            )
-            .bind(&id)
-            .bind(user.to_string())
-            .bind(client_id(client))
-            .execute(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        }
         let to = Self::devices_in(&mut tx, p.conversation).await?;
         let messages: Vec<_> = p.proposals.iter().map(|m| (*m, to.as_slice())).collect();
         let delivered = Self::queue_messages(&mut tx, p.conversation, p.at, &messages).await?;

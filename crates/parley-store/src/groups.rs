@@ -124,11 +124,8 @@ pub struct GroupProposals<'a> {
     pub at: i64,
     /// The observer state that keeps them.
     pub state: &'a [u8],
-    /// The proposals, each for every device of the group but `drop`.
+    /// The proposals, each for every device of the group.
     pub proposals: &'a [SharedMessage<'a>],
-    /// Devices that get nothing more of the group from now on (those of a
-    /// user who left; the commit that removes them follows).
-    pub drop: &'a [(UserId, ClientId)],
 }
 
 /// What a write to a group did.
@@ -184,8 +181,9 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
         sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite>;
     /// Applies the server's proposals, all or nothing: the observer state
-    /// that keeps them, the `drop` devices out of the group's delivery, and
-    /// each proposal stored once and queued for the group's other devices.
+    /// that keeps them, and each proposal stored once and queued for the
+    /// group's devices. (A user who leaves is out of the group's delivery
+    /// with the membership change itself.)
     /// `Stale` if the group is no longer at `epoch` and `revision` (a commit
     /// or other proposals came first);
     /// `NotFound` for a conversation without a group state.

@@ -298,9 +298,10 @@ pub(super) async fn concurrent_group_commits(s: Arc<dyn Store>) {
 }
 
 /// The server's proposals: written only on the epoch and revision they were
-/// made from (each write, commit or proposal, moves the revision), queued for
-/// the group's devices but those dropped, who get nothing more; the removal
-/// keys: the first stored is the one every later call reads.
+/// made from (each write moves the revision: a commit, a proposal, a member
+/// leaving), queued for the group's devices; a member who leaves is out of
+/// the group's delivery at once; the removal keys: the first stored is the
+/// one every later call reads.
 pub(super) async fn group_proposals(s: &dyn Store) {
     let (a, b, conv) = mls_conversation(s, "proposals").await;
     let (a1, b1, b2) = (
@@ -321,7 +322,6 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         at: 1_700_000_150,
         state: b"early",
         proposals: &[HELLO],
-        drop: &[],
     };
     assert!(s.propose_group(&early).await.is_err());
     assert!(matches!(
@@ -336,14 +336,26 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         .expect("state")
         .expect("there");
     assert_eq!((state.epoch, state.revision), (1, 1));
-    // Bob leaves: his devices are dropped and the proposal goes to Ann's.
+    // Bob leaves: his devices are out of the group's delivery, the revision
+    // moves, and the proposal goes to Ann's device only.
+    s.change_conversation(conv.id, &ConversationChange::RemoveMember(b.id), QUIET)
+        .await
+        .expect("left");
+    assert_eq!(s.group_devices(conv.id).await.expect("devices"), vec![a1]);
     let leaving = [b1, b2];
     let proposal = GroupProposals {
         epoch: 1,
         revision: 1,
         state: b"proposed",
-        drop: &leaving,
         ..early
+    };
+    assert_eq!(
+        s.propose_group(&proposal).await.expect("propose"),
+        GroupWrite::Stale(1)
+    );
+    let proposal = GroupProposals {
+        revision: 2,
+        ..proposal
     };
     let GroupWrite::Done(sent) = s.propose_group(&proposal).await.expect("propose") else {
         panic!("proposed");
@@ -364,7 +376,7 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         .expect("there");
     assert_eq!(
         (state.revision, state.state.as_slice()),
-        (2, &b"proposed"[..])
+        (3, &b"proposed"[..])
     );
     // Made from the old revision: stale, nothing changes.
     assert_eq!(
@@ -393,7 +405,7 @@ pub(super) async fn group_proposals(s: &dyn Store) {
     // The commit made from the proposals' state applies.
     assert!(matches!(
         s.commit_group(&GroupCommit {
-            from_revision: 2,
+            from_revision: 3,
             ..stale_commit
         })
         .await
@@ -405,7 +417,7 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         .await
         .expect("state")
         .expect("there");
-    assert_eq!((state.epoch, state.revision), (2, 3));
+    assert_eq!((state.epoch, state.revision), (2, 4));
 
     // Removal keys: the first stored stays.
     let first = s

@@ -125,6 +125,13 @@ impl State {
                 if row.members.remove(user).is_none() {
                     return Err(StoreError::NotFound);
                 }
+                // As in SQL: out of the group's delivery, its revision moved.
+                if let Some(devices) = self.group_devices.get_mut(&id) {
+                    devices.retain(|(u, _)| u != user);
+                }
+                if let Some(state) = self.group_states.get_mut(&id) {
+                    state.revision += 1;
+                }
             }
             ConversationChange::SetRole(member) => {
                 let Some(role) = row.members.get_mut(&member.user) else {

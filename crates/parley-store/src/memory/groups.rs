@@ -172,11 +172,11 @@ impl GroupStore for MemoryStore {
             }
             state.state = p.state.to_vec();
             state.revision += 1;
-            let in_group = s.group_devices.entry(p.conversation).or_default();
-            for d in p.drop {
-                in_group.remove(d);
-            }
-            let to: Vec<_> = in_group.iter().copied().collect();
+            let to: Vec<_> = s
+                .group_devices
+                .get(&p.conversation)
+                .map(|d| d.iter().copied().collect())
+                .unwrap_or_default();
             let mut delivered = Vec::new();
             for message in p.proposals {
                 delivered.extend(s.enqueue_shared(&to, *message, p.at));

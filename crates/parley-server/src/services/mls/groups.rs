@@ -17,7 +17,10 @@
 //! - its group info describes the new epoch exactly (so external joins work);
 //! - it includes every removal the server proposed (else 400
 //!   `mls-commit-missing-references`; see [`super::removals`]), which is
-//!   any member's to commit.
+//!   any member's to commit, never makes a member leave the conversation,
+//!   and does not hold the device's user to all or none;
+//! - it leaves the group's external senders as they were (else 400
+//!   `mls-missing-external-sender`).
 //!
 //! The conversation's members follow the group: a user whose first device a
 //! commit adds joins, one whose last device it removes leaves. Removing a
@@ -256,7 +259,7 @@ impl Mls {
             // An external commit cannot take the server's proposals in:
             // they are made again on the epoch it made.
             let lapsed: Vec<_> = applied.lapsed.iter().map(|d| (d.user, d.client)).collect();
-            if let Err(e) = self.propose_removals(conversation, &lapsed, false).await {
+            if let Err(e) = self.propose_removals(conversation, &lapsed).await {
                 tracing::warn!(label = e.label(), "MLS: lapsed removals not proposed again");
             }
         }
@@ -350,9 +353,23 @@ impl Mls {
         }
         let members = tracked.members().map_err(|e| refused(&e))?;
         for user in touched {
+            // A user touched only by the server's removals (a device deleted
+            // while another is yet to join) is not held to all or none: no
+            // commit could take the removal in otherwise.
+            if applied
+                .added
+                .iter()
+                .chain(&applied.removed)
+                .filter(|l| l.device.user == user)
+                .all(|l| applied.server_removed.contains(l))
+            {
+                continue;
+            }
+            // Devices whose removal the server proposes again are as good as
+            // gone.
             let in_group: BTreeSet<ClientId> = members
                 .iter()
-                .filter(|l| l.device.user == user)
+                .filter(|l| l.device.user == user && !applied.lapsed.contains(&l.device))
                 .map(|l| l.device.client)
                 .collect();
             if in_group.is_empty() {
@@ -508,9 +525,12 @@ fn membership(
         .map(|l| l.device.user)
         .filter(|u| !roles.contains_key(u))
         .collect();
+    // The server's removals never make a member leave (a user who left, or
+    // whose account went, is a member no more already).
     let leave: BTreeSet<UserId> = applied
         .removed
         .iter()
+        .filter(|l| !applied.server_removed.contains(l))
         .map(|l| l.device.user)
         .filter(|u| roles.contains_key(u) && !in_group.contains(u))
         .collect();
@@ -568,7 +588,12 @@ fn verify(
     };
     let mut tracked = TrackedGroup::load(&state)
         .map_err(|e| ApiError::internal(format!("a stored group state: {e}")))?;
+    let senders = tracked.external_senders();
     let applied = tracked.apply_commit(commit, now).map_err(|e| refused(&e))?;
+    // Nobody takes the backend's removals away (or swaps its key).
+    if tracked.external_senders() != senders {
+        return Err(refused(&DeliveryError::NoServerSender));
+    }
     tracked
         .check_group_info(group_info, now)
         .map_err(|e| refused(&e))?;

@@ -73,17 +73,13 @@ impl Mls {
 
     /// `DELETE /v1/conversations/{domain}/{id}/members/{domain}/{user}`:
     /// as the conversations service has it; a user leaving an MLS
-    /// conversation also has their devices' removal proposed.
+    /// conversation (out of the group's delivery with the membership change)
+    /// also has their devices' removal proposed. The leave stands whatever
+    /// becomes of the proposal (logged).
     pub async fn remove_member(
         &self, me: UserId, domain: &str, id: ConversationId, who: &Qualified<UserId>,
     ) -> ApiResult<()> {
-        if !self
-            .conversations
-            .remove_member(me, domain, id, who)
-            .await?
-        {
-            return Ok(());
-        }
+        // Read before the leave takes them out of the group's delivery.
         let theirs: Vec<(UserId, ClientId)> = self
             .groups
             .devices(id)
@@ -91,7 +87,18 @@ impl Mls {
             .into_iter()
             .filter(|(user, _)| *user == who.id)
             .collect();
-        self.propose_removals(id, &theirs, true).await
+        if self
+            .conversations
+            .remove_member(me, domain, id, who)
+            .await?
+            && let Err(e) = self.propose_removals(id, &theirs).await
+        {
+            tracing::warn!(
+                label = e.label(),
+                "MLS: a leaver's removal was not proposed"
+            );
+        }
+        Ok(())
     }
 
     /// The user's MLS conversations, to be read before their account goes
@@ -108,7 +115,7 @@ impl Mls {
     ) {
         let gone: Vec<(UserId, ClientId)> = clients.iter().map(|c| (user, *c)).collect();
         for conversation in conversations {
-            if let Err(e) = self.propose_removals(*conversation, &gone, false).await {
+            if let Err(e) = self.propose_removals(*conversation, &gone).await {
                 tracing::warn!(
                     label = e.label(),
                     "MLS: the removal of a deleted device could not be proposed"
@@ -119,9 +126,9 @@ impl Mls {
 
     /// Proposes the removal of `devices` from the conversation's group (those
     /// in it and not proposed already), again on a new epoch when a commit
-    /// lands first. With `drop`, the devices get nothing more of the group.
+    /// lands first.
     pub(super) async fn propose_removals(
-        &self, conversation: ConversationId, devices: &[(UserId, ClientId)], drop: bool,
+        &self, conversation: ConversationId, devices: &[(UserId, ClientId)],
     ) -> ApiResult<()> {
         let Some(group) = self.groups.group(conversation).await? else {
             return Ok(());
@@ -142,29 +149,27 @@ impl Mls {
                 // No commit yet: the group is its creator alone.
                 return Ok(());
             };
-            let mut tracked = parley_mls::delivery::TrackedGroup::load(&state.state)
-                .map_err(|e| ApiError::internal(format!("a stored group state: {e}")))?;
-            let mut made = Vec::new();
-            for &(user, client) in devices {
-                let device = DeviceIdentity {
-                    user,
-                    client,
-                    domain: self.core.settings.domain.clone(),
-                };
-                match tracked.propose_remove(&device, &key, &sender) {
-                    Ok(Some(proposal)) => made.push((user, client, B64.encode(proposal))),
-                    Ok(None) => {}
-                    Err(e) => {
-                        // A group made before the server's removals: its
-                        // members remove the device themselves.
-                        tracing::warn!(error = %e, "MLS: a removal could not be proposed");
-                        return Ok(());
-                    }
-                }
-            }
-            if made.is_empty() && !drop {
+            // Loading, signing and the snapshot are CPU work: off the
+            // runtime's threads, with the commit checks' permits.
+            let permit = self
+                .checking
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore stays open");
+            let (key, sender) = (key.clone(), sender.clone());
+            let devices = devices.to_vec();
+            let domain = self.core.settings.domain.clone();
+            let bytes = state.state.clone();
+            let signed = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                propose(&bytes, &devices, &domain, &key, &sender)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("removal proposals: {e}")))??;
+            let Some((made, epoch, snapshot)) = signed else {
                 return Ok(());
-            }
+            };
             let events: Vec<String> = made
                 .iter()
                 .map(|(user, client, _)| {
@@ -185,17 +190,15 @@ impl Mls {
                 })
                 .collect();
             let at = self.core.clock.now();
-            let snapshot = tracked.snapshot();
             let write = self
                 .groups
                 .propose(&GroupProposals {
                     conversation,
-                    epoch: tracked.epoch(),
+                    epoch,
                     revision: state.revision,
                     at,
                     state: &snapshot,
                     proposals: &proposals,
-                    drop: if drop { devices } else { &[] },
                 })
                 .await?;
             match write {
@@ -215,4 +218,40 @@ impl Mls {
             "the group kept changing: the removal was not proposed",
         ))
     }
+}
+
+/// Proposals made: each with the device it removes, then the epoch and the
+/// observer state that keeps them.
+type Signed = (Vec<(UserId, ClientId, String)>, u64, Vec<u8>);
+
+/// The removal of `devices` (those in the group, not proposed already) as
+/// `sender`, on the group `state` holds. `None` when there is nothing to
+/// propose, or the group names no backend to propose as (one made before
+/// the server's removals: its members remove devices themselves).
+fn propose(
+    state: &[u8], devices: &[(UserId, ClientId)], domain: &str, key: &RemovalKey,
+    sender: &parley_mls::ServerSender,
+) -> ApiResult<Option<Signed>> {
+    let mut tracked = parley_mls::delivery::TrackedGroup::load(state)
+        .map_err(|e| ApiError::internal(format!("a stored group state: {e}")))?;
+    let mut made = Vec::new();
+    for &(user, client) in devices {
+        let device = DeviceIdentity {
+            user,
+            client,
+            domain: domain.to_owned(),
+        };
+        match tracked.propose_remove(&device, key, sender) {
+            Ok(Some(proposal)) => made.push((user, client, B64.encode(proposal))),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "MLS: a removal could not be proposed");
+                return Ok(None);
+            }
+        }
+    }
+    if made.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((made, tracked.epoch(), tracked.snapshot())))
 }
