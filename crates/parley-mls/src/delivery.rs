@@ -31,7 +31,7 @@ use mls_rs::external_client::builder::{
 use mls_rs::external_client::{
     ExternalClient, ExternalGroup, ExternalReceivedMessage, ExternalSnapshot,
 };
-use mls_rs::group::{ContentType, Member};
+use mls_rs::group::{CommitEffect, ContentType, Member};
 use mls_rs::identity::Credential;
 use mls_rs::identity::basic::BasicIdentityProvider;
 use mls_rs::mls_rs_codec::{self, MlsDecode, MlsEncode, MlsSize};
@@ -439,22 +439,37 @@ impl TrackedGroup {
             server_removed: Vec::new(),
             lapsed: Vec::new(),
         };
+        // The server's removals this commit applied, by the proposals
+        // themselves (a leaf index may be reused by a device added in the
+        // same commit).
+        let taken: Vec<u32> = match &description.effect {
+            CommitEffect::NewEpoch(epoch)
+            | CommitEffect::Removed {
+                new_epoch: epoch, ..
+            } => epoch
+                .applied_proposals
+                .iter()
+                .filter(|p| matches!(p.sender, Sender::External(_)))
+                .filter_map(|p| match &p.proposal {
+                    Proposal::Remove(r) => Some(r.to_remove()),
+                    _ => None,
+                })
+                .collect(),
+            CommitEffect::ReInit(_) => Vec::new(),
+        };
         for (index, was) in &before {
             match now_leaves.get(index) {
                 Some(now) if now.device == was.device => {
                     if now.signature_key != was.signature_key {
                         applied.rekeyed.push(now.clone());
                     }
-                    if pending.contains(index) {
-                        applied.lapsed.push(was.device.clone());
-                    }
                 }
-                _ => {
-                    if pending.contains(index) {
-                        applied.server_removed.push(was.clone());
-                    }
-                    applied.removed.push(was.clone());
-                }
+                _ => applied.removed.push(was.clone()),
+            }
+            if taken.contains(index) {
+                applied.server_removed.push(was.clone());
+            } else if pending.contains(index) {
+                applied.lapsed.push(was.device.clone());
             }
         }
         if !applied.lapsed.is_empty() && !applied.external {
