@@ -950,5 +950,25 @@ async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
     assert_eq!(st, 201, "{v}");
     assert_eq!(sync(s, &users, &mut d[3]).await, vec!["after".to_owned()]);
     assert_eq!([in_group(&d[0]), in_group(&d[3])], [2, 2]);
+
+    // Cid deletes his account: his device's removal is proposed, and Ann
+    // commits it.
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            "/v1/self",
+            Some(&users[2].token),
+            Some(json!({"password": support::PASSWORD})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    sync(s, &users, &mut d[0]).await;
+    let client = d[0].client;
+    let group = d[0].group.as_mut().expect("group");
+    let out = group.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[0], client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    group.apply_pending_commit().expect("merged");
+    assert_eq!(in_group(&d[0]), 1);
     assert!(sync(s, &users, &mut d[1]).await.is_empty());
 }
