@@ -310,4 +310,33 @@ async fn a_device_killed_in_the_middle_of_a_commit_recovers() {
     let (at_carol, unreadable) = census(&carol.ok(&["history", "plans"]).await);
     assert!(unreadable.is_empty(), "{unreadable:?}");
     once(&at_carol, ["after".to_owned()], "Carol");
+
+    // Carol leaves: the server proposes her removal, a member's next sync
+    // commits it, and she reads nothing that follows.
+    carol.ok(&["leave", "plans"]).await;
+    let out = ben.run(&["listen", "--seconds", "1"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ann.ok(&["send", "plans", "without carol"]).await;
+    let (at_ben, unreadable) = census(&ben.ok(&["history", "plans"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    once(&at_ben, ["without carol".to_owned()], "Ben");
+    let (at_carol, _) = census(&carol.ok(&["history", "plans"]).await);
+    assert!(!at_carol.contains_key("without carol"), "{at_carol:?}");
+    let convs = ann.ok(&["convs"]).await;
+    let plans = convs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|c| c["name"] == "plans")
+        .expect("plans")
+        .clone();
+    assert_eq!(
+        (plans["epoch"].as_u64(), plans["members"].as_u64()),
+        (Some(3), Some(2)),
+        "{plans}"
+    );
 }
