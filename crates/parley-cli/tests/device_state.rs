@@ -54,6 +54,18 @@ fn once(census: &BTreeMap<String, usize>, texts: impl IntoIterator<Item = String
     }
 }
 
+/// A conversation as `parley convs` lists it, by name.
+async fn conversation(person: &Person, name: &str) -> Value {
+    let convs = person.ok(&["convs"]).await;
+    convs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|c| c["name"] == name)
+        .expect("listed")
+        .clone()
+}
+
 /// Runs a command that must die at a crash point.
 async fn crashes(person: &Person, args: &[&str], point: &str) {
     let spec = format!("{point}=return");
@@ -287,14 +299,7 @@ async fn a_device_killed_in_the_middle_of_a_commit_recovers() {
     crashes(&ann, &["add", "plans", "carol"], "mls-commit-after-post").await;
     ann.ok(&["send", "plans", "after"]).await;
 
-    let convs = ann.ok(&["convs"]).await;
-    let plans = convs
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|c| c["name"] == "plans")
-        .expect("plans")
-        .clone();
+    let plans = conversation(&ann, "plans").await;
     assert_eq!(
         (
             plans["protocol"].as_str(),
@@ -326,14 +331,7 @@ async fn a_device_killed_in_the_middle_of_a_commit_recovers() {
     once(&at_ben, ["without carol".to_owned()], "Ben");
     let (at_carol, _) = census(&carol.ok(&["history", "plans"]).await);
     assert!(!at_carol.contains_key("without carol"), "{at_carol:?}");
-    let convs = ann.ok(&["convs"]).await;
-    let plans = convs
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|c| c["name"] == "plans")
-        .expect("plans")
-        .clone();
+    let plans = conversation(&ann, "plans").await;
     assert_eq!(
         (plans["epoch"].as_u64(), plans["members"].as_u64()),
         (Some(3), Some(2)),

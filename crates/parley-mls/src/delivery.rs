@@ -40,11 +40,9 @@ use mls_rs::{MlsMessage, MlsMessageDescription, WireFormat};
 use mls_rs_crypto_openssl::OpensslCryptoProvider;
 
 use mls_rs::extension::built_in::ExternalSendersExt;
-use mls_rs::group::Sender;
-use mls_rs::group::proposal::Proposal;
 
 use crate::identity::DeviceIdentity;
-use crate::removal::{RemovalKey, ServerSender};
+use crate::removal::{RemovalKey, ServerSender, external_removals};
 use crate::suite::CipherSuite;
 
 /// Why a group message was refused. Each has a stable [`label`](Self::label).
@@ -309,15 +307,8 @@ impl TrackedGroup {
 
     /// The leaves the server's kept proposals remove.
     fn pending_removals(&self) -> Vec<u32> {
-        self.group
-            .get_cached_proposals()
-            .iter()
-            .filter(|p| matches!(p.sender(), Sender::External(_)))
-            .filter_map(|p| match p.proposal() {
-                Proposal::Remove(r) => Some(r.to_remove()),
-                _ => None,
-            })
-            .collect()
+        let cached = self.group.get_cached_proposals();
+        external_removals(cached.iter().map(|p| (p.sender(), p.proposal())))
     }
 
     /// The devices the server proposed to remove at this epoch.
@@ -446,15 +437,12 @@ impl TrackedGroup {
             CommitEffect::NewEpoch(epoch)
             | CommitEffect::Removed {
                 new_epoch: epoch, ..
-            } => epoch
-                .applied_proposals
-                .iter()
-                .filter(|p| matches!(p.sender, Sender::External(_)))
-                .filter_map(|p| match &p.proposal {
-                    Proposal::Remove(r) => Some(r.to_remove()),
-                    _ => None,
-                })
-                .collect(),
+            } => external_removals(
+                epoch
+                    .applied_proposals
+                    .iter()
+                    .map(|p| (&p.sender, &p.proposal)),
+            ),
             CommitEffect::ReInit(_) => Vec::new(),
         };
         for (index, was) in &before {

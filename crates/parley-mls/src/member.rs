@@ -35,7 +35,7 @@ use mls_rs::client_builder::MlsConfig;
 use mls_rs::extension::built_in::ExternalSendersExt;
 use mls_rs::extension::recommended::LastResortKeyPackageExt;
 use mls_rs::group::proposal::Proposal;
-use mls_rs::group::{CommitEffect, ProposalSender, ReceivedMessage, Sender};
+use mls_rs::group::{CommitEffect, ProposalSender, ReceivedMessage};
 use mls_rs::identity::Credential;
 use mls_rs::mls_rs_codec::{self, MlsDecode, MlsEncode, MlsSize};
 use mls_rs::{
@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 use crate::delivery::{CommitBundle, WelcomeBytes};
 use crate::device::{DeviceError, DeviceKeys};
 use crate::identity::DeviceIdentity;
-use crate::removal::ServerSender;
+use crate::removal::{ServerSender, external_removals};
 
 /// Past epochs whose secrets a member keeps, so a message sent just before a
 /// commit still decrypts (the whitepaper's setting).
@@ -734,6 +734,7 @@ impl Member {
                 .collect()
         };
         let before = roster(&group);
+        let kept = removals_in(&group);
         let epoch = m.epoch().ok_or(MemberError::Malformed)?;
         let processed = group.process_incoming_message(m).map_err(|e| {
             if epoch > ours {
@@ -786,15 +787,16 @@ impl Member {
             // The backend's removal is kept for the next commit; anything
             // else (the server relays no member's proposals) is not: the
             // state is left as it was.
-            ReceivedMessage::Proposal(p) => {
-                if !matches!(
-                    (&p.sender, &p.proposal),
-                    (ProposalSender::External(_), Proposal::Remove(_))
-                ) {
-                    return Ok(Processed::Proposal);
+            // One kept per leaf: a lying server's repeats do not grow the
+            // state.
+            ReceivedMessage::Proposal(p) => match (&p.sender, &p.proposal) {
+                (ProposalSender::External(_), Proposal::Remove(r))
+                    if !kept.contains(&r.to_remove()) =>
+                {
+                    Processed::Proposal
                 }
-                Processed::Proposal
-            }
+                _ => return Ok(Processed::Proposal),
+            },
             _ => return Err(MemberError::Malformed),
         };
         group.write_to_storage().map_err(mls)?;
@@ -812,15 +814,8 @@ impl Member {
 
 /// The leaves the backend's kept proposals remove.
 fn removals_in<C: MlsConfig>(group: &Group<C>) -> Vec<u32> {
-    group
-        .get_cached_proposals()
-        .iter()
-        .filter(|p| matches!(p.sender(), Sender::External(_)))
-        .filter_map(|p| match p.proposal() {
-            Proposal::Remove(r) => Some(r.to_remove()),
-            _ => None,
-        })
-        .collect()
+    let cached = group.get_cached_proposals();
+    external_removals(cached.iter().map(|p| (p.sender(), p.proposal())))
 }
 
 #[cfg(test)]

@@ -17,6 +17,8 @@
 use std::fmt;
 
 use mls_rs::crypto::{SignaturePublicKey, SignatureSecretKey};
+use mls_rs::group::Sender;
+use mls_rs::group::proposal::Proposal;
 use mls_rs::identity::SigningIdentity;
 use mls_rs::identity::basic::BasicCredential;
 use mls_rs::{CipherSuiteProvider as _, CryptoProvider as _};
@@ -134,6 +136,22 @@ impl RemovalKey {
     pub(crate) fn secret(&self) -> &SignatureSecretKey {
         &self.secret
     }
+}
+
+/// The leaves removed by the external sender's Remove proposals among
+/// `proposals` (sender and proposal, as mls-rs reports them): the backend's
+/// removals, the only external proposals Parley's groups take.
+pub(crate) fn external_removals<'a>(
+    proposals: impl IntoIterator<Item = (&'a Sender, &'a Proposal)>,
+) -> Vec<u32> {
+    proposals
+        .into_iter()
+        .filter(|(sender, _)| matches!(sender, Sender::External(_)))
+        .filter_map(|(_, proposal)| match proposal {
+            Proposal::Remove(r) => Some(r.to_remove()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -215,6 +215,20 @@ async fn sync<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>) -
     texts
 }
 
+/// A new group of the device's, naming the backend as its external sender
+/// (as every group must).
+async fn new_group<C: MlsConfig + Clone>(
+    s: &TestServer, u: &User, mls: &Client<C>, group_id: Vec<u8>, suite: CipherSuite,
+) -> Group<C> {
+    mls.create_group_with_id(
+        group_id,
+        server(s, u, suite).await,
+        ExtensionList::new(),
+        None,
+    )
+    .expect("group")
+}
+
 /// The group context extension naming the backend's removal key for
 /// `suite` as the group's external sender, read from the backend.
 async fn server(s: &TestServer, u: &User, suite: CipherSuite) -> ExtensionList {
@@ -301,15 +315,7 @@ async fn a_group_of_twelve_devices_on_every_suite(s: &TestServer) {
         }
         assert_eq!(packages.len(), 11, "{suite}");
         let creator = &mut devices[0];
-        let mut group = creator
-            .mls
-            .create_group_with_id(
-                group_id,
-                server(s, &users[0], suite).await,
-                ExtensionList::new(),
-                None,
-            )
-            .expect("group");
+        let mut group = new_group(s, &users[0], &creator.mls, group_id, suite).await;
         let mut builder = group.commit_builder();
         for p in packages {
             builder = builder.add_member(p).expect("add");
@@ -351,15 +357,7 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
     // Ann's first commit adds her other device and Bob's two.
     let mut packages = claim(s, &users[0], &users[0], suite, Some(d[0].client)).await;
     packages.extend(claim(s, &users[0], &users[1], suite, None).await);
-    let mut group = d[0]
-        .mls
-        .create_group_with_id(
-            group_id,
-            server(s, &users[0], suite).await,
-            ExtensionList::new(),
-            None,
-        )
-        .expect("group");
+    let mut group = new_group(s, &users[0], &d[0].mls, group_id, suite).await;
     let mut builder = group.commit_builder();
     for p in packages {
         builder = builder.add_member(p).expect("add");
@@ -645,15 +643,7 @@ async fn hostile_commits_change_nothing(s: &TestServer) {
         .expect("commit");
     let (st, v) = commit(s, &users[0], ann.client, &out).await;
     assert_eq!((st, label(&v)), (400, "mls-missing-external-sender"), "{v}");
-    let mut group = ann
-        .mls
-        .create_group_with_id(
-            group_id,
-            server(s, &users[0], suite).await,
-            ExtensionList::new(),
-            None,
-        )
-        .expect("group");
+    let mut group = new_group(s, &users[0], &ann.mls, group_id, suite).await;
     // A first commit whose group info is of epoch 0: refused.
     let early = group
         .group_info_message_allowing_ext_commit(true)
@@ -840,15 +830,7 @@ async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
     let (id, group_id) = create(s, &users[0], suite).await;
     let mut packages = claim(s, &users[0], &users[1], suite, None).await;
     packages.extend(claim(s, &users[0], &users[2], suite, None).await);
-    let mut group = d[0]
-        .mls
-        .create_group_with_id(
-            group_id,
-            server(s, &users[0], suite).await,
-            ExtensionList::new(),
-            None,
-        )
-        .expect("group");
+    let mut group = new_group(s, &users[0], &d[0].mls, group_id, suite).await;
     let mut builder = group.commit_builder();
     for p in packages {
         builder = builder.add_member(p).expect("add");

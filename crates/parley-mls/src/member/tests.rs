@@ -317,6 +317,7 @@ fn the_servers_removal_is_kept_and_must_go_into_the_next_commit() {
         Err(DeliveryError::NoServerSender)
     );
     // Cid's device is deleted: the server proposes its removal, once.
+    let unproposed = tracked.snapshot();
     let proposal = tracked
         .propose_remove(cid.keys().identity(), server(), &sender)
         .expect("proposed")
@@ -337,6 +338,24 @@ fn the_servers_removal_is_kept_and_must_go_into_the_next_commit() {
             Ok(Processed::Proposal)
         ));
     }
+    // The same removal signed again (a server repeating itself) is not
+    // kept twice: the state does not grow.
+    let again = TrackedGroup::load(&unproposed)
+        .expect("loads")
+        .propose_remove(cid.keys().identity(), server(), &sender)
+        .expect("proposed")
+        .expect("cid is in the group");
+    assert_ne!(again, proposal);
+    let rows = |m: &Member| {
+        m.state()
+            .rows()
+            .into_iter()
+            .map(|(_, _, b)| b)
+            .collect::<Vec<_>>()
+    };
+    let kept = rows(&bob);
+    assert!(matches!(bob.process(b"g", &again), Ok(Processed::Proposal)));
+    assert_eq!(rows(&bob), kept);
     let ann = restarted(&ann);
     assert!(ann.proposals_due(b"g") && bob.proposals_due(b"g"));
     assert!(!cid.proposals_due(b"g"));

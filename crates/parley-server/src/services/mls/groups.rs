@@ -168,29 +168,20 @@ impl Mls {
         }
         let sender = self.identity(me, device);
         let server = self.server_sender(suite).await?;
-        // Signature and tree checks are CPU work: off the runtime's threads,
-        // one per core at a time.
-        let permit = self
-            .checking
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore stays open");
         let (commit, group_info) = (bundle.commit.clone(), bundle.group_info.clone());
-        let verified = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify(
-                state.map(|st| st.state),
-                &commit,
-                &group_info,
-                &group_id,
-                suite,
-                (&sender, &server),
-                now,
-            )
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("commit verification: {e}")))?;
+        let verified = self
+            .on_cpu(move || {
+                verify(
+                    state.map(|st| st.state),
+                    &commit,
+                    &group_info,
+                    &group_id,
+                    suite,
+                    (&sender, &server),
+                    now,
+                )
+            })
+            .await?;
         let (tracked, applied) = verified?;
         if applied.committer.device != self.identity(me, device) {
             return Err(identity_mismatch("the commit was made by another device"));
@@ -405,14 +396,9 @@ impl Mls {
 
     /// What a group on `suite` must name as its external sender.
     async fn server_sender(&self, suite: CipherSuite) -> ApiResult<ServerSender> {
-        let scheme = suite
-            .signature_scheme()
-            .expect("a group's suite is a selectable one");
         Ok(self
-            .removal_keys()
+            .removal_key(suite)
             .await?
-            .get(&scheme.number)
-            .expect("a key for every scheme")
             .sender(&self.core.settings.domain))
     }
 

@@ -151,6 +151,38 @@ impl Mls {
         }
     }
 
+    /// Runs CPU work (signature and tree checks, signing) off the runtime's
+    /// threads, one piece per core at a time.
+    async fn on_cpu<T: Send + 'static>(
+        &self, work: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let permit = self
+            .checking
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
+
+    /// The backend's removal key for `suite`'s signature scheme.
+    async fn removal_key(&self, suite: CipherSuite) -> ApiResult<parley_mls::RemovalKey> {
+        let scheme = suite
+            .signature_scheme()
+            .expect("a group's suite is a selectable one");
+        Ok(self
+            .removal_keys()
+            .await?
+            .get(&scheme.number)
+            .expect("a key for every scheme")
+            .clone())
+    }
+
     /// The suites this backend allows (`[mls] allowed_suites`).
     fn allowed(&self) -> &[CipherSuite] {
         &self.core.settings.mls_allowed_suites
@@ -263,53 +295,46 @@ impl Mls {
         };
         let now = u64::try_from(now).unwrap_or(0);
         let allowed = self.allowed().to_vec();
-        // Signature checks are CPU work: off the runtime, one upload per core.
-        let _permit = self
-            .checking
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
-        let valid = tokio::task::spawn_blocking(move || {
-            bytes
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let package = KeyPackageIn(b);
-                    let suite = package
-                        .suite()
-                        .ok_or_else(|| refused(i, &KeyPackageError::Malformed))?;
-                    let scheme = suite
-                        .signature_scheme()
-                        .filter(|_| allowed.contains(&suite))
-                        .ok_or_else(|| refused(i, &KeyPackageError::SuiteNotAllowed(suite)))?;
-                    let registered = keys
-                        .iter()
-                        .find(|(n, _)| *n == scheme.number)
-                        .map(|(_, k)| k.clone());
-                    let Some(registered) = registered else {
-                        return Err(ApiError::forbidden(
-                            "mls-signature-key-missing",
-                            format!(
-                                "key package {i}: register this device's MLS signature key for \
+        let valid = self
+            .on_cpu(move || {
+                bytes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let package = KeyPackageIn(b);
+                        let suite = package
+                            .suite()
+                            .ok_or_else(|| refused(i, &KeyPackageError::Malformed))?;
+                        let scheme = suite
+                            .signature_scheme()
+                            .filter(|_| allowed.contains(&suite))
+                            .ok_or_else(|| refused(i, &KeyPackageError::SuiteNotAllowed(suite)))?;
+                        let registered = keys
+                            .iter()
+                            .find(|(n, _)| *n == scheme.number)
+                            .map(|(_, k)| k.clone());
+                        let Some(registered) = registered else {
+                            return Err(ApiError::forbidden(
+                                "mls-signature-key-missing",
+                                format!(
+                                    "key package {i}: register this device's MLS signature key for \
                                  its cipher suite first (PUT /v1/clients/{{id}}/mls-public-keys)"
-                            ),
-                        ));
-                    };
-                    package
-                        .validate(&KeyPackageCheck {
-                            device: &device,
-                            signature_key: Some(&registered),
-                            allowed: &allowed,
-                            now,
-                            max_lifetime: limits::MAX_KEY_PACKAGE_LIFETIME,
-                        })
-                        .map_err(|e| refused(i, &e))
-                })
-                .collect::<ApiResult<Vec<_>>>()
-        })
-        .await
-        .map_err(ApiError::internal)??;
+                                ),
+                            ));
+                        };
+                        package
+                            .validate(&KeyPackageCheck {
+                                device: &device,
+                                signature_key: Some(&registered),
+                                allowed: &allowed,
+                                now,
+                                max_lifetime: limits::MAX_KEY_PACKAGE_LIFETIME,
+                            })
+                            .map_err(|e| refused(i, &e))
+                    })
+                    .collect::<ApiResult<Vec<_>>>()
+            })
+            .await??;
         let records: Vec<KeyPackageRecord> = valid
             .into_iter()
             .map(|v| KeyPackageRecord {

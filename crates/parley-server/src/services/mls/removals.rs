@@ -133,15 +133,9 @@ impl Mls {
         let Some(group) = self.groups.group(conversation).await? else {
             return Ok(());
         };
-        let scheme = parley_mls::CipherSuite(group.suite)
-            .signature_scheme()
-            .expect("a group's suite is a selectable one");
         let key = self
-            .removal_keys()
-            .await?
-            .get(&scheme.number)
-            .expect("a key for every scheme")
-            .clone();
+            .removal_key(parley_mls::CipherSuite(group.suite))
+            .await?;
         let sender = key.sender(&self.core.settings.domain);
         let qualified = self.core.qualified(conversation);
         for _ in 0..PROPOSE_ATTEMPTS {
@@ -149,24 +143,14 @@ impl Mls {
                 // No commit yet: the group is its creator alone.
                 return Ok(());
             };
-            // Loading, signing and the snapshot are CPU work: off the
-            // runtime's threads, with the commit checks' permits.
-            let permit = self
-                .checking
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore stays open");
+            // Loading, signing and the snapshot are CPU work.
             let (key, sender) = (key.clone(), sender.clone());
             let devices = devices.to_vec();
             let domain = self.core.settings.domain.clone();
             let bytes = state.state.clone();
-            let signed = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                propose(&bytes, &devices, &domain, &key, &sender)
-            })
-            .await
-            .map_err(|e| ApiError::internal(format!("removal proposals: {e}")))??;
+            let signed = self
+                .on_cpu(move || propose(&bytes, &devices, &domain, &key, &sender))
+                .await??;
             let Some((made, epoch, snapshot)) = signed else {
                 return Ok(());
             };
