@@ -95,8 +95,45 @@ pub enum Protocol {
     /// Proteus: one ciphertext per device.
     #[default]
     Proteus,
+    /// On its way from Proteus to MLS: messages still go by Proteus, and
+    /// the members' devices join the conversation's MLS group beside it;
+    /// members change as in Proteus, the group follows.
+    Mixed,
     /// MLS (RFC 9420): one ciphertext per group; members change by commits.
     Mls,
+}
+
+impl Protocol {
+    /// Whether the conversation has an MLS group (`mixed` or `mls`).
+    pub fn has_group(self) -> bool {
+        matches!(self, Self::Mixed | Self::Mls)
+    }
+
+    /// The later of two steps of the one way a conversation goes
+    /// (Proteus, mixed, MLS): never back.
+    pub fn furthest(self, other: Self) -> Self {
+        let step = |p: Self| match p {
+            Self::Proteus => 0,
+            Self::Mixed => 1,
+            Self::Mls => 2,
+        };
+        if step(other) > step(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// `PUT /v1/conversations/{domain}/{id}/protocol`: a group's next step from
+/// Proteus to MLS (admins only): `mixed` starts the migration, `mls`
+/// finishes it once every member's devices are in the group (or after the
+/// backend's `[mls] migration_finalise_after`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProtocolUpdate {
+    /// `mixed` or `mls`.
+    pub protocol: Protocol,
 }
 
 /// A member's rights in a group.
@@ -139,10 +176,10 @@ pub struct Conversation {
     pub message_timer: Option<u64>,
     /// Read receipts: 0 off, 1 on.
     pub receipt_mode: u8,
-    /// Proteus or MLS.
+    /// Proteus, mixed (migrating) or MLS.
     #[serde(default)]
     pub protocol: Protocol,
-    /// An MLS conversation's group id, base64.
+    /// An MLS or mixed conversation's group id, base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
     /// Its group's epoch (0 until its creator's first commit).

@@ -101,6 +101,16 @@ pub enum EventPayload {
         /// The member with the new role.
         member: Member,
     },
+    /// The conversation took its next step from Proteus to MLS.
+    #[serde(rename = "conversation.protocol-update")]
+    ProtocolUpdate {
+        /// Where.
+        conversation: Qualified<ConversationId>,
+        /// Who started it, or whose commit completed it.
+        from: UserId,
+        /// `mixed` or `mls`.
+        protocol: crate::Protocol,
+    },
     /// The group was renamed.
     #[serde(rename = "conversation.rename")]
     Rename {

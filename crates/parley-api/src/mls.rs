@@ -28,6 +28,16 @@ pub struct MlsSettings {
     pub default_cipher_suite: u16,
     /// The suites allowed, by number.
     pub allowed_cipher_suites: Vec<u16>,
+    /// From when a mixed conversation may become MLS although some of its
+    /// members' devices are not in its group yet (they join later by
+    /// external commit); none: only once every device is in.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub migration_finalise_after: Option<time::OffsetDateTime>,
 }
 
 /// `GET /v1/mls/public-keys`: the backend's removal keys (the external

@@ -145,6 +145,13 @@ enum Command {
         /// Their handle.
         handle: String,
     },
+    /// Move a Proteus group to MLS (admins): it becomes mixed, every member
+    /// device that can joins its MLS group, and it becomes MLS once all have
+    /// joined; run again to see where it stands.
+    Migrate {
+        /// The group.
+        conv: String,
+    },
     /// Leave a group (its history stays on this device).
     Leave {
         /// The group.
@@ -573,7 +580,12 @@ async fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|c| {
                         let protocol = match c["epoch"].as_u64() {
-                            Some(epoch) if c["protocol"] == "mls" => format!("mls, epoch {epoch}"),
+                            Some(epoch) if c["protocol"] != "proteus" => {
+                                format!(
+                                    "{}, epoch {epoch}",
+                                    c["protocol"].as_str().unwrap_or_default()
+                                )
+                            }
                             _ => c["protocol"].as_str().unwrap_or_default().to_owned(),
                         };
                         format!(
@@ -626,6 +638,32 @@ async fn run(cli: Cli) -> Result<()> {
             show(json, &json!({"removed": handle}), || {
                 format!("Removed {handle}.")
             });
+        }
+        Command::Migrate { conv } => {
+            let mut account = open(&dir).await?;
+            let id = account.find_conversation(&conv).await?;
+            match account.migrate(&id).await? {
+                parley_client::account::Migration::Mls => {
+                    show(
+                        json,
+                        &json!({"conversation": id.id, "protocol": "mls"}),
+                        || format!("{conv} is an MLS conversation now."),
+                    );
+                }
+                parley_client::account::Migration::Mixed { waiting } => {
+                    show(
+                        json,
+                        &json!({"conversation": id.id, "protocol": "mixed", "waiting": waiting}),
+                        || {
+                            format!(
+                                "{conv} is moving to MLS; messages go by Proteus meanwhile. \
+                                 {waiting}. Devices join at their next sync; run `parley \
+                                 migrate` again to check."
+                            )
+                        },
+                    );
+                }
+            }
         }
         Command::Leave { conv } => {
             let mut account = open(&dir).await?;

@@ -338,3 +338,35 @@ async fn a_device_killed_in_the_middle_of_a_commit_recovers() {
         "{plans}"
     );
 }
+
+/// `parley migrate` moves a Proteus group to MLS: only its admin may, every
+/// device (all of them ready for MLS) is in the group at once, and what
+/// was written before and after reads the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_moves_to_mls_from_the_command_line() {
+    let s = TestServer::start().await;
+    let root = tempfile::tempdir().expect("temp dir");
+    let (ann, ben) = ann_and_ben(&s, root.path()).await;
+    ann.ok(&["create", "old", "ben"]).await;
+    ann.ok(&["send", "old", "by proteus"]).await;
+    ben.ok(&["history", "old"]).await;
+    assert_eq!(ben.fails(&["migrate", "old"]).await, "action-denied");
+    let out = ann.ok(&["migrate", "old"]).await;
+    assert_eq!(out["protocol"], "mls", "{out}");
+    let old = conversation(&ann, "old").await;
+    assert_eq!(
+        (old["protocol"].as_str(), old["epoch"].as_u64()),
+        (Some("mls"), Some(1)),
+        "{old}"
+    );
+    ann.ok(&["send", "old", "by mls"]).await;
+    let (at_ben, unreadable) = census(&ben.ok(&["history", "old"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    once(
+        &at_ben,
+        ["by proteus".to_owned(), "by mls".to_owned()],
+        "Ben",
+    );
+    let old = conversation(&ben, "old").await;
+    assert_eq!(old["protocol"].as_str(), Some("mls"), "{old}");
+}

@@ -692,6 +692,16 @@ impl Api {
         Ok(())
     }
 
+    /// Takes a group's next step from Proteus to MLS (`mixed`, then `mls`).
+    pub async fn set_protocol(
+        &self, id: &Qualified<ConversationId>, protocol: parley_api::Protocol,
+    ) -> Result<(), ClientError> {
+        let path = format!("/v1/conversations/{}/{}/protocol", id.domain, id.id);
+        let body = parley_api::ProtocolUpdate { protocol };
+        let _: serde_json::Value = self.json(Method::PUT, &path, Some(&body)).await?;
+        Ok(())
+    }
+
     /// Removes a member from a group (or, with this user, leaves it).
     pub async fn remove_member(
         &self, id: &Qualified<ConversationId>, user: &Qualified<UserId>,

@@ -324,6 +324,138 @@ async fn mls_conversations_on_postgres() {
     story(Backend::Postgres).await;
 }
 
+/// A Proteus group moves to MLS while one device lags: Cid's second device
+/// is away the whole time. Only an admin starts it, one step at a time;
+/// while mixed, messages go by Proteus; Ann's device makes the group with
+/// every device (the away one by its key package), which ends the
+/// migration at once. Bob, who has not heard, sends by Proteus: refused, his
+/// message goes by MLS. The away device comes back and reads it all in
+/// order: Proteus, then its welcome, then MLS; and writes by MLS. (A device
+/// without key packages, which keeps a group mixed until it joins by
+/// external commit, is the server's test: every device this SDK enrols is
+/// ready for MLS.)
+async fn migration(backend: Backend) {
+    let Some(server) = TestServer::start_on(backend, |_| {}).await else {
+        return;
+    };
+    let w = World {
+        server,
+        dirs: tempfile::tempdir().expect("temp dir"),
+    };
+    let mut ann = w.register("ann").await;
+    let mut bob = w.register("bob").await;
+    let mut cid = w.register("cid").await;
+    connect(&mut ann, &mut bob).await;
+    connect(&mut ann, &mut cid).await;
+    let (bob_id, cid_id) = (ann.qualified(bob.user()), ann.qualified(cid.user()));
+    let c = ann
+        .create_group("migrating", vec![bob_id, cid_id], false)
+        .await
+        .expect("created");
+    ann.send_text(&c, "by proteus", false).await.expect("sent");
+    for device in [&mut bob, &mut cid] {
+        assert_eq!(texts(device, &c).await, ["by proteus"]);
+    }
+    // Cid's second device: it logs in, then is away.
+    let mut cid2 = w.device("cid", 2).await;
+
+    // Only an admin starts it, and one step at a time.
+    let refused = bob.migrate(&c).await.expect_err("bob is no admin");
+    assert!(
+        matches!(&refused, parley_client::ClientError::Api { status: 403, label, .. } if label == "action-denied"),
+        "{refused:?}"
+    );
+    let early = ann.api().set_protocol(&c, Protocol::Mls).await;
+    assert!(
+        matches!(&early, Err(parley_client::ClientError::Api { status: 403, label, .. }) if label == "mls-invalid-protocol-transition"),
+        "{early:?}"
+    );
+    ann.api()
+        .set_protocol(&c, Protocol::Mixed)
+        .await
+        .expect("mixed");
+    let empty = ann.api().set_protocol(&c, Protocol::Mls).await;
+    assert!(
+        matches!(&empty, Err(parley_client::ClientError::Api { status: 409, label, .. }) if label == "mls-migration-criteria-not-satisfied"),
+        "{empty:?}"
+    );
+
+    // Mixed: messages still go by Proteus, to every device.
+    bob.sync().await.expect("synced");
+    assert_eq!(
+        bob.conversation(&c).map(|v| v.protocol),
+        Some(Protocol::Mixed)
+    );
+    bob.send_text(&c, "still proteus", false)
+        .await
+        .expect("sent");
+    assert_eq!(texts(&mut cid, &c).await, ["by proteus", "still proteus"]);
+    assert_eq!(
+        cid.conversation(&c).map(|v| v.protocol),
+        Some(Protocol::Mixed)
+    );
+
+    // Ann's device makes the group with all four devices: done at once.
+    assert_eq!(
+        ann.migrate(&c).await.expect("migrated"),
+        parley_client::account::Migration::Mls
+    );
+    let view = ann.conversation(&c).expect("known").clone();
+    assert_eq!((view.protocol, view.epoch), (Protocol::Mls, Some(1)));
+
+    // Bob has not heard: his message, encrypted by Proteus, is refused and
+    // goes by MLS.
+    bob.send_text(&c, "switched", false).await.expect("sent");
+    let view = bob.conversation(&c).expect("known").clone();
+    assert_eq!((view.protocol, view.epoch), (Protocol::Mls, Some(1)));
+    assert_eq!(
+        texts(&mut cid, &c).await,
+        ["by proteus", "still proteus", "switched"]
+    );
+
+    // The away device comes back: it reads everything in order, and
+    // writes by MLS.
+    assert_eq!(texts(&mut cid2, &c).await, ["still proteus", "switched"]);
+    let view = cid2.conversation(&c).expect("known").clone();
+    assert_eq!((view.protocol, view.epoch), (Protocol::Mls, Some(1)));
+    cid2.send_text(&c, "from the laggard", false)
+        .await
+        .expect("sent");
+    for device in [&mut ann, &mut bob] {
+        assert_eq!(
+            texts(device, &c).await.last().map(String::as_str),
+            Some("from the laggard")
+        );
+    }
+    assert!(
+        history(&mut cid2, &c)
+            .await
+            .iter()
+            .any(|m| m.text.starts_with("This conversation is MLS now")),
+        "{:?}",
+        history(&mut cid2, &c).await
+    );
+    assert_eq!(
+        ann.migrate(&c).await.expect("done"),
+        parley_client::account::Migration::Mls
+    );
+    let back = ann.api().set_protocol(&c, Protocol::Mixed).await;
+    assert!(
+        matches!(&back, Err(parley_client::ClientError::Api { status: 403, label, .. }) if label == "mls-invalid-protocol-transition"),
+        "{back:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proteus_group_migrates_with_a_device_lagging_on_sqlite() {
+    migration(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proteus_group_migrates_with_a_device_lagging_on_postgres() {
+    migration(Backend::Postgres).await;
+}
+
 /// On each of the five suites a backend may be configured with, devices
 /// publish key packages on it and new groups use it: a group of two people
 /// and three devices, messages both ways, a self-update, a removal.

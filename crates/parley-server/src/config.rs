@@ -69,7 +69,9 @@ pub struct FileConfig {
 /// The `[mls]` table: the suite new MLS conversations use and the suites
 /// devices may publish key packages on, each as `"0x0002"` or `2`, among
 /// 0x0001, 0x0002, 0x0003, 0x0005 and 0x0007 (the default: 0x0002, all five
-/// allowed).
+/// allowed); and from when a group migrating from Proteus may become MLS
+/// with devices still outside its group (`migration_finalise_after`, an RFC
+/// 3339 time such as `"2027-03-01T00:00:00Z"`; unset: only once all are in).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MlsConfig {
@@ -77,9 +79,28 @@ pub struct MlsConfig {
     pub default_suite: Option<String>,
     /// The allowed suites.
     pub allowed_suites: Option<Vec<String>>,
+    /// From when a migration may finish with devices left out.
+    pub migration_finalise_after: Option<String>,
 }
 
 impl MlsConfig {
+    /// `migration_finalise_after` as Unix seconds, checked.
+    pub fn finalise_after(&self) -> Result<Option<i64>, ConfigError> {
+        self.migration_finalise_after
+            .as_deref()
+            .map(|text| {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map(time::OffsetDateTime::unix_timestamp)
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "mls: migration_finalise_after {text:?} is not an RFC 3339 time \
+                             (for example \"2027-03-01T00:00:00Z\")"
+                        ))
+                    })
+            })
+            .transpose()
+    }
+
     /// The default suite and the allowed ones, checked.
     pub fn resolve(
         &self,
@@ -376,6 +397,9 @@ pub struct Settings {
     pub mls_default_suite: parley_mls::CipherSuite,
     /// The MLS suites devices may publish key packages on.
     pub mls_allowed_suites: Vec<parley_mls::CipherSuite>,
+    /// From when (Unix seconds) a mixed conversation may become MLS with
+    /// devices outside its group.
+    pub mls_migration_finalise_after: Option<i64>,
 }
 
 /// A configuration a person must fix, with what to fix.
@@ -409,6 +433,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             mls_default_suite: parley_mls::CipherSuite::DEFAULT,
             mls_allowed_suites: parley_mls::CipherSuite::SELECTABLE.to_vec(),
+            mls_migration_finalise_after: None,
         }
     }
 
@@ -545,6 +570,7 @@ impl Settings {
             .collect::<Result<_, _>>()?;
         if let Some(mls) = &file.mls {
             (s.mls_default_suite, s.mls_allowed_suites) = mls.resolve()?;
+            s.mls_migration_finalise_after = mls.finalise_after()?;
         }
         Ok(s)
     }
@@ -617,6 +643,22 @@ mod tests {
         ] {
             assert!(mls(toml).is_err(), "{why}");
         }
+    }
+
+    #[test]
+    fn the_migration_deadline_is_an_rfc3339_time() {
+        let after = |toml: &str| {
+            let file: FileConfig = toml::from_str(toml).expect("parses");
+            file.mls.unwrap_or_default().finalise_after()
+        };
+        assert_eq!(after("").expect("unset"), None);
+        assert_eq!(
+            after("[mls]\nmigration_finalise_after = \"2027-03-01T00:00:00Z\"").expect("valid"),
+            Some(1_803_859_200)
+        );
+        let refused =
+            after("[mls]\nmigration_finalise_after = \"March 2027\"").expect_err("not a time");
+        assert!(refused.0.contains("RFC 3339"), "{refused}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ on_both_stores!(crate::support::GENEROUS =>
     commits_are_checked_and_serialised,
     hostile_commits_change_nothing,
     the_server_removes_deleted_devices_and_leavers,
+    a_mixed_group_follows_its_conversation,
 );
 
 const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -953,4 +954,284 @@ async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
     group.apply_pending_commit().expect("merged");
     assert_eq!(in_group(&d[0]), 1);
     assert!(sync(s, &users, &mut d[1]).await.is_empty());
+}
+
+/// The device joins the conversation's group by external commit, from the
+/// server's group info.
+async fn join_external<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>, id: &str) {
+    let resp = s
+        .http
+        .get(format!(
+            "{}/v1/conversations/localhost/{id}/groupinfo",
+            s.base
+        ))
+        .bearer_auth(&users[d.user].token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let info = MlsMessage::from_bytes(&resp.bytes().await.expect("body")).expect("group info");
+    let (joined, commit_message) = d.mls.commit_external(info).expect("external commit");
+    let external = CommitBundle {
+        commit: bytes(&commit_message),
+        welcome: None,
+        group_info: bytes(
+            &joined
+                .group_info_message_allowing_ext_commit(true)
+                .expect("info"),
+        ),
+    };
+    let (st, v) = post_mls(
+        s,
+        &users[d.user],
+        d.client,
+        "/v1/mls/commit-bundles",
+        external.encode(),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    d.group = Some(joined);
+}
+
+/// A Proteus group between the first two of `users` (the first its admin):
+/// its id.
+async fn proteus_group(s: &TestServer, users: &[User]) -> String {
+    let (st, v) = s
+        .post(
+            "/v1/conversations",
+            Some(&users[0].token),
+            json!({"name": "old", "users": [{"id": users[1].id, "domain": "localhost"}]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["protocol"], "proteus", "{v}");
+    v["id"]["id"].as_str().expect("id").to_owned()
+}
+
+/// Past `[mls] migration_finalise_after`, a migration ends at the group's
+/// first commit though a member's device is out; that device joins later
+/// by external commit and reads what follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_migration_past_its_deadline_ends_with_devices_out() {
+    let s = TestServer::start_with(support::Backend::Sqlite, support::GENEROUS, |settings| {
+        settings.mls_migration_finalise_after = Some(0);
+    })
+    .await
+    .expect("SQLite always runs");
+    let s = &s;
+    let suite = CipherSuite::DEFAULT;
+    let users = people(s, "deadline", 2).await;
+    let (st, v) = s.get("/v1/mls/config", &users[0].token).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["migration_finalise_after"], "1970-01-01T00:00:00Z", "{v}");
+    let mut d = [
+        new_device(s, &users, 0, suite).await,
+        new_device(s, &users, 1, suite).await,
+    ];
+    let id = proteus_group(s, &users).await;
+    let (st, v) = set_protocol(s, &users[0], &id, "mixed").await;
+    assert_eq!(st, 200, "{v}");
+    // Not before the group is made, deadline or not.
+    let (st, v) = set_protocol(s, &users[0], &id, "mls").await;
+    assert_eq!(
+        (st, label(&v)),
+        (409, "mls-migration-criteria-not-satisfied"),
+        "{v}"
+    );
+    let group_id = B64
+        .decode(
+            conversation(s, &users[0], &id).await["group_id"]
+                .as_str()
+                .expect("group id"),
+        )
+        .expect("base64");
+    let mut group = new_group(s, &users[0], &d[0].mls, group_id, suite).await;
+    let out = group.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[0], d[0].client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    group.apply_pending_commit().expect("merged");
+    d[0].group = Some(group);
+    let v = conversation(s, &users[1], &id).await;
+    assert_eq!(
+        (v["protocol"].as_str(), v["epoch"].as_u64()),
+        (Some("mls"), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["members"].as_array().map(Vec::len), Some(2), "{v}");
+    join_external(s, &users, &mut d[1], &id).await;
+    sync(s, &users, &mut d[0]).await;
+    let (st, v) = send(s, &users, &mut d[0], "after the deadline").await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(sync(s, &users, &mut d[1]).await, ["after the deadline"]);
+}
+
+/// `PUT …/protocol` as the given user: the status and the answer.
+async fn set_protocol(s: &TestServer, u: &User, id: &str, protocol: &str) -> (u16, Value) {
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/conversations/localhost/{id}/protocol"),
+            Some(&u.token),
+            Some(json!({ "protocol": protocol })),
+        )
+        .await;
+    (st.as_u16(), v)
+}
+
+/// A Proteus group migrating to MLS: only an admin starts it, one step at a
+/// time; its group takes only members' devices, any of them (no user held
+/// to all or none), and its messages still go by Proteus (MLS ones wait);
+/// it cannot end while a member's device is out, and the external commit
+/// that brings the last one in ends it, after which Proteus is refused. A
+/// member removed the Proteus way has their devices' removal proposed.
+async fn a_mixed_group_follows_its_conversation(s: &TestServer) {
+    let suite = CipherSuite::DEFAULT;
+    let users = people(s, "mixed", 3).await;
+    // Ann: device 0; Bob: 1, 2; Cid (not a member): 3.
+    let mut d = Vec::new();
+    for user in [0, 1, 1, 2] {
+        d.push(new_device(s, &users, user, suite).await);
+    }
+    let id = proteus_group(s, &users).await;
+    let (st, v) = set_protocol(s, &users[1], &id, "mixed").await;
+    assert_eq!((st, label(&v)), (403, "action-denied"), "{v}");
+    let (st, v) = set_protocol(s, &users[0], &id, "mls").await;
+    assert_eq!(
+        (st, label(&v)),
+        (403, "mls-invalid-protocol-transition"),
+        "{v}"
+    );
+    for _ in 0..2 {
+        let (st, v) = set_protocol(s, &users[0], &id, "mixed").await;
+        assert_eq!(st, 200, "{v}");
+    }
+    let v = conversation(s, &users[1], &id).await;
+    assert_eq!(
+        (v["protocol"].as_str(), v["epoch"].as_u64()),
+        (Some("mixed"), Some(0)),
+        "{v}"
+    );
+    let group_id = B64
+        .decode(v["group_id"].as_str().expect("a group id"))
+        .expect("base64");
+    let (st, v) = set_protocol(s, &users[0], &id, "mls").await;
+    assert_eq!(
+        (st, label(&v)),
+        (409, "mls-migration-criteria-not-satisfied"),
+        "{v}"
+    );
+
+    // Bob is no admin: not his to make the group.
+    let mut bobs = new_group(s, &users[1], &d[1].mls, group_id.clone(), suite).await;
+    let out = bobs.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[1], d[1].client, &out).await;
+    assert_eq!((st, label(&v)), (403, "action-denied"), "{v}");
+    // Cid is no member: his device is not taken.
+    let mut group = new_group(s, &users[0], &d[0].mls, group_id, suite).await;
+    let bob1 = claim(s, &users[0], &users[1], suite, None).await;
+    let cids = claim(s, &users[0], &users[2], suite, None).await;
+    let mut builder = group.commit_builder();
+    for p in bob1.iter().take(1).chain(&cids) {
+        builder = builder.add_member(p.clone()).expect("add");
+    }
+    let out = builder.build().expect("commit");
+    let (st, v) = commit(s, &users[0], d[0].client, &out).await;
+    assert_eq!((st, label(&v)), (403, "mls-not-in-conversation"), "{v}");
+    group.clear_pending_commit();
+    // One of Bob's two devices: taken.
+    let mine = bob1
+        .iter()
+        .find(|p| {
+            parley_mls::KeyPackageIn(bytes(p))
+                .device()
+                .is_some_and(|who| who.client == d[1].client)
+        })
+        .expect("a key package of Bob's first device")
+        .clone();
+    let out = group
+        .commit_builder()
+        .add_member(mine)
+        .expect("add")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[0], d[0].client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    group.apply_pending_commit().expect("merged");
+    d[0].group = Some(group);
+    sync(s, &users, &mut d[1]).await;
+    assert!(d[1].group.is_some());
+    let v = conversation(s, &users[0], &id).await;
+    assert_eq!(
+        (v["protocol"].as_str(), v["epoch"].as_u64()),
+        (Some("mixed"), Some(1)),
+        "{v}"
+    );
+    let (st, v) = set_protocol(s, &users[0], &id, "mls").await;
+    assert_eq!(
+        (st, label(&v)),
+        (409, "mls-migration-criteria-not-satisfied"),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("1 of the members' 3 devices")),
+        "{v}"
+    );
+
+    // Messages: Proteus still, MLS not yet.
+    let (st, v) = send(s, &users, &mut d[1], "too early").await;
+    assert_eq!((st, label(&v)), (409, "mls-mixed-conversation"), "{v}");
+    let ann = d[0].client;
+    let proteus = |to: Vec<ClientId>| {
+        let devices: serde_json::Map<String, Value> =
+            to.iter().map(|c| (c.to_string(), json!("AAAA"))).collect();
+        json!({"sender": ann, "recipients": {"localhost": {users[1].id.to_string(): devices}}})
+    };
+    let path = format!("/v1/conversations/localhost/{id}/proteus/messages");
+    let (st, v) = s
+        .post(
+            &path,
+            Some(&users[0].token),
+            proteus(vec![d[1].client, d[2].client]),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+
+    // Bob's second device joins by external commit, which ends it.
+    join_external(s, &users, &mut d[2], &id).await;
+    let v = conversation(s, &users[0], &id).await;
+    assert_eq!(
+        (v["protocol"].as_str(), v["epoch"].as_u64()),
+        (Some("mls"), Some(2)),
+        "{v}"
+    );
+    let (st, v) = set_protocol(s, &users[0], &id, "mls").await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = set_protocol(s, &users[0], &id, "mixed").await;
+    assert_eq!(
+        (st, label(&v)),
+        (403, "mls-invalid-protocol-transition"),
+        "{v}"
+    );
+    let (st, v) = s
+        .post(
+            &path,
+            Some(&users[0].token),
+            proteus(vec![d[1].client, d[2].client]),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), label(&v)),
+        (409, "mls-commit-required"),
+        "{v}"
+    );
+    for i in [0, 1] {
+        sync(s, &users, &mut d[i]).await;
+    }
+    let (st, v) = send(s, &users, &mut d[0], "by mls").await;
+    assert_eq!(st, 201, "{v}");
+    for i in [1, 2] {
+        assert_eq!(sync(s, &users, &mut d[i]).await, ["by mls"]);
+    }
 }

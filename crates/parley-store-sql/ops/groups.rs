@@ -14,16 +14,17 @@ use parley_store_sql::Dialect;
 use parley_store_sql::columns::{client_id, parse_client_id, parse_user_id, role as role_name};
 
 /// An `mls_groups` row's head.
-type GroupRow = (Vec<u8>, i32, i64, i64);
+type GroupRow = (Vec<u8>, i32, i64, i64, bool);
 
 fn group(conversation: ConversationId, row: GroupRow) -> StoreResult<MlsGroupRecord> {
-    let (group_id, suite, epoch, epoch_at) = row;
+    let (group_id, suite, epoch, epoch_at, mixed) = row;
     Ok(MlsGroupRecord {
         conversation,
         group_id,
         suite: u16::try_from(suite).map_err(|_| StoreError::Backend(format!("suite {suite}")))?,
         epoch: read_epoch(epoch)?,
         epoch_at,
+        mixed,
     })
 }
 
@@ -173,9 +174,86 @@ impl GroupStore for Store {
         tx.commit().await.map_err(Store::error)
     }
 
+    async fn start_migration(&self, g: &MlsGroupRecord, notify: Notify<'_>) -> StoreResult<bool> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        let id = g.conversation.to_string();
+        let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM mls_groups WHERE conversation_id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Store::error)?;
+        if existing.is_some() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO mls_groups (conversation_id, group_id, suite, epoch, epoch_at, mixed) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(&g.group_id)
+        .bind(i32::from(g.suite))
+        .bind(epoch(g.epoch)?)
+        .bind(g.epoch_at)
+        .bind(true)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        let events: Vec<(UserId, &str)> = Self::member_ids(&mut tx, g.conversation)
+            .await?
+            .into_iter()
+            .map(|user| (user, notify.payload))
+            .collect();
+        Self::fan_out(&mut tx, &events, None, notify.at).await?;
+        tx.commit().await.map_err(Store::error)?;
+        Ok(true)
+    }
+
+    async fn finish_migration(
+        &self, conversation: ConversationId, notify: Notify<'_>,
+    ) -> StoreResult<bool> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        let id = conversation.to_string();
+        let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        if locked.is_none() {
+            return Ok(false);
+        }
+        let updated =
+            sqlx::query("UPDATE mls_groups SET mixed = $2 WHERE conversation_id = $1 AND mixed")
+                .bind(&id)
+                .bind(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(Store::error)?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let events: Vec<(UserId, &str)> = Self::member_ids(&mut tx, conversation)
+            .await?
+            .into_iter()
+            .map(|user| (user, notify.payload))
+            .collect();
+        Self::fan_out(&mut tx, &events, None, notify.at).await?;
+        tx.commit().await.map_err(Store::error)?;
+        Ok(true)
+    }
+
     async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
         let row: Option<GroupRow> = sqlx::query_as(
-            "SELECT group_id, suite, epoch, epoch_at FROM mls_groups WHERE conversation_id = $1",
+            "SELECT group_id, suite, epoch, epoch_at, mixed FROM mls_groups \
+             WHERE conversation_id = $1",
         )
         .bind(conversation.to_string())
         .fetch_optional(self.pool())

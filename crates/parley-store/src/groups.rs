@@ -26,6 +26,10 @@ pub struct MlsGroupRecord {
     pub epoch: u64,
     /// When that epoch began, Unix seconds.
     pub epoch_at: i64,
+    /// A group conversation migrating from Proteus: its messages still go
+    /// by Proteus, its members change as a Proteus conversation's do, and
+    /// the group follows.
+    pub mixed: bool,
 }
 
 /// What the server keeps of a group once its creator committed: its
@@ -151,7 +155,20 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
         &self, conversation: &ConversationRecord, creator: MemberRecord, group: &MlsGroupRecord,
         notify: Notify<'_>,
     ) -> StoreResult<()>;
-    /// A conversation's group, if it is an MLS conversation.
+    /// Starts a group conversation's migration from Proteus: its group
+    /// (`mixed`, at epoch 0) is made beside it, and `notify` queued for
+    /// every member's devices, all at once. `Ok(false)`, changing nothing,
+    /// when it has a group already; `NotFound` when the conversation is gone.
+    async fn start_migration(
+        &self, group: &MlsGroupRecord, notify: Notify<'_>,
+    ) -> StoreResult<bool>;
+    /// Ends a mixed conversation's migration (MLS from now on), with
+    /// `notify` queued for every member's devices, all at once. `Ok(false)`,
+    /// changing nothing, when it is not mixed.
+    async fn finish_migration(
+        &self, conversation: ConversationId, notify: Notify<'_>,
+    ) -> StoreResult<bool>;
+    /// A conversation's group, if it is an MLS or mixed conversation.
     async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>>;
     /// A group's state, once its creator committed.
     async fn mls_group_state(

@@ -264,8 +264,10 @@ fn draw_list(frame: &mut Frame<'_>, view: &View, area: Rect) {
                 };
                 spans.push(Span::styled(format!(" ({})", c.unread), style));
             }
-            if c.protocol == parley_api::Protocol::Mls {
-                spans.push(Span::styled(" mls", dim()));
+            match c.protocol {
+                parley_api::Protocol::Mls => spans.push(Span::styled(" mls", dim())),
+                parley_api::Protocol::Mixed => spans.push(Span::styled(" mixed", dim())),
+                parley_api::Protocol::Proteus => {}
             }
             if c.muted {
                 spans.push(Span::styled(" muted", dim()));

@@ -54,19 +54,24 @@ impl Account {
         entry.message_timer = c.message_timer;
         entry.receipt_mode = c.receipt_mode;
         entry.incomplete = false;
-        // Once MLS, always MLS: a server cannot turn a conversation back to
-        // Proteus (and fan out to a device list of its choosing).
-        if entry.protocol != parley_api::Protocol::Mls {
-            entry.protocol = c.protocol;
-        }
+        // Proteus, mixed, MLS, never back: a server cannot turn a
+        // conversation back to Proteus (and fan out to a device list of its
+        // choosing).
+        entry.protocol = entry.protocol.furthest(c.protocol);
         entry.cipher_suite = c.cipher_suite.or(entry.cipher_suite);
-        if entry.epoch.is_none() {
+        if entry.epoch.is_none_or(|e| e == 0) {
             entry.epoch = c.epoch;
         }
         // A member whose device is not in the group (a new device of the
-        // user, or one that lost its state) joins by external commit.
-        entry.rejoin |= c.protocol == parley_api::Protocol::Mls
-            && entry.members.contains(&me)
+        // user, one that lost its state, or one that was away when its
+        // group migrated to MLS) joins by external commit: an MLS group
+        // always (one never made is made then), a mixed one once an admin
+        // made it.
+        entry.rejoin |= match c.protocol {
+            parley_api::Protocol::Mls => true,
+            parley_api::Protocol::Mixed => c.epoch.is_some_and(|e| e > 0),
+            parley_api::Protocol::Proteus => false,
+        } && entry.members.contains(&me)
             && !self.device.mls_in_group(c.id.id.as_bytes());
         let id = c.id.id;
         self.recompute(id);

@@ -36,6 +36,19 @@ use crate::device::{
     Failure, Incoming, KEY_PACKAGE_LIFETIME, KEY_PACKAGES, KEY_PACKAGES_LOW, Received,
 };
 
+/// Where a group's migration from Proteus to MLS stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Migration {
+    /// Mixed still: messages go by Proteus until the devices named in
+    /// `waiting` (the server's words) have joined.
+    Mixed {
+        /// What it waits for.
+        waiting: String,
+    },
+    /// MLS.
+    Mls,
+}
+
 /// Tries of a commit that keeps losing the race to other members' commits.
 const COMMIT_ATTEMPTS: usize = 4;
 
@@ -250,6 +263,67 @@ impl Account {
         Ok(id)
     }
 
+    /// Takes a Proteus group to MLS, as far as it can go now (an admin's
+    /// step; see the server's rule): the conversation becomes `mixed`, this
+    /// device makes its group with every member's devices that can join
+    /// (those with key packages), and it becomes `mls` once every device is
+    /// in (or the backend's deadline passed). The others join by themselves
+    /// at their next sync, and the commit that brings the last one in ends
+    /// the migration; until then messages go by Proteus, and calling this
+    /// again tries to end it. Says where the conversation stands.
+    pub async fn migrate(
+        &mut self, conversation: &Qualified<ConversationId>,
+    ) -> Result<Migration, ClientError> {
+        let mut c = self.api.conversation(conversation).await?;
+        if c.protocol == Protocol::Proteus {
+            self.api.set_protocol(conversation, Protocol::Mixed).await?;
+            c = self.api.conversation(conversation).await?;
+        }
+        let epoch = c.epoch;
+        let protocol = c.protocol;
+        let members: Vec<Qualified<UserId>> = c.members.iter().map(|m| m.id.clone()).collect();
+        self.absorb_conversations(vec![c]).await?;
+        if protocol == Protocol::Mixed {
+            self.setup_mls().await?;
+            if !self.device.mls_in_group(&group_id(conversation)) {
+                if epoch == Some(0) {
+                    let suite = self.suite_of(conversation.id);
+                    let server = self.server_sender(suite).await?;
+                    let tx = self.begin().await?;
+                    self.member(suite)?
+                        .create(&group_id(conversation), &server)
+                        .map_err(|e| refused(&e))?;
+                    self.commit(tx).await?;
+                    // This user first (its other devices), then the others.
+                    let me = self.qualified(self.user());
+                    let mut add = vec![me.clone()];
+                    add.extend(members.into_iter().filter(|u| *u != me));
+                    self.mls_change(conversation, &add, &[]).await?;
+                } else {
+                    self.rejoin(conversation).await?;
+                }
+            }
+            match self.api.set_protocol(conversation, Protocol::Mls).await {
+                Ok(()) => {}
+                Err(ClientError::Api { label, message, .. })
+                    if label == "mls-migration-criteria-not-satisfied" =>
+                {
+                    return Ok(Migration::Mixed { waiting: message });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let c = self.api.conversation(conversation).await?;
+        let protocol = c.protocol;
+        self.absorb_conversations(vec![c]).await?;
+        Ok(match protocol {
+            Protocol::Mls => Migration::Mls,
+            _ => Migration::Mixed {
+                waiting: "the conversation is not MLS yet".into(),
+            },
+        })
+    }
+
     /// New keys for this device's leaf (post-compromise security): the
     /// group's new epoch.
     pub async fn mls_update(
@@ -423,7 +497,7 @@ impl Account {
             .state
             .conversations
             .values()
-            .filter(|c| c.protocol == Protocol::Mls)
+            .filter(|c| c.protocol.has_group())
             .map(|c| c.id.clone())
             .collect();
         for id in mls {
@@ -464,7 +538,8 @@ impl Account {
                         .conversations
                         .get_mut(&conversation.id)
                         .expect("marked above");
-                    c.protocol = Protocol::Mls;
+                    // Mixed or MLS: the conversation read again says which.
+                    c.protocol = c.protocol.furthest(Protocol::Mixed);
                     c.cipher_suite = Some(suite.0);
                     c.epoch = Some(epoch);
                     c.rejoin = false;
@@ -510,7 +585,7 @@ impl Account {
         // Only a conversation known as MLS is rejoined; one that is not (or
         // not known yet) is fetched, and rejoined if the server says so.
         let rejoin = |this: &mut Self| {
-            let mls = this.is_mls(conversation.id);
+            let mls = this.has_group(conversation.id);
             this.mark_incomplete(conversation);
             if mls && let Some(c) = this.state.conversations.get_mut(&conversation.id) {
                 c.rejoin = true;
@@ -623,7 +698,7 @@ impl Account {
             .state
             .conversations
             .values()
-            .filter(|c| c.protocol == Protocol::Mls)
+            .filter(|c| c.protocol.has_group())
             .map(|c| (c.id.clone(), c.rejoin))
             .collect();
         for (id, rejoin) in mls {
@@ -668,10 +743,11 @@ impl Account {
             Ok(info) => info,
             // The conversation was made but its group never was (its
             // creator's device died in between): made now, with this user's
-            // devices (only the creator's first commit is taken).
+            // devices (only the creator's first commit is taken). A mixed
+            // conversation's is made by `migrate`.
             Err(ClientError::Api {
                 status: 404, label, ..
-            }) if label == "mls-missing-group-info" => {
+            }) if label == "mls-missing-group-info" && self.is_mls(conversation.id) => {
                 let server = self.server_sender(suite).await?;
                 let tx = self.begin().await?;
                 let group = group_id(conversation);
@@ -701,13 +777,14 @@ impl Account {
             Err(e) => return Err(e),
         };
         let tx = self.begin().await?;
-        // A device with history here lost its state; one without is new.
+        // A device with history here lost its state; one without is new
+        // (and so is one joining a group migrating from Proteus).
         let lost = self.device.mls_in_group(&group_id(conversation))
             || self
                 .state
                 .conversations
                 .get(&conversation.id)
-                .is_some_and(|c| c.last_activity != 0);
+                .is_some_and(|c| c.last_activity != 0 && c.protocol == Protocol::Mls);
         let known = self
             .state
             .conversations
@@ -761,7 +838,15 @@ impl Account {
         Ok(b64().encode(bytes))
     }
 
-    /// Whether a conversation is an MLS one.
+    /// Whether a conversation has an MLS group (mixed or MLS).
+    pub(super) fn has_group(&self, conversation: ConversationId) -> bool {
+        self.state
+            .conversations
+            .get(&conversation)
+            .is_some_and(|c| c.protocol.has_group())
+    }
+
+    /// Whether a conversation is an MLS one (its messages go by MLS).
     pub(super) fn is_mls(&self, conversation: ConversationId) -> bool {
         self.state
             .conversations

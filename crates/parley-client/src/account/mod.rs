@@ -53,6 +53,7 @@ use crate::trust::{self, RootKey};
 use crate::verification::Verification;
 
 pub use history::{LinkPreview, MAX_SEARCH_HITS, Message, MessageKind};
+pub use mls::Migration;
 use peers::Peer;
 pub use peers::{DeviceView, KnownDevice, PersonIdentity, safety_number};
 pub use people::Request;
@@ -339,7 +340,7 @@ impl Account {
         // An MLS group's keys may have been used by the original too: each
         // is rejoined with fresh keys before anything is sent to it.
         for c in self.state.conversations.values_mut() {
-            c.rejoin |= c.protocol == parley_api::Protocol::Mls;
+            c.rejoin |= c.protocol.has_group();
         }
         let ids: Vec<ConversationId> = self.state.conversations.keys().copied().collect();
         for id in ids {

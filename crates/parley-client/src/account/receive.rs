@@ -13,7 +13,8 @@
 //! anything: it is not authenticated, so a server could make it up.
 
 use parley_api::{
-    ConnectionStatus, ConversationId, Event, EventPayload, LiveFrame, Qualified, UserId, Uuid,
+    ConnectionStatus, ConversationId, Event, EventPayload, LiveFrame, Protocol, Qualified, UserId,
+    Uuid,
 };
 
 use super::{Account, ConversationView, Update};
@@ -389,7 +390,7 @@ impl Account {
             | EventPayload::ReceiptModeUpdate { conversation, .. } => {
                 if let EventPayload::MemberLeave { users, .. } = payload
                     && users.iter().any(|u| u.id == self.user())
-                    && self.is_mls(conversation.id)
+                    && self.has_group(conversation.id)
                 {
                     // This user is out: the group's state goes (being added
                     // again brings a welcome, which makes it anew).
@@ -433,6 +434,32 @@ impl Account {
                     _ => "Read receipts changed.".into(),
                 };
                 self.system(conversation.id, &text);
+                updates.push(Update::Conversation(conversation.clone()));
+            }
+            EventPayload::ProtocolUpdate {
+                conversation,
+                from,
+                protocol,
+            } => {
+                self.mark_incomplete(conversation);
+                let who = self.name_of(*from);
+                let text = match protocol {
+                    Protocol::Mixed => format!(
+                        "{who} started moving this conversation to MLS: messages go by Proteus \
+                         until every device has joined its group."
+                    ),
+                    Protocol::Mls => "This conversation is MLS now: one ciphertext per message \
+                                      for the whole group."
+                        .to_owned(),
+                    Protocol::Proteus => String::new(),
+                };
+                if let Some(c) = self.state.conversations.get_mut(&conversation.id) {
+                    // Sent from now on by the new protocol.
+                    c.protocol = c.protocol.furthest(*protocol);
+                }
+                if !text.is_empty() {
+                    self.system(conversation.id, &text);
+                }
                 updates.push(Update::Conversation(conversation.clone()));
             }
             EventPayload::Connection { connection } => {

@@ -243,6 +243,35 @@ impl Account {
                         .await?;
                     self.commit(tx).await?;
                 }
+                // The conversation's migration to MLS ended since it was
+                // encrypted: the same plaintext goes by MLS (once this device
+                // read the change; until then it stays in the outbox).
+                Err(ClientError::Api { label, .. })
+                    if label == "mls-commit-required" && !self.is_mls(pending.conversation.id) =>
+                {
+                    self.receive_all().await?;
+                    if !self.is_mls(pending.conversation.id) {
+                        return Err(ClientError::Unsettled);
+                    }
+                    let mut tx = self.begin().await?;
+                    let Some(bytes) = tx.get(Table::Outbox, pending.id.as_bytes()).await? else {
+                        self.commit(tx).await?;
+                        return Ok(None);
+                    };
+                    pending =
+                        serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
+                    let plaintext = Zeroizing::new(
+                        b64()
+                            .decode(&pending.plaintext)
+                            .map_err(|_| damaged("outbox entry"))?,
+                    );
+                    pending.mls = Some(self.mls_encrypt(&pending.conversation, &plaintext)?);
+                    pending.recipients.clear();
+                    tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
+                        .await?;
+                    self.commit(tx).await?;
+                    return Box::pin(self.post_mls(pending)).await;
+                }
                 // Refused for good: the entry goes, and the person is told.
                 Err(e) if refused_for_good(&e) => {
                     let mut tx = self.begin().await?;

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_api::{
     AddMembers, Conversation, ConversationId, ConversationPage, MemberUpdate, MessageSent,
-    MessageTimerUpdate, NewConversation, NewProteusMessage, Qualified, ReceiptModeUpdate, Rename,
-    Typing, UserId,
+    MessageTimerUpdate, NewConversation, NewProteusMessage, ProtocolUpdate, Qualified,
+    ReceiptModeUpdate, Rename, Typing, UserId,
 };
 use serde::Deserialize;
 
@@ -112,6 +112,23 @@ pub(super) async fn rename(
 ) -> ApiResult<Json<serde_json::Value>> {
     s.conversations
         .rename(me.user, &domain, id, &req.name)
+        .await?;
+    Ok(done())
+}
+
+#[utoipa::path(put, path = "/v1/conversations/{domain}/{id}/protocol", tag = "conversations", request_body = ProtocolUpdate, params(("domain" = String, Path), ("id" = Uuid, Path)),
+    responses((status = 200, description = "changed, or the conversation was at that step already"),
+              (status = 403, description = "not an admin, a 1:1 conversation, or not the next step (`mls-invalid-protocol-transition`)", body = ErrorBody),
+              (status = 409, description = "devices of members are not in the group yet (`mls-migration-criteria-not-satisfied`)", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn protocol(
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id)): ApiPath<(String, ConversationId)>,
+    ApiJson(req): ApiJson<ProtocolUpdate>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.mls
+        .set_protocol(me.user, &domain, id, req.protocol)
         .await?;
     Ok(done())
 }

@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .routes(routes!(conversations::rename))
         .routes(routes!(conversations::message_timer))
+        .routes(routes!(conversations::protocol))
         .routes(routes!(conversations::receipt_mode))
         .routes(routes!(conversations::typing))
         .routes(routes!(conversations::post_proteus))

@@ -51,7 +51,7 @@ pub struct Loaded {
     pub record: ConversationRecord,
     /// Members.
     pub members: Vec<MemberRecord>,
-    /// Its MLS group, for an MLS conversation.
+    /// Its MLS group, for an MLS or mixed conversation.
     pub group: Option<MlsGroupRecord>,
 }
 
@@ -65,10 +65,19 @@ impl Loaded {
             .ok_or_else(not_a_member)
     }
 
+    /// Proteus, mixed or MLS.
+    pub fn protocol(&self) -> Protocol {
+        match &self.group {
+            None => Protocol::Proteus,
+            Some(g) if g.mixed => Protocol::Mixed,
+            Some(_) => Protocol::Mls,
+        }
+    }
+
     /// Refuses a change the Proteus way to an MLS conversation, whose
-    /// members change only by commits.
+    /// members change only by commits (a mixed one's change the Proteus way).
     pub fn require_proteus(&self) -> ApiResult<()> {
-        if self.group.is_some() {
+        if self.protocol() == Protocol::Mls {
             return Err(commit_required());
         }
         Ok(())
@@ -181,9 +190,10 @@ impl Conversations {
     }
 
     /// Refuses a Proteus message to an MLS conversation (a non-member as a
-    /// non-member, so that what the conversation is does not show).
+    /// non-member, so that what the conversation is does not show); a mixed
+    /// one's messages are Proteus still.
     pub async fn require_proteus(&self, me: UserId, id: ConversationId) -> ApiResult<()> {
-        if self.groups.group(id).await?.is_some() {
+        if self.groups.group(id).await?.is_some_and(|g| !g.mixed) {
             let members = self.store.members(id).await?;
             if members.iter().all(|m| m.user != me) {
                 return Err(not_a_member());
@@ -194,6 +204,7 @@ impl Conversations {
     }
 
     fn to_api(&self, c: Loaded) -> Conversation {
+        let protocol = c.protocol();
         Conversation {
             id: self.core.qualified(c.record.id),
             kind: c.record.kind,
@@ -209,11 +220,7 @@ impl Conversations {
                 .collect(),
             message_timer: c.record.message_timer,
             receipt_mode: c.record.receipt_mode,
-            protocol: if c.group.is_some() {
-                Protocol::Mls
-            } else {
-                Protocol::Proteus
-            },
+            protocol,
             group_id: c.group.as_ref().map(|g| B64.encode(&g.group_id)),
             epoch: c.group.as_ref().map(|g| g.epoch),
             epoch_timestamp: c
@@ -338,6 +345,7 @@ impl Conversations {
             suite: suite.0,
             epoch: 0,
             epoch_at: now,
+            mixed: false,
         };
         let conversation = self.to_api(Loaded {
             record: record.clone(),
@@ -496,8 +504,9 @@ impl Conversations {
 
     /// Removes a member: an admin removing anyone, or anyone leaving. In an
     /// MLS conversation members change by commit, but leaving is the
-    /// server's to follow up: `Ok(true)` says the caller (the MLS service)
-    /// must now propose the removal of the leaver's devices.
+    /// server's to follow up (and in a mixed one, any removal): `Ok(true)`
+    /// says the caller (the MLS service) must now propose the removal of the
+    /// user's devices.
     pub async fn remove_member(
         &self, me: UserId, domain: &str, id: ConversationId, who: &Qualified<UserId>,
     ) -> ApiResult<bool> {
@@ -519,7 +528,7 @@ impl Conversations {
             Ok(mls)
         } else {
             self.admin_change(me, &c, change, event).await?;
-            Ok(false)
+            Ok(mls)
         }
     }
 

@@ -51,6 +51,22 @@ impl Groups {
             .await
     }
 
+    /// Starts a group's migration from Proteus (see
+    /// [`GroupStore::start_migration`]).
+    pub async fn start_migration(
+        &self, group: &MlsGroupRecord, notify: Notify<'_>,
+    ) -> StoreResult<bool> {
+        self.store.start_migration(group, notify).await
+    }
+
+    /// Ends a mixed conversation's migration (see
+    /// [`GroupStore::finish_migration`]).
+    pub async fn finish_migration(
+        &self, conversation: ConversationId, notify: Notify<'_>,
+    ) -> StoreResult<bool> {
+        self.store.finish_migration(conversation, notify).await
+    }
+
     /// Applies a checked commit (see [`GroupStore::commit_group`]).
     pub async fn commit(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
         self.store.commit_group(commit).await

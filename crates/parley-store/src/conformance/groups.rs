@@ -42,6 +42,7 @@ async fn mls_conversation(s: &dyn Store, tag: &str) -> (User, User, Conversation
         suite: 2,
         epoch: 0,
         epoch_at: 1_700_000_000,
+        mixed: false,
     };
     let admin = MemberRecord {
         user: a.id,
@@ -435,4 +436,97 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         .await
         .expect("stored");
     assert_eq!(other.1, b"public-3");
+}
+
+/// A Proteus group's migration: its group made beside it (mixed, epoch 0)
+/// with every member told, once; commits as in any group, the conversation's
+/// members untouched by them; then MLS, once, every member told again.
+pub(super) async fn group_migration(s: &dyn Store) {
+    let a = user_with_devices(s, "migrate-a@example.com", &[1, 2]).await;
+    let b = user_with_devices(s, "migrate-b@example.com", &[1]).await;
+    let conv = group_of(s, &[&a, &b]).await;
+    let record = MlsGroupRecord {
+        conversation: conv.id,
+        group_id: conv.id.0.as_bytes().to_vec(),
+        suite: 2,
+        epoch: 0,
+        epoch_at: 1_700_000_000,
+        mixed: true,
+    };
+    const STARTED: Notify<'static> = Notify {
+        payload: r#"{"type":"started"}"#,
+        at: 1_700_000_000,
+    };
+    const FINISHED: Notify<'static> = Notify {
+        payload: r#"{"type":"finished"}"#,
+        at: 1_700_000_200,
+    };
+    assert!(s.start_migration(&record, STARTED).await.expect("starts"));
+    assert_eq!(
+        s.mls_group(conv.id).await.expect("group"),
+        Some(record.clone())
+    );
+    // Once: a second start changes nothing and tells nobody.
+    let again = MlsGroupRecord {
+        suite: 1,
+        ..record.clone()
+    };
+    assert!(!s.start_migration(&again, STARTED).await.expect("no-op"));
+    assert_eq!(
+        s.mls_group(conv.id).await.expect("group"),
+        Some(record.clone())
+    );
+    for (u, client) in [(&a, 1), (&a, 2), (&b, 1)] {
+        assert_eq!(payloads(s, u, client).await, [STARTED.payload]);
+    }
+    // A conversation that is gone has nothing to start.
+    let gone = MlsGroupRecord {
+        conversation: ConversationId::random(),
+        ..record.clone()
+    };
+    assert!(matches!(
+        s.start_migration(&gone, STARTED).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // An admin's first commit adds what can join; nobody joins or leaves.
+    let added = [(a.id, ClientId(1)), (b.id, ClientId(1))];
+    let write = s
+        .commit_group(&commit(
+            &conv,
+            0,
+            (a.id, ClientId(1)),
+            &added,
+            &[],
+            &[],
+            &[],
+        ))
+        .await
+        .expect("commit");
+    assert!(matches!(write, GroupWrite::Done(_)), "{write:?}");
+    assert_eq!(s.members(conv.id).await.expect("members").len(), 2);
+    assert!(
+        s.mls_group(conv.id)
+            .await
+            .expect("group")
+            .expect("there")
+            .mixed
+    );
+
+    assert!(
+        s.finish_migration(conv.id, FINISHED)
+            .await
+            .expect("finishes")
+    );
+    let group = s.mls_group(conv.id).await.expect("group").expect("there");
+    assert!(!group.mixed);
+    assert_eq!(group.epoch, 1);
+    assert!(!s.finish_migration(conv.id, FINISHED).await.expect("no-op"));
+    assert_eq!(
+        payloads(s, &a, 2).await,
+        [STARTED.payload, FINISHED.payload]
+    );
+    // An MLS conversation from the start is not mixed: nothing to finish.
+    let (_, _, mls) = mls_conversation(s, "migrate-mls").await;
+    assert!(!s.finish_migration(mls.id, FINISHED).await.expect("no-op"));
 }

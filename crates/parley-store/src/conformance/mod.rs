@@ -82,6 +82,7 @@ pub const SCENARIOS: &[&str] = &[
     "mls_groups",
     "concurrent_group_commits",
     "group_proposals",
+    "group_migration",
 ];
 
 /// Runs one scenario against `store`.
@@ -117,6 +118,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "mls_groups" => mls_groups(&*store).await,
         "concurrent_group_commits" => concurrent_group_commits(store).await,
         "group_proposals" => group_proposals(&*store).await,
+        "group_migration" => group_migration(&*store).await,
         other => panic!("no scenario {other}"),
     }
 }
@@ -128,7 +130,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain, mls_groups, concurrent_group_commits, group_proposals);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain, mls_groups, concurrent_group_commits, group_proposals, group_migration);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

@@ -53,6 +53,43 @@ impl GroupStore for MemoryStore {
         })
     }
 
+    async fn start_migration(
+        &self, group: &MlsGroupRecord, notify: Notify<'_>,
+    ) -> StoreResult<bool> {
+        self.with(|s| {
+            if !s.conversations.contains_key(&group.conversation) {
+                return Err(StoreError::NotFound);
+            }
+            if s.groups.contains_key(&group.conversation) {
+                return Ok(false);
+            }
+            if s.groups.values().any(|g| g.group_id == group.group_id) {
+                return Err(StoreError::Conflict("mls-group"));
+            }
+            s.groups.insert(group.conversation, group.clone());
+            s.group_devices.insert(group.conversation, BTreeSet::new());
+            for user in s.member_ids(group.conversation) {
+                s.enqueue_for_user(user, None, notify);
+            }
+            Ok(true)
+        })
+    }
+
+    async fn finish_migration(
+        &self, conversation: ConversationId, notify: Notify<'_>,
+    ) -> StoreResult<bool> {
+        self.with(|s| {
+            match s.groups.get_mut(&conversation) {
+                Some(group) if group.mixed => group.mixed = false,
+                _ => return Ok(false),
+            }
+            for user in s.member_ids(conversation) {
+                s.enqueue_for_user(user, None, notify);
+            }
+            Ok(true)
+        })
+    }
+
     async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
         self.with(|s| Ok(s.groups.get(&conversation).cloned()))
     }

@@ -34,6 +34,9 @@
 //! The checks' CPU work runs off the runtime's threads, one per core at a
 //! time, and a device may post 100 commits in five minutes.
 //!
+//! A mixed conversation's group (on its way from Proteus) follows other
+//! rules: see [`super::migration`].
+//!
 //! The group's first commit comes from its creator at epoch 0, when the
 //! server has no state yet: the server starts following the group from the
 //! commit's group info (whose tree it verifies) and checks its members as
@@ -160,10 +163,21 @@ impl Mls {
             // A commit landed between the two reads: the caller retries.
             return Err(stale(group.epoch.max(state.map_or(0, |st| st.epoch))));
         }
-        if state.is_none() && me != loaded.record.creator {
+        // The first commit is the creator's; a mixed conversation's, any
+        // admin's (see `super::migration`).
+        let first_by_me = if group.mixed {
+            loaded.role_of(me)? == Role::Admin
+        } else {
+            me == loaded.record.creator
+        };
+        if state.is_none() && !first_by_me {
             return Err(ApiError::forbidden(
                 "action-denied",
-                "the group's creator makes its first commit",
+                if group.mixed {
+                    "an admin makes the group's first commit"
+                } else {
+                    "the group's creator makes its first commit"
+                },
             ));
         }
         let sender = self.identity(me, device);
@@ -189,9 +203,14 @@ impl Mls {
         let roles: BTreeMap<UserId, Role> =
             loaded.members.iter().map(|m| (m.user, m.role)).collect();
         let needs_admin = self
-            .check_commit(me, suite, &roles, &tracked, &applied)
+            .check_commit(me, (suite, group.mixed), &roles, &tracked, &applied)
             .await?;
-        let (join, leave) = membership(&roles, &tracked, &applied)?;
+        let (join, leave) = if group.mixed {
+            // The conversation's members change the Proteus way.
+            (Vec::new(), Vec::new())
+        } else {
+            membership(&roles, &tracked, &applied)?
+        };
         let max = self.core.settings.max_conversation_members;
         // Those who leave are members: no underflow.
         if roles.len() + join.len() - leave.len() > max {
@@ -246,6 +265,9 @@ impl Mls {
             })
             .await?;
         self.delivered(write, at)?;
+        if group.mixed {
+            self.finish_if_complete(me, conversation).await;
+        }
         if !applied.lapsed.is_empty() {
             // An external commit cannot take the server's proposals in:
             // they are made again on the epoch it made.
@@ -269,7 +291,7 @@ impl Mls {
     /// documentation); whether it needs the caller to be an admin (which the
     /// store checks again in the commit's transaction).
     async fn check_commit(
-        &self, me: UserId, suite: CipherSuite, roles: &BTreeMap<UserId, Role>,
+        &self, me: UserId, (suite, mixed): (CipherSuite, bool), roles: &BTreeMap<UserId, Role>,
         tracked: &TrackedGroup, applied: &AppliedCommit,
     ) -> ApiResult<bool> {
         let scheme = suite
@@ -318,8 +340,30 @@ impl Mls {
             .filter(|l| l.device.user != me && !applied.server_removed.contains(l))
         {
             let user = leaf.device.user;
-            others |= self.clients.exists(user, leaf.device.client).await?
-                || (roles.contains_key(&user) && !remaining.contains(&user));
+            let existing = self.clients.exists(user, leaf.device.client).await?;
+            if mixed && existing {
+                return Err(ApiError::forbidden(
+                    "action-denied",
+                    "in a mixed conversation an admin removes a member from the conversation \
+                     (DELETE …/members/…), and the server proposes their devices' removal",
+                ));
+            }
+            others |= existing || (roles.contains_key(&user) && !remaining.contains(&user));
+        }
+        if mixed
+            && let Some(stranger) = applied
+                .added
+                .iter()
+                .find(|l| !roles.contains_key(&l.device.user))
+        {
+            return Err(ApiError::forbidden(
+                "mls-not-in-conversation",
+                format!(
+                    "{} is not a member: a mixed conversation's group takes only members' \
+                     devices (add the user to the conversation first)",
+                    stranger.device.user
+                ),
+            ));
         }
         if applied.external {
             if !roles.contains_key(&me) || others {
@@ -343,7 +387,8 @@ impl Mls {
             }
         }
         let members = tracked.members().map_err(|e| refused(&e))?;
-        for user in touched {
+        // A mixed group takes each device as it comes (see `super::migration`).
+        for user in touched.into_iter().filter(|_| !mixed) {
             // A user touched only by the server's removals (a device deleted
             // while another is yet to join) is not held to all or none: no
             // commit could take the removal in otherwise.
@@ -441,6 +486,18 @@ impl Mls {
             ));
         }
         let conversation = conversation_of(&message.group_id)?;
+        if self
+            .groups
+            .group(conversation)
+            .await?
+            .is_some_and(|g| g.mixed)
+        {
+            // Not every member's devices are in the group yet.
+            return Err(ApiError::conflict(
+                "mls-mixed-conversation",
+                "this conversation is migrating to MLS: its messages still go by Proteus",
+            ));
+        }
         let event = payload(&EventPayload::MlsMessageAdd {
             conversation: self.core.qualified(conversation),
             from: me,

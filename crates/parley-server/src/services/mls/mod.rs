@@ -22,6 +22,7 @@
 //!   own device is skipped (a device-bound token's device by default).
 //!
 //! - Groups: [`groups`] (commit bundles, group messages, group info).
+//! - Proteus to MLS: [`migration`] (a group's `mixed` step and its end).
 //! - The backend's removals: [`removals`] (its removal keys, and the
 //!   removal of deleted devices and of users who leave).
 
@@ -44,6 +45,7 @@ use super::conversations::Conversations;
 use super::groups::Groups;
 
 pub(crate) mod groups;
+pub(crate) mod migration;
 pub(crate) mod removals;
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::RateLimiter;
@@ -143,11 +145,17 @@ impl Mls {
         Ok(purged)
     }
 
-    /// `GET /v1/mls/config`: the default suite and the allowed ones.
+    /// `GET /v1/mls/config`: the default suite, the allowed ones, and from
+    /// when a migration may finish with devices left out.
     pub fn settings(&self) -> parley_api::MlsSettings {
         parley_api::MlsSettings {
             default_cipher_suite: self.core.settings.mls_default_suite.0,
             allowed_cipher_suites: self.allowed().iter().map(|s| s.0).collect(),
+            migration_finalise_after: self
+                .core
+                .settings
+                .mls_migration_finalise_after
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()),
         }
     }
 
