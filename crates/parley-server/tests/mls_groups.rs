@@ -1092,6 +1092,29 @@ async fn a_mixed_group_follows_its_conversation(s: &TestServer) {
     for user in [0, 1, 1, 2] {
         d.push(new_device(s, &users, user, suite).await);
     }
+    // Mixed is a migration's step, not a start; a 1:1 stays as it is.
+    let (st, v) = s
+        .post(
+            "/v1/conversations",
+            Some(&users[0].token),
+            json!({"name": "new", "users": [], "protocol": "mixed"}),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (400, "bad-request"), "{v}");
+    let (st, v) = s.get("/v1/conversations", &users[0].token).await;
+    assert_eq!(st, 200, "{v}");
+    let one2one = v["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .find(|c| c["type"] == "one2one")
+        .expect("a 1:1 with Bob")["id"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (st, v) = set_protocol(s, &users[0], &one2one, "mixed").await;
+    assert_eq!((st, label(&v)), (403, "invalid-op"), "{v}");
+
     let id = proteus_group(s, &users).await;
     let (st, v) = set_protocol(s, &users[1], &id, "mixed").await;
     assert_eq!((st, label(&v)), (403, "action-denied"), "{v}");
@@ -1198,12 +1221,76 @@ async fn a_mixed_group_follows_its_conversation(s: &TestServer) {
         .await;
     assert_eq!(st, 201, "{v}");
 
+    // Members change the Proteus way, and the group follows: not by a
+    // commit removing a member's device, but Cid, added to the
+    // conversation, can be added to the group; removed from it, his device's
+    // removal is the server's proposal, which Ann commits.
+    let (st, v) = {
+        let group = d[0].group.as_mut().expect("group");
+        let bobs = group
+            .roster()
+            .members()
+            .into_iter()
+            .find(|m| m.index != group.current_member_index())
+            .expect("bob's device")
+            .index;
+        let out = group
+            .commit_builder()
+            .remove_member(bobs)
+            .expect("remove")
+            .build()
+            .expect("commit");
+        group.clear_pending_commit();
+        commit(s, &users[0], ann, &out).await
+    };
+    assert_eq!((st, label(&v)), (403, "action-denied"), "{v}");
+    let (st, v) = s
+        .post(
+            &format!("/v1/conversations/localhost/{id}/members"),
+            Some(&users[0].token),
+            json!({"users": [{"id": users[2].id, "domain": "localhost"}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let cids = claim(s, &users[0], &users[2], suite, None).await;
+    let group = d[0].group.as_mut().expect("group");
+    let out = group
+        .commit_builder()
+        .add_member(cids[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    assert_eq!(commit(s, &users[0], ann, &out).await.0, 201);
+    group.apply_pending_commit().expect("merged");
+    sync(s, &users, &mut d[1]).await;
+    sync(s, &users, &mut d[3]).await;
+    assert!(d[3].group.is_some());
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v1/conversations/localhost/{id}/members/localhost/{}",
+                users[2].id
+            ),
+            Some(&users[0].token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    sync(s, &users, &mut d[0]).await;
+    let group = d[0].group.as_mut().expect("group");
+    let out = group.commit(Vec::new()).expect("commit");
+    assert_eq!(commit(s, &users[0], ann, &out).await.0, 201);
+    group.apply_pending_commit().expect("merged");
+    assert_eq!(group.roster().members().len(), 2);
+    sync(s, &users, &mut d[1]).await;
+
     // Bob's second device joins by external commit, which ends it.
     join_external(s, &users, &mut d[2], &id).await;
     let v = conversation(s, &users[0], &id).await;
     assert_eq!(
         (v["protocol"].as_str(), v["epoch"].as_u64()),
-        (Some("mls"), Some(2)),
+        (Some("mls"), Some(4)),
         "{v}"
     );
     let (st, v) = set_protocol(s, &users[0], &id, "mls").await;

@@ -113,8 +113,11 @@ impl ConversationStore for Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Store::error)?;
+                // (Before the group's first commit there is no state to
+                // move on from: its revision stays 0.)
                 sqlx::query(
-                    "UPDATE mls_groups SET revision = revision + 1 WHERE conversation_id = $1",
+                    "UPDATE mls_groups SET revision = revision + 1 \
+                     WHERE conversation_id = $1 AND state IS NOT NULL",
                 )
                 .bind(id.to_string())
                 .execute(&mut *tx)

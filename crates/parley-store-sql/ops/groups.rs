@@ -37,12 +37,11 @@ fn read_epoch(e: i64) -> StoreResult<u64> {
 }
 
 impl Store {
-    /// Locks the conversation and reads its group's epoch: `None` without
-    /// a group.
-    /// Locks the conversation; its group's epoch and state revision.
+    /// Locks the conversation; its group's epoch, state revision and
+    /// whether it is mixed: `None` without a group.
     async fn lock_group(
         tx: &mut Tx, conversation: ConversationId,
-    ) -> StoreResult<Option<(u64, u64)>> {
+    ) -> StoreResult<Option<(u64, u64, bool)>> {
         let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
             .bind(conversation.to_string())
             .fetch_optional(&mut **tx)
@@ -51,13 +50,14 @@ impl Store {
         if locked.is_none() {
             return Ok(None);
         }
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT epoch, revision FROM mls_groups WHERE conversation_id = $1")
-                .bind(conversation.to_string())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(Store::error)?;
-        row.map(|(e, r)| Ok((read_epoch(e)?, read_epoch(r)?)))
+        let row: Option<(i64, i64, bool)> = sqlx::query_as(
+            "SELECT epoch, revision, mixed FROM mls_groups WHERE conversation_id = $1",
+        )
+        .bind(conversation.to_string())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(Store::error)?;
+        row.map(|(e, r, mixed)| Ok((read_epoch(e)?, read_epoch(r)?, mixed)))
             .transpose()
     }
 
@@ -230,13 +230,15 @@ impl GroupStore for Store {
         if locked.is_none() {
             return Ok(false);
         }
-        let updated =
-            sqlx::query("UPDATE mls_groups SET mixed = $2 WHERE conversation_id = $1 AND mixed")
-                .bind(&id)
-                .bind(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(Store::error)?;
+        let updated = sqlx::query(
+            "UPDATE mls_groups SET mixed = $2, revision = revision + 1 \
+             WHERE conversation_id = $1 AND mixed",
+        )
+        .bind(&id)
+        .bind(false)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
@@ -292,11 +294,19 @@ impl GroupStore for Store {
 
     async fn commit_group(&self, c: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, revision) = Self::lock_group(&mut tx, c.conversation)
+        let (current, revision, mixed) = Self::lock_group(&mut tx, c.conversation)
             .await?
             .ok_or(StoreError::NotFound)?;
         if (current, revision) != (c.from_epoch, c.from_revision) {
             return Ok(GroupWrite::Stale(current));
+        }
+        if mixed {
+            // Members change the Proteus way: a user removed since the
+            // commit was checked is not brought back into the group.
+            let members = Self::member_ids(&mut tx, c.conversation).await?;
+            if c.added.iter().any(|(user, _)| !members.contains(user)) {
+                return Ok(GroupWrite::Stale(current));
+            }
         }
         let devices = Self::devices_in(&mut tx, c.conversation).await?;
         if !devices.contains(&c.sender) && !c.added.contains(&c.sender) {
@@ -372,7 +382,7 @@ impl GroupStore for Store {
 
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, revision) = Self::lock_group(&mut tx, p.conversation)
+        let (current, revision, _) = Self::lock_group(&mut tx, p.conversation)
             .await?
             .ok_or(StoreError::NotFound)?;
         if (current, revision) != (p.epoch, p.revision) {
@@ -403,13 +413,16 @@ impl GroupStore for Store {
         sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, _) = Self::lock_group(&mut tx, conversation)
+        let (current, _, mixed) = Self::lock_group(&mut tx, conversation)
             .await?
             .ok_or(StoreError::NotFound)?;
         let devices = Self::devices_in(&mut tx, conversation).await?;
-        // Membership first: a stranger learns nothing of the epoch.
+        // Membership first: a stranger learns nothing of the group.
         if !devices.contains(&sender) {
             return Ok(GroupWrite::NotMember);
+        }
+        if mixed {
+            return Ok(GroupWrite::Mixed);
         }
         if epoch > current || current - epoch > past_epochs {
             return Ok(GroupWrite::Stale(current));

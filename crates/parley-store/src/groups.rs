@@ -143,6 +143,9 @@ pub enum GroupWrite {
     NotMember,
     /// The user who had to be an admin is not (any more).
     NotAdmin,
+    /// The group is mixed (migrating from Proteus): it takes no
+    /// application messages.
+    Mixed,
 }
 
 /// MLS groups and their messages. Owned by the MLS service.
@@ -163,8 +166,9 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
         &self, group: &MlsGroupRecord, notify: Notify<'_>,
     ) -> StoreResult<bool>;
     /// Ends a mixed conversation's migration (MLS from now on), with
-    /// `notify` queued for every member's devices, all at once. `Ok(false)`,
-    /// changing nothing, when it is not mixed.
+    /// `notify` queued for every member's devices, all at once; the group's
+    /// revision moves (a commit checked under the mixed rules is stale).
+    /// `Ok(false)`, changing nothing, when it is not mixed.
     async fn finish_migration(
         &self, conversation: ConversationId, notify: Notify<'_>,
     ) -> StoreResult<bool>;
@@ -184,15 +188,17 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// (but the sender, and a device it removes and adds again), the welcome
     /// for the added devices. `Stale` if the
     /// group is no longer at `from_epoch` and `from_revision` (of two
-    /// concurrent commits exactly one applies); `NotMember` if the sender is neither in the group nor
+    /// concurrent commits exactly one applies), or it is mixed and a device
+    /// it adds is of a user who is not (any more) a member of the
+    /// conversation; `NotMember` if the sender is neither in the group nor
     /// added by the commit; `NotAdmin` if `admin` is not an admin;
     /// `NotFound` for a conversation without a group.
     async fn commit_group(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite>;
     /// Stores a group message once and queues it for every device of the
     /// group but `sender`, if the sender is in the group (`NotMember`
-    /// otherwise, before anything about the epoch is said) and the group's
-    /// epoch is `epoch` or at most `past_epochs` after it (`Stale`
-    /// otherwise). `NotFound` for a conversation without a group.
+    /// otherwise, before anything else is said), the group is not mixed
+    /// (`Mixed`) and its epoch is `epoch` or at most `past_epochs` after it
+    /// (`Stale` otherwise). `NotFound` for a conversation without a group.
     async fn post_group_message(
         &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
         sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,

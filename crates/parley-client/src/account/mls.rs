@@ -285,23 +285,27 @@ impl Account {
         self.absorb_conversations(vec![c]).await?;
         if protocol == Protocol::Mixed {
             self.setup_mls().await?;
-            if !self.device.mls_in_group(&group_id(conversation)) {
-                if epoch == Some(0) {
-                    let suite = self.suite_of(conversation.id);
+            let group = group_id(conversation);
+            if epoch == Some(0) {
+                // The group's first commit (again, if an earlier try made
+                // the group here but never got its commit taken).
+                self.settle_pending(conversation).await?;
+                let suite = self.suite_of(conversation.id);
+                if !self.device.mls_in_group(&group) {
                     let server = self.server_sender(suite).await?;
                     let tx = self.begin().await?;
                     self.member(suite)?
-                        .create(&group_id(conversation), &server)
+                        .create(&group, &server)
                         .map_err(|e| refused(&e))?;
                     self.commit(tx).await?;
-                    // This user first (its other devices), then the others.
-                    let me = self.qualified(self.user());
-                    let mut add = vec![me.clone()];
-                    add.extend(members.into_iter().filter(|u| *u != me));
-                    self.mls_change(conversation, &add, &[]).await?;
-                } else {
-                    self.rejoin(conversation).await?;
                 }
+                // This user first (its other devices), then the others.
+                let me = self.qualified(self.user());
+                let mut add = vec![me.clone()];
+                add.extend(members.into_iter().filter(|u| *u != me));
+                self.mls_change(conversation, &add, &[]).await?;
+            } else if !self.device.mls_in_group(&group) {
+                self.rejoin(conversation).await?;
             }
             match self.api.set_protocol(conversation, Protocol::Mls).await {
                 Ok(()) => {}

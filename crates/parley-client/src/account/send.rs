@@ -243,14 +243,16 @@ impl Account {
                         .await?;
                     self.commit(tx).await?;
                 }
-                // The conversation's migration to MLS ended since it was
-                // encrypted: the same plaintext goes by MLS (once this device
-                // read the change; until then it stays in the outbox).
-                Err(ClientError::Api { label, .. })
-                    if label == "mls-commit-required" && !self.is_mls(pending.conversation.id) =>
-                {
+                // The conversation's migration to MLS ended since this was
+                // encrypted: the same plaintext goes by MLS, once this device
+                // has read the change and is in the group (until then it
+                // stays in the outbox: the group is joined at the end of a
+                // sync, and the next flush sends it).
+                Err(ClientError::Api { label, .. }) if label == "mls-commit-required" => {
                     self.receive_all().await?;
-                    if !self.is_mls(pending.conversation.id) {
+                    if !self.is_mls(pending.conversation.id)
+                        || !self.device.mls_in_group(pending.conversation.id.as_bytes())
+                    {
                         return Err(ClientError::Unsettled);
                     }
                     let mut tx = self.begin().await?;

@@ -265,8 +265,16 @@ impl Conversations {
         if req.users.len() >= max {
             return Err(too_many_members(max));
         }
-        if req.protocol == Protocol::Mls {
-            return self.create_mls(me, name, req).await;
+        match req.protocol {
+            Protocol::Mls => return self.create_mls(me, name, req).await,
+            Protocol::Mixed => {
+                return Err(ApiError::bad_request(
+                    "bad-request",
+                    "a conversation starts as proteus or mls: mixed is a step of a group's \
+                     migration (PUT …/protocol)",
+                ));
+            }
+            Protocol::Proteus => {}
         }
         if req.cipher_suite.is_some() {
             return Err(ApiError::bad_request(

@@ -489,6 +489,44 @@ pub(super) async fn group_migration(s: &dyn Store) {
         Err(StoreError::NotFound)
     ));
 
+    // The group follows the conversation's members: a device of a user who
+    // is not one is not taken (stale: the commit was checked against other
+    // members), and a member who came and went before the first commit
+    // leaves nothing to be stale against.
+    let c = user_with_devices(s, "migrate-c@example.com", &[1]).await;
+    let stranger = [(c.id, ClientId(1))];
+    assert_eq!(
+        s.commit_group(&commit(
+            &conv,
+            0,
+            (a.id, ClientId(1)),
+            &stranger,
+            &[],
+            &[],
+            &[]
+        ))
+        .await
+        .expect("refused"),
+        GroupWrite::Stale(0)
+    );
+    let member = MemberRecord {
+        user: c.id,
+        role: Role::Member,
+    };
+    s.change_conversation(
+        conv.id,
+        &ConversationChange::AddMembers {
+            members: vec![member],
+            max: 10,
+        },
+        QUIET,
+    )
+    .await
+    .expect("added");
+    s.change_conversation(conv.id, &ConversationChange::RemoveMember(c.id), QUIET)
+        .await
+        .expect("removed");
+
     // An admin's first commit adds what can join; nobody joins or leaves.
     let added = [(a.id, ClientId(1)), (b.id, ClientId(1))];
     let write = s
@@ -512,11 +550,28 @@ pub(super) async fn group_migration(s: &dyn Store) {
             .expect("there")
             .mixed
     );
+    // Its messages still go by Proteus.
+    assert_eq!(
+        s.post_group_message(conv.id, 1, 0, (a.id, ClientId(1)), HELLO, 1_700_000_150)
+            .await
+            .expect("refused"),
+        GroupWrite::Mixed
+    );
 
     assert!(
         s.finish_migration(conv.id, FINISHED)
             .await
             .expect("finishes")
+    );
+    // A commit checked while it was mixed is stale now.
+    assert_eq!(
+        s.commit_group(&GroupCommit {
+            from_revision: 1,
+            ..commit(&conv, 1, (a.id, ClientId(1)), &[], &[], &[], &[])
+        })
+        .await
+        .expect("refused"),
+        GroupWrite::Stale(1)
     );
     let group = s.mls_group(conv.id).await.expect("group").expect("there");
     assert!(!group.mixed);

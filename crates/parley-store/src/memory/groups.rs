@@ -83,6 +83,9 @@ impl GroupStore for MemoryStore {
                 Some(group) if group.mixed => group.mixed = false,
                 _ => return Ok(false),
             }
+            if let Some(state) = s.group_states.get_mut(&conversation) {
+                state.revision += 1;
+            }
             for user in s.member_ids(conversation) {
                 s.enqueue_for_user(user, None, notify);
             }
@@ -122,6 +125,10 @@ impl GroupStore for MemoryStore {
                 .get(&commit.conversation)
                 .map_or(0, |st| st.revision);
             if (group.epoch, revision) != (commit.from_epoch, commit.from_revision) {
+                return Ok(GroupWrite::Stale(group.epoch));
+            }
+            let members = s.member_ids(commit.conversation);
+            if group.mixed && commit.added.iter().any(|(user, _)| !members.contains(user)) {
                 return Ok(GroupWrite::Stale(group.epoch));
             }
             let devices = s
@@ -227,19 +234,19 @@ impl GroupStore for MemoryStore {
         sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         self.with(|s| {
-            let current = s
-                .groups
-                .get(&conversation)
-                .ok_or(StoreError::NotFound)?
-                .epoch;
+            let group = s.groups.get(&conversation).ok_or(StoreError::NotFound)?;
+            let (current, mixed) = (group.epoch, group.mixed);
             let devices = s
                 .group_devices
                 .get(&conversation)
                 .cloned()
                 .unwrap_or_default();
-            // Membership first: a stranger learns nothing of the epoch.
+            // Membership first: a stranger learns nothing of the group.
             if !devices.contains(&sender) {
                 return Ok(GroupWrite::NotMember);
+            }
+            if mixed {
+                return Ok(GroupWrite::Mixed);
             }
             if epoch > current || current - epoch > past_epochs {
                 return Ok(GroupWrite::Stale(current));

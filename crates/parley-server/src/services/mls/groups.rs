@@ -148,6 +148,9 @@ impl Mls {
         let group_id =
             parley_mls::delivery::group_id_of(&bundle.commit).map_err(|e| refused(&e))?;
         let conversation = conversation_of(&group_id)?;
+        // The state (and its revision) before the members: a member removed
+        // after this read moves the revision, so the commit is then stale.
+        let state = self.groups.state(conversation).await?;
         let (loaded, group) = self.member_group(me, conversation).await?;
         if group.group_id != group_id {
             return Err(no_group());
@@ -157,7 +160,6 @@ impl Mls {
             .map_err(ApiError::rate_limited)?;
         let now = u64::try_from(self.core.clock.now()).unwrap_or_default();
         let suite = CipherSuite(group.suite);
-        let state = self.groups.state(conversation).await?;
         let revision = state.as_ref().map_or(0, |st| st.revision);
         if state.as_ref().is_some_and(|st| st.epoch != group.epoch) {
             // A commit landed between the two reads: the caller retries.
@@ -341,7 +343,9 @@ impl Mls {
         {
             let user = leaf.device.user;
             let existing = self.clients.exists(user, leaf.device.client).await?;
-            if mixed && existing {
+            // (A device of someone no longer a member is any admin's to
+            // take out.)
+            if mixed && existing && roles.contains_key(&user) {
                 return Err(ApiError::forbidden(
                     "action-denied",
                     "in a mixed conversation an admin removes a member from the conversation \
@@ -466,6 +470,11 @@ impl Mls {
             GroupWrite::Stale(current) => Err(stale(current)),
             GroupWrite::NotMember => Err(not_in_group()),
             GroupWrite::NotAdmin => Err(admins_only()),
+            // Not every member's devices are in the group yet.
+            GroupWrite::Mixed => Err(ApiError::conflict(
+                "mls-mixed-conversation",
+                "this conversation is migrating to MLS: its messages still go by Proteus",
+            )),
         }
     }
 
@@ -486,18 +495,6 @@ impl Mls {
             ));
         }
         let conversation = conversation_of(&message.group_id)?;
-        if self
-            .groups
-            .group(conversation)
-            .await?
-            .is_some_and(|g| g.mixed)
-        {
-            // Not every member's devices are in the group yet.
-            return Err(ApiError::conflict(
-                "mls-mixed-conversation",
-                "this conversation is migrating to MLS: its messages still go by Proteus",
-            ));
-        }
         let event = payload(&EventPayload::MlsMessageAdd {
             conversation: self.core.qualified(conversation),
             from: me,

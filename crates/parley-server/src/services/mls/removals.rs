@@ -192,7 +192,7 @@ impl Mls {
                     return Ok(());
                 }
                 GroupWrite::Stale(_) => {}
-                GroupWrite::NotMember | GroupWrite::NotAdmin => {
+                GroupWrite::NotMember | GroupWrite::NotAdmin | GroupWrite::Mixed => {
                     return Err(ApiError::internal("a proposal has no sender to check"));
                 }
             }
