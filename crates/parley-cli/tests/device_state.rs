@@ -341,7 +341,7 @@ async fn a_device_killed_in_the_middle_of_a_commit_recovers() {
 
 /// `parley migrate` moves a Proteus group to MLS: only its admin may, every
 /// device (all of them ready for MLS) is in the group at once, and what
-/// was written before and after reads the same.
+/// was written before and after reads the same; a 1:1 too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_moves_to_mls_from_the_command_line() {
     let s = TestServer::start().await;
@@ -369,4 +369,16 @@ async fn a_group_moves_to_mls_from_the_command_line() {
     );
     let old = conversation(&ben, "old").await;
     assert_eq!(old["protocol"].as_str(), Some("mls"), "{old}");
+
+    // A 1:1 goes the same way, by either of the two.
+    let out = ben.ok(&["migrate", "ann"]).await;
+    assert_eq!(out["protocol"], "mls", "{out}");
+    ann.ok(&["send", "ben", "one to one by mls"]).await;
+    let (at_ben, unreadable) = census(&ben.ok(&["history", "ann"]).await);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    once(&at_ben, ["one to one by mls".to_owned()], "Ben");
+    assert_eq!(
+        conversation(&ann, "ben").await["protocol"].as_str(),
+        Some("mls")
+    );
 }

@@ -28,6 +28,7 @@ on_both_stores!(crate::support::GENEROUS =>
     hostile_commits_change_nothing,
     the_server_removes_deleted_devices_and_leavers,
     a_mixed_group_follows_its_conversation,
+    a_one_to_one_conversation_moves_to_mls,
 );
 
 const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -1092,7 +1093,7 @@ async fn a_mixed_group_follows_its_conversation(s: &TestServer) {
     for user in [0, 1, 1, 2] {
         d.push(new_device(s, &users, user, suite).await);
     }
-    // Mixed is a migration's step, not a start; a 1:1 stays as it is.
+    // Mixed is a migration's step, not a start.
     let (st, v) = s
         .post(
             "/v1/conversations",
@@ -1101,19 +1102,6 @@ async fn a_mixed_group_follows_its_conversation(s: &TestServer) {
         )
         .await;
     assert_eq!((st.as_u16(), label(&v)), (400, "bad-request"), "{v}");
-    let (st, v) = s.get("/v1/conversations", &users[0].token).await;
-    assert_eq!(st, 200, "{v}");
-    let one2one = v["conversations"]
-        .as_array()
-        .expect("conversations")
-        .iter()
-        .find(|c| c["type"] == "one2one")
-        .expect("a 1:1 with Bob")["id"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (st, v) = set_protocol(s, &users[0], &one2one, "mixed").await;
-    assert_eq!((st, label(&v)), (403, "invalid-op"), "{v}");
 
     let id = proteus_group(s, &users).await;
     let (st, v) = set_protocol(s, &users[1], &id, "mixed").await;
@@ -1321,4 +1309,90 @@ async fn a_mixed_group_follows_its_conversation(s: &TestServer) {
     for i in [1, 2] {
         assert_eq!(sync(s, &users, &mut d[i]).await, ["by mls"]);
     }
+}
+
+/// A 1:1 conversation moves to MLS the same way, by either member: the
+/// first commit, bringing in every device of both, ends the migration at
+/// once. Its group never takes anyone else, and a block stops its messages
+/// as it stops Proteus ones.
+async fn a_one_to_one_conversation_moves_to_mls(s: &TestServer) {
+    let suite = CipherSuite::DEFAULT;
+    let users = people(s, "one2one", 3).await;
+    // Ann: device 0; Bob: 1; Cid (connected with Ann only): 2.
+    let mut d = Vec::new();
+    for user in [0, 1, 2] {
+        d.push(new_device(s, &users, user, suite).await);
+    }
+    // Bob has one conversation: his 1:1 with Ann.
+    let (st, v) = s.get("/v1/conversations", &users[1].token).await;
+    assert_eq!(st, 200, "{v}");
+    let c = &v["conversations"][0];
+    assert_eq!(
+        (c["type"].as_str(), c["protocol"].as_str()),
+        (Some("one2one"), Some("proteus")),
+        "{v}"
+    );
+    let id = c["id"]["id"].as_str().expect("id").to_owned();
+    let (st, v) = set_protocol(s, &users[1], &id, "mixed").await;
+    assert_eq!(st, 200, "{v}");
+    let group_id = B64
+        .decode(
+            conversation(s, &users[1], &id).await["group_id"]
+                .as_str()
+                .expect("group id"),
+        )
+        .expect("base64");
+    let mut group = new_group(s, &users[1], &d[1].mls, group_id, suite).await;
+    let anns = claim(s, &users[1], &users[0], suite, None).await;
+    let out = group
+        .commit_builder()
+        .add_member(anns[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    assert_eq!(commit(s, &users[1], d[1].client, &out).await.0, 201);
+    group.apply_pending_commit().expect("merged");
+    d[1].group = Some(group);
+    let v = conversation(s, &users[0], &id).await;
+    assert_eq!(
+        (v["protocol"].as_str(), v["epoch"].as_u64()),
+        (Some("mls"), Some(1)),
+        "{v}"
+    );
+    sync(s, &users, &mut d[0]).await;
+    let (st, v) = send(s, &users, &mut d[0], "hello bob").await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(sync(s, &users, &mut d[1]).await, ["hello bob"]);
+
+    // Cid's device is not brought into it.
+    let cids = claim(s, &users[0], &users[2], suite, None).await;
+    let group = d[0].group.as_mut().expect("group");
+    let out = group
+        .commit_builder()
+        .add_member(cids[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    group.clear_pending_commit();
+    let (st, v) = commit(s, &users[0], d[0].client, &out).await;
+    assert_eq!((st, label(&v)), (403, "invalid-op"), "{v}");
+    assert_eq!(
+        conversation(s, &users[0], &id).await["epoch"].as_u64(),
+        Some(1)
+    );
+
+    // Bob blocks Ann: neither's messages go.
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/connections/localhost/{}", users[0].id),
+            Some(&users[1].token),
+            Some(json!({"status": "blocked"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = send(s, &users, &mut d[0], "still there?").await;
+    assert_eq!((st, label(&v)), (403, "blocked"), "{v}");
+    let (st, v) = send(s, &users, &mut d[1], "no").await;
+    assert_eq!((st, label(&v)), (403, "blocked"), "{v}");
 }

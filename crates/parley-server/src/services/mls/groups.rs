@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use parley_api::{ClientId, ConversationId, EventPayload, MlsSent, Role, UserId};
+use parley_api::{ClientId, ConversationId, ConversationKind, EventPayload, MlsSent, Role, UserId};
 use parley_mls::delivery::{
     AppliedCommit, CommitBundle, DeliveryError, Leaf, MessageIn, MessageKind, TrackedGroup,
 };
@@ -213,6 +213,13 @@ impl Mls {
         } else {
             membership(&roles, &tracked, &applied)?
         };
+        if loaded.record.kind == ConversationKind::One2one && !(join.is_empty() && leave.is_empty())
+        {
+            return Err(ApiError::forbidden(
+                "invalid-op",
+                "a 1:1 conversation's group holds its two members' devices, nobody else's",
+            ));
+        }
         let max = self.core.settings.max_conversation_members;
         // Those who leave are members: no underflow.
         if roles.len() + join.len() - leave.len() > max {
@@ -495,6 +502,7 @@ impl Mls {
             ));
         }
         let conversation = conversation_of(&message.group_id)?;
+        self.no_block_in_one2one(me, conversation).await?;
         let event = payload(&EventPayload::MlsMessageAdd {
             conversation: self.core.qualified(conversation),
             from: me,
@@ -527,6 +535,38 @@ impl Mls {
         Ok(MlsSent {
             epoch: message.epoch,
         })
+    }
+
+    /// In a 1:1, nothing goes while a block stands between its two members
+    /// (as with Proteus). A group's messages are one ciphertext for every
+    /// device, so blocks there are the devices' to apply.
+    async fn no_block_in_one2one(&self, me: UserId, conversation: ConversationId) -> ApiResult<()> {
+        let record = match self
+            .conversations
+            .record(&self.core.settings.domain, conversation)
+            .await
+        {
+            Ok(record) => record,
+            // What is not there is the store's to say (as for a stranger).
+            Err(_) => return Ok(()),
+        };
+        if record.kind != ConversationKind::One2one {
+            return Ok(());
+        }
+        let loaded = self
+            .conversations
+            .load(&self.core.settings.domain, conversation)
+            .await?;
+        loaded.role_of(me).map_err(|_| not_in_group())?;
+        for other in loaded.members.iter().filter(|m| m.user != me) {
+            if !self.connections.may_talk(me, other.user).await? {
+                return Err(ApiError::forbidden(
+                    "blocked",
+                    "a block stands between you and this user: nothing was sent",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `GET /v1/conversations/{domain}/{id}/groupinfo`: the latest group

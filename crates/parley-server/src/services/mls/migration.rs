@@ -22,10 +22,14 @@
 //!   membership allows at any time.
 //!
 //! Every member's devices hear each step (`conversation.protocol-update`).
+//!
+//! A 1:1 conversation goes the same way, by either of its two members: its
+//! group never holds anyone else, and while a block stands between them
+//! neither's MLS messages are taken (as with Proteus).
 
 use std::collections::BTreeSet;
 
-use parley_api::{ConversationId, ConversationKind, EventPayload, Protocol, UserId};
+use parley_api::{ConversationId, EventPayload, Protocol, UserId};
 use parley_store::MlsGroupRecord;
 
 use super::Mls;
@@ -65,13 +69,8 @@ impl Mls {
         &self, me: UserId, domain: &str, id: ConversationId, protocol: Protocol,
     ) -> ApiResult<()> {
         let loaded = self.conversations.load(domain, id).await?;
+        // (Both members of a 1:1 are its admins.)
         loaded.require_admin(me)?;
-        if loaded.record.kind != ConversationKind::Group {
-            return Err(ApiError::forbidden(
-                "invalid-op",
-                "a 1:1 conversation cannot be changed",
-            ));
-        }
         let current = loaded.protocol();
         match (current, protocol) {
             _ if current == protocol => Ok(()),
