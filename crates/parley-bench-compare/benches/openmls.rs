@@ -15,9 +15,10 @@ use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_ma
 use openmls::prelude::DeserializeBytes as _;
 use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage, LeafNodeParameters, MlsGroup,
-    MlsGroupCreateConfig, MlsGroupJoinConfig, MlsMessageBodyIn, MlsMessageIn,
-    ProcessedMessageContent, StagedWelcome,
+    BasicCredential, Ciphersuite, CredentialWithKey, KeyPackage, LeafNodeParameters,
+    MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroup, MlsGroupCreateConfig, MlsGroupJoinConfig,
+    MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent, SenderRatchetConfiguration,
+    StagedWelcome,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
@@ -185,9 +186,14 @@ fn openmls_key_package(d: &Device) -> KeyPackage {
         .clone()
 }
 
+/// As Parley's groups are: handshakes in the clear (the Delivery Service
+/// checks them), application messages encrypted, the whitepaper's sender
+/// ratchet settings.
 fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(2, 1000))
         .build()
 }
 
@@ -233,6 +239,8 @@ fn openmls(c: &mut Criterion, n: usize) {
     let config = MlsGroupCreateConfig::builder()
         .ciphersuite(SUITE)
         .use_ratchet_tree_extension(true)
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(2, 1000))
         .build();
     let mut group = MlsGroup::new(
         &creator.provider,
@@ -241,9 +249,9 @@ fn openmls(c: &mut Criterion, n: usize) {
         creator.credential.clone(),
     )
     .expect("created");
-    let fillers = device("filler");
+    // (Each its own signature key: OpenMLS refuses two leaves sharing one.)
     let mut add = vec![openmls_key_package(&receiver)];
-    add.extend((0..n - 2).map(|_| openmls_key_package(&fillers)));
+    add.extend((0..n - 2).map(|i| openmls_key_package(&device(&format!("filler {i}")))));
     let (_, welcome, _) = group
         .add_members(&creator.provider, &creator.signer, &add)
         .expect("commit");

@@ -551,39 +551,7 @@ async fn commits_are_checked_and_serialised(s: &TestServer) {
 
     // Ann's new device joins by external commit from the group info.
     let mut fresh = new_device(s, &users, 0, suite).await;
-    let resp = s
-        .http
-        .get(format!(
-            "{}/v1/conversations/localhost/{id}/groupinfo",
-            s.base
-        ))
-        .bearer_auth(&users[0].token)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], "message/mls");
-    let info = MlsMessage::from_bytes(&resp.bytes().await.expect("body")).expect("group info");
-    let (joined, commit_message) = fresh.mls.commit_external(info).expect("external commit");
-    let external = CommitBundle {
-        commit: bytes(&commit_message),
-        welcome: None,
-        group_info: bytes(
-            &joined
-                .group_info_message_allowing_ext_commit(true)
-                .expect("info"),
-        ),
-    };
-    let (st, v) = post_mls(
-        s,
-        &users[0],
-        fresh.client,
-        "/v1/mls/commit-bundles",
-        external.encode(),
-    )
-    .await;
-    assert_eq!(st, 201, "{v}");
-    fresh.group = Some(joined);
+    join_external(s, &users, &mut fresh, &id).await;
     sync(s, &users, &mut d[0]).await;
     sync(s, &users, &mut d[1]).await;
     let (st, _) = send(s, &users, &mut fresh, "from the new device").await;
@@ -971,6 +939,7 @@ async fn join_external<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Dev
         .await
         .expect("request");
     assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "message/mls");
     let info = MlsMessage::from_bytes(&resp.bytes().await.expect("body")).expect("group info");
     let (joined, commit_message) = d.mls.commit_external(info).expect("external commit");
     let external = CommitBundle {

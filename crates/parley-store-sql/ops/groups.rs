@@ -37,17 +37,34 @@ fn read_epoch(e: i64) -> StoreResult<u64> {
 }
 
 impl Store {
+    /// Locks the conversation: false when there is none.
+    async fn lock_conversation(tx: &mut Tx, id: &str) -> StoreResult<bool> {
+        let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(Store::error)?;
+        Ok(locked.is_some())
+    }
+
+    /// Queues `notify` for every device of the conversation's members.
+    async fn notify_members(
+        tx: &mut Tx, conversation: ConversationId, notify: Notify<'_>,
+    ) -> StoreResult<()> {
+        let events: Vec<(UserId, &str)> = Self::member_ids(tx, conversation)
+            .await?
+            .into_iter()
+            .map(|user| (user, notify.payload))
+            .collect();
+        Self::fan_out(tx, &events, None, notify.at).await
+    }
+
     /// Locks the conversation; its group's epoch, state revision and
     /// whether it is mixed: `None` without a group.
     async fn lock_group(
         tx: &mut Tx, conversation: ConversationId,
     ) -> StoreResult<Option<(u64, u64, bool)>> {
-        let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
-            .bind(conversation.to_string())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(Store::error)?;
-        if locked.is_none() {
+        if !Self::lock_conversation(tx, &conversation.to_string()).await? {
             return Ok(None);
         }
         let row: Option<(i64, i64, bool)> = sqlx::query_as(
@@ -177,12 +194,7 @@ impl GroupStore for Store {
     async fn start_migration(&self, g: &MlsGroupRecord, notify: Notify<'_>) -> StoreResult<bool> {
         let (_guard, mut tx) = self.write_tx().await?;
         let id = g.conversation.to_string();
-        let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        if locked.is_none() {
+        if !Self::lock_conversation(&mut tx, &id).await? {
             return Err(StoreError::NotFound);
         }
         let existing: Option<i64> =
@@ -207,12 +219,7 @@ impl GroupStore for Store {
         .execute(&mut *tx)
         .await
         .map_err(Store::error)?;
-        let events: Vec<(UserId, &str)> = Self::member_ids(&mut tx, g.conversation)
-            .await?
-            .into_iter()
-            .map(|user| (user, notify.payload))
-            .collect();
-        Self::fan_out(&mut tx, &events, None, notify.at).await?;
+        Self::notify_members(&mut tx, g.conversation, notify).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(true)
     }
@@ -222,12 +229,7 @@ impl GroupStore for Store {
     ) -> StoreResult<bool> {
         let (_guard, mut tx) = self.write_tx().await?;
         let id = conversation.to_string();
-        let locked: Option<i64> = sqlx::query_scalar(Store::LOCK_CONVERSATION)
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(Store::error)?;
-        if locked.is_none() {
+        if !Self::lock_conversation(&mut tx, &id).await? {
             return Ok(false);
         }
         let updated = sqlx::query(
@@ -242,12 +244,7 @@ impl GroupStore for Store {
         if updated.rows_affected() == 0 {
             return Ok(false);
         }
-        let events: Vec<(UserId, &str)> = Self::member_ids(&mut tx, conversation)
-            .await?
-            .into_iter()
-            .map(|user| (user, notify.payload))
-            .collect();
-        Self::fan_out(&mut tx, &events, None, notify.at).await?;
+        Self::notify_members(&mut tx, conversation, notify).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(true)
     }

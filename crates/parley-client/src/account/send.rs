@@ -255,24 +255,10 @@ impl Account {
                     {
                         return Err(ClientError::Unsettled);
                     }
-                    let mut tx = self.begin().await?;
-                    let Some(bytes) = tx.get(Table::Outbox, pending.id.as_bytes()).await? else {
-                        self.commit(tx).await?;
+                    let Some(again) = self.encrypt_again_by_mls(&pending.id).await? else {
                         return Ok(None);
                     };
-                    pending =
-                        serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
-                    let plaintext = Zeroizing::new(
-                        b64()
-                            .decode(&pending.plaintext)
-                            .map_err(|_| damaged("outbox entry"))?,
-                    );
-                    pending.mls = Some(self.mls_encrypt(&pending.conversation, &plaintext)?);
-                    pending.recipients.clear();
-                    tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
-                        .await?;
-                    self.commit(tx).await?;
-                    return Box::pin(self.post_mls(pending)).await;
+                    return Box::pin(self.post_mls(again)).await;
                 }
                 // Refused for good: the entry goes, and the person is told.
                 Err(e) if refused_for_good(&e) => {
@@ -292,6 +278,31 @@ impl Account {
             }
         }
         Err(ClientError::Unsettled)
+    }
+
+    /// The outbox entry `id` as stored (another process on this device may
+    /// have changed or settled it: `None`), its stored plaintext encrypted
+    /// again for the group at this device's current epoch, committed before
+    /// it is posted.
+    async fn encrypt_again_by_mls(&mut self, id: &str) -> Result<Option<Pending>, ClientError> {
+        let mut tx = self.begin().await?;
+        let Some(bytes) = tx.get(Table::Outbox, id.as_bytes()).await? else {
+            self.commit(tx).await?;
+            return Ok(None);
+        };
+        let mut pending: Pending =
+            serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
+        let plaintext = Zeroizing::new(
+            b64()
+                .decode(&pending.plaintext)
+                .map_err(|_| damaged("outbox entry"))?,
+        );
+        pending.mls = Some(self.mls_encrypt(&pending.conversation, &plaintext)?);
+        pending.recipients.clear();
+        tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
+            .await?;
+        self.commit(tx).await?;
+        Ok(Some(pending))
     }
 
     /// Posts an MLS outbox entry: one message for the group. The server
@@ -324,22 +335,10 @@ impl Account {
                 Err(ClientError::Api { label, .. }) if label == "mls-stale-message" => {
                     self.receive_all().await?;
                     self.settle_pending(&pending.conversation).await?;
-                    let mut tx = self.begin().await?;
-                    let Some(bytes) = tx.get(Table::Outbox, pending.id.as_bytes()).await? else {
-                        self.commit(tx).await?;
+                    let Some(again) = self.encrypt_again_by_mls(&pending.id).await? else {
                         return Ok(None);
                     };
-                    pending =
-                        serde_json::from_slice(&bytes).map_err(|_| damaged("outbox entry"))?;
-                    let plaintext = Zeroizing::new(
-                        b64()
-                            .decode(&pending.plaintext)
-                            .map_err(|_| damaged("outbox entry"))?,
-                    );
-                    pending.mls = Some(self.mls_encrypt(&pending.conversation, &plaintext)?);
-                    tx.put(Table::Outbox, pending.id.as_bytes(), None, &json(&pending))
-                        .await?;
-                    self.commit(tx).await?;
+                    pending = again;
                 }
                 Err(e) if refused_for_good(&e) => {
                     let mut tx = self.begin().await?;
