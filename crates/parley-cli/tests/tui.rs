@@ -494,9 +494,13 @@ async fn the_keyboard_replies_edits_reacts_deletes_searches_and_runs_commands() 
         "the MLS message arrived"
     );
     ui.selected = Some(crew.clone());
+    // Its Proteus group moves to MLS, and says so.
+    type_in(&mut bob, &mut ui, "/migrate").await;
+    enter(&mut bob, &mut ui).await;
+    assert_eq!(ui.status, "crew is an MLS conversation now.");
     type_in(&mut bob, &mut ui, "/mute").await;
     enter(&mut bob, &mut ui).await;
-    assert!(now(&mut bob, &mut ui).await.contains("crew muted"));
+    assert!(now(&mut bob, &mut ui).await.contains("crew mls muted"));
     type_in(&mut bob, &mut ui, "/leave").await;
     enter(&mut bob, &mut ui).await;
     assert!(ui.status.starts_with("You left crew"), "{}", ui.status);

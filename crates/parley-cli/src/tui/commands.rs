@@ -11,7 +11,7 @@ use super::keys::{find, open_search, report};
 use super::state::Ui;
 
 /// The commands, for the help screen: what to type, what it does.
-pub(super) const COMMANDS: [(&str, &str); 11] = [
+pub(super) const COMMANDS: [(&str, &str); 12] = [
     (
         "/new <handle>",
         "start a 1:1 (asks them to connect, or accepts their request)",
@@ -19,6 +19,10 @@ pub(super) const COMMANDS: [(&str, &str); 11] = [
     (
         "/group [--mls] <name> <handles…>",
         "create a group with these people (--mls: an MLS group)",
+    ),
+    (
+        "/migrate",
+        "move this conversation to MLS (a group's admins, either side of a 1:1)",
     ),
     ("/leave", "leave this group (its history stays here)"),
     ("/mute, /unmute", "mute this conversation on this device"),
@@ -96,6 +100,15 @@ async fn command(
             format!("You left {name_here}; its history stays on this device.")
         }
         ("leave", _) => return Err(usage("/leave (in the group to leave)")),
+        ("migrate", []) => match account.migrate(&here(ui)?).await? {
+            parley_client::account::Migration::Mls => {
+                format!("{name_here} is an MLS conversation now.")
+            }
+            parley_client::account::Migration::Mixed { waiting } => format!(
+                "{name_here} is moving to MLS (messages go by Proteus meanwhile): {waiting}."
+            ),
+        },
+        ("migrate", _) => return Err(usage("/migrate (in the conversation to move)")),
         ("mute" | "unmute", []) => {
             let muted = name == "mute";
             account.set_muted(&here(ui)?, muted).await?;
