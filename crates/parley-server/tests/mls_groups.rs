@@ -1364,4 +1364,50 @@ async fn a_one_to_one_conversation_moves_to_mls(s: &TestServer) {
     assert_eq!((st, label(&v)), (403, "blocked"), "{v}");
     let (st, v) = send(s, &users, &mut d[1], "no").await;
     assert_eq!((st, label(&v)), (403, "blocked"), "{v}");
+    // Nor do commits, nor (in another 1:1) a migration.
+    let group = d[0].group.as_mut().expect("group");
+    let out = group.commit(Vec::new()).expect("commit");
+    group.clear_pending_commit();
+    let (st, v) = commit(s, &users[0], d[0].client, &out).await;
+    assert_eq!((st, label(&v)), (403, "blocked"), "{v}");
+    let (st, v, _) = s
+        .call(
+            Method::PUT,
+            &format!("/v1/connections/localhost/{}", users[0].id),
+            Some(&users[1].token),
+            Some(json!({"status": "accepted"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // Neither takes the other's devices out of a 1:1.
+    let group = d[1].group.as_mut().expect("group");
+    let anns = group
+        .roster()
+        .members()
+        .into_iter()
+        .find(|m| m.index != group.current_member_index())
+        .expect("ann's device")
+        .index;
+    let out = group
+        .commit_builder()
+        .remove_member(anns)
+        .expect("remove")
+        .build()
+        .expect("commit");
+    group.clear_pending_commit();
+    let (st, v) = commit(s, &users[1], d[1].client, &out).await;
+    assert_eq!((st, label(&v)), (403, "invalid-op"), "{v}");
+    // A stranger posting to the 1:1's group hears what any group's stranger
+    // hears.
+    let (st, v) = post_mls(s, &users[2], d[2].client, "/v1/mls/messages", {
+        let m = d[0]
+            .group
+            .as_mut()
+            .expect("group")
+            .encrypt_application_message(b"not cid's", Vec::new())
+            .expect("encrypts");
+        bytes(&m)
+    })
+    .await;
+    assert_eq!((st, label(&v)), (403, "access-denied"), "{v}");
 }

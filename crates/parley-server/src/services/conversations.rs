@@ -189,6 +189,27 @@ impl Conversations {
         })
     }
 
+    /// A 1:1 conversation and its members; `None` when the conversation is
+    /// a group or is not there (a store failure is an error).
+    pub async fn load_one2one(
+        &self, domain: &str, id: ConversationId,
+    ) -> ApiResult<Option<Loaded>> {
+        self.core.local(domain)?;
+        let Some(record) = self.store.conversation(id).await? else {
+            return Ok(None);
+        };
+        if record.kind != ConversationKind::One2one {
+            return Ok(None);
+        }
+        let members = self.store.members(id).await?;
+        let group = self.groups.group(id).await?;
+        Ok(Some(Loaded {
+            record,
+            members,
+            group,
+        }))
+    }
+
     /// Refuses a Proteus message to an MLS conversation (a non-member as a
     /// non-member, so that what the conversation is does not show); a mixed
     /// one's messages are Proteus still.

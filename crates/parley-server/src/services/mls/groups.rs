@@ -155,6 +155,8 @@ impl Mls {
         if group.group_id != group_id {
             return Err(no_group());
         }
+        // A block in a 1:1 stops commits too: they reach the other's devices.
+        self.no_block_in_one2one(me, &loaded).await?;
         self.commits
             .check(&format!("{me}/{device}"), self.core.clock.now())
             .map_err(ApiError::rate_limited)?;
@@ -502,7 +504,19 @@ impl Mls {
             ));
         }
         let conversation = conversation_of(&message.group_id)?;
-        self.no_block_in_one2one(me, conversation).await?;
+        // (A group's message pays one read, of its record; a stranger hears
+        // what the store would say.)
+        if let Some(loaded) = self
+            .conversations
+            .load_one2one(&self.core.settings.domain, conversation)
+            .await?
+        {
+            if loaded.group.is_none() {
+                return Err(no_group());
+            }
+            loaded.role_of(me).map_err(|_| not_in_group())?;
+            self.no_block_in_one2one(me, &loaded).await?;
+        }
         let event = payload(&EventPayload::MlsMessageAdd {
             conversation: self.core.qualified(conversation),
             from: me,
@@ -537,27 +551,16 @@ impl Mls {
         })
     }
 
-    /// In a 1:1, nothing goes while a block stands between its two members
-    /// (as with Proteus). A group's messages are one ciphertext for every
-    /// device, so blocks there are the devices' to apply.
-    async fn no_block_in_one2one(&self, me: UserId, conversation: ConversationId) -> ApiResult<()> {
-        let record = match self
-            .conversations
-            .record(&self.core.settings.domain, conversation)
-            .await
-        {
-            Ok(record) => record,
-            // What is not there is the store's to say (as for a stranger).
-            Err(_) => return Ok(()),
-        };
-        if record.kind != ConversationKind::One2one {
+    /// In a 1:1, nothing goes (messages, commits, a migration) while a
+    /// block stands between its two members, as with Proteus. A group's
+    /// messages are one ciphertext for every device, so blocks there are the
+    /// devices' to apply.
+    pub(super) async fn no_block_in_one2one(
+        &self, me: UserId, loaded: &crate::services::conversations::Loaded,
+    ) -> ApiResult<()> {
+        if loaded.record.kind != ConversationKind::One2one {
             return Ok(());
         }
-        let loaded = self
-            .conversations
-            .load(&self.core.settings.domain, conversation)
-            .await?;
-        loaded.role_of(me).map_err(|_| not_in_group())?;
         for other in loaded.members.iter().filter(|m| m.user != me) {
             if !self.connections.may_talk(me, other.user).await? {
                 return Err(ApiError::forbidden(

@@ -71,6 +71,7 @@ impl Mls {
         let loaded = self.conversations.load(domain, id).await?;
         // (Both members of a 1:1 are its admins.)
         loaded.require_admin(me)?;
+        self.no_block_in_one2one(me, &loaded).await?;
         let current = loaded.protocol();
         match (current, protocol) {
             _ if current == protocol => Ok(()),
