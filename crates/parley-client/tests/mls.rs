@@ -24,6 +24,14 @@ struct World {
 }
 
 impl World {
+    /// A server on `backend` (`None`, with a notice, where it cannot run).
+    async fn on(backend: Backend) -> Option<Self> {
+        Some(Self {
+            server: TestServer::start_on(backend, |_| {}).await?,
+            dirs: tempfile::tempdir().expect("temp dir"),
+        })
+    }
+
     fn dir(&self, name: &str) -> PathBuf {
         self.dirs.path().join(name)
     }
@@ -130,12 +138,8 @@ async fn group_rows(dir: &std::path::Path) -> Vec<([u8; 32], Vec<u8>)> {
 }
 
 async fn story(backend: Backend) {
-    let Some(server) = TestServer::start_on(backend, |_| {}).await else {
+    let Some(w) = World::on(backend).await else {
         return;
-    };
-    let w = World {
-        server,
-        dirs: tempfile::tempdir().expect("temp dir"),
     };
     let mut ann = w.register("ann").await;
     let mut ann2 = w.device("ann", 2).await;
@@ -335,12 +339,8 @@ async fn mls_conversations_on_postgres() {
 /// external commit, is the server's test: every device this SDK enrols is
 /// ready for MLS.)
 async fn migration(backend: Backend) {
-    let Some(server) = TestServer::start_on(backend, |_| {}).await else {
+    let Some(w) = World::on(backend).await else {
         return;
-    };
-    let w = World {
-        server,
-        dirs: tempfile::tempdir().expect("temp dir"),
     };
     let mut ann = w.register("ann").await;
     let mut bob = w.register("bob").await;

@@ -274,6 +274,9 @@ impl Account {
     pub async fn migrate(
         &mut self, conversation: &Qualified<ConversationId>,
     ) -> Result<Migration, ClientError> {
+        // A first commit whose answer never came (the process died after
+        // posting it) is settled before anything is decided from the epoch.
+        self.settle_pending(conversation).await?;
         let mut c = self.api.conversation(conversation).await?;
         if c.protocol == Protocol::Proteus {
             self.api.set_protocol(conversation, Protocol::Mixed).await?;
@@ -289,7 +292,6 @@ impl Account {
             if epoch == Some(0) {
                 // The group's first commit (again, if an earlier try made
                 // the group here but never got its commit taken).
-                self.settle_pending(conversation).await?;
                 let suite = self.suite_of(conversation.id);
                 if !self.device.mls_in_group(&group) {
                     let server = self.server_sender(suite).await?;
