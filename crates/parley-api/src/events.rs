@@ -52,6 +52,10 @@ pub enum EventPayload {
     MlsMessageAdd {
         /// Where.
         conversation: Qualified<ConversationId>,
+        /// The subconversation whose group it is of (`conference`); none for
+        /// the conversation's own group.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subconversation: Option<String>,
         /// Whose device sent it.
         from: UserId,
         /// The sending device.

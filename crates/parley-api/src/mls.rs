@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ClientId, UserId};
+use time::OffsetDateTime;
+
+use crate::{ClientId, ConversationId, Qualified, UserId};
 
 /// `PUT /v1/clients/{id}/mls-public-keys`: a device's MLS signature keys by
 /// scheme name (`ed25519`, `ecdsa_secp256r1_sha256`, `ecdsa_secp384r1_sha384`,
@@ -137,6 +139,60 @@ pub struct SenderQuery {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MlsSent {
     /// The group's epoch now.
+    pub epoch: u64,
+}
+
+/// The subconversations a conversation may have: `conference`, the group
+/// of a call's participants (its epochs give the call's keys).
+pub const SUBCONVERSATIONS: &[&str] = &["conference"];
+
+/// `GET /v1/conversations/{domain}/{id}/subconversations/{name}`: a
+/// subconversation, with an MLS group of its own beside its conversation's
+/// (opened, at epoch 0, on first asking). Its group id changes with every
+/// reset.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Subconversation {
+    /// The conversation it belongs to.
+    pub parent: Qualified<ConversationId>,
+    /// Its name (`conference`).
+    pub subconversation: String,
+    /// Its group id, base64.
+    pub group_id: String,
+    /// Its group's epoch: 0 until a device creates the group; a device
+    /// joins a group past epoch 0 by external commit.
+    pub epoch: u64,
+    /// When that epoch began.
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub epoch_timestamp: OffsetDateTime,
+    /// Its cipher suite (its conversation's).
+    pub cipher_suite: u16,
+    /// The devices in its group.
+    pub members: Vec<GroupMember>,
+}
+
+/// A device in an MLS group.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupMember {
+    /// Its user.
+    pub user: UserId,
+    /// The device.
+    pub client: ClientId,
+    /// Its backend.
+    pub domain: String,
+}
+
+/// `DELETE /v1/conversations/{domain}/{id}/subconversations/{name}`: resets
+/// the subconversation if its group is still this one at this epoch (else
+/// 409 `mls-stale-message`): a new group id, epoch 0, nobody in it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubconversationReset {
+    /// The group id it has, base64.
+    pub group_id: String,
+    /// The epoch it is at.
     pub epoch: u64,
 }
 

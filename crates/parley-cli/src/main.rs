@@ -284,6 +284,12 @@ enum Command {
         /// The device id.
         device: String,
     },
+    /// This device in a conversation's call (MLS conversations): its
+    /// group, and the key every participant derives from it.
+    Call {
+        #[command(subcommand)]
+        action: CallAction,
+    },
     /// Export or import your history (encrypted with a backup password).
     Backup {
         #[command(subcommand)]
@@ -300,6 +306,32 @@ enum Command {
         /// message arrived, never what it says.
         #[arg(long, env = "PARLEY_NOTIFY")]
         notify: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CallAction {
+    /// Join the call (start it if nobody has).
+    Join {
+        /// The conversation.
+        conv: String,
+    },
+    /// Where this device stands in the call: its epoch and the key's
+    /// fingerprint (the same on every participant's device).
+    Status {
+        /// The conversation.
+        conv: String,
+    },
+    /// Leave the call.
+    Leave {
+        /// The conversation.
+        conv: String,
+    },
+    /// End the call for everyone (one gone wrong): the next to join starts
+    /// it anew.
+    Reset {
+        /// The conversation.
+        conv: String,
     },
 }
 
@@ -341,6 +373,61 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `parley call …`.
+async fn call(dir: &Path, json: bool, action: CallAction) -> Result<()> {
+    let mut account = open(dir).await?;
+    let key_line = |conv: &str, key: &parley_client::account::CallKey| {
+        format!(
+            "In the call of {conv}: epoch {}, key {}.",
+            key.epoch,
+            key.fingerprint()
+        )
+    };
+    match action {
+        CallAction::Join { conv } => {
+            let id = account.find_conversation(&conv).await?;
+            let key = account.join_call(&id).await?;
+            show(
+                json,
+                &json!({"conversation": id.id, "epoch": key.epoch, "key": key.fingerprint()}),
+                || key_line(&conv, &key),
+            );
+        }
+        CallAction::Status { conv } => {
+            let id = account.find_conversation(&conv).await?;
+            if account.call(id.id).is_some() {
+                let key = account.call_key(id.id)?;
+                show(
+                    json,
+                    &json!({"conversation": id.id, "epoch": key.epoch, "key": key.fingerprint()}),
+                    || key_line(&conv, &key),
+                );
+            } else {
+                show(
+                    json,
+                    &json!({"conversation": id.id, "in_call": false}),
+                    || format!("This device is not in the call of {conv}."),
+                );
+            }
+        }
+        CallAction::Leave { conv } => {
+            let id = account.find_conversation(&conv).await?;
+            account.leave_call(&id).await?;
+            show(json, &json!({"left_call": id.id}), || {
+                format!("Left the call of {conv}.")
+            });
+        }
+        CallAction::Reset { conv } => {
+            let id = account.find_conversation(&conv).await?;
+            account.reset_call(&id).await?;
+            show(json, &json!({"reset_call": id.id}), || {
+                format!("The call of {conv} is reset: the next to join starts it anew.")
+            });
+        }
+    }
+    Ok(())
 }
 
 async fn open(dir: &Path) -> Result<Account> {
@@ -665,6 +752,7 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Call { action } => call(&dir, json, action).await?,
         Command::Leave { conv } => {
             let mut account = open(&dir).await?;
             let id = account.find_conversation(&conv).await?;

@@ -13,7 +13,7 @@ use parley_api::{
     Conversation, ConversationId, ConversationPage, ErrorBody, Login, MessageSent, NewClient,
     NewConversation, NewProteusMessage, NotificationPage, PasswordConfirmation, Prekey,
     PrekeyCount, PrekeyMap, PrekeyRequest, PublicClient, Qualified, RecoveryBundle, Register,
-    SendActivationCode, UploadPrekeys, UserId, UserProfile,
+    SendActivationCode, Subconversation, SubconversationReset, UploadPrekeys, UserId, UserProfile,
 };
 use reqwest::Method;
 use reqwest::cookie::CookieStore as _;
@@ -480,6 +480,57 @@ impl Api {
             return Err(Self::refused(resp).await);
         }
         Ok(resp.bytes().await?.to_vec())
+    }
+
+    /// A conversation's subconversation (`conference`), opened by the
+    /// server if it was not.
+    pub async fn subconversation(
+        &self, id: &Qualified<ConversationId>, name: &str,
+    ) -> Result<Subconversation, ClientError> {
+        let path = format!(
+            "/v1/conversations/{}/{}/subconversations/{name}",
+            id.domain, id.id
+        );
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// A subconversation's latest group info (an MLS message).
+    pub async fn subconversation_group_info(
+        &self, id: &Qualified<ConversationId>, name: &str,
+    ) -> Result<Vec<u8>, ClientError> {
+        let path = format!(
+            "/v1/conversations/{}/{}/subconversations/{name}/groupinfo",
+            id.domain, id.id
+        );
+        let resp = self.request_body(Method::GET, &path, None).await?;
+        if !resp.status().is_success() {
+            return Err(Self::refused(resp).await);
+        }
+        Ok(resp.bytes().await?.to_vec())
+    }
+
+    /// Takes `device` out of a subconversation.
+    pub async fn leave_subconversation(
+        &self, id: &Qualified<ConversationId>, name: &str, device: ClientId,
+    ) -> Result<(), ClientError> {
+        let path = format!(
+            "/v1/conversations/{}/{}/subconversations/{name}/self?client={device}",
+            id.domain, id.id
+        );
+        let _: serde_json::Value = self.json(Method::DELETE, &path, None::<&()>).await?;
+        Ok(())
+    }
+
+    /// Resets a subconversation whose group is still the one named.
+    pub async fn reset_subconversation(
+        &self, id: &Qualified<ConversationId>, name: &str, seen: &SubconversationReset,
+    ) -> Result<(), ClientError> {
+        let path = format!(
+            "/v1/conversations/{}/{}/subconversations/{name}",
+            id.domain, id.id
+        );
+        let _: serde_json::Value = self.json(Method::DELETE, &path, Some(seen)).await?;
+        Ok(())
     }
 
     /// Creates a group.

@@ -539,3 +539,83 @@ async fn a_commit_without_an_answer_is_settled_later() {
     assert_eq!(texts(&mut bob, &c).await, ["after the outage"]);
     assert_eq!(epoch(&bob, &c), Some(2));
 }
+
+fn call_epoch(a: &Account, c: &Qualified<ConversationId>) -> Option<u64> {
+    a.call(c.id).map(|call| call.epoch)
+}
+
+fn call_secret(a: &Account, c: &Qualified<ConversationId>) -> Vec<u8> {
+    a.call_key(c.id).expect("in the call").secret.to_vec()
+}
+
+/// A call in an MLS conversation: Ann starts it, Bob's devices join; every
+/// participant derives one key per epoch, and each commit moves it on. Bob's
+/// first device leaves and the others commit its removal by themselves at
+/// their next sync; it derives nothing more. The conversation's messages go
+/// on meanwhile. A reset ends the call for everyone: the next to join starts
+/// a new one, and a device still holding the old one joins that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_an_mls_conversation() {
+    let Some(w) = World::on(Backend::Sqlite).await else {
+        return;
+    };
+    let mut ann = w.register("ann").await;
+    let mut bob = w.register("bob").await;
+    connect(&mut ann, &mut bob).await;
+    let mut bob2 = w.device("bob", 2).await;
+    let bob_id = ann.qualified(bob.user());
+    let c = ann
+        .create_mls_group("calls", vec![bob_id], false)
+        .await
+        .expect("created");
+    for device in [&mut bob, &mut bob2] {
+        device.sync().await.expect("synced");
+    }
+
+    let started = ann.join_call(&c).await.expect("started");
+    assert_eq!(started.epoch, 1);
+    assert!(!format!("{started:?}").contains(&format!("{:?}", started.secret.as_slice())));
+    let joined = bob.join_call(&c).await.expect("joined");
+    assert_eq!(joined.epoch, 2);
+    ann.sync().await.expect("synced");
+    assert_eq!(call_epoch(&ann, &c), Some(2));
+    assert_eq!(call_secret(&ann, &c), joined.secret.to_vec());
+    let at_two = call_secret(&ann, &c);
+    // Asking again changes nothing.
+    assert_eq!(bob.join_call(&c).await.expect("in").epoch, 2);
+
+    let third = bob2.join_call(&c).await.expect("joined");
+    assert_eq!(third.epoch, 3);
+    for device in [&mut ann, &mut bob] {
+        device.sync().await.expect("synced");
+        assert_eq!(call_epoch(device, &c), Some(3));
+        assert_eq!(call_secret(device, &c), third.secret.to_vec());
+    }
+    assert_ne!(third.secret.to_vec(), at_two);
+    // The conversation goes on beside its call.
+    ann.send_text(&c, "during the call", false)
+        .await
+        .expect("sent");
+    assert_eq!(texts(&mut bob2, &c).await, ["during the call"]);
+
+    // Bob's first device leaves; Ann's next sync commits its removal.
+    bob.leave_call(&c).await.expect("left");
+    assert!(bob.call(c.id).is_none());
+    ann.sync().await.expect("synced");
+    assert_eq!(call_epoch(&ann, &c), Some(4));
+    bob2.sync().await.expect("synced");
+    assert_eq!(call_epoch(&bob2, &c), Some(4));
+    assert_eq!(call_secret(&ann, &c), call_secret(&bob2, &c));
+    bob.sync().await.expect("synced");
+    assert!(bob.call(c.id).is_none());
+
+    // A reset ends it; Ann starts a new one, and Bob's second device, still
+    // holding the old, joins the new.
+    ann.reset_call(&c).await.expect("reset");
+    assert!(ann.call(c.id).is_none());
+    assert_eq!(ann.join_call(&c).await.expect("started").epoch, 1);
+    let again = bob2.join_call(&c).await.expect("joined");
+    assert_eq!(again.epoch, 2);
+    ann.sync().await.expect("synced");
+    assert_eq!(call_secret(&ann, &c), again.secret.to_vec());
+}

@@ -29,6 +29,7 @@ on_both_stores!(crate::support::GENEROUS =>
     the_server_removes_deleted_devices_and_leavers,
     a_mixed_group_follows_its_conversation,
     a_one_to_one_conversation_moves_to_mls,
+    a_call_has_a_group_of_its_own,
 );
 
 const LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -40,6 +41,8 @@ struct Device<C: MlsConfig> {
     client: ClientId,
     mls: Client<C>,
     group: Option<Group<C>>,
+    /// Its group in the conversation's call, once it joined.
+    call: Option<Group<C>>,
     seen: Option<u64>,
 }
 
@@ -90,6 +93,7 @@ async fn new_device(
         client,
         mls,
         group: None,
+        call: None,
         seen: None,
     }
 }
@@ -202,7 +206,11 @@ async fn sync<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>) -
                 d.group = Some(group);
             }
             Some("conversation.mls-message-add") => {
-                let group = d.group.as_mut().expect("in a group");
+                let group = if payload["subconversation"].is_string() {
+                    d.call.as_mut().expect("in the call")
+                } else {
+                    d.group.as_mut().expect("in a group")
+                };
                 match group.process_incoming_message(message).expect("processes") {
                     ReceivedMessage::ApplicationMessage(m) => {
                         texts.push(String::from_utf8(m.data().to_vec()).expect("utf-8"));
@@ -1410,4 +1418,307 @@ async fn a_one_to_one_conversation_moves_to_mls(s: &TestServer) {
     })
     .await;
     assert_eq!((st, label(&v)), (403, "access-denied"), "{v}");
+}
+
+/// The call's group info, read by `u`.
+async fn call_group_info(s: &TestServer, u: &User, id: &str) -> (u16, Option<MlsMessage>) {
+    let resp = s
+        .http
+        .get(format!(
+            "{}/v1/conversations/localhost/{id}/subconversations/conference/groupinfo",
+            s.base
+        ))
+        .bearer_auth(&u.token)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.expect("body");
+    (status, MlsMessage::from_bytes(&body).ok())
+}
+
+/// The device joins the conversation's call by external commit.
+async fn join_call<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>, id: &str) {
+    let (st, info) = call_group_info(s, &users[d.user], id).await;
+    assert_eq!(st, 200);
+    let (joined, commit_message) = d
+        .mls
+        .commit_external(info.expect("group info"))
+        .expect("external commit");
+    let external = CommitBundle {
+        commit: bytes(&commit_message),
+        welcome: None,
+        group_info: bytes(
+            &joined
+                .group_info_message_allowing_ext_commit(true)
+                .expect("info"),
+        ),
+    };
+    let (st, v) = post_mls(
+        s,
+        &users[d.user],
+        d.client,
+        "/v1/mls/commit-bundles",
+        external.encode(),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    d.call = Some(joined);
+}
+
+/// The call (subconversation) as `u` reads it; the status and the answer.
+async fn call_of(s: &TestServer, u: &User, id: &str) -> (u16, Value) {
+    let (st, v) = s
+        .get(
+            &format!("/v1/conversations/localhost/{id}/subconversations/conference"),
+            &u.token,
+        )
+        .await;
+    (st.as_u16(), v)
+}
+
+/// The call's group id and epoch, and the devices in it.
+fn call_parts(v: &Value) -> (Vec<u8>, u64, Vec<u64>) {
+    let group = B64
+        .decode(v["group_id"].as_str().expect("a group id"))
+        .expect("base64");
+    let members = v["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            m["client"].as_str().map_or_else(
+                || m["client"].as_u64().expect("a device"),
+                |c| u64::from_str_radix(c, 16).expect("a device id"),
+            )
+        })
+        .collect();
+    (group, v["epoch"].as_u64().expect("an epoch"), members)
+}
+
+/// A device's key for the call at its group's epoch.
+fn call_key<C: MlsConfig>(d: &Device<C>) -> Vec<u8> {
+    d.call
+        .as_ref()
+        .expect("in the call")
+        .export_secret(b"exporter", &[], 32)
+        .expect("exports")
+        .as_bytes()
+        .to_vec()
+}
+
+/// A conversation's call: its own group (opened on asking, made by its first
+/// device, joined by external commit), its own delivery and keys, left by
+/// the server's proposal, reset to a new group; only members come in, and
+/// nobody adds anyone.
+async fn a_call_has_a_group_of_its_own(s: &TestServer) {
+    let suite = CipherSuite::DEFAULT;
+    let users = people(s, "calls", 3).await;
+    // Ann: device 0; Bob: 1, 2; Cid (no member): 3.
+    let mut d = Vec::new();
+    for user in [0, 1, 1, 2] {
+        d.push(new_device(s, &users, user, suite).await);
+    }
+    let (id, group_id) = create(s, &users[0], suite).await;
+    let packages = claim(s, &users[0], &users[1], suite, None).await;
+    let mut group = new_group(s, &users[0], &d[0].mls, group_id.clone(), suite).await;
+    let mut builder = group.commit_builder();
+    for p in packages {
+        builder = builder.add_member(p).expect("add");
+    }
+    let out = builder.build().expect("commit");
+    assert_eq!(commit(s, &users[0], d[0].client, &out).await.0, 201);
+    group.apply_pending_commit().expect("merged");
+    d[0].group = Some(group);
+    for device in &mut d[1..3] {
+        sync(s, &users, device).await;
+    }
+
+    // Asking opens it: its own group id, epoch 0, nobody in it.
+    let (st, v) = call_of(s, &users[0], &id).await;
+    assert_eq!(st, 200, "{v}");
+    let (call_id, epoch, members) = call_parts(&v);
+    let mut expected = group_id.clone();
+    expected.extend_from_slice(&0u32.to_be_bytes());
+    expected.extend_from_slice(b"conference");
+    assert_eq!((call_id.clone(), epoch, members), (expected, 0, vec![]));
+    assert_eq!(v["cipher_suite"].as_u64(), Some(u64::from(suite.0)), "{v}");
+    // Members only; known names only.
+    let (st, v) = call_of(s, &users[2], &id).await;
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = s
+        .get(
+            &format!("/v1/conversations/localhost/{id}/subconversations/party"),
+            &users[0].token,
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), label(&v)),
+        (400, "mls-unknown-subconversation"),
+        "{v}"
+    );
+    assert_eq!(call_group_info(s, &users[0], &id).await.0, 404);
+
+    // Ann starts the call: a group of her device alone.
+    let mut call = new_group(s, &users[0], &d[0].mls, call_id.clone(), suite).await;
+    let out = call.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[0], d[0].client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    call.apply_pending_commit().expect("merged");
+    d[0].call = Some(call);
+    let (_, v) = call_of(s, &users[0], &id).await;
+    assert_eq!(call_parts(&v).1, 1, "{v}");
+    assert_eq!(call_parts(&v).2, vec![d[0].client.0], "{v}");
+    // Nobody adds anyone to a call, an admin neither.
+    let bobs = claim(s, &users[0], &users[1], suite, Some(d[2].client)).await;
+    let client = d[0].client;
+    let call = d[0].call.as_mut().expect("in the call");
+    let out = call
+        .commit_builder()
+        .add_member(bobs[0].clone())
+        .expect("add")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[0], client, &out).await;
+    assert_eq!((st, label(&v)), (403, "action-denied"), "{v}");
+    call.clear_pending_commit();
+    // A stranger reads nothing of it.
+    assert_eq!(call_group_info(s, &users[2], &id).await.0, 403);
+
+    // Bob's first device joins by external commit; both derive one key.
+    join_call(s, &users, &mut d[1], &id).await;
+    assert!(sync(s, &users, &mut d[0]).await.is_empty());
+    assert_eq!(call_key(&d[0]), call_key(&d[1]));
+    let epoch2 = call_key(&d[0]);
+    // The call's messages reach its devices only; the conversation's reach
+    // every member device, as before.
+    let client = d[0].client;
+    let message = d[0]
+        .call
+        .as_mut()
+        .expect("in the call")
+        .encrypt_application_message(b"ring", Vec::new())
+        .expect("encrypts");
+    let (st, v) = post_mls(s, &users[0], client, "/v1/mls/messages", bytes(&message)).await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(send(s, &users, &mut d[0], "hello").await.0, 201);
+    assert_eq!(sync(s, &users, &mut d[1]).await, ["ring", "hello"]);
+    assert_eq!(sync(s, &users, &mut d[2]).await, ["hello"]);
+
+    // Bob's device leaves: out at once, its removal proposed to Ann, who
+    // commits it; the key moves on.
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v1/conversations/localhost/{id}/subconversations/conference/self?client={}",
+                d[1].client
+            ),
+            Some(&users[1].token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = call_of(s, &users[0], &id).await;
+    assert_eq!(call_parts(&v).2, vec![d[0].client.0], "{v}");
+    let client = d[1].client;
+    let late = d[1]
+        .call
+        .as_mut()
+        .expect("in the call")
+        .encrypt_application_message(b"still here?", Vec::new())
+        .expect("encrypts");
+    let (st, v) = post_mls(s, &users[1], client, "/v1/mls/messages", bytes(&late)).await;
+    assert_eq!(st, 403, "{v}");
+    sync(s, &users, &mut d[0]).await;
+    let client = d[0].client;
+    let call = d[0].call.as_mut().expect("in the call");
+    let out = call.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[0], client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    call.apply_pending_commit().expect("merged");
+    assert_eq!(call.roster().members().len(), 1);
+    assert_ne!(call_key(&d[0]), epoch2);
+
+    // A reset names what it ends; then the call starts anew in another
+    // group, and the old one's messages are refused.
+    let reset = |group: &[u8], epoch: u64| json!({"group_id": B64.encode(group), "epoch": epoch});
+    let path = format!("/v1/conversations/localhost/{id}/subconversations/conference");
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&users[1].token),
+            Some(reset(&call_id, 2)),
+        )
+        .await;
+    assert_eq!((st.as_u16(), label(&v)), (409, "mls-stale-message"), "{v}");
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&users[1].token),
+            Some(reset(&call_id, 3)),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = call_of(s, &users[0], &id).await;
+    let (next_id, epoch, members) = call_parts(&v);
+    assert_ne!(next_id, call_id);
+    assert_eq!((epoch, members), (0, vec![]), "{v}");
+    let client = d[0].client;
+    let old = d[0]
+        .call
+        .as_mut()
+        .expect("in the old call")
+        .encrypt_application_message(b"anyone?", Vec::new())
+        .expect("encrypts");
+    let (st, v) = post_mls(s, &users[0], client, "/v1/mls/messages", bytes(&old)).await;
+    assert_eq!((st, label(&v)), (404, "no-subconversation"), "{v}");
+
+    // Bob starts the new call, Ann joins; Bob leaves the conversation: he
+    // is out of the call too, and Ann commits his removal there.
+    let mut call = new_group(s, &users[1], &d[1].mls, next_id.clone(), suite).await;
+    let out = call.commit(Vec::new()).expect("commit");
+    assert_eq!(commit(s, &users[1], d[1].client, &out).await.0, 201);
+    call.apply_pending_commit().expect("merged");
+    d[1].call = Some(call);
+    join_call(s, &users, &mut d[0], &id).await;
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &format!(
+                "/v1/conversations/localhost/{id}/members/localhost/{}",
+                users[1].id
+            ),
+            Some(&users[1].token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = call_of(s, &users[0], &id).await;
+    assert_eq!(call_parts(&v).2, vec![d[0].client.0], "{v}");
+    sync(s, &users, &mut d[0]).await;
+    let client = d[0].client;
+    let call = d[0].call.as_mut().expect("in the call");
+    let out = call.commit(Vec::new()).expect("commit");
+    let (st, v) = commit(s, &users[0], client, &out).await;
+    assert_eq!(st, 201, "{v}");
+    call.apply_pending_commit().expect("merged");
+    assert_eq!(call.roster().members().len(), 1);
+
+    // The last one out ends the call: a new group, nobody in it.
+    let (st, v, _) = s
+        .call(
+            Method::DELETE,
+            &format!("{path}/self?client={}", d[0].client),
+            Some(&users[0].token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, v) = call_of(s, &users[0], &id).await;
+    let (last_id, epoch, members) = call_parts(&v);
+    assert_ne!(last_id, next_id);
+    assert_eq!((epoch, members), (0, vec![]), "{v}");
 }

@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 use parley_api::{ClientId, ConversationId, Role, UserId};
 use parley_store::{
-    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite,
-    MemberRecord, MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError, StoreResult,
-    with_data,
+    ConversationRecord, Delivered, GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore,
+    GroupWrite, MemberRecord, MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError,
+    StoreResult, with_data,
 };
 
 use super::{Store, Tx};
@@ -14,12 +14,19 @@ use parley_store_sql::Dialect;
 use parley_store_sql::columns::{client_id, parse_client_id, parse_user_id, role as role_name};
 
 /// An `mls_groups` row's head.
-type GroupRow = (Vec<u8>, i32, i64, i64, bool);
+type GroupRow = (String, i64, Vec<u8>, i32, i64, i64, bool);
+
+/// A group's [`GroupRow`] (`$1`: the conversation, `$2`: the subconversation).
+const GROUP: &str = "SELECT subconversation, generation, group_id, suite, epoch, epoch_at, mixed \
+                     FROM mls_groups WHERE conversation_id = $1 AND subconversation = $2";
 
 fn group(conversation: ConversationId, row: GroupRow) -> StoreResult<MlsGroupRecord> {
-    let (group_id, suite, epoch, epoch_at, mixed) = row;
+    let (sub, generation, group_id, suite, epoch, epoch_at, mixed) = row;
     Ok(MlsGroupRecord {
         conversation,
+        subconversation: (!sub.is_empty()).then_some(sub),
+        generation: u32::try_from(generation)
+            .map_err(|_| StoreError::Backend(format!("generation {generation}")))?,
         group_id,
         suite: u16::try_from(suite).map_err(|_| StoreError::Backend(format!("suite {suite}")))?,
         epoch: read_epoch(epoch)?,
@@ -59,18 +66,18 @@ impl Store {
         Self::fan_out(tx, &events, None, notify.at).await
     }
 
-    /// Locks the conversation; its group's epoch, state revision and
-    /// whether it is mixed: `None` without a group.
-    async fn lock_group(
-        tx: &mut Tx, conversation: ConversationId,
-    ) -> StoreResult<Option<(u64, u64, bool)>> {
-        if !Self::lock_conversation(tx, &conversation.to_string()).await? {
+    /// Locks the conversation (a subconversation's too); the group's epoch,
+    /// state revision and whether it is mixed: `None` without a group.
+    async fn lock_group(tx: &mut Tx, group: &GroupKey) -> StoreResult<Option<(u64, u64, bool)>> {
+        if !Self::lock_conversation(tx, &group.conversation.to_string()).await? {
             return Ok(None);
         }
         let row: Option<(i64, i64, bool)> = sqlx::query_as(
-            "SELECT epoch, revision, mixed FROM mls_groups WHERE conversation_id = $1",
+            "SELECT epoch, revision, mixed FROM mls_groups \
+             WHERE conversation_id = $1 AND subconversation = $2",
         )
-        .bind(conversation.to_string())
+        .bind(group.conversation.to_string())
+        .bind(group.sub_name())
         .fetch_optional(&mut **tx)
         .await
         .map_err(Store::error)?;
@@ -79,14 +86,13 @@ impl Store {
     }
 
     /// The group's devices, read inside `tx`, in (user, device) order.
-    async fn devices_in(
-        tx: &mut Tx, conversation: ConversationId,
-    ) -> StoreResult<Vec<(UserId, ClientId)>> {
+    async fn devices_in(tx: &mut Tx, group: &GroupKey) -> StoreResult<Vec<(UserId, ClientId)>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT user_id, client_id FROM mls_group_devices WHERE conversation_id = $1 \
-",
+            "SELECT user_id, client_id FROM mls_group_devices \
+             WHERE conversation_id = $1 AND subconversation = $2",
         )
-        .bind(conversation.to_string())
+        .bind(group.conversation.to_string())
+        .bind(group.sub_name())
         .fetch_all(&mut **tx)
         .await
         .map_err(Store::error)?;
@@ -97,6 +103,28 @@ impl Store {
         // In the ids' own order (the column is signed).
         devices.sort();
         Ok(devices)
+    }
+
+    /// Takes a device out of a group's delivery (`remove`), or puts it in.
+    async fn group_device(
+        tx: &mut Tx, group: &GroupKey, (user, client): (UserId, ClientId), remove: bool,
+    ) -> StoreResult<()> {
+        let sql = if remove {
+            "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND subconversation = $2 \
+             AND user_id = $3 AND client_id = $4"
+        } else {
+            "INSERT INTO mls_group_devices (conversation_id, subconversation, user_id, client_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+        };
+        sqlx::query(sql)
+            .bind(group.conversation.to_string())
+            .bind(group.sub_name())
+            .bind(user.to_string())
+            .bind(client_id(client))
+            .execute(&mut **tx)
+            .await
+            .map_err(Store::error)?;
+        Ok(())
     }
 
     /// Stores each message once and queues it for its devices (those still
@@ -197,12 +225,13 @@ impl GroupStore for Store {
         if !Self::lock_conversation(&mut tx, &id).await? {
             return Err(StoreError::NotFound);
         }
-        let existing: Option<i64> =
-            sqlx::query_scalar("SELECT epoch FROM mls_groups WHERE conversation_id = $1")
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(Store::error)?;
+        let existing: Option<i64> = sqlx::query_scalar(
+            "SELECT epoch FROM mls_groups WHERE conversation_id = $1 AND subconversation = ''",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(Store::error)?;
         if existing.is_some() {
             return Ok(false);
         }
@@ -234,7 +263,7 @@ impl GroupStore for Store {
         }
         let updated = sqlx::query(
             "UPDATE mls_groups SET mixed = $2, revision = revision + 1 \
-             WHERE conversation_id = $1 AND mixed",
+             WHERE conversation_id = $1 AND subconversation = '' AND mixed",
         )
         .bind(&id)
         .bind(false)
@@ -249,25 +278,108 @@ impl GroupStore for Store {
         Ok(true)
     }
 
-    async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
-        let row: Option<GroupRow> = sqlx::query_as(
-            "SELECT group_id, suite, epoch, epoch_at, mixed FROM mls_groups \
-             WHERE conversation_id = $1",
-        )
-        .bind(conversation.to_string())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(Store::error)?;
-        row.map(|r| group(conversation, r)).transpose()
+    async fn mls_group(&self, key: &GroupKey) -> StoreResult<Option<MlsGroupRecord>> {
+        let row: Option<GroupRow> = sqlx::query_as(GROUP)
+            .bind(key.conversation.to_string())
+            .bind(key.sub_name())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(Store::error)?;
+        row.map(|r| group(key.conversation, r)).transpose()
     }
 
-    async fn mls_group_state(
+    async fn subconversations(
         &self, conversation: ConversationId,
-    ) -> StoreResult<Option<GroupState>> {
-        let row: Option<(i64, i64, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT epoch, revision, state, group_info FROM mls_groups WHERE conversation_id = $1",
+    ) -> StoreResult<Vec<MlsGroupRecord>> {
+        let rows: Vec<GroupRow> = sqlx::query_as(
+            "SELECT subconversation, generation, group_id, suite, epoch, epoch_at, mixed \
+             FROM mls_groups WHERE conversation_id = $1 AND subconversation <> '' \
+             ORDER BY subconversation",
         )
         .bind(conversation.to_string())
+        .fetch_all(self.pool())
+        .await
+        .map_err(Store::error)?;
+        rows.into_iter().map(|r| group(conversation, r)).collect()
+    }
+
+    async fn open_subconversation(&self, g: &MlsGroupRecord) -> StoreResult<MlsGroupRecord> {
+        let key = g.key();
+        let (_guard, mut tx) = self.write_tx().await?;
+        if !Self::lock_conversation(&mut tx, &g.conversation.to_string()).await? {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "INSERT INTO mls_groups (conversation_id, subconversation, generation, group_id, \
+             suite, epoch, epoch_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(g.conversation.to_string())
+        .bind(key.sub_name())
+        .bind(i64::from(g.generation))
+        .bind(&g.group_id)
+        .bind(i32::from(g.suite))
+        .bind(epoch(g.epoch)?)
+        .bind(g.epoch_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        let row: GroupRow = sqlx::query_as(GROUP)
+            .bind(g.conversation.to_string())
+            .bind(key.sub_name())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)?;
+        group(g.conversation, row)
+    }
+
+    async fn reset_subconversation(
+        &self, key: &GroupKey, (group_id, at_epoch): (&[u8], u64), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<bool> {
+        if key.subconversation.is_none() {
+            return Ok(false);
+        }
+        let (_guard, mut tx) = self.write_tx().await?;
+        if Self::lock_group(&mut tx, key).await?.is_none() {
+            return Ok(false);
+        }
+        let (conversation, sub) = (key.conversation.to_string(), key.sub_name());
+        let updated = sqlx::query(
+            "UPDATE mls_groups SET group_id = $5, generation = generation + 1, epoch = 0, \
+             epoch_at = $6, state = NULL, group_info = NULL, revision = 0 \
+             WHERE conversation_id = $1 AND subconversation = $2 AND group_id = $3 AND epoch = $4",
+        )
+        .bind(&conversation)
+        .bind(sub)
+        .bind(group_id)
+        .bind(epoch(at_epoch)?)
+        .bind(next_group_id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        if updated.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND subconversation = $2",
+        )
+        .bind(&conversation)
+        .bind(sub)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)?;
+        Ok(true)
+    }
+
+    async fn mls_group_state(&self, key: &GroupKey) -> StoreResult<Option<GroupState>> {
+        let row: Option<(i64, i64, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT epoch, revision, state, group_info FROM mls_groups \
+             WHERE conversation_id = $1 AND subconversation = $2",
+        )
+        .bind(key.conversation.to_string())
+        .bind(key.sub_name())
         .fetch_optional(self.pool())
         .await
         .map_err(Store::error)?;
@@ -282,34 +394,44 @@ impl GroupStore for Store {
         }
     }
 
-    async fn group_devices(
-        &self, conversation: ConversationId,
-    ) -> StoreResult<Vec<(UserId, ClientId)>> {
+    async fn group_devices(&self, key: &GroupKey) -> StoreResult<Vec<(UserId, ClientId)>> {
         let mut tx = self.pool().begin().await.map_err(Store::error)?;
-        Self::devices_in(&mut tx, conversation).await
+        Self::devices_in(&mut tx, key).await
     }
 
     async fn commit_group(&self, c: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, revision, mixed) = Self::lock_group(&mut tx, c.conversation)
+        let (current, revision, mixed) = Self::lock_group(&mut tx, &c.group)
             .await?
             .ok_or(StoreError::NotFound)?;
+        let id_now: Vec<u8> = sqlx::query_scalar(
+            "SELECT group_id FROM mls_groups WHERE conversation_id = $1 AND subconversation = $2",
+        )
+        .bind(c.group.conversation.to_string())
+        .bind(c.group.sub_name())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        if id_now != c.group_id {
+            return Err(StoreError::NotFound);
+        }
         if (current, revision) != (c.from_epoch, c.from_revision) {
             return Ok(GroupWrite::Stale(current));
         }
         if mixed {
             // Members change the Proteus way: a user removed since the
             // commit was checked is not brought back into the group.
-            let members = Self::member_ids(&mut tx, c.conversation).await?;
+            let members = Self::member_ids(&mut tx, c.group.conversation).await?;
             if c.added.iter().any(|(user, _)| !members.contains(user)) {
                 return Ok(GroupWrite::Stale(current));
             }
         }
-        let devices = Self::devices_in(&mut tx, c.conversation).await?;
+        let devices = Self::devices_in(&mut tx, &c.group).await?;
         if !devices.contains(&c.sender) && !c.added.contains(&c.sender) {
             return Ok(GroupWrite::NotMember);
         }
-        let id = c.conversation.to_string();
+        let id = c.group.conversation.to_string();
+        let sub = c.group.sub_name();
         if let Some(admin) = c.admin {
             let role: Option<String> = sqlx::query_scalar(
                 "SELECT role FROM conversation_members WHERE conversation_id = $1 AND user_id = $2",
@@ -325,29 +447,20 @@ impl GroupStore for Store {
         }
         sqlx::query(
             "UPDATE mls_groups SET epoch = $2, epoch_at = $3, state = $4, group_info = $5, \
-             revision = revision + 1 WHERE conversation_id = $1",
+             revision = revision + 1 WHERE conversation_id = $1 AND subconversation = $6",
         )
         .bind(&id)
         .bind(epoch(c.epoch)?)
         .bind(c.at)
         .bind(c.state)
         .bind(c.group_info)
+        .bind(sub)
         .execute(&mut *tx)
         .await
         .map_err(Store::error)?;
-        let remove = "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND user_id = $2 \
-                      AND client_id = $3";
-        let add = "INSERT INTO mls_group_devices (conversation_id, user_id, client_id) \
-                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
-        for (sql, devices) in [(remove, c.removed), (add, c.added)] {
+        for (remove, devices) in [(true, c.removed), (false, c.added)] {
             for &(user, client) in devices {
-                sqlx::query(sql)
-                    .bind(&id)
-                    .bind(user.to_string())
-                    .bind(client_id(client))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Store::error)?;
+                Self::group_device(&mut tx, &c.group, (user, client), remove).await?;
             }
         }
         for user in c.leave {
@@ -360,7 +473,7 @@ impl GroupStore for Store {
             .await
             .map_err(Store::error)?;
         }
-        Self::insert_members(&mut tx, c.conversation, c.join).await?;
+        Self::insert_members(&mut tx, c.group.conversation, c.join).await?;
         // A device the commit removes and adds again (a fresh leaf for it)
         // gets the welcome, not the commit: one event each, never two.
         let before: Vec<_> = devices
@@ -372,48 +485,53 @@ impl GroupStore for Store {
         if let Some(welcome) = c.welcome {
             messages.push((welcome, welcomed.as_slice()));
         }
-        let delivered = Self::queue_messages(&mut tx, c.conversation, c.at, &messages).await?;
+        let delivered =
+            Self::queue_messages(&mut tx, c.group.conversation, c.at, &messages).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(GroupWrite::Done(delivered))
     }
 
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, revision, _) = Self::lock_group(&mut tx, p.conversation)
+        let (current, revision, _) = Self::lock_group(&mut tx, &p.group)
             .await?
             .ok_or(StoreError::NotFound)?;
         if (current, revision) != (p.epoch, p.revision) {
             return Ok(GroupWrite::Stale(current));
         }
-        let id = p.conversation.to_string();
         let updated = sqlx::query(
             "UPDATE mls_groups SET state = $2, revision = revision + 1 \
-             WHERE conversation_id = $1 AND state IS NOT NULL",
+             WHERE conversation_id = $1 AND subconversation = $3 AND state IS NOT NULL",
         )
-        .bind(&id)
+        .bind(p.group.conversation.to_string())
         .bind(p.state)
+        .bind(p.group.sub_name())
         .execute(&mut *tx)
         .await
         .map_err(Store::error)?;
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        let to = Self::devices_in(&mut tx, p.conversation).await?;
+        for &device in p.leaving {
+            Self::group_device(&mut tx, &p.group, device, true).await?;
+        }
+        let to = Self::devices_in(&mut tx, &p.group).await?;
         let messages: Vec<_> = p.proposals.iter().map(|m| (*m, to.as_slice())).collect();
-        let delivered = Self::queue_messages(&mut tx, p.conversation, p.at, &messages).await?;
+        let delivered =
+            Self::queue_messages(&mut tx, p.group.conversation, p.at, &messages).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(GroupWrite::Done(delivered))
     }
 
     async fn post_group_message(
-        &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
-        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
+        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
+        message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, _, mixed) = Self::lock_group(&mut tx, conversation)
+        let (current, _, mixed) = Self::lock_group(&mut tx, group)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let devices = Self::devices_in(&mut tx, conversation).await?;
+        let devices = Self::devices_in(&mut tx, group).await?;
         // Membership first: a stranger learns nothing of the group.
         if !devices.contains(&sender) {
             return Ok(GroupWrite::NotMember);
@@ -425,7 +543,8 @@ impl GroupStore for Store {
             return Ok(GroupWrite::Stale(current));
         }
         let to: Vec<_> = devices.into_iter().filter(|d| *d != sender).collect();
-        let delivered = Self::queue_messages(&mut tx, conversation, at, &[(message, &to)]).await?;
+        let delivered =
+            Self::queue_messages(&mut tx, group.conversation, at, &[(message, &to)]).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(GroupWrite::Done(delivered))
     }

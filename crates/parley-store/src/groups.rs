@@ -12,12 +12,51 @@ use parley_api::{ClientId, ConversationId, UserId};
 
 use crate::{ConversationRecord, Delivered, MemberRecord, Notify, StoreResult};
 
-/// An MLS conversation's group, as far as a conversation shows it (its
+/// Which group of a conversation: its own, or one of its subconversations'
+/// (a call's `conference`), each with its own group, epoch and members.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupKey {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// `None`: the conversation's own group; a name: a subconversation's.
+    pub subconversation: Option<String>,
+}
+
+impl GroupKey {
+    /// A conversation's own group.
+    pub fn of(conversation: ConversationId) -> Self {
+        Self {
+            conversation,
+            subconversation: None,
+        }
+    }
+
+    /// A subconversation's group.
+    pub fn sub(conversation: ConversationId, name: &str) -> Self {
+        Self {
+            conversation,
+            subconversation: Some(name.to_owned()),
+        }
+    }
+
+    /// The subconversation's name as the SQL backends keep it (`""` for the
+    /// conversation's own group).
+    pub fn sub_name(&self) -> &str {
+        self.subconversation.as_deref().unwrap_or("")
+    }
+}
+
+/// An MLS group, as far as a conversation shows it (its
 /// state is read apart: [`GroupStore::mls_group_state`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MlsGroupRecord {
     /// Its conversation.
     pub conversation: ConversationId,
+    /// `None` for the conversation's own group, else its subconversation.
+    pub subconversation: Option<String>,
+    /// How many times the subconversation was reset (its group id names
+    /// it); 0 for a conversation's own group.
+    pub generation: u32,
     /// The MLS group id (unique).
     pub group_id: Vec<u8>,
     /// Its cipher suite.
@@ -30,6 +69,16 @@ pub struct MlsGroupRecord {
     /// by Proteus, its members change as a Proteus conversation's do, and
     /// the group follows.
     pub mixed: bool,
+}
+
+impl MlsGroupRecord {
+    /// Which group this is.
+    pub fn key(&self) -> GroupKey {
+        GroupKey {
+            conversation: self.conversation,
+            subconversation: self.subconversation.clone(),
+        }
+    }
 }
 
 /// What the server keeps of a group once its creator committed: its
@@ -75,8 +124,11 @@ pub struct SharedMessage<'a> {
 /// A commit the MLS service has verified, to apply atomically.
 #[derive(Clone, Debug)]
 pub struct GroupCommit<'a> {
-    /// The conversation.
-    pub conversation: ConversationId,
+    /// The group.
+    pub group: GroupKey,
+    /// Its group id: nothing changes unless the group still has it (a
+    /// subconversation reset meanwhile has another).
+    pub group_id: &'a [u8],
     /// The epoch the commit was made in: nothing changes unless the group is
     /// still there.
     pub from_epoch: u64,
@@ -116,8 +168,8 @@ pub struct GroupCommit<'a> {
 /// The server's own proposals to a group (removals), to store at once.
 #[derive(Clone, Debug)]
 pub struct GroupProposals<'a> {
-    /// The conversation.
-    pub conversation: ConversationId,
+    /// The group.
+    pub group: GroupKey,
     /// The epoch they were made in: nothing changes unless the group is
     /// still at it.
     pub epoch: u64,
@@ -130,6 +182,9 @@ pub struct GroupProposals<'a> {
     pub state: &'a [u8],
     /// The proposals, each for every device of the group.
     pub proposals: &'a [SharedMessage<'a>],
+    /// Devices out of the group's delivery at once (one leaving a
+    /// subconversation): they get nothing more, these proposals included.
+    pub leaving: &'a [(UserId, ClientId)],
 }
 
 /// What a write to a group did.
@@ -172,16 +227,29 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     async fn finish_migration(
         &self, conversation: ConversationId, notify: Notify<'_>,
     ) -> StoreResult<bool>;
-    /// A conversation's group, if it is an MLS or mixed conversation.
-    async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>>;
+    /// A group: a conversation's own, if it is an MLS or mixed
+    /// conversation, or a subconversation's, once opened.
+    async fn mls_group(&self, group: &GroupKey) -> StoreResult<Option<MlsGroupRecord>>;
     /// A group's state, once its creator committed.
-    async fn mls_group_state(
+    async fn mls_group_state(&self, group: &GroupKey) -> StoreResult<Option<GroupState>>;
+    /// The devices in a group, in (user, device) order.
+    async fn group_devices(&self, group: &GroupKey) -> StoreResult<Vec<(UserId, ClientId)>>;
+    /// A conversation's subconversations, by name.
+    async fn subconversations(
         &self, conversation: ConversationId,
-    ) -> StoreResult<Option<GroupState>>;
-    /// The devices in a conversation's group, in (user, device) order.
-    async fn group_devices(
-        &self, conversation: ConversationId,
-    ) -> StoreResult<Vec<(UserId, ClientId)>>;
+    ) -> StoreResult<Vec<MlsGroupRecord>>;
+    /// Opens a subconversation (`group`, at epoch 0 and generation 0) unless
+    /// it is open already; the subconversation as it is. `NotFound` when the
+    /// conversation is gone.
+    async fn open_subconversation(&self, group: &MlsGroupRecord) -> StoreResult<MlsGroupRecord>;
+    /// Resets a subconversation whose group is still `group_id` at `epoch`:
+    /// its next generation starts empty at epoch 0 (state revision 0, as a
+    /// new group) under `next_group_id`,
+    /// and the old group's devices get nothing more of it. `Ok(false)`,
+    /// changing nothing, when it is at another group or epoch.
+    async fn reset_subconversation(
+        &self, group: &GroupKey, (group_id, epoch): (&[u8], u64), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<bool>;
     /// Applies a verified commit, all or nothing: the group's new state,
     /// group info and devices, the users who join and leave the
     /// conversation, the commit queued for the group's devices before it
@@ -192,7 +260,8 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// it adds is of a user who is not (any more) a member of the
     /// conversation; `NotMember` if the sender is neither in the group nor
     /// added by the commit; `NotAdmin` if `admin` is not an admin;
-    /// `NotFound` for a conversation without a group.
+    /// `NotFound` for a conversation without a group, or a group with
+    /// another id.
     async fn commit_group(&self, commit: &GroupCommit<'_>) -> StoreResult<GroupWrite>;
     /// Stores a group message once and queues it for every device of the
     /// group but `sender`, if the sender is in the group (`NotMember`
@@ -200,8 +269,8 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// (`Mixed`) and its epoch is `epoch` or at most `past_epochs` after it
     /// (`Stale` otherwise). `NotFound` for a conversation without a group.
     async fn post_group_message(
-        &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
-        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
+        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
+        message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite>;
     /// Applies the server's proposals, all or nothing: the observer state
     /// that keeps them, and each proposal stored once and queued for the

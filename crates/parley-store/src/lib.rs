@@ -19,8 +19,8 @@ mod groups;
 pub mod memory;
 
 pub use groups::{
-    GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite, MlsGroupRecord, SharedMessage,
-    with_data,
+    GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore, GroupWrite, MlsGroupRecord,
+    SharedMessage, with_data,
 };
 
 /// What can go wrong in storage.

@@ -11,7 +11,7 @@ use super::keys::{find, open_search, report};
 use super::state::Ui;
 
 /// The commands, for the help screen: what to type, what it does.
-pub(super) const COMMANDS: [(&str, &str); 12] = [
+pub(super) const COMMANDS: [(&str, &str); 14] = [
     (
         "/new <handle>",
         "start a 1:1 (asks them to connect, or accepts their request)",
@@ -24,6 +24,11 @@ pub(super) const COMMANDS: [(&str, &str); 12] = [
         "/migrate",
         "move this conversation to MLS (a group's admins, either side of a 1:1)",
     ),
+    (
+        "/call",
+        "join this MLS conversation's call (start it if nobody has): its key's fingerprint",
+    ),
+    ("/hangup", "leave this conversation's call"),
     ("/leave", "leave this group (its history stays here)"),
     ("/mute, /unmute", "mute this conversation on this device"),
     ("/block [handle]", "block them (in a 1:1: the other person)"),
@@ -109,6 +114,22 @@ async fn command(
             ),
         },
         ("migrate", _) => return Err(usage("/migrate (in the conversation to move)")),
+        ("call", []) => {
+            let key = account.join_call(&here(ui)?).await?;
+            format!(
+                "In the call of {name_here}: epoch {}, key {} (the same on every \
+                 participant's device).",
+                key.epoch,
+                key.fingerprint()
+            )
+        }
+        ("hangup", []) => {
+            account.leave_call(&here(ui)?).await?;
+            format!("You left the call of {name_here}.")
+        }
+        ("call" | "hangup", _) => {
+            return Err(usage("/call, /hangup (in the conversation of the call)"));
+        }
         ("mute" | "unmute", []) => {
             let muted = name == "mute";
             account.set_muted(&here(ui)?, muted).await?;

@@ -2,9 +2,10 @@
 //! verification shield and mutes; the selected conversation's messages with
 //! times, day separators, a marker at the first unread one, replies, receipts,
 //! edits and reactions; who is typing; a multi-line input that also takes
-//! commands (`/new`, `/group`, `/migrate`, `/leave`, `/block`, `/mute`, `/search`); a
-//! message picked with the keyboard to reply to, edit, delete or react to; a
-//! search over the history on this device; a help screen on `?`; a lock
+//! commands (`/new`, `/group`, `/migrate`, `/call`, `/hangup`, `/leave`,
+//! `/block`, `/mute`, `/search`); a message picked with the keyboard to
+//! reply to, edit, delete or react to; a search over the history on this
+//! device; a help screen on `?`; a lock
 //! after a while without a key, opened with the local passphrase; desktop
 //! notifications when asked for.
 //!

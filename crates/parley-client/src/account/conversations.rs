@@ -285,6 +285,7 @@ impl ConversationView {
             cipher_suite: None,
             epoch: None,
             rejoin: false,
+            call: None,
             timers: BTreeMap::new(),
         }
     }

@@ -80,7 +80,7 @@ fn missing_removals(e: &ClientError) -> bool {
 impl Account {
     /// The suite of an MLS conversation (the backend's default when not
     /// known yet).
-    fn suite_of(&self, conversation: ConversationId) -> CipherSuite {
+    pub(super) fn suite_of(&self, conversation: ConversationId) -> CipherSuite {
         self.state
             .conversations
             .get(&conversation)
@@ -90,7 +90,7 @@ impl Account {
 
     /// What a new group on `suite` names as its external sender: the
     /// backend's removal key for the suite's scheme.
-    async fn server_sender(
+    pub(super) async fn server_sender(
         &self, suite: CipherSuite,
     ) -> Result<parley_mls::ServerSender, ClientError> {
         let scheme = suite.signature_scheme().ok_or(ClientError::Refused {
@@ -114,7 +114,7 @@ impl Account {
 
     /// This device as a member on `suite` (taken after `begin`: a reload
     /// replaces the device).
-    fn member(&self, suite: CipherSuite) -> Result<Member, ClientError> {
+    pub(super) fn member(&self, suite: CipherSuite) -> Result<Member, ClientError> {
         self.device.mls_member(suite).ok_or(ClientError::Refused {
             label: "mls-not-set-up",
             message: format!("this device has no MLS key on cipher suite {suite}"),
@@ -554,12 +554,16 @@ impl Account {
             }
             EventPayload::MlsMessageAdd {
                 conversation,
+                subconversation,
                 from,
                 client,
                 data,
             } => {
                 if (*from, *client) == (self.user(), self.device_id()) {
                     return Some(Vec::new());
+                }
+                if subconversation.is_some() {
+                    return Some(self.call_incoming(conversation, data));
                 }
                 Some(self.mls_message(event, conversation, *from, *client, data))
             }
@@ -726,6 +730,7 @@ impl Account {
                 _ => {}
             }
         }
+        self.calls_follow_up().await?;
         for suite in self.device.mls_suites() {
             self.top_up_key_packages(suite).await?;
         }

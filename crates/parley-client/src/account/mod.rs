@@ -23,6 +23,7 @@
 //! Message content is [`crate::content`]; verification rules are
 //! [`crate::verification`]; this module applies them.
 
+mod calls;
 mod conversations;
 mod enrol;
 mod history;
@@ -52,6 +53,7 @@ use crate::store::{RowKey, Store, Table, Tx};
 use crate::trust::{self, RootKey};
 use crate::verification::Verification;
 
+pub use calls::{CONFERENCE, CallKey, CallView};
 pub use history::{LinkPreview, MAX_SEARCH_HITS, Message, MessageKind};
 pub use mls::Migration;
 use peers::Peer;
@@ -106,6 +108,9 @@ pub struct ConversationView {
     /// This device lost track of the MLS group: it rejoins at the next sync.
     #[serde(default)]
     pub rejoin: bool,
+    /// The conversation's call, while this device is in it.
+    #[serde(default)]
+    pub call: Option<CallView>,
     /// Running self-deleting timers: message id → when it goes (Unix ms).
     #[serde(default)]
     timers: BTreeMap<String, i64>,

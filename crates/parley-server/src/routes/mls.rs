@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use parley_api::{
     ClaimQuery, ClientId, ConversationId, KeyPackageBundle, KeyPackageCount, KeyPackageRefs,
     KeyPackageUpload, MLS_MEDIA_TYPE, MlsPublicKeys, MlsRemovalKeys, MlsSent, MlsSettings,
-    SenderQuery, SuiteQuery, UserId,
+    SenderQuery, Subconversation, SubconversationReset, SuiteQuery, UserId,
 };
 
 use super::{ApiJson, ApiPath, ApiQuery, AppState, Auth, acts_as, done};
@@ -147,4 +147,51 @@ pub(super) async fn group_info(
 ) -> ApiResult<impl IntoResponse> {
     let info = s.mls.group_info(me.user, &domain, id).await?;
     Ok(([(header::CONTENT_TYPE, MLS_MEDIA_TYPE)], info))
+}
+
+#[utoipa::path(get, path = "/v1/conversations/{domain}/{id}/subconversations/{name}", tag = "mls", params(("domain" = String, Path), ("id" = Uuid, Path), ("name" = String, Path, description = "conference")), responses((status = 200, body = Subconversation, description = "the subconversation, opened (at epoch 0) if it was not"), (status = 400, description = "mls-unknown-subconversation, mls-subconv-unsupported-convtype", body = ErrorBody), (status = 403, description = "not a member", body = ErrorBody), (status = 404, description = "no such MLS conversation", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn subconversation(
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id, name)): ApiPath<(String, ConversationId, String)>,
+) -> ApiResult<Json<Subconversation>> {
+    Ok(Json(
+        s.mls.subconversation(me.user, &domain, id, &name).await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/conversations/{domain}/{id}/subconversations/{name}", tag = "mls", params(("domain" = String, Path), ("id" = Uuid, Path), ("name" = String, Path, description = "conference")), request_body = SubconversationReset, responses((status = 200, description = "reset: a new group at epoch 0, nobody in it"), (status = 400, description = "mls-unknown-subconversation, bad-request", body = ErrorBody), (status = 403, description = "not a member", body = ErrorBody), (status = 404, description = "no such subconversation", body = ErrorBody), (status = 409, description = "mls-stale-message: it is at another group or epoch", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn reset_subconversation(
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id, name)): ApiPath<(String, ConversationId, String)>,
+    ApiJson(req): ApiJson<SubconversationReset>,
+) -> ApiResult<Json<serde_json::Value>> {
+    s.mls
+        .reset_subconversation(me.user, &domain, id, &name, &req)
+        .await?;
+    Ok(done())
+}
+
+#[utoipa::path(get, path = "/v1/conversations/{domain}/{id}/subconversations/{name}/groupinfo", tag = "mls", params(("domain" = String, Path), ("id" = Uuid, Path), ("name" = String, Path, description = "conference")), responses((status = 200, content_type = "message/mls", body = Vec<u8>, description = "the subconversation's latest group info, with its ratchet tree"), (status = 400, description = "mls-unknown-subconversation", body = ErrorBody), (status = 403, description = "not a member", body = ErrorBody), (status = 404, description = "no such subconversation, or mls-missing-group-info", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn subconversation_group_info(
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id, name)): ApiPath<(String, ConversationId, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let info = s
+        .mls
+        .subconversation_group_info(me.user, &domain, id, &name)
+        .await?;
+    Ok(([(header::CONTENT_TYPE, MLS_MEDIA_TYPE)], info))
+}
+
+#[utoipa::path(delete, path = "/v1/conversations/{domain}/{id}/subconversations/{name}/self", tag = "mls", params(("domain" = String, Path), ("id" = Uuid, Path), ("name" = String, Path, description = "conference"), SenderQuery), responses((status = 200, description = "left: out of its delivery, its removal proposed (or, the last one out, the subconversation reset)"), (status = 400, description = "mls-unknown-subconversation, bad-request", body = ErrorBody), (status = 403, description = "not a member", body = ErrorBody), (status = 404, description = "no such subconversation", body = ErrorBody), (status = 409, description = "mls-stale-message: it kept changing", body = ErrorBody), (status = 401, description = "no valid access token", body = ErrorBody)), security(("bearer" = [])))]
+pub(super) async fn leave_subconversation(
+    State(s): State<AppState>, Auth(me): Auth,
+    ApiPath((domain, id, name)): ApiPath<(String, ConversationId, String)>,
+    ApiQuery(q): ApiQuery<SenderQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let device = sender(&me, q.client)?;
+    s.mls
+        .leave_subconversation(me.user, device, &domain, id, &name)
+        .await?;
+    Ok(done())
 }

@@ -149,6 +149,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(mls::commit_bundle))
         .routes(routes!(mls::message))
         .routes(routes!(mls::group_info))
+        .routes(routes!(mls::subconversation, mls::reset_subconversation))
+        .routes(routes!(mls::subconversation_group_info))
+        .routes(routes!(mls::leave_subconversation))
         .routes(routes!(notifications::page))
         .routes(routes!(notifications::last))
         .split_for_parts();

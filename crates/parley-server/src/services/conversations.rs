@@ -21,8 +21,8 @@ use parley_api::{
     limits,
 };
 use parley_store::{
-    ConversationChange, ConversationRecord, ConversationStore, MemberRecord, MlsGroupRecord,
-    StoreError,
+    ConversationChange, ConversationRecord, ConversationStore, GroupKey, MemberRecord,
+    MlsGroupRecord, StoreError,
 };
 
 use super::Core;
@@ -181,7 +181,7 @@ impl Conversations {
     pub async fn load(&self, domain: &str, id: ConversationId) -> ApiResult<Loaded> {
         let record = self.record(domain, id).await?;
         let members = self.store.members(id).await?;
-        let group = self.groups.group(id).await?;
+        let group = self.groups.group(&GroupKey::of(id)).await?;
         Ok(Loaded {
             record,
             members,
@@ -202,7 +202,7 @@ impl Conversations {
             return Ok(None);
         }
         let members = self.store.members(id).await?;
-        let group = self.groups.group(id).await?;
+        let group = self.groups.group(&GroupKey::of(id)).await?;
         Ok(Some(Loaded {
             record,
             members,
@@ -214,7 +214,12 @@ impl Conversations {
     /// non-member, so that what the conversation is does not show); a mixed
     /// one's messages are Proteus still.
     pub async fn require_proteus(&self, me: UserId, id: ConversationId) -> ApiResult<()> {
-        if self.groups.group(id).await?.is_some_and(|g| !g.mixed) {
+        if self
+            .groups
+            .group(&GroupKey::of(id))
+            .await?
+            .is_some_and(|g| !g.mixed)
+        {
             let members = self.store.members(id).await?;
             if members.iter().all(|m| m.user != me) {
                 return Err(not_a_member());
@@ -368,6 +373,8 @@ impl Conversations {
         };
         let group = MlsGroupRecord {
             conversation: record.id,
+            subconversation: None,
+            generation: 0,
             // The conversation's id names its group: unique, and a commit's
             // group id leads straight to its conversation.
             group_id: record.id.0.as_bytes().to_vec(),
@@ -419,7 +426,7 @@ impl Conversations {
         let mut conversations = Vec::with_capacity(records.len());
         for record in records {
             let members = self.store.members(record.id).await?;
-            let group = self.groups.group(record.id).await?;
+            let group = self.groups.group(&GroupKey::of(record.id)).await?;
             conversations.push(self.to_api(Loaded {
                 record,
                 members,
@@ -524,7 +531,7 @@ impl Conversations {
             };
             after = Some(last.id);
             for record in &page {
-                if self.groups.group(record.id).await?.is_some() {
+                if self.groups.group(&GroupKey::of(record.id)).await?.is_some() {
                     found.push(record.id);
                 }
             }

@@ -1,4 +1,5 @@
 //! MLS groups as stored: each MLS conversation's group head (id, suite, epoch,
+//! and its subconversations' beside it;
 //! the observer's state, the latest group info), its devices, and its
 //! messages, each stored once. Owns the [`GroupStore`]; decides nothing: the
 //! MLS service checks every commit and message before it comes here, and the
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use parley_api::{ClientId, ConversationId, UserId};
 use parley_store::{
-    ConversationRecord, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite,
+    ConversationRecord, GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore, GroupWrite,
     MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreResult,
 };
 
@@ -24,21 +25,43 @@ impl Groups {
         Self { store }
     }
 
-    /// A conversation's group, if it is an MLS conversation.
-    pub async fn group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
-        self.store.mls_group(conversation).await
+    /// A conversation's group, if it is an MLS conversation, or a
+    /// subconversation's, once opened.
+    pub async fn group(&self, group: &GroupKey) -> StoreResult<Option<MlsGroupRecord>> {
+        self.store.mls_group(group).await
     }
 
     /// A group's state and latest group info, once its creator committed.
-    pub async fn state(&self, conversation: ConversationId) -> StoreResult<Option<GroupState>> {
-        self.store.mls_group_state(conversation).await
+    pub async fn state(&self, group: &GroupKey) -> StoreResult<Option<GroupState>> {
+        self.store.mls_group_state(group).await
     }
 
-    /// The devices in a conversation's group.
-    pub async fn devices(
+    /// The devices in a group.
+    pub async fn devices(&self, group: &GroupKey) -> StoreResult<Vec<(UserId, ClientId)>> {
+        self.store.group_devices(group).await
+    }
+
+    /// A conversation's subconversations.
+    pub async fn subconversations(
         &self, conversation: ConversationId,
-    ) -> StoreResult<Vec<(UserId, ClientId)>> {
-        self.store.group_devices(conversation).await
+    ) -> StoreResult<Vec<MlsGroupRecord>> {
+        self.store.subconversations(conversation).await
+    }
+
+    /// Opens a subconversation (see [`GroupStore::open_subconversation`]).
+    pub async fn open_subconversation(
+        &self, group: &MlsGroupRecord,
+    ) -> StoreResult<MlsGroupRecord> {
+        self.store.open_subconversation(group).await
+    }
+
+    /// Resets a subconversation (see [`GroupStore::reset_subconversation`]).
+    pub async fn reset_subconversation(
+        &self, group: &GroupKey, at_epoch: (&[u8], u64), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<bool> {
+        self.store
+            .reset_subconversation(group, at_epoch, next_group_id, at)
+            .await
     }
 
     /// Creates an MLS conversation with its creator alone, at epoch 0.
@@ -80,11 +103,11 @@ impl Groups {
     /// Stores and queues a checked message (see
     /// [`GroupStore::post_group_message`]).
     pub async fn post(
-        &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
-        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
+        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
+        message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         self.store
-            .post_group_message(conversation, epoch, past_epochs, sender, message, at)
+            .post_group_message(group, epoch, past_epochs, sender, message, at)
             .await
     }
 }

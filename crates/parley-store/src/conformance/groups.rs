@@ -1,6 +1,8 @@
 //! MLS groups: epochs, the group's devices, messages stored once.
 
-use crate::{GroupCommit, GroupProposals, GroupWrite, MlsGroupRecord, SharedMessage, with_data};
+use crate::{
+    GroupCommit, GroupKey, GroupProposals, GroupWrite, MlsGroupRecord, SharedMessage, with_data,
+};
 
 use super::*;
 
@@ -38,6 +40,8 @@ async fn mls_conversation(s: &dyn Store, tag: &str) -> (User, User, Conversation
     let conv = group(&a);
     let record = MlsGroupRecord {
         conversation: conv.id,
+        subconversation: None,
+        generation: 0,
         group_id: conv.id.0.as_bytes().to_vec(),
         suite: 2,
         epoch: 0,
@@ -51,18 +55,27 @@ async fn mls_conversation(s: &dyn Store, tag: &str) -> (User, User, Conversation
     s.create_mls_conversation(&conv, admin, &record, QUIET)
         .await
         .expect("create");
-    assert_eq!(s.mls_group(conv.id).await.expect("group"), Some(record));
-    assert_eq!(s.mls_group_state(conv.id).await.expect("state"), None);
+    assert_eq!(
+        s.mls_group(&GroupKey::of(conv.id)).await.expect("group"),
+        Some(record)
+    );
+    assert_eq!(
+        s.mls_group_state(&GroupKey::of(conv.id))
+            .await
+            .expect("state"),
+        None
+    );
     (a, b, conv)
 }
 
 fn commit<'a>(
-    conv: &ConversationRecord, from: u64, sender: (UserId, ClientId),
+    conv: &'a ConversationRecord, from: u64, sender: (UserId, ClientId),
     added: &'a [(UserId, ClientId)], removed: &'a [(UserId, ClientId)], join: &'a [MemberRecord],
     leave: &'a [UserId],
 ) -> GroupCommit<'a> {
     GroupCommit {
-        conversation: conv.id,
+        group: GroupKey::of(conv.id),
+        group_id: conv.id.0.as_bytes(),
         from_epoch: from,
         from_revision: from,
         epoch: from + 1,
@@ -122,17 +135,24 @@ pub(super) async fn mls_groups(s: &dyn Store) {
     assert!(delivered.iter().all(|d| *d.payload == *welcome));
     assert_eq!(newest(s, &b, 1).await, Some(welcome.clone()));
     assert_eq!(newest(s, &b, 2).await, Some(welcome));
-    let group = s.mls_group(conv.id).await.expect("group").expect("there");
+    let group = s
+        .mls_group(&GroupKey::of(conv.id))
+        .await
+        .expect("group")
+        .expect("there");
     assert_eq!((group.epoch, group.epoch_at), (1, 1_700_000_100));
     let state = s
-        .mls_group_state(conv.id)
+        .mls_group_state(&GroupKey::of(conv.id))
         .await
         .expect("state")
         .expect("there");
     assert_eq!(state.epoch, 1);
     assert_eq!(state.state, b"state");
     assert_eq!(state.group_info, b"info");
-    let mut devices = s.group_devices(conv.id).await.expect("devices");
+    let mut devices = s
+        .group_devices(&GroupKey::of(conv.id))
+        .await
+        .expect("devices");
     devices.sort();
     let mut all = added.to_vec();
     all.sort();
@@ -163,19 +183,25 @@ pub(super) async fn mls_groups(s: &dyn Store) {
         GroupWrite::NotAdmin
     );
     assert_eq!(
-        s.mls_group(conv.id)
+        s.mls_group(&GroupKey::of(conv.id))
             .await
             .expect("group")
             .expect("there")
             .epoch,
         1
     );
-    assert_eq!(s.group_devices(conv.id).await.expect("devices").len(), 4);
+    assert_eq!(
+        s.group_devices(&GroupKey::of(conv.id))
+            .await
+            .expect("devices")
+            .len(),
+        4
+    );
     // A message goes to every device of the group but the sender, with its
     // data; from a past epoch too, within the limit.
     for e in [1, 0] {
         let GroupWrite::Done(sent) = s
-            .post_group_message(conv.id, e, 1, b1, HELLO, 1_700_000_200)
+            .post_group_message(&GroupKey::of(conv.id), e, 1, b1, HELLO, 1_700_000_200)
             .await
             .expect("post")
         else {
@@ -188,7 +214,7 @@ pub(super) async fn mls_groups(s: &dyn Store) {
         Some(with_data(HELLO.payload, HELLO.data))
     );
     assert_eq!(
-        s.post_group_message(conv.id, 2, 1, b1, HELLO, 1_700_000_200)
+        s.post_group_message(&GroupKey::of(conv.id), 2, 1, b1, HELLO, 1_700_000_200)
             .await
             .expect("post"),
         GroupWrite::Stale(1)
@@ -196,7 +222,7 @@ pub(super) async fn mls_groups(s: &dyn Store) {
     let stranger = (UserId::random(), ClientId(9));
     for e in [1, 9] {
         assert_eq!(
-            s.post_group_message(conv.id, e, 0, stranger, HELLO, 1_700_000_200)
+            s.post_group_message(&GroupKey::of(conv.id), e, 0, stranger, HELLO, 1_700_000_200)
                 .await
                 .expect("post"),
             GroupWrite::NotMember,
@@ -218,7 +244,13 @@ pub(super) async fn mls_groups(s: &dyn Store) {
         newest(s, &b, 1).await,
         Some(with_data(COMMIT.payload, COMMIT.data))
     );
-    assert_eq!(s.group_devices(conv.id).await.expect("devices").len(), 2);
+    assert_eq!(
+        s.group_devices(&GroupKey::of(conv.id))
+            .await
+            .expect("devices")
+            .len(),
+        2
+    );
     assert!(
         !s.members(conv.id)
             .await
@@ -227,7 +259,7 @@ pub(super) async fn mls_groups(s: &dyn Store) {
             .any(|m| m.user == b.id)
     );
     assert_eq!(
-        s.post_group_message(conv.id, 2, 0, b1, HELLO, 1_700_000_300)
+        s.post_group_message(&GroupKey::of(conv.id), 2, 0, b1, HELLO, 1_700_000_300)
             .await
             .expect("post"),
         GroupWrite::NotMember
@@ -289,7 +321,7 @@ pub(super) async fn concurrent_group_commits(s: Arc<dyn Store>) {
     }
     assert_eq!(applied, 1);
     assert_eq!(
-        s.mls_group(conv.id)
+        s.mls_group(&GroupKey::of(conv.id))
             .await
             .expect("group")
             .expect("there")
@@ -317,12 +349,13 @@ pub(super) async fn group_proposals(s: &dyn Store) {
     let added = [a1, b1, b2];
     // No state before the first commit: nothing to propose in.
     let early = GroupProposals {
-        conversation: conv.id,
+        group: GroupKey::of(conv.id),
         epoch: 0,
         revision: 0,
         at: 1_700_000_150,
         state: b"early",
         proposals: &[HELLO],
+        leaving: &[],
     };
     assert!(s.propose_group(&early).await.is_err());
     assert!(matches!(
@@ -332,7 +365,7 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         GroupWrite::Done(_)
     ));
     let state = s
-        .mls_group_state(conv.id)
+        .mls_group_state(&GroupKey::of(conv.id))
         .await
         .expect("state")
         .expect("there");
@@ -342,7 +375,12 @@ pub(super) async fn group_proposals(s: &dyn Store) {
     s.change_conversation(conv.id, &ConversationChange::RemoveMember(b.id), QUIET)
         .await
         .expect("left");
-    assert_eq!(s.group_devices(conv.id).await.expect("devices"), vec![a1]);
+    assert_eq!(
+        s.group_devices(&GroupKey::of(conv.id))
+            .await
+            .expect("devices"),
+        vec![a1]
+    );
     let leaving = [b1, b2];
     let proposal = GroupProposals {
         epoch: 1,
@@ -369,9 +407,14 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         newest(s, &a, 1).await,
         Some(with_data(HELLO.payload, HELLO.data))
     );
-    assert_eq!(s.group_devices(conv.id).await.expect("devices"), vec![a1]);
+    assert_eq!(
+        s.group_devices(&GroupKey::of(conv.id))
+            .await
+            .expect("devices"),
+        vec![a1]
+    );
     let state = s
-        .mls_group_state(conv.id)
+        .mls_group_state(&GroupKey::of(conv.id))
         .await
         .expect("state")
         .expect("there");
@@ -396,7 +439,7 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         GroupWrite::Stale(1)
     );
     assert_eq!(
-        s.mls_group_state(conv.id)
+        s.mls_group_state(&GroupKey::of(conv.id))
             .await
             .expect("state")
             .expect("there")
@@ -414,7 +457,7 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         GroupWrite::Done(_)
     ));
     let state = s
-        .mls_group_state(conv.id)
+        .mls_group_state(&GroupKey::of(conv.id))
         .await
         .expect("state")
         .expect("there");
@@ -447,6 +490,8 @@ pub(super) async fn group_migration(s: &dyn Store) {
     let conv = group_of(s, &[&a, &b]).await;
     let record = MlsGroupRecord {
         conversation: conv.id,
+        subconversation: None,
+        generation: 0,
         group_id: conv.id.0.as_bytes().to_vec(),
         suite: 2,
         epoch: 0,
@@ -463,7 +508,7 @@ pub(super) async fn group_migration(s: &dyn Store) {
     };
     assert!(s.start_migration(&record, STARTED).await.expect("starts"));
     assert_eq!(
-        s.mls_group(conv.id).await.expect("group"),
+        s.mls_group(&GroupKey::of(conv.id)).await.expect("group"),
         Some(record.clone())
     );
     // Once: a second start changes nothing and tells nobody.
@@ -473,7 +518,7 @@ pub(super) async fn group_migration(s: &dyn Store) {
     };
     assert!(!s.start_migration(&again, STARTED).await.expect("no-op"));
     assert_eq!(
-        s.mls_group(conv.id).await.expect("group"),
+        s.mls_group(&GroupKey::of(conv.id)).await.expect("group"),
         Some(record.clone())
     );
     for (u, client) in [(&a, 1), (&a, 2), (&b, 1)] {
@@ -482,6 +527,8 @@ pub(super) async fn group_migration(s: &dyn Store) {
     // A conversation that is gone has nothing to start.
     let gone = MlsGroupRecord {
         conversation: ConversationId::random(),
+        subconversation: None,
+        generation: 0,
         ..record.clone()
     };
     assert!(matches!(
@@ -544,7 +591,7 @@ pub(super) async fn group_migration(s: &dyn Store) {
     assert!(matches!(write, GroupWrite::Done(_)), "{write:?}");
     assert_eq!(s.members(conv.id).await.expect("members").len(), 2);
     assert!(
-        s.mls_group(conv.id)
+        s.mls_group(&GroupKey::of(conv.id))
             .await
             .expect("group")
             .expect("there")
@@ -552,9 +599,16 @@ pub(super) async fn group_migration(s: &dyn Store) {
     );
     // Its messages still go by Proteus.
     assert_eq!(
-        s.post_group_message(conv.id, 1, 0, (a.id, ClientId(1)), HELLO, 1_700_000_150)
-            .await
-            .expect("refused"),
+        s.post_group_message(
+            &GroupKey::of(conv.id),
+            1,
+            0,
+            (a.id, ClientId(1)),
+            HELLO,
+            1_700_000_150
+        )
+        .await
+        .expect("refused"),
         GroupWrite::Mixed
     );
 
@@ -573,7 +627,11 @@ pub(super) async fn group_migration(s: &dyn Store) {
         .expect("refused"),
         GroupWrite::Stale(1)
     );
-    let group = s.mls_group(conv.id).await.expect("group").expect("there");
+    let group = s
+        .mls_group(&GroupKey::of(conv.id))
+        .await
+        .expect("group")
+        .expect("there");
     assert!(!group.mixed);
     assert_eq!(group.epoch, 1);
     assert!(!s.finish_migration(conv.id, FINISHED).await.expect("no-op"));
@@ -584,4 +642,207 @@ pub(super) async fn group_migration(s: &dyn Store) {
     // An MLS conversation from the start is not mixed: nothing to finish.
     let (_, _, mls) = mls_conversation(s, "migrate-mls").await;
     assert!(!s.finish_migration(mls.id, FINISHED).await.expect("no-op"));
+}
+
+/// A subconversation's group beside its conversation's: opened once, its
+/// own epoch, devices and delivery, left by proposal, reset to a new
+/// generation, and out of reach of a user who leaves the conversation.
+pub(super) async fn subconversations(s: &dyn Store) {
+    let (a, b, conv) = mls_conversation(s, "subconversations").await;
+    let (a1, a2, b1, b2) = (
+        (a.id, ClientId(1)),
+        (a.id, ClientId(2)),
+        (b.id, ClientId(1)),
+        (b.id, ClientId(2)),
+    );
+    let joining = [MemberRecord {
+        user: b.id,
+        role: Role::Member,
+    }];
+    let everyone = [a1, a2, b1, b2];
+    let (ann, bob, bob2) = ([a1], [b1], [b2]);
+    assert!(matches!(
+        s.commit_group(&commit(&conv, 0, a1, &everyone, &[], &joining, &[]))
+            .await
+            .expect("commit"),
+        GroupWrite::Done(_)
+    ));
+    let main = GroupKey::of(conv.id);
+    let key = GroupKey::sub(conv.id, "conference");
+    let record = MlsGroupRecord {
+        conversation: conv.id,
+        subconversation: Some("conference".into()),
+        generation: 0,
+        group_id: b"call-0".to_vec(),
+        suite: 2,
+        epoch: 0,
+        epoch_at: 1_700_000_100,
+        mixed: false,
+    };
+    assert_eq!(s.mls_group(&key).await.expect("group"), None);
+    assert_eq!(s.open_subconversation(&record).await.expect("open"), record);
+    // Opened once: a second opening finds the first.
+    let other = MlsGroupRecord {
+        group_id: b"call-other".to_vec(),
+        ..record.clone()
+    };
+    assert_eq!(s.open_subconversation(&other).await.expect("open"), record);
+    assert_eq!(
+        s.subconversations(conv.id).await.expect("subconversations"),
+        vec![record.clone()]
+    );
+    let nowhere = MlsGroupRecord {
+        conversation: ConversationId::random(),
+        group_id: b"call-nowhere".to_vec(),
+        ..record.clone()
+    };
+    assert!(matches!(
+        s.open_subconversation(&nowhere).await,
+        Err(StoreError::NotFound)
+    ));
+    // Its first commit: the call's own epoch; the conversation's group and
+    // devices are as they were.
+    let first = GroupCommit {
+        group: key.clone(),
+        group_id: b"call-0",
+        welcome: None,
+        ..commit(&conv, 0, a1, &ann, &[], &[], &[])
+    };
+    assert!(matches!(
+        s.commit_group(&first).await.expect("commit"),
+        GroupWrite::Done(_)
+    ));
+    assert_eq!(
+        s.mls_group(&key).await.expect("group").map(|g| g.epoch),
+        Some(1)
+    );
+    assert_eq!(
+        s.mls_group(&main).await.expect("group").map(|g| g.epoch),
+        Some(1)
+    );
+    assert_eq!(s.group_devices(&key).await.expect("devices"), vec![a1]);
+    assert_eq!(s.group_devices(&main).await.expect("devices").len(), 4);
+    // Bob's first device joins the call: its commit goes to Ann's first
+    // device alone.
+    let join = GroupCommit {
+        group: key.clone(),
+        group_id: b"call-0",
+        welcome: None,
+        ..commit(&conv, 1, b1, &bob, &[], &[], &[])
+    };
+    let GroupWrite::Done(sent) = s.commit_group(&join).await.expect("commit") else {
+        panic!("joined");
+    };
+    assert_eq!(
+        sent.iter().map(|d| (d.user, d.client)).collect::<Vec<_>>(),
+        vec![a1]
+    );
+    // A call message reaches the call's devices only.
+    let GroupWrite::Done(sent) = s
+        .post_group_message(&key, 2, 0, a1, HELLO, 1_700_000_200)
+        .await
+        .expect("post")
+    else {
+        panic!("posted");
+    };
+    assert_eq!(
+        sent.iter().map(|d| (d.user, d.client)).collect::<Vec<_>>(),
+        vec![b1]
+    );
+    assert_eq!(
+        s.post_group_message(&key, 2, 0, a2, HELLO, 1_700_000_200)
+            .await
+            .expect("post"),
+        GroupWrite::NotMember
+    );
+    // Bob's device leaves: out of the delivery with the proposal of its
+    // removal, which goes to those who stay.
+    let state = s
+        .mls_group_state(&key)
+        .await
+        .expect("state")
+        .expect("there");
+    let leaving = [b1];
+    let GroupWrite::Done(sent) = s
+        .propose_group(&GroupProposals {
+            group: key.clone(),
+            epoch: 2,
+            revision: state.revision,
+            at: 1_700_000_300,
+            state: b"left",
+            proposals: &[HELLO],
+            leaving: &leaving,
+        })
+        .await
+        .expect("propose")
+    else {
+        panic!("proposed");
+    };
+    assert_eq!(
+        sent.iter().map(|d| (d.user, d.client)).collect::<Vec<_>>(),
+        vec![a1]
+    );
+    assert_eq!(s.group_devices(&key).await.expect("devices"), vec![a1]);
+    // A reset names the group and epoch it ends; any other changes nothing.
+    assert!(
+        !s.reset_subconversation(&key, (b"call-other", 2), b"call-1", 1_700_000_400)
+            .await
+            .expect("reset")
+    );
+    assert!(
+        !s.reset_subconversation(&key, (b"call-0", 1), b"call-1", 1_700_000_400)
+            .await
+            .expect("reset")
+    );
+    assert!(
+        !s.reset_subconversation(&main, (&record.group_id, 1), b"call-1", 1_700_000_400)
+            .await
+            .expect("reset"),
+        "a conversation's own group is never reset"
+    );
+    assert!(
+        s.reset_subconversation(&key, (b"call-0", 2), b"call-1", 1_700_000_400)
+            .await
+            .expect("reset")
+    );
+    let reset = s.mls_group(&key).await.expect("group").expect("there");
+    assert_eq!(
+        (
+            reset.generation,
+            reset.group_id.as_slice(),
+            reset.epoch,
+            reset.epoch_at
+        ),
+        (1, &b"call-1"[..], 0, 1_700_000_400)
+    );
+    assert_eq!(s.mls_group_state(&key).await.expect("state"), None);
+    assert!(s.group_devices(&key).await.expect("devices").is_empty());
+    assert_eq!(
+        s.mls_group(&main).await.expect("group").map(|g| g.epoch),
+        Some(1)
+    );
+    // A commit to the group before the reset is not taken into the new one.
+    let late = GroupCommit {
+        group: key.clone(),
+        group_id: b"call-0",
+        welcome: None,
+        ..commit(&conv, 0, b2, &bob2, &[], &[], &[])
+    };
+    assert!(matches!(
+        s.commit_group(&late).await,
+        Err(StoreError::NotFound)
+    ));
+    // A new call; Bob leaves the conversation and is out of it too.
+    let again = GroupCommit {
+        group_id: b"call-1",
+        ..late
+    };
+    assert!(matches!(
+        s.commit_group(&again).await.expect("commit"),
+        GroupWrite::Done(_)
+    ));
+    s.change_conversation(conv.id, &ConversationChange::RemoveMember(b.id), QUIET)
+        .await
+        .expect("left");
+    assert!(s.group_devices(&key).await.expect("devices").is_empty());
 }

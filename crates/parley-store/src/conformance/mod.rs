@@ -83,6 +83,7 @@ pub const SCENARIOS: &[&str] = &[
     "concurrent_group_commits",
     "group_proposals",
     "group_migration",
+    "subconversations",
 ];
 
 /// Runs one scenario against `store`.
@@ -119,6 +120,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "concurrent_group_commits" => concurrent_group_commits(store).await,
         "group_proposals" => group_proposals(&*store).await,
         "group_migration" => group_migration(&*store).await,
+        "subconversations" => subconversations(&*store).await,
         other => panic!("no scenario {other}"),
     }
 }
@@ -130,7 +132,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain, mls_groups, concurrent_group_commits, group_proposals, group_migration);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain, mls_groups, concurrent_group_commits, group_proposals, group_migration, subconversations);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

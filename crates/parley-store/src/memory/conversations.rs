@@ -125,11 +125,20 @@ impl State {
                 if row.members.remove(user).is_none() {
                     return Err(StoreError::NotFound);
                 }
-                // As in SQL: out of the group's delivery, its revision moved.
-                if let Some(devices) = self.group_devices.get_mut(&id) {
+                // As in SQL: out of the delivery of the conversation's
+                // groups (its subconversations' too), their revisions moved.
+                for (_, devices) in self
+                    .group_devices
+                    .iter_mut()
+                    .filter(|(key, _)| key.conversation == id)
+                {
                     devices.retain(|(u, _)| u != user);
                 }
-                if let Some(state) = self.group_states.get_mut(&id) {
+                for (_, state) in self
+                    .group_states
+                    .iter_mut()
+                    .filter(|(key, _)| key.conversation == id)
+                {
                     state.revision += 1;
                 }
             }

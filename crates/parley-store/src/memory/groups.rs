@@ -9,8 +9,9 @@ use parley_api::{ClientId, ConversationId, UserId};
 
 use super::{MemoryStore, State};
 use crate::{
-    ConversationRecord, Delivered, GroupCommit, GroupProposals, GroupState, GroupStore, GroupWrite,
-    MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult, with_data,
+    ConversationRecord, Delivered, GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore,
+    GroupWrite, MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult,
+    with_data,
 };
 
 impl State {
@@ -46,8 +47,10 @@ impl GroupStore for MemoryStore {
             }
             s.check_new_conversation(conversation, &[creator])?;
             s.insert_conversation(conversation, &[creator]);
-            s.groups.insert(conversation.id, group.clone());
-            s.group_devices.insert(conversation.id, BTreeSet::new());
+            s.groups
+                .insert(GroupKey::of(conversation.id), group.clone());
+            s.group_devices
+                .insert(GroupKey::of(conversation.id), BTreeSet::new());
             s.enqueue_for_user(creator.user, None, notify);
             Ok(())
         })
@@ -60,14 +63,15 @@ impl GroupStore for MemoryStore {
             if !s.conversations.contains_key(&group.conversation) {
                 return Err(StoreError::NotFound);
             }
-            if s.groups.contains_key(&group.conversation) {
+            let key = GroupKey::of(group.conversation);
+            if s.groups.contains_key(&key) {
                 return Ok(false);
             }
             if s.groups.values().any(|g| g.group_id == group.group_id) {
                 return Err(StoreError::Conflict("mls-group"));
             }
-            s.groups.insert(group.conversation, group.clone());
-            s.group_devices.insert(group.conversation, BTreeSet::new());
+            s.groups.insert(key.clone(), group.clone());
+            s.group_devices.insert(key, BTreeSet::new());
             for user in s.member_ids(group.conversation) {
                 s.enqueue_for_user(user, None, notify);
             }
@@ -79,11 +83,12 @@ impl GroupStore for MemoryStore {
         &self, conversation: ConversationId, notify: Notify<'_>,
     ) -> StoreResult<bool> {
         self.with(|s| {
-            match s.groups.get_mut(&conversation) {
+            let key = GroupKey::of(conversation);
+            match s.groups.get_mut(&key) {
                 Some(group) if group.mixed => group.mixed = false,
                 _ => return Ok(false),
             }
-            if let Some(state) = s.group_states.get_mut(&conversation) {
+            if let Some(state) = s.group_states.get_mut(&key) {
                 state.revision += 1;
             }
             for user in s.member_ids(conversation) {
@@ -93,24 +98,75 @@ impl GroupStore for MemoryStore {
         })
     }
 
-    async fn mls_group(&self, conversation: ConversationId) -> StoreResult<Option<MlsGroupRecord>> {
-        self.with(|s| Ok(s.groups.get(&conversation).cloned()))
+    async fn mls_group(&self, group: &GroupKey) -> StoreResult<Option<MlsGroupRecord>> {
+        self.with(|s| Ok(s.groups.get(group).cloned()))
     }
 
-    async fn mls_group_state(
-        &self, conversation: ConversationId,
-    ) -> StoreResult<Option<GroupState>> {
-        self.with(|s| Ok(s.group_states.get(&conversation).cloned()))
+    async fn mls_group_state(&self, group: &GroupKey) -> StoreResult<Option<GroupState>> {
+        self.with(|s| Ok(s.group_states.get(group).cloned()))
     }
 
-    async fn group_devices(
-        &self, conversation: ConversationId,
-    ) -> StoreResult<Vec<(UserId, ClientId)>> {
+    async fn group_devices(&self, group: &GroupKey) -> StoreResult<Vec<(UserId, ClientId)>> {
         self.with(|s| {
             Ok(s.group_devices
-                .get(&conversation)
+                .get(group)
                 .map(|d| d.iter().copied().collect())
                 .unwrap_or_default())
+        })
+    }
+
+    async fn subconversations(
+        &self, conversation: ConversationId,
+    ) -> StoreResult<Vec<MlsGroupRecord>> {
+        self.with(|s| {
+            Ok(s.groups
+                .iter()
+                .filter(|(key, _)| {
+                    key.conversation == conversation && key.subconversation.is_some()
+                })
+                .map(|(_, g)| g.clone())
+                .collect())
+        })
+    }
+
+    async fn open_subconversation(&self, group: &MlsGroupRecord) -> StoreResult<MlsGroupRecord> {
+        self.with(|s| {
+            if !s.conversations.contains_key(&group.conversation) {
+                return Err(StoreError::NotFound);
+            }
+            let key = group.key();
+            if let Some(open) = s.groups.get(&key) {
+                return Ok(open.clone());
+            }
+            if s.groups.values().any(|g| g.group_id == group.group_id) {
+                return Err(StoreError::Conflict("mls-group"));
+            }
+            s.groups.insert(key.clone(), group.clone());
+            s.group_devices.insert(key, BTreeSet::new());
+            Ok(group.clone())
+        })
+    }
+
+    async fn reset_subconversation(
+        &self, group: &GroupKey, (group_id, epoch): (&[u8], u64), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<bool> {
+        self.with(|s| {
+            let Some(record) = s.groups.get_mut(group) else {
+                return Ok(false);
+            };
+            if record.subconversation.is_none()
+                || record.group_id != group_id
+                || record.epoch != epoch
+            {
+                return Ok(false);
+            }
+            record.group_id = next_group_id.to_vec();
+            record.generation += 1;
+            record.epoch = 0;
+            record.epoch_at = at;
+            s.group_states.remove(group);
+            s.group_devices.insert(group.clone(), BTreeSet::new());
+            Ok(true)
         })
     }
 
@@ -118,22 +174,23 @@ impl GroupStore for MemoryStore {
         self.with(|s| {
             let group = s
                 .groups
-                .get(&commit.conversation)
+                .get(&commit.group)
+                .filter(|g| g.group_id == commit.group_id)
                 .ok_or(StoreError::NotFound)?;
             let revision = s
                 .group_states
-                .get(&commit.conversation)
+                .get(&commit.group)
                 .map_or(0, |st| st.revision);
             if (group.epoch, revision) != (commit.from_epoch, commit.from_revision) {
                 return Ok(GroupWrite::Stale(group.epoch));
             }
-            let members = s.member_ids(commit.conversation);
+            let members = s.member_ids(commit.group.conversation);
             if group.mixed && commit.added.iter().any(|(user, _)| !members.contains(user)) {
                 return Ok(GroupWrite::Stale(group.epoch));
             }
             let devices = s
                 .group_devices
-                .get(&commit.conversation)
+                .get(&commit.group)
                 .cloned()
                 .unwrap_or_default();
             if !devices.contains(&commit.sender) && !commit.added.contains(&commit.sender) {
@@ -142,7 +199,7 @@ impl GroupStore for MemoryStore {
             if let Some(admin) = commit.admin {
                 let role = s
                     .conversations
-                    .get(&commit.conversation)
+                    .get(&commit.group.conversation)
                     .and_then(|c| c.members.get(&admin).copied());
                 if role != Some(parley_api::Role::Admin) {
                     return Ok(GroupWrite::NotAdmin);
@@ -156,14 +213,11 @@ impl GroupStore for MemoryStore {
                 .copied()
                 .filter(|d| *d != commit.sender && !commit.added.contains(d))
                 .collect();
-            let group = s
-                .groups
-                .get_mut(&commit.conversation)
-                .expect("checked above");
+            let group = s.groups.get_mut(&commit.group).expect("checked above");
             group.epoch = commit.epoch;
             group.epoch_at = commit.at;
             s.group_states.insert(
-                commit.conversation,
+                commit.group.clone(),
                 GroupState {
                     epoch: commit.epoch,
                     revision: commit.from_revision + 1,
@@ -173,7 +227,7 @@ impl GroupStore for MemoryStore {
             );
             let row = s
                 .conversations
-                .get_mut(&commit.conversation)
+                .get_mut(&commit.group.conversation)
                 .expect("a group's conversation exists");
             for user in commit.leave {
                 row.members.remove(user);
@@ -181,7 +235,7 @@ impl GroupStore for MemoryStore {
             for m in commit.join {
                 row.members.entry(m.user).or_insert(m.role);
             }
-            let in_group = s.group_devices.entry(commit.conversation).or_default();
+            let in_group = s.group_devices.entry(commit.group.clone()).or_default();
             for d in commit.removed {
                 in_group.remove(d);
             }
@@ -202,25 +256,21 @@ impl GroupStore for MemoryStore {
 
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
         self.with(|s| {
-            let current = s
-                .groups
-                .get(&p.conversation)
-                .ok_or(StoreError::NotFound)?
-                .epoch;
+            let current = s.groups.get(&p.group).ok_or(StoreError::NotFound)?.epoch;
             let state = s
                 .group_states
-                .get_mut(&p.conversation)
+                .get_mut(&p.group)
                 .ok_or(StoreError::NotFound)?;
             if (current, state.revision) != (p.epoch, p.revision) {
                 return Ok(GroupWrite::Stale(current));
             }
             state.state = p.state.to_vec();
             state.revision += 1;
-            let to: Vec<_> = s
-                .group_devices
-                .get(&p.conversation)
-                .map(|d| d.iter().copied().collect())
-                .unwrap_or_default();
+            let in_group = s.group_devices.entry(p.group.clone()).or_default();
+            for d in p.leaving {
+                in_group.remove(d);
+            }
+            let to: Vec<_> = in_group.iter().copied().collect();
             let mut delivered = Vec::new();
             for message in p.proposals {
                 delivered.extend(s.enqueue_shared(&to, *message, p.at));
@@ -230,17 +280,14 @@ impl GroupStore for MemoryStore {
     }
 
     async fn post_group_message(
-        &self, conversation: ConversationId, epoch: u64, past_epochs: u64,
-        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
+        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
+        message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         self.with(|s| {
-            let group = s.groups.get(&conversation).ok_or(StoreError::NotFound)?;
+            let key = group;
+            let group = s.groups.get(key).ok_or(StoreError::NotFound)?;
             let (current, mixed) = (group.epoch, group.mixed);
-            let devices = s
-                .group_devices
-                .get(&conversation)
-                .cloned()
-                .unwrap_or_default();
+            let devices = s.group_devices.get(key).cloned().unwrap_or_default();
             // Membership first: a stranger learns nothing of the group.
             if !devices.contains(&sender) {
                 return Ok(GroupWrite::NotMember);

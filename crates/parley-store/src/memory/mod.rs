@@ -107,12 +107,13 @@ struct State {
     conversations: BTreeMap<ConversationId, ConversationRow>,
     /// The key package directory by reference (its device's row must exist).
     key_packages: BTreeMap<Vec<u8>, KeyPackageRecord>,
-    /// MLS conversations' groups (each beside its conversation).
-    groups: BTreeMap<ConversationId, crate::MlsGroupRecord>,
+    /// MLS groups: conversations' own (each beside its conversation) and
+    /// their subconversations'.
+    groups: BTreeMap<crate::GroupKey, crate::MlsGroupRecord>,
     /// Each group's state, once its creator committed.
-    group_states: BTreeMap<ConversationId, crate::GroupState>,
+    group_states: BTreeMap<crate::GroupKey, crate::GroupState>,
     /// The devices in each group.
-    group_devices: BTreeMap<ConversationId, std::collections::BTreeSet<(UserId, ClientId)>>,
+    group_devices: BTreeMap<crate::GroupKey, std::collections::BTreeSet<(UserId, ClientId)>>,
     /// The backend's removal keys by scheme (secret, public).
     removal_keys: BTreeMap<u16, (Vec<u8>, Vec<u8>)>,
 }

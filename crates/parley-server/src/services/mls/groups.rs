@@ -53,7 +53,9 @@ use parley_mls::delivery::{
     AppliedCommit, CommitBundle, DeliveryError, Leaf, MessageIn, MessageKind, TrackedGroup,
 };
 use parley_mls::{CipherSuite, DeviceIdentity, ServerSender};
-use parley_store::{GroupCommit, GroupWrite, MemberRecord, MlsGroupRecord, SharedMessage};
+use parley_store::{
+    GroupCommit, GroupKey, GroupWrite, MemberRecord, MlsGroupRecord, SharedMessage,
+};
 
 use super::Mls;
 use crate::error::{ApiError, ApiResult};
@@ -109,10 +111,15 @@ fn not_in_group() -> ApiError {
     )
 }
 
-/// The conversation a group id names (its 16 bytes are the conversation's id).
-fn conversation_of(group_id: &[u8]) -> ApiResult<ConversationId> {
+/// The group a group id names: a conversation's own (its 16 bytes are the
+/// conversation's id) or a subconversation's (see
+/// [`super::subconversations`]).
+fn group_of(group_id: &[u8]) -> ApiResult<GroupKey> {
+    if let Some((conversation, name)) = super::subconversations::parse_group_id(group_id) {
+        return Ok(GroupKey::sub(conversation, name));
+    }
     let bytes: [u8; 16] = group_id.try_into().map_err(|_| no_group())?;
-    Ok(ConversationId(uuid::Uuid::from_bytes(bytes)))
+    Ok(GroupKey::of(ConversationId(uuid::Uuid::from_bytes(bytes))))
 }
 
 fn no_group() -> ApiError {
@@ -120,18 +127,30 @@ fn no_group() -> ApiError {
 }
 
 impl Mls {
-    /// A conversation's group, with the caller checked as a member: 404
-    /// for an unknown or non-MLS conversation.
-    async fn member_group(
-        &self, me: UserId, conversation: ConversationId,
+    /// A group, with the caller checked as a member of its conversation:
+    /// 404 for an unknown or non-MLS conversation, or a subconversation not
+    /// opened. A subconversation's conversation is an MLS one, not mixed.
+    pub(super) async fn member_group(
+        &self, me: UserId, key: &GroupKey,
     ) -> ApiResult<(crate::services::conversations::Loaded, MlsGroupRecord)> {
         let loaded = self
             .conversations
-            .load(&self.core.settings.domain, conversation)
+            .load(&self.core.settings.domain, key.conversation)
             .await?;
         loaded.role_of(me)?;
         let group = loaded.group.clone().ok_or_else(no_group)?;
-        Ok((loaded, group))
+        if key.subconversation.is_none() {
+            return Ok((loaded, group));
+        }
+        if group.mixed {
+            return Err(super::subconversations::not_while_mixed());
+        }
+        let sub = self
+            .groups
+            .group(key)
+            .await?
+            .ok_or_else(super::subconversations::no_subconversation)?;
+        Ok((loaded, sub))
     }
 
     /// `POST /v1/mls/commit-bundles`: checks and applies a commit (see the
@@ -147,11 +166,13 @@ impl Mls {
         let bundle = CommitBundle::decode(body).map_err(|e| refused(&e))?;
         let group_id =
             parley_mls::delivery::group_id_of(&bundle.commit).map_err(|e| refused(&e))?;
-        let conversation = conversation_of(&group_id)?;
+        let key = group_of(&group_id)?;
+        let conversation = key.conversation;
+        let call = key.subconversation.is_some();
         // The state (and its revision) before the members: a member removed
         // after this read moves the revision, so the commit is then stale.
-        let state = self.groups.state(conversation).await?;
-        let (loaded, group) = self.member_group(me, conversation).await?;
+        let state = self.groups.state(&key).await?;
+        let (loaded, group) = self.member_group(me, &key).await?;
         if group.group_id != group_id {
             return Err(no_group());
         }
@@ -168,8 +189,11 @@ impl Mls {
             return Err(stale(group.epoch.max(state.map_or(0, |st| st.epoch))));
         }
         // The first commit is the creator's; a mixed conversation's, any
-        // admin's (see `super::migration`).
-        let first_by_me = if group.mixed {
+        // admin's (see `super::migration`); a subconversation's, any
+        // member's (whoever starts the call).
+        let first_by_me = if call {
+            true
+        } else if group.mixed {
             loaded.role_of(me)? == Role::Admin
         } else {
             me == loaded.record.creator
@@ -187,13 +211,14 @@ impl Mls {
         let sender = self.identity(me, device);
         let server = self.server_sender(suite).await?;
         let (commit, group_info) = (bundle.commit.clone(), bundle.group_info.clone());
+        let checked_id = group_id.clone();
         let verified = self
             .on_cpu(move || {
                 verify(
                     state.map(|st| st.state),
                     &commit,
                     &group_info,
-                    &group_id,
+                    &checked_id,
                     suite,
                     (&sender, &server),
                     now,
@@ -206,30 +231,38 @@ impl Mls {
         }
         let roles: BTreeMap<UserId, Role> =
             loaded.members.iter().map(|m| (m.user, m.role)).collect();
-        let needs_admin = self
-            .check_commit(me, (suite, group.mixed), &roles, &tracked, &applied)
-            .await?;
-        let (join, leave) = if group.mixed {
-            // The conversation's members change the Proteus way.
-            (Vec::new(), Vec::new())
+        let (needs_admin, join, leave) = if call {
+            // A call's group changes its conversation's members never.
+            self.check_call_commit(suite, &applied).await?;
+            (false, Vec::new(), Vec::new())
         } else {
-            membership(&roles, &tracked, &applied)?
+            let needs_admin = self
+                .check_commit(me, (suite, group.mixed), &roles, &tracked, &applied)
+                .await?;
+            let (join, leave) = if group.mixed {
+                // The conversation's members change the Proteus way.
+                (Vec::new(), Vec::new())
+            } else {
+                membership(&roles, &tracked, &applied)?
+            };
+            if loaded.record.kind == ConversationKind::One2one
+                && !(join.is_empty() && leave.is_empty())
+            {
+                return Err(ApiError::forbidden(
+                    "invalid-op",
+                    "a 1:1 conversation's group holds its two members' devices, nobody else's",
+                ));
+            }
+            let max = self.core.settings.max_conversation_members;
+            // Those who leave are members: no underflow.
+            if roles.len() + join.len() - leave.len() > max {
+                return Err(ApiError::forbidden(
+                    "too-many-members",
+                    format!("a conversation has at most {max} members"),
+                ));
+            }
+            (needs_admin, join, leave)
         };
-        if loaded.record.kind == ConversationKind::One2one && !(join.is_empty() && leave.is_empty())
-        {
-            return Err(ApiError::forbidden(
-                "invalid-op",
-                "a 1:1 conversation's group holds its two members' devices, nobody else's",
-            ));
-        }
-        let max = self.core.settings.max_conversation_members;
-        // Those who leave are members: no underflow.
-        if roles.len() + join.len() - leave.len() > max {
-            return Err(ApiError::forbidden(
-                "too-many-members",
-                format!("a conversation has at most {max} members"),
-            ));
-        }
         let device_of = |l: &Leaf| (l.device.user, l.device.client);
         let added: Vec<_> = applied.added.iter().map(device_of).collect();
         let removed: Vec<_> = applied.removed.iter().map(device_of).collect();
@@ -238,6 +271,7 @@ impl Mls {
         let qualified = self.core.qualified(conversation);
         let commit_event = payload(&EventPayload::MlsMessageAdd {
             conversation: qualified.clone(),
+            subconversation: key.subconversation.clone(),
             from: me,
             client: device,
             data: String::new(),
@@ -252,7 +286,8 @@ impl Mls {
         let write = self
             .groups
             .commit(&GroupCommit {
-                conversation,
+                group: key.clone(),
+                group_id: &group_id,
                 from_epoch: group.epoch,
                 from_revision: revision,
                 epoch: applied.epoch,
@@ -276,14 +311,14 @@ impl Mls {
             })
             .await?;
         self.delivered(write, at)?;
-        if group.mixed {
+        if group.mixed && !call {
             self.finish_if_complete(me, conversation).await;
         }
         if !applied.lapsed.is_empty() {
             // An external commit cannot take the server's proposals in:
             // they are made again on the epoch it made.
             let lapsed: Vec<_> = applied.lapsed.iter().map(|d| (d.user, d.client)).collect();
-            if let Err(e) = self.propose_removals(conversation, &lapsed).await {
+            if let Err(e) = self.propose_removals(&key, &lapsed, &[]).await {
                 tracing::warn!(label = e.label(), "MLS: lapsed removals not proposed again");
             }
         }
@@ -305,28 +340,7 @@ impl Mls {
         &self, me: UserId, (suite, mixed): (CipherSuite, bool), roles: &BTreeMap<UserId, Role>,
         tracked: &TrackedGroup, applied: &AppliedCommit,
     ) -> ApiResult<bool> {
-        let scheme = suite
-            .signature_scheme()
-            .expect("a group's suite is a selectable one");
-        for leaf in applied.added.iter().chain(&applied.rekeyed) {
-            if leaf.device.domain != self.core.settings.domain {
-                return Err(identity_mismatch(format!(
-                    "{} is not a device of this backend",
-                    leaf.device
-                )));
-            }
-            let keys = self
-                .store
-                .mls_public_keys(leaf.device.user, leaf.device.client)
-                .await?;
-            let registered = keys.iter().find(|(s, _)| *s == scheme.number);
-            if registered.is_none_or(|(_, key)| *key != leaf.signature_key) {
-                return Err(identity_mismatch(format!(
-                    "{} has not registered this signature key",
-                    leaf.device
-                )));
-            }
-        }
+        let scheme = self.check_identities(suite, applied).await?;
         // Whom the commit touches, besides the caller's own user.
         let touched: BTreeSet<UserId> = applied
             .added
@@ -440,6 +454,67 @@ impl Mls {
         Ok(others && !applied.external)
     }
 
+    /// Every device a commit adds (or whose key it changes) is a device of
+    /// this backend holding the signature key it registered for the
+    /// group's scheme; the scheme.
+    async fn check_identities(
+        &self, suite: CipherSuite, applied: &AppliedCommit,
+    ) -> ApiResult<parley_mls::SignatureScheme> {
+        let scheme = suite
+            .signature_scheme()
+            .expect("a group's suite is a selectable one");
+        for leaf in applied.added.iter().chain(&applied.rekeyed) {
+            if leaf.device.domain != self.core.settings.domain {
+                return Err(identity_mismatch(format!(
+                    "{} is not a device of this backend",
+                    leaf.device
+                )));
+            }
+            let keys = self
+                .store
+                .mls_public_keys(leaf.device.user, leaf.device.client)
+                .await?;
+            let registered = keys.iter().find(|(s, _)| *s == scheme.number);
+            if registered.is_none_or(|(_, key)| *key != leaf.signature_key) {
+                return Err(identity_mismatch(format!(
+                    "{} has not registered this signature key",
+                    leaf.device
+                )));
+            }
+        }
+        Ok(scheme)
+    }
+
+    /// The rules of a commit to a subconversation's group: a device comes
+    /// in only by itself (the group's first commit, or an external commit),
+    /// and goes only by the server's proposal (it left, was deleted, or its
+    /// user left the conversation) or in its own rejoin.
+    async fn check_call_commit(
+        &self, suite: CipherSuite, applied: &AppliedCommit,
+    ) -> ApiResult<()> {
+        self.check_identities(suite, applied).await?;
+        let committer = &applied.committer.device;
+        if applied.added.iter().any(|l| l.device != *committer) {
+            return Err(ApiError::forbidden(
+                "action-denied",
+                "a device joins a subconversation by itself (by external commit)",
+            ));
+        }
+        let own_rejoin = |l: &Leaf| applied.external && l.device == *committer;
+        if applied
+            .removed
+            .iter()
+            .any(|l| !applied.server_removed.contains(l) && !own_rejoin(l))
+        {
+            return Err(ApiError::forbidden(
+                "action-denied",
+                "a device leaves a subconversation by itself (DELETE …/self); only the \
+                 backend's removals are committed by others",
+            ));
+        }
+        Ok(())
+    }
+
     /// A user's devices that registered a key for `scheme`.
     async fn mls_devices(&self, user: UserId, scheme: u16) -> ApiResult<BTreeSet<ClientId>> {
         let mut capable = BTreeSet::new();
@@ -503,7 +578,8 @@ impl Mls {
                  proposals inline",
             ));
         }
-        let conversation = conversation_of(&message.group_id)?;
+        let key = group_of(&message.group_id)?;
+        let conversation = key.conversation;
         // (A group's message pays one read, of its record; a stranger hears
         // what the store would say.)
         if let Some(loaded) = self
@@ -517,8 +593,16 @@ impl Mls {
             loaded.role_of(me).map_err(|_| not_in_group())?;
             self.no_block_in_one2one(me, &loaded).await?;
         }
+        if key.subconversation.is_some() {
+            // A reset subconversation's former group is no group.
+            let current = self.groups.group(&key).await?;
+            if current.is_none_or(|g| g.group_id != message.group_id) {
+                return Err(super::subconversations::no_subconversation());
+            }
+        }
         let event = payload(&EventPayload::MlsMessageAdd {
             conversation: self.core.qualified(conversation),
+            subconversation: key.subconversation.clone(),
             from: me,
             client: device,
             data: String::new(),
@@ -530,7 +614,7 @@ impl Mls {
         let write = self
             .groups
             .post(
-                conversation,
+                &key,
                 message.epoch,
                 PAST_EPOCHS,
                 (me, device),
@@ -578,8 +662,9 @@ impl Mls {
         &self, me: UserId, domain: &str, conversation: ConversationId,
     ) -> ApiResult<Vec<u8>> {
         self.core.local(domain)?;
-        self.member_group(me, conversation).await?;
-        let state = self.groups.state(conversation).await?;
+        let key = GroupKey::of(conversation);
+        self.member_group(me, &key).await?;
+        let state = self.groups.state(&key).await?;
         state.map(|st| st.group_info).ok_or_else(|| {
             ApiError::not_found(
                 "mls-missing-group-info",

@@ -30,7 +30,7 @@
 use std::collections::BTreeSet;
 
 use parley_api::{ConversationId, EventPayload, Protocol, UserId};
-use parley_store::MlsGroupRecord;
+use parley_store::{GroupKey, MlsGroupRecord};
 
 use super::Mls;
 use crate::error::{ApiError, ApiResult};
@@ -139,6 +139,8 @@ impl Mls {
         let id = loaded.record.id;
         let group = MlsGroupRecord {
             conversation: id,
+            subconversation: None,
+            generation: 0,
             // As for a new MLS conversation: its id names its group.
             group_id: id.0.as_bytes().to_vec(),
             suite: self.core.settings.mls_default_suite.0,
@@ -196,7 +198,12 @@ impl Mls {
     /// The members' devices the group does not hold.
     async fn outside(&self, loaded: &Loaded) -> ApiResult<Outside> {
         let id = loaded.record.id;
-        let in_group: BTreeSet<_> = self.groups.devices(id).await?.into_iter().collect();
+        let in_group: BTreeSet<_> = self
+            .groups
+            .devices(&GroupKey::of(id))
+            .await?
+            .into_iter()
+            .collect();
         let (mut missing, mut of) = (0, 0);
         for member in &loaded.members {
             for client in self.clients.ids(member.user).await? {

@@ -25,6 +25,7 @@
 //! - Proteus to MLS: [`migration`] (a group's `mixed` step and its end).
 //! - The backend's removals: [`removals`] (its removal keys, and the
 //!   removal of deleted devices and of users who leave).
+//! - Calls: [`subconversations`] (a conversation's `conference` group).
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ use super::groups::Groups;
 pub(crate) mod groups;
 pub(crate) mod migration;
 pub(crate) mod removals;
+pub(crate) mod subconversations;
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::RateLimiter;
 

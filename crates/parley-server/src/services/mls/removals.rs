@@ -24,7 +24,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use parley_api::{ClientId, ConversationId, EventPayload, MlsRemovalKeys, Qualified, UserId};
 use parley_mls::{DeviceIdentity, RemovalKey, SignatureScheme};
-use parley_store::{GroupProposals, GroupWrite, SharedMessage};
+use parley_store::{GroupKey, GroupProposals, GroupWrite, MlsGroupRecord, SharedMessage};
 
 use super::Mls;
 use crate::error::{ApiError, ApiResult};
@@ -73,32 +73,53 @@ impl Mls {
 
     /// `DELETE /v1/conversations/{domain}/{id}/members/{domain}/{user}`:
     /// as the conversations service has it; a user leaving an MLS
-    /// conversation (out of the group's delivery with the membership change)
-    /// also has their devices' removal proposed. The leave stands whatever
-    /// becomes of the proposal (logged).
+    /// conversation (out of its groups' delivery with the membership
+    /// change, its subconversations' too) also has their devices' removal
+    /// proposed in each. The leave stands whatever becomes of the proposals
+    /// (logged).
     pub async fn remove_member(
         &self, me: UserId, domain: &str, id: ConversationId, who: &Qualified<UserId>,
     ) -> ApiResult<()> {
-        // Read before the leave takes them out of the group's delivery.
-        let theirs: Vec<(UserId, ClientId)> = self
-            .groups
-            .devices(id)
-            .await?
-            .into_iter()
-            .filter(|(user, _)| *user == who.id)
-            .collect();
+        // Read before the leave takes them out of the groups' delivery.
+        let mut theirs = Vec::new();
+        for key in self.groups_of(id).await? {
+            let devices: Vec<(UserId, ClientId)> = self
+                .groups
+                .devices(&key)
+                .await?
+                .into_iter()
+                .filter(|(user, _)| *user == who.id)
+                .collect();
+            theirs.push((key, devices));
+        }
         if self
             .conversations
             .remove_member(me, domain, id, who)
             .await?
-            && let Err(e) = self.propose_removals(id, &theirs).await
         {
-            tracing::warn!(
-                label = e.label(),
-                "MLS: a leaver's removal was not proposed"
-            );
+            for (key, devices) in theirs.iter().filter(|(_, d)| !d.is_empty()) {
+                if let Err(e) = self.propose_removals(key, devices, &[]).await {
+                    tracing::warn!(
+                        label = e.label(),
+                        "MLS: a leaver's removal was not proposed"
+                    );
+                }
+            }
         }
         Ok(())
+    }
+
+    /// A conversation's groups: its own, then its subconversations'.
+    async fn groups_of(&self, conversation: ConversationId) -> ApiResult<Vec<GroupKey>> {
+        let mut keys = vec![GroupKey::of(conversation)];
+        keys.extend(
+            self.groups
+                .subconversations(conversation)
+                .await?
+                .iter()
+                .map(MlsGroupRecord::key),
+        );
+        Ok(keys)
     }
 
     /// The user's MLS conversations, to be read before their account goes
@@ -108,38 +129,51 @@ impl Mls {
     }
 
     /// Devices gone (deleted, or with their account): their removal is
-    /// proposed in each of `conversations` whose group holds them. Failures
-    /// are logged, not returned: the deletion itself is done.
+    /// proposed in each group of `conversations` (subconversations too)
+    /// that holds them. Failures are logged, not returned: the deletion
+    /// itself is done.
     pub async fn devices_gone(
         &self, user: UserId, clients: &[ClientId], conversations: &[ConversationId],
     ) {
         let gone: Vec<(UserId, ClientId)> = clients.iter().map(|c| (user, *c)).collect();
         for conversation in conversations {
-            if let Err(e) = self.propose_removals(*conversation, &gone).await {
-                tracing::warn!(
-                    label = e.label(),
-                    "MLS: the removal of a deleted device could not be proposed"
-                );
+            let keys = match self.groups_of(*conversation).await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    tracing::warn!(label = e.label(), "MLS: a conversation's groups unread");
+                    continue;
+                }
+            };
+            for key in keys {
+                if let Err(e) = self.propose_removals(&key, &gone, &[]).await {
+                    tracing::warn!(
+                        label = e.label(),
+                        "MLS: the removal of a deleted device could not be proposed"
+                    );
+                }
             }
         }
     }
 
-    /// Proposes the removal of `devices` from the conversation's group (those
-    /// in it and not proposed already), again on a new epoch when a commit
-    /// lands first.
+    /// Proposes the removal of `devices` from a group (those in it and not
+    /// proposed already), again on a new epoch when a commit lands first.
+    /// `leaving` (a device leaving a subconversation) is out of the group's
+    /// delivery in the same write, even when its removal was proposed
+    /// before.
     pub(super) async fn propose_removals(
-        &self, conversation: ConversationId, devices: &[(UserId, ClientId)],
+        &self, group_key: &GroupKey, devices: &[(UserId, ClientId)], leaving: &[(UserId, ClientId)],
     ) -> ApiResult<()> {
-        let Some(group) = self.groups.group(conversation).await? else {
+        let Some(group) = self.groups.group(group_key).await? else {
             return Ok(());
         };
+        let conversation = group_key.conversation;
         let key = self
             .removal_key(parley_mls::CipherSuite(group.suite))
             .await?;
         let sender = key.sender(&self.core.settings.domain);
         let qualified = self.core.qualified(conversation);
         for _ in 0..PROPOSE_ATTEMPTS {
-            let Some(state) = self.groups.state(conversation).await? else {
+            let Some(state) = self.groups.state(group_key).await? else {
                 // No commit yet: the group is its creator alone.
                 return Ok(());
             };
@@ -151,14 +185,18 @@ impl Mls {
             let signed = self
                 .on_cpu(move || propose(&bytes, &devices, &domain, &key, &sender))
                 .await??;
-            let Some((made, epoch, snapshot)) = signed else {
-                return Ok(());
+            let (made, epoch, snapshot) = match signed {
+                Some(signed) => signed,
+                // Nothing to propose; one leaving still leaves.
+                None if !leaving.is_empty() => (Vec::new(), state.epoch, state.state),
+                None => return Ok(()),
             };
             let events: Vec<String> = made
                 .iter()
                 .map(|(user, client, _)| {
                     payload(&EventPayload::MlsMessageAdd {
                         conversation: qualified.clone(),
+                        subconversation: group_key.subconversation.clone(),
                         from: *user,
                         client: *client,
                         data: String::new(),
@@ -177,12 +215,13 @@ impl Mls {
             let write = self
                 .groups
                 .propose(&GroupProposals {
-                    conversation,
+                    group: group_key.clone(),
                     epoch,
                     revision: state.revision,
                     at,
                     state: &snapshot,
                     proposals: &proposals,
+                    leaving,
                 })
                 .await?;
             match write {
