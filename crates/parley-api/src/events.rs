@@ -115,6 +115,20 @@ pub enum EventPayload {
         /// `mixed` or `mls`.
         protocol: crate::Protocol,
     },
+    /// A subconversation (a call) was reset: the group this device was in
+    /// is gone; joining again starts or joins its next one.
+    #[serde(rename = "conversation.subconversation-reset")]
+    SubconversationReset {
+        /// Where.
+        conversation: Qualified<ConversationId>,
+        /// Which subconversation (`conference`).
+        subconversation: String,
+        /// The group that ended, base64 (a device already in the next one
+        /// keeps it).
+        group_id: String,
+        /// Who reset it.
+        from: UserId,
+    },
     /// The group was renamed.
     #[serde(rename = "conversation.rename")]
     Rename {

@@ -381,4 +381,21 @@ async fn a_group_moves_to_mls_from_the_command_line() {
         conversation(&ann, "ben").await["protocol"].as_str(),
         Some("mls")
     );
+
+    // A call in the group: both devices show one key, which leaving moves
+    // on for the one who stays.
+    let started = ann.ok(&["call", "join", "old"]).await;
+    let joined = ben.ok(&["call", "join", "old"]).await;
+    assert_eq!(joined["epoch"], 2, "{joined}");
+    let at_ann = ann.ok(&["call", "status", "old"]).await;
+    assert_eq!(
+        (at_ann["epoch"].as_u64(), started["epoch"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(at_ann["key"], joined["key"], "{at_ann} {joined}");
+    ben.ok(&["call", "leave", "old"]).await;
+    assert_eq!(ben.ok(&["call", "status", "old"]).await["in_call"], false);
+    let after = ann.ok(&["call", "status", "old"]).await;
+    assert_eq!(after["epoch"], 3, "{after}");
+    assert_ne!(after["key"], joined["key"]);
 }

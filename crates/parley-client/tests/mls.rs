@@ -609,10 +609,20 @@ async fn a_call_in_an_mls_conversation() {
     bob.sync().await.expect("synced");
     assert!(bob.call(c.id).is_none());
 
-    // A reset ends it; Ann starts a new one, and Bob's second device, still
-    // holding the old, joins the new.
+    // A reset ends it for everyone in it (told, and said in the
+    // conversation); Ann starts a new one, and Bob's second device joins.
     ann.reset_call(&c).await.expect("reset");
     assert!(ann.call(c.id).is_none());
+    bob2.sync().await.expect("synced");
+    assert!(bob2.call(c.id).is_none());
+    assert!(
+        history(&mut bob2, &c)
+            .await
+            .iter()
+            .any(|m| m.text.starts_with("The call was reset")),
+        "{:?}",
+        history(&mut bob2, &c).await
+    );
     assert_eq!(ann.join_call(&c).await.expect("started").epoch, 1);
     let again = bob2.join_call(&c).await.expect("joined");
     assert_eq!(again.epoch, 2);

@@ -1604,6 +1604,25 @@ async fn a_call_has_a_group_of_its_own(s: &TestServer) {
     assert_eq!(send(s, &users, &mut d[0], "hello").await.0, 201);
     assert_eq!(sync(s, &users, &mut d[1]).await, ["ring", "hello"]);
     assert_eq!(sync(s, &users, &mut d[2]).await, ["hello"]);
+    // Nobody takes another device out of a call: it leaves by itself.
+    let client = d[0].client;
+    let call = d[0].call.as_mut().expect("in the call");
+    let bob = call
+        .roster()
+        .members()
+        .iter()
+        .map(|m| m.index)
+        .find(|i| *i != call.current_member_index())
+        .expect("Bob's leaf");
+    let out = call
+        .commit_builder()
+        .remove_member(bob)
+        .expect("remove")
+        .build()
+        .expect("commit");
+    let (st, v) = commit(s, &users[0], client, &out).await;
+    assert_eq!((st, label(&v)), (403, "action-denied"), "{v}");
+    call.clear_pending_commit();
 
     // Bob's device leaves: out at once, its removal proposed to Ann, who
     // commits it; the key moves on.
@@ -1666,6 +1685,27 @@ async fn a_call_has_a_group_of_its_own(s: &TestServer) {
     let (next_id, epoch, members) = call_parts(&v);
     assert_ne!(next_id, call_id);
     assert_eq!((epoch, members), (0, vec![]), "{v}");
+    // Ann's device, in the call, is told.
+    let since = d[0]
+        .seen
+        .map(|id| format!("&since={id}"))
+        .unwrap_or_default();
+    let (st, v) = s
+        .get(
+            &format!("/v1/notifications?client={}{since}", d[0].client),
+            &users[0].token,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let told = v["notifications"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .any(|e| {
+            e["payload"]["type"] == "conversation.subconversation-reset"
+                && e["payload"]["subconversation"] == "conference"
+        });
+    assert!(told, "{v}");
     let client = d[0].client;
     let old = d[0]
         .call

@@ -6,7 +6,7 @@ use parley_api::{ClientId, ConversationId, Role, UserId};
 use parley_store::{
     ConversationRecord, Delivered, GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore,
     GroupWrite, MemberRecord, MlsGroupRecord, Notify, Outgoing, SharedMessage, StoreError,
-    StoreResult, with_data,
+    StoreResult, SubconversationLeave, with_data,
 };
 
 use super::{Store, Tx};
@@ -67,13 +67,16 @@ impl Store {
     }
 
     /// Locks the conversation (a subconversation's too); the group's epoch,
-    /// state revision and whether it is mixed: `None` without a group.
-    async fn lock_group(tx: &mut Tx, group: &GroupKey) -> StoreResult<Option<(u64, u64, bool)>> {
+    /// state revision and whether it is mixed, if it has the group id
+    /// `expected`: `None` without a group, `NotFound` for another id.
+    async fn lock_group(
+        tx: &mut Tx, group: &GroupKey, expected: Option<&[u8]>,
+    ) -> StoreResult<Option<(u64, u64, bool)>> {
         if !Self::lock_conversation(tx, &group.conversation.to_string()).await? {
             return Ok(None);
         }
-        let row: Option<(i64, i64, bool)> = sqlx::query_as(
-            "SELECT epoch, revision, mixed FROM mls_groups \
+        let row: Option<(i64, i64, bool, Vec<u8>)> = sqlx::query_as(
+            "SELECT epoch, revision, mixed, group_id FROM mls_groups \
              WHERE conversation_id = $1 AND subconversation = $2",
         )
         .bind(group.conversation.to_string())
@@ -81,8 +84,44 @@ impl Store {
         .fetch_optional(&mut **tx)
         .await
         .map_err(Store::error)?;
-        row.map(|(e, r, mixed)| Ok((read_epoch(e)?, read_epoch(r)?, mixed)))
-            .transpose()
+        let Some((e, r, mixed, id)) = row else {
+            return Ok(None);
+        };
+        if expected.is_some_and(|expected| expected != id) {
+            return Err(StoreError::NotFound);
+        }
+        Ok(Some((read_epoch(e)?, read_epoch(r)?, mixed)))
+    }
+
+    /// Starts a subconversation's next generation (see
+    /// `GroupStore::reset_subconversation`) under the lock `tx` holds; the
+    /// devices the old one had.
+    async fn reset_in(
+        tx: &mut Tx, key: &GroupKey, next_group_id: &[u8], at: i64,
+    ) -> StoreResult<Vec<(UserId, ClientId)>> {
+        let devices = Self::devices_in(tx, key).await?;
+        let (conversation, sub) = (key.conversation.to_string(), key.sub_name());
+        sqlx::query(
+            "UPDATE mls_groups SET group_id = $3, generation = generation + 1, epoch = 0, \
+             epoch_at = $4, state = NULL, group_info = NULL, revision = 0 \
+             WHERE conversation_id = $1 AND subconversation = $2",
+        )
+        .bind(&conversation)
+        .bind(sub)
+        .bind(next_group_id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(Store::error)?;
+        sqlx::query(
+            "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND subconversation = $2",
+        )
+        .bind(&conversation)
+        .bind(sub)
+        .execute(&mut **tx)
+        .await
+        .map_err(Store::error)?;
+        Ok(devices)
     }
 
     /// The group's devices, read inside `tx`, in (user, device) order.
@@ -334,43 +373,55 @@ impl GroupStore for Store {
     }
 
     async fn reset_subconversation(
-        &self, key: &GroupKey, (group_id, at_epoch): (&[u8], u64), next_group_id: &[u8], at: i64,
-    ) -> StoreResult<bool> {
+        &self, key: &GroupKey, (group_id, at_epoch): (&[u8], u64), next_group_id: &[u8],
+        notify: Notify<'_>,
+    ) -> StoreResult<Option<Vec<Delivered>>> {
         if key.subconversation.is_none() {
-            return Ok(false);
+            return Ok(None);
         }
         let (_guard, mut tx) = self.write_tx().await?;
-        if Self::lock_group(&mut tx, key).await?.is_none() {
-            return Ok(false);
+        match Self::lock_group(&mut tx, key, Some(group_id)).await {
+            Ok(Some((epoch, _, _))) if epoch == at_epoch => {}
+            Ok(_) | Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
         }
-        let (conversation, sub) = (key.conversation.to_string(), key.sub_name());
-        let updated = sqlx::query(
-            "UPDATE mls_groups SET group_id = $5, generation = generation + 1, epoch = 0, \
-             epoch_at = $6, state = NULL, group_info = NULL, revision = 0 \
-             WHERE conversation_id = $1 AND subconversation = $2 AND group_id = $3 AND epoch = $4",
-        )
-        .bind(&conversation)
-        .bind(sub)
-        .bind(group_id)
-        .bind(epoch(at_epoch)?)
-        .bind(next_group_id)
-        .bind(at)
-        .execute(&mut *tx)
-        .await
-        .map_err(Store::error)?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "DELETE FROM mls_group_devices WHERE conversation_id = $1 AND subconversation = $2",
-        )
-        .bind(&conversation)
-        .bind(sub)
-        .execute(&mut *tx)
-        .await
-        .map_err(Store::error)?;
+        let devices = Self::reset_in(&mut tx, key, next_group_id, notify.at).await?;
+        let outgoing = devices
+            .into_iter()
+            .map(|(user, client)| Outgoing {
+                user,
+                client,
+                payload: notify.payload.to_owned(),
+            })
+            .collect();
+        let delivered = Store::enqueue_many(&mut tx, outgoing, &[], notify.at).await?;
         tx.commit().await.map_err(Store::error)?;
-        Ok(true)
+        Ok(Some(delivered))
+    }
+
+    async fn leave_subconversation(
+        &self, key: &GroupKey, device: (UserId, ClientId), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<SubconversationLeave> {
+        if key.subconversation.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let (_guard, mut tx) = self.write_tx().await?;
+        if Self::lock_group(&mut tx, key, None).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let devices = Self::devices_in(&mut tx, key).await?;
+        if !devices.contains(&device) {
+            return Ok(SubconversationLeave::NotIn);
+        }
+        let left = if devices.len() > 1 {
+            Self::group_device(&mut tx, key, device, true).await?;
+            SubconversationLeave::Left
+        } else {
+            Self::reset_in(&mut tx, key, next_group_id, at).await?;
+            SubconversationLeave::Ended
+        };
+        tx.commit().await.map_err(Store::error)?;
+        Ok(left)
     }
 
     async fn mls_group_state(&self, key: &GroupKey) -> StoreResult<Option<GroupState>> {
@@ -401,20 +452,9 @@ impl GroupStore for Store {
 
     async fn commit_group(&self, c: &GroupCommit<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, revision, mixed) = Self::lock_group(&mut tx, &c.group)
+        let (current, revision, mixed) = Self::lock_group(&mut tx, &c.group, Some(c.group_id))
             .await?
             .ok_or(StoreError::NotFound)?;
-        let id_now: Vec<u8> = sqlx::query_scalar(
-            "SELECT group_id FROM mls_groups WHERE conversation_id = $1 AND subconversation = $2",
-        )
-        .bind(c.group.conversation.to_string())
-        .bind(c.group.sub_name())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(Store::error)?;
-        if id_now != c.group_id {
-            return Err(StoreError::NotFound);
-        }
         if (current, revision) != (c.from_epoch, c.from_revision) {
             return Ok(GroupWrite::Stale(current));
         }
@@ -428,6 +468,14 @@ impl GroupStore for Store {
         }
         let devices = Self::devices_in(&mut tx, &c.group).await?;
         if !devices.contains(&c.sender) && !c.added.contains(&c.sender) {
+            return Ok(GroupWrite::NotMember);
+        }
+        // A call is its conversation's members'.
+        if c.group.subconversation.is_some()
+            && !Self::member_ids(&mut tx, c.group.conversation)
+                .await?
+                .contains(&c.sender.0)
+        {
             return Ok(GroupWrite::NotMember);
         }
         let id = c.group.conversation.to_string();
@@ -493,7 +541,7 @@ impl GroupStore for Store {
 
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, revision, _) = Self::lock_group(&mut tx, &p.group)
+        let (current, revision, _) = Self::lock_group(&mut tx, &p.group, Some(p.group_id))
             .await?
             .ok_or(StoreError::NotFound)?;
         if (current, revision) != (p.epoch, p.revision) {
@@ -512,9 +560,6 @@ impl GroupStore for Store {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        for &device in p.leaving {
-            Self::group_device(&mut tx, &p.group, device, true).await?;
-        }
         let to = Self::devices_in(&mut tx, &p.group).await?;
         let messages: Vec<_> = p.proposals.iter().map(|m| (*m, to.as_slice())).collect();
         let delivered =
@@ -524,11 +569,11 @@ impl GroupStore for Store {
     }
 
     async fn post_group_message(
-        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
-        message: SharedMessage<'_>, at: i64,
+        &self, (group, group_id): (&GroupKey, &[u8]), epoch: u64, past_epochs: u64,
+        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         let (_guard, mut tx) = self.write_tx().await?;
-        let (current, _, mixed) = Self::lock_group(&mut tx, group)
+        let (current, _, mixed) = Self::lock_group(&mut tx, group, Some(group_id))
             .await?
             .ok_or(StoreError::NotFound)?;
         let devices = Self::devices_in(&mut tx, group).await?;

@@ -170,6 +170,8 @@ pub struct GroupCommit<'a> {
 pub struct GroupProposals<'a> {
     /// The group.
     pub group: GroupKey,
+    /// Its group id: nothing changes unless the group still has it.
+    pub group_id: &'a [u8],
     /// The epoch they were made in: nothing changes unless the group is
     /// still at it.
     pub epoch: u64,
@@ -182,9 +184,6 @@ pub struct GroupProposals<'a> {
     pub state: &'a [u8],
     /// The proposals, each for every device of the group.
     pub proposals: &'a [SharedMessage<'a>],
-    /// Devices out of the group's delivery at once (one leaving a
-    /// subconversation): they get nothing more, these proposals included.
-    pub leaving: &'a [(UserId, ClientId)],
 }
 
 /// What a write to a group did.
@@ -201,6 +200,18 @@ pub enum GroupWrite {
     /// The group is mixed (migrating from Proteus): it takes no
     /// application messages.
     Mixed,
+}
+
+/// What a device's leaving a subconversation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubconversationLeave {
+    /// The device was not in its delivery: nothing changed.
+    NotIn,
+    /// The device is out of its delivery; others remain (the server now
+    /// proposes its removal from the group).
+    Left,
+    /// It was the last one: the subconversation was reset.
+    Ended,
 }
 
 /// MLS groups and their messages. Owned by the MLS service.
@@ -244,17 +255,27 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     async fn open_subconversation(&self, group: &MlsGroupRecord) -> StoreResult<MlsGroupRecord>;
     /// Resets a subconversation whose group is still `group_id` at `epoch`:
     /// its next generation starts empty at epoch 0 (state revision 0, as a
-    /// new group) under `next_group_id`,
-    /// and the old group's devices get nothing more of it. `Ok(false)`,
-    /// changing nothing, when it is at another group or epoch.
+    /// new group) under `next_group_id`, and the old group's devices get
+    /// nothing more of it but `notify`, queued for each of them. `None`,
+    /// changing nothing, when it is at another group or epoch; else the
+    /// events queued.
     async fn reset_subconversation(
-        &self, group: &GroupKey, (group_id, epoch): (&[u8], u64), next_group_id: &[u8], at: i64,
-    ) -> StoreResult<bool>;
+        &self, group: &GroupKey, (group_id, epoch): (&[u8], u64), next_group_id: &[u8],
+        notify: Notify<'_>,
+    ) -> StoreResult<Option<Vec<Delivered>>>;
+    /// A device leaves a subconversation, decided under the conversation's
+    /// lock: out of its delivery, or, the last one there, the
+    /// subconversation reset to `next_group_id` at `at` (see
+    /// [`SubconversationLeave`]).
+    async fn leave_subconversation(
+        &self, group: &GroupKey, device: (UserId, ClientId), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<SubconversationLeave>;
     /// Applies a verified commit, all or nothing: the group's new state,
     /// group info and devices, the users who join and leave the
     /// conversation, the commit queued for the group's devices before it
     /// (but the sender, and a device it removes and adds again), the welcome
-    /// for the added devices. `Stale` if the
+    /// for the added devices (a subconversation's commit: its sender must
+    /// be of a member of the conversation, else `NotMember`). `Stale` if the
     /// group is no longer at `from_epoch` and `from_revision` (of two
     /// concurrent commits exactly one applies), or it is mixed and a device
     /// it adds is of a user who is not (any more) a member of the
@@ -267,10 +288,11 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// group but `sender`, if the sender is in the group (`NotMember`
     /// otherwise, before anything else is said), the group is not mixed
     /// (`Mixed`) and its epoch is `epoch` or at most `past_epochs` after it
-    /// (`Stale` otherwise). `NotFound` for a conversation without a group.
+    /// (`Stale` otherwise). `NotFound` for a conversation without a group,
+    /// or a group with another id than `group_id`.
     async fn post_group_message(
-        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
-        message: SharedMessage<'_>, at: i64,
+        &self, (group, group_id): (&GroupKey, &[u8]), epoch: u64, past_epochs: u64,
+        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite>;
     /// Applies the server's proposals, all or nothing: the observer state
     /// that keeps them, and each proposal stored once and queued for the
@@ -278,7 +300,8 @@ pub trait GroupStore: Send + Sync + std::fmt::Debug + 'static {
     /// with the membership change itself.)
     /// `Stale` if the group is no longer at `epoch` and `revision` (a commit
     /// or other proposals came first);
-    /// `NotFound` for a conversation without a group state.
+    /// `NotFound` for a conversation without a group state, or a group with
+    /// another id.
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite>;
 }
 

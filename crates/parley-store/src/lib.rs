@@ -20,7 +20,7 @@ pub mod memory;
 
 pub use groups::{
     GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore, GroupWrite, MlsGroupRecord,
-    SharedMessage, with_data,
+    SharedMessage, SubconversationLeave, with_data,
 };
 
 /// What can go wrong in storage.

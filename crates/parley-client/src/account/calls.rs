@@ -52,6 +52,10 @@ pub struct CallView {
     /// sync.
     #[serde(default)]
     pub rejoin: bool,
+    /// A stranger's device is in the call: this device leaves it at the
+    /// next sync.
+    #[serde(default)]
+    pub leave: bool,
 }
 
 /// The key of a call at one epoch: every participant derives the same.
@@ -204,12 +208,21 @@ impl Account {
                 self.commit(tx).await?;
                 self.call_key(conversation.id).map(Some)
             }
+            // Unknown whether it arrived: if it did, the server counts
+            // this device in. The call is kept, to be rejoined (in place of
+            // that leaf) at the next sync.
+            Err(e) if e.is_away() => {
+                member.state().forget(group);
+                self.set_call(conversation.id, group, 0);
+                self.mark_call(conversation.id, |c| c.rejoin = true);
+                self.commit(tx).await?;
+                Err(e)
+            }
+            // Refused: this device is not in.
             Err(e) => {
-                // Refused, or unknown whether it arrived: either way this
-                // device is not counted in; asking again settles it.
                 member.state().forget(group);
                 self.commit(tx).await?;
-                if label_is(&e, "mls-stale-message") && !e.is_away() {
+                if label_is(&e, "mls-stale-message") {
                     return Ok(None);
                 }
                 Err(e)
@@ -299,24 +312,71 @@ impl Account {
             return Vec::new();
         }
         match member.process(&call.group_id, &bytes) {
-            Ok(Processed::Commit { epoch, .. }) => {
+            Ok(Processed::Commit { epoch, added, .. }) => {
                 self.set_call(conversation.id, &call.group_id, epoch);
+                self.check_joiners(conversation, &added);
             }
             Ok(Processed::Removed) => self.drop_call(conversation.id),
             Ok(Processed::Application { .. } | Processed::Proposal)
             | Err(MemberError::Duplicate) => {}
-            Err(_) => {
-                if let Some(c) = self
-                    .state
-                    .conversations
-                    .get_mut(&conversation.id)
-                    .and_then(|c| c.call.as_mut())
-                {
-                    c.rejoin = true;
-                }
-            }
+            Err(_) => self.mark_call(conversation.id, |c| c.rejoin = true),
         }
         Vec::new()
+    }
+
+    /// A call is its conversation's members': a device of anyone else in
+    /// it (the server's doing) is called out, and this device leaves the
+    /// call at the end of the sync (its key is shared with a stranger). A
+    /// conversation whose members are not known yet is not judged.
+    fn check_joiners(
+        &mut self, conversation: &Qualified<ConversationId>, added: &[parley_mls::DeviceIdentity],
+    ) {
+        let Some(view) = self.state.conversations.get(&conversation.id) else {
+            return;
+        };
+        if view.incomplete || view.members.is_empty() {
+            return;
+        }
+        let Some(stranger) = added.iter().find(|d| !view.members.contains(&d.user)) else {
+            return;
+        };
+        let name = self.name_of(stranger.user);
+        self.system(
+            conversation.id,
+            &format!(
+                "A device of {name}, who is not a member of this conversation, joined its call: \
+                 this device left the call."
+            ),
+        );
+        self.mark_call(conversation.id, |c| c.leave = true);
+    }
+
+    /// A call event of the backend's: the call whose group is `group_id`
+    /// (base64) was reset. A device in another (the next) keeps it.
+    pub(super) fn call_reset(&mut self, conversation: &Qualified<ConversationId>, group_id: &str) {
+        let ended = unb64(group_id).ok();
+        if self
+            .call(conversation.id)
+            .is_none_or(|call| Some(&call.group_id) != ended.as_ref())
+        {
+            return;
+        }
+        self.drop_call(conversation.id);
+        self.system(
+            conversation.id,
+            "The call was reset: join again to start or join the next one.",
+        );
+    }
+
+    fn mark_call(&mut self, conversation: ConversationId, mark: impl FnOnce(&mut CallView)) {
+        if let Some(call) = self
+            .state
+            .conversations
+            .get_mut(&conversation)
+            .and_then(|c| c.call.as_mut())
+        {
+            mark(call);
+        }
     }
 
     /// After a receive: calls this device lost track of are rejoined, and
@@ -329,7 +389,9 @@ impl Account {
             .filter_map(|c| Some((c.id.clone(), c.call.clone()?)))
             .collect();
         for (conversation, call) in calls {
-            let done = if call.rejoin {
+            let done = if call.leave {
+                self.leave_call(&conversation).await
+            } else if call.rejoin {
                 Box::pin(self.join_call(&conversation)).await.map(drop)
             } else {
                 self.commit_call_proposals(&conversation, &call).await
@@ -393,10 +455,16 @@ impl Account {
 
     fn set_call(&mut self, conversation: ConversationId, group: &[u8], epoch: u64) {
         if let Some(c) = self.state.conversations.get_mut(&conversation) {
+            // A stranger seen in this group is not forgotten by a commit.
+            let leave = c
+                .call
+                .as_ref()
+                .is_some_and(|call| call.group_id == group && call.leave);
             c.call = Some(CallView {
                 group_id: group.to_vec(),
                 epoch,
                 rejoin: false,
+                leave,
             });
         }
     }

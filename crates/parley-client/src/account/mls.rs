@@ -552,6 +552,14 @@ impl Account {
                 }
                 Some(Vec::new())
             }
+            EventPayload::SubconversationReset {
+                conversation,
+                group_id,
+                ..
+            } => {
+                self.call_reset(conversation, group_id);
+                Some(Vec::new())
+            }
             EventPayload::MlsMessageAdd {
                 conversation,
                 subconversation,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parley_api::{ClientId, ConversationId, UserId};
 use parley_store::{
     ConversationRecord, GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore, GroupWrite,
-    MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreResult,
+    MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreResult, SubconversationLeave,
 };
 
 /// The groups of MLS conversations.
@@ -57,10 +57,20 @@ impl Groups {
 
     /// Resets a subconversation (see [`GroupStore::reset_subconversation`]).
     pub async fn reset_subconversation(
-        &self, group: &GroupKey, at_epoch: (&[u8], u64), next_group_id: &[u8], at: i64,
-    ) -> StoreResult<bool> {
+        &self, group: &GroupKey, at_epoch: (&[u8], u64), next_group_id: &[u8], notify: Notify<'_>,
+    ) -> StoreResult<Option<Vec<parley_store::Delivered>>> {
         self.store
-            .reset_subconversation(group, at_epoch, next_group_id, at)
+            .reset_subconversation(group, at_epoch, next_group_id, notify)
+            .await
+    }
+
+    /// A device leaves a subconversation (see
+    /// [`GroupStore::leave_subconversation`]).
+    pub async fn leave_subconversation(
+        &self, group: &GroupKey, device: (UserId, ClientId), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<SubconversationLeave> {
+        self.store
+            .leave_subconversation(group, device, next_group_id, at)
             .await
     }
 
@@ -103,7 +113,7 @@ impl Groups {
     /// Stores and queues a checked message (see
     /// [`GroupStore::post_group_message`]).
     pub async fn post(
-        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
+        &self, group: (&GroupKey, &[u8]), epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
         message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         self.store

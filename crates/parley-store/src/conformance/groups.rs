@@ -1,7 +1,8 @@
 //! MLS groups: epochs, the group's devices, messages stored once.
 
 use crate::{
-    GroupCommit, GroupKey, GroupProposals, GroupWrite, MlsGroupRecord, SharedMessage, with_data,
+    GroupCommit, GroupKey, GroupProposals, GroupWrite, MlsGroupRecord, SharedMessage,
+    SubconversationLeave, with_data,
 };
 
 use super::*;
@@ -201,7 +202,14 @@ pub(super) async fn mls_groups(s: &dyn Store) {
     // data; from a past epoch too, within the limit.
     for e in [1, 0] {
         let GroupWrite::Done(sent) = s
-            .post_group_message(&GroupKey::of(conv.id), e, 1, b1, HELLO, 1_700_000_200)
+            .post_group_message(
+                (&GroupKey::of(conv.id), conv.id.0.as_bytes()),
+                e,
+                1,
+                b1,
+                HELLO,
+                1_700_000_200,
+            )
             .await
             .expect("post")
         else {
@@ -214,17 +222,31 @@ pub(super) async fn mls_groups(s: &dyn Store) {
         Some(with_data(HELLO.payload, HELLO.data))
     );
     assert_eq!(
-        s.post_group_message(&GroupKey::of(conv.id), 2, 1, b1, HELLO, 1_700_000_200)
-            .await
-            .expect("post"),
+        s.post_group_message(
+            (&GroupKey::of(conv.id), conv.id.0.as_bytes()),
+            2,
+            1,
+            b1,
+            HELLO,
+            1_700_000_200
+        )
+        .await
+        .expect("post"),
         GroupWrite::Stale(1)
     );
     let stranger = (UserId::random(), ClientId(9));
     for e in [1, 9] {
         assert_eq!(
-            s.post_group_message(&GroupKey::of(conv.id), e, 0, stranger, HELLO, 1_700_000_200)
-                .await
-                .expect("post"),
+            s.post_group_message(
+                (&GroupKey::of(conv.id), conv.id.0.as_bytes()),
+                e,
+                0,
+                stranger,
+                HELLO,
+                1_700_000_200
+            )
+            .await
+            .expect("post"),
             GroupWrite::NotMember,
             "a stranger learns nothing of the epoch"
         );
@@ -259,9 +281,16 @@ pub(super) async fn mls_groups(s: &dyn Store) {
             .any(|m| m.user == b.id)
     );
     assert_eq!(
-        s.post_group_message(&GroupKey::of(conv.id), 2, 0, b1, HELLO, 1_700_000_300)
-            .await
-            .expect("post"),
+        s.post_group_message(
+            (&GroupKey::of(conv.id), conv.id.0.as_bytes()),
+            2,
+            0,
+            b1,
+            HELLO,
+            1_700_000_300
+        )
+        .await
+        .expect("post"),
         GroupWrite::NotMember
     );
 
@@ -355,7 +384,7 @@ pub(super) async fn group_proposals(s: &dyn Store) {
         at: 1_700_000_150,
         state: b"early",
         proposals: &[HELLO],
-        leaving: &[],
+        group_id: conv.id.0.as_bytes(),
     };
     assert!(s.propose_group(&early).await.is_err());
     assert!(matches!(
@@ -600,7 +629,7 @@ pub(super) async fn group_migration(s: &dyn Store) {
     // Its messages still go by Proteus.
     assert_eq!(
         s.post_group_message(
-            &GroupKey::of(conv.id),
+            (&GroupKey::of(conv.id), conv.id.0.as_bytes()),
             1,
             0,
             (a.id, ClientId(1)),
@@ -739,7 +768,7 @@ pub(super) async fn subconversations(s: &dyn Store) {
     );
     // A call message reaches the call's devices only.
     let GroupWrite::Done(sent) = s
-        .post_group_message(&key, 2, 0, a1, HELLO, 1_700_000_200)
+        .post_group_message((&key, b"call-0"), 2, 0, a1, HELLO, 1_700_000_200)
         .await
         .expect("post")
     else {
@@ -750,61 +779,78 @@ pub(super) async fn subconversations(s: &dyn Store) {
         vec![b1]
     );
     assert_eq!(
-        s.post_group_message(&key, 2, 0, a2, HELLO, 1_700_000_200)
+        s.post_group_message((&key, b"call-0"), 2, 0, a2, HELLO, 1_700_000_200)
             .await
             .expect("post"),
         GroupWrite::NotMember
     );
-    // Bob's device leaves: out of the delivery with the proposal of its
-    // removal, which goes to those who stay.
+    // Bob's device leaves: out of the delivery at once; again, nothing.
+    assert_eq!(
+        s.leave_subconversation(&key, b1, b"call-1", 1_700_000_300)
+            .await
+            .expect("leave"),
+        SubconversationLeave::Left
+    );
+    assert_eq!(s.group_devices(&key).await.expect("devices"), vec![a1]);
+    assert_eq!(
+        s.leave_subconversation(&key, b1, b"call-1", 1_700_000_300)
+            .await
+            .expect("leave"),
+        SubconversationLeave::NotIn
+    );
+    // The server's proposal of its removal goes to those who stay.
     let state = s
         .mls_group_state(&key)
         .await
         .expect("state")
         .expect("there");
-    let leaving = [b1];
-    let GroupWrite::Done(sent) = s
-        .propose_group(&GroupProposals {
-            group: key.clone(),
-            epoch: 2,
-            revision: state.revision,
-            at: 1_700_000_300,
-            state: b"left",
-            proposals: &[HELLO],
-            leaving: &leaving,
-        })
-        .await
-        .expect("propose")
-    else {
+    let proposal = GroupProposals {
+        group: key.clone(),
+        group_id: b"call-0",
+        epoch: 2,
+        revision: state.revision,
+        at: 1_700_000_300,
+        state: b"left",
+        proposals: &[HELLO],
+    };
+    let GroupWrite::Done(sent) = s.propose_group(&proposal).await.expect("propose") else {
         panic!("proposed");
     };
     assert_eq!(
         sent.iter().map(|d| (d.user, d.client)).collect::<Vec<_>>(),
         vec![a1]
     );
-    assert_eq!(s.group_devices(&key).await.expect("devices"), vec![a1]);
     // A reset names the group and epoch it ends; any other changes nothing.
-    assert!(
-        !s.reset_subconversation(&key, (b"call-other", 2), b"call-1", 1_700_000_400)
-            .await
-            .expect("reset")
+    let told = Notify {
+        payload: r#"{"type":"reset"}"#,
+        at: 1_700_000_400,
+    };
+    for (group, seen) in [
+        (&key, (&b"call-other"[..], 2)),
+        (&key, (&b"call-0"[..], 1)),
+        (&main, (&record.group_id[..], 1)),
+    ] {
+        assert_eq!(
+            s.reset_subconversation(group, seen, b"call-1", told)
+                .await
+                .expect("reset"),
+            None,
+            "{seen:?} ends nothing (a conversation's own group is never reset)"
+        );
+    }
+    let told_to = s
+        .reset_subconversation(&key, (b"call-0", 2), b"call-1", told)
+        .await
+        .expect("reset")
+        .expect("reset");
+    assert_eq!(
+        told_to
+            .iter()
+            .map(|d| (d.user, d.client))
+            .collect::<Vec<_>>(),
+        vec![a1]
     );
-    assert!(
-        !s.reset_subconversation(&key, (b"call-0", 1), b"call-1", 1_700_000_400)
-            .await
-            .expect("reset")
-    );
-    assert!(
-        !s.reset_subconversation(&main, (&record.group_id, 1), b"call-1", 1_700_000_400)
-            .await
-            .expect("reset"),
-        "a conversation's own group is never reset"
-    );
-    assert!(
-        s.reset_subconversation(&key, (b"call-0", 2), b"call-1", 1_700_000_400)
-            .await
-            .expect("reset")
-    );
+    assert_eq!(newest(s, &a, 1).await.as_deref(), Some(told.payload));
     let reset = s.mls_group(&key).await.expect("group").expect("there");
     assert_eq!(
         (
@@ -841,8 +887,66 @@ pub(super) async fn subconversations(s: &dyn Store) {
         s.commit_group(&again).await.expect("commit"),
         GroupWrite::Done(_)
     ));
+    // What was made for the old group lands nowhere, though the new one is
+    // at the same epoch and revision.
+    let old = GroupProposals {
+        epoch: 1,
+        revision: 1,
+        ..proposal
+    };
+    assert!(matches!(
+        s.propose_group(&old).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.post_group_message((&key, b"call-0"), 1, 0, b2, HELLO, 1_700_000_500)
+            .await,
+        Err(StoreError::NotFound)
+    ));
     s.change_conversation(conv.id, &ConversationChange::RemoveMember(b.id), QUIET)
         .await
         .expect("left");
     assert!(s.group_devices(&key).await.expect("devices").is_empty());
+    // One who is no member starts no call.
+    let told_to = s
+        .reset_subconversation(&key, (b"call-1", 1), b"call-2", told)
+        .await
+        .expect("reset")
+        .expect("reset");
+    assert!(told_to.is_empty(), "Bob's devices are out of it already");
+    let outsider = GroupCommit {
+        group_id: b"call-2",
+        ..commit(&conv, 0, b1, &bob, &[], &[], &[])
+    };
+    let outsider = GroupCommit {
+        group: key.clone(),
+        welcome: None,
+        ..outsider
+    };
+    assert_eq!(
+        s.commit_group(&outsider).await.expect("commit"),
+        GroupWrite::NotMember
+    );
+    // The last one out ends it.
+    let first = GroupCommit {
+        group_id: b"call-2",
+        ..first
+    };
+    assert!(matches!(
+        s.commit_group(&first).await.expect("commit"),
+        GroupWrite::Done(_)
+    ));
+    assert_eq!(
+        s.leave_subconversation(&key, a1, b"call-3", 1_700_000_600)
+            .await
+            .expect("leave"),
+        SubconversationLeave::Ended
+    );
+    let ended = s.mls_group(&key).await.expect("group").expect("there");
+    assert_eq!(
+        (ended.generation, ended.group_id.as_slice(), ended.epoch),
+        (3, &b"call-3"[..], 0)
+    );
+    assert!(s.group_devices(&key).await.expect("devices").is_empty());
+    assert_eq!(s.mls_group_state(&key).await.expect("state"), None);
 }

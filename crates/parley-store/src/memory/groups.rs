@@ -11,10 +11,28 @@ use super::{MemoryStore, State};
 use crate::{
     ConversationRecord, Delivered, GroupCommit, GroupKey, GroupProposals, GroupState, GroupStore,
     GroupWrite, MemberRecord, MlsGroupRecord, Notify, SharedMessage, StoreError, StoreResult,
-    with_data,
+    SubconversationLeave, with_data,
 };
 
 impl State {
+    /// Starts a subconversation's next generation (see
+    /// [`GroupStore::reset_subconversation`]); the devices the old one had.
+    fn reset(
+        &mut self, group: &GroupKey, next_group_id: &[u8], at: i64,
+    ) -> Vec<(UserId, ClientId)> {
+        if let Some(record) = self.groups.get_mut(group) {
+            record.group_id = next_group_id.to_vec();
+            record.generation += 1;
+            record.epoch = 0;
+            record.epoch_at = at;
+        }
+        self.group_states.remove(group);
+        self.group_devices
+            .insert(group.clone(), BTreeSet::new())
+            .map(|d| d.into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Queues a shared message for `devices` (those still there), in order.
     fn enqueue_shared(
         &mut self, devices: &[(UserId, ClientId)], message: SharedMessage<'_>, at: i64,
@@ -148,25 +166,57 @@ impl GroupStore for MemoryStore {
     }
 
     async fn reset_subconversation(
-        &self, group: &GroupKey, (group_id, epoch): (&[u8], u64), next_group_id: &[u8], at: i64,
-    ) -> StoreResult<bool> {
+        &self, group: &GroupKey, (group_id, epoch): (&[u8], u64), next_group_id: &[u8],
+        notify: Notify<'_>,
+    ) -> StoreResult<Option<Vec<Delivered>>> {
         self.with(|s| {
-            let Some(record) = s.groups.get_mut(group) else {
-                return Ok(false);
-            };
-            if record.subconversation.is_none()
-                || record.group_id != group_id
-                || record.epoch != epoch
-            {
-                return Ok(false);
+            let matches = s.groups.get(group).is_some_and(|record| {
+                record.subconversation.is_some()
+                    && record.group_id == group_id
+                    && record.epoch == epoch
+            });
+            if !matches {
+                return Ok(None);
             }
-            record.group_id = next_group_id.to_vec();
-            record.generation += 1;
-            record.epoch = 0;
-            record.epoch_at = at;
-            s.group_states.remove(group);
-            s.group_devices.insert(group.clone(), BTreeSet::new());
-            Ok(true)
+            let devices = s.reset(group, next_group_id, notify.at);
+            let payload: std::sync::Arc<str> = notify.payload.into();
+            Ok(Some(
+                devices
+                    .into_iter()
+                    .filter_map(|(user, client)| {
+                        let id = s.enqueue(user, client, &payload, notify.at)?;
+                        Some(Delivered {
+                            user,
+                            client,
+                            id,
+                            payload: payload.clone(),
+                        })
+                    })
+                    .collect(),
+            ))
+        })
+    }
+
+    async fn leave_subconversation(
+        &self, group: &GroupKey, device: (UserId, ClientId), next_group_id: &[u8], at: i64,
+    ) -> StoreResult<SubconversationLeave> {
+        self.with(|s| {
+            if s.groups
+                .get(group)
+                .is_none_or(|g| g.subconversation.is_none())
+            {
+                return Err(StoreError::NotFound);
+            }
+            let in_group = s.group_devices.entry(group.clone()).or_default();
+            if !in_group.contains(&device) {
+                return Ok(SubconversationLeave::NotIn);
+            }
+            if in_group.len() > 1 {
+                in_group.remove(&device);
+                return Ok(SubconversationLeave::Left);
+            }
+            s.reset(group, next_group_id, at);
+            Ok(SubconversationLeave::Ended)
         })
     }
 
@@ -194,6 +244,10 @@ impl GroupStore for MemoryStore {
                 .cloned()
                 .unwrap_or_default();
             if !devices.contains(&commit.sender) && !commit.added.contains(&commit.sender) {
+                return Ok(GroupWrite::NotMember);
+            }
+            // A call is its conversation's members'.
+            if commit.group.subconversation.is_some() && !members.contains(&commit.sender.0) {
                 return Ok(GroupWrite::NotMember);
             }
             if let Some(admin) = commit.admin {
@@ -256,7 +310,12 @@ impl GroupStore for MemoryStore {
 
     async fn propose_group(&self, p: &GroupProposals<'_>) -> StoreResult<GroupWrite> {
         self.with(|s| {
-            let current = s.groups.get(&p.group).ok_or(StoreError::NotFound)?.epoch;
+            let current = s
+                .groups
+                .get(&p.group)
+                .filter(|g| g.group_id == p.group_id)
+                .ok_or(StoreError::NotFound)?
+                .epoch;
             let state = s
                 .group_states
                 .get_mut(&p.group)
@@ -266,11 +325,11 @@ impl GroupStore for MemoryStore {
             }
             state.state = p.state.to_vec();
             state.revision += 1;
-            let in_group = s.group_devices.entry(p.group.clone()).or_default();
-            for d in p.leaving {
-                in_group.remove(d);
-            }
-            let to: Vec<_> = in_group.iter().copied().collect();
+            let to: Vec<_> = s
+                .group_devices
+                .get(&p.group)
+                .map(|d| d.iter().copied().collect())
+                .unwrap_or_default();
             let mut delivered = Vec::new();
             for message in p.proposals {
                 delivered.extend(s.enqueue_shared(&to, *message, p.at));
@@ -280,12 +339,15 @@ impl GroupStore for MemoryStore {
     }
 
     async fn post_group_message(
-        &self, group: &GroupKey, epoch: u64, past_epochs: u64, sender: (UserId, ClientId),
-        message: SharedMessage<'_>, at: i64,
+        &self, (key, group_id): (&GroupKey, &[u8]), epoch: u64, past_epochs: u64,
+        sender: (UserId, ClientId), message: SharedMessage<'_>, at: i64,
     ) -> StoreResult<GroupWrite> {
         self.with(|s| {
-            let key = group;
-            let group = s.groups.get(key).ok_or(StoreError::NotFound)?;
+            let group = s
+                .groups
+                .get(key)
+                .filter(|g| g.group_id == group_id)
+                .ok_or(StoreError::NotFound)?;
             let (current, mixed) = (group.epoch, group.mixed);
             let devices = s.group_devices.get(key).cloned().unwrap_or_default();
             // Membership first: a stranger learns nothing of the group.

@@ -318,7 +318,7 @@ impl Mls {
             // An external commit cannot take the server's proposals in:
             // they are made again on the epoch it made.
             let lapsed: Vec<_> = applied.lapsed.iter().map(|d| (d.user, d.client)).collect();
-            if let Err(e) = self.propose_removals(&key, &lapsed, &[]).await {
+            if let Err(e) = self.propose_removals(&key, &lapsed).await {
                 tracing::warn!(label = e.label(), "MLS: lapsed removals not proposed again");
             }
         }
@@ -593,13 +593,6 @@ impl Mls {
             loaded.role_of(me).map_err(|_| not_in_group())?;
             self.no_block_in_one2one(me, &loaded).await?;
         }
-        if key.subconversation.is_some() {
-            // A reset subconversation's former group is no group.
-            let current = self.groups.group(&key).await?;
-            if current.is_none_or(|g| g.group_id != message.group_id) {
-                return Err(super::subconversations::no_subconversation());
-            }
-        }
         let event = payload(&EventPayload::MlsMessageAdd {
             conversation: self.core.qualified(conversation),
             subconversation: key.subconversation.clone(),
@@ -614,7 +607,7 @@ impl Mls {
         let write = self
             .groups
             .post(
-                &key,
+                (&key, &message.group_id),
                 message.epoch,
                 PAST_EPOCHS,
                 (me, device),
@@ -626,6 +619,10 @@ impl Mls {
             )
             .await
             .map_err(|e| match e {
+                // (A reset subconversation's former group is no group.)
+                parley_store::StoreError::NotFound if key.subconversation.is_some() => {
+                    super::subconversations::no_subconversation()
+                }
                 parley_store::StoreError::NotFound => no_group(),
                 other => other.into(),
             })?;

@@ -98,7 +98,7 @@ impl Mls {
             .await?
         {
             for (key, devices) in theirs.iter().filter(|(_, d)| !d.is_empty()) {
-                if let Err(e) = self.propose_removals(key, devices, &[]).await {
+                if let Err(e) = self.propose_removals(key, devices).await {
                     tracing::warn!(
                         label = e.label(),
                         "MLS: a leaver's removal was not proposed"
@@ -145,7 +145,7 @@ impl Mls {
                 }
             };
             for key in keys {
-                if let Err(e) = self.propose_removals(&key, &gone, &[]).await {
+                if let Err(e) = self.propose_removals(&key, &gone).await {
                     tracing::warn!(
                         label = e.label(),
                         "MLS: the removal of a deleted device could not be proposed"
@@ -157,11 +157,8 @@ impl Mls {
 
     /// Proposes the removal of `devices` from a group (those in it and not
     /// proposed already), again on a new epoch when a commit lands first.
-    /// `leaving` (a device leaving a subconversation) is out of the group's
-    /// delivery in the same write, even when its removal was proposed
-    /// before.
     pub(super) async fn propose_removals(
-        &self, group_key: &GroupKey, devices: &[(UserId, ClientId)], leaving: &[(UserId, ClientId)],
+        &self, group_key: &GroupKey, devices: &[(UserId, ClientId)],
     ) -> ApiResult<()> {
         let Some(group) = self.groups.group(group_key).await? else {
             return Ok(());
@@ -185,11 +182,8 @@ impl Mls {
             let signed = self
                 .on_cpu(move || propose(&bytes, &devices, &domain, &key, &sender))
                 .await??;
-            let (made, epoch, snapshot) = match signed {
-                Some(signed) => signed,
-                // Nothing to propose; one leaving still leaves.
-                None if !leaving.is_empty() => (Vec::new(), state.epoch, state.state),
-                None => return Ok(()),
+            let Some((made, epoch, snapshot)) = signed else {
+                return Ok(());
             };
             let events: Vec<String> = made
                 .iter()
@@ -216,12 +210,12 @@ impl Mls {
                 .groups
                 .propose(&GroupProposals {
                     group: group_key.clone(),
+                    group_id: &group.group_id,
                     epoch,
                     revision: state.revision,
                     at,
                     state: &snapshot,
                     proposals: &proposals,
-                    leaving,
                 })
                 .await?;
             match write {

@@ -15,11 +15,15 @@
 //!   adds anyone. A device leaves by itself: it is out of the group's
 //!   delivery at once, and the server proposes its removal, which the next
 //!   commit of any participant takes in (`mls-commit-missing-references`
-//!   otherwise). The last device to leave resets it. A user who leaves the
+//!   otherwise). The last device to leave resets it (decided under the
+//!   conversation's lock: two last leavers cannot both leave it standing). A user who leaves the
 //!   conversation, or a deleted device, is removed as from the
 //!   conversation's own group (see [`super::removals`]).
 //! - Any member resets it (a call that went wrong), naming the group and
-//!   epoch they saw: a new generation, empty, at epoch 0.
+//!   epoch they saw: a new generation, empty, at epoch 0; the old group's
+//!   devices are told (`conversation.subconversation-reset`). Every write
+//!   to a group names its group id, so nothing made for an old generation
+//!   lands in a new one.
 //!
 //! Commits and messages go through the same endpoints as the conversation's
 //! own group (the group id says which), and their events name the
@@ -28,16 +32,14 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use parley_api::{
-    ClientId, ConversationId, GroupMember, SUBCONVERSATIONS, Subconversation, SubconversationReset,
-    UserId,
+    ClientId, ConversationId, EventPayload, GroupMember, SUBCONVERSATIONS, Subconversation,
+    SubconversationReset, UserId,
 };
-use parley_store::{GroupKey, MlsGroupRecord};
+use parley_store::{GroupKey, MlsGroupRecord, Notify, SubconversationLeave};
 
 use super::Mls;
 use crate::error::{ApiError, ApiResult};
-
-/// Tries of a leave that keeps losing the race to commits.
-const LEAVE_ATTEMPTS: usize = 5;
+use crate::services::notifications::payload;
 
 /// The bytes of a subconversation's group id before its name.
 const PREFIX: usize = 16 + 4;
@@ -169,39 +171,37 @@ impl Mls {
         &self, me: UserId, device: ClientId, domain: &str, id: ConversationId, name: &str,
     ) -> ApiResult<()> {
         self.core.local(domain)?;
-        let key = GroupKey::sub(id, known(name)?);
-        for _ in 0..LEAVE_ATTEMPTS {
-            let (_, record) = self.member_group(me, &key).await?;
-            let devices = self.groups.devices(&key).await?;
-            if !devices.contains(&(me, device)) {
-                return Ok(());
+        let name = known(name)?;
+        let key = GroupKey::sub(id, name);
+        let (_, record) = self.member_group(me, &key).await?;
+        let next = group_id(id, record.generation.wrapping_add(1), name);
+        let left = self
+            .groups
+            .leave_subconversation(&key, (me, device), &next, self.core.clock.now())
+            .await?;
+        match left {
+            SubconversationLeave::NotIn => Ok(()),
+            SubconversationLeave::Left => {
+                // Out of its delivery already: the leave stands whatever
+                // becomes of the proposal.
+                if let Err(e) = self.propose_removals(&key, &[(me, device)]).await {
+                    tracing::warn!(
+                        label = e.label(),
+                        "MLS: a call leaver's removal not proposed"
+                    );
+                }
+                Ok(())
             }
-            if devices.len() > 1 {
-                let leaving = [(me, device)];
-                return self.propose_removals(&key, &leaving, &leaving).await;
-            }
-            // The last one out: the call is over.
-            let next = group_id(id, record.generation.wrapping_add(1), known(name)?);
-            let at = self.core.clock.now();
-            if self
-                .groups
-                .reset_subconversation(&key, (&record.group_id, record.epoch), &next, at)
-                .await?
-            {
+            SubconversationLeave::Ended => {
                 tracing::info!("MLS subconversation ended by its last device");
-                return Ok(());
+                Ok(())
             }
-            // Someone joined or committed meanwhile: look again.
         }
-        Err(ApiError::conflict(
-            "mls-stale-message",
-            "the subconversation kept changing: try again",
-        ))
     }
 
     /// `DELETE /v1/conversations/{domain}/{id}/subconversations/{name}`:
     /// resets it if its group is still the one named (see the module's
-    /// documentation).
+    /// documentation); its devices are told.
     pub async fn reset_subconversation(
         &self, me: UserId, domain: &str, id: ConversationId, name: &str,
         seen: &SubconversationReset,
@@ -214,11 +214,26 @@ impl Mls {
             .decode(&seen.group_id)
             .map_err(|_| ApiError::bad_request("bad-request", "group_id is not base64"))?;
         let next = group_id(id, record.generation.wrapping_add(1), name);
+        let event = payload(&EventPayload::SubconversationReset {
+            conversation: self.core.qualified(id),
+            subconversation: name.to_owned(),
+            group_id: B64.encode(&seen_id),
+            from: me,
+        });
+        let at = self.core.clock.now();
         let reset = self
             .groups
-            .reset_subconversation(&key, (&seen_id, seen.epoch), &next, self.core.clock.now())
+            .reset_subconversation(
+                &key,
+                (&seen_id, seen.epoch),
+                &next,
+                Notify {
+                    payload: &event,
+                    at,
+                },
+            )
             .await?;
-        if !reset {
+        let Some(delivered) = reset else {
             return Err(ApiError::conflict(
                 "mls-stale-message",
                 format!(
@@ -227,7 +242,8 @@ impl Mls {
                     record.epoch
                 ),
             ));
-        }
+        };
+        self.core.announce_stored(at, delivered);
         tracing::info!("MLS subconversation reset");
         Ok(())
     }
