@@ -23,6 +23,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// `postgres://…` to use PostgreSQL; `sqlite://…` for another SQLite file.
     pub database_url: Option<String>,
+    /// `nats://host:4222`: several nodes on one PostgreSQL database wake each
+    /// other's sockets through this NATS server (unset: one node, no NATS).
+    pub nats_url: Option<String>,
     /// Serve HTTPS.
     pub tls: Option<TlsConfig>,
     /// Send e-mail by SMTP instead of writing it to the outbox; see [`SmtpConfig`]
@@ -400,6 +403,8 @@ pub struct Settings {
     /// From when (Unix seconds) a mixed conversation may become MLS with
     /// devices outside its group.
     pub mls_migration_finalise_after: Option<i64>,
+    /// The NATS server the nodes share, if there are several.
+    pub nats_url: Option<String>,
 }
 
 /// A configuration a person must fix, with what to fix.
@@ -434,6 +439,7 @@ impl Settings {
             mls_default_suite: parley_mls::CipherSuite::DEFAULT,
             mls_allowed_suites: parley_mls::CipherSuite::SELECTABLE.to_vec(),
             mls_migration_finalise_after: None,
+            nats_url: None,
         }
     }
 
@@ -481,6 +487,21 @@ impl Settings {
                     "database_url must start with postgres:// or sqlite:".into(),
                 ));
             };
+        }
+        if let Some(url) = file.nats_url {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                return Err(ConfigError(format!(
+                    "nats_url {url:?} must start with nats:// (or tls://)"
+                )));
+            }
+            if !matches!(s.database, Database::Postgres(_)) {
+                return Err(ConfigError(
+                    "nats_url is for several nodes on one PostgreSQL database: set database_url \
+                     to postgres://… too (a SQLite file belongs to one node)"
+                        .into(),
+                ));
+            }
+            s.nats_url = Some(url);
         }
         if let Some(tls) = &file.tls {
             for (what, path) in [("certificate", &tls.cert), ("key", &tls.key)] {
@@ -737,6 +758,29 @@ mod tests {
             .expect("valid");
         let smtp = s.smtp.expect("smtp");
         assert_eq!((smtp.security, smtp.port), (SmtpSecurity::Starttls, 587));
+    }
+
+    #[test]
+    fn nats_is_for_nodes_on_postgresql() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("parley.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).expect("write");
+            Settings::resolve(Some(path.as_path()), None, Some(dir.path().to_owned()))
+        };
+        let e = resolve("nats_url = \"nats://127.0.0.1:4222\"\n").expect_err("SQLite");
+        assert!(e.0.contains("PostgreSQL"), "{e}");
+        let e = resolve(
+            "database_url = \"postgres://db/parley\"\nnats_url = \"http://127.0.0.1:4222\"\n",
+        )
+        .expect_err("not nats://");
+        assert!(e.0.contains("nats://"), "{e}");
+        let s = resolve(
+            "database_url = \"postgres://db/parley\"\nnats_url = \"nats://127.0.0.1:4222\"\n",
+        )
+        .expect("valid");
+        assert_eq!(s.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(resolve("").expect("valid").nats_url, None);
     }
 
     #[test]

@@ -79,6 +79,11 @@ impl ApiError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, label, message)
     }
 
+    /// 503: this node cannot serve now (`/v1/ready`).
+    pub fn not_ready(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", message)
+    }
+
     /// 503: too much work queued; try again in `retry_after` seconds.
     pub fn busy(retry_after: u64) -> Self {
         Self {

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub(crate) mod error;
 pub(crate) mod mail;
+pub(crate) mod nats;
 pub mod passwords;
 pub mod push;
 pub(crate) mod ratelimit;

@@ -40,6 +40,9 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error("{0}")]
     Tls(String),
+    /// NATS (`nats_url`) could not be used.
+    #[error(transparent)]
+    Nats(#[from] crate::nats::NatsError),
 }
 
 /// A server that is running.
@@ -194,6 +197,10 @@ pub async fn start_with_store(
         None => None,
     };
     let stopping = Arc::new(tokio::sync::watch::channel(false).0);
+    let wakeups: Arc<dyn crate::wakeups::Wakeups> = match &settings.nats_url {
+        Some(url) => crate::nats::NatsWakeups::connect(url, &settings.domain).await?,
+        None => Arc::new(crate::wakeups::LocalWakeups::default()),
+    };
     let core = Core {
         devices: store.clone(),
         clock: clock.clone(),
@@ -202,7 +209,7 @@ pub async fn start_with_store(
         settings: Arc::new(settings.clone()),
         per_account: Arc::new(RateLimiter::new(settings.limits.per_account, 300)),
         per_address: Arc::new(RateLimiter::new(settings.limits.per_address, 300)),
-        wakeups: Arc::new(crate::wakeups::LocalWakeups::default()),
+        wakeups,
         push: crate::push::PushSender::new(settings.push_allow_private).map_err(StartError::Tls)?,
     };
     // Each service gets the store of what it owns (ARCHITECTURE.md's table).

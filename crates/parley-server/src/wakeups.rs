@@ -1,7 +1,6 @@
 //! Wake-ups: "a device of this user may have new events", live frames for
-//! connected devices, and who is connected. The one process today; a NATS-backed
-//! implementation of the same interface lets several nodes wake each other's sockets
-//! later.
+//! connected devices, and who is connected. [`LocalWakeups`] within one
+//! process; `crate::nats` mirrors them between nodes when `nats_url` is set.
 //!
 //! A wake-up carries no data: a woken socket reads the store. A live frame carries
 //! the event itself: a stored one (with its queue id, published after the commit, so
@@ -57,6 +56,13 @@ pub trait Wakeups: Send + Sync + std::fmt::Debug {
     /// Tells every open socket of `user` that some of the user's logins
     /// ended: each checks its own and closes if it is gone.
     fn logins_changed(&self, user: UserId);
+    /// Wakes `user`'s sockets on other nodes (a device with no socket here
+    /// may have one there); nothing within one process.
+    fn wake_elsewhere(&self, _user: UserId) {}
+    /// What keeps live events from other nodes, if anything (`/v1/ready`).
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Live frames a busy socket may fall behind by before it misses some (it then
@@ -84,6 +90,13 @@ pub(crate) struct LocalWakeups {
 }
 
 impl LocalWakeups {
+    /// Wakes every socket (after live events may have been missed).
+    pub(crate) fn wake_all(&self) {
+        for channels in self.users().values() {
+            channels.wake.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, UserChannels>> {
         self.users
             .lock()

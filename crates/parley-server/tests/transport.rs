@@ -340,6 +340,23 @@ fn bad_configuration_is_a_clear_message_and_exit_code_2() {
     }
 }
 
+/// A load balancer's two questions, without a login: is the process alive,
+/// and can it serve (its database answers; one node needs no NATS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_need_no_login() {
+    let s = TestServer::start(Backend::Sqlite, Limits::default())
+        .await
+        .expect("sqlite");
+    for (path, status) in [("/v1/health", "ok"), ("/v1/ready", "ready")] {
+        let resp = reqwest::get(format!("{}{path}", s.base))
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 200, "{path}");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["status"], status, "{path}: {body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_every_route() {
     let s = TestServer::start(Backend::Sqlite, Limits::default())
@@ -381,7 +398,7 @@ async fn the_openapi_document_describes_every_route() {
             );
         }
     }
-    assert_eq!(operations, 62, "every route is documented (and only those)");
+    assert_eq!(operations, 64, "every route is documented (and only those)");
 }
 
 /// A documented path with its parameters filled in: device ids are hex, user ids UUIDs.

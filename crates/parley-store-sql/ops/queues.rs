@@ -69,6 +69,14 @@ impl QueueStore for Store {
         row.map(event).transpose()
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(self.pool())
+            .await
+            .map(drop)
+            .map_err(Store::error)
+    }
+
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
         // Each queue that loses events marks everything up to the newest one
         // it lost as purged (a cursor before it has missed something). Queue

@@ -614,6 +614,8 @@ pub trait QueueStore: Send + Sync + std::fmt::Debug + 'static {
     /// (see [`QueuePosition`]) in the same transaction as its deletion; a
     /// backend may commit queue by queue or in batches of queues.
     async fn purge_events(&self, before: i64) -> StoreResult<u64>;
+    /// Whether the database answers (for a load balancer's readiness check).
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// Connections between users, and who may reach whom (blocks, shared

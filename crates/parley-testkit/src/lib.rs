@@ -35,7 +35,8 @@ pub struct TestServer {
     pub running: RunningServer,
     backend: Backend,
     settings: Settings,
-    dir: tempfile::TempDir,
+    dir: Arc<tempfile::TempDir>,
+    store: Arc<dyn Store>,
 }
 
 impl TestServer {
@@ -80,14 +81,15 @@ impl TestServer {
             }
             Backend::Memory => Arc::new(parley_store::memory::MemoryStore::new()),
         };
-        let running = start_with_store(settings.clone(), store, Default::default())
+        let running = start_with_store(settings.clone(), store.clone(), Default::default())
             .await
             .expect("the server starts");
         Some(Self {
             running,
             backend,
             settings,
-            dir,
+            dir: Arc::new(dir),
+            store,
         })
     }
 
@@ -113,8 +115,8 @@ impl TestServer {
         tokio::time::sleep(down).await;
         let mut settings = self.settings;
         settings.listen = addr;
-        let store = open_sqlite(&self.dir.path().join("parley.db")).await;
-        let running = start_with_store(settings.clone(), Arc::new(store), Default::default())
+        let store: Arc<dyn Store> = Arc::new(open_sqlite(&self.dir.path().join("parley.db")).await);
+        let running = start_with_store(settings.clone(), store.clone(), Default::default())
             .await
             .expect("the server starts again");
         Self {
@@ -122,6 +124,36 @@ impl TestServer {
             backend: self.backend,
             settings,
             dir: self.dir,
+            store,
+        }
+    }
+
+    /// Another node of this server, as a cluster's next process would be:
+    /// the same PostgreSQL database, signing keys and outbox, its own
+    /// address, sockets and memory, with its settings changed by `tweak`
+    /// (`nats_url`). (It shares the first node's connection pool: the
+    /// database is what nodes share.)
+    ///
+    /// # Panics
+    /// When the server does not run on PostgreSQL, or the node cannot start.
+    pub async fn another_node(&self, tweak: impl FnOnce(&mut Settings)) -> Self {
+        assert_eq!(
+            self.backend,
+            Backend::Postgres,
+            "nodes share a PostgreSQL database"
+        );
+        let mut settings = self.settings.clone();
+        settings.listen = "127.0.0.1:0".parse().expect("a loopback address");
+        tweak(&mut settings);
+        let running = start_with_store(settings.clone(), self.store.clone(), Default::default())
+            .await
+            .expect("another node starts");
+        Self {
+            running,
+            backend: self.backend,
+            settings,
+            dir: self.dir.clone(),
+            store: self.store.clone(),
         }
     }
 

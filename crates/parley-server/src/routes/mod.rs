@@ -154,6 +154,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(mls::leave_subconversation))
         .routes(routes!(notifications::page))
         .routes(routes!(notifications::last))
+        .routes(routes!(notifications::health))
+        .routes(routes!(notifications::ready))
         .split_for_parts();
     let doc = std::sync::Arc::new(doc);
     // The WebSocket is outside the OpenAPI document: it is not a request/response.

@@ -12,6 +12,20 @@ use crate::error::ApiResult;
 #[allow(unused_imports, reason = "named by the OpenAPI annotations")]
 use parley_api::ErrorBody;
 
+#[utoipa::path(get, path = "/v1/health", tag = "notifications",
+    responses((status = 200, description = "the process serves requests (liveness)")))]
+pub(super) async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+#[utoipa::path(get, path = "/v1/ready", tag = "notifications",
+    responses((status = 200, description = "the database answers and, with several nodes, NATS is reachable (readiness)"),
+              (status = 503, description = "not-ready: what is unreachable", body = ErrorBody)))]
+pub(super) async fn ready(State(s): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+    s.notifications.ready().await?;
+    Ok(Json(serde_json::json!({"status": "ready"})))
+}
+
 #[derive(Deserialize, utoipa::IntoParams)]
 pub(super) struct PageQuery {
     /// The device whose queue to read.

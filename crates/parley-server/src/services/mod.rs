@@ -113,9 +113,11 @@ impl Core {
             .unwrap_or_default();
         let mut offline = Vec::new();
         let mut to_wake = std::collections::BTreeSet::new();
+        let mut elsewhere = std::collections::BTreeSet::new();
         for d in stored {
             if !self.wakeups.is_connected(d.user, d.client) {
                 offline.push((d.user, d.client));
+                elsewhere.insert(d.user);
                 continue;
             }
             if d.payload.len() > LIVE_FRAME_MAX_BYTES {
@@ -138,6 +140,10 @@ impl Core {
         }
         for user in to_wake {
             self.wakeups.wake(user);
+        }
+        // (A device with no socket here may have one on another node.)
+        for user in elsewhere {
+            self.wakeups.wake_elsewhere(user);
         }
         if !offline.is_empty() {
             let core = self.clone();

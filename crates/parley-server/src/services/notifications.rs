@@ -162,6 +162,19 @@ impl Notifications {
             .map_or(0, |e| e.id))
     }
 
+    /// Whether this node can serve: its database answers and, with several
+    /// nodes, NATS is reachable (else 503 `not-ready`, saying which).
+    pub async fn ready(&self) -> ApiResult<()> {
+        if let Err(e) = self.store.ping().await {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            return Err(ApiError::not_ready("the database does not answer"));
+        }
+        if let Some(why) = self.core.wakeups.unreachable() {
+            return Err(ApiError::not_ready(why));
+        }
+        Ok(())
+    }
+
     /// The server's time (Unix seconds), to hold a socket to its token's expiry.
     pub fn now(&self) -> i64 {
         self.core.clock.now()

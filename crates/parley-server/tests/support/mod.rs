@@ -40,6 +40,18 @@ pub fn init() {
 }
 
 impl TestServer {
+    /// Another node of this server, on its database (see
+    /// [`parley_testkit::TestServer::another_node`]).
+    pub async fn another_node(&self, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let kit = self.kit.another_node(tweak).await;
+        let base = kit.url();
+        Self {
+            kit,
+            base,
+            http: self.http.clone(),
+        }
+    }
+
     pub async fn start(backend: Backend, limits: Limits) -> Option<Self> {
         Self::start_with(backend, limits, |_| {}).await
     }

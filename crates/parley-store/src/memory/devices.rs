@@ -258,4 +258,8 @@ impl QueueStore for MemoryStore {
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
         self.with(|s| Ok(s.purge_events(before)))
     }
+
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
