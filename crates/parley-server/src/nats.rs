@@ -1,26 +1,39 @@
 //! Wake-ups between server nodes over NATS (`nats_url`): several nodes on one
 //! PostgreSQL database wake each other's sockets.
 //!
-//! Each node keeps its own sockets in a [`LocalWakeups`] and mirrors every
-//! wake-up, live frame and logins change onto one NATS subject (named after
-//! the backend's domain, so backends sharing a NATS server do not hear each
-//! other); every other node applies what it hears to its own sockets. A
+//! Each node keeps its own sockets in a [`LocalWakeups`] and mirrors onto one
+//! NATS subject (named after the backend's domain, so backends sharing a NATS
+//! server do not hear each other) what the other nodes' sockets must know:
+//! that a user may have new stored events (a wake-up: the socket reads its
+//! queue), that some of a user's logins ended, and transient frames (typing,
+//! transient messages) of at most 16 KiB. A stored event never crosses as a
+//! frame: another node's socket is woken and reads it from the database, so a
+//! socket's cursor only ever moves past what its own node read or framed. A
 //! message carries its node's id, so a node never applies its own twice.
 //!
-//! Nothing here is needed for correctness, only for speed: every event is in
-//! the database first, and a woken socket reads its queue from its cursor.
-//! So what NATS loses costs time, never messages:
+//! NATS is trusted as far as the messages it can carry: a wake-up, a logins
+//! check (each socket checks its own login in the database) or a transient
+//! frame (end-to-end encrypted by its sender). It must still be a private,
+//! authenticated server (see `docs/cluster.md`): anyone who can publish on the
+//! subject can send transient frames to any user.
+//!
+//! Every event is in the database first, and a woken socket reads its queue
+//! from its cursor, so what NATS loses costs time, never messages:
 //! - a node's outgoing messages wait in a bounded queue; past it they are
 //!   dropped (and logged), never held in unbounded memory;
-//! - when the connection to NATS comes back after an outage, the node wakes
-//!   every socket it holds, and each catches up from its cursor;
-//! - a node starts while NATS is down and connects when it can.
+//! - whenever this node's subscription is (re)established, or it fell behind
+//!   (a slow consumer), it wakes every socket it holds and has each check
+//!   its login, and asks every other node to do the same (what it said
+//!   meanwhile may be lost too);
+//! - a node starts while NATS is down, connects when it can, and is ready
+//!   (`/v1/ready`) only once its subscription is confirmed.
 //!
 //! Which devices have a socket open is known per node only: a node that
-//! stores an event for a device connected elsewhere also wakes the device's
-//! user (a wake-up goes everywhere) and sends it a push it did not need.
+//! stores an event for a device connected elsewhere wakes the device's user
+//! (a wake-up goes everywhere) and sends it a push it did not need.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::StreamExt as _;
 use parley_api::{ClientId, UserId};
@@ -31,14 +44,17 @@ use tokio::sync::mpsc;
 use crate::wakeups::{Live, LocalWakeups, Subscription, Wakeups};
 
 /// Messages to NATS that may wait to go out; past this they are dropped.
-const OUTBOX: usize = 16 * 1024;
+/// (Each is at most a transient frame of 16 KiB: at most 64 MiB waiting.)
+const OUTBOX: usize = 4 * 1024;
 
-/// What a node tells the others about one user.
+/// The largest transient frame mirrored to other nodes.
+const MAX_MIRRORED_FRAME: usize = 16 * 1024;
+
+/// What a node tells the others.
 #[derive(Debug, Serialize, Deserialize)]
 struct Remote {
     /// The node that sent it.
     node: String,
-    user: UserId,
     #[serde(flatten)]
     what: What,
 }
@@ -47,24 +63,33 @@ struct Remote {
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum What {
     /// The user may have new stored events.
-    Wake,
+    Wake { user: UserId },
     /// Some of the user's logins ended.
-    Logins,
-    /// A frame for the user's devices.
-    Live {
+    Logins { user: UserId },
+    /// A transient frame for the user's devices.
+    Transient {
+        user: UserId,
         client: Option<ClientId>,
-        id: Option<u64>,
         frame: String,
     },
+    /// The sender may have missed or lost messages: every socket reads its
+    /// queue and checks its login.
+    Resync,
 }
 
 /// Why a node could not start talking to NATS (a malformed address: one that
 /// is only down is retried in the background).
 #[derive(Debug, thiserror::Error)]
-#[error("NATS at {url}: {reason}")]
-pub struct NatsError {
-    url: String,
-    reason: String,
+#[error("NATS (nats_url): {0}")]
+pub struct NatsError(String);
+
+/// What a node hears about its own connection.
+#[derive(Debug)]
+enum Heard {
+    /// (Re)connected, or fell behind: resynchronise.
+    Resync,
+    /// Lost the connection.
+    Lost,
 }
 
 /// Wake-ups shared with the other nodes through NATS.
@@ -74,6 +99,8 @@ pub(crate) struct NatsWakeups {
     client: async_nats::Client,
     node: String,
     outbox: mpsc::Sender<Vec<u8>>,
+    /// The subscription is confirmed by the server (and not lost since).
+    subscribed: Arc<AtomicBool>,
 }
 
 /// The subject a backend's nodes talk on.
@@ -86,40 +113,32 @@ impl NatsWakeups {
     /// Connects to NATS at `url` (retrying in the background while it is
     /// down) and starts mirroring.
     pub(crate) async fn connect(url: &str, domain: &str) -> Result<Arc<Self>, NatsError> {
-        let error = |reason: String| NatsError {
-            url: url.to_owned(),
-            reason,
-        };
-        let local = Arc::new(LocalWakeups::default());
-        let after_outage = Arc::downgrade(&local);
+        let (heard, mut hearing) = mpsc::unbounded_channel();
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .event_callback(move |event| {
-                let local = after_outage.clone();
+                let heard = heard.clone();
                 async move {
-                    match event {
-                        async_nats::Event::Connected => {
-                            // What others said meanwhile is lost: every
-                            // socket here reads its queue.
-                            if let Some(local) = local.upgrade() {
-                                local.wake_all();
-                            }
-                            tracing::info!("NATS connected");
+                    let what = match event {
+                        async_nats::Event::Connected | async_nats::Event::SlowConsumer(_) => {
+                            Heard::Resync
                         }
-                        async_nats::Event::Disconnected => {
-                            tracing::warn!("NATS disconnected: live events between nodes wait");
+                        async_nats::Event::Disconnected => Heard::Lost,
+                        other => {
+                            tracing::debug!(event = %other, "NATS");
+                            return;
                         }
-                        other => tracing::debug!(event = %other, "NATS"),
-                    }
+                    };
+                    // (The node is gone when nobody listens.)
+                    let _ = heard.send(what);
                 }
             })
             .connect(url)
             .await
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(|e| NatsError(e.to_string()))?;
         let subject = subject(domain);
         let mut node_id = [0u8; 16];
-        getrandom::fill(&mut node_id).map_err(|e| error(e.to_string()))?;
-        let node = hex::encode(node_id);
+        getrandom::fill(&mut node_id).map_err(|e| NatsError(e.to_string()))?;
         let (outbox, mut queued) = mpsc::channel::<Vec<u8>>(OUTBOX);
         let sender = client.clone();
         let to = subject.clone();
@@ -133,12 +152,13 @@ impl NatsWakeups {
         let mut incoming = client
             .subscribe(subject)
             .await
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(|e| NatsError(e.to_string()))?;
         let this = Arc::new(Self {
-            local,
+            local: Arc::new(LocalWakeups::default()),
             client,
-            node,
+            node: hex::encode(node_id),
             outbox,
+            subscribed: Arc::new(AtomicBool::new(false)),
         });
         let listener = Arc::downgrade(&this);
         tokio::spawn(async move {
@@ -147,9 +167,43 @@ impl NatsWakeups {
                     return;
                 };
                 match serde_json::from_slice::<Remote>(&message.payload) {
-                    Ok(remote) if remote.node != this.node => this.apply(remote),
+                    Ok(remote) if remote.node != this.node => this.apply(remote.what),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "NATS: a message that is not a wake-up"),
+                }
+            }
+        });
+        // The subscription is confirmed by a round trip; then (and after
+        // every reconnect, once confirmed again) everyone resynchronises.
+        let watcher = Arc::downgrade(&this);
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let what = if first {
+                    first = false;
+                    Heard::Resync
+                } else {
+                    match hearing.recv().await {
+                        Some(what) => what,
+                        None => return,
+                    }
+                };
+                let Some(this) = watcher.upgrade() else {
+                    return;
+                };
+                match what {
+                    Heard::Lost => {
+                        this.subscribed.store(false, Ordering::SeqCst);
+                        tracing::warn!("NATS disconnected: live events between nodes wait");
+                    }
+                    Heard::Resync => {
+                        if this.client.flush().await.is_ok() {
+                            this.subscribed.store(true, Ordering::SeqCst);
+                            this.local.resync();
+                            this.tell(What::Resync);
+                            tracing::info!("NATS connected: sockets resynchronised");
+                        }
+                    }
                 }
             }
         });
@@ -157,28 +211,32 @@ impl NatsWakeups {
     }
 
     /// What another node said, applied to this node's sockets.
-    fn apply(&self, remote: Remote) {
-        match remote.what {
-            What::Wake => self.local.wake(remote.user),
-            What::Logins => self.local.logins_changed(remote.user),
-            What::Live { client, id, frame } => {
+    fn apply(&self, what: What) {
+        match what {
+            What::Wake { user } => self.local.wake(user),
+            What::Logins { user } => self.local.logins_changed(user),
+            What::Transient {
+                user,
+                client,
+                frame,
+            } => {
                 self.local.publish(
-                    remote.user,
+                    user,
                     Live {
                         client,
-                        id,
+                        id: None,
                         frame: frame.into(),
                     },
                 );
             }
+            What::Resync => self.local.resync(),
         }
     }
 
     /// Tells the other nodes.
-    fn tell(&self, user: UserId, what: What) {
+    fn tell(&self, what: What) {
         let body = serde_json::to_vec(&Remote {
             node: self.node.clone(),
-            user,
             what,
         })
         .expect("a wake-up serializes");
@@ -195,19 +253,21 @@ impl Wakeups for NatsWakeups {
 
     fn wake(&self, user: UserId) {
         self.local.wake(user);
-        self.tell(user, What::Wake);
+        self.tell(What::Wake { user });
     }
 
     fn publish(&self, user: UserId, frame: Live) -> bool {
         let here = self.local.publish(user, frame.clone());
-        self.tell(
-            user,
-            What::Live {
+        if frame.id.is_some() {
+            // Stored: another node's socket reads it from the database.
+            self.tell(What::Wake { user });
+        } else if frame.frame.len() <= MAX_MIRRORED_FRAME {
+            self.tell(What::Transient {
+                user,
                 client: frame.client,
-                id: frame.id,
                 frame: frame.frame.to_string(),
-            },
-        );
+            });
+        }
         here
     }
 
@@ -221,17 +281,21 @@ impl Wakeups for NatsWakeups {
 
     fn logins_changed(&self, user: UserId) {
         self.local.logins_changed(user);
-        self.tell(user, What::Logins);
+        self.tell(What::Logins { user });
     }
 
     fn wake_elsewhere(&self, user: UserId) {
-        self.tell(user, What::Wake);
+        self.tell(What::Wake { user });
     }
 
     fn unreachable(&self) -> Option<String> {
-        match self.client.connection_state() {
-            async_nats::connection::State::Connected => None,
-            state => Some(format!("NATS is {state:?}")),
+        if !matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        ) {
+            return Some("NATS is not connected".into());
         }
+        (!self.subscribed.load(Ordering::SeqCst))
+            .then(|| "NATS: this node's subscription is not confirmed yet".into())
     }
 }

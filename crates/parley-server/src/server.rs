@@ -198,7 +198,7 @@ pub async fn start_with_store(
     };
     let stopping = Arc::new(tokio::sync::watch::channel(false).0);
     let wakeups: Arc<dyn crate::wakeups::Wakeups> = match &settings.nats_url {
-        Some(url) => crate::nats::NatsWakeups::connect(url, &settings.domain).await?,
+        Some(url) => crate::nats::NatsWakeups::connect(&url.0, &settings.domain).await?,
         None => Arc::new(crate::wakeups::LocalWakeups::default()),
     };
     let core = Core {

@@ -90,10 +90,12 @@ pub(crate) struct LocalWakeups {
 }
 
 impl LocalWakeups {
-    /// Wakes every socket (after live events may have been missed).
-    pub(crate) fn wake_all(&self) {
+    /// Has every socket read its queue and check its login (after wake-ups
+    /// or logouts from other nodes may have been missed).
+    pub(crate) fn resync(&self) {
         for channels in self.users().values() {
             channels.wake.send_modify(|n| *n = n.wrapping_add(1));
+            channels.logins.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 

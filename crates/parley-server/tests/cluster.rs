@@ -48,7 +48,9 @@ async fn three_nodes_wake_each_others_sockets() {
     let Some(url) = nats() else {
         return;
     };
-    let with_nats = |s: &mut parley_server::config::Settings| s.nats_url = Some(url.clone());
+    let with_nats = |s: &mut parley_server::config::Settings| {
+        s.nats_url = Some(parley_server::config::NatsUrl(url.clone()));
+    };
     let Some(a) = TestServer::start_with(Backend::Postgres, GENEROUS, with_nats).await else {
         return;
     };
@@ -87,6 +89,24 @@ async fn three_nodes_wake_each_others_sockets() {
     let event = next_event(&mut bob_ws).await;
     assert_eq!(event["payload"]["type"], "conversation.create", "{event}");
 
+    // A message stored through A for Bob's device, which has no socket on A
+    // (A wakes him elsewhere): his socket on B reads it at once.
+    let recipients = json!({"localhost": {bob.id.to_string(): {bob_device.to_string(): "AAEC"}}});
+    let (st, v) = a
+        .post(
+            &format!("/v1/conversations/localhost/{conv}/proteus/messages"),
+            Some(&ann.token),
+            json!({"sender": ann_device, "recipients": recipients}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let event = next_event(&mut bob_ws).await;
+    assert_eq!(
+        event["payload"]["type"], "conversation.otr-message-add",
+        "{event}"
+    );
+    assert_eq!(event["payload"]["data"]["text"], "AAEC", "{event}");
+
     // A transient event through A reaches Ann's socket on C (it exists only
     // live: no store to catch up from).
     let (st, v) = a
@@ -110,5 +130,20 @@ async fn three_nodes_wake_each_others_sockets() {
     assert_eq!(
         close_reason(&mut bob_ws, false).await.as_deref(),
         Some("logged-out")
+    );
+
+    // A node whose NATS cannot be reached serves, but is not ready.
+    let cut_off = a
+        .another_node(|s| {
+            s.nats_url = Some(parley_server::config::NatsUrl("nats://127.0.0.1:9".into()));
+        })
+        .await;
+    let (st, v) = cut_off.get("/v1/health", "").await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = cut_off.get("/v1/ready", "").await;
+    assert_eq!(
+        (st.as_u16(), v["label"].as_str()),
+        (503, Some("not-ready")),
+        "{v}"
     );
 }
