@@ -169,8 +169,19 @@ pub async fn start_with_store(
     settings: Settings, store: Arc<dyn Store>, clock: Clock,
 ) -> Result<RunningServer, StartError> {
     let keys_dir = settings.data_dir.join("keys");
-    let tokens = TokenKeys::load_or_create(&keys_dir)
+    let mut tokens = TokenKeys::load_or_create(&keys_dir)
         .map_err(|e| StartError::Io(format!("signing keys in {}: {e}", keys_dir.display())))?;
+    if settings.nats_url.is_some() {
+        // Several nodes: one signs what another checks.
+        let seed = store
+            .token_signing_seed(tokens.signing_seed().as_slice())
+            .await?;
+        let seed: zeroize::Zeroizing<[u8; 32]> =
+            zeroize::Zeroizing::new(seed.as_slice().try_into().map_err(|_| {
+                StartError::Io("the stored token signing seed is not 32 bytes".into())
+            })?);
+        tokens.sign_with(&seed);
+    }
     let from = settings
         .mail_from
         .parse()

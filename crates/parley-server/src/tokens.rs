@@ -5,7 +5,9 @@
 //! kind (access or user), the user, the expiry, a connection id, and the client (access
 //! tokens) or cookie (user tokens). Checking a token is a signature check and a clock
 //! comparison: no database. Keys live in `<data>/keys/*.seed`; every key there
-//! verifies, the newest signs, so a key can be rotated by adding one.
+//! verifies, the newest signs, so a key can be rotated by adding one. Several
+//! nodes (`nats_url`) sign with one seed kept in the database, the first
+//! node's newest key ([`TokenKeys::sign_with`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -121,6 +123,21 @@ impl TokenKeys {
         })
     }
 
+    /// The seed of the key that signs (to offer as the nodes' shared one).
+    pub fn signing_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// Signs with the nodes' shared key from now on (every key loaded
+    /// still verifies).
+    pub fn sign_with(&mut self, seed: &[u8; 32]) {
+        let key = SigningKey::from_bytes(seed);
+        let id = key_id(&key.verifying_key());
+        self.verifying.insert(id.clone(), key.verifying_key());
+        self.signing = key;
+        self.signing_id = id;
+    }
+
     /// Signs claims into a token.
     pub fn issue(&self, claims: &Claims) -> String {
         let payload = serde_json::to_vec(claims).expect("claims serialize");
@@ -226,5 +243,27 @@ mod tests {
             first.verify(&fresh, Kind::User, 0).is_err(),
             "old set does not know new key"
         );
+    }
+
+    #[test]
+    fn nodes_with_one_shared_seed_accept_each_others_tokens() {
+        let (one, two) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let mut a = TokenKeys::load_or_create(one.path()).expect("keys");
+        let mut b = TokenKeys::load_or_create(two.path()).expect("keys");
+        let before = a.issue(&claims(Kind::Access, 100));
+        assert!(
+            b.verify(&before, Kind::Access, 10).is_err(),
+            "keys of their own"
+        );
+        let shared = a.signing_seed();
+        a.sign_with(&shared);
+        b.sign_with(&shared);
+        let token = b.issue(&claims(Kind::Access, 100));
+        assert!(a.verify(&token, Kind::Access, 10).is_ok());
+        // What a signed before still verifies there.
+        assert!(a.verify(&before, Kind::Access, 10).is_ok());
     }
 }

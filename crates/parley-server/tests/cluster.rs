@@ -1,7 +1,7 @@
 //! Several server nodes on one PostgreSQL database, waking each other's
-//! sockets through NATS (`nats_url`): a device on one node hears, live, what
-//! was stored through another, a transient event sent through a third, and a
-//! logout made on a fourth's behalf. Runs when `PARLEY_TEST_POSTGRES` and
+//! sockets through NATS (`nats_url`) and signing tokens with one key: a device
+//! on one node hears, live, what was stored through another, a transient
+//! event sent through a third, and a logout made through a third. Runs when `PARLEY_TEST_POSTGRES` and
 //! `PARLEY_TEST_NATS` (a `nats://` URL) are both set, as `.ci/run` sets them;
 //! skipped with a notice otherwise.
 
@@ -66,6 +66,12 @@ async fn three_nodes_wake_each_others_sockets() {
     // on C.
     let ann = a.register("ann@example.com").await;
     let bob = b.register("bob@example.com").await;
+    // Each node has signing keys of its own on disk; they sign with the one
+    // in the database, so a token from B works on A and C.
+    for node in [&a, &c] {
+        let (st, v) = node.get("/v1/self", &bob.token).await;
+        assert_eq!(st, 200, "{v}");
+    }
     a.connect_users(&ann, &bob).await;
     let (st, v) = a.add_client(&ann, "permanent", [1]).await;
     assert_eq!(st, 201, "{v}");

@@ -93,6 +93,23 @@ impl Store {
 
 #[async_trait]
 impl AccountStore for Store {
+    async fn token_signing_seed(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        let (_guard, mut tx) = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO token_signing_key (id, seed) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(candidate)
+        .execute(&mut *tx)
+        .await
+        .map_err(Store::error)?;
+        let seed: Vec<u8> = sqlx::query_scalar("SELECT seed FROM token_signing_key WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        tx.commit().await.map_err(Store::error)?;
+        Ok(seed)
+    }
+
     async fn put_activation_code(&self, c: &OneTimeCode) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO activation_codes (email, code_hash, expires_at, tries) VALUES ($1, $2, $3, $4) \

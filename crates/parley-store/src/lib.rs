@@ -481,6 +481,9 @@ pub trait Store:
 /// resets and the recovery bundle. Owned by the accounts service.
 #[async_trait]
 pub trait AccountStore: Send + Sync + std::fmt::Debug + 'static {
+    /// The seed every node on this database signs tokens with: the stored
+    /// one, or `candidate` stored now (the first node's).
+    async fn token_signing_seed(&self, candidate: &[u8]) -> StoreResult<Vec<u8>>;
     /// Stores an activation code for its address (`key`), replacing any earlier
     /// one.
     async fn put_activation_code(&self, code: &OneTimeCode) -> StoreResult<()>;

@@ -129,10 +129,11 @@ impl TestServer {
     }
 
     /// Another node of this server, as a cluster's next process would be:
-    /// the same PostgreSQL database, signing keys and outbox, its own
-    /// address, sockets and memory, with its settings changed by `tweak`
-    /// (`nats_url`). (It shares the first node's connection pool: the
-    /// database is what nodes share.)
+    /// the same PostgreSQL database, its own address, data directory (signing
+    /// keys on disk, outbox), sockets and memory, with its settings changed
+    /// by `tweak` (`nats_url`, without which its tokens are its own). (It
+    /// shares the first node's connection pool: the database is what nodes
+    /// share.)
     ///
     /// # Panics
     /// When the server does not run on PostgreSQL, or the node cannot start.
@@ -142,8 +143,10 @@ impl TestServer {
             Backend::Postgres,
             "nodes share a PostgreSQL database"
         );
+        let dir = tempfile::tempdir().expect("a temporary directory for the node");
         let mut settings = self.settings.clone();
         settings.listen = "127.0.0.1:0".parse().expect("a loopback address");
+        settings.data_dir = dir.path().to_owned();
         tweak(&mut settings);
         let running = start_with_store(settings.clone(), self.store.clone(), Default::default())
             .await
@@ -152,7 +155,7 @@ impl TestServer {
             running,
             backend: self.backend,
             settings,
-            dir: self.dir.clone(),
+            dir: Arc::new(dir),
             store: self.store.clone(),
         }
     }

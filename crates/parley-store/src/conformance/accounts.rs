@@ -374,3 +374,11 @@ pub(super) async fn concurrent_code_tries(s: Arc<dyn Store>) {
         Some(StoreError::NotFound.to_string())
     );
 }
+
+/// The seed the nodes sign tokens with: the first node's stays.
+pub(super) async fn token_signing_seed(s: &dyn Store) {
+    let first = s.token_signing_seed(&[1; 32]).await.expect("seed");
+    assert_eq!(first, vec![1; 32]);
+    let again = s.token_signing_seed(&[2; 32]).await.expect("seed");
+    assert_eq!(again, vec![1; 32], "the first node's seed stays");
+}

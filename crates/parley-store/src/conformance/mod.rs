@@ -84,6 +84,7 @@ pub const SCENARIOS: &[&str] = &[
     "group_proposals",
     "group_migration",
     "subconversations",
+    "token_signing_seed",
 ];
 
 /// Runs one scenario against `store`.
@@ -121,6 +122,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
         "group_proposals" => group_proposals(&*store).await,
         "group_migration" => group_migration(&*store).await,
         "subconversations" => subconversations(&*store).await,
+        "token_signing_seed" => token_signing_seed(&*store).await,
         other => panic!("no scenario {other}"),
     }
 }
@@ -132,7 +134,7 @@ pub async fn run_one(name: &str, store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($open:path) => {
-        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain, mls_groups, concurrent_group_commits, group_proposals, group_migration, subconversations);
+        $crate::conformance_tests!(@each $open; activation_codes, users, cookies, password_resets, concurrent_code_tries, clients, prekey_pool, concurrent_prekey_claims, concurrent_permanent_clients, event_queues, connections, conversations, deliveries, concurrent_deliveries, deliveries_follow_membership, fan_outs_never_deadlock, purges_race_deliveries, push_endpoints, mls_directory, last_resort_key_packages, concurrent_key_package_claims, concurrent_key_package_uploads, trust_chain, mls_groups, concurrent_group_commits, group_proposals, group_migration, subconversations, token_signing_seed);
     };
     (@each $open:path; $($name:ident),*) => {
         $(

@@ -165,6 +165,14 @@ impl State {
 
 #[async_trait]
 impl AccountStore for MemoryStore {
+    async fn token_signing_seed(&self, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        self.with(|s| {
+            Ok(s.token_seed
+                .get_or_insert_with(|| candidate.to_vec())
+                .clone())
+        })
+    }
+
     async fn put_activation_code(&self, code: &OneTimeCode) -> StoreResult<()> {
         self.with(|s| {
             s.codes

@@ -116,6 +116,8 @@ struct State {
     group_devices: BTreeMap<crate::GroupKey, std::collections::BTreeSet<(UserId, ClientId)>>,
     /// The backend's removal keys by scheme (secret, public).
     removal_keys: BTreeMap<u16, (Vec<u8>, Vec<u8>)>,
+    /// The token signing seed the nodes share.
+    token_seed: Option<Vec<u8>>,
 }
 
 struct UserRow {
