@@ -936,12 +936,18 @@ async fn the_server_removes_deleted_devices_and_leavers(s: &TestServer) {
 /// The device joins the conversation's group by external commit, from the
 /// server's group info.
 async fn join_external<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>, id: &str) {
+    let path = format!("/v1/conversations/localhost/{id}/groupinfo");
+    d.group = Some(external_commit(s, users, d, &path).await);
+}
+
+/// The device joins a group by external commit from the group info at
+/// `path`: the group it joined.
+async fn external_commit<C: MlsConfig>(
+    s: &TestServer, users: &[User], d: &Device<C>, path: &str,
+) -> Group<C> {
     let resp = s
         .http
-        .get(format!(
-            "{}/v1/conversations/localhost/{id}/groupinfo",
-            s.base
-        ))
+        .get(format!("{}{path}", s.base))
         .bearer_auth(&users[d.user].token)
         .send()
         .await
@@ -968,7 +974,7 @@ async fn join_external<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Dev
     )
     .await;
     assert_eq!(st, 201, "{v}");
-    d.group = Some(joined);
+    joined
 }
 
 /// A Proteus group between the first two of `users` (the first its admin):
@@ -1439,31 +1445,8 @@ async fn call_group_info(s: &TestServer, u: &User, id: &str) -> (u16, Option<Mls
 
 /// The device joins the conversation's call by external commit.
 async fn join_call<C: MlsConfig>(s: &TestServer, users: &[User], d: &mut Device<C>, id: &str) {
-    let (st, info) = call_group_info(s, &users[d.user], id).await;
-    assert_eq!(st, 200);
-    let (joined, commit_message) = d
-        .mls
-        .commit_external(info.expect("group info"))
-        .expect("external commit");
-    let external = CommitBundle {
-        commit: bytes(&commit_message),
-        welcome: None,
-        group_info: bytes(
-            &joined
-                .group_info_message_allowing_ext_commit(true)
-                .expect("info"),
-        ),
-    };
-    let (st, v) = post_mls(
-        s,
-        &users[d.user],
-        d.client,
-        "/v1/mls/commit-bundles",
-        external.encode(),
-    )
-    .await;
-    assert_eq!(st, 201, "{v}");
-    d.call = Some(joined);
+    let path = format!("/v1/conversations/localhost/{id}/subconversations/conference/groupinfo");
+    d.call = Some(external_commit(s, users, d, &path).await);
 }
 
 /// The call (subconversation) as `u` reads it; the status and the answer.

@@ -144,6 +144,26 @@ impl Store {
         Ok(devices)
     }
 
+    /// Adds a group's row (a conversation's own or a subconversation's).
+    async fn insert_group(tx: &mut Tx, g: &MlsGroupRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mls_groups (conversation_id, subconversation, generation, group_id, \
+             suite, epoch, epoch_at, mixed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(g.conversation.to_string())
+        .bind(g.subconversation.as_deref().unwrap_or(""))
+        .bind(i64::from(g.generation))
+        .bind(&g.group_id)
+        .bind(i32::from(g.suite))
+        .bind(epoch(g.epoch)?)
+        .bind(g.epoch_at)
+        .bind(g.mixed)
+        .execute(&mut **tx)
+        .await
+        .map_err(Store::error)?;
+        Ok(())
+    }
+
     /// Takes a device out of a group's delivery (`remove`), or puts it in.
     async fn group_device(
         tx: &mut Tx, group: &GroupKey, (user, client): (UserId, ClientId), remove: bool,
@@ -242,18 +262,7 @@ impl GroupStore for Store {
     ) -> StoreResult<()> {
         let (_guard, mut tx) = self.write_tx().await?;
         Self::insert_conversation(&mut tx, conversation, &[creator]).await?;
-        sqlx::query(
-            "INSERT INTO mls_groups (conversation_id, group_id, suite, epoch, epoch_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(conversation.id.to_string())
-        .bind(&g.group_id)
-        .bind(i32::from(g.suite))
-        .bind(epoch(g.epoch)?)
-        .bind(g.epoch_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(Store::error)?;
+        Self::insert_group(&mut tx, g).await?;
         Self::fan_out(&mut tx, &[(creator.user, notify.payload)], None, notify.at).await?;
         tx.commit().await.map_err(Store::error)
     }
@@ -274,19 +283,14 @@ impl GroupStore for Store {
         if existing.is_some() {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO mls_groups (conversation_id, group_id, suite, epoch, epoch_at, mixed) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+        Self::insert_group(
+            &mut tx,
+            &MlsGroupRecord {
+                mixed: true,
+                ..g.clone()
+            },
         )
-        .bind(&id)
-        .bind(&g.group_id)
-        .bind(i32::from(g.suite))
-        .bind(epoch(g.epoch)?)
-        .bind(g.epoch_at)
-        .bind(true)
-        .execute(&mut *tx)
-        .await
-        .map_err(Store::error)?;
+        .await?;
         Self::notify_members(&mut tx, g.conversation, notify).await?;
         tx.commit().await.map_err(Store::error)?;
         Ok(true)
@@ -348,20 +352,17 @@ impl GroupStore for Store {
         if !Self::lock_conversation(&mut tx, &g.conversation.to_string()).await? {
             return Err(StoreError::NotFound);
         }
-        sqlx::query(
-            "INSERT INTO mls_groups (conversation_id, subconversation, generation, group_id, \
-             suite, epoch, epoch_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(g.conversation.to_string())
-        .bind(key.sub_name())
-        .bind(i64::from(g.generation))
-        .bind(&g.group_id)
-        .bind(i32::from(g.suite))
-        .bind(epoch(g.epoch)?)
-        .bind(g.epoch_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(Store::error)?;
+        // (Read and written under the conversation's lock.)
+        let open: Option<GroupRow> = sqlx::query_as(GROUP)
+            .bind(g.conversation.to_string())
+            .bind(key.sub_name())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Store::error)?;
+        if let Some(row) = open {
+            return group(g.conversation, row);
+        }
+        Self::insert_group(&mut tx, g).await?;
         let row: GroupRow = sqlx::query_as(GROUP)
             .bind(g.conversation.to_string())
             .bind(key.sub_name())

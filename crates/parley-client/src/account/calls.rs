@@ -29,6 +29,7 @@ use parley_api::SubconversationReset;
 use parley_mls::{Changes, CipherSuite, MemberError, Processed};
 use serde::{Deserialize, Serialize};
 
+use super::mls::{refused, stale, unb64};
 use super::*;
 use crate::api::MlsPost;
 
@@ -83,23 +84,6 @@ impl std::fmt::Debug for CallKey {
     }
 }
 
-fn refused(e: &MemberError) -> ClientError {
-    ClientError::Refused {
-        label: "mls-error",
-        message: e.to_string(),
-    }
-}
-
-fn unb64(text: &str) -> Result<Vec<u8>, ClientError> {
-    b64()
-        .decode(text)
-        .map_err(|e| ClientError::Decode(format!("not base64: {e}")))
-}
-
-fn label_is(e: &ClientError, wanted: &str) -> bool {
-    matches!(e, ClientError::Api { label, .. } if label == wanted)
-}
-
 impl Account {
     /// The call of a conversation this device is in, if any.
     pub fn call(&self, conversation: ConversationId) -> Option<&CallView> {
@@ -121,7 +105,21 @@ impl Account {
             });
         }
         for _ in 0..JOIN_ATTEMPTS {
-            let sub = self.api.subconversation(conversation, CONFERENCE).await?;
+            let sub = match self.api.subconversation(conversation, CONFERENCE).await {
+                Ok(sub) => sub,
+                // No longer a member, or no call to have: none kept here.
+                Err(
+                    e @ ClientError::Api {
+                        status: 403 | 404, ..
+                    },
+                ) => {
+                    let tx = self.begin().await?;
+                    self.drop_call(conversation.id);
+                    self.commit(tx).await?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let group = unb64(&sub.group_id)?;
             let suite = CipherSuite(sub.cipher_suite);
             let me = (self.user(), self.device_id());
@@ -160,6 +158,10 @@ impl Account {
                 }
                 None => None,
             };
+            // Kept as one to rejoin until the server's answer says it is in:
+            // a device that dies after posting (or never hears back) joins
+            // again, in place of the leaf it may have, at its next sync.
+            self.pending_call(conversation.id, &group);
             self.commit(tx).await?;
             let bundle = match made {
                 Some(bundle) => bundle,
@@ -173,6 +175,7 @@ impl Account {
                         .member(suite)?
                         .join_external(&group, known, &info)
                         .map_err(|e| refused(&e))?;
+                    self.pending_call(conversation.id, &group);
                     self.commit(tx).await?;
                     bundle
                 }
@@ -209,20 +212,19 @@ impl Account {
                 self.call_key(conversation.id).map(Some)
             }
             // Unknown whether it arrived: if it did, the server counts
-            // this device in. The call is kept, to be rejoined (in place of
-            // that leaf) at the next sync.
+            // this device in. The call stays one to rejoin (in place of that
+            // leaf) at the next sync.
             Err(e) if e.is_away() => {
                 member.state().forget(group);
-                self.set_call(conversation.id, group, 0);
-                self.mark_call(conversation.id, |c| c.rejoin = true);
                 self.commit(tx).await?;
                 Err(e)
             }
             // Refused: this device is not in.
             Err(e) => {
                 member.state().forget(group);
+                self.forget_call(conversation.id);
                 self.commit(tx).await?;
-                if label_is(&e, "mls-stale-message") {
+                if stale(&e) {
                     return Ok(None);
                 }
                 Err(e)
@@ -467,6 +469,13 @@ impl Account {
                 leave,
             });
         }
+    }
+
+    /// Records a join about to be posted: a call to rejoin until the
+    /// server's answer comes.
+    fn pending_call(&mut self, conversation: ConversationId, group: &[u8]) {
+        self.set_call(conversation, group, 0);
+        self.mark_call(conversation, |c| c.rejoin = true);
     }
 
     /// Forgets the record of the call (not its group's state).

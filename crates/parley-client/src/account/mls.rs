@@ -56,20 +56,20 @@ fn group_id(conversation: &Qualified<ConversationId>) -> Vec<u8> {
     conversation.id.as_bytes().to_vec()
 }
 
-fn unb64(text: &str) -> Result<Vec<u8>, ClientError> {
+pub(super) fn unb64(text: &str) -> Result<Vec<u8>, ClientError> {
     b64()
         .decode(text)
         .map_err(|e| ClientError::Decode(format!("not base64: {e}")))
 }
 
-fn refused(e: &MemberError) -> ClientError {
+pub(super) fn refused(e: &MemberError) -> ClientError {
     ClientError::Refused {
         label: "mls-error",
         message: e.to_string(),
     }
 }
 
-fn stale(e: &ClientError) -> bool {
+pub(super) fn stale(e: &ClientError) -> bool {
     matches!(e, ClientError::Api { label, .. } if label == "mls-stale-message")
 }
 

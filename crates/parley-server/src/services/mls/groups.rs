@@ -314,12 +314,18 @@ impl Mls {
         if group.mixed && !call {
             self.finish_if_complete(me, conversation).await;
         }
-        if !applied.lapsed.is_empty() {
-            // An external commit cannot take the server's proposals in:
-            // they are made again on the epoch it made.
-            let lapsed: Vec<_> = applied.lapsed.iter().map(|d| (d.user, d.client)).collect();
-            if let Err(e) = self.propose_removals(&key, &lapsed).await {
-                tracing::warn!(label = e.label(), "MLS: lapsed removals not proposed again");
+        // An external commit cannot take the server's proposals in: they are
+        // made again on the epoch it made. In a call, so is the removal of
+        // any leaf out of its delivery (a leave whose proposal was lost).
+        let mut again: BTreeSet<(UserId, ClientId)> =
+            applied.lapsed.iter().map(|d| (d.user, d.client)).collect();
+        if call {
+            again.extend(self.strays(&key, &tracked).await);
+        }
+        if !again.is_empty() {
+            let again: Vec<_> = again.into_iter().collect();
+            if let Err(e) = self.propose_removals(&key, &again).await {
+                tracing::warn!(label = e.label(), "MLS: removals not proposed again");
             }
         }
         tracing::info!(
@@ -483,6 +489,22 @@ impl Mls {
             }
         }
         Ok(scheme)
+    }
+
+    /// A call's leaves whose devices are out of its delivery (they left, or
+    /// their user left the conversation): their removal is due. (Read after
+    /// the commit; a failure to read proposes nothing.)
+    async fn strays(&self, key: &GroupKey, tracked: &TrackedGroup) -> Vec<(UserId, ClientId)> {
+        let (Ok(delivered), Ok(leaves)) = (self.groups.devices(key).await, tracked.members())
+        else {
+            tracing::warn!("MLS: a call's devices not read after a commit");
+            return Vec::new();
+        };
+        leaves
+            .into_iter()
+            .map(|l| (l.device.user, l.device.client))
+            .filter(|d| !delivered.contains(d))
+            .collect()
     }
 
     /// The rules of a commit to a subconversation's group: a device comes
@@ -659,13 +681,19 @@ impl Mls {
         &self, me: UserId, domain: &str, conversation: ConversationId,
     ) -> ApiResult<Vec<u8>> {
         self.core.local(domain)?;
-        let key = GroupKey::of(conversation);
-        self.member_group(me, &key).await?;
-        let state = self.groups.state(&key).await?;
+        self.latest_group_info(me, &GroupKey::of(conversation))
+            .await
+    }
+
+    /// A group's latest group info, for a member of its conversation (a
+    /// conversation's own group or a subconversation's).
+    pub(super) async fn latest_group_info(&self, me: UserId, key: &GroupKey) -> ApiResult<Vec<u8>> {
+        self.member_group(me, key).await?;
+        let state = self.groups.state(key).await?;
         state.map(|st| st.group_info).ok_or_else(|| {
             ApiError::not_found(
                 "mls-missing-group-info",
-                "the group has no group info yet: its creator has not committed",
+                "the group has no group info yet: its first commit is not made",
             )
         })
     }

@@ -153,15 +153,8 @@ impl Mls {
         &self, me: UserId, domain: &str, id: ConversationId, name: &str,
     ) -> ApiResult<Vec<u8>> {
         self.core.local(domain)?;
-        let key = GroupKey::sub(id, known(name)?);
-        self.member_group(me, &key).await?;
-        let state = self.groups.state(&key).await?;
-        state.map(|st| st.group_info).ok_or_else(|| {
-            ApiError::not_found(
-                "mls-missing-group-info",
-                "the subconversation's group is not made yet: make its first commit",
-            )
-        })
+        self.latest_group_info(me, &GroupKey::sub(id, known(name)?))
+            .await
     }
 
     /// `DELETE /v1/conversations/{domain}/{id}/subconversations/{name}/self`:
